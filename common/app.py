@@ -1,0 +1,153 @@
+"""The service app factory: one FastAPI app per service whose lifespan opens the store, starts the
+FastStream broker and the service's background loops, and closes them all in reverse order.
+
+Every service's `app.py` is wiring only: it calls `create_service_app` with its settings, its Kafka
+subscribers, its HTTP routes and its start-up hook (indexes, store object).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker, KafkaRouter
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from common.errors import install_error_handlers
+from common.kafka import make_broker
+from common.logs import configure_logging
+from common.settings import ServiceSettings
+from common.store import open_mongo
+
+log = structlog.get_logger("app")
+
+KAFKA_CONNECT_RETRY_S = 2.0
+
+
+@dataclass
+class Runtime:
+    """The resources a running service holds; built in the lifespan, handed to handlers and routes."""
+
+    settings: ServiceSettings
+    broker: KafkaBroker
+    mongo: AsyncMongoClient[dict[str, Any]]
+    db: AsyncDatabase[dict[str, Any]]
+    store: Any = None  # the service's own store object, returned by its start-up hook
+    kafka_connected: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        """Run a background loop for the life of the service (cancelled at shutdown)."""
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self.tasks.append(task)
+        return task
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+SubscribersFactory = Callable[[Runtime], KafkaRouter | None]
+StartupHook = Callable[[Runtime], Awaitable[Any]]
+BackgroundLoop = Callable[[Runtime], Awaitable[None]]
+
+
+async def _connect_broker(runtime: Runtime) -> None:
+    """Start the broker, retrying while Kafka is unreachable, so the service (and its HTTP API) stays up."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            await runtime.broker.start()
+        except Exception as exc:  # noqa: BLE001 - any start failure means "not yet"
+            if attempt == 1 or attempt % 15 == 0:
+                log.warning("kafka not reachable yet; retrying", attempt=attempt, error=repr(exc))
+            with contextlib.suppress(Exception):
+                await runtime.broker.stop()
+            await asyncio.sleep(KAFKA_CONNECT_RETRY_S)
+        else:
+            runtime.kafka_connected.set()
+            log.info("kafka connected", bootstrap=runtime.settings.kafka_bootstrap_servers)
+            return
+
+
+def health_router() -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz", summary="Process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Kafka and the store are reachable")
+    async def readyz(runtime: RuntimeDep) -> JSONResponse:
+        checks: dict[str, bool] = {}
+        try:
+            await asyncio.wait_for(runtime.db.command("ping"), timeout=2)
+            checks["store"] = True
+        except Exception:  # noqa: BLE001
+            checks["store"] = False
+        checks["kafka"] = runtime.kafka_connected.is_set() and await runtime.broker.ping(timeout=2)
+        ok = all(checks.values())
+        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503)
+
+    return router
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    description: str = "",
+    subscribers: SubscribersFactory | None = None,
+    routers: Sequence[APIRouter] = (),
+    startup: StartupHook | None = None,
+    background: Sequence[BackgroundLoop] = (),
+    wait_for_kafka: bool = False,
+) -> FastAPI:
+    """Build the service's FastAPI app. `wait_for_kafka` blocks start-up until the broker is connected."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.service_name, settings.log_level, settings.log_json)
+        mongo = open_mongo(settings)
+        broker = make_broker(settings)
+        runtime = Runtime(settings=settings, broker=broker, mongo=mongo, db=mongo[settings.database_name])
+        if subscribers is not None and (kafka_router := subscribers(runtime)) is not None:
+            broker.include_router(kafka_router)
+        app.state.runtime = runtime
+        if startup is not None:
+            runtime.store = await startup(runtime)
+        connect = runtime.spawn(_connect_broker(runtime), "kafka-connect")
+        if wait_for_kafka:
+            await connect
+        for loop in background:
+            runtime.spawn(loop(runtime), loop.__name__)
+        log.info("service started", http_port=settings.http_port)
+        try:
+            yield
+        finally:
+            for task in reversed(runtime.tasks):
+                task.cancel()
+            await asyncio.gather(*runtime.tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await broker.stop()
+            await mongo.close()
+            log.info("service stopped")
+
+    app = FastAPI(title=title, description=description, lifespan=lifespan)
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(health_router())
+    for router in routers:
+        app.include_router(router)
+    return app

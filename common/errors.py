@@ -1,0 +1,103 @@
+"""One base class for domain errors, and HTTP error bodies an operator can read (zh first, en too)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+
+class DomainError(Exception):
+    """A rule said no. `status` is the HTTP status the API answers with."""
+
+    status = 409
+    code = "domain_error"
+
+    def __init__(self, message_zh: str, message_en: str, *, field: str | None = None, status: int | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message_en)
+        self.message_zh = message_zh
+        self.message_en = message_en
+        self.field = field
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+
+
+class NotFound(DomainError):
+    status = 404
+    code = "not_found"
+
+
+class Forbidden(DomainError):
+    status = 403
+    code = "forbidden"
+
+
+# Chinese reasons for pydantic's error types; anything else falls back to a generic message.
+_ZH_REASONS = {
+    "missing": "必填项缺失",
+    "string_too_long": "内容过长",
+    "string_too_short": "内容过短",
+    "string_pattern_mismatch": "格式不正确",
+    "enum": "取值不在允许范围内",
+    "literal_error": "取值不在允许范围内",
+    "int_parsing": "应为整数",
+    "float_parsing": "应为数字",
+    "decimal_parsing": "应为金额数字",
+    "bool_parsing": "应为是或否",
+    "datetime_parsing": "日期时间格式不正确",
+    "datetime_from_date_parsing": "日期时间格式不正确",
+    "timezone_aware": "时间须带时区",
+    "date_parsing": "日期格式不正确",
+    "too_short": "至少需要一项",
+    "too_long": "项数过多",
+    "greater_than_equal": "数值过小",
+    "less_than_equal": "数值过大",
+    "greater_than": "数值过小",
+    "less_than": "数值过大",
+    "extra_forbidden": "不允许的字段",
+    "json_invalid": "请求不是有效的 JSON",
+    "model_attributes_type": "应为对象",
+    "list_type": "应为列表",
+    "string_type": "应为文本",
+    "uuid_parsing": "编号格式不正确",
+}
+
+
+def field_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Turn pydantic errors into `{field, reason_zh, reason_en}`; a `value_error` carries its own zh text."""
+    out = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "form")]
+        message = str(err.get("msg", ""))
+        reason_en = message.removeprefix("Value error, ")
+        reason_zh = _ZH_REASONS.get(err.get("type", ""), "取值无效")
+        if "|" in reason_en:  # "中文原因 | English reason" from our own validators
+            reason_zh, reason_en = (part.strip() for part in reason_en.split("|", 1))
+        out.append({"field": ".".join(loc) or "body", "reason_zh": reason_zh, "reason_en": reason_en,
+                    "type": err.get("type")})
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(
+            status_code=422,
+            content={
+                "message_zh": "提交内容有误，请检查以下字段",
+                "message_en": "The request has invalid fields",
+                "errors": field_errors(list(exc.errors())),
+            },
+        )
+
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+        body: dict[str, Any] = {"code": exc.code, "message_zh": exc.message_zh, "message_en": exc.message_en}
+        if exc.field:
+            body["field"] = exc.field
+        return JSONResponse(status_code=exc.status, content=body)

@@ -1,0 +1,1 @@
+"""Shared contracts: event schemas, topic names, department and district codes."""

@@ -1,0 +1,38 @@
+"""The base every event derives from: identity, time, the case it concerns, a schema version."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import ClassVar
+from uuid import UUID, uuid4
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+CASE_ID_PATTERN = r"^CQ-\d{8}-\d{6}$"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Model(BaseModel):
+    """Frozen, strict value object used inside events."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Event(Model):
+    """An immutable fact, named in the past tense, published on `TOPIC` keyed by `case_id`."""
+
+    TOPIC: ClassVar[str]
+
+    event_id: UUID = Field(default_factory=uuid4)
+    occurred_at: AwareDatetime = Field(default_factory=utcnow)
+    case_id: str
+    schema_version: int = 1
+    correlation_id: str | None = None
+
+    @property
+    def key(self) -> bytes:
+        """Partition key: one case's events stay in order."""
+        return self.case_id.encode()

@@ -1,0 +1,156 @@
+"""Events the router publishes: dispatch decisions, department tasks and the case lifecycle."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AwareDatetime, Field, TypeAdapter
+
+from .base import Event, Model
+
+CASE_LIFECYCLE_TOPIC = "router.case-lifecycle.v1"
+DEPARTMENT_QUEUE_PREFIX = "dept."
+
+
+def department_queue_topic(department: str) -> str:
+    """The queue topic of one department, e.g. `dept.civil_affairs.v1`; its own systems may subscribe."""
+    return f"{DEPARTMENT_QUEUE_PREFIX}{department}.v1"
+
+
+class Assignment(Model):
+    department: str
+    district: str
+    role: Literal["lead", "co_handler"]
+
+
+class Decision(Model):
+    """Why a case went where it went (P6.3): the rules that decided and the facts they saw."""
+
+    rule_ids: tuple[str, ...]
+    provisions: tuple[str, ...] = ()
+    facts: dict[str, Any] = Field(default_factory=dict)
+    catalogue_version: str | None = None
+    decided_by: str = "router"
+
+
+class CaseDispatched(Event):
+    """The case was dispatched to a lead department and its co-handlers in the place of hardship (P2.3, P5.2d)."""
+
+    TOPIC: ClassVar[str] = CASE_LIFECYCLE_TOPIC
+    type: Literal["case.dispatched"] = "case.dispatched"
+    district: str
+    lead: Assignment
+    co_handlers: tuple[Assignment, ...] = ()
+    needs: tuple[str, ...]
+    sla_class: str
+    emergency: bool = False
+    decision: Decision
+    hop: int = 1
+
+
+class DepartmentTask(Event):
+    """One department's part of a case, on that department's queue topic, keyed by case id."""
+
+    TOPIC: ClassVar[str] = DEPARTMENT_QUEUE_PREFIX + "{department}.v1"
+    type: Literal["dept.task"] = "dept.task"
+    task_id: str
+    department: str
+    district: str
+    role: Literal["lead", "co_handler"]
+    needs: tuple[str, ...]
+    sla_class: str
+    emergency: bool = False
+    summary: str = ""
+    due_at: AwareDatetime | None = None
+
+
+class _ByActor(Event):
+    TOPIC: ClassVar[str] = CASE_LIFECYCLE_TOPIC
+    actor: str  # user id (sub claim) or "router"
+    department: str | None = None
+    district: str | None = None
+
+
+class CaseSignedFor(_ByActor):
+    type: Literal["case.signed_for"] = "case.signed_for"
+    task_id: str
+    role: Literal["lead", "co_handler"] = "lead"
+
+
+class CaseProgressRecorded(_ByActor):
+    type: Literal["case.progress"] = "case.progress"
+    task_id: str
+    note: str = Field(max_length=4000)
+    first_contact: bool = False  # the department reached the caller
+
+
+class CaseReturned(_ByActor):
+    type: Literal["case.returned"] = "case.returned"
+    task_id: str
+    reason: Literal["not_our_responsibility", "wrong_district", "duplicate", "insufficient_information"]
+    note: str = ""
+    returns_so_far: int = 1
+
+
+class CoHandlingRequested(_ByActor):
+    type: Literal["case.co_handling_requested"] = "case.co_handling_requested"
+    requested_department: str
+    note: str = ""
+
+
+class CoHandlerTaskClosed(_ByActor):
+    type: Literal["case.co_handler_closed"] = "case.co_handler_closed"
+    task_id: str
+    outcome: Literal["done", "waived"]
+    note: str = ""
+
+
+class CaseResolved(_ByActor):
+    type: Literal["case.resolved"] = "case.resolved"
+    outcome: str
+    note: str = ""
+
+
+class CaseReassigned(_ByActor):
+    type: Literal["case.reassigned"] = "case.reassigned"
+    lead: Assignment
+    reason: str = ""
+
+
+class CasesMerged(_ByActor):
+    type: Literal["case.merged"] = "case.merged"
+    into_case_id: str  # the surviving case; case_id is the child that was merged into it
+
+
+class ArbitrationRequested(_ByActor):
+    type: Literal["case.arbitration_requested"] = "case.arbitration_requested"
+    returns: int
+
+
+class ArbitrationSettled(_ByActor):
+    type: Literal["case.arbitration_settled"] = "case.arbitration_settled"
+    lead: Assignment
+    note: str = ""
+
+
+class CaseClosed(_ByActor):
+    type: Literal["case.closed"] = "case.closed"
+    reason: str = ""
+
+
+CaseLifecycleEvent = Annotated[
+    CaseDispatched
+    | CaseSignedFor
+    | CaseProgressRecorded
+    | CaseReturned
+    | CoHandlingRequested
+    | CoHandlerTaskClosed
+    | CaseResolved
+    | CaseReassigned
+    | CasesMerged
+    | ArbitrationRequested
+    | ArbitrationSettled
+    | CaseClosed,
+    Field(discriminator="type"),
+]
+case_lifecycle_event: TypeAdapter[CaseLifecycleEvent] = TypeAdapter(CaseLifecycleEvent)

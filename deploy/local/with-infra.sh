@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Run a command with the real Kafka and FerretDB up and their addresses in the environment.
+# Starts them if they are not running and stops them afterwards if it started them (or always,
+# with --stop-after), so a developer's already-running infrastructure is left alone.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+INFRA="$ROOT/deploy/local/infra.sh"
+
+stop_after=0
+if [ "${1:-}" = "--stop-after" ]; then stop_after=1; shift; fi
+
+started=0
+if ! bash "$INFRA" status >/dev/null 2>&1; then started=1; fi
+cleanup() {
+  if [ "$started" = 1 ] || [ "$stop_after" = 1 ]; then bash "$INFRA" stop; fi
+}
+trap cleanup EXIT
+bash "$INFRA" start
+
+export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:${KAFKA_PORT:-9092}"
+export MONGODB_URL="mongodb://127.0.0.1:${MONGO_PORT:-27017}/"
+for svc in HOTLINE ROUTER RELIEF NOTIFY; do
+  export "${svc}_KAFKA_BOOTSTRAP_SERVERS=${KAFKA_BOOTSTRAP_SERVERS}"
+  export "${svc}_MONGODB_URL=${MONGODB_URL}"
+done
+"$@"

@@ -1,0 +1,1 @@
+"""Hotline intake: operators enter calls; each becomes a help request with a case number at once."""

@@ -1,0 +1,1 @@
+"""Notify: SLA clocks, warnings, escalations and the coordinators' view of overdue cases."""

@@ -1,0 +1,1 @@
+"""Relief: emergency temporary assistance at the place of hardship, approvals and a payment ledger."""

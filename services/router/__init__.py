@@ -1,0 +1,1 @@
+"""Router: one-door acceptance, coordinated handling; dispatches cases to department queues."""
