@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-0123456789"
+# Settings a production deployment must set itself (the defaults only suit a developer's machine).
+PRODUCTION_REQUIRED = ("kafka_bootstrap_servers", "mongodb_url", "jwt_secret")
 
 
 class ServiceSettings(BaseSettings):
@@ -21,9 +26,10 @@ class ServiceSettings(BaseSettings):
     mongodb_url: str = "mongodb://127.0.0.1:27017/"
     mongodb_database: str = ""
     mongodb_timeout_ms: int = Field(default=5000, ge=100)
-    jwt_secret: SecretStr = SecretStr("dev-only-secret-change-me-in-production-0123456789")
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     jwt_algorithm: str = "HS256"
     jwt_issuer: str = "relief-hotline"
+    kafka_group_id: str = ""  # consumer group; defaults to the service name
     log_level: str = "INFO"
     log_json: bool | None = None  # None: JSON when stdout is not a terminal
     # Consumer policy (ARCHITECTURE.md "Delivery rules"): retries with backoff, then `<topic>.dlq`.
@@ -31,10 +37,16 @@ class ServiceSettings(BaseSettings):
     consumer_backoff_initial_s: float = Field(default=0.2, ge=0)
     consumer_backoff_max_s: float = Field(default=5.0, ge=0)
 
+    @model_validator(mode="after")
+    def _production_needs_real_secrets(self) -> ServiceSettings:
+        if self.environment == "production" and self.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
+            raise ValueError("jwt_secret: production needs its own secret, not the development default")
+        return self
+
     @property
     def database_name(self) -> str:
         return self.mongodb_database or self.service_name
 
     @property
     def consumer_group(self) -> str:
-        return self.service_name
+        return self.kafka_group_id or self.service_name

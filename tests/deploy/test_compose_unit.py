@@ -1,0 +1,61 @@
+"""docker-compose.yml cannot run here (no engine), so its wiring is checked as data."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from common.settings import PRODUCTION_REQUIRED
+
+pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ("hotline", "router", "relief", "notify")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_infrastructure_is_kafka_kraft_and_a_mongo_replica_set(compose: dict) -> None:
+    kafka, mongo = compose["services"]["kafka"], compose["services"]["mongo"]
+    assert kafka["image"].startswith("apache/kafka:")
+    assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert "--replSet" in mongo["command"]
+    assert "healthcheck" in kafka and "healthcheck" in mongo
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_every_service_gets_its_required_settings_and_valid_ones_only(name: str, compose: dict, monkeypatch) -> None:
+    service = compose["services"][name]
+    settings_cls = importlib.import_module(f"services.{name}.settings").Settings
+    prefix = settings_cls.model_config["env_prefix"]
+    env = {k: str(v) for k, v in service["environment"].items()}
+    for field in PRODUCTION_REQUIRED:
+        assert f"{prefix}{field.upper()}" in env, f"{name} lacks {prefix}{field.upper()}"
+    for key in env:
+        assert key.startswith(prefix) and key[len(prefix):].lower() in settings_cls.model_fields, f"{name}: {key}"
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = settings_cls()  # validates, including the production secret rule
+    assert settings.environment == "production"
+    assert f"{settings.http_port}:{settings.http_port}" in service["ports"]
+    assert str(settings.http_port) in service["command"]
+    assert all(dep["condition"] == "service_healthy" for dep in service["depends_on"].values())
+    assert f":{settings.http_port}/readyz" in " ".join(service["healthcheck"]["test"])
+
+
+def test_no_host_ports_clash(compose: dict) -> None:
+    host_ports = [p.split(":")[0] for s in compose["services"].values() for p in s.get("ports", [])]
+    assert len(host_ports) == len(set(host_ports)) == len(SERVICES)
+
+
+def test_production_refuses_the_development_secret(monkeypatch) -> None:
+    from services.hotline.settings import Settings
+
+    monkeypatch.setenv("HOTLINE_ENVIRONMENT", "production")
+    with pytest.raises(ValueError, match="jwt_secret"):
+        Settings()

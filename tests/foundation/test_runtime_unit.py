@@ -1,0 +1,71 @@
+"""Shared runtime: masking, tokens, backoff, case numbers."""
+
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+
+from common.auth import Principal, Role, decode_token, issue_token
+from common.consumer import DeliveryPolicy
+from common.logs import mask_personal_data, mask_text
+from common.settings import ServiceSettings
+from services.hotline.domain import case_day, format_case_number
+
+pytestmark = pytest.mark.unit
+
+SETTINGS = ServiceSettings(service_name="test")
+
+
+def test_id_card_and_phone_numbers_never_leave_in_clear() -> None:
+    text = mask_text("身份证 11010519491231002X 手机 13812345678 座机 023-68881234")
+    assert "11010519491231002X" not in text and "13812345678" not in text and "68881234" not in text
+    assert "110105" in text and "5678" in text
+
+
+def test_masking_reaches_nested_log_fields() -> None:
+    out = mask_personal_data(None, "info", {"caller": {"phone": "13812345678"}, "ids": ["11010519491231002X"]})
+    assert out["caller"]["phone"] == "138****5678"
+    assert out["ids"][0].startswith("110105") and "19491231" not in out["ids"][0]
+
+
+def test_case_ids_are_not_mistaken_for_phone_numbers() -> None:
+    assert mask_text("CQ-20260215-000123") == "CQ-20260215-000123"
+
+
+def test_token_round_trip_carries_role_department_district() -> None:
+    token = issue_token(SETTINGS, sub="w1", role=Role.DEPT_WORKER, department="civil_affairs", district="500103")
+    assert decode_token(SETTINGS, token) == Principal(
+        sub="w1", role=Role.DEPT_WORKER, department="civil_affairs", district="500103"
+    )
+
+
+def test_expired_or_foreign_tokens_are_refused() -> None:
+    expired = issue_token(SETTINGS, sub="w1", role="operator", ttl=timedelta(seconds=-1))
+    with pytest.raises(jwt.ExpiredSignatureError):
+        decode_token(SETTINGS, expired)
+    other = ServiceSettings(service_name="x", jwt_secret="another-secret-of-sufficient-length-0123456789")
+    with pytest.raises(jwt.InvalidSignatureError):
+        decode_token(SETTINGS, issue_token(other, sub="w1", role="operator"))
+
+
+def test_district_scope() -> None:
+    city = Principal(sub="c", role=Role.COORDINATOR, district="city")
+    local = Principal(sub="d", role=Role.COORDINATOR, district="500103")
+    assert city.can_see_district("500101") and local.can_see_district("500103")
+    assert not local.can_see_district("500101")
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    policy = DeliveryPolicy("t", backoff_initial_s=1.0, backoff_max_s=4.0)
+    assert 0.5 <= policy.backoff(1) <= 1.0
+    assert 1.0 <= policy.backoff(2) <= 2.0
+    assert 2.0 <= policy.backoff(5) <= 4.0
+
+
+def test_case_numbers_are_readable_and_sort_by_date() -> None:
+    assert format_case_number("20260215", 123) == "CQ-20260215-000123"
+    assert format_case_number("20260215", 999) < format_case_number("20260216", 1)
+    # Counted in Chongqing local time: 23:30 UTC on the 14th is already the 15th there.
+    assert case_day(datetime(2026, 2, 14, 23, 30, tzinfo=UTC)) == "20260215"
+    with pytest.raises(ValueError):
+        format_case_number("20260215", 1_000_000)

@@ -1,0 +1,116 @@
+"""Run services as real processes (uvicorn), the way `make run` does, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    port: int
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", f"services.{self.name}.app:create_app",
+             "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+
+    def stop(self, sig: str = "term") -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        if sig == "kill":
+            self.process.kill()
+        else:
+            self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"{self.name} exited early:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=3).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass
+class ServiceSet:
+    """The given services, each with its own port, database and consumer group for this run."""
+
+    kafka: str
+    mongodb_url: str
+    names: tuple[str, ...]
+    tmp: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    services: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        run = uuid.uuid4().hex[:8]
+        for name in self.names:
+            prefix = name.upper()
+            env = {**os.environ, "PYTHONPATH": str(ROOT)}
+            env.update({
+                f"{prefix}_KAFKA_BOOTSTRAP_SERVERS": self.kafka,
+                f"{prefix}_MONGODB_URL": self.mongodb_url,
+                f"{prefix}_MONGODB_DATABASE": f"e2e_{run}_{name}",
+                f"{prefix}_KAFKA_GROUP_ID": f"e2e-{run}-{name}",
+                f"{prefix}_ENVIRONMENT": "test",
+                f"{prefix}_LOG_JSON": "true",
+            })
+            env.update(self.extra_env)
+            self.services[name] = ServiceProcess(name, free_port(), env, self.tmp / f"{name}.log")
+
+    def __getitem__(self, name: str) -> ServiceProcess:
+        return self.services[name]
+
+    def start(self) -> None:
+        for service in self.services.values():
+            service.start()
+        for service in self.services.values():
+            service.wait_ready()
+
+    def stop(self) -> None:
+        for service in self.services.values():
+            service.stop()
+
+    def databases(self) -> list[str]:
+        return [s.env[f"{s.name.upper()}_MONGODB_DATABASE"] for s in self.services.values()]
