@@ -85,6 +85,8 @@ class HelpRequested(Event):
     emergency_reasons: tuple[str, ...] = ()
     description: str = Field(default="", max_length=4000)
     warm_transfer: WarmTransfer | None = None
+    # Typed Open311-style attribute values of the needs (see contracts/catalogue.py), by attribute code.
+    attributes: dict[str, str | float | list[str]] = Field(default_factory=dict)
 
 
 class FollowUpAttached(Event):
@@ -95,6 +97,16 @@ class FollowUpAttached(Event):
     operator_id: str
     note: str = Field(default="", max_length=4000)
     received_at: AwareDatetime
+
+
+class WarmTransferRecorded(Event):
+    """The operator handed a life-safety call to 110/119/120 and stayed on the line (P2.2)."""
+
+    TOPIC: ClassVar[str] = CASE_EVENTS_TOPIC
+    type: Literal["hotline.warm_transfer_recorded"] = "hotline.warm_transfer_recorded"
+    operator_id: str
+    transfer: WarmTransfer
+    note: str = Field(default="", max_length=4000)
 
 
 class CallbackRecorded(Event):
@@ -116,5 +128,7 @@ class CaseReopened(Event):
     reason: str
 
 
-HotlineCaseEvent = Annotated[FollowUpAttached | CallbackRecorded | CaseReopened, Field(discriminator="type")]
+HotlineCaseEvent = Annotated[
+    FollowUpAttached | WarmTransferRecorded | CallbackRecorded | CaseReopened, Field(discriminator="type")
+]
 hotline_case_event = TypeAdapter(HotlineCaseEvent)
