@@ -1,0 +1,137 @@
+"""Dated standards (validated at start-up), the registry CSV import (P2.3) and subsidy runs (P1.3, P2.1)."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from importlib import resources
+
+import pytest
+
+from services.relief.domain.facts import Category
+from services.relief.domain.money import yuan
+from services.relief.domain.registry import id_card_check_char, id_card_checksum_ok, parse_registry_csv
+from services.relief.domain.runs import Recipient, RunKind, RunSpec, ineligible_categories, run_payment
+from services.relief.domain.standards import DibaoStandard, NoStandard, load_standards
+
+pytestmark = pytest.mark.unit
+
+
+def test_shipped_standards_cover_every_district_and_are_marked_as_examples():
+    text = resources.files("services.relief.data").joinpath("dibao_standards.yaml").read_text(encoding="utf-8")
+    parsed, book = load_standards(text)
+    assert parsed.example is True and "EXAMPLE" in text
+    assert book.missing_districts() == []
+
+
+def test_standard_in_force_is_the_latest_effective_on_or_before_the_day():
+    _, book = load_standards(
+        "example: true\nstandards:\n"
+        "  - {district: '500103', effective_from: 2021-01-01, urban: '620', rural: '496'}\n"
+        "  - {district: '500103', effective_from: 2021-07-01, urban: '650', rural: '520'}\n",
+        require_every_district=False)
+    assert book.amount("500103", "urban", date(2021, 6, 30)) == Decimal("620")
+    assert book.amount("500103", "urban", date(2021, 7, 1)) == Decimal("650")
+    with pytest.raises(NoStandard):
+        book.amount("500103", "urban", date(2020, 12, 31))
+    added = book.with_added([DibaoStandard(district="500103", effective_from=date(2022, 1, 1), urban=Decimal("700"),
+                                           rural=Decimal("560"))])
+    assert added.amount("500103", "rural", date(2022, 3, 1)) == Decimal("560")
+
+
+@pytest.mark.parametrize("bad", [
+    "example: true\nstandards:\n  - {district: '999999', effective_from: 2021-01-01, urban: '1', rural: '1'}\n",
+    "example: true\nstandards:\n  - {district: '500103', effective_from: 2021-01-01, urban: '-1', rural: '1'}\n",
+    "example: true\nstandards:\n  - {district: '500103', effective_from: 2021-01-01, urban: '1.234', rural: '1'}\n",
+    "example: true\nstandards:\n  - {district: '500103', effective_from: 2021-01-01, urban: '1', rural: '1'}\n"
+    "  - {district: '500103', effective_from: 2021-01-01, urban: '2', rural: '2'}\n",
+    "standards: []\n",
+])
+def test_invalid_standards_fail_validation(bad):
+    with pytest.raises(ValueError):
+        load_standards(bad, require_every_district=False)
+
+
+def test_missing_districts_fail_start_up_validation():
+    with pytest.raises(ValueError, match="no standard for districts"):
+        load_standards("example: true\nstandards:\n"
+                       "  - {district: '500103', effective_from: 2021-01-01, urban: '1', rural: '1'}\n")
+
+
+def test_money_is_decimal_to_the_fen():
+    assert yuan("1240.005") == Decimal("1240.01") and str(yuan(3)) == "3.00"
+    with pytest.raises(TypeError):
+        yuan(1.1)
+
+
+def make_id(prefix17: str) -> str:
+    return prefix17 + id_card_check_char(prefix17)
+
+
+GOOD_ID = make_id("50010319800101123")
+
+
+def test_id_card_checksum():
+    assert id_card_checksum_ok(GOOD_ID)
+    assert not id_card_checksum_ok(GOOD_ID[:17] + ("0" if GOOD_ID[17] != "0" else "1"))
+
+
+def test_p23_registry_import_keeps_good_rows_and_names_each_bad_one():
+    """P2.3: a validation report names each bad row (line, id, field, reason zh/en); good rows are kept."""
+    csv_text = (
+        "recipient_id,name,id_card,district,area,categories,approved_on,ended_on\n"
+        f"R1,张三,{GOOD_ID},500103,urban,dibao,2021-01-05,\n"
+        f"R2,李四,{GOOD_ID[:17]}0,500103,urban,dibao,2021-01-05,\n"  # wrong check digit (unless it is 0)
+        f"R3,王五,{make_id('50010319800101124')},999999,suburb,dibao wizard,2021-13-01,\n"
+        f"R1,重复,{make_id('50010319800101125')},500103,rural,tekun,2021-01-05,\n"
+        f"R5,,{make_id('50010319800101126')},500103,rural,tekun orphan,2021-01-05,\n"
+        f"R6,赵六,{make_id('50010319800101127')},500106,rural,tekun;orphan,2021-01-05,2021-03-01\n"
+    )
+    report = parse_registry_csv(csv_text, salt="s")
+    summary = report.summary()
+    assert summary["rows"] == 6 and summary["accepted"] == 2
+    assert [r.recipient_id for r in report.accepted] == ["R1", "R6"]
+    assert report.accepted[1].categories == {Category.TEKUN, Category.ORPHAN}
+    bad = {r["line"]: r for r in summary["rejected"]}
+    if GOOD_ID[17] != "0":
+        assert bad[3]["errors"][0]["field"] == "id_card"
+    assert {e["field"] for e in bad[4]["errors"]} == {"district", "area", "categories", "approved_on"}
+    assert bad[5]["errors"][0]["reason_en"] == "duplicate of line 2"
+    assert bad[6]["errors"] == [{"field": "name", "reason_zh": "必填项缺失", "reason_en": "required value missing"}]
+    assert GOOD_ID not in str(report.accepted[0].document())  # never stored in clear
+
+
+def test_registry_import_rejects_a_file_without_the_required_columns():
+    with pytest.raises(ValueError, match="missing columns"):
+        parse_registry_csv("recipient_id,name\nR1,x\n", salt="s")
+
+
+SPEC = RunSpec("P2.1-2021-02-spring-city", RunKind.HOLIDAY, "2021-02", frozenset({"500103"}),
+               {Category.DIBAO: Decimal("200"), Category.ORPHAN: Decimal("300")})
+
+
+def person(*cats, approved=date(2020, 1, 1), ended=None, district="500103"):
+    return Recipient("R", district, frozenset(cats), approved, ended)
+
+
+def test_p21_holiday_subsidy_pays_eligible_groups_once_at_the_highest_amount():
+    """P2.1: dibao/tekun/orphans/unsupported children; one payment per recipient, highest category."""
+    assert run_payment(SPEC, person(Category.DIBAO)) == (Decimal("200"), Category.DIBAO)
+    assert run_payment(SPEC, person(Category.DIBAO, Category.ORPHAN)) == (Decimal("300"), Category.ORPHAN)
+    assert run_payment(SPEC, person(Category.EDGE)) is None
+    assert run_payment(SPEC, person(Category.DIBAO, district="500106")) is None
+
+
+def test_p21_newly_approved_in_the_month_are_paid_that_month_and_due_by_its_last_day():
+    """P2.1: approved on 2021-02-27 -> paid by the February run, due 2021-02-28."""
+    assert run_payment(SPEC, person(Category.DIBAO, approved=date(2021, 2, 27))) is not None
+    assert run_payment(SPEC, person(Category.DIBAO, approved=date(2021, 3, 1))) is None
+    assert run_payment(SPEC, person(Category.DIBAO, ended=date(2021, 1, 31))) is None
+    assert SPEC.due_on == date(2021, 2, 28)
+
+
+def test_p13_price_linkage_categories():
+    """P1.3: dibao, tekun, youfu and unemployment-benefit recipients; not edge or low-income households."""
+    assert ineligible_categories(RunKind.PRICE_LINKAGE, {Category.DIBAO, Category.YOUFU}) == []
+    assert ineligible_categories(RunKind.PRICE_LINKAGE, {Category.EDGE, Category.ORPHAN}) == ["edge", "orphan"]
+    assert ineligible_categories(RunKind.HOLIDAY, {Category.YOUFU}) == ["youfu"]
