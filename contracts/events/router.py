@@ -46,6 +46,9 @@ class CaseDispatched(Event):
     emergency: bool = False
     decision: Decision
     hop: int = 1
+    # Why this dispatch happened: a new request, a return, a reopened case, a coordinator's ruling.
+    cause: Literal["help_requested", "returned", "reopened", "arbitration", "reassigned"] = "help_requested"
+    refused_departments: tuple[str, ...] = ()
 
 
 class DepartmentTask(Event):
@@ -62,6 +65,23 @@ class DepartmentTask(Event):
     emergency: bool = False
     summary: str = ""
     due_at: AwareDatetime | None = None
+    hop: int = 1
+    requested_by: str | None = None  # the lead department that asked for this co-handling task
+
+
+class DepartmentTaskWithdrawn(Event):
+    """A task taken back from a department (returned, reassigned, merged), on that department's queue."""
+
+    TOPIC: ClassVar[str] = DEPARTMENT_QUEUE_PREFIX + "{department}.v1"
+    type: Literal["dept.task_withdrawn"] = "dept.task_withdrawn"
+    task_id: str
+    department: str
+    district: str
+    reason: str = ""
+
+
+DepartmentQueueMessage = Annotated[DepartmentTask | DepartmentTaskWithdrawn, Field(discriminator="type")]
+department_queue_message: TypeAdapter[DepartmentQueueMessage] = TypeAdapter(DepartmentQueueMessage)
 
 
 class _ByActor(Event):
@@ -90,12 +110,16 @@ class CaseReturned(_ByActor):
     reason: Literal["not_our_responsibility", "wrong_district", "duplicate", "insufficient_information"]
     note: str = ""
     returns_so_far: int = 1
+    role: Literal["lead", "co_handler"] = "lead"
+    next_step: Literal["redispatched", "arbitration", "none"] = "redispatched"
 
 
 class CoHandlingRequested(_ByActor):
     type: Literal["case.co_handling_requested"] = "case.co_handling_requested"
     requested_department: str
     note: str = ""
+    task_id: str | None = None  # the co-handler subtask created
+    due_at: AwareDatetime | None = None
 
 
 class CoHandlerTaskClosed(_ByActor):
@@ -115,6 +139,8 @@ class CaseReassigned(_ByActor):
     type: Literal["case.reassigned"] = "case.reassigned"
     lead: Assignment
     reason: str = ""
+    previous_lead: Assignment | None = None
+    kind: Literal["reassign", "change_lead"] = "reassign"
 
 
 class CasesMerged(_ByActor):
@@ -125,6 +151,7 @@ class CasesMerged(_ByActor):
 class ArbitrationRequested(_ByActor):
     type: Literal["case.arbitration_requested"] = "case.arbitration_requested"
     returns: int
+    reason: str = ""
 
 
 class ArbitrationSettled(_ByActor):

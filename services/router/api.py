@@ -1,29 +1,237 @@
-"""The department worker's HTTP API (role `dept_worker`, own department and district)."""
+"""HTTP routes of the router (thin): the department worker's desk and the coordinator's actions."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import HTMLResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from common.app import RuntimeDep
 from common.auth import Principal, Role, require_roles
-from services.router.store import RouterStore
+from common.errors import Forbidden
+from services.router.cases import CaseService
+from services.router.domain import coordination, desk
+from services.router.domain.case import WORKABLE, Case, TaskStatus
+from services.router.domain.catalogue import ReturnReason
+from services.router.domain.dispatching import utcnow
+from services.router.domain.errors import case_not_found, not_your_district, task_not_found
 
-Worker = Annotated[Principal, Depends(require_roles(Role.DEPT_WORKER))]
+PAGE = Path(__file__).parent / "static" / "index.html"
 
 
-def get_store(runtime: RuntimeDep) -> RouterStore:
+def get_service(runtime: RuntimeDep) -> CaseService:
     return runtime.store
 
 
-StoreDep = Annotated[RouterStore, Depends(get_store)]
+async def dept_worker(principal: Annotated[Principal, Depends(require_roles(Role.DEPT_WORKER))]) -> Principal:
+    if not principal.department or not principal.district:
+        raise Forbidden("登录凭证缺少部门或区县", "the token names no department or district")
+    return principal
 
+
+Service = Annotated[CaseService, Depends(get_service)]
+Worker = Annotated[Principal, Depends(dept_worker)]
+Coordinator = Annotated[Principal, Depends(require_roles(Role.COORDINATOR))]
+Anyone = Annotated[Principal, Depends(require_roles(Role.DEPT_WORKER, Role.COORDINATOR))]
+
+pages = APIRouter(tags=["page"])
 router = APIRouter(prefix="/api/v1", tags=["department worker"])
+coordinator = APIRouter(prefix="/api/v1/coordinator", tags=["coordinator"])
 
 
-@router.get("/queue")
-async def my_queue(worker: Worker, store: StoreDep) -> list[dict[str, Any]]:
-    """The worker's department queue in their district: emergencies first, then oldest."""
-    docs = await store.queue(worker.department or "", worker.district or "")
-    return [{"case_id": d["_id"], "status": d["status"], "emergency": d["emergency"]} for d in docs]
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ProgressBody(_Body):
+    note: str = Field(min_length=1, max_length=4000)
+    first_contact: bool = False
+
+
+class CoHandlingBody(_Body):
+    department: str = Field(min_length=1, max_length=64)
+    note: str = Field(default="", max_length=4000)
+    due_at: AwareDatetime | None = None
+
+
+class ResolveBody(_Body):
+    outcome: str = Field(min_length=1, max_length=200)
+    note: str = Field(default="", max_length=4000)
+
+
+class ReturnBody(_Body):
+    reason: ReturnReason
+    note: str = Field(min_length=1, max_length=4000)
+
+
+class WaiveBody(_Body):
+    co_task_id: str = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=1, max_length=4000)
+
+
+class AssignBody(_Body):
+    department: str = Field(min_length=1, max_length=64)
+    district: str | None = Field(default=None, max_length=16)
+    reason: str = Field(min_length=1, max_length=4000)
+
+
+class LeadBody(_Body):
+    department: str = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=1, max_length=4000)
+
+
+class MergeBody(_Body):
+    into_case_id: str = Field(pattern=r"^CQ-\d{8}-\d{6}$")
+    note: str = Field(default="", max_length=4000)
+
+
+def case_of_task(task_id: str) -> str:
+    case_id, sep, _ = task_id.rpartition("-T")
+    if not sep or not case_id:
+        raise task_not_found(task_id)
+    return case_id
+
+
+def task_row(case: Case, task_id: str) -> dict[str, Any]:
+    task = case.task(task_id)
+    assert task is not None
+    return {
+        "case_id": case.case_id, "task_id": task.task_id, "role": task.role, "status": task.status,
+        "department": task.department, "district": task.district, "emergency": case.emergency,
+        "sla_class": case.sla_class, "needs": list(case.needs), "summary": case.summary,
+        "received_at": case.received_at, "due_at": task.due_at, "hop": task.hop, "case_status": case.status,
+        "requested_by": task.requested_by,
+    }
+
+
+def case_view(case: Case) -> dict[str, Any]:
+    view = case.model_dump(mode="json", exclude={"outbox", "applied_events"})
+    view["decision"] = case.decision.model_dump(mode="json")
+    return view
+
+
+@pages.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def page() -> HTMLResponse:
+    return HTMLResponse(PAGE.read_text(encoding="utf-8"))
+
+
+@router.get("/queue", summary="My department's queue in my district: emergencies first, then oldest")
+async def my_queue(worker: Worker, service: Service,
+                   status: Annotated[list[TaskStatus] | None, Query()] = None) -> list[dict[str, Any]]:
+    wanted = list(status or sorted(WORKABLE))
+    rows = []
+    for case in await service.store.queue(worker.department or "", worker.district or "", wanted):
+        for task in case.tasks:
+            if task.department == worker.department and task.district == worker.district and task.status in wanted:
+                rows.append(task_row(case, task.task_id))
+    return rows
+
+
+@router.get("/cases/{case_id}", summary="One case with its tasks and history (who did what, by which rule)")
+async def get_case(case_id: str, principal: Anyone, service: Service) -> dict[str, Any]:
+    case = await service.store.get(case_id)
+    if case is None:
+        raise case_not_found(case_id)
+    if principal.role is Role.DEPT_WORKER:
+        if not any(t.department == principal.department and t.district == principal.district for t in case.tasks):
+            raise not_your_district(case_id)
+    elif not principal.can_see_district(case.district):
+        raise not_your_district(case_id)
+    return case_view(case)
+
+
+async def _task_action(service: CaseService, task_id: str, action: Any) -> dict[str, Any]:
+    case, result = await service.update(case_of_task(task_id), action)
+    row = task_row(case, task_id)
+    if isinstance(result, str):
+        row["next_step"] = result
+    return row
+
+
+@router.post("/tasks/{task_id}/sign-for", summary="签收 Sign for a task")
+async def sign_for(task_id: str, worker: Worker, service: Service) -> dict[str, Any]:
+    return await _task_action(service, task_id, lambda c: desk.sign_for(c, task_id, worker, utcnow()))
+
+
+@router.post("/tasks/{task_id}/progress", summary="Record progress")
+async def progress(task_id: str, body: ProgressBody, worker: Worker, service: Service) -> dict[str, Any]:
+    return await _task_action(service, task_id, lambda c: desk.record_progress(
+        c, task_id, worker, body.note, body.first_contact, utcnow()))
+
+
+@router.post("/tasks/{task_id}/co-handling", summary="Ask another department to co-handle (lead only)")
+async def co_handling(task_id: str, body: CoHandlingBody, worker: Worker, service: Service) -> dict[str, Any]:
+    case, co_task_id = await service.update(case_of_task(task_id), lambda c: desk.request_co_handling(
+        c, task_id, worker, body.department, body.note, body.due_at, service.catalogue, utcnow()).task_id)
+    return task_row(case, co_task_id)
+
+
+@router.post("/tasks/{task_id}/resolve", summary="Resolve (lead) or finish a co-handling subtask")
+async def resolve(task_id: str, body: ResolveBody, worker: Worker, service: Service) -> dict[str, Any]:
+    return await _task_action(service, task_id, lambda c: desk.resolve(
+        c, task_id, worker, body.outcome, body.note, utcnow()))
+
+
+@router.post("/tasks/{task_id}/waive", summary="Waive a co-handler subtask, with a reason (lead only)")
+async def waive(task_id: str, body: WaiveBody, worker: Worker, service: Service) -> dict[str, Any]:
+    return await _task_action(service, task_id, lambda c: desk.waive_co_handler(
+        c, task_id, body.co_task_id, worker, body.reason, utcnow()))
+
+
+@router.post("/tasks/{task_id}/return", summary="退单 Return a task with a reason code and a note")
+async def return_task(task_id: str, body: ReturnBody, worker: Worker, service: Service) -> dict[str, Any]:
+    return await _task_action(service, task_id, lambda c: desk.return_task(
+        c, task_id, worker, body.reason, body.note, service.catalogue, service.max_returns, utcnow()))
+
+
+@coordinator.get("/cases", summary="Cases in my district (all, at city level) by status")
+async def coordinator_cases(who: Coordinator, service: Service,
+                            status: Annotated[list[str] | None, Query()] = None) -> list[dict[str, Any]]:
+    district = None if who.city_level else who.district
+    wanted = status or ["arbitration", "dispatched", "in_progress", "awaiting_co_handlers"]
+    return [
+        {"case_id": c.case_id, "status": c.status, "district": c.district, "emergency": c.emergency,
+         "sla_class": c.sla_class, "needs": list(c.needs), "returns": c.returns, "refused": c.refused,
+         "lead": (lt.department if (lt := c.lead_task()) else None), "received_at": c.received_at,
+         "hop": c.hop}
+        for c in await service.store.district_cases(district, wanted)
+    ]
+
+
+async def _case_action(service: CaseService, case_id: str, action: Any) -> dict[str, Any]:
+    case, _ = await service.update(case_id, action)
+    return case_view(case)
+
+
+@coordinator.post("/cases/{case_id}/arbitration", summary="Settle arbitration: name the owner")
+async def settle(case_id: str, body: AssignBody, who: Coordinator, service: Service) -> dict[str, Any]:
+    return await _case_action(service, case_id, lambda c: coordination.settle_arbitration(
+        c, who, body.department, body.district, body.reason, service.catalogue, utcnow()))
+
+
+@coordinator.post("/cases/{case_id}/reassign", summary="Reassign to another lead department or district")
+async def reassign(case_id: str, body: AssignBody, who: Coordinator, service: Service) -> dict[str, Any]:
+    return await _case_action(service, case_id, lambda c: coordination.reassign(
+        c, who, body.department, body.district, body.reason, service.catalogue, utcnow()))
+
+
+@coordinator.post("/cases/{case_id}/lead", summary="Make a co-handler the lead")
+async def change_lead(case_id: str, body: LeadBody, who: Coordinator, service: Service) -> dict[str, Any]:
+    return await _case_action(service, case_id, lambda c: coordination.change_lead(
+        c, who, body.department, body.reason, service.catalogue, utcnow()))
+
+
+@coordinator.post("/cases/{case_id}/merge", summary="并单 Merge this duplicate into another case")
+async def merge(case_id: str, body: MergeBody, who: Coordinator, service: Service) -> dict[str, Any]:
+    parent = await service.store.get(body.into_case_id)
+    if parent is None:
+        raise case_not_found(body.into_case_id)
+    now = utcnow()
+    view = await _case_action(service, case_id, lambda c: coordination.merge_into(c, parent, who, body.note, now))
+    await service.update(body.into_case_id, lambda p: coordination.link_child(p, case_id, who, now))
+    return view
+
+

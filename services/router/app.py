@@ -1,26 +1,54 @@
-"""Router service wiring: settings, broker, store, routes, lifespan."""
+"""Router service wiring: settings, catalogue, broker, store, routes, lifespan."""
 
 from __future__ import annotations
 
+import asyncio
+
+import structlog
 from fastapi import FastAPI
 
 from common.app import Runtime, create_service_app
 from services.router import api, handlers
+from services.router.cases import CaseService
+from services.router.domain.catalogue import DispatchCatalogue, load_catalogue
 from services.router.settings import Settings
 from services.router.store import RouterStore
 
+log = structlog.get_logger("router.app")
 
-async def startup(runtime: Runtime) -> RouterStore:
-    store = RouterStore(runtime.db)
-    await store.ensure_indexes()
-    return store
+
+def catalogue_of(settings: Settings) -> DispatchCatalogue:
+    return load_catalogue(settings.catalogue_path or None)
+
+
+async def outbox_sweeper(runtime: Runtime) -> None:
+    """Publish events a crash left in a case's outbox (after the grace period)."""
+    service: CaseService = runtime.store
+    await runtime.kafka_connected.wait()
+    while True:
+        try:
+            if swept := await service.sweep_outboxes():
+                log.info("outboxes swept", cases=swept)
+        except Exception as exc:  # noqa: BLE001 - try again next round; nothing is lost, it stays pending
+            log.warning("outbox sweep failed", error=repr(exc))
+        await asyncio.sleep(runtime.settings.outbox_sweep_interval_s)  # type: ignore[attr-defined]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    catalogue = catalogue_of(settings)  # a bad catalogue stops start-up here, naming the rule
+
+    async def startup(runtime: Runtime) -> CaseService:
+        store = RouterStore(runtime.db)
+        await store.ensure_indexes()
+        return CaseService(store=store, broker=runtime.broker, settings=settings, catalogue=catalogue)
+
     return create_service_app(
-        settings or Settings(),
+        settings,
         title="Router / 一门受理 协同办理",
+        description="Dispatch catalogue, department queues, sign-for, returns, co-handling, coordination.",
         subscribers=handlers.build_subscribers,
-        routers=[api.router],
+        routers=[api.pages, api.router, api.coordinator],
         startup=startup,
+        background=[outbox_sweeper],
     )

@@ -1,4 +1,10 @@
-"""Kafka subscribers of the router (thin: decide, record, publish)."""
+"""Kafka subscribers of the router (thin: decide, record, publish).
+
+- help requests → route by the catalogue, record the case, publish department tasks + `case.dispatched`;
+- each department queue → the router's own desk marks the task queued (visible to that department's
+  workers); one subscriber and consumer group per department, so departments never block each other;
+- hotline case events → a reopened case is routed again.
+"""
 
 from __future__ import annotations
 
@@ -6,56 +12,72 @@ import structlog
 from faststream.kafka import KafkaRouter
 
 from common.app import Runtime
-from common.kafka import SUBSCRIBER_ACK_POLICY, publish_event
-from contracts.events.hotline import HelpRequested
-from contracts.events.router import CaseDispatched, DepartmentTask, department_queue_topic
-from services.router.domain import route
+from common.kafka import SUBSCRIBER_ACK_POLICY
+from contracts.codes import departments
+from contracts.events.hotline import CaseReopened, HelpRequested, HotlineCaseEvent
+from contracts.events.router import DepartmentQueueMessage, DepartmentTask
+from services.router.cases import CaseService
+from services.router.domain.dispatching import mark_queued, reopen, utcnow
+from services.router.settings import Settings
 
 log = structlog.get_logger("router.handlers")
 
 
 def build_subscribers(runtime: Runtime) -> KafkaRouter:
+    settings: Settings = runtime.settings  # type: ignore[assignment]
     router = KafkaRouter()
+    group = settings.consumer_group
+
+    def service() -> CaseService:
+        return runtime.store
 
     @router.subscriber(
-        HelpRequested.TOPIC,
-        group_id=runtime.settings.consumer_group,
+        settings.help_requested_topic,
+        group_id=group,
+        auto_offset_reset="earliest",
+        ack_policy=SUBSCRIBER_ACK_POLICY,
+        max_workers=settings.help_request_workers,
+    )
+    async def on_help_requested(request: HelpRequested) -> None:
+        case = await service().dispatch_request(request)
+        if case is not None:
+            lead = case.lead_task()
+            log.info("case dispatched", case_id=request.case_id, lead=lead.department if lead else None,
+                     rules=list(case.decision.rule_ids))
+
+    for department in settings.desk_departments or tuple(departments()):
+
+        @router.subscriber(
+            settings.department_topic(department),
+            group_id=f"{group}.desk.{department}",
+            auto_offset_reset="earliest",
+            ack_policy=SUBSCRIBER_ACK_POLICY,
+        )
+        async def on_department_queue(message: DepartmentQueueMessage) -> None:
+            if not isinstance(message, DepartmentTask):
+                return  # withdrawals were applied when decided; the desk needs nothing more
+            task_id = message.task_id
+            if await service().store.get(message.case_id) is None:
+                log.warning("task for a case this router does not know; skipped", case_id=message.case_id)
+                return
+            await service().update(message.case_id, lambda case: mark_queued(case, task_id, utcnow()))
+
+    @router.subscriber(
+        settings.hotline_case_events_topic,
+        group_id=group,
         auto_offset_reset="earliest",
         ack_policy=SUBSCRIBER_ACK_POLICY,
     )
-    async def on_help_requested(request: HelpRequested) -> None:
-        routing = route(request)
-        dispatched = CaseDispatched(
-            case_id=request.case_id,
-            correlation_id=request.correlation_id,
-            district=request.place.district,
-            lead=routing.lead,
-            co_handlers=routing.co_handlers,
-            needs=request.needs,
-            sla_class=routing.sla_class,
-            emergency=request.emergency,
-            decision=routing.decision,
-        )
-        await runtime.store.create_case(
-            {"_id": request.case_id, "lead": routing.lead.model_dump(), "status": "dispatched",
-             "emergency": request.emergency, "received_at": request.received_at,
-             "dispatch": dispatched.model_dump(mode="json")}
-        )
-        # Publishing again on redelivery is harmless: consumers dedupe on event id / case id.
-        for assignment in (routing.lead, *routing.co_handlers):
-            task = DepartmentTask(
-                case_id=request.case_id,
-                task_id=f"{request.case_id}:{assignment.department}",
-                department=assignment.department,
-                district=assignment.district,
-                role=assignment.role,
-                needs=request.needs,
-                sla_class=routing.sla_class,
-                emergency=request.emergency,
-                summary=request.description[:200],
-            )
-            await publish_event(runtime.broker, task, topic=department_queue_topic(assignment.department))
-        await publish_event(runtime.broker, dispatched)
-        log.info("case dispatched", case_id=request.case_id, lead=routing.lead.department)
+    async def on_hotline_case_event(event: HotlineCaseEvent) -> None:
+        if not isinstance(event, CaseReopened):
+            return
+        svc = service()
+        if await svc.store.get(event.case_id) is None:
+            log.warning("reopened case unknown to the router; skipped", case_id=event.case_id)
+            return
+        await svc.update(event.case_id, lambda case: reopen(
+            case, svc.catalogue, event_id=str(event.event_id), actor=f"hotline:{event.operator_id}",
+            reason=event.reason, now=utcnow()))
+        log.info("case reopened", case_id=event.case_id)
 
     return router

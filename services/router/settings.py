@@ -1,8 +1,12 @@
 """Settings of the router service (environment variables prefixed `ROUTER_`)."""
 
+from __future__ import annotations
+
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import ServiceSettings
+from contracts.events import CASE_EVENTS_TOPIC, CASE_LIFECYCLE_TOPIC, HELP_REQUESTED_TOPIC, department_queue_topic
 
 
 class Settings(ServiceSettings):
@@ -10,3 +14,34 @@ class Settings(ServiceSettings):
 
     service_name: str = "router"
     http_port: int = 8002
+    # A different catalogue file (YAML); empty: the one shipped in services/router/data/.
+    catalogue_path: str = ""
+    # Returns before the district coordinator arbitrates; 0: the catalogue's `max_returns`.
+    max_returns: int = Field(default=0, ge=0)
+    # Consumers of the help-request topic in this process (one per partition at most; order per case kept).
+    help_request_workers: int = Field(default=1, ge=1, le=64)
+    # Department queues the router's own desk reads (empty: every department).
+    desk_departments: tuple[str, ...] = ()
+    # Prefix for every topic the router reads and writes (empty in production; tests and benchmarks
+    # use a unique one to stay isolated on a shared broker).
+    topic_namespace: str = ""
+    outbox_sweep_interval_s: float = Field(default=5.0, gt=0)
+    outbox_grace_s: float = Field(default=10.0, ge=0)
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_namespace}{name}"
+
+    @property
+    def help_requested_topic(self) -> str:
+        return self.topic(HELP_REQUESTED_TOPIC)
+
+    @property
+    def lifecycle_topic(self) -> str:
+        return self.topic(CASE_LIFECYCLE_TOPIC)
+
+    @property
+    def hotline_case_events_topic(self) -> str:
+        return self.topic(CASE_EVENTS_TOPIC)
+
+    def department_topic(self, department: str) -> str:
+        return self.topic(department_queue_topic(department))

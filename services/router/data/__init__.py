@@ -1,0 +1,1 @@
+"""Data files of the router: the dispatch catalogue."""

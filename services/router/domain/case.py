@@ -1,0 +1,141 @@
+"""A case's assignment state: the case document the router keeps, and its task records."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.events.router import Assignment, Decision
+from services.router.domain.routing import RoutingFacts
+
+Role = Literal["lead", "co_handler"]
+TaskStatus = Literal[
+    "pending",  # decided, on its way through the department queue
+    "queued",  # arrived on the department's queue: visible to its workers
+    "signed_for",  # 签收
+    "in_progress",
+    "resolved",  # the lead's outcome is in (the case may still wait for co-handlers)
+    "done",  # a co-handler finished its part
+    "waived",  # the lead waived a co-handler subtask, with a reason
+    "returned",  # 退单
+    "withdrawn",  # taken back (re-dispatch, reassignment, merge)
+]
+CaseStatus = Literal["dispatched", "in_progress", "awaiting_co_handlers", "arbitration", "resolved", "merged"]
+OPEN_TASK = frozenset({"pending", "queued", "signed_for", "in_progress"})
+WORKABLE = frozenset({"queued", "signed_for", "in_progress"})
+CLOSED_CO_TASK = frozenset({"done", "waived", "returned", "withdrawn"})
+
+
+class _Mutable(BaseModel):
+    model_config = ConfigDict(extra="ignore", validate_assignment=False)
+
+
+class Task(_Mutable):
+    task_id: str
+    event_id: UUID = Field(default_factory=uuid4)  # the DepartmentTask message's id
+    department: str
+    district: str
+    role: Role
+    status: TaskStatus = "pending"
+    hop: int = 1
+    created_at: datetime
+    due_at: datetime | None = None
+    requested_by: str | None = None
+    queued_at: datetime | None = None
+    signed_for_by: str | None = None
+    signed_for_at: datetime | None = None
+    closed_by: str | None = None
+    closed_at: datetime | None = None
+    outcome: str | None = None
+    note: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_TASK
+
+    def assignment(self) -> Assignment:
+        return Assignment(department=self.department, district=self.district, role=self.role)
+
+
+class HistoryEntry(_Mutable):
+    """One hop or step, with who or which rule decided and why (P6.3)."""
+
+    at: datetime
+    actor: str
+    action: str
+    task_id: str | None = None
+    department: str | None = None
+    reason: str | None = None
+    note: str | None = None
+    rule_ids: list[str] = Field(default_factory=list)
+    event_id: str | None = None
+
+
+class Case(_Mutable):
+    case_id: str
+    version: int = 0
+    status: CaseStatus = "dispatched"
+    district: str
+    needs: tuple[str, ...]
+    emergency: bool = False
+    sla_class: str
+    received_at: datetime
+    dispatched_at: datetime
+    correlation_id: str | None = None
+    summary: str = ""
+    facts: RoutingFacts
+    decision: Decision
+    hop: int = 1
+    returns: int = 0
+    refused: list[str] = Field(default_factory=list)
+    arbitrated: bool = False
+    tasks: list[Task] = Field(default_factory=list)
+    history: list[HistoryEntry] = Field(default_factory=list)
+    merged_into: str | None = None
+    children: list[str] = Field(default_factory=list)
+    outcome: str | None = None
+    resolved_at: datetime | None = None
+    applied_events: list[str] = Field(default_factory=list)  # ids of consumed events, for dedupe
+    outbox: list[dict[str, Any]] = Field(default_factory=list)  # events to publish, kept with the state
+
+    def task(self, task_id: str) -> Task | None:
+        return next((t for t in self.tasks if t.task_id == task_id), None)
+
+    def lead_task(self) -> Task | None:
+        """The current lead task (the newest one not returned or withdrawn)."""
+        leads = [t for t in self.tasks if t.role == "lead" and t.status not in ("returned", "withdrawn")]
+        return leads[-1] if leads else None
+
+    def open_co_tasks(self) -> list[Task]:
+        return [t for t in self.tasks if t.role == "co_handler" and t.status not in CLOSED_CO_TASK]
+
+    def next_task_id(self) -> str:
+        return f"{self.case_id}-T{len(self.tasks) + 1}"
+
+    def queue_keys(self) -> list[str]:
+        """`department|district|status` of every task: the index the worker queue is read from."""
+        return sorted({queue_key(t.department, t.district, t.status) for t in self.tasks})
+
+    def to_document(self) -> dict[str, Any]:
+        doc = self.model_dump(mode="python")
+        doc["_id"] = doc.pop("case_id")
+        doc["facts"] = self.facts.model_dump(mode="json")
+        doc["decision"] = self.decision.model_dump(mode="json")
+        doc["queue_keys"] = self.queue_keys()
+        doc["outbox_pending"] = bool(self.outbox)
+        for task in doc["tasks"]:
+            task["event_id"] = str(task["event_id"])
+        return doc
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> Case:
+        data = dict(doc)
+        data["case_id"] = data.pop("_id")
+        return cls.model_validate(data)
+
+
+def queue_key(department: str, district: str, status: str) -> str:
+    return f"{department}|{district}|{status}"

@@ -1,0 +1,175 @@
+"""The routing decision: a pure function of the request's facts and the catalogue, explaining itself.
+
+The district that acts is the place where the hardship happened (P5.2d), whatever the caller's
+household registration. Nothing matched, or every candidate refused: civil affairs of that district
+(兜底, P6.2). Every decision carries the rule ids and the facts it saw (P6.3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from contracts.events.hotline import HelpRequested, HouseholdStatus, SpecialGroup
+from contracts.events.router import Assignment, Decision
+from services.router.domain.catalogue import Conditions, DispatchCatalogue, Rule
+
+PLACE_OF_HARDSHIP = "P5.2d"
+ONE_DOOR = "P2.3"
+
+
+class RoutingFacts(BaseModel):
+    """What routing may look at: no names, phone or ID-card numbers."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    district: str  # the place of hardship
+    needs: tuple[str, ...]
+    household_status: HouseholdStatus = HouseholdStatus.UNKNOWN
+    special_groups: tuple[SpecialGroup, ...] = ()
+    emergency: bool = False
+    months_without_income: int | None = None
+    received_at: AwareDatetime
+    hukou_district: str | None = None  # recorded to show it did not decide (P5.2d)
+
+    @classmethod
+    def of(cls, request: HelpRequested) -> RoutingFacts:
+        return cls(
+            district=request.place.district,
+            needs=request.needs,
+            household_status=request.household_status,
+            special_groups=request.special_groups,
+            emergency=request.emergency or request.urgency == "emergency",
+            months_without_income=request.months_without_income,
+            received_at=request.received_at,
+            hukou_district=request.caller.hukou_district,
+        )
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Where a case goes. `lead` is None when no department is left: the coordinator must arbitrate."""
+
+    lead: Assignment | None
+    co_handlers: tuple[Assignment, ...]
+    sla_class: str
+    emergency: bool
+    decision: Decision
+
+    @property
+    def needs_arbitration(self) -> bool:
+        return self.lead is None
+
+
+def matches(conditions: Conditions, facts: RoutingFacts) -> bool:
+    """True when every condition the rule sets holds for these facts."""
+    if conditions.household_status_in and facts.household_status not in conditions.household_status_in:
+        return False
+    if conditions.special_groups_any and not set(conditions.special_groups_any) & set(facts.special_groups):
+        return False
+    if conditions.emergency is not None and conditions.emergency != facts.emergency:
+        return False
+    if conditions.min_months_without_income is not None and (
+        facts.months_without_income is None or facts.months_without_income < conditions.min_months_without_income
+    ):
+        return False
+    return True
+
+
+def _candidates(catalogue: DispatchCatalogue, need: str, facts: RoutingFacts, day: Any) -> list[Rule]:
+    found = [
+        (index, rule)
+        for index, rule in enumerate(catalogue.rules)
+        if rule.kind == "dispatch" and rule.service == need and rule.in_effect(day) and matches(rule.when, facts)
+    ]
+    found.sort(key=lambda pair: (-pair[1].priority, -pair[1].when.size(), pair[0]))
+    return [rule for _, rule in found]
+
+
+def _facts_record(facts: RoutingFacts, excluded: frozenset[str]) -> dict[str, Any]:
+    record = facts.model_dump(mode="json", exclude_none=True)
+    record["acting_district_from"] = "place_of_hardship"
+    if excluded:
+        record["excluded_departments"] = sorted(excluded)
+    return record
+
+
+def decide(
+    catalogue: DispatchCatalogue, facts: RoutingFacts, *, exclude: frozenset[str] | set[str] = frozenset()
+) -> Routing:
+    """Route a case: lead, co-handlers, SLA class, and the rules and facts that decided (P2.3, P5.2d, P6.3)."""
+    excluded = frozenset(exclude)
+    day = facts.received_at.date() if isinstance(facts.received_at, datetime) else facts.received_at
+    rank = catalogue.sla_rank
+    picks: list[Rule] = []
+    skipped: dict[str, list[str]] = {}
+    for need in facts.needs:
+        candidates = _candidates(catalogue, need, facts, day)
+        usable = [r for r in candidates if r.lead not in excluded]
+        if usable:
+            picks.append(usable[0])
+        elif candidates:
+            skipped[need] = [r.id for r in candidates]
+    modifiers = [
+        r
+        for r in catalogue.rules
+        if r.kind == "modifier"
+        and r.in_effect(day)
+        and (not r.services or set(r.services) & set(facts.needs))
+        and matches(r.when, facts)
+    ]
+
+    rule_ids: list[str] = []
+    provisions: list[str] = []
+    lead_department: str | None = None
+    sla_class = catalogue.fallback.sla_class
+    co_departments: list[str] = []
+    if picks:
+        # The most urgent need leads; ties go to the need the operator named first.
+        ordered = sorted(enumerate(picks), key=lambda pair: (rank[pair[1].sla_class or ""], pair[0]))
+        lead_rule = ordered[0][1]
+        lead_department = lead_rule.lead
+        sla_class = lead_rule.sla_class or sla_class
+        for _, rule in ordered:
+            rule_ids.append(rule.id)
+            provisions.extend(rule.provisions)
+            co_departments.extend([d for d in (rule.lead, *rule.co_handlers) if d])
+    if lead_department is None:
+        fallback = catalogue.fallback
+        rule_ids.append(fallback.id)
+        provisions.extend(fallback.provisions)
+        if fallback.lead not in excluded:
+            lead_department = fallback.lead
+    for rule in modifiers:
+        rule_ids.append(rule.id)
+        provisions.extend(rule.provisions)
+        co_departments.extend(rule.co_handlers)
+        if rule.sla_class and rank[rule.sla_class] < rank[sla_class]:
+            sla_class = rule.sla_class
+    provisions.extend([ONE_DOOR, PLACE_OF_HARDSHIP])
+
+    district = facts.district
+    lead = Assignment(department=lead_department, district=district, role="lead") if lead_department else None
+    co_handlers: list[Assignment] = []
+    for dept in co_departments:
+        if dept != lead_department and dept not in excluded and dept not in {a.department for a in co_handlers}:
+            co_handlers.append(Assignment(department=dept, district=district, role="co_handler"))
+    record = _facts_record(facts, excluded)
+    if skipped:
+        record["refused_candidates"] = skipped
+    return Routing(
+        lead=lead,
+        co_handlers=tuple(co_handlers),
+        sla_class=sla_class,
+        emergency=facts.emergency or sla_class == catalogue.sla_classes[0].code,
+        decision=Decision(
+            rule_ids=tuple(rule_ids),
+            provisions=tuple(dict.fromkeys(provisions)),
+            facts=record,
+            catalogue_version=catalogue.version,
+            decided_by="router",
+        ),
+    )
