@@ -69,3 +69,17 @@ def test_case_numbers_are_readable_and_sort_by_date() -> None:
     assert case_day(datetime(2026, 2, 14, 23, 30, tzinfo=UTC)) == "20260215"
     with pytest.raises(ValueError):
         format_case_number("20260215", 1_000_000)
+
+
+def test_http_responses_carry_the_correlation_id() -> None:
+    from fastapi.testclient import TestClient
+
+    from common.app import create_service_app
+
+    # Nothing unreachable is touched: the store connects lazily, Kafka is retried in the background.
+    app = create_service_app(ServiceSettings(service_name="t", kafka_bootstrap_servers="127.0.0.1:1"), title="t")
+    with TestClient(app) as client:
+        echoed = client.get("/healthz", headers={"X-Correlation-ID": "abc-123"})
+        made = client.get("/healthz")
+    assert echoed.headers["X-Correlation-ID"] == "abc-123"
+    assert len(made.headers["X-Correlation-ID"]) == 32
