@@ -63,12 +63,29 @@ StartupHook = Callable[[Runtime], Awaitable[Any]]
 BackgroundLoop = Callable[[Runtime], Awaitable[None]]
 
 
+async def _tcp_probe(bootstrap: str, timeout: float = 2.0) -> None:
+    """Raise unless at least one bootstrap server accepts a TCP connection."""
+    errors = []
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host or "localhost", int(port)), timeout)
+        except (OSError, TimeoutError, ValueError) as exc:
+            errors.append(f"{server}: {exc!r}")
+            continue
+        writer.close()
+        return
+    raise ConnectionError("; ".join(errors))
+
+
 async def _connect_broker(runtime: Runtime) -> None:
     """Start the broker, retrying while Kafka is unreachable, so the service (and its HTTP API) stays up."""
     attempt = 0
     while True:
         attempt += 1
         try:
+            # A cheap TCP probe first: a failed broker start leaves an unclosed producer behind.
+            await _tcp_probe(runtime.settings.kafka_bootstrap_servers)
             await runtime.broker.start()
         except Exception as exc:  # noqa: BLE001 - any start failure means "not yet"
             if attempt == 1 or attempt % 15 == 0:
