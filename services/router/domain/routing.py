@@ -111,8 +111,8 @@ def decide(
         usable = [r for r in candidates if r.lead not in excluded]
         if usable:
             picks.append(usable[0])
-        elif candidates:
-            skipped[need] = [r.id for r in candidates]
+        if refused := [r.id for r in candidates if r.lead in excluded]:
+            skipped[need] = refused
     modifiers = [
         r
         for r in catalogue.rules
