@@ -1,0 +1,40 @@
+"""/healthz says the process is alive; /readyz says whether Kafka and the store are reachable."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from common.app import create_service_app
+from common.settings import ServiceSettings
+
+pytestmark = pytest.mark.integration
+
+
+def _ready(client: TestClient, expect: int, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get("/readyz")
+        if response.status_code == expect or time.monotonic() > deadline:
+            assert response.status_code == expect, response.json()
+            return response.json()
+        time.sleep(0.2)
+
+
+def test_ready_when_kafka_and_store_answer(kafka_bootstrap: str, mongodb_url: str) -> None:
+    settings = ServiceSettings(service_name="health-it", kafka_bootstrap_servers=kafka_bootstrap,
+                               mongodb_url=mongodb_url)
+    with TestClient(create_service_app(settings, title="t")) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        assert _ready(client, 200) == {"status": "ready", "checks": {"store": True, "kafka": True}}
+
+
+def test_not_ready_names_what_is_unreachable(mongodb_url: str) -> None:
+    settings = ServiceSettings(service_name="health-it", kafka_bootstrap_servers="127.0.0.1:1",
+                               mongodb_url=mongodb_url)
+    with TestClient(create_service_app(settings, title="t")) as client:
+        assert client.get("/healthz").status_code == 200  # alive even though Kafka is not there
+        body = _ready(client, 503, timeout=5)
+    assert body["checks"] == {"store": True, "kafka": False}
