@@ -1,0 +1,293 @@
+"""A case as notify sees it: the citizen clock, one department clock per assignment, payment clocks.
+
+`apply(state, event, policy)` folds one router, hotline or relief event into the state; it is pure, so a
+redelivered event (same id, or the router republishing the same step with a new id) changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from contracts.events.hotline import CallbackRecorded, CaseReopened, HelpRequested
+from contracts.events.relief import GrantApproved, GrantPaid, GrantRejected, GrantStopped
+from contracts.events.router import (
+    ArbitrationRequested,
+    ArbitrationSettled,
+    Assignment,
+    CaseClosed,
+    CaseDispatched,
+    CaseProgressRecorded,
+    CaseReassigned,
+    CaseResolved,
+    CaseReturned,
+    CasesMerged,
+    CaseSignedFor,
+    CoHandlerTaskClosed,
+    CoHandlingRequested,
+)
+from services.notify.domain.clocks import Clock, TimerSpec, clock_timers, new_target, start_clock
+from services.notify.domain.policy import SlaPolicy
+
+Status = Literal["open", "resolved", "closed", "merged"]
+Stage = Literal["awaiting_dispatch", "dispatched", "signed_for", "returned", "arbitration", "resolved", "closed",
+                "merged"]
+SATISFIED = ("satisfied", "basically_satisfied")
+
+
+class CaseState(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    case_id: str
+    district: str | None = None
+    sla_class: str | None = None
+    sla_class_requested: str | None = None
+    emergency: bool = False
+    status: Status = "open"
+    stage: Stage = "awaiting_dispatch"
+    lead_department: str | None = None
+    hops: list[int] = []
+    round: int = 1  # resolution round: a reopened case starts the next one
+    returns: int = 0
+    received_at: datetime | None = None
+    citizen: Clock | None = None
+    assignments: list[Clock] = []
+    payments: list[Clock] = []
+    outcome: str | None = None
+    satisfaction: str | None = None
+    merged_into: str | None = None
+    texts: list[str] = []  # natural keys of the caller texts this case calls for
+    decisions: list[dict[str, Any]] = []
+
+    def open_assignment(self, department: str | None, role: str | None = None) -> Clock | None:
+        for clock in reversed(self.assignments):
+            if clock.open and clock.department == department and (role is None or clock.role == role):
+                return clock
+        return None
+
+    def open_lead(self) -> Clock | None:
+        return next((c for c in reversed(self.assignments) if c.open and c.role == "lead"), None)
+
+    def all_clocks(self) -> list[Clock]:
+        return ([self.citizen] if self.citizen else []) + self.assignments + self.payments
+
+    def decide(self, at: datetime, by: str, rule_id: str, what: str, **facts: Any) -> None:
+        """Record a decision with who or which rule made it and on what facts (P6.3)."""
+        self.decisions.append({"at": at, "by": by, "rule_id": rule_id, "what": what, "facts": facts})
+
+
+def _new_assignment(state: CaseState, policy: SlaPolicy, assignment: Assignment, at: datetime) -> Clock:
+    sla_class = policy.class_named(state.sla_class or "", at)
+    n = sum(1 for c in state.assignments if c.department == assignment.department) + 1
+    targets = None if assignment.role == "lead" else ("sign_for", "resolution")
+    clock = start_clock(key=f"dept:{assignment.department}:{n}", kind="department", sla_class=sla_class, start=at,
+                        tz=policy.tz, district=assignment.district, department=assignment.department,
+                        role=assignment.role, targets=targets)
+    clock.targets.pop("payment", None)
+    state.assignments.append(clock)
+    return clock
+
+
+def _set_lead(state: CaseState, policy: SlaPolicy, lead: Assignment, at: datetime, reason: str) -> None:
+    current = state.open_lead()
+    if current is not None and current.department == lead.department:
+        return
+    if current is not None:
+        current.end(at, reason)
+    _new_assignment(state, policy, lead, at)
+    state.lead_department = lead.department
+    state.stage = "dispatched"
+
+
+def _dispatched(state: CaseState, e: CaseDispatched, policy: SlaPolicy) -> None:
+    if e.hop in state.hops:
+        return  # the router republished a dispatch it already made
+    state.hops.append(e.hop)
+    at = e.occurred_at
+    choice = policy.choose(e.sla_class, at)
+    state.district = state.district or e.district
+    state.emergency = state.emergency or e.emergency
+    if state.citizen is None or state.sla_class != choice.sla_class.name:
+        state.decide(at, "notify", choice.sla_class.rule_id, "sla_class", requested=e.sla_class,
+                     applied=choice.sla_class.name, fell_back=choice.fell_back, policy_version=choice.policy_version,
+                     provisions=list(choice.sla_class.provisions), hop=e.hop)
+    state.sla_class, state.sla_class_requested = choice.sla_class.name, e.sla_class
+    if state.citizen is None:
+        # The caller's time starts at the call when notify has seen it, else at the first dispatch.
+        start = min(at, state.received_at) if state.received_at else at
+        state.citizen = start_clock(key="citizen", kind="citizen", sla_class=choice.sla_class, start=start,
+                                    tz=policy.tz, district=e.district)
+        state.citizen.targets.pop("payment", None)
+        state.texts.append(f"{state.case_id}|caller_dispatched")
+    elif state.citizen.sla_class != choice.sla_class.name:
+        # A re-dispatch under another class re-targets the citizen clock from its original start.
+        for name, rule in choice.sla_class.targets.items():
+            old = state.citizen.targets.get(name)
+            if name != "payment" and (old is None or old.met_at is None):
+                span_start = old.span_start if old else state.citizen.started_at
+                state.citizen.targets[name] = new_target(rule, span_start, policy.tz)
+        state.citizen.sla_class = choice.sla_class.name
+        state.citizen.pause_max_total_s = choice.sla_class.pause.max_total.total_seconds()
+    if state.status != "open" and getattr(e, "cause", "") == "reopened":
+        state.status = "open"
+    _set_lead(state, policy, e.lead, at, "redispatched")
+    for co in e.co_handlers:
+        if state.open_assignment(co.department, "co_handler") is None:
+            _new_assignment(state, policy, co, at)
+
+
+def _signed(state: CaseState, e: CaseSignedFor) -> None:
+    clock = state.open_assignment(e.department, e.role) or state.open_assignment(e.department)
+    if clock is not None:
+        clock.meet("sign_for", e.occurred_at)
+    if (clock is None or clock.role == "lead") and state.citizen is not None:
+        state.citizen.meet("sign_for", e.occurred_at)
+    if clock is not None and clock.role == "lead" and state.stage == "dispatched":
+        state.stage = "signed_for"
+
+
+def _progress(state: CaseState, e: CaseProgressRecorded) -> None:
+    if not e.first_contact:
+        return
+    clock = state.open_assignment(e.department)
+    if clock is not None:
+        clock.meet("first_contact", e.occurred_at)
+    if state.citizen is not None:
+        state.citizen.meet("first_contact", e.occurred_at)
+
+
+def _returned(state: CaseState, e: CaseReturned) -> None:
+    role = getattr(e, "role", "lead")
+    clock = state.open_assignment(e.department, role) or state.open_assignment(e.department)
+    if clock is None:
+        return
+    clock.end(e.occurred_at, f"returned:{e.reason}")
+    if clock.role == "lead":
+        state.returns = max(state.returns + 1, e.returns_so_far)
+        state.lead_department = None
+        state.stage = "arbitration" if getattr(e, "next_step", "") == "arbitration" else "returned"
+
+
+def _resolved(state: CaseState, e: CaseResolved) -> None:
+    if state.status != "open":
+        return
+    at = e.occurred_at
+    lead = state.open_lead()
+    if lead is not None:
+        lead.meet("resolution", at)
+        lead.end(at, "resolved")
+    if state.citizen is not None:
+        state.citizen.meet("resolution", at)
+        state.citizen.end(at, "resolved")
+    state.status, state.stage, state.outcome = "resolved", "resolved", e.outcome
+    state.texts.append(f"{state.case_id}|caller_resolved|{state.round}")
+
+
+def _reopened(state: CaseState, e: CaseReopened, policy: SlaPolicy) -> None:
+    if state.status != "resolved" or state.citizen is None:
+        return
+    at = e.occurred_at
+    state.round += 1
+    state.status, state.stage, state.satisfaction = "open", "awaiting_dispatch", None
+    sla_class = policy.class_named(state.sla_class or "", at)
+    state.citizen.ended_at, state.citizen.end_reason = None, None
+    state.citizen.targets["resolution"] = new_target(sla_class.targets["resolution"], at, policy.tz)
+    state.decide(at, e.operator_id, sla_class.targets["resolution"].rule_id, "reopened",
+                 reason=e.reason, round=state.round)
+
+
+def _close_all(state: CaseState, at: datetime, reason: str) -> None:
+    for clock in state.all_clocks():
+        if clock.kind == "department" or clock.key == "citizen":
+            clock.end(at, reason)
+
+
+def _grant(state: CaseState, e: Any, policy: SlaPolicy) -> None:
+    key = f"payment:{e.grant_id}"
+    clock = next((c for c in state.payments if c.key == key), None)
+    if isinstance(e, GrantApproved):
+        if clock is not None:
+            return
+        sla_class = policy.payment_class(e.occurred_at)
+        clock = start_clock(key=key, kind="citizen", sla_class=sla_class, start=e.occurred_at, tz=policy.tz,
+                            district=e.district, department="civil_affairs", targets=("payment",))
+        # P2.1: paid in the month of approval, whenever the approval event is processed.
+        approved = datetime.combine(e.approved_on, datetime.min.time(), policy.tz).replace(hour=12)
+        clock.targets["payment"].base_due = sla_class.targets["payment"].due(approved, policy.tz)
+        state.payments.append(clock)
+        state.district = state.district or e.district
+        state.decide(e.occurred_at, e.actor, sla_class.targets["payment"].rule_id, "payment_clock",
+                     grant_id=e.grant_id, rule=e.rule_id, approved_on=e.approved_on.isoformat())
+    elif clock is not None and isinstance(e, GrantPaid):
+        clock.meet("payment", e.occurred_at)
+        clock.end(e.occurred_at, "paid")
+    elif clock is not None:
+        clock.end(e.occurred_at, "stopped" if isinstance(e, GrantStopped) else "rejected")
+
+
+def apply(state: CaseState | None, event: Any, policy: SlaPolicy) -> CaseState:
+    """Fold one event into the case; the same step applied twice leaves the case as it was."""
+    state = CaseState(case_id=event.case_id) if state is None else state.model_copy(deep=True)
+    at = event.occurred_at
+    match event:
+        case HelpRequested():
+            state.received_at = state.received_at or event.received_at
+            state.district = state.district or event.place.district
+            state.emergency = state.emergency or event.emergency
+        case CaseDispatched():
+            _dispatched(state, event, policy)
+        case CaseSignedFor():
+            _signed(state, event)
+        case CaseProgressRecorded():
+            _progress(state, event)
+        case CaseReturned():
+            _returned(state, event)
+        case CoHandlingRequested():
+            if state.open_assignment(event.requested_department, "co_handler") is None and state.status == "open":
+                district = event.district or state.district or ""
+                _new_assignment(state, policy, Assignment(department=event.requested_department, district=district,
+                                                          role="co_handler"), at)
+        case CoHandlerTaskClosed():
+            clock = state.open_assignment(event.department, "co_handler")
+            if clock is not None:
+                clock.meet("resolution", at)
+                clock.end(at, f"co_handler_{event.outcome}")
+        case CaseResolved():
+            _resolved(state, event)
+        case CaseReassigned() | ArbitrationSettled():
+            if state.status == "open":
+                _set_lead(state, policy, event.lead, at, "reassigned")
+        case ArbitrationRequested():
+            if state.status == "open":
+                state.stage = "arbitration"
+        case CasesMerged():
+            if state.status in ("open", "resolved"):
+                _close_all(state, at, "merged")
+                state.status, state.stage, state.merged_into = "merged", "merged", event.into_case_id
+        case CaseClosed():
+            if state.status != "closed":
+                _close_all(state, at, "closed")
+                state.status, state.stage = "closed", "closed"
+        case CallbackRecorded():
+            state.satisfaction = event.satisfaction
+        case CaseReopened():
+            _reopened(state, event, policy)
+        case GrantApproved() | GrantPaid() | GrantStopped() | GrantRejected():
+            _grant(state, event, policy)
+    return state
+
+
+def timers(state: CaseState, policy: SlaPolicy) -> list[TimerSpec]:
+    """Every pending warning, breach and escalation of the case's open clocks."""
+    out: list[TimerSpec] = []
+    for clock in state.all_clocks():
+        when = clock.started_at
+        payment = clock.key.startswith("payment:")
+        sla_class = policy.payment_class(when) if payment else policy.class_named(clock.sla_class, when)
+        if state.status == "open" or payment:
+            lead = clock.department if payment else (state.lead_department or clock.department)
+            out += clock_timers(state.case_id, clock, sla_class, policy.warning_share(when),
+                                escalate=clock.kind == "citizen", lead_department=lead)
+    return sorted(out, key=lambda t: t.at)

@@ -1,0 +1,209 @@
+"""The SLA policy as validated data: classes, targets, pauses, escalation ladders, with effective dates.
+
+Parsing is pure (`parse_policy` takes the YAML's mapping); `load_policy` only reads the file. Every target
+carries a rule id and the POLICY.md provisions it cites, so every SLA event can say which rule fired.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+
+TargetName = Literal["sign_for", "first_contact", "resolution", "payment"]
+Tier = Literal["department_head", "district_coordinator", "city_coordinator"]
+TIERS: tuple[Tier, ...] = ("department_head", "district_coordinator", "city_coordinator")
+PROVISION = re.compile(r"^P\d\.\d[a-z]?$")
+_DURATION = TypeAdapter(timedelta)
+
+
+class PolicyError(ValueError):
+    """The SLA policy file is invalid; the service refuses to start with it."""
+
+
+def _duration(value: Any) -> timedelta:
+    return _DURATION.validate_python(value)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TargetRule(_Strict):
+    rule_id: str
+    provisions: tuple[str, ...] = Field(min_length=1)
+    within: timedelta | None = None
+    by: Literal["end_of_day", "end_of_month"] | None = None
+    at_least: timedelta = timedelta(0)
+
+    @field_validator("provisions")
+    @classmethod
+    def _cites_provisions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [p for p in value if not PROVISION.match(p)]
+        if bad:
+            raise ValueError(f"not a POLICY.md provision id: {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_form(self) -> TargetRule:
+        if (self.within is None) == (self.by is None):
+            raise ValueError(f"{self.rule_id}: give exactly one of `within` or `by`")
+        if self.within is not None and self.within <= timedelta(0):
+            raise ValueError(f"{self.rule_id}: `within` must be positive")
+        return self
+
+    def due(self, start: datetime, tz: timezone) -> datetime:
+        """The unpaused deadline of a clock started at `start`."""
+        if self.within is not None:
+            return start + self.within
+        local = start.astimezone(tz)
+        if self.by == "end_of_day":
+            end = datetime.combine(local.date() + timedelta(days=1), time(0), tz)
+        else:
+            last = calendar.monthrange(local.year, local.month)[1]
+            end = datetime.combine(local.date().replace(day=last) + timedelta(days=1), time(0), tz)
+        return max(end, start + self.at_least)
+
+
+class PauseRule(_Strict):
+    allowed: bool = False
+    max_count: int = Field(default=0, ge=0)
+    max_total: timedelta = timedelta(0)
+    reasons: tuple[str, ...] = ("waiting_for_caller", "caller_unreachable", "caller_requested_delay")
+
+
+class EscalationStep(_Strict):
+    tier: Tier
+    after_breach: timedelta
+
+
+class SlaClass(_Strict):
+    name: str
+    rule_id: str
+    provisions: tuple[str, ...] = Field(min_length=1)
+    name_zh: str
+    name_en: str
+    targets: dict[TargetName, TargetRule]
+    pause: PauseRule = PauseRule()
+    escalation: tuple[EscalationStep, ...] = ()
+
+    @model_validator(mode="after")
+    def _complete(self) -> SlaClass:
+        for needed in ("sign_for", "resolution"):
+            if needed not in self.targets:
+                raise ValueError(f"class {self.name}: target `{needed}` is required")
+        tiers = [step.tier for step in self.escalation]
+        if tiers != sorted(tiers, key=TIERS.index) or len(set(tiers)) != len(tiers):
+            raise ValueError(f"class {self.name}: escalation tiers must be distinct and in order {TIERS}")
+        delays = [step.after_breach for step in self.escalation]
+        if delays != sorted(delays):
+            raise ValueError(f"class {self.name}: escalation delays must not decrease")
+        return self
+
+
+class PolicyVersion(_Strict):
+    version: str
+    effective_from: datetime
+    warning_share: float = Field(default=0.75, gt=0, lt=1)
+    fallback_class: str = "standard"
+    classes: dict[str, SlaClass]
+
+    @model_validator(mode="after")
+    def _fallback_exists(self) -> PolicyVersion:
+        if self.fallback_class not in self.classes:
+            raise ValueError(f"fallback class {self.fallback_class!r} is not defined")
+        if self.effective_from.tzinfo is None:
+            raise ValueError("effective_from needs a timezone")
+        return self
+
+
+@dataclass(frozen=True)
+class ClassChoice:
+    """The class a clock runs under, and whether the requested one was unknown (P6.3: say why)."""
+
+    sla_class: SlaClass
+    requested: str
+    fell_back: bool
+    policy_version: str
+
+
+@dataclass(frozen=True)
+class SlaPolicy:
+    tz: timezone
+    versions: tuple[PolicyVersion, ...]  # sorted by effective_from
+    warning_share_override: float | None = None
+
+    def version_at(self, when: datetime) -> PolicyVersion:
+        current = None
+        for version in self.versions:
+            if version.effective_from <= when:
+                current = version
+        return current or self.versions[0]
+
+    def warning_share(self, when: datetime) -> float:
+        return self.warning_share_override or self.version_at(when).warning_share
+
+    def choose(self, requested: str | None, when: datetime) -> ClassChoice:
+        """The class named by the router, or the fallback class when it is unknown to this policy."""
+        version = self.version_at(when)
+        name = requested or version.fallback_class
+        if name in version.classes:
+            return ClassChoice(version.classes[name], name, False, version.version)
+        return ClassChoice(version.classes[version.fallback_class], name, True, version.version)
+
+    def payment_class(self, when: datetime) -> SlaClass:
+        version = self.version_at(when)
+        for sla_class in version.classes.values():
+            if "payment" in sla_class.targets:
+                return sla_class
+        raise PolicyError("no class defines a `payment` target")
+
+    def class_named(self, name: str, when: datetime) -> SlaClass:
+        return self.choose(name, when).sla_class
+
+
+def _offset(text: str) -> timezone:
+    match = re.fullmatch(r"([+-])(\d{2}):(\d{2})", text)
+    if not match:
+        raise PolicyError(f"timezone must look like +08:00, got {text!r}")
+    sign = 1 if match.group(1) == "+" else -1
+    return timezone(sign * timedelta(hours=int(match.group(2)), minutes=int(match.group(3))))
+
+
+def parse_policy(data: dict[str, Any], *, warning_share: float | None = None) -> SlaPolicy:
+    """Validate the policy mapping; raise PolicyError naming what is wrong."""
+    try:
+        tz = _offset(str(data.get("timezone", "+08:00")))
+        versions = []
+        for raw in data["versions"]:
+            classes = {name: SlaClass(name=name, **body) for name, body in raw["classes"].items()}
+            versions.append(PolicyVersion(**{**raw, "classes": classes}))
+    except PolicyError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PolicyError(f"invalid SLA policy: {exc}") from exc
+    if not versions:
+        raise PolicyError("the SLA policy has no version")
+    for version in versions:
+        ids = [t.rule_id for c in version.classes.values() for t in c.targets.values()]
+        if len(ids) != len(set(ids)):
+            raise PolicyError(f"version {version.version}: duplicate target rule ids")
+    if warning_share is not None and not 0 < warning_share < 1:
+        raise PolicyError("warning share must be between 0 and 1")
+    return SlaPolicy(tz, tuple(sorted(versions, key=lambda v: v.effective_from)), warning_share)
+
+
+def load_policy(path: str | Path | None = None, *, warning_share: float | None = None) -> SlaPolicy:
+    """Read the policy file (the packaged default when `path` is empty)."""
+    if path:
+        text = Path(path).read_text(encoding="utf-8")
+    else:
+        text = resources.files("services.notify").joinpath("data/sla_policy.yaml").read_text(encoding="utf-8")
+    return parse_policy(yaml.safe_load(text), warning_share=warning_share)

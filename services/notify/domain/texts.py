@@ -1,0 +1,94 @@
+"""What notify tells people: caller texts (Chinese first) and alerts to departments and coordinators.
+
+Recipients are codes, never phone numbers: `caller` (the phone is looked up only when sending),
+`department:<dept>:<district>`, `department_head:<dept>:<district>`, `coordinator:<district>`,
+`coordinator:city`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from contracts.codes import departments, districts
+
+TARGET_ZH = {"sign_for": "签收", "first_contact": "首次联系", "resolution": "办结", "payment": "资金发放"}
+TARGET_EN = {"sign_for": "sign-for", "first_contact": "first contact", "resolution": "resolution",
+             "payment": "payment"}
+TIER_ZH = {"department_head": "部门负责人", "district_coordinator": "区县统筹协调人", "city_coordinator": "市级统筹协调人（督办）"}
+
+
+@dataclass(frozen=True)
+class Notification:
+    key: str  # natural key: the same notification is never created twice
+    case_id: str
+    kind: str
+    recipient: str
+    text_zh: str
+    text_en: str
+
+
+def _dept(code: str | None) -> tuple[str, str]:
+    dept = departments().get(code or "")
+    return (dept.name_zh, dept.name_en) if dept else (code or "相关部门", code or "the department")
+
+
+def _district(code: str | None) -> tuple[str, str]:
+    district = districts().get(code or "")
+    return (district.name_zh, district.name_en) if district else (code or "", code or "")
+
+
+def local(at: datetime, tz: timezone) -> str:
+    return at.astimezone(tz).strftime("%m月%d日%H:%M")
+
+
+def caller_dispatched(key: str, case_id: str, *, district: str | None, department: str | None,
+                      due_at: datetime | None, tz: timezone) -> Notification:
+    dept_zh, dept_en = _dept(department)
+    dist_zh, dist_en = _district(district)
+    when_zh = f"，将于{local(due_at, tz)}前办结" if due_at else ""
+    when_en = f", due by {due_at.astimezone(tz):%Y-%m-%d %H:%M}" if due_at else ""
+    return Notification(
+        key, case_id, "caller_dispatched", "caller",
+        f"【社会救助热线】您的求助已受理（编号{case_id}），已转{dist_zh}{dept_zh}部门办理{when_zh}。",
+        f"Your request {case_id} has been passed to {dept_en}, {dist_en}{when_en}.",
+    )
+
+
+def caller_resolved(key: str, case_id: str, *, outcome: str | None) -> Notification:
+    return Notification(
+        key, case_id, "caller_resolved", "caller",
+        f"【社会救助热线】您的求助（编号{case_id}）已办结。如仍有困难，请再次致电救助热线。",
+        f"Your request {case_id} has been resolved ({outcome or 'done'}). If you still need help, call the hotline again.",
+    )
+
+
+def sla_alerts(timer_id: str, payload: dict[str, Any], tz: timezone) -> list[Notification]:
+    """Department alerts on a department clock's warning or breach, and one alert per escalation tier."""
+    case_id, stage, target = payload["case_id"], payload["stage"], payload["target"]
+    department, district = payload.get("department"), payload["district"]
+    due = payload["due_at"]
+    dept_zh, dept_en = _dept(department)
+    dist_zh, _ = _district(district)
+    t_zh, t_en = TARGET_ZH.get(target, target), TARGET_EN.get(target, target)
+    when = local(due, tz)
+    if stage == "escalation":
+        tier = payload["tier"]
+        recipient = {"department_head": f"department_head:{department}:{district}",
+                     "district_coordinator": f"coordinator:{district}", "city_coordinator": "coordinator:city"}[tier]
+        return [Notification(
+            f"{timer_id}|{recipient}", case_id, f"escalation_{tier}", recipient,
+            f"【督办】案件{case_id}（{dist_zh}{dept_zh}）{t_zh}已超时（时限{when}），现提交{TIER_ZH[tier]}督办。",
+            f"[Escalation] Case {case_id} ({dept_en}) missed its {t_en} deadline; escalated to the {tier}.",
+        )]
+    if payload["clock"] == "department" or payload["clock_key"].startswith("payment:"):
+        recipient = f"department:{department}:{district}"
+        if stage == "warning":
+            zh = f"【时限预警】案件{case_id}的{t_zh}时限将于{when}到期，请抓紧办理。"
+            en = f"[Warning] Case {case_id}: the {t_en} deadline is {due:%Y-%m-%d %H:%M} UTC."
+        else:
+            zh = f"【超时】案件{case_id}的{t_zh}已超过时限（{when}），请立即办理。"
+            en = f"[Breach] Case {case_id} missed its {t_en} deadline ({due:%Y-%m-%d %H:%M} UTC)."
+        return [Notification(f"{timer_id}|{recipient}", case_id, f"department_{stage}", recipient, zh, en)]
+    return []
