@@ -2,25 +2,66 @@
 
 from __future__ import annotations
 
+import asyncio
+from importlib import resources
+from pathlib import Path
+
+import structlog
 from fastapi import FastAPI
 
 from common.app import Runtime, create_service_app
 from services.relief import api, handlers
+from services.relief.domain.standards import StandardsBook, load_standards
+from services.relief.service import Relief
 from services.relief.settings import Settings
 from services.relief.store import ReliefStore
 
+log = structlog.get_logger("relief.app")
 
-async def startup(runtime: Runtime) -> ReliefStore:
+
+def load_standards_book(settings: Settings) -> StandardsBook:
+    """Read and validate the dibao standards; an invalid file stops the service from starting."""
+    if settings.standards_path:
+        text = Path(settings.standards_path).read_text(encoding="utf-8")
+    else:
+        text = resources.files("services.relief.data").joinpath("dibao_standards.yaml").read_text(encoding="utf-8")
+    parsed, book = load_standards(text)
+    if parsed.example:
+        log.warning("dibao standards are EXAMPLE figures: replace them with the official standards",
+                    path=settings.standards_path or "services/relief/data/dibao_standards.yaml")
+    return book
+
+
+async def startup(runtime: Runtime) -> Relief:
+    settings: Settings = runtime.settings  # type: ignore[assignment]
+    book = load_standards_book(settings)
     store = ReliefStore(runtime.db)
     await store.ensure_indexes()
-    return store
+    return Relief(store=store, book=book, broker=runtime.broker,
+                  four_eyes_above=settings.major_second_approval_above_yuan,
+                  part_month_policy=settings.part_month_policy,
+                  id_hash_salt=settings.id_hash_salt.get_secret_value())
+
+
+async def outbox_relay(runtime: Runtime) -> None:
+    """Publish events whose first publish failed (Kafka was down), until the service stops."""
+    settings: Settings = runtime.settings  # type: ignore[assignment]
+    await runtime.kafka_connected.wait()
+    while True:
+        try:
+            await runtime.store.relay_outbox(min_age_s=settings.outbox_min_age_s)
+        except Exception as exc:  # noqa: BLE001 - keep relaying; the outbox keeps what failed
+            log.warning("outbox relay pass failed", error=repr(exc))
+        await asyncio.sleep(settings.outbox_interval_s)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     return create_service_app(
         settings or Settings(),
         title="Relief / 临时救助",
+        description="Emergency temporary assistance at the place of hardship, approvals and a payment ledger.",
         subscribers=handlers.build_subscribers,
-        routers=[api.router],
+        routers=[api.router, api.page],
         startup=startup,
+        background=[outbox_relay],
     )

@@ -1,8 +1,12 @@
 """Settings of the relief service (environment variables prefixed `RELIEF_`)."""
 
+from decimal import Decimal
+
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import ServiceSettings
+from services.relief.domain.schedule import PartMonthPolicy
 
 
 class Settings(ServiceSettings):
@@ -10,3 +14,16 @@ class Settings(ServiceSettings):
 
     service_name: str = "relief"
     http_port: int = 8003
+    # Dibao standards file (YAML); empty: the example file shipped in services/relief/data.
+    standards_path: str = ""
+    # P5.2c four eyes: a case-by-case amount above this needs a second officer's approval.
+    major_second_approval_above_yuan: Decimal = Field(default=Decimal("5000.00"), ge=0)
+    # P5.2a part months: `full_month` (any started month paid in full) or `pro_rata` (days, in arrears).
+    part_month_policy: PartMonthPolicy = PartMonthPolicy.FULL_MONTH
+    # Salt of the ID-card hash used to match callers to the registry (set your own in production).
+    id_hash_salt: SecretStr = SecretStr("dev-only-relief-salt")
+    # Subsidy runs insert ledger entries in batches of this size.
+    run_batch_size: int = Field(default=1000, ge=1, le=10_000)
+    # The outbox relay republishes events that could not be published at once (Kafka down).
+    outbox_interval_s: float = Field(default=2.0, gt=0)
+    outbox_min_age_s: float = Field(default=5.0, ge=0)  # leave fresh events to the request publishing them

@@ -1,17 +1,205 @@
-"""Relief's MongoDB access: entitlements and the append-only payment ledger."""
+"""Relief's MongoDB access: cases seen, entitlements (with their event outbox), the append-only payment
+ledger, the registry, added standards and subsidy runs.
+
+FerretDB 1.24 limits apply: no transactions, so every state change is one atomic single-document update
+guarded by a `version` (optimistic concurrency), and an entitlement's outgoing events ride in the same
+document (`outbox`) so a state change and its event are written together. Amounts are strings (Decimal
+to the fen) plus integer fen for sums (FerretDB has no Decimal128).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from common.store import insert_once
+
+DUPLICATE_KEY = 11000
+Doc = dict[str, Any]
 
 
 class ReliefStore:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.db = db
+        self.cases = db["cases"]
+        self.entitlements = db["entitlements"]
         self.ledger = db["ledger"]
+        self.registry = db["registry"]
+        self.standards = db["standards"]
+        self.runs = db["runs"]
 
     async def ensure_indexes(self) -> None:
         # One payment per idempotency key, ever (P6.1): (case, rule, period) or (run, recipient).
         await self.ledger.create_index("idempotency_key", unique=True)
+        await self.ledger.create_index([("case_id", ASCENDING), ("recorded_at", ASCENDING)])
+        await self.ledger.create_index([("recipient_id", ASCENDING), ("recorded_at", ASCENDING)])
+        await self.ledger.create_index([("run_id", ASCENDING)])
+        await self.entitlements.create_index([("district", ASCENDING), ("status", ASCENDING)])
+        await self.entitlements.create_index("case_id")
+        await self.registry.create_index("id_card_hash")
+        await self.registry.create_index([("district", ASCENDING), ("_id", ASCENDING)])
+        await self.standards.create_index([("district", ASCENDING), ("effective_from", ASCENDING)], unique=True)
+
+    # ---------------------------------------------------------------- cases (facts from both events)
+
+    async def merge_case(self, case_id: str, part: str, value: Doc) -> Doc:
+        """Keep one part of a case (`help` or `dispatch`); the parts may arrive in any order."""
+        doc = await self.cases.find_one_and_update(
+            {"_id": case_id}, {"$set": {part: value}}, upsert=True, return_document=ReturnDocument.AFTER)
+        assert doc is not None
+        return doc
+
+    async def mark_case_evaluated(self, case_id: str, evaluation: Doc) -> None:
+        await self.cases.update_one({"_id": case_id}, {"$set": {"evaluation": evaluation}})
+
+    async def get_case(self, case_id: str) -> Doc | None:
+        return await self.cases.find_one({"_id": case_id})
+
+    # ---------------------------------------------------------------- entitlements
+
+    async def insert_entitlement(self, doc: Doc) -> bool:
+        """Insert once: the id is (case, rule), so a redelivered event proposes nothing twice."""
+        return await insert_once(self.entitlements, doc)
+
+    async def get_entitlement(self, entitlement_id: str) -> Doc | None:
+        return await self.entitlements.find_one({"_id": entitlement_id})
+
+    async def list_entitlements(self, query: Doc, limit: int = 200) -> list[Doc]:
+        cursor = self.entitlements.find(query, {"outbox": 0}).sort("created_at", DESCENDING).limit(limit)
+        return await cursor.to_list(limit)
+
+    async def update_entitlement(self, entitlement_id: str, version: int, set_fields: Doc, *,
+                                 decision: Doc | None = None, events: Sequence[Doc] = (),
+                                 extra: Doc | None = None) -> Doc | None:
+        """Apply one decision if nobody changed the entitlement since `version` was read; None otherwise."""
+        update: Doc = {"$set": set_fields, "$inc": {"version": 1}}
+        push: Doc = {}
+        if decision is not None:
+            push["decisions"] = decision
+        if events:
+            push["outbox"] = {"$each": list(events)}
+        if push:
+            update["$push"] = push
+        for op, value in (extra or {}).items():
+            update.setdefault(op, {}).update(value)
+        return await self.entitlements.find_one_and_update(
+            {"_id": entitlement_id, "version": version}, update, return_document=ReturnDocument.AFTER)
+
+    async def record_period_paid(self, entitlement_id: str, period: str, set_fields: Doc, decision: Doc,
+                                 events: Sequence[Doc]) -> Doc | None:
+        """Mark `period` paid once (the condition makes a retry or a concurrent call a no-op)."""
+        return await self.entitlements.find_one_and_update(
+            {"_id": entitlement_id, "paid_periods": {"$ne": period}},
+            {"$set": set_fields, "$addToSet": {"paid_periods": period}, "$inc": {"version": 1, "payments": 1},
+             "$push": {"decisions": decision, "outbox": {"$each": list(events)}}},
+            return_document=ReturnDocument.AFTER)
+
+    async def with_outbox(self, limit: int = 100) -> list[Doc]:
+        cursor = self.entitlements.find({"outbox.0": {"$exists": True}}, {"outbox": 1}).limit(limit)
+        return await cursor.to_list(limit)
+
+    async def outbox_of(self, entitlement_id: str) -> list[Doc]:
+        doc = await self.entitlements.find_one({"_id": entitlement_id}, {"outbox": 1})
+        return list((doc or {}).get("outbox") or [])
+
+    async def remove_from_outbox(self, entitlement_id: str, item: Doc) -> None:
+        # The whole item, as read: FerretDB 1.24's $pull matches whole values, not query conditions.
+        await self.entitlements.update_one({"_id": entitlement_id}, {"$pull": {"outbox": item}})
+
+    # ---------------------------------------------------------------- the append-only ledger
+
+    async def append_ledger(self, entry: Doc) -> tuple[bool, Doc]:
+        """Append a payment once per idempotency key; on a duplicate return the entry already there."""
+        try:
+            await self.ledger.insert_one(entry)
+            return True, entry
+        except DuplicateKeyError:
+            existing = await self.ledger.find_one({"idempotency_key": entry["idempotency_key"]})
+            assert existing is not None
+            return False, existing
+
+    async def append_ledger_many(self, entries: list[Doc]) -> int:
+        """Insert a batch unordered; entries already there (a resumed or repeated run) are skipped."""
+        if not entries:
+            return 0
+        try:
+            result = await self.ledger.insert_many(entries, ordered=False)
+            return len(result.inserted_ids)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            return int(exc.details.get("nInserted", 0))
+
+    async def ledger_entries(self, query: Doc, limit: int = 1000) -> list[Doc]:
+        cursor = self.ledger.find(query, {"_id": 0}).sort("recorded_at", ASCENDING).limit(limit)
+        return await cursor.to_list(limit)
+
+    async def ledger_count(self, query: Doc) -> int:
+        return await self.ledger.count_documents(query)
+
+    async def ledger_totals(self, query: Doc) -> Doc:
+        """Count and sum (fen) of matching entries, with only $match/$group (FerretDB-safe)."""
+        cursor = await self.ledger.aggregate([
+            {"$match": query},
+            {"$group": {"_id": None, "count": {"$count": {}}, "fen": {"$sum": "$amount_fen"}}},
+        ])
+        rows = await cursor.to_list(1)
+        return {"count": rows[0]["count"], "fen": rows[0]["fen"]} if rows else {"count": 0, "fen": 0}
+
+    # ---------------------------------------------------------------- registry (P2.3)
+
+    async def upsert_registry(self, docs: list[Doc], batch: int = 1000) -> int:
+        """Insert or replace registry records by recipient id; returns how many were written."""
+        written = 0
+        for i in range(0, len(docs), batch):
+            ops = [UpdateOne({"_id": d["_id"]}, {"$set": {k: v for k, v in d.items() if k != "_id"}}, upsert=True)
+                   for d in docs[i:i + batch]]
+            result = await self.registry.bulk_write(ops, ordered=False)
+            written += result.upserted_count + result.matched_count
+        return written
+
+    async def registry_by_id_hash(self, id_card_hash: str) -> Doc | None:
+        return await self.registry.find_one({"id_card_hash": id_card_hash})
+
+    async def registry_get(self, recipient_id: str) -> Doc | None:
+        return await self.registry.find_one({"_id": recipient_id}, {"id_card_hash": 0})
+
+    async def registry_page(self, districts: list[str], after: str | None, limit: int) -> list[Doc]:
+        """Registry records of the districts, by recipient id after `after` (keyset paging for runs)."""
+        query: Doc = {"district": {"$in": districts}}
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        cursor = self.registry.find(query, {"id_card_hash": 0, "name": 0}).sort("_id", ASCENDING).limit(limit)
+        return await cursor.to_list(limit)
+
+    # ---------------------------------------------------------------- standards and runs
+
+    async def added_standards(self) -> list[Doc]:
+        return await self.standards.find({}, {"_id": 0}).to_list(10_000)
+
+    async def add_standard(self, doc: Doc) -> bool:
+        try:
+            await self.standards.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def create_run(self, doc: Doc) -> bool:
+        return await insert_once(self.runs, doc)
+
+    async def get_run(self, run_id: str) -> Doc | None:
+        return await self.runs.find_one({"_id": run_id})
+
+    async def list_runs(self, query: Doc, limit: int = 100) -> list[Doc]:
+        return await self.runs.find(query).sort("opened_at", DESCENDING).limit(limit).to_list(limit)
+
+    async def update_run(self, run_id: str, set_fields: Doc, push: Doc | None = None) -> None:
+        update: Doc = {"$set": set_fields}
+        if push:
+            update["$push"] = push
+        await self.runs.update_one({"_id": run_id}, update)

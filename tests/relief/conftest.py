@@ -1,0 +1,69 @@
+"""Relief test fixtures: the app in-process against the real store and Kafka, events, tokens."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from common.app import create_service_app
+from common.auth import issue_token
+from contracts.events.hotline import Caller, HelpRequested, Place
+from contracts.events.router import Assignment, CaseDispatched, Decision
+from services.relief import api
+from services.relief.app import outbox_relay, startup
+from services.relief.domain.registry import id_card_check_char
+from services.relief.settings import Settings
+from tests.support.kafka import unique_name
+
+TODAY = date(2021, 3, 20)
+
+
+def id_card(n: int) -> str:
+    first17 = f"500103198001{n:05d}"
+    return first17 + id_card_check_char(first17)
+
+
+def case_id(seq: int | None = None) -> str:
+    import random
+
+    return f"CQ-{TODAY:%Y%m%d}-{seq if seq is not None else random.randint(0, 999_999):06d}"
+
+
+def help_requested(case: str, needs: tuple[str, ...], *, district: str = "500103", **kw: Any) -> HelpRequested:
+    caller = kw.pop("caller", Caller(name="张三", phone="13800138000", id_card=kw.pop("id_card", None),
+                                     hukou_district=kw.pop("hukou_district", None)))
+    return HelpRequested(case_id=case, received_at=datetime(2021, 2, 15, 9, 30, tzinfo=UTC), operator_id="op-1",
+                         caller=caller, place=Place(district=district), needs=needs, **kw)
+
+
+def dispatched(case: str, needs: tuple[str, ...], *, district: str = "500103") -> CaseDispatched:
+    return CaseDispatched(case_id=case, district=district, needs=needs, sla_class="standard",
+                          lead=Assignment(department="civil_affairs", district=district, role="lead"),
+                          decision=Decision(rule_ids=("R-TEST",)))
+
+
+def relief_settings(kafka: str, mongodb_url: str, db_name: str, **kw: Any) -> Settings:
+    return Settings(kafka_bootstrap_servers=kafka, mongodb_url=mongodb_url, mongodb_database=db_name,
+                    kafka_group_id=unique_name("relief-test"), environment="test", log_json=True,
+                    major_second_approval_above_yuan="3000", outbox_interval_s=0.2, **kw)
+
+
+@pytest.fixture
+async def relief_app(kafka_bootstrap: str, mongodb_url: str, db_name: str) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    """The relief app (HTTP routes, store, broker, outbox relay; no subscribers), clock fixed at TODAY."""
+    settings = relief_settings(kafka_bootstrap, mongodb_url, db_name)
+    app = create_service_app(settings, title="relief-test", routers=[api.router, api.page], startup=startup,
+                             background=[outbox_relay], wait_for_kafka=True)
+    async with app.router.lifespan_context(app):
+        app.state.runtime.store.clock = lambda: TODAY
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://relief") as client:
+            yield app, client
+
+
+def token(app: Any, sub: str, role: str = "relief_officer", district: str | None = "500103") -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(app.state.settings, sub=sub, role=role, district=district)}"}

@@ -1,0 +1,149 @@
+"""The relief officer API against the real store and Kafka: four eyes (P5.2c), a payment recorded once
+under concurrent identical requests (P6.1), discharge stopping P5.2a, district scoping, bilingual 422s."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from contracts.events.relief import GRANT_EVENTS_TOPIC, HUKOU_NOTICE_TOPIC
+from tests.relief.conftest import case_id, dispatched, help_requested, id_card, token
+from tests.support.kafka import create_topics, read_topic
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+
+async def open_case(app, needs, **kw):
+    case = case_id()
+    relief = app.state.runtime.store
+    await relief.on_help_requested(help_requested(case, needs, **kw))
+    await relief.on_dispatched(dispatched(case, needs, district=kw.get("district", "500103")))
+    return case
+
+
+async def grant_events(kafka: str, case: str, expect: int, topic: str = GRANT_EVENTS_TOPIC) -> list[dict]:
+    async def probe():
+        records = await read_topic(kafka, topic, expect=10**9, timeout_s=1.5)
+        # Publishing is at least once; consumers dedupe on event_id, and so does this reader.
+        found = list({e["event_id"]: e for e in (json.loads(r.value) for r in records if r.key == case.encode())}
+                     .values())
+        return found if len(found) >= expect else None
+    return await eventually(probe, timeout=30, what=f"{expect} events of {case} on {topic}")
+
+
+async def test_p52c_four_eyes_above_threshold_the_proposer_cannot_approve(relief_app, kafka_bootstrap):
+    """P5.2c: above the threshold (3000 here) a second officer approves; the proposer is refused."""
+    await create_topics(kafka_bootstrap, GRANT_EVENTS_TOPIC, HUKOU_NOTICE_TOPIC)
+    app, client = relief_app
+    case = await open_case(app, ("temp_assist_major",), hukou_district="500101")
+    eid = f"{case}:P5.2c"
+    a, b = token(app, "officer-a"), token(app, "officer-b")
+
+    r = await client.post(f"/api/v1/entitlements/{eid}/approve", json={"amount_yuan": "8000.00", "note": "重病"},
+                          headers=a)
+    assert r.status_code == 200 and r.json()["status"] == "pending_approval"
+    r = await client.post(f"/api/v1/entitlements/{eid}/approve", json={}, headers=a)
+    assert r.status_code == 403 and r.json()["code"] == "four_eyes" and r.json()["message_zh"]
+    other_district = token(app, "officer-c", district="500106")
+    assert (await client.post(f"/api/v1/entitlements/{eid}/approve", json={}, headers=other_district)).status_code == 403
+    r = await client.post(f"/api/v1/entitlements/{eid}/approve", json={"note": "复核同意"}, headers=b)
+    assert r.status_code == 200 and r.json()["status"] == "approved" and r.json()["signed_by"] == ["officer-a", "officer-b"]
+    decisions = r.json()["decisions"]
+    assert [d["action"] for d in decisions] == ["proposed", "signed_pending_second_approval", "approved"]
+    assert all(d["rule_id"] == "P5.2c" and "facts" in d and d["at"] for d in decisions)  # P6.3
+
+    r = await client.post(f"/api/v1/entitlements/{eid}/payments", json={"period": "once", "payment_reference": "BANK-1"},
+                          headers=b)
+    assert r.status_code == 201 and r.json()["entry"]["amount"] == "8000.00"
+    assert (await client.get(f"/api/v1/entitlements/{eid}", headers=a)).json()["status"] == "paid"
+
+    events = await grant_events(kafka_bootstrap, case, 4)
+    assert [e["type"] for e in events] == ["grant.proposed", "grant.proposed", "grant.approved", "grant.paid"]
+    assert events[1]["needs_second_approval"] is True and events[2]["approved_by"] == ["officer-a", "officer-b"]
+    [notice] = await grant_events(kafka_bootstrap, case, 1, topic=HUKOU_NOTICE_TOPIC)  # P5.2d
+    assert notice["paying_district"] == "500103" and notice["hukou_district"] == "500101"
+
+
+async def test_concurrent_identical_payment_requests_make_exactly_one_ledger_entry(relief_app, kafka_bootstrap):
+    """P6.1: N identical payment requests at once (a double click, retries) -> one ledger entry, one event."""
+    app, client = relief_app
+    case = await open_case(app, ("temp_assist_unemployed",), months_without_income=3, household_status="none",
+                           special_groups=("unemployed_uninsured",), id_card=id_card(1))
+    eid = f"{case}:P5.2b"
+    officer = token(app, "officer-a")
+    r = await client.post(f"/api/v1/entitlements/{eid}/approve", json={"amount_yuan": "1240.01"}, headers=officer)
+    assert r.status_code == 422 and r.json()["field"] == "amount_yuan"  # cap: 2 x 620 (EXAMPLE urban standard on 2021-02-15)
+    r = await client.post(f"/api/v1/entitlements/{eid}/approve", json={"amount_yuan": "1240.00"}, headers=officer)
+    assert r.status_code == 200
+
+    async def pay(i: int):
+        return await client.post(f"/api/v1/entitlements/{eid}/payments",
+                                 json={"period": "once", "payment_reference": f"REF-{i}"}, headers=officer)
+
+    responses = await asyncio.gather(*(pay(i) for i in range(12)))
+    assert sorted(r.status_code for r in responses) == [200] * 11 + [201]
+    assert len({r.json()["entry"]["payment_reference"] for r in responses}) == 1
+    ledger = (await client.get(f"/api/v1/cases/{case}/ledger", headers=officer)).json()
+    assert len(ledger["entries"]) == 1 and ledger["total_yuan"] == "1240.00"
+    assert await app.state.runtime.db["ledger"].count_documents({"case_id": case}) == 1
+    by_person = (await client.post("/api/v1/ledger/by-id-card", json={"id_card": id_card(1)}, headers=officer)).json()
+    assert [e["case_id"] for e in by_person["entries"]] == [case]
+    events = await grant_events(kafka_bootstrap, case, 3)
+    assert [e["type"] for e in events].count("grant.paid") == 1
+
+
+async def test_p52a_monthly_until_discharge_mid_month(relief_app):
+    """P5.2a: monthly 2 x standard from confirmation; discharge mid-month keeps that month (full_month
+    policy) and stops the next with GrantStopped."""
+    app, client = relief_app
+    case = await open_case(app, ("temp_assist_epidemic",), household_status="dibao")
+    eid = f"{case}:P5.2a"
+    officer = token(app, "officer-a")
+    r = await client.post(f"/api/v1/entitlements/{eid}/approve", json={"confirmed_on": "2021-02-10"}, headers=officer)
+    assert r.status_code == 200 and r.json()["amount"] == "1240.00"  # 2 x 620 (EXAMPLE standard on 2021-02-15)
+    for period in ("2021-02", "2021-03"):
+        r = await client.post(f"/api/v1/entitlements/{eid}/payments",
+                              json={"period": period, "payment_reference": f"B-{period}"}, headers=officer)
+        assert r.status_code == 201, r.text
+    r = await client.post(f"/api/v1/entitlements/{eid}/discharge", json={"discharged_on": "2021-03-05"}, headers=officer)
+    assert r.status_code == 200 and r.json()["status"] == "stopped" and r.json()["end_on"] == "2021-03-05"
+    r = await client.post(f"/api/v1/entitlements/{eid}/payments",
+                          json={"period": "2021-04", "payment_reference": "B-04"}, headers=officer)
+    assert r.status_code == 409 and r.json()["code"] == "period_not_payable"
+    ledger = (await client.get(f"/api/v1/cases/{case}/ledger", headers=officer)).json()
+    assert [e["period"] for e in ledger["entries"]] == ["2021-02", "2021-03"] and ledger["total_yuan"] == "2480.00"
+
+
+async def test_bad_input_is_refused_in_chinese_and_english_naming_the_field(relief_app):
+    app, client = relief_app
+    officer = token(app, "officer-a")
+    r = await client.post("/api/v1/entitlements/x/payments", json={"period": "2021/02", "payment_reference": "r"},
+                          headers=officer)
+    assert r.status_code == 422
+    [err] = r.json()["errors"]
+    assert err["field"] == "period" and err["reason_zh"].startswith("期间") and "YYYY-MM" in err["reason_en"]
+    assert (await client.get("/api/v1/entitlements", headers=token(app, "op", role="operator"))).status_code == 403
+    assert (await client.get("/api/v1/entitlements")).status_code == 401
+    page = await client.get("/")
+    assert page.status_code == 200 and "临时救助" in page.text and "English" in page.text
+
+
+async def test_admin_adds_a_standard_from_a_date_and_new_cases_use_it(relief_app):
+    """Standards are dated data: an admin adds one; a case reported after its date uses it."""
+    app, client = relief_app
+    admin = token(app, "admin-1", role="admin", district=None)
+    body = {"district": "500103", "effective_from": "2021-02-01", "urban": "700.00", "rural": "560.00",
+            "source": "test"}
+    assert (await client.post("/api/v1/admin/standards", json=body, headers=token(app, "o"))).status_code == 403
+    assert (await client.post("/api/v1/admin/standards", json=body, headers=admin)).status_code == 201
+    assert (await client.post("/api/v1/admin/standards", json=body, headers=admin)).status_code == 409
+    bad = await client.post("/api/v1/admin/standards", json=body | {"district": "999999"}, headers=admin)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["reason_zh"].startswith("未知的区县代码")
+    r = await client.get("/api/v1/standards?district=500103&on=2021-02-15", headers=token(app, "o"))
+    assert r.json()["urban"] == "700.00"
+    case = await open_case(app, ("temp_assist_epidemic",), household_status="tekun")
+    doc = (await client.get(f"/api/v1/entitlements/{case}:P5.2a", headers=token(app, "o"))).json()
+    assert doc["amount"] == "1400.00"
