@@ -21,7 +21,8 @@ _ID_CARD_SHAPE = re.compile(r"^\d{17}[\dX]$")
 
 # Mobile: 11 digits starting 13-19. Landline: area code 0 + 2-3 digits, then a 7-8 digit local number.
 _MOBILE = re.compile(r"^1[3-9]\d{9}$")
-_LANDLINE = re.compile(r"^(0\d{2,3})(\d{7,8})$")
+# Three-digit area codes are 010 and 020-029; every other area code has four digits.
+_LANDLINE = re.compile(r"^(010|02\d|0[3-9]\d{2})([2-9]\d{6,7})$")
 _LOCAL = re.compile(r"^[2-9]\d{7}$")
 CHONGQING_AREA_CODE = "023"
 

@@ -1,121 +1,215 @@
-"""The operator's HTTP API (role `operator`)."""
+"""The operator's HTTP API (role `operator`): intake, repeat callers, follow-ups, transfers, lookup,
+status and callbacks. Thin: validation in schemas.py, rules in domain/, storage in store.py/outbox.py."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
+from importlib import resources
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Depends, status
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse
 
-from common.app import Runtime, RuntimeDep
+from common.app import RuntimeDep
 from common.auth import Principal, Role, require_roles
 from common.errors import NotFound
-from common.kafka import publish_event
-from contracts.catalogue import service_codes
-from contracts.codes import is_district
-from contracts.events.hotline import Caller, HelpRequested, HouseholdStatus, Place, SpecialGroup, Urgency
-from services.hotline.store import HotlineStore
+from contracts.events.hotline import (
+    CallbackRecorded,
+    Caller,
+    CaseReopened,
+    FollowUpAttached,
+    Place,
+    WarmTransfer,
+    WarmTransferRecorded,
+)
+from contracts.validation import normalise_id_card, normalise_phone
+from services.hotline.domain import caller_keys, lookup_key, mask_name
+from services.hotline.domain.callback import decide_callback, follow_up_target
+from services.hotline.domain.status import CaseStatus
+from services.hotline.intake import Hotline, HotlineDep, take_help_request
+from services.hotline.schemas import (
+    CASE_ID,
+    Accepted,
+    CallbackIn,
+    FollowUpIn,
+    HelpRequestIn,
+    MatchOut,
+    MatchQuery,
+    WarmTransferIn,
+)
 
 log = structlog.get_logger("hotline.api")
-PUBLISH_TIMEOUT_S = 3.0
+
 
 Operator = Annotated[Principal, Depends(require_roles(Role.OPERATOR))]
-
-
-def get_store(runtime: RuntimeDep) -> HotlineStore:
-    return runtime.store
-
-
-StoreDep = Annotated[HotlineStore, Depends(get_store)]
-
-
-class PlaceIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    district: str
-    township: str | None = None
-    address: str | None = None
-    latitude: float | None = Field(default=None, ge=-90, le=90)
-    longitude: float | None = Field(default=None, ge=-180, le=180)
-
-    @field_validator("district")
-    @classmethod
-    def _district(cls, v: str) -> str:
-        if not is_district(v):
-            raise ValueError(f"区县代码不存在：{v} | unknown district code: {v}")
-        return v
-
-
-class HelpRequestIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    caller: Caller
-    place: PlaceIn
-    needs: list[str] = Field(min_length=1)
-    household_status: HouseholdStatus = HouseholdStatus.UNKNOWN
-    special_groups: list[SpecialGroup] = []
-    urgency: Urgency = Urgency.NORMAL
-    description: str = Field(default="", max_length=4000)
-
-    @field_validator("needs")
-    @classmethod
-    def _needs(cls, v: list[str]) -> list[str]:
-        unknown = [n for n in v if n not in service_codes()]
-        if unknown:
-            raise ValueError(f"服务目录中没有：{', '.join(unknown)} | unknown service code: {', '.join(unknown)}")
-        return v
-
-
-class Accepted(BaseModel):
-    case_id: str
-    received_at: datetime
-    published: bool
-
+Supervisor = Annotated[Principal, Depends(require_roles(Role.COORDINATOR))]
+CaseId = Annotated[str, Path(pattern=CASE_ID, description="Case number, e.g. CQ-20260215-000123")]
+Reason = Annotated[str, Query(min_length=2, max_length=200, description="Why personal data is read (audited)")]
 
 router = APIRouter(prefix="/api/v1", tags=["operator"])
+page = APIRouter(tags=["page"])
 
 
-async def try_publish(runtime: Runtime, event: HelpRequested) -> bool:
-    """Publish now if Kafka answers in time; otherwise leave the event to the outbox relay."""
-    if not runtime.kafka_connected.is_set():
-        return False
-    try:
-        await asyncio.wait_for(publish_event(runtime.broker, event), timeout=PUBLISH_TIMEOUT_S)
-    except Exception as exc:  # noqa: BLE001 - any failure leaves it in the outbox
-        log.warning("publish failed; kept in outbox", case_id=event.case_id, error=repr(exc))
-        return False
-    await runtime.store.mark_published(str(event.event_id))
-    return True
+@page.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def operator_page() -> str:
+    return resources.files("services.hotline.static").joinpath("index.html").read_text(encoding="utf-8")
+
+
+def match_out(doc: dict[str, Any]) -> MatchOut:
+    state = doc.get("status", {})
+    return MatchOut(case_id=doc["_id"], status=state.get("status", "received"), label_zh=state.get("label_zh", ""),
+                    label_en=state.get("label_en", ""), emergency=doc["emergency"], needs=doc["needs"],
+                    district=doc["district"], received_at=doc["received_at"],
+                    caller_name=mask_name(doc["event"]["caller"]["name"]), matched_on=doc.get("matched_on", []))
+
+
+def _attribute_errors(errors: dict[str, str]) -> RequestValidationError:
+    return RequestValidationError([
+        {"loc": ("body", "attributes", code), "msg": reason, "type": "value_error"} for code, reason in errors.items()
+    ])
+
+
+async def _case(hotline: Hotline, case_id: str) -> dict[str, Any]:
+    doc = await hotline.store.get_intake(case_id)
+    if doc is None:
+        raise NotFound(f"案件不存在：{case_id}", f"no such case: {case_id}", field="case_id")
+    return doc
 
 
 @router.post("/help-requests", status_code=status.HTTP_201_CREATED, response_model=Accepted)
-async def take_call(body: HelpRequestIn, operator: Operator, runtime: RuntimeDep, store: StoreDep) -> Accepted:
-    """Accept a call: the case number comes back at once, even while Kafka is down."""
-    now = datetime.now(UTC)
-    case_id = await store.next_case_number(now)
-    event = HelpRequested(
-        case_id=case_id,
-        received_at=now,
-        operator_id=operator.sub,
-        caller=body.caller,
-        place=Place(**body.place.model_dump()),
-        needs=tuple(body.needs),
-        household_status=body.household_status,
-        special_groups=tuple(body.special_groups),
-        urgency=body.urgency,
-        emergency=body.urgency is Urgency.EMERGENCY,
-        description=body.description,
+async def take_call(body: HelpRequestIn, operator: Operator, hotline: HotlineDep) -> Accepted:
+    """Accept a call: the case number comes back at once, even while Kafka is down (then from the outbox)."""
+    attributes, errors = body.typed_attributes()
+    if errors:
+        raise _attribute_errors(errors)
+    transfer = body.warm_transfer
+    taken = await take_help_request(
+        hotline, operator_id=operator.sub, channel="phone", caller=Caller(**body.caller.model_dump()),
+        place=Place(**body.place.model_dump()), needs=body.needs, household_status=body.household_status,
+        special_groups=body.special_groups, urgency=body.urgency, description=body.description,
+        attributes=attributes,
+        warm_transfer=WarmTransfer(to=transfer.to, at=transfer.at or datetime.now(UTC)) if transfer else None,
     )
-    await store.record_intake(event)
-    published = await try_publish(runtime, event)
-    log.info("help request accepted", case_id=case_id, published=published)
-    return Accepted(case_id=case_id, received_at=now, published=published)
+    duplicates, verdict = taken.duplicates, taken.verdict
+    if duplicates:
+        await hotline.store.audit_read(operator, action="duplicate_check", reason="intake",
+                                       case_ids=[d["_id"] for d in duplicates])
+    event = taken.event
+    log.info("help request accepted", case_id=event.case_id, published=taken.published,
+             emergency=verdict.emergency, rules=list(verdict.rule_ids), duplicates=len(duplicates))
+    return Accepted(case_id=event.case_id, received_at=event.received_at, published=taken.published,
+                    emergency=verdict.emergency,
+                    emergency_reasons=list(verdict.reasons), suggested_transfer=verdict.suggested_transfer,
+                    possible_duplicates=[match_out(d) for d in duplicates])
+
+
+@router.post("/help-requests/matches", response_model=list[MatchOut])
+async def find_open_cases(body: MatchQuery, operator: Operator, hotline: HotlineDep) -> list[MatchOut]:
+    """While the caller speaks: open cases with the same ID-card, phone or household (并单)."""
+    keys = caller_keys(hotline.pepper, phone=body.phone, id_card=body.id_card, district=body.district,
+                       address=body.address)
+    found = await hotline.store.open_cases_matching(keys)
+    await hotline.store.audit_read(operator, action="duplicate_check", reason=body.reason,
+                                   case_ids=[d["_id"] for d in found], query={k: v[:12] for k, v in keys.items()})
+    return [match_out(d) for d in found]
+
+
+@router.get("/cases", response_model=list[MatchOut])
+async def find_cases(operator: Operator, hotline: HotlineDep, reason: Reason, phone: str | None = None,
+                     id_card: str | None = None) -> list[MatchOut]:
+    """Cases of a caller by phone or ID-card number (operators only; every search is audited)."""
+    try:
+        kind, value = ("id_card", normalise_id_card(id_card)) if id_card else ("phone", normalise_phone(phone or ""))
+    except ValueError as exc:
+        raise RequestValidationError([{"loc": ("query", "id_card" if id_card else "phone"), "msg": str(exc),
+                                       "type": "value_error"}]) from None
+    key = lookup_key(hotline.pepper, kind, value)
+    found = await hotline.store.cases_by_key(kind, key)
+    await hotline.store.audit_read(operator, action=f"lookup_by_{kind}", reason=reason,
+                                   case_ids=[d["_id"] for d in found], query={kind: key[:12]})
+    return [match_out(d) for d in found]
+
+
+@router.get("/cases/recent", response_model=list[MatchOut])
+async def recent_cases(operator: Operator, hotline: HotlineDep, open_only: bool = False,
+                       limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[MatchOut]:
+    """The latest cases, emergencies first (caller names masked)."""
+    docs = await hotline.store.recent(limit=limit, open_only=open_only)
+    return sorted((match_out(d) for d in docs), key=lambda m: not m.emergency)
 
 
 @router.get("/cases/{case_id}")
-async def get_case(case_id: str, operator: Operator, store: StoreDep) -> dict[str, Any]:
-    doc = await store.get_intake(case_id)
-    if doc is None:
-        raise NotFound(f"案件不存在：{case_id}", f"no such case: {case_id}")
-    return {"case_id": case_id, "request": doc["event"]}
+async def get_case(case_id: CaseId, reason: Reason, operator: Operator, hotline: HotlineDep) -> dict[str, Any]:
+    """The full case with the caller's personal data; the read is audited (who, when, why)."""
+    doc = await _case(hotline, case_id)
+    await hotline.store.audit_read(operator, action="read_case", reason=reason, case_ids=[case_id])
+    return {"case_id": case_id, "request": doc["event"], "status": doc["status"]}
+
+
+@router.get("/cases/{case_id}/status", response_model=CaseStatus)
+async def case_status(case_id: CaseId, operator: Operator, hotline: HotlineDep) -> CaseStatus:
+    """What to tell the caller: received, dispatched to whom, signed for, in progress, resolved, closed."""
+    doc = await _case(hotline, case_id)
+    return CaseStatus.model_validate(doc["status"])
+
+
+@router.get("/cases/{case_id}/audit")
+async def case_audit(case_id: CaseId, supervisor: Supervisor, hotline: HotlineDep) -> list[dict[str, Any]]:
+    """Who read this case's personal data, when and why."""
+    await _case(hotline, case_id)
+    return await hotline.store.audit_trail(case_id)
+
+
+async def _emit(hotline: Hotline, event: Any) -> bool:
+    published = await hotline.publisher.accept(event)
+    await hotline.store.record_event(event.case_id, event.model_dump(mode="json"), event_id=str(event.event_id))
+    return published
+
+
+@router.post("/cases/{case_id}/follow-ups", status_code=status.HTTP_201_CREATED)
+async def attach_follow_up(case_id: CaseId, body: FollowUpIn, operator: Operator,
+                           hotline: HotlineDep) -> dict[str, Any]:
+    """A repeat call about an open case: attached to it instead of opening a new one (并单)."""
+    doc = await _case(hotline, case_id)
+    target = follow_up_target(case_id, doc["status"]["status"], doc["status"].get("merged_into"))
+    if target != case_id:
+        await _case(hotline, target)
+    event = FollowUpAttached(case_id=target, correlation_id=target, operator_id=operator.sub, note=body.note,
+                             received_at=body.received_at or datetime.now(UTC))
+    published = await _emit(hotline, event)
+    state = await hotline.store.refresh_status(target)
+    return {"case_id": target, "event_id": str(event.event_id), "published": published,
+            "follow_ups": state.follow_ups if state else None}
+
+
+@router.post("/cases/{case_id}/warm-transfers", status_code=status.HTTP_201_CREATED)
+async def record_warm_transfer(case_id: CaseId, body: WarmTransferIn, operator: Operator,
+                               hotline: HotlineDep) -> dict[str, Any]:
+    """The operator handed the call to 110/119/120 and stayed on the line; the time is recorded (P2.2)."""
+    await _case(hotline, case_id)
+    transfer = WarmTransfer(to=body.to, at=body.at or datetime.now(UTC))
+    event = WarmTransferRecorded(case_id=case_id, correlation_id=case_id, operator_id=operator.sub,
+                                 transfer=transfer, note=body.note)
+    published = await _emit(hotline, event)
+    await hotline.store.refresh_status(case_id)
+    return {"case_id": case_id, "to": transfer.to, "at": transfer.at, "published": published}
+
+
+@router.post("/cases/{case_id}/callbacks", status_code=status.HTTP_201_CREATED)
+async def record_callback(case_id: CaseId, body: CallbackIn, operator: Operator,
+                          hotline: HotlineDep) -> dict[str, Any]:
+    """回访 after resolution; a dissatisfied caller reopens the case (CaseReopened, P6.2)."""
+    doc = await _case(hotline, case_id)
+    outcome = decide_callback(doc["status"]["status"], body.satisfaction)
+    callback = CallbackRecorded(case_id=case_id, correlation_id=case_id, operator_id=operator.sub,
+                                satisfaction=body.satisfaction, note=body.note)
+    published = await _emit(hotline, callback)
+    if outcome.reopen:
+        reopened = CaseReopened(case_id=case_id, correlation_id=case_id, operator_id=operator.sub,
+                                reason=f"{outcome.reason}: {body.note}".strip(": "))
+        published = await _emit(hotline, reopened) and published
+    state = await hotline.store.refresh_status(case_id)
+    return {"case_id": case_id, "satisfaction": body.satisfaction, "reopened": outcome.reopen,
+            "published": published, "status": state.status if state else None}

@@ -1,27 +1,37 @@
-"""Hotline service wiring: settings, broker, store, routes, lifespan."""
+"""Hotline service wiring: settings, broker, store, outbox, routes, lifespan."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
 from common.app import Runtime, create_service_app
-from services.hotline import api, handlers
+from services.hotline import api, handlers, open311
+from services.hotline.intake import Hotline
+from services.hotline.domain import triage_rules
+from services.hotline.outbox import Outbox, Publisher
 from services.hotline.settings import Settings
 from services.hotline.store import HotlineStore
 
 
-async def startup(runtime: Runtime) -> HotlineStore:
+async def startup(runtime: Runtime) -> Hotline:
+    settings: Settings = runtime.settings  # type: ignore[assignment]
+    triage_rules()  # rules as data: validated at start-up, not on the first emergency call
     store = HotlineStore(runtime.db)
+    outbox = Outbox(runtime.db)
     await store.ensure_indexes()
-    return store
+    await outbox.ensure_indexes()
+    publisher = Publisher(outbox, runtime.broker, settings, kafka_connected=runtime.kafka_connected,
+                          save_intake=store.save_intake)
+    return Hotline(store=store, outbox=outbox, publisher=publisher, settings=settings)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     return create_service_app(
         settings or Settings(),
         title="Hotline intake / 热线受理",
+        description="Operators take calls and get a case number at once; Open311 GeoReport v2 under /open311/v2/.",
         subscribers=handlers.build_subscribers,
-        routers=[api.router],
+        routers=[api.page, api.router, open311.router],
         startup=startup,
         background=[handlers.outbox_relay],
     )

@@ -1,0 +1,1 @@
+"""Rules as data: life-safety triage keywords."""

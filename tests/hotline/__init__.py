@@ -1,0 +1,1 @@
+"""Hotline tests: unit (domain), component (TestKafkaBroker + real store), integration (real Kafka)."""
