@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -43,6 +43,7 @@ class CaseService:
     broker: KafkaBroker
     settings: Settings
     catalogue: DispatchCatalogue
+    _locks: tuple[asyncio.Lock, ...] = field(default_factory=lambda: tuple(asyncio.Lock() for _ in range(256)))
 
     @property
     def max_returns(self) -> int:
@@ -67,24 +68,32 @@ class CaseService:
 
         await asyncio.gather(*(in_order(t, evs) for t, evs in by_topic.items()))
 
+    def _lock(self, case_id: str) -> asyncio.Lock:
+        return self._locks[hash(case_id) % len(self._locks)]
+
     async def flush(self, case: Case) -> None:
         if case.outbox:
             await self.publish(case.outbox)
-            await self.store.clear_outbox(case.case_id, case.version, len(case.outbox))
+            await self.store.clear_outbox(case)
 
     async def update(self, case_id: str, change: Callable[[Case], T]) -> tuple[Case, T]:
-        """Apply `change` (a pure domain function that mutates the case) and persist it, then publish."""
-        for _ in range(MAX_CONFLICT_RETRIES):
-            current = await self.store.get(case_id)
-            if current is None:
-                raise case_not_found(case_id)
-            work = current.model_copy(deep=True)
-            result = change(work)
-            if result is False and work.outbox == current.outbox:
-                return current, result  # nothing to do (a duplicate, or already in that state)
-            if await self.store.replace(work):
-                await self.flush(work)
-                return work, result
+        """Apply `change` (a pure domain function that mutates the case) and persist it, then publish.
+
+        Changes to one case are serialised in this process by a lock, and across processes by the
+        store's version claims (a lost race re-reads and re-applies)."""
+        async with self._lock(case_id):
+            for attempt in range(MAX_CONFLICT_RETRIES):
+                current = await self.store.get(case_id)
+                if current is None:
+                    raise case_not_found(case_id)
+                work = current.model_copy(deep=True)
+                result = change(work)
+                if result is False and work.outbox == current.outbox:
+                    return current, result  # nothing to do (a duplicate, or already in that state)
+                if await self.store.replace(work):
+                    await self.flush(work)
+                    return work, result
+                await asyncio.sleep(0.01 * (attempt + 1))
         raise ConcurrentChange(case_id)
 
     async def dispatch_request(self, request: HelpRequested) -> Case | None:
@@ -106,6 +115,9 @@ class CaseService:
         """Publish outboxes a crash left behind (older than the grace period). Returns how many cases."""
         before = utcnow() - timedelta(seconds=self.settings.outbox_grace_s)
         cases = await self.store.pending_outboxes(before)
-        for case in cases:
-            await self.flush(case)
+        for stale in cases:
+            async with self._lock(stale.case_id):
+                case = await self.store.get(stale.case_id)
+                if case is not None:
+                    await self.flush(case)
         return len(cases)

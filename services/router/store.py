@@ -1,13 +1,15 @@
 """The router's MongoDB access: one document per case (its tasks embedded), written with a version check.
 
-FerretDB has no multi-document transactions, so every change to a case is one document replace guarded
-by its `version` (optimistic concurrency); the events it causes ride in the same document (`outbox`)
-until published.
+FerretDB has no multi-document transactions, and (measured on FerretDB 1.24 with SQLite) a conditional
+`update_one({"_id": id, "version": v}, ...)` is not an atomic compare-and-set: two concurrent writers
+both match. So each change to a case first claims its next version by inserting `<case id>@<version>`
+into `case_claims`, whose unique `_id` only one writer can win; the winner then writes the case
+document. The events a change causes ride in the same document (`outbox`) until published.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -22,6 +24,7 @@ class RouterStore:
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self.db = db
         self.cases = db["cases"]
+        self.claims = db["case_claims"]
 
     async def ensure_indexes(self) -> None:
         await self.cases.create_index([("queue_keys", ASCENDING)])
@@ -43,29 +46,36 @@ class RouterStore:
         doc = await self.cases.find_one({"_id": case_id}, {"initial_events": 1})
         return list((doc or {}).get("initial_events") or [])
 
-    async def replace(self, case: Case) -> bool:
-        """Write `case` if nobody changed it since it was read (its version); bumps the version."""
+    async def _claim(self, case_id: str, version: int, stale_after: timedelta) -> bool:
+        """Win the right to write `version` of the case; clears a claim a crashed writer left behind."""
+        key = f"{case_id}@{version}"
+        if await insert_once(self.claims, {"_id": key, "at": utcnow()}):
+            return True
+        claim = await self.claims.find_one({"_id": key})
+        current = await self.cases.find_one({"_id": case_id}, {"version": 1})
+        if claim and current and current["version"] < version and claim["at"] < utcnow() - stale_after:
+            await self.claims.delete_one({"_id": key, "at": claim["at"]})
+        return False
+
+    async def replace(self, case: Case, *, stale_after: timedelta = timedelta(seconds=30)) -> bool:
+        """Write `case` as its next version unless another writer got there first; bumps the version."""
+        if not await self._claim(case.case_id, case.version + 1, stale_after):
+            return False
         doc = case.to_document()
         doc.pop("_id")
         doc["version"] = case.version + 1
         doc["updated_at"] = utcnow()
-        result = await self.cases.update_one({"_id": case.case_id, "version": case.version}, {"$set": doc})
-        if result.matched_count:
-            case.version += 1
-            return True
-        return False
+        await self.cases.update_one({"_id": case.case_id}, {"$set": doc})
+        case.version += 1
+        return True
 
-    async def clear_outbox(self, case_id: str, version: int, published: int) -> bool:
-        """Drop the first `published` outbox entries once they are on Kafka (only if unchanged since)."""
-        doc = await self.cases.find_one({"_id": case_id, "version": version}, {"outbox": 1})
-        if doc is None:
-            return False
-        rest = doc.get("outbox", [])[published:]
-        result = await self.cases.update_one(
-            {"_id": case_id, "version": version},
-            {"$set": {"outbox": rest, "outbox_pending": bool(rest)}, "$inc": {"version": 1}},
-        )
-        return bool(result.matched_count)
+    async def clear_outbox(self, case: Case) -> bool:
+        """Empty the outbox once its events are on Kafka (a new version, so it claims like any change)."""
+        published, case.outbox = case.outbox, []
+        if await self.replace(case):
+            return True
+        case.outbox = published  # someone changed the case meanwhile; they (or the sweeper) publish it
+        return False
 
     async def pending_outboxes(self, before: datetime, limit: int = 100) -> list[Case]:
         cursor = self.cases.find({"outbox_pending": True, "updated_at": {"$lt": before}}).limit(limit)
