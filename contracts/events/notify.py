@@ -22,6 +22,11 @@ class _SlaEvent(Event):
     district: str
     due_at: AwareDatetime
     sla_class: str
+    # Which rule set the deadline and the provisions it cites (P6.3); which clock (e.g. "citizen",
+    # "dept:civil_affairs:1", "payment:<grant id>"). Optional, so older producers stay valid.
+    rule_id: str | None = None
+    provisions: tuple[str, ...] = ()
+    clock_key: str | None = None
 
 
 class SlaWarningRaised(_SlaEvent):
@@ -36,6 +41,7 @@ class SlaBreached(_SlaEvent):
 class SlaEscalated(_SlaEvent):
     type: Literal["sla.escalated"] = "sla.escalated"
     tier: Literal["department_head", "district_coordinator", "city_coordinator"]
+    recipient: str | None = None  # e.g. "coordinator:500103", "coordinator:city"
 
 
 SlaEvent = Annotated[SlaWarningRaised | SlaBreached | SlaEscalated, Field(discriminator="type")]

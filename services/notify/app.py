@@ -1,26 +1,34 @@
-"""Notify service wiring: settings, broker, store, routes, lifespan."""
+"""Notify service wiring: settings, policy, broker, store, routes, background loops, lifespan."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
 from common.app import Runtime, create_service_app
-from services.notify import api, handlers
+from services.notify import api, handlers, sweeper
+from services.notify.clockwork import Clockwork, Notify
+from services.notify.domain.policy import load_policy
+from services.notify.outbox import Outbox
 from services.notify.settings import Settings
 from services.notify.store import NotifyStore
 
 
-async def startup(runtime: Runtime) -> NotifyStore:
-    store = NotifyStore(runtime.db)
+async def startup(runtime: Runtime) -> Notify:
+    settings: Settings = runtime.settings  # type: ignore[assignment]
+    policy = load_policy(settings.sla_policy_path, warning_share=settings.warning_share)  # invalid: refuse to start
+    store = NotifyStore(runtime.db, bucket_s=settings.timer_bucket_s)
     await store.ensure_indexes()
-    return store
+    outbox = Outbox(store, settings)
+    return Notify(store, policy, Clockwork(store, policy, outbox, settings.caller_texts), outbox)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     return create_service_app(
         settings or Settings(),
         title="Notify / 时限督办",
+        description="SLA clocks, warnings, escalations and the coordinators' view of overdue cases.",
         subscribers=handlers.build_subscribers,
-        routers=[api.router],
+        routers=[api.router, api.pages],
         startup=startup,
+        background=[sweeper.sla_sweeper, sweeper.outbox_relay],
     )

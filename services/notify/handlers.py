@@ -1,38 +1,70 @@
-"""Kafka subscribers of notify (thin: start and stop clocks)."""
+"""Kafka subscribers of notify (thin: parse the contract event, hand it to the clockwork).
+
+Bodies are parsed here rather than by FastStream so that an event type this version does not know (the
+router may add some) is logged and skipped instead of dead-lettered; a known type that fails validation
+still goes to the DLQ through the consumer policy.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 from faststream.kafka import KafkaRouter
+from pydantic import TypeAdapter, ValidationError
 
 from common.app import Runtime
 from common.kafka import SUBSCRIBER_ACK_POLICY
-from contracts.events.router import CASE_LIFECYCLE_TOPIC, CaseDispatched, CaseLifecycleEvent
-from services.notify.domain import resolution_due
+from contracts.events.hotline import CASE_EVENTS_TOPIC, HELP_REQUESTED_TOPIC, HelpRequested, hotline_case_event
+from contracts.events.relief import GRANT_EVENTS_TOPIC, grant_event
+from contracts.events.router import CASE_LIFECYCLE_TOPIC, case_lifecycle_event
+from services.notify.domain import case as case_rules
 
 log = structlog.get_logger("notify.handlers")
 
 
+def parse(adapter: TypeAdapter[Any], body: dict[str, Any]) -> Any | None:
+    """The contract event, or None for an event type this version does not know."""
+    try:
+        return adapter.validate_python(body)
+    except ValidationError as exc:
+        if any(err["type"] == "union_tag_invalid" for err in exc.errors()):
+            log.info("event type not used by notify; skipped", type=body.get("type"), case_id=body.get("case_id"))
+            return None
+        raise
+
+
+async def apply_event(runtime: Runtime, event: Any) -> None:
+    notify = runtime.store
+    await notify.clockwork.record(event.case_id, str(event.event_id),
+                                  lambda state: case_rules.apply(state, event, notify.policy))
+
+
 def build_subscribers(runtime: Runtime) -> KafkaRouter:
     router = KafkaRouter()
+    group = runtime.settings.consumer_group
+    options: dict[str, Any] = {"group_id": group, "auto_offset_reset": "earliest", "ack_policy": SUBSCRIBER_ACK_POLICY}
 
-    @router.subscriber(
-        CASE_LIFECYCLE_TOPIC,
-        group_id=runtime.settings.consumer_group,
-        auto_offset_reset="earliest",
-        ack_policy=SUBSCRIBER_ACK_POLICY,
-    )
-    async def on_case_event(event: CaseLifecycleEvent) -> None:
-        if isinstance(event, CaseDispatched):
-            await runtime.store.start_clock(
-                event.case_id,
-                district=event.district,
-                department=event.lead.department,
-                sla_class=event.sla_class,
-                started_at=event.occurred_at,
-                due_at=resolution_due(event.sla_class, event.occurred_at),
-                emergency=event.emergency,
-            )
-            log.info("clock started", case_id=event.case_id)
+    @router.subscriber(CASE_LIFECYCLE_TOPIC, **options)
+    async def on_case_lifecycle(body: dict[str, Any]) -> None:
+        if (event := parse(case_lifecycle_event, body)) is not None:
+            await apply_event(runtime, event)
+            log.info("case event applied", type=event.type, case_id=event.case_id)
+
+    @router.subscriber(CASE_EVENTS_TOPIC, **options)
+    async def on_hotline_case_event(body: dict[str, Any]) -> None:
+        if (event := parse(hotline_case_event, body)) is not None:
+            await apply_event(runtime, event)
+
+    @router.subscriber(GRANT_EVENTS_TOPIC, **options)
+    async def on_grant_event(body: dict[str, Any]) -> None:
+        if (event := parse(grant_event, body)) is not None:
+            await apply_event(runtime, event)
+
+    @router.subscriber(HELP_REQUESTED_TOPIC, **options)
+    async def on_help_requested(request: HelpRequested) -> None:
+        # The phone is kept only to text the caller about this case; it is never logged or put in keys.
+        await runtime.store.store.remember_caller(request.case_id, request.caller.phone)
+        await apply_event(runtime, request)
 
     return router

@@ -1,0 +1,48 @@
+"""Notify's test fixtures: the service's runtime over the real store, with FastStream's test broker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import yaml
+from faststream.kafka import TestKafkaBroker
+
+from common.app import Runtime
+from common.kafka import make_broker
+from services.notify.app import startup
+from services.notify.handlers import build_subscribers
+from services.notify.settings import Settings
+
+DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "services" / "notify" / "data" / "sla_policy.yaml"
+
+
+def fast_policy(tmp_path: Path, *, sign_for: str = "PT4S", resolution: str = "PT8S",
+                escalation: tuple[str, str, str] = ("PT0S", "PT1S", "PT2S")) -> Path:
+    """The packaged policy with a `standard` and `emergency` class measured in seconds, for real-time tests."""
+    data = yaml.safe_load(DEFAULT_POLICY.read_text(encoding="utf-8"))
+    for name in ("standard", "emergency"):
+        cls = data["versions"][0]["classes"][name]
+        cls["targets"]["sign_for"]["within"] = sign_for
+        cls["targets"]["first_contact"]["within"] = resolution
+        cls["targets"]["resolution"]["within"] = resolution
+        tiers = ("department_head", "district_coordinator", "city_coordinator")
+        cls["escalation"] = [{"tier": t, "after_breach": d} for t, d in zip(tiers, escalation, strict=True)]
+    path = tmp_path / "sla_policy.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+async def runtime(mongo_client, db_name: str, kafka_bootstrap: str) -> AsyncIterator[Runtime]:
+    """Notify's runtime on a fresh database, its subscribers on a TestKafkaBroker (no real Kafka)."""
+    settings = Settings(mongodb_database=db_name, kafka_bootstrap_servers=kafka_bootstrap, environment="test",
+                        consumer_max_attempts=1, timer_bucket_s=60)
+    broker = make_broker(settings)
+    rt = Runtime(settings=settings, broker=broker, mongo=mongo_client, db=mongo_client[db_name])
+    rt.store = await startup(rt)
+    broker.include_router(build_subscribers(rt))
+    async with TestKafkaBroker(broker):
+        rt.kafka_connected.set()
+        yield rt

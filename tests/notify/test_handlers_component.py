@@ -1,0 +1,107 @@
+"""Notify's handlers with FastStream's TestKafkaBroker and the real store: clocks, timers, texts, rates."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from contracts.events.hotline import CASE_EVENTS_TOPIC, HELP_REQUESTED_TOPIC, CallbackRecorded, Caller, HelpRequested, Place
+from contracts.events.notify import SLA_EVENTS_TOPIC
+from contracts.events.router import CASE_LIFECYCLE_TOPIC
+from services.notify import sweeper, views
+from tests.notify.factories import case_id, dispatched, resolved, signed
+
+pytestmark = pytest.mark.component
+
+
+async def publish(runtime, event, topic=CASE_LIFECYCLE_TOPIC) -> None:
+    await runtime.broker.publish(event.model_dump(mode="json"), topic=topic, key=event.key)
+
+
+def help_requested(cid: str, at: datetime) -> HelpRequested:
+    return HelpRequested(case_id=cid, received_at=at, occurred_at=at, operator_id="op-1",
+                         caller=Caller(name="李四", phone="13912345678"), place=Place(district="500103"),
+                         needs=("homeless_cold",), emergency=True)
+
+
+async def test_dispatch_starts_clocks_and_schedules_durable_timers(runtime) -> None:
+    cid, now = case_id(), datetime.now(UTC)
+    await publish(runtime, dispatched(cid, at=now, sla_class="emergency", co_handlers=("health",)))
+    doc = await runtime.store.store.load(cid)
+    assert doc["lead_department"] == "civil_affairs" and doc["sla_class"] == "emergency"
+    assert [c["department"] for c in doc["dept_clocks"]] == ["civil_affairs", "health"]
+    assert abs((doc["due_at"] - (now + timedelta(hours=2))).total_seconds()) < 0.01
+    assert await runtime.store.store.sla_timers.pending() == len(doc["scheduled"]) > 0
+
+
+async def test_redelivered_and_republished_dispatch_queue_one_caller_text(runtime) -> None:
+    cid, now = case_id(), datetime.now(UTC)
+    event = dispatched(cid, at=now, sla_class="emergency")
+    await publish(runtime, help_requested(cid, now), HELP_REQUESTED_TOPIC)
+    for _ in range(3):
+        await publish(runtime, event)
+    await publish(runtime, dispatched(cid, at=now, sla_class="emergency"))  # the router republished: new event id
+    notes = await runtime.store.store.list_notifications({"case_id": cid, "recipient": "caller"})
+    assert [n["kind"] for n in notes] == ["caller_dispatched"]
+    assert "已转渝中区民政部门办理" in notes[0]["text_zh"] and "13912345678" not in str(notes)
+    doc = await runtime.store.store.load(cid)
+    assert "phone" not in str(doc)
+
+
+async def test_sweep_fires_breach_and_escalations_once_with_stable_event_ids(runtime) -> None:
+    cid, start = case_id(), datetime.now(UTC) - timedelta(hours=3)
+    await publish(runtime, dispatched(cid, at=start, sla_class="emergency"))
+    published = []
+    subscriber = runtime.broker.subscriber(SLA_EVENTS_TOPIC)
+
+    @subscriber
+    async def collect(body: dict) -> None:
+        published.append(body)
+
+    await runtime.broker.start()
+    fired = await sweeper.sweep_once(runtime)
+    assert fired > 0 and await sweeper.sweep_once(runtime) == 0  # fired timers are gone
+    mine = [e for e in published if e["case_id"] == cid]
+    tiers = sorted(e["tier"] for e in mine if e["type"] == "sla.escalated" and e["target"] == "resolution")
+    assert tiers == ["city_coordinator", "department_head", "district_coordinator"]
+    breach = next(e for e in mine if e["type"] == "sla.breached" and e["clock"] == "citizen"
+                  and e["target"] == "sign_for")
+    assert breach["rule_id"] == "SLA-EMERGENCY-SIGN" and breach["provisions"] == ["P2.2"]
+    alerts = await runtime.store.store.list_notifications({"case_id": cid})
+    recipients = {n["recipient"] for n in alerts}
+    assert {"department:civil_affairs:500103", "coordinator:500103", "coordinator:city",
+            "department_head:civil_affairs:500103"} <= recipients
+    # A new event after the breach does not bring the fired timers back.
+    await publish(runtime, signed(cid, at=start + timedelta(hours=2, minutes=50)))
+    assert await sweeper.sweep_once(runtime) == 0
+
+
+async def test_rates_count_each_case_once_under_redelivery(runtime) -> None:
+    now = datetime.now(UTC)
+    on_time, late = case_id(), case_id()
+    events = [
+        dispatched(on_time, at=now - timedelta(minutes=40), sla_class="emergency"),
+        signed(on_time, at=now - timedelta(minutes=30)),
+        resolved(on_time, at=now - timedelta(minutes=5)),
+        dispatched(late, at=now - timedelta(hours=4), sla_class="emergency"),
+        signed(late, at=now - timedelta(hours=3)),
+        resolved(late, at=now - timedelta(hours=1)),
+    ]
+    callback = CallbackRecorded(case_id=on_time, operator_id="op", satisfaction="satisfied")
+    for _ in range(2):  # everything delivered twice
+        for event in events:
+            await publish(runtime, event)
+        await publish(runtime, callback, CASE_EVENTS_TOPIC)
+    [row] = await views.rates(runtime.store.store, now, by="department", district="500103", department=None)
+    assert row["department"] == "civil_affairs"
+    assert row["counts"]["res_decided"] == 2 and row["on_time_resolution_rate"] == 0.5
+    assert row["counts"]["sign_decided"] == 2 and row["response_rate"] == 0.5
+    assert row["satisfaction_rate"] == 1.0 and row["backlog"] == 0
+
+
+async def test_unknown_event_type_is_skipped_not_dead_lettered(runtime) -> None:
+    cid = case_id()
+    body = {"type": "case.something_new", "case_id": cid, "occurred_at": datetime.now(UTC).isoformat()}
+    await runtime.broker.publish(body, topic=CASE_LIFECYCLE_TOPIC)
+    assert await runtime.store.store.load(cid) is None
