@@ -1,0 +1,117 @@
+"""No call is ever lost: the outbox, the direct publish and the relay (component; TestKafkaBroker)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aiokafka.errors import KafkaConnectionError
+
+from contracts.events.hotline import Caller, HelpRequested, Place
+from services.hotline import outbox as outbox_module
+from tests.hotline.conftest import Harness
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.component
+
+
+def help_requested(case_id: str) -> HelpRequested:
+    return HelpRequested(case_id=case_id, received_at=datetime.now(UTC), operator_id="op-1",
+                         caller=Caller(name="王五", phone="13812345678"), place=Place(district="500103"),
+                         needs=("other",))
+
+
+def relayed_ids(harness: Harness) -> list[str]:
+    return [b["case_id"] for b in harness.published if b["type"] == "hotline.help_requested"]
+
+
+async def test_calls_taken_while_kafka_is_down_are_stored_and_relayed_in_order(harness: Harness) -> None:
+    harness.runtime.kafka_connected.clear()
+    ids = [(await harness.take())["case_id"] for _ in range(4)]
+    assert harness.published == [] and await harness.hotline.outbox.pending_count() == 4
+    harness.runtime.kafka_connected.set()
+    assert await harness.hotline.publisher.drain_once() == 4
+    assert relayed_ids(harness) == ids
+    assert await harness.hotline.outbox.pending_count() == 0
+
+
+async def test_a_new_call_never_overtakes_the_backlog(harness: Harness) -> None:
+    harness.runtime.kafka_connected.clear()
+    older = (await harness.take())["case_id"]
+    harness.runtime.kafka_connected.set()  # Kafka is back, but the relay has not drained yet
+    newer = await harness.take()
+    assert newer["published"] is False  # direct publish only when the backlog is empty
+    await harness.hotline.publisher.drain_once()
+    assert relayed_ids(harness) == [older, newer["case_id"]]
+    assert (await harness.take())["published"] is True  # backlog empty again: straight to Kafka
+
+
+async def test_a_failed_direct_publish_leaves_the_call_to_the_relay(harness: Harness, monkeypatch) -> None:
+    real = outbox_module.publish_event
+    calls = 0
+
+    async def flaky(broker: Any, event: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise KafkaConnectionError("broker down")
+        await real(broker, event, **kwargs)
+
+    monkeypatch.setattr(outbox_module, "publish_event", flaky)
+    accepted = await harness.take()
+    assert accepted["published"] is False and harness.published == []
+    entry = await harness.db["outbox"].find_one({"case_id": accepted["case_id"]})
+    assert entry and entry["state"] == "queued" and entry["published"] is False
+    await harness.hotline.publisher.drain_once()
+    assert relayed_ids(harness) == [accepted["case_id"]]
+
+
+async def test_the_relay_keeps_order_when_kafka_fails_midway(harness: Harness, monkeypatch) -> None:
+    harness.runtime.kafka_connected.clear()
+    ids = [(await harness.take())["case_id"] for _ in range(3)]
+    harness.runtime.kafka_connected.set()
+    real = outbox_module.publish_event
+    calls = 0
+
+    async def fails_second(broker: Any, event: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise KafkaConnectionError("broker went away")
+        await real(broker, event, **kwargs)
+
+    monkeypatch.setattr(outbox_module, "publish_event", fails_second)
+    with pytest.raises(KafkaConnectionError):
+        await harness.hotline.publisher.drain_once()
+    assert relayed_ids(harness) == ids[:1]  # stopped at the failure, nothing after it went out
+    await harness.hotline.publisher.drain_once()
+    assert relayed_ids(harness) == ids
+
+
+async def test_an_entry_abandoned_by_a_dead_process_is_taken_over_and_its_intake_repaired(harness: Harness) -> None:
+    event = help_requested("CQ-20260215-000077")
+    intake = harness.hotline.store.intake_document(event, {})
+    # The process stored the call, claimed it for a direct publish, then died before anything else.
+    entry = await harness.hotline.outbox.append(event, direct=True, intake=intake)
+    assert await harness.hotline.store.get_intake(event.case_id) is None
+    assert await harness.hotline.publisher.drain_once() == 0  # still within the takeover window
+    await harness.db["outbox"].update_one({"_id": entry["_id"]},
+                                          {"$set": {"claimed_at": datetime.now(UTC) - timedelta(minutes=5)}})
+    assert await harness.hotline.publisher.drain_once() == 1
+    assert relayed_ids(harness) == [event.case_id]
+    assert await harness.hotline.store.get_intake(event.case_id) is not None
+
+
+async def test_the_relay_loop_publishes_as_soon_as_kafka_is_back(harness: Harness) -> None:
+    harness.runtime.kafka_connected.clear()
+    relay = asyncio.create_task(harness.hotline.publisher.run_relay())
+    try:
+        ids = [(await harness.take())["case_id"] for _ in range(3)]
+        assert harness.published == []
+        harness.runtime.kafka_connected.set()
+        await eventually(lambda: relayed_ids(harness) == ids, timeout=10, what="relayed calls")
+    finally:
+        relay.cancel()
+        await asyncio.gather(relay, return_exceptions=True)
