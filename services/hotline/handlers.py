@@ -11,6 +11,7 @@ from common.app import Runtime
 from common.consumer import PermanentError
 from common.kafka import SUBSCRIBER_ACK_POLICY
 from contracts.events import CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC, SLA_EVENTS_TOPIC
+from services.hotline.settings import Settings
 from services.hotline.store import HotlineStore
 
 log = structlog.get_logger("hotline.handlers")
@@ -43,9 +44,10 @@ async def apply_downstream_event(store: HotlineStore, body: dict[str, Any]) -> b
 
 def build_subscribers(runtime: Runtime) -> KafkaRouter:
     router = KafkaRouter()
+    settings: Settings = runtime.settings  # type: ignore[assignment]
 
     @router.subscriber(
-        *STATUS_TOPICS,
+        *(settings.topic(t) for t in STATUS_TOPICS),
         group_id=runtime.settings.consumer_group,
         auto_offset_reset="earliest",
         ack_policy=SUBSCRIBER_ACK_POLICY,
@@ -59,4 +61,4 @@ def build_subscribers(runtime: Runtime) -> KafkaRouter:
 
 async def outbox_relay(runtime: Runtime) -> None:
     """Publish what the API left in the outbox, in order, once Kafka is (back) up."""
-    await runtime.publisher.run_relay()
+    await runtime.store.publisher.run_relay()

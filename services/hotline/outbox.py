@@ -123,7 +123,8 @@ class Publisher:
             self.wake.set()
             return False
         try:
-            await asyncio.wait_for(publish_event(self.broker, event), timeout=self.settings.publish_timeout_s)
+            await asyncio.wait_for(publish_event(self.broker, event, topic=self.settings.topic(event.TOPIC)),
+                                   timeout=self.settings.publish_timeout_s)
         except Exception as exc:  # noqa: BLE001 - any failure leaves the entry to the relay, nothing is lost
             log.warning("direct publish failed; relay takes over", case_id=event.case_id, error=repr(exc))
             await self.outbox.release(entry["_id"])
@@ -141,7 +142,8 @@ class Publisher:
                 for entry in batch:
                     if entry.get("intake") is not None:
                         await self.save_intake(entry["intake"])
-                    await asyncio.wait_for(publish_event(self.broker, decode(entry)),
+                    event = decode(entry)
+                    await asyncio.wait_for(publish_event(self.broker, event, topic=self.settings.topic(event.TOPIC)),
                                            timeout=self.settings.publish_timeout_s * 3)
                     await self.outbox.mark_published(entry["_id"])
                     sent += 1

@@ -28,6 +28,12 @@ class Settings(ServiceSettings):
     # An entry claimed by a direct publish that neither succeeded nor failed by then (the process died)
     # is taken over by the relay.
     inflight_takeover_s: float = Field(default=30.0, gt=0)
+    # Prefix for every topic the hotline reads and writes (empty in production; tests and benchmarks use
+    # a unique one to stay isolated on a shared broker, like the router's).
+    topic_namespace: str = ""
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_namespace}{name}"
 
     @model_validator(mode="after")
     def _production_needs_own_pepper(self) -> Settings:
