@@ -1,0 +1,131 @@
+"""The coordinator API over the real store, fed through the handlers (TestKafkaBroker)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from common.auth import issue_token
+from common.errors import install_error_handlers
+from contracts.events.router import ArbitrationRequested, CASE_LIFECYCLE_TOPIC
+from services.notify import api
+from tests.notify.factories import case_id, dispatched, resolved, returned, signed
+
+pytestmark = pytest.mark.component
+
+
+@pytest.fixture
+async def client(runtime):
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(api.router)
+    app.include_router(api.pages)
+    app.state.settings = runtime.settings
+    app.state.runtime = runtime
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notify") as http:
+        yield http
+
+
+def auth(runtime, role: str = "coordinator", district: str = "city", department: str | None = None) -> dict:
+    token = issue_token(runtime.settings, sub=f"{role}-1", role=role, district=district, department=department)
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def publish(runtime, *events) -> None:
+    for event in events:
+        await runtime.broker.publish(event.model_dump(mode="json"), topic=CASE_LIFECYCLE_TOPIC, key=event.key)
+
+
+async def test_overdue_at_risk_and_unassigned_views_sorted_by_lateness(runtime, client) -> None:
+    now = datetime.now(UTC)
+    very_late, late, soon, returned_case = case_id(), case_id(), case_id(), case_id()
+    await publish(
+        runtime,
+        dispatched(very_late, at=now - timedelta(hours=5), sla_class="emergency"),
+        dispatched(late, at=now - timedelta(hours=1), sla_class="emergency"),
+        dispatched(soon, at=now - timedelta(minutes=20), sla_class="emergency"),
+        signed(soon, at=now - timedelta(minutes=15)),
+        dispatched(returned_case, at=now, sla_class="standard"),
+        returned(returned_case, at=now + timedelta(seconds=1)),
+    )
+    headers = auth(runtime)
+    overdue = (await client.get("/api/v1/overdue", headers=headers)).json()
+    ids = [c["case_id"] for c in overdue]
+    assert ids.index(very_late) < ids.index(late) and soon not in ids
+    assert overdue[ids.index(very_late)]["late_s"] > 3 * 3600
+    at_risk = [c["case_id"] for c in (await client.get("/api/v1/at-risk", params={"hours": 1}, headers=headers)).json()]
+    assert soon in at_risk and very_late not in at_risk
+    unassigned = (await client.get("/api/v1/unassigned", headers=headers)).json()
+    row = next(c for c in unassigned if c["case_id"] == returned_case)
+    assert row["department"] == "civil_affairs" and row["assigned"] is False
+    assert returned_case in [c["case_id"] for c in (await client.get("/api/v1/returned", headers=headers)).json()]
+    await publish(runtime, ArbitrationRequested(case_id=returned_case, actor="router", returns=2))
+    rows = (await client.get("/api/v1/cases", params={"view": "arbitration"}, headers=headers)).json()
+    assert [c["case_id"] for c in rows] == [returned_case]
+
+
+async def test_cases_list_keeps_the_walking_skeleton_fields_and_scopes_by_district(runtime, client) -> None:
+    mine, other = case_id(), case_id()
+    await publish(runtime, dispatched(mine, sla_class="emergency", at=datetime.now(UTC)))
+    other_event = dispatched(other, at=datetime.now(UTC)).model_copy(update={"district": "500101"})
+    await publish(runtime, other_event)
+    district = auth(runtime, district="500103")
+    rows = (await client.get("/api/v1/cases", headers=district)).json()
+    item = next(c for c in rows if c["case_id"] == mine)
+    assert (item["district"], item["department"], item["sla_class"]) == ("500103", "civil_affairs", "emergency")
+    assert other not in [c["case_id"] for c in rows]
+    refused = await client.get("/api/v1/cases", params={"district": "500101"}, headers=district)
+    assert refused.status_code == 403 and refused.json()["message_zh"]
+    assert (await client.get(f"/api/v1/cases/{other}", headers=district)).status_code == 403
+    city = (await client.get("/api/v1/cases", headers=auth(runtime))).json()
+    assert {mine, other} <= {c["case_id"] for c in city}
+    assert (await client.get("/api/v1/cases", headers=auth(runtime, role="operator"))).status_code == 403
+
+
+async def test_department_worker_pauses_and_resumes_its_case_clock(runtime, client) -> None:
+    cid = case_id()
+    await publish(runtime, dispatched(cid, at=datetime.now(UTC), sla_class="standard"))
+    worker = auth(runtime, role="dept_worker", district="500103", department="civil_affairs")
+    paused = await client.post(f"/api/v1/cases/{cid}/pause", json={"reason": "waiting_for_caller"}, headers=worker)
+    assert paused.status_code == 200, paused.text
+    detail = (await client.get(f"/api/v1/cases/{cid}", headers=auth(runtime))).json()
+    assert detail["paused"] is True
+    assert detail["decisions"][-1]["what"] == "pause" and detail["decisions"][-1]["by"] == "dept_worker-1"
+    resumed = await client.post(f"/api/v1/cases/{cid}/resume", headers=worker)
+    assert resumed.status_code == 200
+    outsider = auth(runtime, role="dept_worker", district="500103", department="housing")
+    assert (await client.post(f"/api/v1/cases/{cid}/pause", json={"reason": "waiting_for_caller"},
+                              headers=outsider)).status_code == 403
+
+
+async def test_pause_refusals_say_why_in_chinese_and_english(runtime, client) -> None:
+    cid = case_id()
+    await publish(runtime, dispatched(cid, at=datetime.now(UTC), sla_class="emergency"))
+    headers = auth(runtime)
+    refused = await client.post(f"/api/v1/cases/{cid}/pause", json={"reason": "waiting_for_caller"}, headers=headers)
+    assert refused.status_code == 409
+    assert "P2.2" in refused.json()["message_zh"] and refused.json()["message_en"]
+    bad = await client.post(f"/api/v1/cases/{cid}/pause", json={"reason": "lunch"}, headers=headers)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "reason"
+    missing = await client.post("/api/v1/cases/CQ-20260215-999999/pause", json={"reason": "waiting_for_caller"},
+                                headers=headers)
+    assert missing.status_code == 404 and missing.json()["field"] == "case_id"
+
+
+async def test_rates_endpoint_gives_the_three_rates_and_backlog(runtime, client) -> None:
+    now = datetime.now(UTC)
+    cid = case_id()
+    await publish(runtime, dispatched(cid, at=now - timedelta(minutes=30), sla_class="emergency"),
+                  signed(cid, at=now - timedelta(minutes=25)), resolved(cid, at=now - timedelta(minutes=1)))
+    rows = (await client.get("/api/v1/rates", params={"by": "district"}, headers=auth(runtime))).json()
+    row = next(r for r in rows if r["district"] == "500103")
+    assert set(row) >= {"response_rate", "on_time_resolution_rate", "satisfaction_rate", "backlog"}
+    assert row["response_rate"] == 1.0 and row["on_time_resolution_rate"] == 1.0
+
+
+async def test_the_page_is_served_chinese_first(client) -> None:
+    page = await client.get("/")
+    assert page.status_code == 200 and "时限督办" in page.text and "English" in page.text
