@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from common.app import Runtime, create_service_app
 from services.router import api, handlers
+from services.router.intake import run_intake
 from services.router.cases import CaseService
 from services.router.domain.catalogue import DispatchCatalogue, load_catalogue
 from services.router.settings import Settings
@@ -50,5 +51,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         subscribers=handlers.build_subscribers,
         routers=[api.pages, api.router, api.coordinator],
         startup=startup,
-        background=[outbox_sweeper],
+        background=[run_intake, outbox_sweeper],
     )

@@ -14,9 +14,10 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import structlog
+from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 
-from common.kafka import publish_event
+from common.kafka import event_headers, publish_event
 from contracts.events.base import Event
 from contracts.events.hotline import HelpRequested
 from contracts.events.router import case_lifecycle_event, department_queue_message
@@ -56,17 +57,18 @@ class CaseService:
         return self.settings.lifecycle_topic, case_lifecycle_event.validate_python(entry["body"])
 
     async def publish(self, entries: list[dict[str, Any]]) -> None:
-        """Publish outbox entries: in order within a topic (one case's order), topics concurrently."""
-        by_topic: dict[str, list[Event]] = {}
+        """Publish outbox entries: in order per case and topic, everything else concurrently."""
+        via = self.broker
+        streams: dict[tuple[str, str], list[Event]] = {}
         for entry in entries:
             topic, event = self._event(entry)
-            by_topic.setdefault(topic, []).append(event)
+            streams.setdefault((topic, event.case_id), []).append(event)
 
         async def in_order(topic: str, events: list[Event]) -> None:
             for event in events:
-                await publish_event(self.broker, event, topic=topic)
+                await publish_event(via, event, topic=topic)
 
-        await asyncio.gather(*(in_order(t, evs) for t, evs in by_topic.items()))
+        await asyncio.gather(*(in_order(topic, events) for (topic, _), events in streams.items()))
 
     def _lock(self, case_id: str) -> asyncio.Lock:
         return self._locks[hash(case_id) % len(self._locks)]
@@ -96,20 +98,39 @@ class CaseService:
                 await asyncio.sleep(0.01 * (attempt + 1))
         raise ConcurrentChange(case_id)
 
-    async def dispatch_request(self, request: HelpRequested) -> Case | None:
-        """Route and record a new case, then publish its tasks and dispatch; on redelivery republish the same."""
-        facts = RoutingFacts.of(request)
-        routing = decide(self.catalogue, facts)
-        case = open_case(request.case_id, facts, routing, self.catalogue, now=utcnow(),
-                         correlation_id=request.correlation_id or str(request.event_id),
-                         summary=request.description[:200])
-        entries, case.outbox = case.outbox, []
-        if await self.store.insert_case(case, initial_events=entries):
-            await self.publish(entries)
-            return case
-        # Redelivered: the case exists; publish exactly the events recorded with it (same event ids).
-        await self.publish(await self.store.initial_events(request.case_id))
-        return None
+    async def publish_with(self, producer: AIOKafkaProducer, entries: list[dict[str, Any]]) -> None:
+        """Publish outbox entries straight through an aiokafka producer (the intake's hot path): appended
+        in order (so one case's events keep their order), then every acknowledgement awaited together.
+        Same record layout as `common.kafka.publish_event`: JSON body, key = case id, the same headers."""
+        futures = []
+        for entry in entries:
+            topic, event = self._event(entry)
+            headers = {**event_headers(event), "content-type": "application/json",
+                       "correlation_id": event.correlation_id or str(event.event_id)}
+            futures.append(await producer.send(topic, event.model_dump_json().encode(), key=event.key,
+                                               headers=[(k, v.encode()) for k, v in headers.items()]))
+        await asyncio.gather(*futures)
+
+    async def dispatch_requests(self, requests: list[HelpRequested], *, producer: AIOKafkaProducer) -> int:
+        """A batch of help requests: route each, store all new cases at once, publish every event, wait for
+        the acks. Redelivered requests republish the events recorded with their case. Returns new cases."""
+        now = utcnow()
+        cases: dict[str, tuple[Case, list[dict[str, Any]]]] = {}
+        for request in requests:
+            if request.case_id in cases:
+                continue  # the same request twice in one batch
+            facts = RoutingFacts.of(request)
+            case = open_case(request.case_id, facts, decide(self.catalogue, facts), self.catalogue, now=now,
+                             correlation_id=request.correlation_id or str(request.event_id),
+                             summary=request.description[:200])
+            entries, case.outbox = case.outbox, []
+            cases[request.case_id] = (case, entries)
+        inserted = await self.store.insert_cases([(case, entries) for case, entries in cases.values()])
+        to_publish: list[dict[str, Any]] = []
+        for case_id, (_, entries) in cases.items():
+            to_publish.extend(entries if inserted[case_id] else await self.store.initial_events(case_id))
+        await self.publish_with(producer, to_publish)
+        return sum(inserted.values())
 
     async def sweep_outboxes(self) -> int:
         """Publish outboxes a crash left behind (older than the grace period). Returns how many cases."""

@@ -1,6 +1,6 @@
 """Kafka subscribers of the router (thin: decide, record, publish).
 
-- help requests → route by the catalogue, record the case, publish department tasks + `case.dispatched`;
+- help requests → see `services.router.intake` (batched, on its own broker);
 - each department queue → the router's own desk marks the task queued (visible to that department's
   workers); one subscriber and consumer group per department, so departments never block each other;
 - hotline case events → a reopened case is routed again.
@@ -14,7 +14,7 @@ from faststream.kafka import KafkaRouter
 from common.app import Runtime
 from common.kafka import SUBSCRIBER_ACK_POLICY
 from contracts.codes import departments
-from contracts.events.hotline import CaseReopened, HelpRequested, HotlineCaseEvent
+from contracts.events.hotline import CaseReopened, HotlineCaseEvent
 from contracts.events.router import DepartmentQueueMessage, DepartmentTask
 from services.router.cases import CaseService
 from services.router.domain.dispatching import mark_queued, reopen, utcnow
@@ -31,21 +31,8 @@ def build_subscribers(runtime: Runtime) -> KafkaRouter:
     def service() -> CaseService:
         return runtime.store
 
-    @router.subscriber(
-        settings.help_requested_topic,
-        group_id=group,
-        auto_offset_reset="earliest",
-        ack_policy=SUBSCRIBER_ACK_POLICY,
-        max_workers=settings.help_request_workers,
-    )
-    async def on_help_requested(request: HelpRequested) -> None:
-        case = await service().dispatch_request(request)
-        if case is not None:
-            lead = case.lead_task()
-            log.info("case dispatched", case_id=request.case_id, lead=lead.department if lead else None,
-                     rules=list(case.decision.rule_ids))
-
-    for department in settings.desk_departments or tuple(departments()):
+    desk = (settings.desk_departments or tuple(departments())) if settings.desk_enabled else ()
+    for department in desk:
 
         @router.subscriber(
             settings.department_topic(department),

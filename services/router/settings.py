@@ -18,8 +18,11 @@ class Settings(ServiceSettings):
     catalogue_path: str = ""
     # Returns before the district coordinator arbitrates; 0: the catalogue's `max_returns`.
     max_returns: int = Field(default=0, ge=0)
-    # Consumers of the help-request topic in this process (one per partition at most; order per case kept).
-    help_request_workers: int = Field(default=1, ge=1, le=64)
+    # Help requests are consumed in batches (one store write and one round of acks per batch).
+    intake_batch_size: int = Field(default=500, ge=1, le=5000)
+    intake_batch_timeout_ms: int = Field(default=50, ge=1)
+    # The router's own desk reads department queues (off: a deployment where departments' systems do).
+    desk_enabled: bool = True
     # Department queues the router's own desk reads (empty: every department).
     desk_departments: tuple[str, ...] = ()
     # Prefix for every topic the router reads and writes (empty in production; tests and benchmarks

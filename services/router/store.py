@@ -9,11 +9,13 @@ document. The events a change causes ride in the same document (`outbox`) until 
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
 from common.store import insert_once
 from services.router.domain.case import Case, queue_key
@@ -31,20 +33,34 @@ class RouterStore:
         await self.cases.create_index([("district", ASCENDING), ("status", ASCENDING)])
         await self.cases.create_index([("outbox_pending", ASCENDING), ("updated_at", ASCENDING)])
 
-    async def insert_case(self, case: Case, *, initial_events: list[dict[str, Any]]) -> bool:
-        """Record a new case once (its `_id` is the case id); False on redelivery."""
-        doc = case.to_document()
-        doc["initial_events"] = initial_events
-        doc["updated_at"] = utcnow()
-        return await insert_once(self.cases, doc)
+    async def insert_cases(self, cases: list[tuple[Case, list[dict[str, Any]]]]) -> dict[str, bool]:
+        """Record new cases in one `insert_many`; case id -> False where it was already there (redelivery)."""
+        if not cases:
+            return {}
+        now = utcnow()
+        docs = []
+        for case, entries in cases:
+            doc = case.to_document()
+            doc["initial_events"], doc["updated_at"] = json.dumps(entries), now
+            docs.append(doc)
+        duplicates: set[int] = set()
+        try:
+            await self.cases.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != 11000 for e in errors):
+                raise
+            duplicates = {e["index"] for e in errors}
+        return {case.case_id: i not in duplicates for i, (case, _) in enumerate(cases)}
 
     async def get(self, case_id: str) -> Case | None:
         doc = await self.cases.find_one({"_id": case_id})
         return Case.from_document(doc) if doc else None
 
     async def initial_events(self, case_id: str) -> list[dict[str, Any]]:
+        """The events a case was first dispatched with (republished as they were on redelivery)."""
         doc = await self.cases.find_one({"_id": case_id}, {"initial_events": 1})
-        return list((doc or {}).get("initial_events") or [])
+        return json.loads((doc or {}).get("initial_events") or "[]")
 
     async def _claim(self, case_id: str, version: int, stale_after: timedelta) -> bool:
         """Win the right to write `version` of the case; clears a claim a crashed writer left behind."""
@@ -95,3 +111,4 @@ class RouterStore:
             query["district"] = district
         cursor = self.cases.find(query).sort([("emergency", DESCENDING), ("received_at", ASCENDING)]).limit(limit)
         return [Case.from_document(doc) async for doc in cursor]
+

@@ -1,0 +1,197 @@
+"""Router throughput: help requests consumed, routed, recorded and dispatched per second by the router's
+subscriber (in-process, one process) against the real broker and store, beside a raw aiokafka
+consume→produce relay over the same broker in the same run.
+
+    python -m benchmarks router        (BENCH_ROUTER_MESSAGES, BENCH_ROUTER_PARTITIONS, BENCH_ROUTER_BATCH)
+
+Both sides read the same number of pre-produced requests from their own fresh topic; the rate is taken
+from the broker timestamps of the first and last output records, so group joins do not count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from pymongo import AsyncMongoClient
+
+from benchmarks.support import BenchSettings
+from common.app import Runtime
+from common.kafka import make_broker
+from common.logs import configure_logging
+from common.store import open_mongo
+from contracts.events import CASE_LIFECYCLE_TOPIC, HELP_REQUESTED_TOPIC, department_queue_topic
+from contracts.codes import departments
+from contracts.events.hotline import Caller, HelpRequested, Place
+from services.router.app import catalogue_of
+from services.router.cases import CaseService
+from services.router.intake import run_intake
+from services.router.settings import Settings
+from services.router.store import RouterStore
+
+NEEDS = [("homeless_cold",), ("medical_aid",), ("price_gouging",), ("stranded_person",), ("dibao_application",),
+         ("housing_aid", "education_aid"), ("other",), ("institution_hazard",)]
+TARGET_PER_S = 2000
+
+
+class RouterBench(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BENCH_ROUTER_", extra="ignore")
+
+    messages: int = 10000
+    partitions: int = 12  # input topics (the request topic and the relay's)
+    output_partitions: int = 3  # lifecycle and department queues, as the broker's default
+    batch: int = 500
+    timeout_s: float = 120.0
+
+
+def request_bytes(i: int, run: str) -> tuple[bytes, bytes]:
+    case_id = f"CQ-{run}-{i:06d}"
+    event = HelpRequested(
+        case_id=case_id, received_at=datetime.now(UTC), operator_id="bench",
+        caller=Caller(name="测试", phone="13800000000"), place=Place(district="500103"),
+        needs=NEEDS[i % len(NEEDS)], household_status="dibao" if i % 3 == 0 else "unknown",
+        emergency=i % 10 == 0, description="基准测试",
+    )
+    return case_id.encode(), event.model_dump_json().encode()
+
+
+async def create_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics])
+    finally:
+        await admin.close()
+
+
+async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+                                linger_ms=5, max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def output_span(bootstrap: str, topic: str, expect: int, timeout_s: float,
+                      only_type: str | None = None) -> tuple[int, float]:
+    """Wait until `expect` distinct keys (of `only_type`) are on `topic`; return (count, seconds first→last)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    seen: set[bytes] = set()
+    first, last = None, None
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(seen) < expect and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
+                for record in records:
+                    if only_type and f'"type":"{only_type}"'.encode() not in record.value:
+                        continue
+                    seen.add(record.key)  # distinct cases: a redelivered request republishes the same
+                    first = record.timestamp if first is None else min(first, record.timestamp)
+                    last = record.timestamp if last is None else max(last, record.timestamp)
+    finally:
+        await consumer.stop()
+    return len(seen), ((last or 0) - (first or 0)) / 1000
+
+
+async def run_relay(bootstrap: str, source: str, sink: str, stop: asyncio.Event) -> None:
+    """The baseline: consume a batch, produce each record onward, wait for the acks, commit."""
+    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=f"relay-{uuid.uuid4().hex[:8]}",
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await consumer.start()
+    await producer.start()
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=200, max_records=500)
+            futures = [await producer.send(sink, r.value, key=r.key) for records in batch.values() for r in records]
+            if futures:
+                await asyncio.gather(*futures)
+                await consumer.commit()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def run_router(settings: Settings, stop: asyncio.Event) -> None:
+    """The router's help-request intake exactly as the service runs it (desk and API left out)."""
+    mongo = open_mongo(settings)
+    broker = make_broker(settings)
+    runtime = Runtime(settings=settings, broker=broker, mongo=mongo, db=mongo[settings.database_name])
+    store = RouterStore(runtime.db)
+    await store.ensure_indexes()
+    runtime.store = CaseService(store=store, broker=broker, settings=settings, catalogue=catalogue_of(settings))
+    runtime.kafka_connected.set()
+    intake = asyncio.create_task(run_intake(runtime))
+    try:
+        await stop.wait()
+    finally:
+        intake.cancel()
+        await asyncio.gather(intake, return_exceptions=True)
+        await mongo.close()
+
+
+async def main(bench: BenchSettings) -> None:
+    opts = RouterBench()
+    configure_logging("router-bench", "WARNING", json=True)
+    bootstrap, run = bench.kafka_bootstrap_servers, uuid.uuid4().hex[:8]
+    ns = f"bench-{run}."
+    database = f"bench_router_{run}"
+    settings = Settings(kafka_bootstrap_servers=bootstrap, mongodb_url=bench.mongodb_url, mongodb_database=database,
+                        kafka_group_id=f"bench-router-{run}", topic_namespace=ns, desk_enabled=False,
+                        intake_batch_size=opts.batch, log_level="WARNING", log_json=True)
+    input_topic, lifecycle = settings.topic(HELP_REQUESTED_TOPIC), settings.topic(CASE_LIFECYCLE_TOPIC)
+    relay_in, relay_out = f"{ns}relay-in", f"{ns}relay-out"
+    await create_topics(bootstrap, [input_topic, relay_in, relay_out], opts.partitions)
+    await create_topics(bootstrap, [lifecycle, f"{input_topic}.dlq",
+                                    *(settings.topic(department_queue_topic(d)) for d in departments())],
+                        opts.output_partitions)
+    records = [request_bytes(i, f"{int(run, 16) % 10**8:08d}") for i in range(opts.messages)]
+    await produce(bootstrap, relay_in, records)
+    await produce(bootstrap, input_topic, records)
+    print(f"router bench: {opts.messages} help requests, {opts.partitions} partitions, "
+          f"intake batches of up to {opts.batch}", flush=True)
+
+    stop = asyncio.Event()
+    relay = asyncio.create_task(run_relay(bootstrap, relay_in, relay_out, stop))
+    relayed, relay_s = await output_span(bootstrap, relay_out, opts.messages, opts.timeout_s)
+    stop.set()
+    await relay
+
+    stop = asyncio.Event()
+    router = asyncio.create_task(run_router(settings, stop))
+    routed, router_s = await output_span(bootstrap, lifecycle, opts.messages, opts.timeout_s,
+                                         only_type="case.dispatched")
+    stop.set()
+    await router
+
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(bench.mongodb_url)
+    stored = await mongo[database]["cases"].count_documents({})
+    await mongo.drop_database(database)
+    await mongo.close()
+
+    relay_rate = relayed / relay_s if relay_s else float("inf")
+    router_rate = routed / router_s if router_s else float("inf")
+    print(f"raw aiokafka relay : {relayed:6d} msgs in {relay_s:6.2f} s = {relay_rate:9.0f} /s", flush=True)
+    print(f"router dispatch    : {routed:6d} cases in {router_s:6.2f} s = {router_rate:9.0f} /s "
+          f"({stored} cases stored)", flush=True)
+    print(f"ratio router/relay : {router_rate / relay_rate:.3f}  (targets: >= {TARGET_PER_S}/s and >= 0.5)",
+          flush=True)
+    met = router_rate >= TARGET_PER_S and router_rate >= relay_rate / 2
+    print(f"target {'MET' if met else 'MISSED'}", flush=True)
+    if routed < opts.messages:
+        raise RuntimeError(f"only {routed} of {opts.messages} cases dispatched within {opts.timeout_s}s")
+
+

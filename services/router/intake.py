@@ -1,0 +1,110 @@
+"""Help-request intake in batches: the router's hot path (consume → route → record → dispatch).
+
+One `insert_many` per batch is what lets the router keep up with Kafka on FerretDB, where one insert
+costs about as much as a whole batch. A batch subscriber hands the middleware a tuple of records,
+which the shared per-record `DeliveryPolicy` middleware does not handle, so intake runs on its own
+broker and applies the same delivery rules itself, per record:
+
+- a record that fails validation (or routing) is dead-lettered to `<topic>.dlq` with the error in
+  headers, using `DeliveryPolicy.dead_letter`, and the rest of the batch goes on;
+- a failure of the store or the broker is retried with backoff, then the batch is nacked (FastStream
+  seeks every partition back to the batch's first record) and redelivered; it is idempotent;
+- the offsets are committed (`AckPolicy.ACK`) only after every case is stored and its events acked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from faststream import AckPolicy
+from faststream.exceptions import NackMessage
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import ValidationError
+
+from common.consumer import DeliveryPolicy
+from contracts.events.hotline import HelpRequested
+
+if TYPE_CHECKING:
+    from aiokafka import ConsumerRecord
+
+    from common.app import Runtime
+    from services.router.cases import CaseService
+    from services.router.settings import Settings
+
+log = structlog.get_logger("router.intake")
+
+
+def make_intake_broker(settings: Settings) -> tuple[KafkaBroker, DeliveryPolicy]:
+    """A broker for the batch subscriber: same producer guarantees as `common.kafka.make_broker`."""
+    policy = DeliveryPolicy(settings.service_name, max_attempts=settings.consumer_max_attempts,
+                            backoff_initial_s=settings.consumer_backoff_initial_s,
+                            backoff_max_s=settings.consumer_backoff_max_s)
+    broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id=f"{settings.service_name}-intake", acks="all",
+                         enable_idempotence=True, request_timeout_ms=10_000, graceful_timeout=10.0,
+                         log_level=logging.DEBUG)  # per-batch access logs only at debug level
+    policy.bind(broker)
+    return broker, policy
+
+
+async def handle_batch(service: CaseService, policy: DeliveryPolicy, producer: AIOKafkaProducer,
+                       records: tuple[ConsumerRecord, ...]) -> int:
+    """Dispatch a batch of help requests; returns how many new cases. Raises `NackMessage` to redeliver."""
+    requests: list[HelpRequested] = []
+    for record in records:
+        try:
+            requests.append(HelpRequested.model_validate_json(record.value or b""))
+        except (ValidationError, ValueError) as exc:
+            await policy.dead_letter(record, exc, 1)
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await service.dispatch_requests(requests, producer=producer)
+        except Exception as exc:
+            if attempt >= policy.max_attempts:
+                log.error("batch failed; it will be redelivered", error=repr(exc), records=len(records))
+                raise NackMessage() from exc
+            delay = policy.backoff(attempt)
+            log.warning("batch failed, retrying", attempt=attempt, delay_s=round(delay, 3), error=repr(exc))
+            await asyncio.sleep(delay)
+
+
+async def run_intake(runtime: Runtime) -> None:
+    """Background loop: the help-request batch subscriber on its own broker, for the life of the service."""
+    settings: Settings = runtime.settings  # type: ignore[assignment]
+    service: CaseService = runtime.store
+    broker, policy = make_intake_broker(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all",
+                                enable_idempotence=True, linger_ms=5, max_batch_size=512 * 1024,
+                                client_id=f"{settings.service_name}-dispatch")
+
+    @broker.subscriber(settings.help_requested_topic, group_id=settings.consumer_group, auto_offset_reset="earliest",
+                       ack_policy=AckPolicy.ACK, batch=True, max_records=settings.intake_batch_size,
+                       batch_timeout_ms=settings.intake_batch_timeout_ms)
+    async def on_help_requests(_: list[Any], message: KafkaMessage) -> None:
+        raw = message.raw_message
+        records = raw if isinstance(raw, tuple) else (raw,)
+        created = await handle_batch(service, policy, producer, records)
+        log.debug("help requests dispatched", records=len(records), new_cases=created)
+
+    await runtime.kafka_connected.wait()
+    while True:
+        try:
+            await producer.start()
+            await broker.start()
+            break
+        except Exception as exc:  # noqa: BLE001 - Kafka not reachable yet; the service stays up
+            log.warning("intake broker not connected yet", error=repr(exc))
+            await broker.stop()
+            await producer.stop()
+            await asyncio.sleep(2)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await broker.stop()
+        await producer.stop()
