@@ -223,3 +223,22 @@ def test_timer_ids_are_stable_for_the_same_state() -> None:
     first = [t.id for t in timers(fold(dispatched(cid)), POLICY)]
     again = [t.id for t in timers(fold(dispatched(cid)), POLICY)]
     assert first == again and len(set(first)) == len(first)
+
+
+def test_reopen_counts_once_whether_the_redispatch_or_the_callback_event_comes_first() -> None:
+    cid = case_id()
+    base = (dispatched(cid), resolved(cid, at=T0 + timedelta(hours=5)))
+    reopen = CaseReopened(case_id=cid, occurred_at=T0 + timedelta(hours=7), operator_id="op", reason="仍未解决")
+    redispatch = dispatched(cid, hop=2, at=T0 + timedelta(hours=7, seconds=1), cause="reopened")
+    for order in ((reopen, redispatch), (redispatch, reopen)):
+        state = fold(*base, *order)
+        assert state.round == 2 and state.status == "open" and state.lead_department == "civil_affairs"
+        assert state.open_lead().key == "dept:civil_affairs:2"
+        assert state.citizen.open and state.citizen.targets["resolution"].met_at is None
+
+
+def test_first_contact_breach_alerts_but_does_not_escalate() -> None:
+    specs = timers(fold(dispatched(case_id(), sla_class="emergency")), POLICY)
+    escalated = {t.payload["target"] for t in specs if t.payload["stage"] == "escalation"}
+    assert escalated == {"sign_for", "resolution"}
+    assert any(t.payload["target"] == "first_contact" and t.payload["stage"] == "breach" for t in specs)

@@ -130,8 +130,8 @@ def _dispatched(state: CaseState, e: CaseDispatched, policy: SlaPolicy) -> None:
                 state.citizen.targets[name] = new_target(rule, span_start, policy.tz)
         state.citizen.sla_class = choice.sla_class.name
         state.citizen.pause_max_total_s = choice.sla_class.pause.max_total.total_seconds()
-    if state.status != "open" and getattr(e, "cause", "") == "reopened":
-        state.status = "open"
+    if getattr(e, "cause", "") == "reopened":
+        _reopen(state, policy, at, e.decision.decided_by, "redispatched after reopening")
     _set_lead(state, policy, e.lead, at, "redispatched")
     for co in e.co_handlers:
         if state.open_assignment(co.department, "co_handler") is None:
@@ -185,17 +185,19 @@ def _resolved(state: CaseState, e: CaseResolved) -> None:
     state.texts.append(f"{state.case_id}|caller_resolved|{state.round}")
 
 
-def _reopened(state: CaseState, e: CaseReopened, policy: SlaPolicy) -> None:
+def _reopen(state: CaseState, policy: SlaPolicy, at: datetime, by: str, reason: str) -> None:
+    """Start the next resolution round; the citizen clock runs again with a fresh resolution target.
+
+    The hotline's CaseReopened and the router's re-dispatch (cause "reopened") describe the same step and
+    may arrive in either order: whichever comes first reopens, the other finds the case open already."""
     if state.status != "resolved" or state.citizen is None:
         return
-    at = e.occurred_at
     state.round += 1
-    state.status, state.stage, state.satisfaction = "open", "awaiting_dispatch", None
+    state.status, state.stage, state.satisfaction, state.lead_department = "open", "awaiting_dispatch", None, None
     sla_class = policy.class_named(state.sla_class or "", at)
     state.citizen.ended_at, state.citizen.end_reason = None, None
     state.citizen.targets["resolution"] = new_target(sla_class.targets["resolution"], at, policy.tz)
-    state.decide(at, e.operator_id, sla_class.targets["resolution"].rule_id, "reopened",
-                 reason=e.reason, round=state.round)
+    state.decide(at, by, sla_class.targets["resolution"].rule_id, "reopened", reason=reason, round=state.round)
 
 
 def _close_all(state: CaseState, at: datetime, reason: str) -> None:
@@ -273,7 +275,7 @@ def apply(state: CaseState | None, event: Any, policy: SlaPolicy) -> CaseState:
         case CallbackRecorded():
             state.satisfaction = event.satisfaction
         case CaseReopened():
-            _reopened(state, event, policy)
+            _reopen(state, policy, at, event.operator_id, event.reason)
         case GrantApproved() | GrantPaid() | GrantStopped() | GrantRejected():
             _grant(state, event, policy)
     return state

@@ -154,7 +154,8 @@ def clock_timers(case_id: str, clock: Clock, sla_class: SlaClass, warning_share:
             ("warning", due - span * (1 - warning_share), {"share_elapsed": warning_share}),
             ("breach", due, {}),
         ]
-        if escalate:
+        rule = sla_class.targets.get(target)
+        if escalate and (rule is None or rule.escalate):
             stages += [(f"escalation:{step.tier}", due + step.after_breach, {"tier": step.tier})
                        for step in sla_class.escalation]
         for stage, at, extra in stages:

@@ -42,6 +42,7 @@ class TargetRule(_Strict):
     within: timedelta | None = None
     by: Literal["end_of_day", "end_of_month"] | None = None
     at_least: timedelta = timedelta(0)
+    escalate: bool = True  # a breach of this target climbs the class's escalation ladder
 
     @field_validator("provisions")
     @classmethod
