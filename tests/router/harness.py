@@ -22,7 +22,8 @@ from services.router.app import create_app
 from services.router.settings import Settings
 from tests.support.kafka import create_topics, unique_name
 
-DESK = ("civil_affairs", "market_regulation", "commerce", "hrss", "education", "health", "housing")
+DESK = ("civil_affairs", "market_regulation", "commerce", "hrss", "education", "health", "housing",
+        "emergency_management")
 
 
 def help_request(case_id: str, *needs: str, district: str = "500103", **fields: Any) -> HelpRequested:

@@ -1,0 +1,180 @@
+"""The router's HTTP API and its safety nets, against the real Kafka broker and store: queue order, access
+rules, bilingual errors, coordinator actions, bad help requests, crash recovery and concurrent writers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from contracts.events import HELP_REQUESTED_TOPIC
+from services.router.cases import CaseService
+from services.router.domain import desk
+from services.router.domain.dispatching import utcnow
+from services.router.store import RouterStore
+from tests.router.harness import RouterHarness, help_request, new_case_id, running_router
+from tests.support.kafka import read_topic
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+async def router(kafka_bootstrap: str, mongodb_url: str, mongo_client: AsyncMongoClient) -> AsyncIterator[
+        RouterHarness]:
+    database = f"test_router_api_{uuid.uuid4().hex[:10]}"
+    try:
+        async with running_router(kafka_bootstrap, mongodb_url, database) as harness:
+            yield harness
+    finally:
+        await mongo_client.drop_database(database)
+
+
+async def queued(router: RouterHarness, department: str, case_id: str, role: str = "lead") -> dict:
+    return await eventually(lambda: router.task_in_queue(department, case_id, role), timeout=30,
+                            what=f"{department}'s task of {case_id}")
+
+
+async def test_queue_lists_emergencies_first_then_the_oldest(router: RouterHarness) -> None:
+    base = datetime.now(UTC) - timedelta(hours=1)
+    older, newer, urgent = new_case_id(), new_case_id(), new_case_id()
+    await router.send_help(help_request(newer, "other", district="500104", received_at=base + timedelta(minutes=2)))
+    await router.send_help(help_request(older, "other", district="500104", received_at=base))
+    await router.send_help(help_request(urgent, "homeless_cold", district="500104",
+                                        received_at=base + timedelta(minutes=5)))
+    for case_id in (older, newer, urgent):
+        await eventually(lambda c=case_id: router.service.store.get(c), what=f"case {case_id}")
+    worker = router.worker("civil_affairs", "500104")
+
+    async def listed() -> list[str] | None:
+        rows = (await router.client.get("/api/v1/queue", headers=worker)).json()
+        ids = [r["case_id"] for r in rows if r["case_id"] in (older, newer, urgent)]
+        return ids if len(ids) == 3 else None
+
+    assert await eventually(listed, timeout=30, what="three tasks in the queue") == [urgent, older, newer]
+    only_queued = (await router.client.get("/api/v1/queue", headers=worker, params={"status": "signed_for"})).json()
+    assert not [r for r in only_queued if r["case_id"] in (older, newer, urgent)]
+
+
+async def test_requests_without_a_token_or_with_the_wrong_role_are_refused(router: RouterHarness) -> None:
+    assert (await router.client.get("/api/v1/queue")).status_code == 401
+    operator = router.token("operator", district="500103")
+    assert (await router.client.get("/api/v1/queue", headers=operator)).status_code == 403
+    no_department = router.token("dept_worker", None, "500103")
+    response = await router.client.get("/api/v1/queue", headers=no_department)
+    assert response.status_code == 403 and response.json()["message_zh"]
+
+
+async def test_bad_input_names_the_field_in_chinese_and_english(router: RouterHarness) -> None:
+    case_id = new_case_id()
+    await router.send_help(help_request(case_id, "employment_aid"))
+    task = await queued(router, "hrss", case_id)
+    response = await router.client.post(f"/api/v1/tasks/{task['task_id']}/return", headers=router.worker("hrss"),
+                                        json={"reason": "too_busy", "note": "x"})
+    assert response.status_code == 422
+    error = response.json()["errors"][0]
+    assert error["field"] == "reason" and error["reason_zh"] == "取值不在允许范围内" and error["reason_en"]
+    missing = await router.client.post("/api/v1/tasks/CQ-20260101-999999-T1/sign-for", headers=router.worker("hrss"))
+    assert missing.status_code == 404 and missing.json()["message_zh"].startswith("案件")
+    early = await router.client.post(f"/api/v1/tasks/{task['task_id']}/progress", headers=router.worker("hrss"),
+                                     json={"note": "未签收先记录"})
+    assert early.status_code == 409 and early.json()["message_en"] == "sign for the task before recording progress"
+
+
+async def test_coordinator_reassigns_changes_the_lead_and_merges_duplicates(router: RouterHarness) -> None:
+    first, duplicate = new_case_id(), new_case_id()
+    await router.send_help(help_request(first, "disaster_housing"))  # housing leads, emergency management co-handles
+    await router.send_help(help_request(duplicate, "disaster_housing"))
+    await queued(router, "housing", first)
+    await queued(router, "housing", duplicate)
+    coordinator = router.token("coordinator", district="500103", sub="co-yz")
+    elsewhere = router.token("coordinator", district="500101", sub="co-wz")
+
+    response = await router.client.post(f"/api/v1/coordinator/cases/{first}/reassign", headers=elsewhere,
+                                        json={"department": "civil_affairs", "reason": "x"})
+    assert response.status_code == 403
+
+    case = (await router.client.post(f"/api/v1/coordinator/cases/{first}/lead", headers=coordinator,
+                                     json={"department": "emergency_management", "reason": "以救灾为主"})).json()
+    assert case["tasks"][-2]["department"] == "emergency_management" and case["tasks"][-2]["role"] == "lead"
+    await queued(router, "emergency_management", first)
+    await queued(router, "housing", first, "co_handler")
+
+    case = (await router.client.post(f"/api/v1/coordinator/cases/{first}/reassign", headers=coordinator,
+                                     json={"department": "civil_affairs", "reason": "先安置"})).json()
+    assert case["tasks"][-1]["department"] == "civil_affairs"
+    await queued(router, "civil_affairs", first)
+
+    merged = (await router.client.post(f"/api/v1/coordinator/cases/{duplicate}/merge", headers=coordinator,
+                                       json={"into_case_id": first, "note": "同一户"})).json()
+    assert merged["status"] == "merged" and merged["merged_into"] == first
+    parent = (await router.client.get(f"/api/v1/cases/{first}", headers=coordinator)).json()
+    assert parent["children"] == [duplicate]
+    assert not [r for r in await router.queue("housing") if r["case_id"] == duplicate]
+    types = [e["type"] for e in await router.events(first)]
+    assert types.count("case.reassigned") == 2
+    assert "case.merged" in [e["type"] for e in await router.events(duplicate)]
+
+
+async def test_a_bad_help_request_is_dead_lettered_and_the_rest_of_its_batch_dispatched(
+        router: RouterHarness) -> None:
+    topic = router.settings.topic(HELP_REQUESTED_TOPIC)
+    good = new_case_id()
+    broker = router.runtime.broker
+    await broker.publish({"case_id": "CQ-20260101-000000", "needs": []}, topic=topic, key=b"bad")
+    await router.send_help(help_request(good, "supply_shortage"))
+    await queued(router, "commerce", good)
+    dead = await read_topic(router.bootstrap, f"{topic}.dlq", expect=1)
+    assert [d.key for d in dead] == [b"bad"]
+    assert dict((k, v.decode()) for k, v in dead[0].headers)["x-dlq-error-type"] == "ValidationError"
+
+
+async def test_events_left_in_the_outbox_by_a_crash_are_published_by_the_sweeper(router: RouterHarness) -> None:
+    case_id = new_case_id()
+    await router.send_help(help_request(case_id, "chronic_followup"))
+    task = await queued(router, "health", case_id)
+    store: RouterStore = router.service.store
+    case = await store.get(case_id)
+    desk.sign_for(case, task["task_id"], _principal("health"), utcnow())
+    assert await store.replace(case)  # stored with its outbox, then "crashed" before publishing
+    events = await eventually(
+        lambda: _types_of(router, case_id, "case.signed_for"), timeout=30, what="the sweeper to publish")
+    assert events.count("case.signed_for") == 1
+    await eventually(lambda: _outbox_empty(store, case_id), what="the outbox to be emptied")
+
+
+async def test_two_writers_on_one_case_never_lose_a_change(router: RouterHarness, mongo_client) -> None:
+    """Two processes (two services with their own locks) change one case at once: both changes survive."""
+    case_id = new_case_id()
+    await router.send_help(help_request(case_id, "stranded_person"))  # three tasks
+    await queued(router, "education", case_id, "co_handler")
+    lead = await queued(router, "civil_affairs", case_id)
+    hrss = await queued(router, "hrss", case_id, "co_handler")
+    edu = await queued(router, "education", case_id, "co_handler")
+    other = CaseService(store=RouterStore(router.service.store.db), broker=router.runtime.broker,
+                        settings=router.settings, catalogue=router.service.catalogue)
+    signers = [(router.service, lead, "civil_affairs"), (other, hrss, "hrss"), (router.service, edu, "education")]
+    await asyncio.gather(*(svc.update(case_id, lambda c, t=t, d=d: desk.sign_for(c, t["task_id"], _principal(d),
+                                                                                    utcnow()))
+                           for svc, t, d in signers))
+    case = await router.service.store.get(case_id)
+    assert sorted(t.status for t in case.tasks) == ["signed_for"] * 3
+
+
+def _principal(department: str):
+    from common.auth import Principal
+
+    return Principal(sub=f"w-{department}", role="dept_worker", department=department, district="500103")
+
+
+async def _types_of(router: RouterHarness, case_id: str, wanted: str) -> list[str] | None:
+    types = [e["type"] for e in await router.events(case_id)]
+    return types if wanted in types else None
+
+
+async def _outbox_empty(store: RouterStore, case_id: str) -> bool:
+    return (await store.get(case_id)).outbox == []
