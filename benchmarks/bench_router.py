@@ -11,8 +11,6 @@ from the broker timestamps of the first and last output records, so group joins 
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import time
 import uuid
 from datetime import UTC, datetime
