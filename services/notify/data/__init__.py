@@ -1,0 +1,1 @@
+"""Notify's data files (the SLA policy)."""
