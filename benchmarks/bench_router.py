@@ -4,8 +4,9 @@ consume→produce relay over the same broker in the same run.
 
     python -m benchmarks router        (BENCH_ROUTER_MESSAGES, BENCH_ROUTER_PARTITIONS, BENCH_ROUTER_BATCH)
 
-Both sides read the same number of pre-produced requests from their own fresh topic; the rate is taken
-from the broker timestamps of the first and last output records, so group joins do not count.
+Both sides read the same number of pre-produced requests from their own fresh topic. Each rate runs from
+the moment the first input batch reached the code under test to the (producer) timestamp of the last
+output record, so group joins and start-up do not count.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class RouterBench(BaseSettings):
     messages: int = 10000
     partitions: int = 12  # input topics (the request topic and the relay's)
     output_partitions: int = 3  # lifecycle and department queues, as the broker's default
-    batch: int = 500
+    batch: int = 1000
     timeout_s: float = 120.0
 
 
@@ -81,14 +82,14 @@ async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]
         await producer.stop()
 
 
-async def output_span(bootstrap: str, topic: str, expect: int, timeout_s: float,
+async def last_output(bootstrap: str, topic: str, expect: int, timeout_s: float,
                       only_type: str | None = None) -> tuple[int, float]:
-    """Wait until `expect` distinct keys (of `only_type`) are on `topic`; return (count, seconds first→last)."""
+    """Wait until `expect` distinct keys (of `only_type`) are on `topic`; return (count, last timestamp in s)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
                                 enable_auto_commit=False)
     await consumer.start()
     seen: set[bytes] = set()
-    first, last = None, None
+    last = 0
     deadline = time.monotonic() + timeout_s
     try:
         while len(seen) < expect and time.monotonic() < deadline:
@@ -97,14 +98,24 @@ async def output_span(bootstrap: str, topic: str, expect: int, timeout_s: float,
                     if only_type and f'"type":"{only_type}"'.encode() not in record.value:
                         continue
                     seen.add(record.key)  # distinct cases: a redelivered request republishes the same
-                    first = record.timestamp if first is None else min(first, record.timestamp)
-                    last = record.timestamp if last is None else max(last, record.timestamp)
+                    last = max(last, record.timestamp)
     finally:
         await consumer.stop()
-    return len(seen), ((last or 0) - (first or 0)) / 1000
+    return len(seen), last / 1000
 
 
-async def run_relay(bootstrap: str, source: str, sink: str, stop: asyncio.Event) -> None:
+class Clock:
+    """When the code under test first got input (wall clock, comparable with Kafka's record timestamps)."""
+
+    def __init__(self) -> None:
+        self.started: float | None = None
+
+    def start(self) -> None:
+        if self.started is None:
+            self.started = time.time()
+
+
+async def run_relay(bootstrap: str, source: str, sink: str, stop: asyncio.Event, clock: Clock) -> None:
     """The baseline: consume a batch, produce each record onward, wait for the acks, commit."""
     consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=f"relay-{uuid.uuid4().hex[:8]}",
                                 auto_offset_reset="earliest", enable_auto_commit=False)
@@ -114,6 +125,8 @@ async def run_relay(bootstrap: str, source: str, sink: str, stop: asyncio.Event)
     try:
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200, max_records=500)
+            if batch:
+                clock.start()
             futures = [await producer.send(sink, r.value, key=r.key) for records in batch.values() for r in records]
             if futures:
                 await asyncio.gather(*futures)
@@ -123,14 +136,24 @@ async def run_relay(bootstrap: str, source: str, sink: str, stop: asyncio.Event)
         await producer.stop()
 
 
-async def run_router(settings: Settings, stop: asyncio.Event) -> None:
+class TimedCaseService(CaseService):
+    clock: Clock
+
+    async def dispatch_requests(self, requests: list[HelpRequested], **kwargs: Any) -> int:
+        self.clock.start()
+        return await super().dispatch_requests(requests, **kwargs)
+
+
+async def run_router(settings: Settings, stop: asyncio.Event, clock: Clock) -> None:
     """The router's help-request intake exactly as the service runs it (desk and API left out)."""
     mongo = open_mongo(settings)
     broker = make_broker(settings)
     runtime = Runtime(settings=settings, broker=broker, mongo=mongo, db=mongo[settings.database_name])
     store = RouterStore(runtime.db)
     await store.ensure_indexes()
-    runtime.store = CaseService(store=store, broker=broker, settings=settings, catalogue=catalogue_of(settings))
+    service = TimedCaseService(store=store, broker=broker, settings=settings, catalogue=catalogue_of(settings))
+    service.clock = clock
+    runtime.store = service
     runtime.kafka_connected.set()
     intake = asyncio.create_task(run_intake(runtime))
     try:
@@ -162,18 +185,20 @@ async def main(bench: BenchSettings) -> None:
     print(f"router bench: {opts.messages} help requests, {opts.partitions} partitions, "
           f"intake batches of up to {opts.batch}", flush=True)
 
-    stop = asyncio.Event()
-    relay = asyncio.create_task(run_relay(bootstrap, relay_in, relay_out, stop))
-    relayed, relay_s = await output_span(bootstrap, relay_out, opts.messages, opts.timeout_s)
+    stop, relay_clock = asyncio.Event(), Clock()
+    relay = asyncio.create_task(run_relay(bootstrap, relay_in, relay_out, stop, relay_clock))
+    relayed, relay_end = await last_output(bootstrap, relay_out, opts.messages, opts.timeout_s)
     stop.set()
     await relay
+    relay_s = relay_end - (relay_clock.started or relay_end)
 
-    stop = asyncio.Event()
-    router = asyncio.create_task(run_router(settings, stop))
-    routed, router_s = await output_span(bootstrap, lifecycle, opts.messages, opts.timeout_s,
-                                         only_type="case.dispatched")
+    stop, router_clock = asyncio.Event(), Clock()
+    router = asyncio.create_task(run_router(settings, stop, router_clock))
+    routed, router_end = await last_output(bootstrap, lifecycle, opts.messages, opts.timeout_s,
+                                           only_type="case.dispatched")
     stop.set()
     await router
+    router_s = router_end - (router_clock.started or router_end)
 
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(bench.mongodb_url)
     stored = await mongo[database]["cases"].count_documents({})

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -26,7 +27,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
-from common.consumer import DeliveryPolicy
+from common.consumer import TRANSIENT_ERRORS, DeliveryPolicy
 from contracts.events.hotline import HelpRequested
 
 if TYPE_CHECKING:
@@ -37,6 +38,13 @@ if TYPE_CHECKING:
     from services.router.settings import Settings
 
 log = structlog.get_logger("router.intake")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The store or the broker is unavailable: redeliver later rather than dead-letter (as DeliveryPolicy)."""
+    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+
+    return isinstance(exc, (*TRANSIENT_ERRORS, KafkaConnectionError, KafkaTimeoutError))
 
 
 def make_intake_broker(settings: Settings) -> tuple[KafkaBroker, DeliveryPolicy]:
@@ -51,27 +59,57 @@ def make_intake_broker(settings: Settings) -> tuple[KafkaBroker, DeliveryPolicy]
     return broker, policy
 
 
-async def handle_batch(service: CaseService, policy: DeliveryPolicy, producer: AIOKafkaProducer,
-                       records: tuple[ConsumerRecord, ...]) -> int:
-    """Dispatch a batch of help requests; returns how many new cases. Raises `NackMessage` to redeliver."""
-    requests: list[HelpRequested] = []
-    for record in records:
-        try:
-            requests.append(HelpRequested.model_validate_json(record.value or b""))
-        except (ValidationError, ValueError) as exc:
-            await policy.dead_letter(record, exc, 1)
+async def _dead_letter(policy: DeliveryPolicy, record: ConsumerRecord, exc: BaseException, attempts: int) -> None:
+    try:
+        await policy.dead_letter(record, exc, attempts)
+    except Exception as dlq_exc:
+        # The DLQ is unreachable: redeliver the batch rather than lose the record (ACK would commit it).
+        log.error("dead-lettering failed; batch will be redelivered", error=repr(dlq_exc))
+        raise NackMessage() from dlq_exc
+
+
+async def _with_retries(policy: DeliveryPolicy, work: Callable[[], Awaitable[int]]) -> int:
+    """Run `work`, retrying with backoff; the last error escapes."""
     attempt = 0
     while True:
         attempt += 1
         try:
-            return await service.dispatch_requests(requests, producer=producer)
+            return await work()
         except Exception as exc:
             if attempt >= policy.max_attempts:
-                log.error("batch failed; it will be redelivered", error=repr(exc), records=len(records))
-                raise NackMessage() from exc
+                raise
             delay = policy.backoff(attempt)
             log.warning("batch failed, retrying", attempt=attempt, delay_s=round(delay, 3), error=repr(exc))
             await asyncio.sleep(delay)
+
+
+async def handle_batch(service: CaseService, policy: DeliveryPolicy, producer: AIOKafkaProducer,
+                       records: tuple[ConsumerRecord, ...]) -> int:
+    """Dispatch a batch of help requests; returns how many new cases. Raises `NackMessage` to redeliver."""
+    parsed: list[tuple[ConsumerRecord, HelpRequested]] = []
+    for record in records:
+        try:
+            parsed.append((record, HelpRequested.model_validate_json(record.value or b"")))
+        except (ValidationError, ValueError) as exc:
+            await _dead_letter(policy, record, exc, 1)
+    try:
+        return await _with_retries(policy, lambda: service.dispatch_requests([r for _, r in parsed],
+                                                                             producer=producer))
+    except Exception as exc:
+        if is_transient(exc):
+            log.error("store or broker unavailable; batch will be redelivered", error=repr(exc))
+            raise NackMessage() from exc
+        log.error("batch keeps failing; trying its requests one by one", error=repr(exc), records=len(records))
+    # One request that cannot be dispatched must not block the others: find it, dead-letter it.
+    created = 0
+    for record, request in parsed:
+        try:
+            created += await _with_retries(policy, lambda r=request: service.dispatch_requests([r], producer=producer))
+        except Exception as exc:
+            if is_transient(exc):
+                raise NackMessage() from exc
+            await _dead_letter(policy, record, exc, policy.max_attempts)
+    return created
 
 
 async def run_intake(runtime: Runtime) -> None:

@@ -19,7 +19,7 @@ class Settings(ServiceSettings):
     # Returns before the district coordinator arbitrates; 0: the catalogue's `max_returns`.
     max_returns: int = Field(default=0, ge=0)
     # Help requests are consumed in batches (one store write and one round of acks per batch).
-    intake_batch_size: int = Field(default=500, ge=1, le=5000)
+    intake_batch_size: int = Field(default=1000, ge=1, le=5000)
     intake_batch_timeout_ms: int = Field(default=50, ge=1)
     # The router's own desk reads department queues (off: a deployment where departments' systems do).
     desk_enabled: bool = True

@@ -1,0 +1,71 @@
+"""Help-request intake batches: a bad record or an undispatchable request never blocks the others."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from faststream.exceptions import NackMessage
+from pymongo.errors import AutoReconnect
+
+from services.router.intake import handle_batch
+from tests.router.harness import help_request
+
+pytestmark = pytest.mark.unit
+
+
+class Policy:
+    max_attempts = 2
+
+    def __init__(self) -> None:
+        self.dead: list[tuple[bytes, str]] = []
+
+    def backoff(self, attempt: int) -> float:
+        return 0
+
+    async def dead_letter(self, record, exc, attempts) -> None:
+        self.dead.append((record.key, type(exc).__name__))
+
+
+class Service:
+    """Dispatches requests unless a batch holds the poisoned case (or the store is down)."""
+
+    def __init__(self, poisoned: str = "", down: bool = False) -> None:
+        self.poisoned, self.down = poisoned, down
+        self.dispatched: list[str] = []
+
+    async def dispatch_requests(self, requests, *, producer) -> int:
+        if self.down:
+            raise AutoReconnect("store down")
+        if any(r.case_id == self.poisoned for r in requests):
+            raise RuntimeError("cannot route this one")
+        self.dispatched.extend(r.case_id for r in requests)
+        return len(requests)
+
+
+def record(case_id: str, value: bytes | None = None) -> SimpleNamespace:
+    body = value if value is not None else help_request(case_id, "other").model_dump_json().encode()
+    return SimpleNamespace(key=case_id.encode(), value=body, topic="t", partition=0, offset=0, headers=[])
+
+
+async def test_an_invalid_record_is_dead_lettered_and_the_rest_dispatched() -> None:
+    policy, service = Policy(), Service()
+    records = (record("CQ-20260215-000001"), record("bad", b"{not json"), record("CQ-20260215-000002"))
+    assert await handle_batch(service, policy, None, records) == 2
+    assert policy.dead == [(b"bad", "ValidationError")]
+    assert service.dispatched == ["CQ-20260215-000001", "CQ-20260215-000002"]
+
+
+async def test_a_request_that_cannot_be_dispatched_is_found_and_dead_lettered() -> None:
+    policy, service = Policy(), Service(poisoned="CQ-20260215-000002")
+    records = tuple(record(f"CQ-20260215-00000{i}") for i in (1, 2, 3))
+    assert await handle_batch(service, policy, None, records) == 2
+    assert policy.dead == [(b"CQ-20260215-000002", "RuntimeError")]
+    assert service.dispatched == ["CQ-20260215-000001", "CQ-20260215-000003"]
+
+
+async def test_a_store_outage_redelivers_the_batch_instead_of_dropping_it() -> None:
+    policy = Policy()
+    with pytest.raises(NackMessage):
+        await handle_batch(Service(down=True), policy, None, (record("CQ-20260215-000001"),))
+    assert policy.dead == []
