@@ -114,7 +114,8 @@ async def breach_delays(runtime: Runtime, bootstrap: str) -> list[float]:
     now = datetime.now(UTC)
     dues = {f"CQ-DELAY-{i:03d}": now + timedelta(seconds=2) + timedelta(milliseconds=150 * i)
             for i in range(DELAY_SAMPLES)}
-    await runtime.store.store.sla_timers.schedule([Timer(f"{c}|breach", d, payload(c, d)) for c, d in dues.items()], now)
+    timers = [Timer(f"{c}|breach", d, payload(c, d)) for c, d in dues.items()]
+    await runtime.store.store.sla_timers.schedule(timers, now)
 
     async def loop() -> None:
         while True:

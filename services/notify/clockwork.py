@@ -4,8 +4,10 @@ and the caller texts in step with the state. Shared by the Kafka handlers and th
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,9 +39,30 @@ class Clockwork:
     policy: SlaPolicy
     outbox: Outbox
     caller_texts: bool = True
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
+    _waiting: dict[str, int] = field(default_factory=dict, repr=False)
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, case_id: str) -> AsyncIterator[None]:
+        """One writer per case in this process. The version check alone is not enough on FerretDB 1.24:
+        concurrent conditional updates of one document can all succeed there (measured), so the events of
+        one case arriving on different topics are serialised here as well."""
+        lock = self._locks.setdefault(case_id, asyncio.Lock())
+        self._waiting[case_id] = self._waiting.get(case_id, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._waiting[case_id] -= 1
+            if not self._waiting[case_id]:
+                del self._waiting[case_id], self._locks[case_id]
 
     async def record(self, case_id: str, event_id: str, change: Change) -> CaseState | None:
         """Apply `change` once per `event_id`; a redelivery only finishes what a crash may have left."""
+        async with self._exclusive(case_id):
+            return await self._record(case_id, event_id, change)
+
+    async def _record(self, case_id: str, event_id: str, change: Change) -> CaseState | None:
         for _ in range(MAX_CONFLICTS):
             doc = await self.store.load(case_id)
             state = CaseState.model_validate(doc["state"]) if doc else None

@@ -56,7 +56,8 @@ class NotifyStore:
                                               {**document, "version": version + 1, "updated_at": now})
         return result.matched_count == 1
 
-    async def find_cases(self, query: dict[str, Any], *, sort: list[tuple[str, int]], limit: int) -> list[dict[str, Any]]:
+    async def find_cases(self, query: dict[str, Any], *, sort: list[tuple[str, int]],
+                         limit: int) -> list[dict[str, Any]]:
         projection = {"state.decisions": 0, "applied": 0, "scheduled": 0, "cancelled": 0}
         return await self.cases.find(query, projection).sort(sort).limit(limit).to_list(None)
 

@@ -242,3 +242,11 @@ def test_first_contact_breach_alerts_but_does_not_escalate() -> None:
     escalated = {t.payload["target"] for t in specs if t.payload["stage"] == "escalation"}
     assert escalated == {"sign_for", "resolution"}
     assert any(t.payload["target"] == "first_contact" and t.payload["stage"] == "breach" for t in specs)
+
+
+def test_a_sign_for_read_after_the_resolution_still_counts_for_its_department() -> None:
+    cid = case_id()
+    state = fold(dispatched(cid, sla_class="emergency"), resolved(cid, at=T0 + minutes(90)),
+                 signed(cid, at=T0 + minutes(10)))
+    assert state.assignments[0].targets["sign_for"].met_at == T0 + minutes(10)
+    assert summary(state)["dept_clocks"][0]["m_sign_on_time"] == 1

@@ -6,7 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from contracts.events.hotline import CASE_EVENTS_TOPIC, HELP_REQUESTED_TOPIC, CallbackRecorded, Caller, HelpRequested, Place
+from contracts.events.hotline import (
+    CASE_EVENTS_TOPIC,
+    HELP_REQUESTED_TOPIC,
+    CallbackRecorded,
+    Caller,
+    HelpRequested,
+    Place,
+)
 from contracts.events.notify import SLA_EVENTS_TOPIC
 from contracts.events.router import CASE_LIFECYCLE_TOPIC
 from services.notify import sweeper, views

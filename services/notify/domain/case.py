@@ -67,6 +67,15 @@ class CaseState(BaseModel):
                 return clock
         return None
 
+    def assignment_at(self, department: str | None, at: datetime, role: str | None = None) -> Clock | None:
+        """The department's assignment that was running at `at` (events of one case may arrive out of order
+        across topics, e.g. a sign-for read after the resolution)."""
+        for clock in reversed(self.assignments):
+            if clock.department == department and (role is None or clock.role == role) and clock.started_at <= at \
+                    and (clock.ended_at is None or clock.ended_at >= at):
+                return clock
+        return self.open_assignment(department, role)
+
     def open_lead(self) -> Clock | None:
         return next((c for c in reversed(self.assignments) if c.open and c.role == "lead"), None)
 
@@ -139,7 +148,8 @@ def _dispatched(state: CaseState, e: CaseDispatched, policy: SlaPolicy) -> None:
 
 
 def _signed(state: CaseState, e: CaseSignedFor) -> None:
-    clock = state.open_assignment(e.department, e.role) or state.open_assignment(e.department)
+    at = e.occurred_at
+    clock = state.assignment_at(e.department, at, e.role) or state.assignment_at(e.department, at)
     if clock is not None:
         clock.meet("sign_for", e.occurred_at)
     if (clock is None or clock.role == "lead") and state.citizen is not None:
@@ -151,7 +161,7 @@ def _signed(state: CaseState, e: CaseSignedFor) -> None:
 def _progress(state: CaseState, e: CaseProgressRecorded) -> None:
     if not e.first_contact:
         return
-    clock = state.open_assignment(e.department)
+    clock = state.assignment_at(e.department, e.occurred_at)
     if clock is not None:
         clock.meet("first_contact", e.occurred_at)
     if state.citizen is not None:

@@ -60,7 +60,8 @@ def caller_resolved(key: str, case_id: str, *, outcome: str | None) -> Notificat
     return Notification(
         key, case_id, "caller_resolved", "caller",
         f"【社会救助热线】您的求助（编号{case_id}）已办结。如仍有困难，请再次致电救助热线。",
-        f"Your request {case_id} has been resolved ({outcome or 'done'}). If you still need help, call the hotline again.",
+        f"Your request {case_id} has been resolved ({outcome or 'done'}). "
+        "If you still need help, call the hotline again.",
     )
 
 
