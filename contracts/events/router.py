@@ -21,6 +21,8 @@ class Assignment(Model):
     department: str
     district: str
     role: Literal["lead", "co_handler"]
+    task_id: str | None = None  # the department task this assignment created (when known)
+    due_at: AwareDatetime | None = None  # that task's deadline
 
 
 class Decision(Model):

@@ -49,6 +49,8 @@ def test_open_case_makes_one_task_per_department_and_one_dispatch_event_P2_3() -
     assert [e.get("department") for e in case.outbox] == ["civil_affairs", "health", None]
     dispatched = case.outbox[-1]["body"]
     assert dispatched["decision"]["rule_ids"] == ["R-P2.2-HOMELESS-COLD"]
+    assert dispatched["lead"]["task_id"] == case.tasks[0].task_id  # notify can clock each assignment
+    assert dispatched["co_handlers"][0]["task_id"] == case.tasks[1].task_id
     assert case.tasks[0].due_at == NOW + timedelta(hours=2)  # the emergency class's task deadline
 
 
@@ -107,11 +109,14 @@ def test_return_after_two_refusals_goes_to_the_coordinator_for_arbitration() -> 
                          CATALOGUE, 2, NOW)
 
 
-def test_wrong_district_goes_straight_to_arbitration() -> None:
+def test_wrong_district_goes_straight_to_arbitration_and_a_reassignment_settles_it() -> None:
     case = new_case("other")
     step = desk.return_task(case, case.tasks[0].task_id, worker("civil_affairs"), "wrong_district", "elsewhere",
                             CATALOGUE, 2, NOW)
-    assert step == "arbitration"
+    assert step == "arbitration" and case.status == "arbitration"
+    city = Principal(sub="co-city", role="coordinator", district="city")
+    coordination.reassign(case, city, "civil_affairs", "500101", "happened in Wanzhou", CATALOGUE, NOW)
+    assert case.status == "dispatched" and case.arbitrated and case.lead_task().district == "500101"
 
 
 def test_case_resolves_when_lead_resolved_and_every_co_handler_done_or_waived() -> None:

@@ -55,6 +55,7 @@ def settle_arbitration(case: Case, coordinator: Principal, department: str, dist
         raise wrong_state("案件不在仲裁中", "the case is not waiting for arbitration", field="case_id")
     lead = _target(department, district or case.district)
     _replace_lead(case, lead, coordinator, catalogue, now, "arbitration")
+    lead = case.tasks[-1].assignment()
     case.arbitrated = True
     case.history.append(HistoryEntry(at=now, actor=coordinator.sub, action="arbitration_settled",
                                      department=department, note=note))
@@ -69,8 +70,10 @@ def reassign(case: Case, coordinator: Principal, department: str, district: str 
     in_scope(case, coordinator)
     _open(case)
     lead = _target(department, district or case.district)
+    in_arbitration = case.status == "arbitration"
     previous = _replace_lead(case, lead, coordinator, catalogue, now, "reassigned")
-    if case.status == "arbitration":
+    lead = case.tasks[-1].assignment()
+    if in_arbitration:  # naming an owner while arbitrating settles it
         case.arbitrated = True
     case.history.append(HistoryEntry(at=now, actor=coordinator.sub, action="reassigned", department=department,
                                      reason=reason))
@@ -91,6 +94,7 @@ def change_lead(case: Case, coordinator: Principal, department: str, reason: str
     withdraw(case, co, reason="became lead", actor=coordinator.sub, now=now)
     lead = Assignment(department=department, district=co.district, role="lead")
     previous = _replace_lead(case, lead, coordinator, catalogue, now, "lead changed")
+    lead = case.tasks[-1].assignment()
     if previous is not None:
         new_task(case, department=previous.department, district=previous.district, role="co_handler",
                  catalogue=catalogue, now=now, requested_by=department)

@@ -83,18 +83,22 @@ def dispatch(case: Case, routing: Routing, catalogue: DispatchCatalogue, *, caus
             keep.add(task.department)
         else:
             withdraw(case, task, reason=f"redispatched:{cause}", actor=actor, now=now)
-    new_task(case, department=routing.lead.department, district=routing.lead.district, role="lead",
-             catalogue=catalogue, now=now)
+    lead_task = new_task(case, department=routing.lead.department, district=routing.lead.district, role="lead",
+                         catalogue=catalogue, now=now)
     for co in routing.co_handlers:
         if co.department not in keep:
             new_task(case, department=co.department, district=co.district, role="co_handler",
                      catalogue=catalogue, now=now)
+    open_co = {t.department: t for t in case.tasks if t.role == "co_handler" and t.is_open}
+    lead = lead_task.assignment()
+    co_handlers = tuple(open_co[a.department].assignment() if a.department in open_co else a
+                        for a in routing.co_handlers)
     case.history.append(HistoryEntry(at=now, actor=actor, action=f"dispatched:{cause}",
                                      department=routing.lead.department, reason=reason,
                                      rule_ids=list(routing.decision.rule_ids)))
     emit(case, CaseDispatched(
         occurred_at=now, case_id=case.case_id, correlation_id=case.correlation_id, district=routing.lead.district,
-        lead=routing.lead, co_handlers=routing.co_handlers, needs=case.needs, sla_class=case.sla_class,
+        lead=lead, co_handlers=co_handlers, needs=case.needs, sla_class=case.sla_class,
         emergency=case.emergency, decision=routing.decision, hop=case.hop, cause=cause,
         refused_departments=tuple(case.refused),
     ))
