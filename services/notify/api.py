@@ -48,9 +48,10 @@ ViewQuery = Annotated[views.View, Query(description="open, overdue, at_risk, una
 @router.get("/cases", summary="Cases in scope, filtered by view, sorted by lateness")
 async def cases(principal: Coordinator, notify: NotifyDep, view: ViewQuery = "open",
                 district: str | None = None, department: str | None = None, sla_class: str | None = None,
-                hours: Annotated[float, Query(gt=0, le=24 * 30)] = 4.0,
+                hours: Annotated[float | None, Query(gt=0, le=720, description="at_risk horizon")] = None,
                 sort: Literal["lateness", "recent"] = "lateness",
                 limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[dict[str, Any]]:
+    hours = hours or notify.outbox.settings.at_risk_hours
     return await views.list_cases(notify.store, view, datetime.now(UTC), hours=hours,
                                   district=scope(principal, district), department=department, sla_class=sla_class,
                                   sort=sort, limit=limit)
@@ -63,7 +64,7 @@ async def overdue(principal: Coordinator, notify: NotifyDep, district: str | Non
 
 
 @router.get("/at-risk", summary="Open cases that breach within `hours`")
-async def at_risk(principal: Coordinator, notify: NotifyDep, hours: Annotated[float, Query(gt=0, le=720)] = 4.0,
+async def at_risk(principal: Coordinator, notify: NotifyDep, hours: Annotated[float | None, Query(gt=0, le=720)] = None,
                   district: str | None = None, department: str | None = None) -> list[dict[str, Any]]:
     return await cases(principal, notify, "at_risk", district, department, hours=hours)
 

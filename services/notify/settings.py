@@ -33,6 +33,5 @@ class Settings(ServiceSettings):
     delivery_backoff_initial_s: float = Field(default=2.0, ge=0)
     delivery_backoff_max_s: float = Field(default=300.0, ge=0)
 
-    # Coordinator views: the default horizon of "at risk" and the largest page.
+    # Coordinator views: the default horizon of "at risk".
     at_risk_hours: float = Field(default=4.0, gt=0)
-    max_page: int = Field(default=500, ge=1)

@@ -112,3 +112,22 @@ async def test_unknown_event_type_is_skipped_not_dead_lettered(runtime) -> None:
     body = {"type": "case.something_new", "case_id": cid, "occurred_at": datetime.now(UTC).isoformat()}
     await runtime.broker.publish(body, topic=CASE_LIFECYCLE_TOPIC)
     assert await runtime.store.store.load(cid) is None
+
+
+async def test_grant_approval_starts_a_same_month_payment_clock_that_payment_stops_P2_1(runtime) -> None:
+    from datetime import date
+
+    from contracts.events.relief import GRANT_EVENTS_TOPIC, GrantApproved, GrantPaid
+
+    cid, now = case_id(), datetime.now(UTC)
+    common = {"case_id": cid, "grant_id": f"G-{cid}", "rule_id": "P5.2a", "district": "500103"}
+    await publish(runtime, GrantApproved(**common, amount_yuan="1400", approved_on=date(now.year, now.month, 1)),
+                  GRANT_EVENTS_TOPIC)
+    doc = await runtime.store.store.load(cid)
+    [clock] = doc["state"]["payments"]
+    assert clock["targets"]["payment"]["rule_id"] == "SLA-PAYMENT-SAME-MONTH"
+    assert any("|payment:" in s["id"] for s in doc["scheduled"])
+    await publish(runtime, GrantPaid(**common, amount_yuan="1400", payment_reference="B-1"), GRANT_EVENTS_TOPIC)
+    doc = await runtime.store.store.load(cid)
+    assert not any("|payment:" in s["id"] for s in doc["scheduled"])
+    assert doc["state"]["payments"][0]["end_reason"] == "paid"
