@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import FastAPI
 
 from common.app import Runtime, create_service_app
 from services.hotline import api, handlers, open311
-from services.hotline.intake import Hotline
+from services.hotline.intake import CaseNumbers, Hotline
 from services.hotline.domain import triage_rules
 from services.hotline.outbox import Outbox, Publisher
 from services.hotline.settings import Settings
@@ -16,13 +18,13 @@ from services.hotline.store import HotlineStore
 async def startup(runtime: Runtime) -> Hotline:
     settings: Settings = runtime.settings  # type: ignore[assignment]
     triage_rules()  # rules as data: validated at start-up, not on the first emergency call
-    store = HotlineStore(runtime.db)
+    store = HotlineStore(runtime.db, pepper=settings.lookup_pepper.get_secret_value())
     outbox = Outbox(runtime.db)
     await store.ensure_indexes()
     await outbox.ensure_indexes()
-    publisher = Publisher(outbox, runtime.broker, settings, kafka_connected=runtime.kafka_connected,
-                          save_intake=store.save_intake)
-    return Hotline(store=store, outbox=outbox, publisher=publisher, settings=settings)
+    publisher = Publisher(outbox, runtime.broker, settings, kafka_connected=runtime.kafka_connected)
+    return Hotline(store=store, outbox=outbox, publisher=publisher, settings=settings,
+                   case_numbers=CaseNumbers(store), slots=asyncio.Semaphore(settings.intake_concurrency))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

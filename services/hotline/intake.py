@@ -2,18 +2,49 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends
+from pymongo.errors import DuplicateKeyError
 
 from common.app import RuntimeDep
 from contracts.events.hotline import Caller, HelpRequested, HouseholdStatus, Place, SpecialGroup, Urgency, WarmTransfer
-from services.hotline.domain import Triage, caller_keys, triage
+from services.hotline.domain import Triage, case_day, caller_keys, format_case_number, triage
 from services.hotline.outbox import Outbox, Publisher
 from services.hotline.settings import Settings
 from services.hotline.store import HotlineStore
+
+
+class CaseNumbers:
+    """Hands out the day's case numbers from memory, above a floor kept in the store.
+
+    The intake insert claims each number (its unique `_id`, atomic in MongoDB and FerretDB alike, where
+    FerretDB 1.24's find_one_and_update with $inc hands out duplicates under load); a number another
+    process took is skipped. The floor is raised every `FLOOR_STEP` claims, so a restarted process skips
+    at most that many taken numbers before it finds a free one."""
+
+    FLOOR_STEP = 20
+
+    def __init__(self, store: HotlineStore) -> None:
+        self.store = store
+        self._next: dict[str, int] = {}
+
+    async def next(self, at: datetime) -> str:
+        day = case_day(at)
+        if day not in self._next:
+            floor = await self.store.case_number_floor(day)
+            self._next[day] = max(self._next.get(day, 1), floor + 1)
+        seq = self._next[day]
+        self._next[day] = seq + 1  # taken before any await: no two coroutines get the same number
+        return format_case_number(day, seq)
+
+    async def claimed(self, case_id: str) -> None:
+        _, day, seq = case_id.split("-")
+        if int(seq) % self.FLOOR_STEP == 0:
+            await self.store.raise_case_number_floor(day, int(seq))
 
 
 @dataclass
@@ -24,6 +55,8 @@ class Hotline:
     outbox: Outbox
     publisher: Publisher
     settings: Settings
+    case_numbers: CaseNumbers
+    slots: asyncio.Semaphore
 
     @property
     def pepper(self) -> str:
@@ -68,17 +101,30 @@ async def take_help_request(
     now = datetime.now(UTC)
     verdict = triage(needs, description, urgency is Urgency.EMERGENCY)
     months = attributes.get("months_without_income")
-    case_id = await hotline.store.next_case_number(now)
-    event = HelpRequested(
-        case_id=case_id, correlation_id=case_id, received_at=now, channel=channel, operator_id=operator_id,
-        caller=caller, place=place, needs=tuple(needs), household_status=household_status,
-        special_groups=tuple(special_groups), months_without_income=int(months) if months is not None else None,
-        urgency=Urgency.EMERGENCY if verdict.emergency else urgency, emergency=verdict.emergency,
-        emergency_reasons=verdict.reasons, description=description, attributes=attributes,
-        warm_transfer=warm_transfer,
-    )
     keys = caller_keys(hotline.pepper, phone=caller.phone, id_card=caller.id_card, district=place.district,
                        address=place.address)
-    duplicates = await hotline.store.open_cases_matching(keys)
-    published = await hotline.publisher.accept(event, intake=hotline.store.intake_document(event, keys))
+    async with hotline.slots:
+        return await _store_and_send(hotline, now, verdict, keys, dict(
+            channel=channel, operator_id=operator_id, caller=caller, place=place, needs=tuple(needs),
+            household_status=household_status, special_groups=tuple(special_groups),
+            months_without_income=int(months) if months is not None else None,
+            urgency=Urgency.EMERGENCY if verdict.emergency else urgency, emergency=verdict.emergency,
+            emergency_reasons=verdict.reasons, description=description, attributes=attributes,
+            warm_transfer=warm_transfer))
+
+
+async def _store_and_send(hotline: Hotline, now: datetime, verdict: Triage, keys: dict[str, str],
+                          fields: dict[str, Any]) -> Taken:
+    while True:
+        case_id = await hotline.case_numbers.next(now)
+        event = HelpRequested(case_id=case_id, correlation_id=case_id, received_at=now, **fields)
+        try:
+            await hotline.store.claim_intake(event)
+        except DuplicateKeyError:  # another hotline process gave out that number: take the next
+            continue
+        break
+    # The call is recorded; from here it reaches Kafka directly or through the outbox relay.
+    duplicates, published, *_ = await asyncio.gather(
+        hotline.store.open_cases_matching(keys, exclude=case_id), hotline.publisher.accept(event),
+        hotline.store.index_caller(case_id, keys), hotline.case_numbers.claimed(case_id))
     return Taken(event=event, verdict=verdict, duplicates=duplicates, published=published)

@@ -1,13 +1,16 @@
 """No call is ever lost: every event the hotline emits is first stored in its outbox, then published.
 
-- `Outbox.append` stores the event with a global sequence number. Once it returns, the call is safe.
-- The API publishes directly only when nothing older waits in the outbox (the backlog is empty), so an
-  outage never lets a new call overtake an older one; otherwise the relay is woken.
-- The relay publishes waiting entries one by one in sequence order and marks each only after Kafka
+- `Outbox.append` stores the event with a sequence number. Once it returns, the call is safe.
+- The API publishes directly only while this process has no backlog, so an outage never lets a new call
+  overtake an older one; otherwise the relay is woken.
+- The relay publishes waiting entries one by one in sequence order and removes each only after Kafka
   acknowledged it (`acks="all"`); on a failure it stops, backs off and starts again from the oldest.
-- Entries claimed by a direct publish whose process died are taken over after `inflight_takeover_s`.
-- Publishing twice is possible (a timed-out send may still land); consumers dedupe on case id or event id,
-  so every call reaches the router exactly once in effect.
+- A direct publish's entry is removed after Kafka's ack too, batched off the answer's path. An entry
+  claimed by a direct publish whose process died is taken over after `inflight_takeover_s`.
+- The outbox holds only what is not yet acknowledged, so the relay's queries stay small (FerretDB scans
+  a collection for any filter but `_id`); the intake record is the permanent copy of every call.
+- Publishing twice is possible (a timed-out send may still land, a removal may be lost in a crash);
+  consumers dedupe on case id or event id, so every call reaches the router exactly once in effect.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from pydantic import BaseModel, TypeAdapter
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from common.kafka import publish_event
 from contracts.events.hotline import HelpRequested, HotlineCaseEvent
+from services.hotline.store import busy_retry
 
 if TYPE_CHECKING:
     from faststream.kafka import KafkaBroker
@@ -44,112 +49,136 @@ def decode(entry: dict[str, Any]) -> BaseModel:
 
 
 class Outbox:
-    """The outbox collection: entries `{_id: event_id, seq, state, published, event, ...}`."""
+    """The outbox collection: entries `{_id: event_id, seq, state, event, ...}` not yet acknowledged."""
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self.entries = db["outbox"]
-        self.counters = db["counters"]
+        self._next: int | None = None
 
     async def ensure_indexes(self) -> None:
-        await self.entries.create_index([("published", ASCENDING), ("seq", ASCENDING)])
         await self.entries.create_index("seq", unique=True)
 
-    async def _next_seq(self) -> int:
-        doc = await self.counters.find_one_and_update(
-            {"_id": "outbox"}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
-        )
-        return int(doc["seq"])
+    async def _take_seq(self) -> int:
+        """The next sequence number, counted in memory from the highest stored one; the unique index on
+        `seq` settles a race with another process."""
+        if self._next is None:
+            last = await self.entries.find_one({}, {"seq": 1}, sort=[("seq", DESCENDING)])
+            self._next = max(self._next or 1, (last["seq"] + 1) if last else 1)
+        seq = self._next
+        self._next = seq + 1
+        return seq
 
-    async def backlog_empty(self) -> bool:
-        """Nothing waits for the relay (entries in flight on a direct publish do not count)."""
-        return await self.entries.find_one({"published": False, "state": QUEUED}, {"_id": 1}) is None
-
-    async def append(self, event: Any, *, direct: bool, intake: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def append(self, event: Any, *, direct: bool) -> dict[str, Any]:
         """Store the event; `direct` claims it for an immediate publish by the caller."""
         now = datetime.now(UTC)
         entry = {
-            "_id": str(event.event_id), "seq": await self._next_seq(), "topic": event.TOPIC,
-            "case_id": event.case_id, "type": event.type, "event": event.model_dump(mode="json"),
-            "published": False, "state": INFLIGHT if direct else QUEUED, "claimed_at": now, "created_at": now,
+            "_id": str(event.event_id), "topic": event.TOPIC, "case_id": event.case_id, "type": event.type,
+            "event": event.model_dump(mode="json"), "state": INFLIGHT if direct else QUEUED,
+            "claimed_at": now, "created_at": now,
         }
-        if intake is not None:  # lets the relay repair an intake record an interrupted request missed
-            entry["intake"] = intake
-        await self.entries.insert_one(entry)
-        return entry
+        while True:
+            entry["seq"] = await self._take_seq()
+            try:
+                await busy_retry(lambda: self.entries.insert_one(entry))
+            except DuplicateKeyError:
+                if await self.entries.find_one({"_id": entry["_id"]}, {"_id": 1}) is not None:
+                    return entry  # the same event appended twice: once is enough
+                self._next = None  # another process took that seq: recount from the highest
+                continue
+            return entry
 
-    async def mark_published(self, entry_id: str) -> None:
-        await self.entries.update_one(
-            {"_id": entry_id}, {"$set": {"published": True, "published_at": datetime.now(UTC)}, "$unset": {"intake": ""}}
-        )
+    async def remove(self, *entry_ids: str) -> None:
+        """Kafka acknowledged these: they leave the outbox (the intake record keeps the call)."""
+        await busy_retry(lambda: self.entries.delete_many({"_id": {"$in": list(entry_ids)}}))
 
     async def release(self, entry_id: str) -> None:
         """A direct publish failed: hand the entry to the relay."""
-        await self.entries.update_one({"_id": entry_id, "published": False}, {"$set": {"state": QUEUED}})
+        await busy_retry(lambda: self.entries.update_one({"_id": entry_id}, {"$set": {"state": QUEUED}}))
 
     async def waiting(self, limit: int, takeover_s: float) -> list[dict[str, Any]]:
         """Entries for the relay, oldest first: queued ones and abandoned in-flight ones."""
         cutoff = datetime.now(UTC) - timedelta(seconds=takeover_s)
         cursor = self.entries.find(
-            {"published": False, "$or": [{"state": QUEUED}, {"claimed_at": {"$lt": cutoff}}]}
+            {"$or": [{"state": QUEUED}, {"claimed_at": {"$lt": cutoff}}]}
         ).sort("seq", ASCENDING).limit(limit)
         return await cursor.to_list()
 
     async def pending_count(self) -> int:
-        return await self.entries.count_documents({"published": False})
+        return await self.entries.count_documents({})
 
 
 class Publisher:
-    """Publishes outbox entries: directly from the API when the backlog is empty, else via the relay."""
+    """Publishes outbox entries: directly from the API while there is no backlog, else via the relay."""
 
     def __init__(self, outbox: Outbox, broker: KafkaBroker, settings: Settings, *,
-                 kafka_connected: asyncio.Event, save_intake: Any) -> None:
+                 kafka_connected: asyncio.Event) -> None:
         self.outbox = outbox
         self.broker = broker
         self.settings = settings
         self.kafka_connected = kafka_connected
-        self.save_intake = save_intake  # async (intake document) -> None
         self.wake = asyncio.Event()
-        self.draining = False
+        # Until the relay has looked, entries a previous run left behind may be waiting.
+        self.backlog = True
+        self._to_mark: list[str] = []
+        self._marking: asyncio.Task[None] | None = None
 
-    async def accept(self, event: Any, *, intake: dict[str, Any] | None = None) -> bool:
+    async def _publish(self, event: Any, timeout: float) -> None:
+        await asyncio.wait_for(publish_event(self.broker, event, topic=self.settings.topic(event.TOPIC)), timeout)
+
+    async def accept(self, event: Any) -> bool:
         """Store the event (the call is safe from here), then publish it if the way is clear.
 
         Returns True when Kafka acknowledged it now, False when the relay will publish it."""
-        direct = self.kafka_connected.is_set() and not self.draining and await self.outbox.backlog_empty()
-        entry = await self.outbox.append(event, direct=direct, intake=intake)
-        if intake is not None:
-            await self.save_intake(intake)
+        direct = self.kafka_connected.is_set() and not self.backlog
+        entry = await self.outbox.append(event, direct=direct)
         if not direct:
-            self.wake.set()
+            self._queued()
             return False
         try:
-            await asyncio.wait_for(publish_event(self.broker, event, topic=self.settings.topic(event.TOPIC)),
-                                   timeout=self.settings.publish_timeout_s)
+            await self._publish(event, self.settings.publish_timeout_s)
         except Exception as exc:  # noqa: BLE001 - any failure leaves the entry to the relay, nothing is lost
             log.warning("direct publish failed; relay takes over", case_id=event.case_id, error=repr(exc))
+            self._queued()
             await self.outbox.release(entry["_id"])
-            self.wake.set()
             return False
-        await self.outbox.mark_published(entry["_id"])
+        self._mark_later(entry["_id"])
         return True
+
+    def _queued(self) -> None:
+        self.backlog = True
+        self.wake.set()
+
+    def _mark_later(self, entry_id: str) -> None:
+        self._to_mark.append(entry_id)
+        if self._marking is None or self._marking.done():
+            self._marking = asyncio.ensure_future(self._flush_marks())
+
+    async def _flush_marks(self) -> None:
+        """Remove acknowledged entries in batches. A lost removal only means a harmless second publish later."""
+        while self._to_mark:
+            batch, self._to_mark = self._to_mark, []
+            try:
+                await self.outbox.remove(*batch)
+            except Exception as exc:  # noqa: BLE001 - the relay takes these over after inflight_takeover_s
+                log.warning("could not remove acknowledged entries", count=len(batch), error=repr(exc))
+
+    async def flush(self) -> None:
+        """Wait until every acknowledged direct publish has left the outbox (tests, shutdown)."""
+        while self._marking is not None and not self._marking.done():
+            await self._marking
 
     async def drain_once(self) -> int:
         """Publish waiting entries in order until none is left or one fails; returns how many went out."""
         sent = 0
-        self.draining = True
-        try:
-            while batch := await self.outbox.waiting(self.settings.relay_batch, self.settings.inflight_takeover_s):
-                for entry in batch:
-                    if entry.get("intake") is not None:
-                        await self.save_intake(entry["intake"])
-                    event = decode(entry)
-                    await asyncio.wait_for(publish_event(self.broker, event, topic=self.settings.topic(event.TOPIC)),
-                                           timeout=self.settings.publish_timeout_s * 3)
-                    await self.outbox.mark_published(entry["_id"])
-                    sent += 1
-                    log.info("outbox entry relayed", case_id=entry["case_id"], seq=entry["seq"])
-        finally:
-            self.draining = False
+        self.wake.clear()  # a call stored while this drain runs sets it again
+        while batch := await self.outbox.waiting(self.settings.relay_batch, self.settings.inflight_takeover_s):
+            for entry in batch:
+                await self._publish(decode(entry), self.settings.publish_timeout_s * 3)
+                await self.outbox.remove(entry["_id"])
+                sent += 1
+                log.info("outbox entry relayed", case_id=entry["case_id"], seq=entry["seq"])
+        if not self.wake.is_set():  # nothing was stored while the last query ran: direct publishing again
+            self.backlog = False
         return sent
 
     async def run_relay(self) -> None:
@@ -157,13 +186,13 @@ class Publisher:
         failures = 0
         while True:
             await self.kafka_connected.wait()
-            self.wake.clear()  # before draining: a call stored during the drain sets it again
             try:
                 await self.drain_once()
                 failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - retried from the oldest entry after a backoff
+                self.backlog = True
                 failures += 1
                 delay = min(self.settings.relay_backoff_max_s, self.settings.relay_interval_s * 2 ** (failures - 1))
                 log.warning("outbox relay paused", error=repr(exc), retry_in_s=delay)

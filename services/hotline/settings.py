@@ -28,6 +28,9 @@ class Settings(ServiceSettings):
     # An entry claimed by a direct publish that neither succeeded nor failed by then (the process died)
     # is taken over by the relay.
     inflight_takeover_s: float = Field(default=30.0, gt=0)
+    # Calls stored at the same time; more wait their turn in memory rather than contend for the store's
+    # write lock (FerretDB's SQLite backend degrades sharply under many concurrent writers).
+    intake_concurrency: int = Field(default=8, ge=1)
     # Prefix for every topic the hotline reads and writes (empty in production; tests and benchmarks use
     # a unique one to stay isolated on a shared broker, like the router's).
     topic_namespace: str = ""

@@ -1,93 +1,144 @@
-"""The hotline's MongoDB access: case numbers, intake records, case events, status, audit trail.
+"""The hotline's MongoDB access: case numbers, intake records, caller lookup keys, status, audit trail.
 
-The intake outbox lives in `services/hotline/outbox.py`. Stays within what FerretDB 1.24 supports:
-unique indexes, upserts and `find_one_and_update`; no transactions.
+Everything on the intake and status paths reads and writes single documents by `_id`: FerretDB 1.24
+(SQLite backend) pushes only `_id` equality down to its storage, so any other filter scans the whole
+collection. Hence a small `callers` collection keyed by `kind:hash` instead of queries on the intakes,
+and a case's downstream events kept inside its intake document. The intake outbox is in outbox.py.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from common.auth import Principal
 from contracts.events.hotline import HelpRequested
-from services.hotline.domain import case_day, format_case_number, project_status
+from services.hotline.domain import caller_keys, project_status
 from services.hotline.domain.status import CLOSED_STATUSES, CaseStatus
 
 MAX_MATCHES = 20
+CASES_PER_KEY = 50  # the most recent cases looked at per phone / ID-card / household
+T = TypeVar("T")
+
+
+async def busy_retry(op: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
+    """Retry a write FerretDB's SQLite backend refused with SQLITE_BUSY under concurrent writers."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await op()
+        except OperationFailure as exc:
+            if "SQLITE_BUSY" not in str(exc) or attempt == attempts:
+                raise
+            await asyncio.sleep(0.01 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 class HotlineStore:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], *, pepper: str) -> None:
         self.db = db
-        self.counters = db["counters"]
+        self.pepper = pepper
         self.intakes = db["intakes"]
-        self.events = db["case_events"]
+        self.callers = db["callers"]
+        self.counters = db["counters"]
         self.audit = db["audit"]
 
     async def ensure_indexes(self) -> None:
-        for key in ("keys.phone", "keys.id_card", "keys.household"):
-            await self.intakes.create_index(key)
         await self.intakes.create_index([("received_at", DESCENDING)])
-        await self.events.create_index([("case_id", ASCENDING)])
         await self.audit.create_index([("case_ids", ASCENDING)])
+
+    # ------------------------------------------------------------------------ case numbers
+
+    async def case_number_floor(self, day: str) -> int:
+        doc = await self.counters.find_one({"_id": f"case:{day}"})
+        return int(doc["last"]) if doc else 0
+
+    async def raise_case_number_floor(self, day: str, seq: int) -> None:
+        await busy_retry(lambda: self.counters.update_one({"_id": f"case:{day}"}, {"$max": {"last": seq}},
+                                                          upsert=True))
 
     # ------------------------------------------------------------------------ intake
 
-    async def next_case_number(self, at: datetime) -> str:
-        day = case_day(at)
-        doc = await self.counters.find_one_and_update(
-            {"_id": f"case:{day}"}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
-        )
-        return format_case_number(day, doc["seq"])
+    def keys_of(self, event: HelpRequested) -> dict[str, str]:
+        return caller_keys(self.pepper, phone=event.caller.phone, id_card=event.caller.id_card,
+                           district=event.place.district, address=event.place.address)
 
-    def intake_document(self, event: HelpRequested, keys: dict[str, str]) -> dict[str, Any]:
+    def intake_document(self, event: HelpRequested) -> dict[str, Any]:
         status = project_status(event.case_id, received_at=event.received_at, emergency=event.emergency, events=[])
         return {
             "_id": event.case_id,
             "event": event.model_dump(mode="json"),
-            "keys": keys,
+            "keys": self.keys_of(event),
             "received_at": event.received_at,
             "emergency": event.emergency,
             "needs": list(event.needs),
             "district": event.place.district,
             "channel": event.channel,
+            "events": [],
             **self._status_fields(status),
             "created_at": datetime.now(UTC),
         }
 
-    async def save_intake(self, document: dict[str, Any]) -> None:
-        """Insert the intake record; idempotent (the relay repairs a record an interrupted intake missed)."""
-        await self.intakes.update_one({"_id": document["_id"]}, {"$setOnInsert": document}, upsert=True)
+    async def claim_intake(self, event: HelpRequested) -> None:
+        """Insert the intake record; its unique `_id` claims the case number (DuplicateKeyError if taken)."""
+        document = self.intake_document(event)
+        await busy_retry(lambda: self.intakes.insert_one(document))
+
+    async def index_caller(self, case_id: str, keys: dict[str, str]) -> None:
+        """Remember the case under each of the caller's keys, for repeat-caller matches and lookups."""
+
+        async def push(key: str) -> None:
+            try:
+                await busy_retry(lambda: self.callers.update_one({"_id": key}, {"$push": {"cases": case_id}},
+                                                                 upsert=True))
+            except DuplicateKeyError:  # a concurrent upsert created it first: now it exists
+                await busy_retry(lambda: self.callers.update_one({"_id": key}, {"$push": {"cases": case_id}}))
+
+        await asyncio.gather(*(push(f"{kind}:{value}") for kind, value in keys.items()))
 
     async def get_intake(self, case_id: str) -> dict[str, Any] | None:
         return await self.intakes.find_one({"_id": case_id})
 
+    async def _cases_for_keys(self, keys: dict[str, str]) -> dict[str, list[str]]:
+        """Case ids per case, with the kinds of key they matched, most recent first."""
+        docs = await asyncio.gather(*(self.callers.find_one({"_id": f"{k}:{v}"}) for k, v in keys.items()))
+        matched: dict[str, list[str]] = {}
+        for kind, doc in zip(keys, docs, strict=True):
+            for case_id in reversed((doc or {}).get("cases", [])[-CASES_PER_KEY:]):
+                matched.setdefault(case_id, []).append(kind)
+        return matched
+
     async def open_cases_matching(self, keys: dict[str, str], *, exclude: str | None = None) -> list[dict[str, Any]]:
         """Open cases sharing a phone, ID-card or household key with the call (并单 candidates)."""
-        clauses = [{f"keys.{kind}": value} for kind, value in keys.items()]
-        if not clauses:
-            return []
-        cursor = self.intakes.find({"$or": clauses}).sort("received_at", DESCENDING).limit(MAX_MATCHES * 3)
+        matched = await self._cases_for_keys(keys)
+        matched.pop(exclude or "", None)
+        docs = await asyncio.gather(*(self.get_intake(c) for c in list(matched)[: MAX_MATCHES * 2]))
         found = []
-        for doc in await cursor.to_list():
-            if doc["_id"] == exclude or doc.get("status", {}).get("status") in CLOSED_STATUSES:
+        for doc in docs:
+            if doc is None or doc.get("status", {}).get("status") in CLOSED_STATUSES:
                 continue
-            doc["matched_on"] = sorted(k for k, v in keys.items() if doc.get("keys", {}).get(k) == v)
+            doc["matched_on"] = sorted(matched[doc["_id"]])
             found.append(doc)
+        found.sort(key=lambda d: d["received_at"], reverse=True)
         return found[:MAX_MATCHES]
 
-    async def cases_by_key(self, kind: str, value: str, limit: int = 50) -> list[dict[str, Any]]:
-        cursor = self.intakes.find({f"keys.{kind}": value}).sort("received_at", DESCENDING).limit(limit)
-        return await cursor.to_list()
+    async def cases_by_key(self, kind: str, value: str) -> list[dict[str, Any]]:
+        doc = await self.callers.find_one({"_id": f"{kind}:{value}"})
+        ids = list(reversed((doc or {}).get("cases", [])[-CASES_PER_KEY:]))
+        return [d for d in await asyncio.gather(*(self.get_intake(c) for c in ids)) if d is not None]
 
     async def recent(self, *, limit: int = 50, open_only: bool = False, district: str | None = None,
                      since: datetime | None = None, until: datetime | None = None,
                      case_ids: list[str] | None = None, needs: list[str] | None = None) -> list[dict[str, Any]]:
+        """Lists for people (page, Open311); not on the intake path, so a scan is acceptable here."""
+        if case_ids is not None:
+            docs = await asyncio.gather(*(self.get_intake(c) for c in case_ids[:limit]))
+            return [d for d in docs if d is not None]
         query: dict[str, Any] = {}
         if open_only:
             query["open"] = True
@@ -95,40 +146,33 @@ class HotlineStore:
             query["district"] = district
         if since or until:
             query["received_at"] = {k: v for k, v in (("$gte", since), ("$lte", until)) if v}
-        if case_ids is not None:
-            query["_id"] = {"$in": case_ids}
         if needs:
             query["needs"] = {"$in": needs}
-        cursor = self.intakes.find(query).sort("received_at", DESCENDING).limit(limit)
+        cursor = self.intakes.find(query, {"events": 0}).sort("received_at", DESCENDING).limit(limit)
         return await cursor.to_list()
 
     # ------------------------------------------------------------------------ events and status
 
     async def record_event(self, case_id: str, body: dict[str, Any], *, event_id: str) -> bool:
-        """Keep one event for the case's projection; False if it was already recorded (redelivery)."""
-        try:
-            await self.events.insert_one(
-                {"_id": event_id, "case_id": case_id, "body": body, "arrived_at": datetime.now(UTC)}
-            )
-        except DuplicateKeyError:
-            return False
-        return True
-
-    async def events_of(self, case_id: str) -> list[dict[str, Any]]:
-        docs = await self.events.find({"case_id": case_id}).sort("arrived_at", ASCENDING).to_list()
-        return [{**d["body"], "_arrival": i} for i, d in enumerate(docs)]
+        """Keep one event in the case's record; False if it was there already (redelivery)."""
+        result = await busy_retry(lambda: self.intakes.update_one(
+            {"_id": case_id, "events.event_id": {"$ne": event_id}},
+            {"$push": {"events": {**body, "event_id": event_id, "_arrived_at": datetime.now(UTC)}}},
+        ))
+        return result.modified_count == 1
 
     async def refresh_status(self, case_id: str) -> CaseStatus | None:
-        """Re-project the caller-facing status from every event seen; a stale write never overwrites a newer one."""
+        """Re-project the caller-facing status from every event kept; a stale write never wins."""
         intake = await self.get_intake(case_id)
         if intake is None:
             return None
+        events = [{**e, "_arrival": i} for i, e in enumerate(intake.get("events", []))]
         status = project_status(case_id, received_at=intake["received_at"], emergency=intake["emergency"],
-                                events=await self.events_of(case_id))
-        await self.intakes.update_one(
+                                events=events)
+        await busy_retry(lambda: self.intakes.update_one(
             {"_id": case_id, "status.events_seen": {"$lte": status.events_seen}},
             {"$set": self._status_fields(status)},
-        )
+        ))
         return status
 
     @staticmethod
@@ -140,11 +184,11 @@ class HotlineStore:
     async def audit_read(self, principal: Principal, *, action: str, reason: str, case_ids: list[str],
                          query: dict[str, str] | None = None) -> None:
         """Who read which case's personal data, when and why (ARCHITECTURE.md Security)."""
-        await self.audit.insert_one({
+        await busy_retry(lambda: self.audit.insert_one({
             "at": datetime.now(UTC), "actor": principal.sub, "role": str(principal.role),
             "district": principal.district, "action": action, "reason": reason, "case_ids": case_ids,
             "query": query or {},
-        })
+        }))
 
     async def audit_trail(self, case_id: str, limit: int = 200) -> list[dict[str, Any]]:
         cursor = self.audit.find({"case_ids": case_id}, {"_id": 0}).sort("at", DESCENDING).limit(limit)

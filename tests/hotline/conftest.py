@@ -80,6 +80,7 @@ async def harness(mongo_client: Any, db: AsyncDatabase[dict[str, Any]], db_name:
     app.state.runtime = runtime  # the lifespan would build this; here the test owns it
     async with TestKafkaBroker(broker):
         runtime.kafka_connected.set()
+        await runtime.store.publisher.drain_once()  # what the relay does first: nothing left from before
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://hotline") as client:
             yield Harness(client=client, runtime=runtime, hotline=runtime.store, broker=broker, db=db,

@@ -55,7 +55,7 @@ async def test_a_redelivered_event_changes_nothing(harness: Harness) -> None:
 
 async def test_events_of_cases_this_hotline_never_took_are_ignored(harness: Harness) -> None:
     await harness.deliver(dispatched("CQ-20200101-000001"))
-    assert await harness.db["case_events"].count_documents({}) == 0
+    assert await harness.db["intakes"].count_documents({}) == 0
 
 
 async def test_callback_comes_after_resolution_and_dissatisfied_reopens_the_case(harness: Harness) -> None:
