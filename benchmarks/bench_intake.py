@@ -179,6 +179,7 @@ async def main(settings: BenchSettings) -> None:
     await admin.create_topics([NewTopic(t, num_partitions=3, replication_factor=1) for t in hotline.topics()])
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_url)
     token = issue_token(Settings(), sub="bench-operator", role="operator", district="500103")
+    succeeded = False
     try:
         await hotline.start()
         assert hotline.process is not None
@@ -217,6 +218,7 @@ async def main(settings: BenchSettings) -> None:
             raise AssertionError(f"{pending} calls were not acknowledged by Kafka within 60 s")
         if memory >= RSS_LIMIT_MB:
             raise AssertionError(f"hotline RSS {memory:.1f} MB is over {RSS_LIMIT_MB:.0f} MB")
+        succeeded = True
     finally:
         hotline.stop()
         await mongo.drop_database(hotline.database)
@@ -225,4 +227,7 @@ async def main(settings: BenchSettings) -> None:
             await admin.delete_topics(hotline.topics())
         finally:
             await admin.close()
-        hotline.log.unlink(missing_ok=True)
+        if succeeded:
+            hotline.log.unlink(missing_ok=True)
+        else:
+            print(f"hotline log kept: {hotline.log}", flush=True)
