@@ -131,3 +131,19 @@ async def test_grant_approval_starts_a_same_month_payment_clock_that_payment_sto
     doc = await runtime.store.store.load(cid)
     assert not any("|payment:" in s["id"] for s in doc["scheduled"])
     assert doc["state"]["payments"][0]["end_reason"] == "paid"
+
+
+async def test_the_callers_phone_is_kept_only_until_the_case_is_closed_and_the_last_text_is_out(runtime) -> None:
+    from contracts.events.router import CaseClosed
+    from services.notify.outbox import LogChannel
+
+    cid, now = case_id(), datetime.now(UTC)
+    store = runtime.store.store
+    await publish(runtime, help_requested(cid, now), HELP_REQUESTED_TOPIC)
+    await publish(runtime, dispatched(cid, at=now, sla_class="emergency"))
+    await publish(runtime, CaseClosed(case_id=cid, actor="co-1", reason="duplicate of another case"))
+    assert await store.caller_phone(cid) == "13912345678"  # the dispatch text is still to be sent
+    for timer in await store.outbox_timers.due(datetime.now(UTC), 100):
+        await runtime.store.outbox.deliver(timer, {"log": LogChannel()})
+    assert (await store.notification(f"{cid}|caller_dispatched"))["status"] == "sent"
+    assert await store.caller_phone(cid) is None
