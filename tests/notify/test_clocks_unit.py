@@ -250,3 +250,18 @@ def test_a_sign_for_read_after_the_resolution_still_counts_for_its_department() 
                  signed(cid, at=T0 + minutes(10)))
     assert state.assignments[0].targets["sign_for"].met_at == T0 + minutes(10)
     assert summary(state)["dept_clocks"][0]["m_sign_on_time"] == 1
+
+
+def test_department_head_escalation_follows_the_current_lead_other_stages_stay() -> None:
+    cid = case_id()
+    before = fold(dispatched(cid, sla_class="emergency"))
+    after = apply(before, CaseReassigned(case_id=cid, occurred_at=T0 + minutes(5), actor="co-1",
+                                         lead=lead("housing")), POLICY)
+
+    def citizen(state):
+        return {t.id: t.payload for t in timers(state, POLICY) if t.payload["clock"] == "citizen"}
+
+    old, new = citizen(before), citizen(after)
+    moved = set(old) - set(new)
+    assert moved and all("escalation:department_head|civil_affairs" in i for i in moved)
+    assert all(p["department"] == "housing" for i, p in new.items() if "department_head" in i)

@@ -299,7 +299,8 @@ def timers(state: CaseState, policy: SlaPolicy) -> list[TimerSpec]:
         payment = clock.key.startswith("payment:")
         sla_class = policy.payment_class(when) if payment else policy.class_named(clock.sla_class, when)
         if state.status == "open" or payment:
-            lead = clock.department if payment else (state.lead_department or clock.department)
+            last_lead = next((c.department for c in reversed(state.assignments) if c.role == "lead"), None)
+            lead = clock.department if payment else (state.lead_department or last_lead)
             out += clock_timers(state.case_id, clock, sla_class, policy.warning_share(when),
                                 escalate=clock.kind == "citizen", lead_department=lead)
     return sorted(out, key=lambda t: t.at)

@@ -159,6 +159,8 @@ def clock_timers(case_id: str, clock: Clock, sla_class: SlaClass, warning_share:
             stages += [(f"escalation:{step.tier}", due + step.after_breach, {"tier": step.tier})
                        for step in sla_class.escalation]
         for stage, at, extra in stages:
-            timer_id = f"{case_id}|{clock.key}|{target}|{stage}|{int(at.timestamp())}"
+            # The department head is the current lead's: a new lead gets its own escalation.
+            who = f"|{base['department']}" if stage == "escalation:department_head" else ""
+            timer_id = f"{case_id}|{clock.key}|{target}|{stage}{who}|{int(at.timestamp())}"
             out.append(TimerSpec(timer_id, at, {**base, "stage": stage.split(":")[0], **extra}))
     return sorted(out, key=lambda t: t.at)
