@@ -113,13 +113,20 @@ async def handle_batch(service: CaseService, policy: DeliveryPolicy, producer: A
 
 
 async def run_intake(runtime: Runtime) -> None:
-    """Background loop: the help-request batch subscriber on its own broker, for the life of the service."""
+    """Background loop: `intake_consumers` batch subscribers in the router's group, each on its own broker and
+    producer, for the life of the service. Each owns whole partitions, so one case's requests stay in order,
+    and one consumer's store write overlaps another's publishing."""
+    settings: Settings = runtime.settings  # type: ignore[assignment]
+    await asyncio.gather(*(_run_consumer(runtime, n) for n in range(settings.intake_consumers)))
+
+
+async def _run_consumer(runtime: Runtime, n: int) -> None:
     settings: Settings = runtime.settings  # type: ignore[assignment]
     service: CaseService = runtime.store
     broker, policy = make_intake_broker(settings)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all",
                                 enable_idempotence=True, linger_ms=5, max_batch_size=512 * 1024,
-                                client_id=f"{settings.service_name}-dispatch")
+                                client_id=f"{settings.service_name}-dispatch-{n}")
 
     @broker.subscriber(settings.help_requested_topic, group_id=settings.consumer_group, auto_offset_reset="earliest",
                        ack_policy=AckPolicy.ACK, batch=True, max_records=settings.intake_batch_size,

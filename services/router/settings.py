@@ -21,6 +21,8 @@ class Settings(ServiceSettings):
     # Help requests are consumed in batches (one store write and one round of acks per batch).
     intake_batch_size: int = Field(default=1000, ge=1, le=5000)
     intake_batch_timeout_ms: int = Field(default=50, ge=1)
+    # Batch consumers in this process (each takes whole partitions; one stores while another publishes).
+    intake_consumers: int = Field(default=3, ge=1, le=16)
     # The router's own desk reads department queues (off: a deployment where departments' systems do).
     desk_enabled: bool = True
     # Department queues the router's own desk reads (empty: every department).
