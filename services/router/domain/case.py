@@ -123,8 +123,8 @@ class Case(_Mutable):
     def to_document(self) -> dict[str, Any]:
         """The stored form: the fields queries filter and sort on, plus the whole state as one JSON text.
 
-        FerretDB 1.24 spends most of a write converting nested documents; one text field makes a case
-        write about three times cheaper, and nothing queries inside the state."""
+        FerretDB 1.24 spends most of a write converting nested documents; one text field makes case
+        writes two to three times cheaper, and nothing queries inside the state."""
         return {
             "_id": self.case_id,
             "version": self.version,
