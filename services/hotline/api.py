@@ -12,7 +12,6 @@ from fastapi import APIRouter, Depends, Path, Query, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 
-from common.app import RuntimeDep
 from common.auth import Principal, Role, require_roles
 from common.errors import NotFound
 from contracts.events.hotline import (

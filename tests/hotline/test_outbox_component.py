@@ -10,6 +10,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 
 from contracts.events.hotline import Caller, HelpRequested, Place
+from services.hotline import handlers
 from services.hotline import outbox as outbox_module
 from tests.hotline.conftest import Harness
 from tests.support.waiting import eventually
@@ -105,7 +106,7 @@ async def test_an_entry_abandoned_by_a_dead_process_is_taken_over(harness: Harne
 
 async def test_the_relay_loop_publishes_as_soon_as_kafka_is_back(harness: Harness) -> None:
     harness.runtime.kafka_connected.clear()
-    relay = asyncio.create_task(harness.hotline.publisher.run_relay())
+    relay = asyncio.create_task(handlers.outbox_relay(harness.runtime))  # the app's background loop
     try:
         ids = [(await harness.take())["case_id"] for _ in range(3)]
         assert harness.published == []
