@@ -86,14 +86,15 @@ class Clockwork:
                 "applied": ((doc or {}).get("applied", []) + [event_id])[-APPLIED_KEPT:],
             }
             if await self.store.save(case_id, doc, document):
-                await self._follow_up(document, new)
+                await self._follow_up(document, new, already=set(state.texts) if state else set())
                 return new
             # Someone else changed the case: undo what we added, read again.
             await self.store.sla_timers.cancel((t.id, placed[t.id]) for t in fresh)
         raise ConcurrentUpdate(f"case {case_id} changed {MAX_CONFLICTS} times while applying {event_id}")
 
-    async def _follow_up(self, doc: dict[str, Any], state: CaseState | None) -> None:
-        """Idempotent effects of the stored state: drop cancelled timers, queue the texts it calls for."""
+    async def _follow_up(self, doc: dict[str, Any], state: CaseState | None, already: set[str] = frozenset()) -> None:
+        """Idempotent effects of the stored state: drop cancelled timers, queue the texts it calls for
+        (all of them after a redelivery, which may follow a crash; else those this event added)."""
         await self.store.sla_timers.cancel((c["id"], c["bucket"]) for c in doc.get("cancelled", []))
         if state is None:
             return
@@ -103,7 +104,8 @@ class Clockwork:
                 await self.store.forget_caller(state.case_id)
         elif self.caller_texts:
             for notification in self.caller_notifications(state):
-                await self.outbox.enqueue(notification)
+                if notification.key not in already:
+                    await self.outbox.enqueue(notification)
 
     def caller_notifications(self, state: CaseState) -> list[texts.Notification]:
         out = []

@@ -51,6 +51,17 @@ def notify_service(kafka: str, mongodb_url: str, tmp_path, **env: str) -> Servic
     return ServiceSet(kafka, mongodb_url, ("notify",), tmp_path, extra_env={**base, **env})
 
 
+async def caught_up(producer, url: str) -> None:
+    """Wait until notify has read the shared topics' history: a probe case published now shows up."""
+    probe = new_case_id()
+    await publish_event(producer, dispatched(probe, at=datetime.now(UTC)))
+
+    def seen() -> bool:
+        return httpx.get(f"{url}/api/v1/cases/{probe}", headers=coordinator(), timeout=10).status_code == 200
+
+    await eventually(seen, timeout=120, interval=0.5, what="notify to catch up with the topics' history")
+
+
 def drop(stack: ServiceSet, mongodb_url: str) -> None:
     stack.stop()
     with MongoClient(mongodb_url) as client:
@@ -68,6 +79,7 @@ async def test_warning_breach_escalation_alerts_and_one_text_under_redelivery(
         try:
             stack.start()
             url = stack["notify"].url
+            await caught_up(producer, url)
             async with sla_events(kafka_bootstrap) as seen:
                 cid, now = new_case_id(), datetime.now(UTC)
                 capture.fail_first[cid] = 1  # the gateway fails once: the text is retried with backoff
@@ -91,7 +103,7 @@ async def test_warning_breach_escalation_alerts_and_one_text_under_redelivery(
                 assert len(breaches) == 1 and breaches[0]["department"] == "civil_affairs"
                 tiers = [e["tier"] for e in mine if e["type"] == "sla.escalated" and e["target"] == "resolution"]
                 assert tiers == ["department_head", "district_coordinator", "city_coordinator"]
-                assert warnings[0]["_received_at"] < breaches[0]["_received_at"]
+                assert seen.index(warnings[0]) < seen.index(breaches[0])  # one partition: in firing order
                 assert all(e["rule_id"] and e["provisions"] for e in mine)
 
             async def delivered() -> list[dict]:
@@ -116,11 +128,12 @@ async def test_warning_breach_escalation_alerts_and_one_text_under_redelivery(
 
 async def test_timer_pending_when_the_process_is_killed_fires_after_restart(
         kafka_bootstrap: str, mongodb_url: str, tmp_path, producer) -> None:
-    policy = fast_policy(tmp_path, sign_for="PT8S", resolution="PT60S")
+    policy = fast_policy(tmp_path, sign_for="PT12S", resolution="PT60S")
     stack = notify_service(kafka_bootstrap, mongodb_url, tmp_path, NOTIFY_SLA_POLICY_PATH=str(policy))
     try:
         stack.start()
         service = stack["notify"]
+        await caught_up(producer, service.url)
         async with sla_events(kafka_bootstrap) as seen:
             cid, now = new_case_id(), datetime.now(UTC)
             await publish_event(producer, dispatched(cid, at=now, sla_class="standard"))
@@ -130,8 +143,9 @@ async def test_timer_pending_when_the_process_is_killed_fires_after_restart(
                 return response.status_code == 200
 
             await eventually(clock_started, timeout=30, what="the clock to start")
-            service.stop("kill")  # SIGKILL while the sign-for breach (due in 8 s) is pending
-            sign_due = now + timedelta(seconds=8)
+            service.stop("kill")  # SIGKILL while the sign-for breach (due 12 s after dispatch) is pending
+            sign_due = now + timedelta(seconds=12)
+            assert datetime.now(UTC) < sign_due, "notify took too long to start the clock; nothing was pending"
             await eventually(lambda: datetime.now(UTC) > sign_due + timedelta(seconds=1), timeout=15,
                              what="the deadline to pass while notify is down")
             assert of_case(seen, cid, type="sla.breached") == []
