@@ -183,6 +183,13 @@ class Publisher:
 
     async def run_relay(self) -> None:
         """The relay loop: runs for the life of the service; survives Kafka and store outages."""
+        try:
+            await self._relay_forever()
+        finally:  # shutting down: record what Kafka already acknowledged, so it is not sent again
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.flush(), timeout=5)
+
+    async def _relay_forever(self) -> None:
         failures = 0
         while True:
             await self.kafka_connected.wait()
