@@ -70,8 +70,8 @@ class Clockwork:
                 await self._follow_up(doc, state)
                 return state
             new = change(state)
-            if new is None:
-                return state
+            if new is None or new == (state or CaseState(case_id=case_id)):
+                return state  # nothing this event changes (nor a case it would open): no write
             now = datetime.now(UTC)
             scheduled = {s["id"]: s["bucket"] for s in (doc or {}).get("scheduled", [])}
             desired = {t.id: t for t in case_rules.timers(new, self.policy)}

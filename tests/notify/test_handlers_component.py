@@ -147,3 +147,13 @@ async def test_the_callers_phone_is_kept_only_until_the_case_is_closed_and_the_l
         await runtime.store.outbox.deliver(timer, {"log": LogChannel()})
     assert (await store.notification(f"{cid}|caller_dispatched"))["status"] == "sent"
     assert await store.caller_phone(cid) is None
+
+
+async def test_an_event_that_changes_nothing_writes_nothing(runtime) -> None:
+    from contracts.events.relief import GRANT_EVENTS_TOPIC, GrantProposed
+
+    unknown = case_id()
+    await publish(runtime, signed(unknown, at=datetime.now(UTC)))  # a case notify never saw dispatched
+    await publish(runtime, GrantProposed(case_id=unknown, grant_id="G-1", rule_id="P5.2a", district="500103",
+                                         amount_yuan="1400", period="once"), GRANT_EVENTS_TOPIC)
+    assert await runtime.store.store.load(unknown) is None
