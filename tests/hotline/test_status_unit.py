@@ -91,3 +91,17 @@ def test_dissatisfied_callback_reopens_the_case() -> None:
     assert (status.status, status.satisfaction, status.reopened_times, status.open311_status) == (
         "reopened", "dissatisfied", 1, "open")
     assert project(*events, dispatched(8)).status == "dispatched"
+
+
+def test_the_lead_task_deadline_is_the_expected_time_until_the_citizen_clock_is_known() -> None:
+    task_due = (T0 + timedelta(days=5)).isoformat()
+    event = dispatched()
+    event["lead"]["due_at"] = task_due
+    status = project(event)
+    assert (status.expected_at, status.expected_source) == (T0 + timedelta(days=5), "dispatch")
+    sla = {"type": "sla.warning", "case_id": CASE, "occurred_at": at(2), "clock": "citizen", "target": "resolution",
+           "due_at": (T0 + timedelta(days=3)).isoformat()}
+    later_dispatch = dispatched(9)
+    later_dispatch["lead"]["due_at"] = (T0 + timedelta(days=9)).isoformat()
+    status = project(event, sla, later_dispatch)
+    assert (status.expected_at, status.expected_source) == (T0 + timedelta(days=3), "sla")

@@ -73,6 +73,7 @@ class CaseStatus(BaseModel):
     updated_at: datetime
     agency: Agency | None = None
     expected_at: datetime | None = None
+    expected_source: Literal["sla", "dispatch"] | None = None  # notify's citizen clock wins over a task deadline
     merged_into: str | None = None
     children: list[str] = []
     follow_ups: int = 0
@@ -107,11 +108,15 @@ def _time(value: Any) -> datetime | None:
     return None
 
 
-def _lead(event: dict[str, Any]) -> Agency | None:
+def _lead(state: CaseStatus, event: dict[str, Any]) -> Agency | None:
+    """The lead assignment of a dispatch-like event; its task deadline is the expected time until
+    notify's citizen resolution clock says otherwise."""
     lead = event.get("lead")
-    if isinstance(lead, dict) and lead.get("department") and lead.get("district"):
-        return agency_of(str(lead["department"]), str(lead["district"]))
-    return None
+    if not (isinstance(lead, dict) and lead.get("department") and lead.get("district")):
+        return None
+    if (due := _time(lead.get("due_at"))) and state.expected_source != "sla":
+        state.expected_at, state.expected_source = due, "dispatch"
+    return agency_of(str(lead["department"]), str(lead["district"]))
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -144,16 +149,17 @@ def _apply(state: CaseStatus, case_id: str, event: dict[str, Any]) -> None:  # n
     kind = str(event.get("type", "unknown"))
     at = _time(event.get("occurred_at")) or state.updated_at
     state.updated_at = max(state.updated_at, at)
-    if kind.startswith("case.") and (due := next((_time(event.get(f)) for f in _DUE_FIELDS if event.get(f)), None)):
-        state.expected_at = due
+    if kind.startswith("case.") and state.expected_source != "sla" and (
+            due := next((_time(event.get(f)) for f in _DUE_FIELDS if event.get(f)), None)):
+        state.expected_at, state.expected_source = due, "dispatch"
     if kind == "case.dispatched":
-        state.agency = _lead(event) or state.agency
+        state.agency = _lead(state, event) or state.agency
         if state.status in ("received", "redispatching", "reopened"):
             state.status = "dispatched"
         name = state.agency.name_zh if state.agency else ""
         _note(state, at, kind, f"已派至{name}", f"dispatched to {state.agency.name_en if state.agency else '?'}")
     elif kind in ("case.reassigned", "case.arbitration_settled"):
-        state.agency = _lead(event) or state.agency
+        state.agency = _lead(state, event) or state.agency
         state.status = "dispatched"
         _note(state, at, kind, f"改派至{state.agency.name_zh if state.agency else ''}",
               f"reassigned to {state.agency.name_en if state.agency else '?'}")
@@ -188,8 +194,9 @@ def _apply(state: CaseStatus, case_id: str, event: dict[str, Any]) -> None:  # n
     elif kind.startswith("grant."):
         _apply_grant(state, at, kind, event)
     elif kind.startswith("sla."):
-        if event.get("clock") == "citizen" and event.get("target") == "resolution" and event.get("due_at"):
-            state.expected_at = _time(event["due_at"]) or state.expected_at
+        due = _time(event.get("due_at"))
+        if event.get("clock") == "citizen" and event.get("target") == "resolution" and due:
+            state.expected_at, state.expected_source = due, "sla"
     elif kind == "hotline.follow_up_attached":
         state.follow_ups += 1
         _note(state, at, kind, "来电人再次来电，已并入本案", "the caller called again; added to this case")
