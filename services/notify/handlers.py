@@ -17,7 +17,7 @@ from common.app import Runtime
 from common.kafka import SUBSCRIBER_ACK_POLICY
 from contracts.events.hotline import CASE_EVENTS_TOPIC, HELP_REQUESTED_TOPIC, HelpRequested, hotline_case_event
 from contracts.events.relief import GRANT_EVENTS_TOPIC, grant_event
-from contracts.events.router import CASE_LIFECYCLE_TOPIC, case_lifecycle_event
+from contracts.events.router import CASE_LIFECYCLE_TOPIC, CaseDispatched, case_lifecycle_event
 from services.notify.domain import case as case_rules
 
 log = structlog.get_logger("notify.handlers")
@@ -36,6 +36,10 @@ def parse(adapter: TypeAdapter[Any], body: dict[str, Any]) -> Any | None:
 
 async def apply_event(runtime: Runtime, event: Any) -> None:
     notify = runtime.store
+    choice = notify.policy.choose(event.sla_class, event.occurred_at) if isinstance(event, CaseDispatched) else None
+    if choice is not None and choice.fell_back:
+        log.warning("unknown SLA class; the fallback class applies", case_id=event.case_id,
+                    requested=event.sla_class, applied=choice.sla_class.name, policy_version=choice.policy_version)
     await notify.clockwork.record(event.case_id, str(event.event_id),
                                   lambda state: case_rules.apply(state, event, notify.policy))
 

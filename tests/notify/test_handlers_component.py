@@ -157,3 +157,13 @@ async def test_an_event_that_changes_nothing_writes_nothing(runtime) -> None:
     await publish(runtime, GrantProposed(case_id=unknown, grant_id="G-1", rule_id="P5.2a", district="500103",
                                          amount_yuan="1400", period="once"), GRANT_EVENTS_TOPIC)
     assert await runtime.store.store.load(unknown) is None
+
+
+async def test_unknown_sla_class_falls_back_to_standard_with_a_logged_warning(runtime) -> None:
+    from structlog.testing import capture_logs
+
+    cid = case_id()
+    with capture_logs() as logs:
+        await publish(runtime, dispatched(cid, at=datetime.now(UTC), sla_class="turbo"))
+    assert any(e["log_level"] == "warning" and e.get("requested") == "turbo" for e in logs)
+    assert (await runtime.store.store.load(cid))["sla_class"] == "standard"
