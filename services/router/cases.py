@@ -34,6 +34,12 @@ T = TypeVar("T")
 MAX_CONFLICT_RETRIES = 20
 
 
+@dataclass
+class BatchOutcome:
+    created: int = 0
+    conflicts: dict[str, str] = field(default_factory=dict)  # request event id -> why it was refused
+
+
 class ConcurrentChange(Exception):
     """The case kept changing under us; the caller may retry."""
 
@@ -111,26 +117,40 @@ class CaseService:
                                                headers=[(k, v.encode()) for k, v in headers.items()]))
         await asyncio.gather(*futures)
 
-    async def dispatch_requests(self, requests: list[HelpRequested], *, producer: AIOKafkaProducer) -> int:
+    async def dispatch_requests(self, requests: list[HelpRequested], *, producer: AIOKafkaProducer) -> BatchOutcome:
         """A batch of help requests: route each, store all new cases at once, publish every event, wait for
-        the acks. Redelivered requests republish the events recorded with their case. Returns new cases."""
+        the acks. A redelivered request republishes the events recorded with its case; a *different*
+        request carrying a case id already taken is refused (returned in `conflicts`, never dispatched)."""
         now = utcnow()
+        outcome = BatchOutcome()
         cases: dict[str, tuple[Case, list[dict[str, Any]]]] = {}
         for request in requests:
+            event_id = str(request.event_id)
             if request.case_id in cases:
+                if cases[request.case_id][0].request_event_id != event_id:
+                    outcome.conflicts[event_id] = f"case id {request.case_id} is used by two requests in one batch"
                 continue  # the same request twice in one batch
             facts = RoutingFacts.of(request)
             case = open_case(request.case_id, facts, decide(self.catalogue, facts), self.catalogue, now=now,
-                             correlation_id=request.correlation_id or str(request.event_id),
-                             summary=request.description[:200])
+                             correlation_id=request.correlation_id or event_id, summary=request.description[:200],
+                             request_event_id=event_id)
             entries, case.outbox = case.outbox, []
             cases[request.case_id] = (case, entries)
         inserted = await self.store.insert_cases([(case, entries) for case, entries in cases.values()])
         to_publish: list[dict[str, Any]] = []
-        for case_id, (_, entries) in cases.items():
-            to_publish.extend(entries if inserted[case_id] else await self.store.initial_events(case_id))
+        for case_id, (case, entries) in cases.items():
+            if inserted[case_id]:
+                outcome.created += 1
+                to_publish.extend(entries)
+                continue
+            stored_request, stored_entries = await self.store.first_dispatch(case_id)
+            if stored_request not in (None, case.request_event_id):
+                outcome.conflicts[str(case.request_event_id)] = (
+                    f"case id {case_id} already belongs to request {stored_request}")
+            else:
+                to_publish.extend(stored_entries)
         await self.publish_with(producer, to_publish)
-        return sum(inserted.values())
+        return outcome
 
     async def sweep_outboxes(self) -> int:
         """Publish outboxes a crash left behind (older than the grace period). Returns how many cases."""

@@ -83,6 +83,10 @@ async def _with_retries(policy: DeliveryPolicy, work: Callable[[], Awaitable[int
             await asyncio.sleep(delay)
 
 
+class CaseIdConflict(ValueError):
+    """A different request carries a case id the router already dispatched: never dispatched twice."""
+
+
 async def handle_batch(service: CaseService, policy: DeliveryPolicy, producer: AIOKafkaProducer,
                        records: tuple[ConsumerRecord, ...]) -> int:
     """Dispatch a batch of help requests; returns how many new cases. Raises `NackMessage` to redeliver."""
@@ -93,23 +97,28 @@ async def handle_batch(service: CaseService, policy: DeliveryPolicy, producer: A
         except (ValidationError, ValueError) as exc:
             await _dead_letter(policy, record, exc, 1)
     try:
-        return await _with_retries(policy, lambda: service.dispatch_requests([r for _, r in parsed],
-                                                                             producer=producer))
+        outcomes = [await _with_retries(policy, lambda: service.dispatch_requests([r for _, r in parsed],
+                                                                                  producer=producer))]
     except Exception as exc:
         if is_transient(exc):
             log.error("store or broker unavailable; batch will be redelivered", error=repr(exc))
             raise NackMessage() from exc
         log.error("batch keeps failing; trying its requests one by one", error=repr(exc), records=len(records))
-    # One request that cannot be dispatched must not block the others: find it, dead-letter it.
-    created = 0
+        # One request that cannot be dispatched must not block the others: find it, dead-letter it.
+        outcomes = []
+        for record, request in parsed:
+            try:
+                outcomes.append(await _with_retries(
+                    policy, lambda r=request: service.dispatch_requests([r], producer=producer)))
+            except Exception as exc:
+                if is_transient(exc):
+                    raise NackMessage() from exc
+                await _dead_letter(policy, record, exc, policy.max_attempts)
+    conflicts = {k: v for outcome in outcomes for k, v in outcome.conflicts.items()}
     for record, request in parsed:
-        try:
-            created += await _with_retries(policy, lambda r=request: service.dispatch_requests([r], producer=producer))
-        except Exception as exc:
-            if is_transient(exc):
-                raise NackMessage() from exc
-            await _dead_letter(policy, record, exc, policy.max_attempts)
-    return created
+        if (reason := conflicts.get(str(request.event_id))) is not None:
+            await _dead_letter(policy, record, CaseIdConflict(reason), 1)
+    return sum(outcome.created for outcome in outcomes)
 
 
 async def run_intake(runtime: Runtime) -> None:
@@ -128,7 +137,8 @@ async def _run_consumer(runtime: Runtime, n: int) -> None:
                                 enable_idempotence=True, linger_ms=5, max_batch_size=512 * 1024,
                                 client_id=f"{settings.service_name}-dispatch-{n}")
 
-    @broker.subscriber(settings.help_requested_topic, group_id=settings.consumer_group, auto_offset_reset="earliest",
+    @broker.subscriber(settings.help_requested_topic, group_id=settings.consumer_group,
+                       auto_offset_reset=settings.intake_offset_reset,
                        ack_policy=AckPolicy.ACK, batch=True, max_records=settings.intake_batch_size,
                        batch_timeout_ms=settings.intake_batch_timeout_ms)
     async def on_help_requests(_: list[Any], message: KafkaMessage) -> None:

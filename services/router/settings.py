@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -21,6 +23,9 @@ class Settings(ServiceSettings):
     # Help requests are consumed in batches (one store write and one round of acks per batch).
     intake_batch_size: int = Field(default=1000, ge=1, le=5000)
     intake_batch_timeout_ms: int = Field(default=50, ge=1)
+    # Where a new consumer group starts on the help-request topic ("latest": ignore history, e.g. a test
+    # that shares the broker's real topics).
+    intake_offset_reset: Literal["earliest", "latest"] = "earliest"
     # Batch consumers in this process (each takes whole partitions; one stores while another publishes).
     intake_consumers: int = Field(default=3, ge=1, le=16)
     # The router's own desk reads department queues (off: a deployment where departments' systems do).

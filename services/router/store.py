@@ -57,10 +57,11 @@ class RouterStore:
         doc = await self.cases.find_one({"_id": case_id})
         return Case.from_document(doc) if doc else None
 
-    async def initial_events(self, case_id: str) -> list[dict[str, Any]]:
-        """The events a case was first dispatched with (republished as they were on redelivery)."""
-        doc = await self.cases.find_one({"_id": case_id}, {"initial_events": 1})
-        return json.loads((doc or {}).get("initial_events") or "[]")
+    async def first_dispatch(self, case_id: str) -> tuple[str | None, list[dict[str, Any]]]:
+        """The request a case was opened by and the events it was first dispatched with (republished as they
+        were on redelivery)."""
+        doc = await self.cases.find_one({"_id": case_id}, {"initial_events": 1, "request_event_id": 1}) or {}
+        return doc.get("request_event_id"), json.loads(doc.get("initial_events") or "[]")
 
     async def _claim(self, case_id: str, version: int, stale_after: timedelta) -> bool:
         """Win the right to write `version` of the case; clears a claim a crashed writer left behind."""

@@ -8,6 +8,7 @@ import pytest
 from faststream.exceptions import NackMessage
 from pymongo.errors import AutoReconnect
 
+from services.router.cases import BatchOutcome
 from services.router.intake import handle_batch
 from tests.router.harness import help_request
 
@@ -30,17 +31,23 @@ class Policy:
 class Service:
     """Dispatches requests unless a batch holds the poisoned case (or the store is down)."""
 
-    def __init__(self, poisoned: str = "", down: bool = False) -> None:
-        self.poisoned, self.down = poisoned, down
+    def __init__(self, poisoned: str = "", down: bool = False, taken: str = "") -> None:
+        self.poisoned, self.down, self.taken = poisoned, down, taken
         self.dispatched: list[str] = []
 
-    async def dispatch_requests(self, requests, *, producer) -> int:
+    async def dispatch_requests(self, requests, *, producer) -> BatchOutcome:
         if self.down:
             raise AutoReconnect("store down")
         if any(r.case_id == self.poisoned for r in requests):
             raise RuntimeError("cannot route this one")
-        self.dispatched.extend(r.case_id for r in requests)
-        return len(requests)
+        outcome = BatchOutcome()
+        for r in requests:
+            if r.case_id == self.taken:
+                outcome.conflicts[str(r.event_id)] = f"case id {r.case_id} already belongs to another request"
+            else:
+                self.dispatched.append(r.case_id)
+                outcome.created += 1
+        return outcome
 
 
 def record(case_id: str, value: bytes | None = None) -> SimpleNamespace:
@@ -69,3 +76,10 @@ async def test_a_store_outage_redelivers_the_batch_instead_of_dropping_it() -> N
     with pytest.raises(NackMessage):
         await handle_batch(Service(down=True), policy, None, (record("CQ-20260215-000001"),))
     assert policy.dead == []
+
+
+async def test_a_different_request_reusing_a_case_id_is_dead_lettered_not_dispatched() -> None:
+    policy, service = Policy(), Service(taken="CQ-20260215-000001")
+    records = (record("CQ-20260215-000001"), record("CQ-20260215-000002"))
+    assert await handle_batch(service, policy, None, records) == 1
+    assert policy.dead == [(b"CQ-20260215-000001", "CaseIdConflict")]

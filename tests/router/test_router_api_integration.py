@@ -139,6 +139,25 @@ async def test_a_bad_help_request_is_dead_lettered_and_the_rest_of_its_batch_dis
     assert dict((k, v.decode()) for k, v in dead[0].headers)["x-dlq-error-type"] == "ValidationError"
 
 
+async def test_a_different_request_reusing_a_taken_case_id_is_refused_not_dispatched(router: RouterHarness) -> None:
+    case_id = new_case_id()
+    await router.send_help(help_request(case_id, "price_gouging"))
+    await queued(router, "market_regulation", case_id)
+    await router.send_help(help_request(case_id, "homeless_cold"))  # another request, same case id
+    topic = router.settings.topic(HELP_REQUESTED_TOPIC)
+
+    async def dead_letters() -> list | None:
+        dead = await read_topic(router.bootstrap, f"{topic}.dlq", expect=1000, timeout_s=1)
+        return [d for d in dead if d.key == case_id.encode()] or None
+
+    conflict = await eventually(dead_letters, timeout=30, what="the conflicting request in the DLQ")
+    assert len(conflict) == 1
+    headers = dict((k, v.decode()) for k, v in conflict[0].headers)
+    assert headers["x-dlq-error-type"] == "CaseIdConflict"
+    case = await router.service.store.get(case_id)
+    assert case.needs == ("price_gouging",) and [t.department for t in case.tasks] == ["market_regulation"]
+
+
 async def test_events_left_in_the_outbox_by_a_crash_are_published_by_the_sweeper(router: RouterHarness) -> None:
     case_id = new_case_id()
     await router.send_help(help_request(case_id, "chronic_followup"))

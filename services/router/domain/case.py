@@ -86,6 +86,7 @@ class Case(_Mutable):
     received_at: datetime
     dispatched_at: datetime
     correlation_id: str | None = None
+    request_event_id: str | None = None  # the help request that opened the case
     summary: str = ""
     facts: RoutingFacts
     decision: Decision
@@ -135,6 +136,7 @@ class Case(_Mutable):
             "queue_keys": self.queue_keys(),
             "outbox_pending": bool(self.outbox),
             "merged_into": self.merged_into,
+            "request_event_id": self.request_event_id,
             "state": self.model_dump_json(exclude={"version"}),
         }
 

@@ -56,12 +56,13 @@ def withdraw(case: Case, task: Task, *, reason: str, actor: str, now: datetime) 
 
 
 def open_case(case_id: str, facts: RoutingFacts, routing: Routing, catalogue: DispatchCatalogue, *, now: datetime,
-              correlation_id: str | None = None, summary: str = "") -> Case:
+              correlation_id: str | None = None, summary: str = "", request_event_id: str | None = None) -> Case:
     """A new case from a help request, dispatched by the catalogue (P2.3 one door, P5.2d place of hardship)."""
     case = Case(
         case_id=case_id, district=facts.district, needs=facts.needs, emergency=routing.emergency,
         sla_class=routing.sla_class, received_at=facts.received_at, dispatched_at=now,
         correlation_id=correlation_id, summary=summary, facts=facts, decision=routing.decision, hop=0,
+        request_event_id=request_event_id,
     )
     dispatch(case, routing, catalogue, cause="help_requested", actor=ROUTER, now=now)
     return case

@@ -1,0 +1,85 @@
+"""End to end: a call taken at the hotline reaches the right department's desk in the router, which signs
+for it, returns it twice, and the district coordinator settles the arbitration (separate processes)."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from pymongo import MongoClient
+
+from common.auth import issue_token
+from common.settings import ServiceSettings
+from tests.support.processes import ServiceSet
+
+pytestmark = pytest.mark.e2e
+
+TOKENS = ServiceSettings(service_name="e2e")
+
+
+def bearer(role: str, department: str | None = None, district: str = "500104", sub: str | None = None) -> dict:
+    token = issue_token(TOKENS, sub=sub or f"{role}-{department}", role=role, department=department, district=district)
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def services(kafka_bootstrap: str, mongodb_url: str, tmp_path):
+    stack = ServiceSet(kafka_bootstrap, mongodb_url, ("hotline", "router"), tmp_path,
+                       extra_env={"ROUTER_DESK_DEPARTMENTS": '["market_regulation", "civil_affairs", "commerce"]'})
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+        with MongoClient(mongodb_url) as client:
+            for name in stack.databases():
+                client.drop_database(name)
+
+
+def wait_for_task(router: str, department: str, case_id: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = httpx.get(f"{router}/api/v1/queue", headers=bearer("dept_worker", department), timeout=10).json()
+        if found := next((r for r in rows if r["case_id"] == case_id and r["role"] == "lead"), None):
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"{case_id} never reached {department}'s queue")
+
+
+def test_call_is_routed_returned_twice_and_arbitrated_by_the_coordinator(services: ServiceSet) -> None:
+    call = {
+        "caller": {"name": "赵六", "phone": "13712345678"},
+        "place": {"district": "500104", "address": "大渡口区某菜市场"},
+        "needs": ["price_gouging"],
+        "description": "猪肉摊位哄抬价格",
+        "attributes": {"outlet_name": "某猪肉摊"},
+    }
+    posted = httpx.post(f"{services['hotline'].url}/api/v1/help-requests", json=call,
+                        headers=bearer("operator", district="500104", sub="op-9"), timeout=10)
+    assert posted.status_code == 201, posted.text
+    case_id = posted.json()["case_id"]
+    router = services["router"].url
+
+    task = wait_for_task(router, "market_regulation", case_id)  # P1.2, in the place of hardship
+    signed = httpx.post(f"{router}/api/v1/tasks/{task['task_id']}/sign-for",
+                        headers=bearer("dept_worker", "market_regulation"), timeout=10)
+    assert signed.status_code == 200 and signed.json()["status"] == "signed_for"
+    returned = httpx.post(f"{router}/api/v1/tasks/{task['task_id']}/return",
+                          headers=bearer("dept_worker", "market_regulation"), timeout=10,
+                          json={"reason": "not_our_responsibility", "note": "属供应问题"})
+    assert returned.json()["next_step"] == "redispatched"
+    task = wait_for_task(router, "civil_affairs", case_id)
+    returned = httpx.post(f"{router}/api/v1/tasks/{task['task_id']}/return",
+                          headers=bearer("dept_worker", "civil_affairs"), timeout=10,
+                          json={"reason": "not_our_responsibility", "note": "非民政职责"})
+    assert returned.json()["next_step"] == "arbitration"
+
+    coordinator = bearer("coordinator", sub="co-ddk")
+    settled = httpx.post(f"{router}/api/v1/coordinator/cases/{case_id}/arbitration", headers=coordinator,
+                         json={"department": "commerce", "reason": "米袋子菜篮子归商务"}, timeout=10)
+    assert settled.status_code == 200, settled.text
+    wait_for_task(router, "commerce", case_id)
+    history = httpx.get(f"{router}/api/v1/cases/{case_id}", headers=coordinator, timeout=10).json()["history"]
+    assert [(h["action"], h["actor"]) for h in history][-2:] == [("arbitration_requested", "router"),
+                                                                ("arbitration_settled", "co-ddk")]
