@@ -1,7 +1,7 @@
 """The router's use cases: apply a domain change to a case, store it, publish what it caused.
 
-Each change is read → pure domain function → versioned write (retried on a concurrent change) → publish
-the outbox → trim the outbox. A crash between the write and the publish leaves the events in the
+Each change is read → pure domain function → write of the next version (claimed in the store; a lost race
+re-reads and re-applies) → publish the outbox → trim the outbox. A crash between the write and the publish leaves the events in the
 document's outbox; the sweeper publishes them later (consumers dedupe on event id).
 """
 
@@ -64,7 +64,6 @@ class CaseService:
 
     async def publish(self, entries: list[dict[str, Any]]) -> None:
         """Publish outbox entries: in order per case and topic, everything else concurrently."""
-        via = self.broker
         streams: dict[tuple[str, str], list[Event]] = {}
         for entry in entries:
             topic, event = self._event(entry)
@@ -72,7 +71,7 @@ class CaseService:
 
         async def in_order(topic: str, events: list[Event]) -> None:
             for event in events:
-                await publish_event(via, event, topic=topic)
+                await publish_event(self.broker, event, topic=topic)
 
         await asyncio.gather(*(in_order(topic, events) for (topic, _), events in streams.items()))
 
