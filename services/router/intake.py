@@ -147,18 +147,18 @@ async def _run_consumer(runtime: Runtime, n: int) -> None:
         created = await handle_batch(service, policy, producer, records)
         log.debug("help requests dispatched", records=len(records), new_cases=created)
 
-    await runtime.kafka_connected.wait()
-    while True:
-        try:
-            await producer.start()
-            await broker.start()
-            break
-        except Exception as exc:  # noqa: BLE001 - Kafka not reachable yet; the service stays up
-            log.warning("intake broker not connected yet", error=repr(exc))
-            await broker.stop()
-            await producer.stop()
-            await asyncio.sleep(2)
     try:
+        await runtime.kafka_connected.wait()
+        while True:
+            try:
+                await producer.start()
+                await broker.start()
+                break
+            except Exception as exc:  # noqa: BLE001 - Kafka not reachable yet; the service stays up
+                log.warning("intake broker not connected yet", error=repr(exc))
+                await broker.stop()
+                await producer.stop()
+                await asyncio.sleep(2)
         await asyncio.Event().wait()
     finally:
         await broker.stop()
