@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -143,24 +143,43 @@ class ReliefStore:
         return await self.ledger.count_documents(query)
 
     async def ledger_totals(self, query: Doc) -> Doc:
-        """Count and sum (fen) of matching entries, with only $match/$group (FerretDB-safe)."""
+        """Count and sum (fen) of matching entries. One accumulator per $group: FerretDB 1.24 computes
+        only the first accumulator of a $group stage (a second one comes back 0)."""
         cursor = await self.ledger.aggregate([
-            {"$match": query},
-            {"$group": {"_id": None, "count": {"$count": {}}, "fen": {"$sum": "$amount_fen"}}},
-        ])
+            {"$match": query}, {"$group": {"_id": None, "fen": {"$sum": "$amount_fen"}}}])
         rows = await cursor.to_list(1)
-        return {"count": rows[0]["count"], "fen": rows[0]["fen"]} if rows else {"count": 0, "fen": 0}
+        return {"count": await self.ledger.count_documents(query), "fen": rows[0]["fen"] if rows else 0}
+
+    async def paid_recipients(self, run_id: str) -> set[str]:
+        """Every recipient the run already paid: one streaming read, so a repeat or resume skips them."""
+        cursor = self.ledger.find({"run_id": run_id}, {"recipient_id": 1, "_id": 0}).batch_size(5000)
+        return {d["recipient_id"] async for d in cursor}
 
     # ---------------------------------------------------------------- registry (P2.3)
 
     async def upsert_registry(self, docs: list[Doc], batch: int = 1000) -> int:
-        """Insert or replace registry records by recipient id; returns how many were written."""
+        """Insert or replace registry records by recipient id; returns how many were written.
+
+        New records go in with unordered bulk inserts; existing ones are replaced one by one (bulk
+        upserts are slow on FerretDB's SQLite backend: tens of milliseconds each)."""
         written = 0
         for i in range(0, len(docs), batch):
-            ops = [UpdateOne({"_id": d["_id"]}, {"$set": {k: v for k, v in d.items() if k != "_id"}}, upsert=True)
-                   for d in docs[i:i + batch]]
-            result = await self.registry.bulk_write(ops, ordered=False)
-            written += result.upserted_count + result.matched_count
+            chunk = docs[i:i + batch]
+            existing = {d["_id"] for d in await self.registry.find(
+                {"_id": {"$in": [d["_id"] for d in chunk]}}, {"_id": 1}).to_list(None)}
+            fresh = [d for d in chunk if d["_id"] not in existing]
+            if fresh:
+                try:
+                    written += len((await self.registry.insert_many(fresh, ordered=False)).inserted_ids)
+                except BulkWriteError as exc:  # inserted meanwhile by a concurrent import: replace below
+                    if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                        raise
+                    written += int(exc.details.get("nInserted", 0))
+                    existing |= {fresh[e["index"]]["_id"] for e in exc.details["writeErrors"]}
+            for doc in chunk:
+                if doc["_id"] in existing:
+                    await self.registry.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+                    written += 1
         return written
 
     async def registry_by_id_hash(self, id_card_hash: str) -> Doc | None:
@@ -169,13 +188,11 @@ class ReliefStore:
     async def registry_get(self, recipient_id: str) -> Doc | None:
         return await self.registry.find_one({"_id": recipient_id}, {"id_card_hash": 0})
 
-    async def registry_page(self, districts: list[str], after: str | None, limit: int) -> list[Doc]:
-        """Registry records of the districts, by recipient id after `after` (keyset paging for runs)."""
-        query: Doc = {"district": {"$in": districts}}
-        if after is not None:
-            query["_id"] = {"$gt": after}
-        cursor = self.registry.find(query, {"id_card_hash": 0, "name": 0}).sort("_id", ASCENDING).limit(limit)
-        return await cursor.to_list(limit)
+    def registry_scan(self, districts: list[str], batch_size: int = 1000) -> Any:
+        """A cursor over the districts' records by recipient id. One streaming cursor, not keyset pages:
+        on FerretDB each page query costs a scan of the collection."""
+        return self.registry.find({"district": {"$in": districts}}, {"id_card_hash": 0, "name": 0}).sort(
+            "_id", ASCENDING).batch_size(batch_size)
 
     # ---------------------------------------------------------------- standards and runs
 

@@ -88,36 +88,38 @@ async def execute_run(store: ReliefStore, run_id: str, *, by: str, batch_size: i
     started_at = datetime.now(UTC)
     await store.update_run(run_id, {"status": "running", "last_started_at": started_at})
     scanned = eligible = inserted = 0
-    after: str | None = None
-    while True:
-        page = await store.registry_page(sorted(spec.districts), after, batch_size)
-        if not page:
-            break
-        after = page[-1]["_id"]
-        scanned += len(page)
-        entries = []
-        for doc in page:
-            due = run_payment(spec, _recipient(doc))
-            if due is None:
-                continue
-            amount, category = due
-            entries.append({
-                "idempotency_key": f"{run_id}|{doc['_id']}", "run_id": run_id, "rule_id": RUN_PROVISION[spec.kind],
-                "period": spec.month, "recipient_id": doc["_id"], "district": doc["district"],
-                "category": str(category), "amount": as_str(amount), "amount_fen": to_fen(amount),
-                "case_id": None, "entitlement_id": None, "payment_reference": run_id,
-                "recorded_by": by, "recorded_at": datetime.now(UTC)})
-        eligible += len(entries)
-        # Skip those already paid (a repeat or a resume) with one indexed read, then insert the rest;
-        # the unique index still refuses any duplicate that slips in between.
-        done = {d["idempotency_key"] for d in await store.ledger.find(
-            {"idempotency_key": {"$in": [e["idempotency_key"] for e in entries]}}, {"idempotency_key": 1, "_id": 0}
-        ).to_list(None)} if entries else set()
-        inserted += await store.append_ledger_many([e for e in entries if e["idempotency_key"] not in done])
+    entries: list[Doc] = []
+    # Skip those already paid (a repeat or a resume); the unique index on the idempotency key still
+    # refuses any duplicate that a concurrent execution of the same run inserts in between.
+    paid = await store.paid_recipients(run_id)
+
+    async def flush() -> None:
+        nonlocal inserted
+        inserted += await store.append_ledger_many(entries)
+        entries.clear()
         if on_batch is not None:
             on_batch(inserted)
         if pause_s:
             await asyncio.sleep(pause_s)
+
+    async for doc in store.registry_scan(sorted(spec.districts), batch_size):
+        scanned += 1
+        due = run_payment(spec, _recipient(doc))
+        if due is None:
+            continue
+        eligible += 1
+        if doc["_id"] in paid:
+            continue
+        amount, category = due
+        entries.append({
+            "idempotency_key": f"{run_id}|{doc['_id']}", "run_id": run_id, "rule_id": RUN_PROVISION[spec.kind],
+            "period": spec.month, "recipient_id": doc["_id"], "district": doc["district"],
+            "category": str(category), "amount": as_str(amount), "amount_fen": to_fen(amount),
+            "case_id": None, "entitlement_id": None, "payment_reference": run_id,
+            "recorded_by": by, "recorded_at": datetime.now(UTC)})
+        if len(entries) >= batch_size:
+            await flush()
+    await flush()
     totals = await store.ledger_totals({"run_id": run_id})
     seconds = time.perf_counter() - started
     await store.update_run(
