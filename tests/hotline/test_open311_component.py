@@ -106,3 +106,12 @@ async def test_date_range_is_checked(harness: Harness) -> None:
     wide = await harness.client.get("/open311/v2/requests.json",
                                     params={"start_date": "2026-01-01T00:00:00Z", "end_date": "2026-06-01T00:00:00Z"})
     assert wide.status_code == 400
+
+
+async def test_a_json_post_with_an_attribute_object_is_accepted_too(harness: Harness) -> None:
+    body = {k: v for k, v in form().items() if not k.startswith("attribute")}
+    body["attribute"] = {"district": "500106", "months_without_income": 5, "special_groups": ["stranded"]}
+    response = await harness.client.post("/open311/v2/requests.json", json=body)
+    assert response.status_code == 201, response.text
+    event = harness.published[-1]
+    assert event["months_without_income"] == 5 and event["special_groups"] == ["stranded"]
