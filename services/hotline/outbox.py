@@ -2,7 +2,8 @@
 
 - `Outbox.append` stores the event with a sequence number. Once it returns, the call is safe.
 - The API publishes directly only while this process has no backlog, so an outage never lets a new call
-  overtake an older one; otherwise the relay is woken.
+  overtake an older one; otherwise the relay is woken. A direct publish runs alongside the outbox write:
+  the call is accepted once either has succeeded (Kafka's ack, or the stored entry).
 - The relay publishes waiting entries one by one in sequence order and removes each only after Kafka
   acknowledged it (`acks="all"`); on a failure it stops, backs off and starts again from the oldest.
 - A direct publish's entry is removed after Kafka's ack too, batched off the answer's path. An entry
@@ -130,18 +131,25 @@ class Publisher:
 
         Returns True when Kafka acknowledged it now, False when the relay will publish it."""
         direct = self.kafka_connected.is_set() and not self.backlog
-        entry = await self.outbox.append(event, direct=direct)
         if not direct:
+            await self.outbox.append(event, direct=False)
             self._queued()
             return False
-        try:
-            await self._publish(event, self.settings.publish_timeout_s)
-        except Exception as exc:  # noqa: BLE001 - any failure leaves the entry to the relay, nothing is lost
-            log.warning("direct publish failed; relay takes over", case_id=event.case_id, error=repr(exc))
+        # Store and send at the same time: the call is safe as soon as either has succeeded.
+        stored, sent = await asyncio.gather(self.outbox.append(event, direct=True),
+                                            self._publish(event, self.settings.publish_timeout_s),
+                                            return_exceptions=True)
+        if isinstance(stored, BaseException):
+            if isinstance(sent, BaseException):
+                raise stored  # neither the store nor Kafka has it: the call is not accepted
+            log.warning("outbox write failed but Kafka acknowledged", case_id=event.case_id, error=repr(stored))
+            return True
+        if isinstance(sent, BaseException):
+            log.warning("direct publish failed; relay takes over", case_id=event.case_id, error=repr(sent))
             self._queued()
-            await self.outbox.release(entry["_id"])
+            await self.outbox.release(stored["_id"])
             return False
-        self._mark_later(entry["_id"])
+        self._mark_later(stored["_id"])
         return True
 
     def _queued(self) -> None:
