@@ -49,6 +49,7 @@ class Approve(Body):
     amount_yuan: Decimal | None = Field(default=None, description="P5.2b/P5.2c: the amount the officer sets")
     note: str = Field(default="", max_length=2000)
     confirmed_on: date | None = Field(default=None, description="P5.2a: the day of confirmation (start)")
+    contested: bool = Field(default=False, description="P5.1: the application was contested (needs appraisal)")
 
 
 class Reason(Body):
@@ -142,7 +143,8 @@ async def get_entitlement(entitlement_id: str, officer: Officer, relief: ReliefD
 
 @router.post("/entitlements/{entitlement_id}/approve", summary="Approve (or sign, under four eyes)")
 async def approve(entitlement_id: str, body: Approve, officer: Officer, relief: ReliefDep) -> dict[str, Any]:
-    return _public(await relief.approve(entitlement_id, officer, body.amount_yuan, body.note, body.confirmed_on))
+    return _public(await relief.approve(entitlement_id, officer, body.amount_yuan, body.note, body.confirmed_on,
+                                        body.contested))
 
 
 @router.post("/entitlements/{entitlement_id}/reject")

@@ -173,6 +173,13 @@ def p51_dibao_fast_track(facts: CaseFacts, book: StandardsBook) -> Proposal:
                     to_verify=("家庭收入和财产 | household income and assets",))
 
 
+def p51_steps_followed(sla_class: str | None, contested: bool) -> tuple[str, ...]:
+    """P5.1: a fast-tracked application skips public appraisal only when nobody contests it."""
+    if sla_class == "dibao_fast_track" and not contested:
+        return P51_FAST_STEPS
+    return P51_STANDARD_STEPS
+
+
 CaseRule = Callable[[CaseFacts, StandardsBook], Proposal]
 
 # Need code (contracts/data/services.yaml) -> the rule that answers it.
