@@ -40,7 +40,7 @@ async def import_registry(store: ReliefStore, csv_text: str, salt: str, *,
     if only_district is not None:
         for row in [r for r in report.accepted if r.district != only_district]:
             report.accepted.remove(row)
-            report.rejected.append({"line": None, "recipient_id": row.recipient_id, "errors": [{
+            report.rejected.append({"line": report.lines.get(row.recipient_id), "recipient_id": row.recipient_id, "errors": [{
                 "field": "district", "reason_zh": f"不属于本区县 {only_district}",
                 "reason_en": f"not in your district {only_district}"}]})
     await store.upsert_registry([row.document() for row in report.accepted])

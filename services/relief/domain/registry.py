@@ -70,6 +70,7 @@ class ImportReport:
     rows: int = 0
     accepted: list[RegistryRow] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    lines: dict[str, int] = field(default_factory=dict)  # recipient id -> CSV line of an accepted row
 
     def summary(self) -> dict[str, Any]:
         return {"rows": self.rows, "accepted": len(self.accepted), "rejected": self.rejected}
@@ -137,5 +138,6 @@ def parse_registry_csv(text: str, salt: str) -> ImportReport:
             report.rejected.append({"line": line, "recipient_id": rid or None, "errors": errors})
             continue
         first_line[rid] = line
+        report.lines[rid] = line
         report.accepted.append(row)
     return report

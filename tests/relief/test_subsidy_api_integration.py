@@ -1,0 +1,103 @@
+"""Coordinator and registry API against the real store: CSV import with a validation report (P2.3),
+opening and executing subsidy runs (P1.3, P2.1) where a double click pays nobody twice, and a P5.1
+approval entering the registry so the month's holiday run pays the new recipient that month (P2.1)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.relief.conftest import case_id, dispatched, help_requested, id_card, token
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+CSV = (
+    "recipient_id,name,id_card,district,area,categories,approved_on,ended_on\n"
+    f"R1,张三,{id_card(11)},500103,urban,dibao,2020-05-01,\n"
+    f"R2,李四,{id_card(12)},500103,rural,tekun orphan,2020-05-01,\n"
+    f"R3,王五,{id_card(13)},500103,urban,edge,2020-05-01,\n"
+    f"R4,赵六,{id_card(14)},500106,urban,dibao,2020-05-01,\n"
+    f"R5,钱七,12345,500103,urban,dibao,2020-05-01,\n"
+)
+
+
+async def test_p23_registry_csv_import_reports_bad_rows_and_keeps_good_ones(relief_app):
+    """P2.3: a district officer's import keeps good rows of their district and names every bad row."""
+    app, client = relief_app
+    officer = token(app, "officer-a")
+    r = await client.post("/api/v1/registry/import", headers=officer,
+                          files={"file": ("registry.csv", CSV.encode("utf-8"), "text/csv")})
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert report["rows"] == 5 and report["accepted"] == 3
+    bad = {b["recipient_id"]: b for b in report["rejected"]}
+    assert bad["R5"]["line"] == 6 and bad["R5"]["errors"][0]["field"] == "id_card"
+    assert bad["R4"]["line"] == 5 and bad["R4"]["errors"][0]["reason_en"] == "not in your district 500103"
+    record = (await client.get("/api/v1/registry/R2", headers=officer)).json()
+    assert record["categories"] == ["orphan", "tekun"] and id_card(12) not in str(record)
+    missing = await client.post("/api/v1/registry/import", headers=officer,
+                                files={"file": ("x.csv", b"recipient_id,name\nR1,x\n", "text/csv")})
+    assert missing.status_code == 422 and "missing columns" in missing.json()["message_en"]
+
+
+async def test_p21_run_opened_twice_and_executed_twice_pays_each_recipient_once(relief_app):
+    """P2.1 holiday run: opening the same run again returns it; executing twice pays nobody twice."""
+    app, client = relief_app
+    await client.post("/api/v1/registry/import", headers=token(app, "admin", role="admin", district=None),
+                      files={"file": ("registry.csv", CSV.encode("utf-8"), "text/csv")})
+    coordinator = token(app, "coord-1", role="coordinator", district="500103")
+    body = {"kind": "holiday", "month": "2021-02", "label": "spring", "amounts": {"dibao": "200.00", "tekun": "300",
+                                                                                   "orphan": "500"}}
+    first = await client.post("/api/v1/runs", json=body, headers=coordinator)
+    assert first.status_code == 201 and first.json()["_id"] == "P2.1-2021-02-spring-500103"
+    assert first.json()["due_on"] == "2021-02-28"
+    again = await client.post("/api/v1/runs", json=body, headers=coordinator)
+    assert again.status_code == 200  # a double click opens nothing new
+    changed = await client.post("/api/v1/runs", json=body | {"amounts": {"dibao": "1.00"}}, headers=coordinator)
+    assert changed.status_code == 409
+    wrong = await client.post("/api/v1/runs", json=body | {"amounts": {"youfu": "1.00"}}, headers=coordinator)
+    assert wrong.status_code == 422 and wrong.json()["field"] == "amounts"  # P2.1 does not cover youfu
+
+    run_id = first.json()["_id"]
+    for _ in range(2):
+        assert (await client.post(f"/api/v1/runs/{run_id}/execute", headers=coordinator)).status_code == 202
+
+    async def completed():
+        run = (await client.get(f"/api/v1/runs/{run_id}", headers=coordinator)).json()
+        return run if run["status"] == "completed" and len(run["executions"]) == 2 else None
+
+    run = await eventually(completed, timeout=30, what="both executions to complete")
+    assert run["ledger_count"] == 2 and run["paid_fen"] == 70000  # R1 dibao 200 + R2 orphan 500; R3 edge unpaid
+    ledger = (await client.get("/api/v1/recipients/R2/ledger", headers=coordinator)).json()
+    assert [(e["amount"], e["rule_id"]) for e in ledger["entries"]] == [("500.00", "P2.1")]
+
+
+async def test_p51_approved_dibao_enters_the_registry_and_is_paid_by_the_month_top_up(relief_app):
+    """P5.1 fast track -> approval (uncontested: no appraisal) -> registry (P2.3) -> paid by this
+    month's holiday run (P2.1: newly approved in the month are paid in that month)."""
+    app, client = relief_app
+    relief = app.state.runtime.store
+    case = case_id()
+    await relief.on_help_requested(help_requested(case, ("dibao_application",), id_card=id_card(77),
+                                                  months_without_income=2))
+    await relief.on_dispatched(dispatched(case, ("dibao_application",)))
+    officer = token(app, "officer-a")
+    doc = (await client.get(f"/api/v1/entitlements/{case}:P5.1", headers=officer)).json()
+    assert doc["sla_class"] == "dibao_fast_track" and "public_appraisal" not in doc["review_steps"]
+    r = await client.post(f"/api/v1/entitlements/{case}:P5.1/approve", json={"contested": False}, headers=officer)
+    assert r.status_code == 200 and r.json()["status"] == "approved"
+    assert r.json()["decisions"][-1]["steps"] == ["application", "household_check", "approval"]
+    recipient = doc["recipient_id"]
+    record = (await client.get(f"/api/v1/registry/{recipient}", headers=officer)).json()
+    assert record["categories"] == ["dibao"] and record["approved_on"] == "2021-03-20"
+
+    coordinator = token(app, "coord-1", role="coordinator", district="500103")
+    run = (await client.post("/api/v1/runs", json={"kind": "holiday", "month": "2021-03", "amounts": {"dibao": "200"}},
+                             headers=coordinator)).json()
+    await client.post(f"/api/v1/runs/{run['_id']}/execute", headers=coordinator)
+
+    async def paid():
+        return (await client.get(f"/api/v1/recipients/{recipient}/ledger", headers=officer)).json()["entries"]
+
+    [entry] = await eventually(paid, timeout=30, what="the new recipient to be paid")
+    assert entry["period"] == "2021-03" and entry["amount"] == "200.00"
