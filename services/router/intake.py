@@ -41,10 +41,12 @@ log = structlog.get_logger("router.intake")
 
 
 def is_transient(exc: BaseException) -> bool:
-    """The store or the broker is unavailable: redeliver later rather than dead-letter (as DeliveryPolicy)."""
-    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+    """Trouble with the store or the broker (unreachable, busy, refusing a write): it says nothing about
+    any one request, so the batch is redelivered later rather than anything dead-lettered."""
+    from aiokafka.errors import KafkaError
+    from pymongo.errors import PyMongoError
 
-    return isinstance(exc, (*TRANSIENT_ERRORS, KafkaConnectionError, KafkaTimeoutError))
+    return isinstance(exc, (*TRANSIENT_ERRORS, KafkaError, PyMongoError))
 
 
 def make_intake_broker(settings: Settings) -> tuple[KafkaBroker, DeliveryPolicy]:

@@ -83,3 +83,16 @@ async def test_a_different_request_reusing_a_case_id_is_dead_lettered_not_dispat
     records = (record("CQ-20260215-000001"), record("CQ-20260215-000002"))
     assert await handle_batch(service, policy, None, records) == 1
     assert policy.dead == [(b"CQ-20260215-000001", "CaseIdConflict")]
+
+
+async def test_a_store_error_that_is_not_a_lost_connection_still_redelivers_and_dead_letters_nothing() -> None:
+    from pymongo.errors import OperationFailure
+
+    class Busy(Service):
+        async def dispatch_requests(self, requests, *, producer) -> BatchOutcome:
+            raise OperationFailure("database is locked")
+
+    policy = Policy()
+    with pytest.raises(NackMessage):
+        await handle_batch(Busy(), policy, None, (record("CQ-20260215-000001"), record("CQ-20260215-000002")))
+    assert policy.dead == []
