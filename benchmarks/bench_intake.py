@@ -183,6 +183,8 @@ async def main(settings: BenchSettings) -> None:
     try:
         await hotline.start()
         assert hotline.process is not None
+        print("machine load average (1/5/15 min) at start: " + " ".join(f"{v:.2f}" for v in os.getloadavg()),
+              flush=True)
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
         async with httpx.AsyncClient(base_url=hotline.url, timeout=30, limits=limits,
                                      headers={"Authorization": f"Bearer {token}"}) as client:
@@ -214,6 +216,7 @@ async def main(settings: BenchSettings) -> None:
         print(f"calls stored: {total}; still waiting for Kafka: {pending}; hotline CPU "
               f"{cpu * 1000 / max(total, 1):.1f} ms per call ({cpu:.1f} s in all)", flush=True)
         print(f"hotline RSS after the run: {memory:.1f} MB (limit {RSS_LIMIT_MB:.0f} MB)", flush=True)
+        print("machine load average at the end: " + " ".join(f"{v:.2f}" for v in os.getloadavg()), flush=True)
         if pending:
             raise AssertionError(f"{pending} calls were not acknowledged by Kafka within 60 s")
         if memory >= RSS_LIMIT_MB:
