@@ -69,7 +69,7 @@ class ReliefStore:
         return await self.entitlements.find_one({"_id": entitlement_id})
 
     async def list_entitlements(self, query: Doc, limit: int = 200) -> list[Doc]:
-        cursor = self.entitlements.find(query, {"outbox": 0}).sort("created_at", DESCENDING).limit(limit)
+        cursor = self.entitlements.find(query, {"outbox": 0, "id_card_hash": 0}).sort("created_at", DESCENDING).limit(limit)
         return await cursor.to_list(limit)
 
     async def update_entitlement(self, entitlement_id: str, version: int, set_fields: Doc, *,

@@ -65,5 +65,17 @@ async def relief_app(kafka_bootstrap: str, mongodb_url: str, db_name: str) -> As
             yield app, client
 
 
+async def committed_past(kafka: str, group: str, topic: str, partition: int, offset: int) -> bool:
+    """Has the consumer group committed past `offset` on the partition (i.e. handled that record)?"""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return (await consumer.committed(TopicPartition(topic, partition)) or 0) > offset
+    finally:
+        await consumer.stop()
+
+
 def token(app: Any, sub: str, role: str = "relief_officer", district: str | None = "500103") -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_token(app.state.settings, sub=sub, role=role, district=district)}"}

@@ -14,7 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from contracts.events.hotline import HELP_REQUESTED_TOPIC
 from contracts.events.relief import GRANT_EVENTS_TOPIC
@@ -25,21 +25,12 @@ from services.relief.domain.facts import Category
 from services.relief.domain.runs import RunKind, RunSpec
 from services.relief.store import ReliefStore
 from services.relief.subsidies import execute_run, run_document
-from tests.relief.conftest import case_id, dispatched, help_requested, relief_settings
+from tests.relief.conftest import case_id, committed_past, dispatched, help_requested, relief_settings
 from tests.support.kafka import create_topics, read_topic
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-
-
-async def committed(kafka: str, group: str, tp: TopicPartition) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        return await consumer.committed(tp) or 0
-    finally:
-        await consumer.stop()
 
 
 async def test_redelivered_help_request_and_dispatch_propose_each_grant_once(kafka_bootstrap, mongodb_url, db_name, db):
@@ -66,7 +57,8 @@ async def test_redelivered_help_request_and_dispatch_propose_each_grant_once(kaf
 
     async with app.router.lifespan_context(app):
         for tp, offset in last.items():  # the group committed past our last record on each topic
-            await eventually(lambda tp=tp, offset=offset: _past(kafka_bootstrap, settings.consumer_group, tp, offset),
+            await eventually(lambda tp=tp, offset=offset: committed_past(kafka_bootstrap, settings.consumer_group,
+                                                                         tp.topic, tp.partition, offset),
                              timeout=90, what=f"relief to consume and commit {tp}")
         docs = await db["entitlements"].find({"case_id": case}).to_list(10)
         assert sorted(d["_id"] for d in docs) == [f"{case}:P5.2a", f"{case}:P5.2c"]
@@ -78,10 +70,6 @@ async def test_redelivered_help_request_and_dispatch_propose_each_grant_once(kaf
             return sorted(e["rule_id"] for e in events.values()) if len(events) >= 2 else None
 
         assert await eventually(proposed, timeout=30, what="grant events") == ["P5.2a", "P5.2c"]
-
-
-async def _past(kafka: str, group: str, tp: TopicPartition, offset: int) -> bool:
-    return await committed(kafka, group, tp) > offset
 
 
 def make_registry(n: int) -> list[dict]:
