@@ -138,7 +138,9 @@ async def list_entitlements(officer: Officer, relief: ReliefDep, status: str | N
 
 @router.get("/entitlements/{entitlement_id}")
 async def get_entitlement(entitlement_id: str, officer: Officer, relief: ReliefDep) -> dict[str, Any]:
-    return _public(await relief.get(entitlement_id, officer))
+    """One entitlement; a monthly grant lists `due_periods`: months payable now and not yet paid."""
+    doc = await relief.get(entitlement_id, officer)
+    return _public(doc) | {"due_periods": relief.due_periods(doc)}
 
 
 @router.post("/entitlements/{entitlement_id}/approve", summary="Approve (or sign, under four eyes)")

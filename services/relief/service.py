@@ -24,7 +24,7 @@ from services.relief.domain.facts import Category
 from services.relief.domain.lifecycle import Conflict, EntitlementState, Status
 from services.relief.domain.money import as_str, to_fen, yuan
 from services.relief.domain.rules import AmountKind, Schedule, p51_steps_followed
-from services.relief.domain.schedule import PartMonthPolicy, monthly_payment
+from services.relief.domain.schedule import PartMonthPolicy, monthly_payment, payable_months
 from services.relief.domain.standards import Area, StandardsBook
 from services.relief.intake import CHINA, CaseIntake
 from services.relief.outbox import outbox_item, utcnow
@@ -187,6 +187,21 @@ class Relief(CaseIntake):
         await self.store.record_period_paid(doc["_id"], period, fields, decision, [outbox_item(e) for e in events])
         await self.flush(doc["_id"])
         return created, entry
+
+    def due_periods(self, doc: Doc) -> list[dict[str, str]]:
+        """P5.2a: the months payable today and not yet paid, with their amounts (the officer's to-do)."""
+        if doc["schedule"] != Schedule.MONTHLY or doc["status"] not in (Status.APPROVED, Status.STOPPED):
+            return []
+        end = date.fromisoformat(doc["end_on"]) if doc.get("end_on") else None
+        due = []
+        for period in payable_months(date.fromisoformat(doc["start_on"]), end, self.clock()):
+            if period in doc["paid_periods"]:
+                continue
+            try:
+                due.append({"period": period, "amount": as_str(self._amount_for(doc, period))})
+            except DomainError:  # e.g. pro rata: the running month is not payable yet
+                continue
+        return due
 
     def _amount_for(self, doc: Doc, period: str) -> Decimal:
         if doc["schedule"] == Schedule.ONCE:

@@ -147,3 +147,49 @@ async def test_admin_adds_a_standard_from_a_date_and_new_cases_use_it(relief_app
     case = await open_case(app, ("temp_assist_epidemic",), household_status="tekun")
     doc = (await client.get(f"/api/v1/entitlements/{case}:P5.2a", headers=token(app, "o"))).json()
     assert doc["amount"] == "1400.00"
+
+
+async def test_p52a_due_months_and_discharge_before_approval(relief_app, kafka_bootstrap):
+    """P5.2a: approved grant lists the unpaid months due (confirmation month to today); a discharge
+    recorded before approval leaves it open, and its approval stops it at once (GrantStopped)."""
+    app, client = relief_app
+    officer = token(app, "officer-a")
+    case = await open_case(app, ("temp_assist_epidemic",), household_status="tekun")
+    eid = f"{case}:P5.2a"
+    await client.post(f"/api/v1/entitlements/{eid}/approve", json={"confirmed_on": "2021-01-25"}, headers=officer)
+    await client.post(f"/api/v1/entitlements/{eid}/payments", json={"period": "2021-01", "payment_reference": "J"},
+                      headers=officer)
+    doc = (await client.get(f"/api/v1/entitlements/{eid}", headers=officer)).json()
+    assert doc["due_periods"] == [{"period": "2021-02", "amount": "1240.00"}, {"period": "2021-03", "amount": "1240.00"}]
+
+    other = await open_case(app, ("temp_assist_epidemic",), household_status="dibao")
+    oid = f"{other}:P5.2a"
+    r = await client.post(f"/api/v1/entitlements/{oid}/discharge", json={"discharged_on": "2021-02-20"}, headers=officer)
+    assert r.status_code == 200 and r.json()["status"] == "proposed" and r.json()["end_on"] == "2021-02-20"
+    r = await client.post(f"/api/v1/entitlements/{oid}/approve", json={}, headers=officer)
+    assert r.status_code == 200 and r.json()["status"] == "stopped"
+    doc = (await client.get(f"/api/v1/entitlements/{oid}", headers=officer)).json()
+    assert [d["period"] for d in doc["due_periods"]] == ["2021-02"]  # reported 2021-02-15, discharged 02-20
+    events = await grant_events(kafka_bootstrap, other, 3)
+    assert [e["type"] for e in events] == ["grant.proposed", "grant.approved", "grant.stopped"]
+    assert events[2]["stopped_on"] == "2021-02-20"
+
+
+async def test_reject_and_cancel_record_the_reason_and_cancel_stops_after_a_payment(relief_app, kafka_bootstrap):
+    app, client = relief_app
+    officer = token(app, "officer-a")
+    case = await open_case(app, ("temp_assist_major", "temp_assist_unemployed"), months_without_income=6)
+    r = await client.post(f"/api/v1/entitlements/{case}:P5.2c/reject", json={"reason": "已获其他救助"}, headers=officer)
+    assert r.status_code == 200 and r.json()["decisions"][-1] | {"at": None} == r.json()["decisions"][-1] | {
+        "action": "rejected", "by": "officer-a", "note": "已获其他救助", "rule_id": "P5.2c", "at": None}
+    assert (await client.post(f"/api/v1/entitlements/{case}:P5.2c/approve", json={"amount_yuan": "10"},
+                              headers=officer)).status_code == 409
+    bid = f"{case}:P5.2b"
+    await client.post(f"/api/v1/entitlements/{bid}/approve", json={"amount_yuan": "500"}, headers=officer)
+    await client.post(f"/api/v1/entitlements/{bid}/payments", json={"period": "once", "payment_reference": "P"},
+                      headers=officer)
+    r = await client.post(f"/api/v1/entitlements/{bid}/cancel", json={"reason": "重复"}, headers=officer)
+    assert r.status_code == 409
+    events = await grant_events(kafka_bootstrap, case, 5)
+    assert sorted(e["type"] for e in events) == ["grant.approved", "grant.paid", "grant.proposed", "grant.proposed",
+                                                 "grant.rejected"]
