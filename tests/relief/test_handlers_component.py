@@ -91,3 +91,36 @@ async def test_a_case_before_any_standard_goes_to_the_dlq_not_lost(wired):
     await broker.publish(dispatched(case, ("temp_assist_epidemic",)).model_dump(mode="json"), topic=CASE_LIFECYCLE_TOPIC)
     assert len(published["dlq"]) == 1 and published["dlq"][0]["case_id"] == case
     assert await db["entitlements"].count_documents({"case_id": case}) == 0
+
+
+class FlakyBroker:
+    """Stands in for the broker: refuses to publish while `down`, records what it published."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.published: list[dict] = []
+
+    async def publish(self, message, **kwargs) -> None:
+        if self.down:
+            raise ConnectionError("kafka unreachable")
+        self.published.append(message.model_dump(mode="json"))
+
+
+async def test_events_written_while_kafka_is_down_are_relayed_once_it_is_back(db, mongodb_url, db_name):
+    """A decision is never lost with its event: the event waits in the entitlement's outbox."""
+    store = ReliefStore(db)
+    await store.ensure_indexes()
+    broker = FlakyBroker()
+    settings = relief_settings("127.0.0.1:1", mongodb_url, db_name)
+    relief = Relief(store=store, book=load_standards_book(settings), broker=broker)  # type: ignore[arg-type]
+    case = case_id()
+    await relief.on_help_requested(help_requested(case, ("temp_assist_major",)))
+    await relief.on_dispatched(dispatched(case, ("temp_assist_major",)))
+    assert len(await store.outbox_of(f"{case}:P5.2c")) == 1 and broker.published == []
+    assert await relief.relay_outbox(min_age_s=0) == 0  # still down
+    broker.down = False
+    assert await relief.relay_outbox(min_age_s=60) == 0  # too fresh: left to the request that wrote it
+    assert await relief.relay_outbox(min_age_s=0) == 1
+    assert await relief.relay_outbox(min_age_s=0) == 0
+    assert [e["type"] for e in broker.published] == ["grant.proposed"] and broker.published[0]["case_id"] == case
+    assert await store.outbox_of(f"{case}:P5.2c") == []
