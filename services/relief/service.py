@@ -14,11 +14,12 @@ from typing import Any
 import structlog
 from faststream.kafka import KafkaBroker
 
-from common.auth import Principal
+from common.auth import Principal, Role
 from common.errors import DomainError, Forbidden, NotFound
 from contracts.events.relief import (
     GrantApproved, GrantCancelled, GrantPaid, GrantProposed, GrantRejected, GrantStopped, HukouDistrictNotified,
 )
+from contracts.events.router import CasesMerged
 from services.relief.domain import lifecycle
 from services.relief.domain.facts import Category
 from services.relief.domain.lifecycle import Conflict, EntitlementState, Status
@@ -126,6 +127,18 @@ class Relief(CaseIntake):
         return await self._apply(doc, {"status": str(status), "updated_at": now},
                                  _decision(doc, officer, "cancelled", now, reason),
                                  [GrantCancelled(**_common(doc, officer.sub), reason=reason)])
+
+    async def on_cases_merged(self, event: CasesMerged) -> None:
+        """A duplicate case was merged into another: its still-open proposals are cancelled so one hardship
+        is not granted twice (the surviving case has its own); approved or paid grants stay with the officer."""
+        system = Principal(sub="relief:case-merged", role=Role.RELIEF_OFFICER, district=None)
+        reason = f"已并入案件 {event.into_case_id} | merged into case {event.into_case_id}"
+        query = {"case_id": event.case_id, "status": {"$in": [str(s) for s in lifecycle.OPEN]}}
+        for doc in await self.store.list_entitlements(query):
+            try:
+                await self.cancel(doc["_id"], system, reason)
+            except Conflict:  # changed meanwhile (e.g. approved): the officer decides
+                log.info("merged case entitlement left to the officer", entitlement_id=doc["_id"])
 
     async def discharge(self, entitlement_id: str, officer: Principal, discharged_on: date, note: str) -> Doc:
         """P5.2a: the patient left hospital; the monthly payment stops after the discharge month."""

@@ -12,7 +12,7 @@ from common.app import Runtime
 from common.kafka import make_broker
 from contracts.events.hotline import HELP_REQUESTED_TOPIC
 from contracts.events.relief import GRANT_EVENTS_TOPIC
-from contracts.events.router import CASE_LIFECYCLE_TOPIC
+from contracts.events.router import CASE_LIFECYCLE_TOPIC, CasesMerged
 from services.relief.app import load_standards_book
 from services.relief.domain.registry import hash_id_card
 from services.relief.handlers import build_subscribers
@@ -124,3 +124,22 @@ async def test_events_written_while_kafka_is_down_are_relayed_once_it_is_back(db
     assert await relief.relay_outbox(min_age_s=0) == 0
     assert [e["type"] for e in broker.published] == ["grant.proposed"] and broker.published[0]["case_id"] == case
     assert await store.outbox_of(f"{case}:P5.2c") == []
+
+
+async def test_a_case_merged_into_another_has_its_open_proposals_cancelled(wired):
+    """One hardship, two calls: when the router merges the duplicate, its open proposal is cancelled
+    (GrantCancelled, reason cites the surviving case) so it cannot be approved and paid a second time."""
+    broker, db, published = wired
+    child, parent = case_id(), case_id()
+    for case in (child, parent):
+        await broker.publish(help_requested(case, ("temp_assist_major",)).model_dump(mode="json"),
+                             topic=HELP_REQUESTED_TOPIC)
+        await broker.publish(dispatched(case, ("temp_assist_major",)).model_dump(mode="json"), topic=CASE_LIFECYCLE_TOPIC)
+    merged = CasesMerged(case_id=child, into_case_id=parent, actor="router")
+    for _ in range(2):  # redelivered: nothing more happens
+        await broker.publish(merged.model_dump(mode="json"), topic=CASE_LIFECYCLE_TOPIC)
+    doc = await db["entitlements"].find_one({"_id": f"{child}:P5.2c"})
+    assert doc["status"] == "cancelled" and doc["decisions"][-1]["by"] == "relief:case-merged"
+    assert (await db["entitlements"].find_one({"_id": f"{parent}:P5.2c"}))["status"] == "proposed"
+    cancelled = [e for e in published["grants"] if e["type"] == "grant.cancelled"]
+    assert len(cancelled) == 1 and cancelled[0]["case_id"] == child and parent in cancelled[0]["reason"]
