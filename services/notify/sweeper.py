@@ -26,6 +26,7 @@ from services.notify.timers import DueTimer
 log = structlog.get_logger("notify.sweeper")
 EVENT_NAMESPACE = uuid.UUID("5b0f3f55-8d0e-4f1e-9a43-2f1d7c1a9e10")
 REAP_EVERY = 60
+FIRE_CONCURRENCY = 16
 
 
 def sla_event(timer: DueTimer, now: datetime) -> SlaWarningRaised | SlaBreached | SlaEscalated:
@@ -63,11 +64,25 @@ async def fire(runtime: Runtime, timer: DueTimer, now: datetime, topic: str | No
 
 
 async def sweep_once(runtime: Runtime, now: datetime | None = None, topic: str | None = None) -> int:
-    """Fire every timer due by `now` (up to one batch); returns how many fired."""
+    """Fire every timer due by `now` (up to one batch); returns how many were due.
+
+    Cases are fired concurrently (publishing is mostly waiting for the broker's acknowledgement); the
+    timers of one case in order, so its warning is published before its breach."""
     now = now or datetime.now(UTC)
     due = await runtime.store.store.sla_timers.due(now, runtime.settings.sweep_batch)
+    by_case: dict[str, list[DueTimer]] = {}
     for timer in due:
-        await fire(runtime, timer, now, topic)
+        by_case.setdefault(timer.payload["case_id"], []).append(timer)
+    slots = asyncio.Semaphore(FIRE_CONCURRENCY)
+
+    async def fire_case(timers: list[DueTimer]) -> None:
+        async with slots:
+            for timer in timers:
+                await fire(runtime, timer, now, topic)
+
+    results = await asyncio.gather(*(fire_case(t) for t in by_case.values()), return_exceptions=True)
+    if failures := [r for r in results if isinstance(r, BaseException)]:
+        raise failures[0]
     return len(due)
 
 
