@@ -92,7 +92,7 @@ class CaseIntake(Outbox):
         if p.eligible:
             event: Any = GrantProposed(
                 **common, amount_yuan=p.amount or p.cap or yuan(0),
-                period=self.clock().strftime("%Y-%m") if p.schedule is Schedule.MONTHLY else str(p.schedule),
+                period=p.facts["reported_on"][:7] if p.schedule is Schedule.MONTHLY else str(p.schedule),
                 reasons=p.reasons, facts=p.facts, schedule=str(p.schedule), cap_yuan=p.cap,
                 amount_to_be_decided=p.amount_kind in (AmountKind.CAPPED, AmountKind.CASE_BY_CASE),
                 to_verify=p.to_verify, sla_class=p.sla_class, review_steps=p.review_steps)
