@@ -52,6 +52,23 @@ class Runtime:
         return task
 
 
+LOOP_RESTART_DELAY_S = 1.0
+
+
+async def supervise(loop: Callable[[Runtime], Awaitable[None]], runtime: Runtime) -> None:
+    """Run a background loop for the life of the service: a crash is logged and the loop restarted,
+    never left to die silently (an outbox relay that stopped would strand everything behind it)."""
+    while True:
+        try:
+            await loop(runtime)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - logged with its traceback, then restarted
+            log.exception("background loop crashed; restarting", loop=loop.__name__)
+            await asyncio.sleep(LOOP_RESTART_DELAY_S)
+
+
 def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
@@ -149,7 +166,7 @@ def create_service_app(
         if wait_for_kafka:
             await connect
         for loop in background:
-            runtime.spawn(loop(runtime), loop.__name__)
+            runtime.spawn(supervise(loop, runtime), loop.__name__)
         log.info("service started", http_port=settings.http_port)
         try:
             yield

@@ -83,3 +83,22 @@ def test_http_responses_carry_the_correlation_id() -> None:
         made = client.get("/healthz")
     assert echoed.headers["X-Correlation-ID"] == "abc-123"
     assert len(made.headers["X-Correlation-ID"]) == 32
+
+
+async def test_a_crashed_background_loop_is_logged_and_restarted(monkeypatch) -> None:
+    import asyncio
+
+    import common.app as app_module
+
+    monkeypatch.setattr(app_module, "LOOP_RESTART_DELAY_S", 0)
+    runs: list[int] = []
+    done = asyncio.Event()
+
+    async def flaky(_runtime: object) -> None:
+        runs.append(1)
+        if len(runs) < 3:
+            raise RuntimeError("store hiccup")
+        done.set()
+
+    await asyncio.wait_for(app_module.supervise(flaky, None), timeout=5)  # type: ignore[arg-type]
+    assert len(runs) == 3 and done.is_set()
