@@ -149,7 +149,7 @@ async def run_router(settings: Settings, stop: asyncio.Event, clock: Clock) -> N
     mongo = open_mongo(settings)
     broker = make_broker(settings)
     runtime = Runtime(settings=settings, broker=broker, mongo=mongo, db=mongo[settings.database_name])
-    store = RouterStore(runtime.db)
+    store = RouterStore(runtime.db, batch_timeout_s=settings.batch_timeout_s)
     await store.ensure_indexes()
     service = TimedCaseService(store=store, broker=broker, settings=settings, catalogue=catalogue_of(settings))
     service.clock = clock

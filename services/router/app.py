@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     catalogue = catalogue_of(settings)  # a bad catalogue stops start-up here, naming the rule
 
     async def startup(runtime: Runtime) -> CaseService:
-        store = RouterStore(runtime.db)
+        store = RouterStore(runtime.db, batch_timeout_s=settings.batch_timeout_s)
         await store.ensure_indexes()
         return CaseService(store=store, broker=runtime.broker, settings=settings, catalogue=catalogue)
 

@@ -114,7 +114,8 @@ class CaseService:
                        "correlation_id": event.correlation_id or str(event.event_id)}
             futures.append(await producer.send(topic, event.model_dump_json().encode(), key=event.key,
                                                headers=[(k, v.encode()) for k, v in headers.items()]))
-        await asyncio.gather(*futures)
+        # Bounded like the store write: a stuck acknowledgement fails the batch, which is then redelivered.
+        await asyncio.wait_for(asyncio.gather(*futures), timeout=self.settings.batch_timeout_s)
 
     async def dispatch_requests(self, requests: list[HelpRequested], *, producer: AIOKafkaProducer) -> BatchOutcome:
         """A batch of help requests: route each, store all new cases at once, publish every event, wait for

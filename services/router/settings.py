@@ -27,7 +27,10 @@ class Settings(ServiceSettings):
     # that shares the broker's real topics).
     intake_offset_reset: Literal["earliest", "latest"] = "earliest"
     # Batch consumers in this process (each takes whole partitions; one stores while another publishes).
-    intake_consumers: int = Field(default=3, ge=1, le=16)
+    # More than one was faster in the benchmark but twice stalled under load (see README): default 1.
+    intake_consumers: int = Field(default=1, ge=1, le=16)
+    # Longest wait for one batch's store write or its publish acknowledgements before it is retried.
+    batch_timeout_s: float = Field(default=30.0, gt=0)
     # The router's own desk reads department queues (off: a deployment where departments' systems do).
     desk_enabled: bool = True
     # Department queues the router's own desk reads (empty: every department).

@@ -13,6 +13,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+import pymongo
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
@@ -23,8 +24,9 @@ from services.router.domain.dispatching import utcnow
 
 
 class RouterStore:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], *, batch_timeout_s: float = 30.0) -> None:
         self.db = db
+        self.batch_timeout_s = batch_timeout_s
         self.cases = db["cases"]
         self.claims = db["case_claims"]
 
@@ -45,7 +47,10 @@ class RouterStore:
             docs.append(doc)
         duplicates: set[int] = set()
         try:
-            await self.cases.insert_many(docs, ordered=False)
+            # Bounded: a batch write that hangs (seen with concurrent bulk writers on FerretDB/SQLite) fails
+            # and is retried, instead of holding its partitions and stalling the consumer group.
+            with pymongo.timeout(self.batch_timeout_s):
+                await self.cases.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             if any(e.get("code") != 11000 for e in errors):
