@@ -6,6 +6,7 @@ streams, no TTL or partial indexes; unique indexes, upserts and `find_one_and_up
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pymongo import AsyncMongoClient
@@ -35,3 +36,31 @@ async def insert_once(collection: AsyncCollection[dict[str, Any]], document: dic
     except DuplicateKeyError:
         return False
     return True
+
+
+class VersionClaims:
+    """Compare-and-set for versioned documents that holds on FerretDB as well as MongoDB.
+
+    FerretDB 1.24 applies `update_one({"_id": id, "version": v}, ...)` as a read then a write, so two
+    concurrent writers can both match. A writer therefore first claims `<id>@<next version>` by inserting
+    it into a claims collection, whose unique `_id` only one writer can win, and writes only if it won.
+    A claim left by a writer that crashed before writing is cleared once older than `stale_after`.
+    """
+
+    def __init__(self, claims: AsyncCollection[dict[str, Any]], documents: AsyncCollection[dict[str, Any]],
+                 *, stale_after: timedelta = timedelta(seconds=30)) -> None:
+        self.claims = claims
+        self.documents = documents
+        self.stale_after = stale_after
+
+    async def claim(self, doc_id: str, version: int) -> bool:
+        """Win the right to write `version` of the document; False if another writer has it."""
+        key = f"{doc_id}@{version}"
+        now = datetime.now(UTC)
+        if await insert_once(self.claims, {"_id": key, "at": now}):
+            return True
+        claim = await self.claims.find_one({"_id": key})
+        current = await self.documents.find_one({"_id": doc_id}, {"version": 1})
+        if claim and current and current.get("version", 0) < version and claim["at"] < now - self.stale_after:
+            await self.claims.delete_one({"_id": key, "at": claim["at"]})
+        return False

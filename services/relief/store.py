@@ -1,8 +1,9 @@
 """Relief's MongoDB access: cases seen, entitlements (with their event outbox), the append-only payment
 ledger, the registry, added standards and subsidy runs.
 
-FerretDB 1.24 limits apply: no transactions, so every state change is one atomic single-document update
-guarded by a `version` (optimistic concurrency), and an entitlement's outgoing events ride in the same
+FerretDB 1.24 limits apply: no transactions, so every state change is one single-document update
+guarded by a `version` (optimistic concurrency; the next version is first claimed through a unique index,
+`common.store.VersionClaims`, because FerretDB's conditional update alone is not atomic), and an entitlement's outgoing events ride in the same
 document (`outbox`) so a state change and its event are written together. Amounts are strings (Decimal
 to the fen) plus integer fen for sums (FerretDB has no Decimal128).
 """
@@ -16,7 +17,7 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from common.store import insert_once
+from common.store import VersionClaims, insert_once
 
 DUPLICATE_KEY = 11000
 Doc = dict[str, Any]
@@ -27,6 +28,8 @@ class ReliefStore:
         self.db = db
         self.cases = db["cases"]
         self.entitlements = db["entitlements"]
+        # Decisions are compare-and-set on `version`; the claims make that hold on FerretDB too.
+        self.versions = VersionClaims(db["entitlement_claims"], self.entitlements)
         self.ledger = db["ledger"]
         self.registry = db["registry"]
         self.standards = db["standards"]
@@ -86,6 +89,8 @@ class ReliefStore:
             update["$push"] = push
         for op, value in (extra or {}).items():
             update.setdefault(op, {}).update(value)
+        if not await self.versions.claim(entitlement_id, version + 1):
+            return None
         return await self.entitlements.find_one_and_update(
             {"_id": entitlement_id, "version": version}, update, return_document=ReturnDocument.AFTER)
 

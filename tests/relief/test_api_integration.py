@@ -193,3 +193,23 @@ async def test_reject_and_cancel_record_the_reason_and_cancel_stops_after_a_paym
     events = await grant_events(kafka_bootstrap, case, 5)
     assert sorted(e["type"] for e in events) == ["grant.approved", "grant.paid", "grant.proposed", "grant.proposed",
                                                  "grant.rejected"]
+
+
+
+async def test_concurrent_decisions_on_one_version_have_exactly_one_winner(relief_app):
+    """P6.3: N writers holding the same version of an entitlement; exactly one decision is recorded
+    (FerretDB's conditional update alone lets several win: the version claim decides)."""
+    app, _ = relief_app
+    case = await open_case(app, ("temp_assist_major",))
+    store = app.state.runtime.store.store
+    eid = f"{case}:P5.2c"
+    for _ in range(5):
+        doc = await store.get_entitlement(eid)
+        results = await asyncio.gather(*(
+            store.update_entitlement(eid, doc["version"], {"note": f"writer {i}"},
+                                     decision={"action": "noted", "by": f"officer-{i}"})
+            for i in range(12)))
+        assert sum(r is not None for r in results) == 1
+    final = await store.get_entitlement(eid)
+    assert final["version"] == doc["version"] + 1
+    assert [d["action"] for d in final["decisions"]].count("noted") == 5
