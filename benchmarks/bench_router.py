@@ -71,6 +71,18 @@ async def create_topics(bootstrap: str, topics: list[str], partitions: int) -> N
         await admin.close()
 
 
+async def delete_topics(bootstrap: str, prefix: str) -> None:
+    """Leave the shared broker as it was: drop this run's topics."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        topics = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if topics:
+            await admin.delete_topics(topics)
+    finally:
+        await admin.close()
+
+
 async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
                                 linger_ms=5, max_batch_size=256 * 1024)
@@ -204,6 +216,7 @@ async def main(bench: BenchSettings) -> None:
     stored = await mongo[database]["cases"].count_documents({})
     await mongo.drop_database(database)
     await mongo.close()
+    await delete_topics(bootstrap, ns)
 
     relay_rate = relayed / relay_s if relay_s else float("inf")
     router_rate = routed / router_s if router_s else float("inf")

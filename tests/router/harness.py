@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 
 from common.auth import issue_token
@@ -118,8 +119,16 @@ async def running_router(bootstrap: str, mongodb_url: str, database: str, **over
         outbox_sweep_interval_s=0.5, outbox_grace_s=1.0, **overrides,
     )
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        await app.state.runtime.kafka_connected.wait()
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://router") as client:
-            yield RouterHarness(app, settings, client, bootstrap)
+    try:
+        async with app.router.lifespan_context(app):
+            await app.state.runtime.kafka_connected.wait()
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://router") as client:
+                yield RouterHarness(app, settings, client, bootstrap)
+    finally:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics(all_topics(namespace))
+        finally:
+            await admin.close()
