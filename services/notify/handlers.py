@@ -51,7 +51,8 @@ def build_subscribers(runtime: Runtime) -> KafkaRouter:
     def options(suffix: str = "") -> dict[str, Any]:
         # One consumer group per topic: members with different subscriptions in one group would make
         # every start-up a chain of rebalances; per-case order only matters within a topic.
-        return {"group_id": group + suffix, "auto_offset_reset": "earliest", "ack_policy": SUBSCRIBER_ACK_POLICY}
+        return {"group_id": group + suffix, "auto_offset_reset": runtime.settings.kafka_start_from,
+                "ack_policy": SUBSCRIBER_ACK_POLICY}
 
     @router.subscriber(CASE_LIFECYCLE_TOPIC, **options())
     async def on_case_lifecycle(body: dict[str, Any]) -> None:

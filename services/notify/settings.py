@@ -1,5 +1,7 @@
 """Settings of the notify service (environment variables prefixed `NOTIFY_`)."""
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
@@ -11,6 +13,10 @@ class Settings(ServiceSettings):
 
     service_name: str = "notify"
     http_port: int = 8004
+
+    # Where a consumer group that has no committed offset yet starts reading (a first deployment reads
+    # the whole history; "latest" suits throw-away test instances on shared topics).
+    kafka_start_from: Literal["earliest", "latest"] = "earliest"
 
     # SLA policy file (YAML, see services/notify/data/sla_policy.yaml); empty = the packaged one.
     sla_policy_path: str = ""
