@@ -30,6 +30,9 @@ class ServiceSettings(BaseSettings):
     jwt_algorithm: str = "HS256"
     jwt_issuer: str = "relief-hotline"
     kafka_group_id: str = ""  # consumer group; defaults to the service name
+    # Prefix for every topic the service reads and writes: empty in production; tests and benchmarks
+    # use a unique one to stay isolated on a shared broker. DLQ twins follow (`<prefix><topic>.dlq`).
+    topic_namespace: str = ""
     log_level: str = "INFO"
     log_json: bool | None = None  # None: JSON when stdout is not a terminal
     # Consumer policy (ARCHITECTURE.md "Delivery rules"): retries with backoff, then `<topic>.dlq`.
@@ -42,6 +45,10 @@ class ServiceSettings(BaseSettings):
         if self.environment == "production" and self.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
             raise ValueError("jwt_secret: production needs its own secret, not the development default")
         return self
+
+    def topic(self, name: str) -> str:
+        """The topic this deployment uses for a contract topic name (its namespace applied)."""
+        return f"{self.topic_namespace}{name}"
 
     @property
     def database_name(self) -> str:

@@ -37,7 +37,7 @@ async def startup(runtime: Runtime) -> Relief:
     book = load_standards_book(settings)
     store = ReliefStore(runtime.db)
     await store.ensure_indexes()
-    return Relief(store=store, book=book, broker=runtime.broker,
+    return Relief(store=store, book=book, broker=runtime.broker, topic_namespace=settings.topic_namespace,
                   four_eyes_above=settings.major_second_approval_above_yuan,
                   part_month_policy=settings.part_month_policy,
                   id_hash_salt=settings.id_hash_salt.get_secret_value())

@@ -22,12 +22,12 @@ def build_subscribers(runtime: Runtime) -> KafkaRouter:
     router = KafkaRouter()
     group = runtime.settings.consumer_group
 
-    @router.subscriber(HELP_REQUESTED_TOPIC, group_id=group, auto_offset_reset="earliest",
+    @router.subscriber(runtime.settings.topic(HELP_REQUESTED_TOPIC), group_id=group, auto_offset_reset="earliest",
                        ack_policy=SUBSCRIBER_ACK_POLICY)
     async def on_help_requested(request: HelpRequested) -> None:
         await runtime.store.on_help_requested(request)
 
-    @router.subscriber(CASE_LIFECYCLE_TOPIC, group_id=group, auto_offset_reset="earliest",
+    @router.subscriber(runtime.settings.topic(CASE_LIFECYCLE_TOPIC), group_id=group, auto_offset_reset="earliest",
                        ack_policy=SUBSCRIBER_ACK_POLICY)
     async def on_case_lifecycle(body: dict[str, Any]) -> None:
         # Dispatches and merges concern relief; other lifecycle events (and types added later) pass by.

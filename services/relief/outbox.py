@@ -24,6 +24,7 @@ def utcnow() -> datetime:
 class Outbox:
     store: ReliefStore
     broker: KafkaBroker | None
+    topic_namespace: str
 
     async def flush(self, entitlement_id: str, older_than: datetime | None = None) -> int:
         """Publish the entitlement's pending events, removing each once the broker acknowledged it.
@@ -38,7 +39,7 @@ class Outbox:
                 continue  # just written: the request that wrote it is publishing it
             event = from_outbox(item)
             try:
-                await publish_event(self.broker, event)
+                await publish_event(self.broker, event, topic=f"{self.topic_namespace}{event.TOPIC}")
             except Exception as exc:  # noqa: BLE001 - Kafka down: the relay publishes it later
                 log.warning("event publish deferred to the outbox relay", error=repr(exc), event_id=item["event_id"])
                 return sent

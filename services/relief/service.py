@@ -44,6 +44,7 @@ class Relief(CaseIntake):
     store: ReliefStore
     book: StandardsBook  # the shipped standards; admin-added ones are merged in from the store
     broker: KafkaBroker | None = None
+    topic_namespace: str = ""  # see ServiceSettings.topic_namespace
     four_eyes_above: Decimal = Decimal("5000.00")
     part_month_policy: PartMonthPolicy = PartMonthPolicy.FULL_MONTH
     id_hash_salt: str = ""

@@ -35,14 +35,8 @@ class Settings(ServiceSettings):
     desk_enabled: bool = True
     # Department queues the router's own desk reads (empty: every department).
     desk_departments: tuple[str, ...] = ()
-    # Prefix for every topic the router reads and writes (empty in production; tests and benchmarks
-    # use a unique one to stay isolated on a shared broker).
-    topic_namespace: str = ""
     outbox_sweep_interval_s: float = Field(default=5.0, gt=0)
     outbox_grace_s: float = Field(default=10.0, ge=0)
-
-    def topic(self, name: str) -> str:
-        return f"{self.topic_namespace}{name}"
 
     @property
     def help_requested_topic(self) -> str:
