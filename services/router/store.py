@@ -3,14 +3,14 @@
 FerretDB has no multi-document transactions, and (measured on FerretDB 1.24 with SQLite) a conditional
 `update_one({"_id": id, "version": v}, ...)` is not an atomic compare-and-set: two concurrent writers
 both match. So each change to a case first claims its next version by inserting `<case id>@<version>`
-into `case_claims`, whose unique `_id` only one writer can win; the winner then writes the case
+into `case_claims` (`common.store.VersionClaims`), whose unique `_id` only one writer can win; the winner writes the case
 document. The events a change causes ride in the same document (`outbox`) until published.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pymongo
@@ -18,7 +18,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from common.store import insert_once
+from common.store import VersionClaims
 from services.router.domain.case import Case, queue_key
 from services.router.domain.dispatching import utcnow
 
@@ -29,6 +29,7 @@ class RouterStore:
         self.batch_timeout_s = batch_timeout_s
         self.cases = db["cases"]
         self.claims = db["case_claims"]
+        self.versions = VersionClaims(self.claims, self.cases)
 
     async def ensure_indexes(self) -> None:
         await self.cases.create_index([("queue_keys", ASCENDING)])
@@ -68,20 +69,9 @@ class RouterStore:
         doc = await self.cases.find_one({"_id": case_id}, {"initial_events": 1, "request_event_id": 1}) or {}
         return doc.get("request_event_id"), json.loads(doc.get("initial_events") or "[]")
 
-    async def _claim(self, case_id: str, version: int, stale_after: timedelta) -> bool:
-        """Win the right to write `version` of the case; clears a claim a crashed writer left behind."""
-        key = f"{case_id}@{version}"
-        if await insert_once(self.claims, {"_id": key, "at": utcnow()}):
-            return True
-        claim = await self.claims.find_one({"_id": key})
-        current = await self.cases.find_one({"_id": case_id}, {"version": 1})
-        if claim and current and current["version"] < version and claim["at"] < utcnow() - stale_after:
-            await self.claims.delete_one({"_id": key, "at": claim["at"]})
-        return False
-
-    async def replace(self, case: Case, *, stale_after: timedelta = timedelta(seconds=30)) -> bool:
+    async def replace(self, case: Case) -> bool:
         """Write `case` as its next version unless another writer got there first; bumps the version."""
-        if not await self._claim(case.case_id, case.version + 1, stale_after):
+        if not await self.versions.claim(case.case_id, case.version + 1):
             return False
         doc = case.to_document()
         doc.pop("_id")
