@@ -48,29 +48,31 @@ def build_subscribers(runtime: Runtime) -> KafkaRouter:
     router = KafkaRouter()
     group = runtime.settings.consumer_group
 
+    topic = runtime.settings.topic
+
     def options(suffix: str = "") -> dict[str, Any]:
         # One consumer group per topic: members with different subscriptions in one group would make
         # every start-up a chain of rebalances; per-case order only matters within a topic.
         return {"group_id": group + suffix, "auto_offset_reset": runtime.settings.kafka_start_from,
                 "ack_policy": SUBSCRIBER_ACK_POLICY}
 
-    @router.subscriber(CASE_LIFECYCLE_TOPIC, **options())
+    @router.subscriber(topic(CASE_LIFECYCLE_TOPIC), **options())
     async def on_case_lifecycle(body: dict[str, Any]) -> None:
         if (event := parse(case_lifecycle_event, body)) is not None:
             await apply_event(runtime, event)
             log.info("case event applied", type=event.type, case_id=event.case_id)
 
-    @router.subscriber(CASE_EVENTS_TOPIC, **options(".hotline-cases"))
+    @router.subscriber(topic(CASE_EVENTS_TOPIC), **options(".hotline-cases"))
     async def on_hotline_case_event(body: dict[str, Any]) -> None:
         if (event := parse(hotline_case_event, body)) is not None:
             await apply_event(runtime, event)
 
-    @router.subscriber(GRANT_EVENTS_TOPIC, **options(".grants"))
+    @router.subscriber(topic(GRANT_EVENTS_TOPIC), **options(".grants"))
     async def on_grant_event(body: dict[str, Any]) -> None:
         if (event := parse(grant_event, body)) is not None:
             await apply_event(runtime, event)
 
-    @router.subscriber(HELP_REQUESTED_TOPIC, **options(".help-requests"))
+    @router.subscriber(topic(HELP_REQUESTED_TOPIC), **options(".help-requests"))
     async def on_help_requested(request: HelpRequested) -> None:
         # The phone is kept only to text the caller about this case; it is never logged or put in keys.
         await runtime.store.store.remember_caller(request.case_id, request.caller.phone)

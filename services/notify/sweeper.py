@@ -49,7 +49,7 @@ def sla_event(timer: DueTimer, now: datetime) -> SlaWarningRaised | SlaBreached 
 async def fire(runtime: Runtime, timer: DueTimer, now: datetime, topic: str | None = None) -> None:
     notify = runtime.store
     event = sla_event(timer, now)
-    await publish_event(runtime.broker, event, topic=topic)
+    await publish_event(runtime.broker, event, topic=topic or runtime.settings.topic(event.TOPIC))
     await notify.store.record_sla_event({
         "_id": str(event.event_id), "case_id": event.case_id, "type": event.type, "target": event.target,
         "clock_key": event.clock_key, "department": event.department, "district": event.district,

@@ -81,10 +81,12 @@ class ServiceSet:
     names: tuple[str, ...]
     tmp: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    isolated_topics: bool = False  # every service on topics prefixed with this run's namespace
     services: dict[str, ServiceProcess] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         run = uuid.uuid4().hex[:8]
+        self.namespace = f"e2e-{run}." if self.isolated_topics else ""
         for name in self.names:
             prefix = name.upper()
             env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -96,6 +98,9 @@ class ServiceSet:
                 f"{prefix}_ENVIRONMENT": "test",
                 f"{prefix}_LOG_JSON": "true",
             })
+            if self.isolated_topics:
+                # Topics of their own: other tests' history on the shared broker stays out of this run.
+                env[f"{prefix}_TOPIC_NAMESPACE"] = self.namespace
             env.update(self.extra_env)
             self.services[name] = ServiceProcess(name, free_port(), env, self.tmp / f"{name}.log")
 
