@@ -44,9 +44,8 @@ class Clockwork:
 
     @contextlib.asynccontextmanager
     async def _exclusive(self, case_id: str) -> AsyncIterator[None]:
-        """One writer per case in this process. The version check alone is not enough on FerretDB 1.24:
-        concurrent conditional updates of one document can all succeed there (measured), so the events of
-        one case arriving on different topics are serialised here as well."""
+        """One writer per case in this process, so the events of one case arriving on different topics do
+        not keep losing version races to each other (across processes the store's version claims decide)."""
         lock = self._locks.setdefault(case_id, asyncio.Lock())
         self._waiting[case_id] = self._waiting.get(case_id, 0) + 1
         try:

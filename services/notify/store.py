@@ -2,7 +2,8 @@
 
 One document per case holds its clocks (the state), the flat facts the views filter on, the timers it
 scheduled and the ids of the events already applied; it is written with a version check (no
-transactions on FerretDB), so one event changes it once.
+transactions on FerretDB) whose next version is claimed through a unique index first
+(`common.store.VersionClaims`), so one event changes it once, even with several notify instances.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from common.store import insert_once
+from common.store import VersionClaims, insert_once
 from services.notify.timers import TimerWheel
 
 APPLIED_KEPT = 500
@@ -24,6 +25,8 @@ class NotifyStore:
     def __init__(self, db: AsyncDatabase[dict[str, Any]], *, bucket_s: int = 300) -> None:
         self.db = db
         self.cases = db["cases"]
+        # FerretDB's conditional replace alone lets concurrent writers both win: claim the version first.
+        self.versions = VersionClaims(db["case_claims"], self.cases)
         self.contacts = db["contacts"]
         self.notifications = db["notifications"]
         self.sla_events = db["sla_events"]
@@ -52,6 +55,8 @@ class NotifyStore:
                 return False
             return True
         version = previous.get("version", 0)
+        if not await self.versions.claim(case_id, version + 1):
+            return False
         result = await self.cases.replace_one({"_id": case_id, "version": version},
                                               {**document, "version": version + 1, "updated_at": now})
         return result.matched_count == 1
