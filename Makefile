@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 INFRA := deploy/local/infra.sh
 WITH_INFRA := deploy/local/with-infra.sh
 PYTEST_ARGS ?=
+# Tests and benchmarks get infrastructure of their own (fresh data, other ports), so they never touch
+# the data of the system `make run` runs, and both can run at once.
+TEST_INFRA := INFRA_INSTANCE=test KAFKA_PORT=19092 KAFKA_CONTROLLER_PORT=19093 MONGO_PORT=37017
 
 .PHONY: run test bench contracts token infra-up infra-down infra-status venv clean
 
@@ -23,11 +26,11 @@ run: venv
 
 ## The whole test suite against the real Kafka and FerretDB.
 test: venv
-	@bash $(WITH_INFRA) $(PY) -m pytest $(PYTEST_ARGS)
+	@$(TEST_INFRA) bash $(WITH_INFRA) --fresh $(PY) -m pytest $(PYTEST_ARGS)
 
-## Every benchmark of the project, against the real broker and store, printing its figures.
+## Every benchmark (or BENCH="intake router ..."), against the real broker and store, printing figures.
 bench: venv
-	@bash $(WITH_INFRA) $(PY) -m benchmarks
+	@$(TEST_INFRA) bash $(WITH_INFRA) --fresh $(PY) -m benchmarks $(BENCH)
 
 ## JSON Schema for every event and an AsyncAPI document for every topic, under docs/contracts/.
 contracts: venv
@@ -47,4 +50,5 @@ infra-status:
 	@bash $(INFRA) status
 
 clean: infra-down
+	@$(TEST_INFRA) bash $(INFRA) stop
 	rm -rf $(VENV) .cache .pytest_cache docs/contracts

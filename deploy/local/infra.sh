@@ -12,7 +12,9 @@
 #   deploy/local/infra.sh kafka-stop   stop only Kafka, keeping its data (tests: simulate an outage)
 #   deploy/local/infra.sh kafka-start  start only Kafka again and wait until it answers
 #
-# Settings (environment): KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), MONGO_PORT (27017),
+# Settings (environment): INFRA_INSTANCE (run: data under .cache/<instance>; `make test` uses its own,
+# `test`, on other ports, so tests never touch the data of the system `make run` runs),
+# KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), MONGO_PORT (27017),
 # INFRA_START_TIMEOUT (90 s), KAFKA_HEAP_OPTS (-Xms256m -Xmx512m), FERRETDB_LOG_LEVEL (warn).
 # Needs: java >= 17, mvn, go >= 1.24 (only for the one-time build), python3.
 # stdout carries only the export lines; progress and errors go to stderr.
@@ -23,7 +25,7 @@ HERE="$ROOT/deploy/local"
 CACHE="$ROOT/.cache"          # git-ignored
 KAFKA_HOME="$CACHE/kafka"     # libs/ = broker jars from Maven Central
 BIN="$CACHE/bin"              # ferretdb binary
-RUN="$CACHE/run"              # pid files, logs, data
+RUN="$CACHE/${INFRA_INSTANCE:-run}"  # pid files, logs, data of this instance
 
 FERRETDB_MODULE="github.com/FerretDB/FerretDB"
 FERRETDB_VERSION="v1.24.2"
@@ -349,7 +351,7 @@ cmd_logs() {
 
 cmd_reset() {
   cmd_stop
-  log "deleting .cache/run (Kafka and FerretDB data, logs)"
+  log "deleting .cache/${INFRA_INSTANCE:-run} (Kafka and FerretDB data, logs)"
   rm -rf "$RUN"
 }
 

@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # Run a command with the real Kafka and FerretDB up and their addresses in the environment.
 # Starts them if they are not running and stops them afterwards if it started them (or always,
-# with --stop-after), so a developer's already-running infrastructure is left alone.
+# with --stop-after), so a developer's already-running infrastructure is left alone. With --fresh,
+# infrastructure it starts begins with empty data (what a test run wants).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 INFRA="$ROOT/deploy/local/infra.sh"
 
 stop_after=0
-if [ "${1:-}" = "--stop-after" ]; then stop_after=1; shift; fi
+fresh=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --stop-after) stop_after=1; shift ;;
+    --fresh) fresh=1; shift ;;
+    *) break ;;
+  esac
+done
 
 started=0
 if ! bash "$INFRA" status >/dev/null 2>&1; then started=1; fi
@@ -15,6 +23,7 @@ cleanup() {
   if [ "$started" = 1 ] || [ "$stop_after" = 1 ]; then bash "$INFRA" stop; fi
 }
 trap cleanup EXIT
+if [ "$started" = 1 ] && [ "$fresh" = 1 ]; then bash "$INFRA" reset; fi
 bash "$INFRA" start
 
 export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:${KAFKA_PORT:-9092}"
