@@ -6,7 +6,6 @@ import time
 
 import httpx
 import pytest
-from pymongo import MongoClient
 
 from common.auth import issue_token
 from common.settings import ServiceSettings
@@ -21,14 +20,8 @@ TOKENS = ServiceSettings(service_name="e2e")
 def services(kafka_bootstrap: str, mongodb_url: str, tmp_path):
     stack = ServiceSet(kafka_bootstrap, mongodb_url, ("hotline", "router", "relief", "notify"), tmp_path,
                        isolated_topics=True)
-    try:
-        stack.start()
+    with stack:
         yield stack
-    finally:
-        stack.stop()
-        with MongoClient(mongodb_url) as client:
-            for name in stack.databases():
-                client.drop_database(name)
 
 
 def test_help_request_flows_from_hotline_through_router_to_notify(services: ServiceSet) -> None:

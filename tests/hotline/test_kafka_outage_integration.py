@@ -46,14 +46,8 @@ def stack(private_kafka: PrivateKafka, mongodb_url: str, tmp_path: Path) -> Iter
         "HOTLINE_PUBLISH_TIMEOUT_S": "2",
         "ROUTER_DESK_ENABLED": "false",  # the router's department desks are not under test here
     })
-    try:
-        services.start()
+    with services:
         yield services
-    finally:
-        services.stop()
-        with MongoClient(mongodb_url) as client:
-            for name in services.databases():
-                client.drop_database(name)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
-from pymongo import MongoClient
 
 from common.auth import issue_token
 from common.kafka import event_headers
@@ -26,14 +25,8 @@ TOKENS = ServiceSettings(service_name="e2e")
 @pytest.fixture
 def relief_process(kafka_bootstrap: str, mongodb_url: str, tmp_path):
     stack = ServiceSet(kafka_bootstrap, mongodb_url, ("relief",), tmp_path)
-    try:
-        stack.start()
+    with stack:
         yield stack
-    finally:
-        stack.stop()
-        with MongoClient(mongodb_url) as client:
-            for name in stack.databases():
-                client.drop_database(name)
 
 
 async def publish(kafka: str, *events) -> list[tuple[str, int, int]]:

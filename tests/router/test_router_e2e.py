@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 import httpx
 from aiokafka import AIOKafkaProducer
 import pytest
-from pymongo import MongoClient
 
 from common.auth import issue_token
 from common.settings import ServiceSettings
@@ -37,14 +36,8 @@ def services(kafka_bootstrap: str, mongodb_url: str, tmp_path):
     stack = ServiceSet(kafka_bootstrap, mongodb_url, ("hotline", "router"), tmp_path,
                        extra_env={"ROUTER_DESK_DEPARTMENTS": '["market_regulation", "civil_affairs", "commerce"]',
                                   "ROUTER_INTAKE_OFFSET_RESET": "latest"})
-    try:
-        stack.start()
+    with stack:
         yield stack
-    finally:
-        stack.stop()
-        with MongoClient(mongodb_url) as client:
-            for name in stack.databases():
-                client.drop_database(name)
 
 
 async def router_is_consuming(kafka_bootstrap: str, router: str) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from pymongo import MongoClient
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,3 +120,18 @@ class ServiceSet:
 
     def databases(self) -> list[str]:
         return [s.env[f"{s.name.upper()}_MONGODB_DATABASE"] for s in self.services.values()]
+
+    def __enter__(self) -> ServiceSet:
+        """Start every service and wait until each is ready; on exit stop them and drop their databases."""
+        try:
+            self.start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+        with MongoClient(self.mongodb_url) as client:
+            for name in self.databases():
+                client.drop_database(name)
