@@ -24,6 +24,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from common.errors import install_error_handlers
 from common.kafka import make_broker
 from common.logs import configure_logging
+from common.reference import reference_router
 from common.settings import ServiceSettings
 from common.store import open_mongo
 
@@ -196,6 +197,7 @@ def create_service_app(
 
     install_error_handlers(app)
     app.include_router(health_router())
+    app.include_router(reference_router())
     for router in routers:
         app.include_router(router)
     return app
