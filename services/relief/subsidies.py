@@ -21,10 +21,12 @@ from typing import Any
 import structlog
 
 from common.store import open_mongo
+from contracts.events.relief import GrantPaid
 from services.relief.domain.facts import Category
 from services.relief.domain.money import as_str, to_fen
 from services.relief.domain.registry import parse_registry_csv
 from services.relief.domain.runs import RUN_PROVISION, Recipient, RunKind, RunSpec, run_payment
+from services.relief.outbox import outbox_item
 from services.relief.store import Doc, ReliefStore
 
 log = structlog.get_logger("relief.subsidies")
@@ -92,6 +94,7 @@ async def execute_run(store: ReliefStore, run_id: str, *, by: str, batch_size: i
     # Skip those already paid (a repeat or a resume); the unique index on the idempotency key still
     # refuses any duplicate that a concurrent execution of the same run inserts in between.
     paid = await store.paid_recipients(run_id)
+    newcomers: list[tuple[str, Decimal]] = []  # (the approving case, amount) of P5.1 recipients paid here
 
     async def flush() -> None:
         nonlocal inserted
@@ -108,6 +111,8 @@ async def execute_run(store: ReliefStore, run_id: str, *, by: str, batch_size: i
         if due is None:
             continue
         eligible += 1
+        if doc.get("source_case_id"):
+            newcomers.append((doc["source_case_id"], due[0]))
         if doc["_id"] in paid:
             continue
         amount, category = due
@@ -120,6 +125,8 @@ async def execute_run(store: ReliefStore, run_id: str, *, by: str, batch_size: i
         if len(entries) >= batch_size:
             await flush()
     await flush()
+    for case_id, amount in newcomers:
+        await _close_dibao_grant(store, case_id, spec, amount, by)
     totals = await store.ledger_totals({"run_id": run_id})
     seconds = time.perf_counter() - started
     await store.update_run(
@@ -130,6 +137,24 @@ async def execute_run(store: ReliefStore, run_id: str, *, by: str, batch_size: i
     log.info("subsidy run executed", run_id=run_id, scanned=scanned, eligible=eligible, inserted=inserted,
              ledger_count=totals["count"], seconds=round(seconds, 2))
     return RunResult(run_id, scanned, eligible, inserted, totals["count"], totals["fen"], seconds)
+
+
+async def _close_dibao_grant(store: ReliefStore, case_id: str, spec: RunSpec, amount: Decimal, by: str) -> None:
+    """P2.1: a dibao recipient approved through a case (P5.1) is paid by this run, so that grant is paid
+    for the run's month: its `grant.paid` (queued in the entitlement's outbox, published by the relay)
+    closes the same-month payment deadline notify keeps. Once per grant and month."""
+    grant = await store.get_entitlement(f"{case_id}:P5.1")
+    if grant is None or grant["status"] != "approved" or spec.month in grant.get("paid_periods", []):
+        return
+    if not grant.get("approved_on") or grant["approved_on"][:7] != spec.month:
+        return  # the same-month deadline concerns the month of approval only
+    now = datetime.now(UTC)
+    event = GrantPaid(grant_id=grant["_id"], case_id=case_id, rule_id=grant["rule_id"], district=grant["district"],
+                      actor=by, amount_yuan=amount, payment_reference=spec.run_id,
+                      approved_on=date.fromisoformat(grant["approved_on"]), period=spec.month)
+    decision = {"action": "paid_by_run", "by": by, "at": now, "rule_id": RUN_PROVISION[spec.kind],
+                "facts": {"run_id": spec.run_id, "month": spec.month, "amount": as_str(amount)}, "note": ""}
+    await store.record_period_paid(grant["_id"], spec.month, {"updated_at": now}, decision, [outbox_item(event)])
 
 
 async def _cli() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from typing import Any
@@ -12,12 +13,14 @@ import pytest
 from common.app import create_service_app
 from common.auth import issue_token
 from contracts.events.hotline import Caller, HelpRequested, Place
+from contracts.events.relief import GRANT_EVENTS_TOPIC
 from contracts.events.router import Assignment, CaseDispatched, Decision
 from services.relief import api
 from services.relief.app import outbox_relay, startup
 from services.relief.domain.registry import id_card_check_char
 from services.relief.settings import Settings
-from tests.support.kafka import unique_name
+from tests.support.kafka import read_topic, unique_name
+from tests.support.waiting import eventually
 
 TODAY = date(2021, 3, 20)
 
@@ -79,3 +82,13 @@ async def committed_past(kafka: str, group: str, topic: str, partition: int, off
 
 def token(app: Any, sub: str, role: str = "relief_officer", district: str | None = "500103") -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_token(app.state.settings, sub=sub, role=role, district=district)}"}
+
+
+async def grant_events(kafka: str, case: str, expect: int, topic: str = GRANT_EVENTS_TOPIC) -> list[dict]:
+    async def probe():
+        records = await read_topic(kafka, topic, expect=10**9, timeout_s=1.5)
+        # Publishing is at least once; consumers dedupe on event_id, and so does this reader.
+        found = list({e["event_id"]: e for e in (json.loads(r.value) for r in records if r.key == case.encode())}
+                     .values())
+        return found if len(found) >= expect else None
+    return await eventually(probe, timeout=30, what=f"{expect} events of {case} on {topic}")

@@ -4,14 +4,12 @@ under concurrent identical requests (P6.1), discharge stopping P5.2a, district s
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 
 from contracts.events.relief import GRANT_EVENTS_TOPIC, HUKOU_NOTICE_TOPIC
-from tests.relief.conftest import case_id, dispatched, help_requested, id_card, token
-from tests.support.kafka import create_topics, read_topic
-from tests.support.waiting import eventually
+from tests.relief.conftest import case_id, dispatched, grant_events, help_requested, id_card, token
+from tests.support.kafka import create_topics
 
 pytestmark = pytest.mark.integration
 
@@ -22,16 +20,6 @@ async def open_case(app, needs, **kw):
     await relief.on_help_requested(help_requested(case, needs, **kw))
     await relief.on_dispatched(dispatched(case, needs, district=kw.get("district", "500103")))
     return case
-
-
-async def grant_events(kafka: str, case: str, expect: int, topic: str = GRANT_EVENTS_TOPIC) -> list[dict]:
-    async def probe():
-        records = await read_topic(kafka, topic, expect=10**9, timeout_s=1.5)
-        # Publishing is at least once; consumers dedupe on event_id, and so does this reader.
-        found = list({e["event_id"]: e for e in (json.loads(r.value) for r in records if r.key == case.encode())}
-                     .values())
-        return found if len(found) >= expect else None
-    return await eventually(probe, timeout=30, what=f"{expect} events of {case} on {topic}")
 
 
 async def test_p52c_four_eyes_above_threshold_the_proposer_cannot_approve(relief_app, kafka_bootstrap):

@@ -26,7 +26,7 @@ from services.relief.domain.runs import RunKind, RunSpec
 from services.relief.store import ReliefStore
 from services.relief.subsidies import execute_run, run_document
 from tests.relief.conftest import case_id, committed_past, dispatched, help_requested, relief_settings
-from tests.support.kafka import create_topics, read_topic
+from tests.support.kafka import create_topics, read_topic, unique_name
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -36,8 +36,9 @@ ROOT = Path(__file__).resolve().parents[2]
 async def test_redelivered_help_request_and_dispatch_propose_each_grant_once(kafka_bootstrap, mongodb_url, db_name, db):
     """The same events delivered twice (as after a producer retry or a consumer restart) -> one
     entitlement per (case, rule) and one GrantProposed each; other lifecycle events pass by."""
-    await create_topics(kafka_bootstrap, HELP_REQUESTED_TOPIC, CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC)
-    settings = relief_settings(kafka_bootstrap, mongodb_url, db_name)
+    ns = f"{unique_name('relief-it')}."  # topics of its own: no other consumer proposes for this case
+    await create_topics(kafka_bootstrap, *(ns + t for t in (HELP_REQUESTED_TOPIC, CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC)))
+    settings = relief_settings(kafka_bootstrap, mongodb_url, db_name, topic_namespace=ns)
     app = create_app(settings)
     case = case_id()
     needs = ("temp_assist_major", "temp_assist_epidemic", "homeless_cold")
@@ -49,7 +50,7 @@ async def test_redelivered_help_request_and_dispatch_propose_each_grant_once(kaf
     last: dict[TopicPartition, int] = {}
     try:
         for event in (help_, dispatch, help_, signed, dispatch):  # each delivered twice
-            meta = await producer.send_and_wait(event.TOPIC, event.model_dump_json().encode(), key=event.key,
+            meta = await producer.send_and_wait(ns + event.TOPIC, event.model_dump_json().encode(), key=event.key,
                                                 headers=[(k, v.encode()) for k, v in event_headers(event).items()])
             last[TopicPartition(meta.topic, meta.partition)] = meta.offset
     finally:
@@ -65,7 +66,7 @@ async def test_redelivered_help_request_and_dispatch_propose_each_grant_once(kaf
         assert await db["cases"].count_documents({"_id": case}) == 1
 
         async def proposed():
-            records = await read_topic(kafka_bootstrap, GRANT_EVENTS_TOPIC, expect=10**9, timeout_s=1.5)
+            records = await read_topic(kafka_bootstrap, ns + GRANT_EVENTS_TOPIC, expect=10**9, timeout_s=1.5)
             events = {e["event_id"]: e for e in (json.loads(r.value) for r in records) if e["case_id"] == case}
             return sorted(e["rule_id"] for e in events.values()) if len(events) >= 2 else None
 

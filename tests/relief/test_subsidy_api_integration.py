@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.relief.conftest import case_id, dispatched, help_requested, id_card, token
+from tests.relief.conftest import case_id, dispatched, grant_events, help_requested, id_card, token
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -72,7 +72,7 @@ async def test_p21_run_opened_twice_and_executed_twice_pays_each_recipient_once(
     assert [(e["amount"], e["rule_id"]) for e in ledger["entries"]] == [("500.00", "P2.1")]
 
 
-async def test_p51_approved_dibao_enters_the_registry_and_is_paid_by_the_month_top_up(relief_app):
+async def test_p51_approved_dibao_enters_the_registry_and_is_paid_by_the_month_top_up(relief_app, kafka_bootstrap):
     """P5.1 fast track -> approval (uncontested: no appraisal) -> registry (P2.3) -> paid by this
     month's holiday run (P2.1: newly approved in the month are paid in that month)."""
     app, client = relief_app
@@ -101,3 +101,26 @@ async def test_p51_approved_dibao_enters_the_registry_and_is_paid_by_the_month_t
 
     [entry] = await eventually(paid, timeout=30, what="the new recipient to be paid")
     assert entry["period"] == "2021-03" and entry["amount"] == "200.00"
+
+    # The P5.1 grant is paid for its approval month: notify's same-month payment clock (P2.1) can close.
+    async def grant_paid():
+        grant = (await client.get(f"/api/v1/entitlements/{case}:P5.1", headers=officer)).json()
+        return grant if "2021-03" in grant.get("paid_periods", []) else None
+
+    grant = await eventually(grant_paid, timeout=30, what="the P5.1 grant to be marked paid by the run")
+    assert grant["decisions"][-1]["action"] == "paid_by_run" and grant["payments"] == 1
+    events = await grant_events(kafka_bootstrap, case, 3)  # proposed, approved, paid (by the outbox relay)
+    paid_event = next(e for e in events if e["type"] == "grant.paid")
+    assert paid_event["grant_id"] == f"{case}:P5.1" and paid_event["period"] == "2021-03"
+    assert paid_event["payment_reference"] == run["_id"] and paid_event["amount_yuan"] == "200.00"
+
+    # A second execution of the run pays nobody twice and reports the grant paid only once.
+    await client.post(f"/api/v1/runs/{run['_id']}/execute", headers=coordinator)
+
+    async def executed_twice():
+        done = (await client.get(f"/api/v1/runs/{run['_id']}", headers=coordinator)).json()
+        return done["status"] == "completed" and len(done["executions"]) == 2
+
+    await eventually(executed_twice, timeout=30, what="the second execution")
+    assert await paid() == [entry]
+    assert (await relief.store.get_entitlement(f"{case}:P5.1"))["payments"] == 1
