@@ -10,6 +10,7 @@ to the fen) plus integer fen for sums (FerretDB has no Decimal128).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from common.store import VersionClaims, insert_once
+
+MAX_VERSION_RACES = 50
 
 DUPLICATE_KEY = 11000
 Doc = dict[str, Any]
@@ -34,6 +37,7 @@ class ReliefStore:
         self.registry = db["registry"]
         self.standards = db["standards"]
         self.runs = db["runs"]
+        self.run_executions = db["run_executions"]
 
     async def ensure_indexes(self) -> None:
         # One payment per idempotency key, ever (P6.1): (case, rule, period) or (run, recipient).
@@ -41,6 +45,7 @@ class ReliefStore:
         await self.ledger.create_index([("case_id", ASCENDING), ("recorded_at", ASCENDING)])
         await self.ledger.create_index([("recipient_id", ASCENDING), ("recorded_at", ASCENDING)])
         await self.ledger.create_index([("run_id", ASCENDING)])
+        await self.run_executions.create_index([("run_id", ASCENDING)])
         await self.entitlements.create_index([("district", ASCENDING), ("status", ASCENDING)])
         await self.entitlements.create_index("case_id")
         await self.registry.create_index("id_card_hash")
@@ -96,12 +101,20 @@ class ReliefStore:
 
     async def record_period_paid(self, entitlement_id: str, period: str, set_fields: Doc, decision: Doc,
                                  events: Sequence[Doc]) -> Doc | None:
-        """Mark `period` paid once (the condition makes a retry or a concurrent call a no-op)."""
-        return await self.entitlements.find_one_and_update(
-            {"_id": entitlement_id, "paid_periods": {"$ne": period}},
-            {"$set": set_fields, "$addToSet": {"paid_periods": period}, "$inc": {"version": 1, "payments": 1},
-             "$push": {"decisions": decision, "outbox": {"$each": list(events)}}},
-            return_document=ReturnDocument.AFTER)
+        """Mark `period` paid once: a retry or a concurrent call finds it paid and changes nothing (each
+        write claims its version first, since FerretDB's conditional update alone is not atomic)."""
+        for _ in range(MAX_VERSION_RACES):
+            current = await self.entitlements.find_one({"_id": entitlement_id}, {"version": 1, "paid_periods": 1})
+            if current is None or period in current.get("paid_periods", []):
+                return None
+            if await self.versions.claim(entitlement_id, current["version"] + 1):
+                return await self.entitlements.find_one_and_update(
+                    {"_id": entitlement_id, "version": current["version"]},
+                    {"$set": set_fields, "$addToSet": {"paid_periods": period}, "$inc": {"version": 1, "payments": 1},
+                     "$push": {"decisions": decision, "outbox": {"$each": list(events)}}},
+                    return_document=ReturnDocument.AFTER)
+            await asyncio.sleep(0.01)  # another writer holds the next version: read again
+        raise TimeoutError(f"entitlement {entitlement_id} kept changing while recording {period} paid")
 
     async def with_outbox(self, limit: int = 100) -> list[Doc]:
         cursor = self.entitlements.find({"outbox.0": {"$exists": True}}, {"outbox": 1}).limit(limit)
@@ -215,13 +228,21 @@ class ReliefStore:
         return await insert_once(self.runs, doc)
 
     async def get_run(self, run_id: str) -> Doc | None:
-        return await self.runs.find_one({"_id": run_id})
+        run = await self.runs.find_one({"_id": run_id})
+        return await self._with_executions(run) if run else None
 
     async def list_runs(self, query: Doc, limit: int = 100) -> list[Doc]:
-        return await self.runs.find(query).sort("opened_at", DESCENDING).limit(limit).to_list(limit)
+        runs = await self.runs.find(query).sort("opened_at", DESCENDING).limit(limit).to_list(limit)
+        return [await self._with_executions(run) for run in runs]
 
-    async def update_run(self, run_id: str, set_fields: Doc, push: Doc | None = None) -> None:
-        update: Doc = {"$set": set_fields}
-        if push:
-            update["$push"] = push
-        await self.runs.update_one({"_id": run_id}, update)
+    async def update_run(self, run_id: str, set_fields: Doc) -> None:
+        await self.runs.update_one({"_id": run_id}, {"$set": set_fields})
+
+    async def record_execution(self, run_id: str, execution: Doc) -> None:
+        """One document per execution: concurrent executions of a run each keep their record (a `$push`
+        onto the run would lose one on FerretDB, whose updates are read-then-write)."""
+        await self.run_executions.insert_one({"run_id": run_id, **execution})
+
+    async def _with_executions(self, run: Doc) -> Doc:
+        cursor = self.run_executions.find({"run_id": run["_id"]}, {"_id": 0, "run_id": 0}).sort("started_at", ASCENDING)
+        return run | {"executions": await cursor.to_list(None)}

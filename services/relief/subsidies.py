@@ -58,7 +58,7 @@ def run_document(spec: RunSpec, label: str, scope: str, opened_by: str, now: dat
     return {"_id": spec.run_id, "kind": str(spec.kind), "provision": RUN_PROVISION[spec.kind], "month": spec.month,
             "label": label, "scope": scope, "districts": sorted(spec.districts),
             "amounts": {str(c): as_str(a) for c, a in spec.amounts.items()}, "due_on": spec.due_on.isoformat(),
-            "status": "open", "opened_by": opened_by, "opened_at": now, "executions": [],
+            "status": "open", "opened_by": opened_by, "opened_at": now,
             "paid_count": 0, "paid_fen": 0}
 
 
@@ -129,11 +129,11 @@ async def execute_run(store: ReliefStore, run_id: str, *, by: str, batch_size: i
         await _close_dibao_grant(store, case_id, spec, amount, by)
     totals = await store.ledger_totals({"run_id": run_id})
     seconds = time.perf_counter() - started
+    await store.record_execution(run_id, {"by": by, "started_at": started_at, "scanned": scanned,
+                                          "eligible": eligible, "inserted": inserted, "seconds": round(seconds, 3)})
     await store.update_run(
         run_id, {"status": "completed", "paid_count": totals["count"], "paid_fen": totals["fen"],
-                 "eligible": eligible, "last_finished_at": datetime.now(UTC)},
-        push={"executions": {"by": by, "started_at": started_at, "scanned": scanned, "eligible": eligible,
-                             "inserted": inserted, "seconds": round(seconds, 3)}})
+                 "eligible": eligible, "last_finished_at": datetime.now(UTC)})
     log.info("subsidy run executed", run_id=run_id, scanned=scanned, eligible=eligible, inserted=inserted,
              ledger_count=totals["count"], seconds=round(seconds, 2))
     return RunResult(run_id, scanned, eligible, inserted, totals["count"], totals["fen"], seconds)

@@ -201,3 +201,20 @@ async def test_concurrent_decisions_on_one_version_have_exactly_one_winner(relie
     final = await store.get_entitlement(eid)
     assert final["version"] == doc["version"] + 1
     assert [d["action"] for d in final["decisions"]].count("noted") == 5
+
+
+async def test_concurrent_payments_of_one_period_mark_it_paid_once(relief_app):
+    """P6.1: N writers recording the same period paid at once; one records it (one grant.paid queued)."""
+    app, _ = relief_app
+    case = await open_case(app, ("temp_assist_major",))
+    store = app.state.runtime.store.store
+    eid = f"{case}:P5.2c"
+    results = await asyncio.gather(*(
+        store.record_period_paid(eid, "once", {"note": f"writer {i}"}, {"action": "paid", "by": f"officer-{i}"},
+                                 [{"event_id": f"e-{i}", "kind": "grant", "body": {}}])
+        for i in range(12)))
+    assert sum(r is not None for r in results) == 1
+    final = await store.get_entitlement(eid)
+    assert final["paid_periods"] == ["once"] and final["payments"] == 1
+    assert [d["action"] for d in final["decisions"]].count("paid") == 1
+
