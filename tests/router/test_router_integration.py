@@ -3,31 +3,17 @@ co-handling closure, reopening, redelivery and a poison message on a department 
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from pymongo import AsyncMongoClient
 
 from contracts.events import CASE_EVENTS_TOPIC, department_queue_topic
 from contracts.events.hotline import CaseReopened
-from tests.router.harness import RouterHarness, help_request, new_case_id, running_router
+from tests.router.harness import RouterHarness, help_request, new_case_id
 from tests.support.kafka import read_topic
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-async def router(kafka_bootstrap: str, mongodb_url: str, mongo_client: AsyncMongoClient) -> AsyncIterator[
-        RouterHarness]:
-    database = f"test_router_{uuid.uuid4().hex[:10]}"
-    try:
-        async with running_router(kafka_bootstrap, mongodb_url, database) as harness:
-            yield harness
-    finally:
-        await mongo_client.drop_database(database)
 
 
 async def dispatched(router: RouterHarness, department: str, case_id: str, role: str = "lead") -> dict:
