@@ -6,10 +6,12 @@ streams, no TTL or partial indexes; unique indexes, upserts and `find_one_and_up
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 if TYPE_CHECKING:
@@ -64,3 +66,38 @@ class VersionClaims:
         if claim and current and current.get("version", 0) < version and claim["at"] < now - self.stale_after:
             await self.claims.delete_one({"_id": key, "at": claim["at"]})
         return False
+
+
+class VersionedDocuments:
+    """Read, decide, claim the next version, write: updates of one document that lose nothing on FerretDB.
+
+    FerretDB 1.24 applies every update by reading the whole document and writing it back, so two concurrent
+    updates of one document, even of different fields, can lose one of them (measured: 20 concurrent
+    `$push`es kept 3). Every writer of such a document goes through `update`: `decide` sees the current
+    document and returns the update to apply (or None for "nothing to change"); the write happens only
+    under a won version claim, else the document is read again and `decide` asked again.
+    """
+
+    def __init__(self, collection: AsyncCollection[dict[str, Any]], claims: AsyncCollection[dict[str, Any]],
+                 *, attempts: int = 100) -> None:
+        self.collection = collection
+        self.claims = VersionClaims(claims, collection)
+        self.attempts = attempts
+
+    async def update(self, doc_id: str, decide: Callable[[dict[str, Any]], dict[str, Any] | None]
+                     ) -> dict[str, Any] | None:
+        """The document after the update `decide` chose; None if it does not exist or nothing changed."""
+        for attempt in range(self.attempts):
+            doc = await self.collection.find_one({"_id": doc_id})
+            if doc is None:
+                return None
+            update = decide(doc)
+            if update is None:
+                return None
+            version = doc.get("version", 0) + 1
+            if await self.claims.claim(doc_id, version):
+                update = {**update, "$set": {**update.get("$set", {}), "version": version}}
+                return await self.collection.find_one_and_update({"_id": doc_id}, update,
+                                                                 return_document=ReturnDocument.AFTER)
+            await asyncio.sleep(0.002 * min(attempt + 1, 10))
+        raise TimeoutError(f"{self.collection.name} {doc_id} kept changing under concurrent writers")

@@ -18,6 +18,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from common.auth import Principal
+from common.store import VersionedDocuments
 from contracts.events.hotline import HelpRequested
 from services.hotline.domain import caller_keys, project_status
 from services.hotline.domain.status import CLOSED_STATUSES, CaseStatus
@@ -45,6 +46,10 @@ class HotlineStore:
         self.pepper = pepper
         self.intakes = db["intakes"]
         self.callers = db["callers"]
+        # Every update of an intake or a caller key goes through a version claim: on FerretDB two
+        # concurrent updates of one document (an event from each of two topics) can otherwise lose one.
+        self.versioned_intakes = VersionedDocuments(self.intakes, db["intake_claims"])
+        self.versioned_callers = VersionedDocuments(self.callers, db["caller_claims"])
         self.counters = db["counters"]
         self.audit = db["audit"]
 
@@ -94,10 +99,10 @@ class HotlineStore:
 
         async def push(key: str) -> None:
             try:
-                await busy_retry(lambda: self.callers.update_one({"_id": key}, {"$push": {"cases": case_id}},
-                                                                 upsert=True))
-            except DuplicateKeyError:  # a concurrent upsert created it first: now it exists
-                await busy_retry(lambda: self.callers.update_one({"_id": key}, {"$push": {"cases": case_id}}))
+                await busy_retry(lambda: self.callers.insert_one({"_id": key, "cases": [case_id], "version": 1}))
+            except DuplicateKeyError:  # the key exists (or a concurrent call created it first): append
+                await busy_retry(lambda: self.versioned_callers.update(
+                    key, lambda doc: None if case_id in doc.get("cases", []) else {"$push": {"cases": case_id}}))
 
         await asyncio.gather(*(push(f"{kind}:{value}") for kind, value in keys.items()))
 
@@ -155,25 +160,28 @@ class HotlineStore:
 
     async def record_event(self, case_id: str, body: dict[str, Any], *, event_id: str) -> bool:
         """Keep one event in the case's record; False if it was there already (redelivery)."""
-        result = await busy_retry(lambda: self.intakes.update_one(
-            {"_id": case_id, "events.event_id": {"$ne": event_id}},
-            {"$push": {"events": {**body, "event_id": event_id, "_arrived_at": datetime.now(UTC)}}},
-        ))
-        return result.modified_count == 1
+
+        def decide(intake: dict[str, Any]) -> dict[str, Any] | None:
+            if any(e.get("event_id") == event_id for e in intake.get("events", [])):
+                return None
+            return {"$push": {"events": {**body, "event_id": event_id, "_arrived_at": datetime.now(UTC)}}}
+
+        return await busy_retry(lambda: self.versioned_intakes.update(case_id, decide)) is not None
 
     async def refresh_status(self, case_id: str) -> CaseStatus | None:
-        """Re-project the caller-facing status from every event kept; a stale write never wins."""
-        intake = await self.get_intake(case_id)
-        if intake is None:
-            return None
-        events = [{**e, "_arrival": i} for i, e in enumerate(intake.get("events", []))]
-        status = project_status(case_id, received_at=intake["received_at"], emergency=intake["emergency"],
-                                events=events)
-        await busy_retry(lambda: self.intakes.update_one(
-            {"_id": case_id, "status.events_seen": {"$lte": status.events_seen}},
-            {"$set": self._status_fields(status)},
-        ))
-        return status
+        """Re-project the caller-facing status from every event kept, on the document as it is now."""
+        projected: list[CaseStatus] = []
+
+        def decide(intake: dict[str, Any]) -> dict[str, Any] | None:
+            events = [{**e, "_arrival": i} for i, e in enumerate(intake.get("events", []))]
+            status = project_status(case_id, received_at=intake["received_at"], emergency=intake["emergency"],
+                                    events=events)
+            projected[:] = [status]
+            fields = self._status_fields(status)
+            return None if intake.get("status") == fields["status"] else {"$set": fields}
+
+        await busy_retry(lambda: self.versioned_intakes.update(case_id, decide))
+        return projected[0] if projected else None
 
     @staticmethod
     def _status_fields(status: CaseStatus) -> dict[str, Any]:

@@ -34,3 +34,18 @@ async def test_a_unique_secondary_index_refuses_a_second_payment(db) -> None:
                                      for i in range(20)))
     assert sum(results) == 1
     assert await ledger.count_documents({}) == 1
+
+
+async def test_concurrent_updates_through_versioned_documents_lose_nothing(db) -> None:
+    """Plain concurrent `$push`es of one document keep only some on FerretDB; through the claims, all."""
+    from common.store import VersionedDocuments
+
+    docs = VersionedDocuments(db["docs"], db["doc_claims"])
+    await db["docs"].insert_one({"_id": "case-1", "items": []})
+    results = await asyncio.gather(*(docs.update("case-1", lambda d, i=i: {"$push": {"items": i}})
+                                     for i in range(20)))
+    assert all(r is not None for r in results)
+    final = await db["docs"].find_one({"_id": "case-1"})
+    assert sorted(final["items"]) == list(range(20)) and final["version"] == 20
+    assert await docs.update("case-1", lambda d: None) is None  # nothing to change: no write
+    assert await docs.update("missing", lambda d: {"$set": {"x": 1}}) is None
