@@ -18,7 +18,7 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from common.store import VersionClaims, insert_once
+from common.store import VersionClaims, VersionedDocuments, insert_once
 
 MAX_VERSION_RACES = 50
 
@@ -30,6 +30,7 @@ class ReliefStore:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.db = db
         self.cases = db["cases"]
+        self.versioned_cases = VersionedDocuments(self.cases, db["case_claims"])
         self.entitlements = db["entitlements"]
         # Decisions are compare-and-set on `version`; the claims make that hold on FerretDB too.
         self.versions = VersionClaims(db["entitlement_claims"], self.entitlements)
@@ -55,14 +56,18 @@ class ReliefStore:
     # ---------------------------------------------------------------- cases (facts from both events)
 
     async def merge_case(self, case_id: str, part: str, value: Doc) -> Doc:
-        """Keep one part of a case (`help` or `dispatch`); the parts may arrive in any order."""
-        doc = await self.cases.find_one_and_update(
-            {"_id": case_id}, {"$set": {part: value}}, upsert=True, return_document=ReturnDocument.AFTER)
+        """Keep one part of a case (`help` or `dispatch`); the parts may arrive in any order, and at once
+        from two consumers (through version claims: on FerretDB one concurrent update could lose the other)."""
+        try:
+            await self.cases.insert_one({"_id": case_id, part: value, "version": 1})
+            return {"_id": case_id, part: value, "version": 1}
+        except DuplicateKeyError:
+            doc = await self.versioned_cases.update(case_id, lambda _: {"$set": {part: value}})
         assert doc is not None
         return doc
 
     async def mark_case_evaluated(self, case_id: str, evaluation: Doc) -> None:
-        await self.cases.update_one({"_id": case_id}, {"$set": {"evaluation": evaluation}})
+        await self.versioned_cases.update(case_id, lambda _: {"$set": {"evaluation": evaluation}})
 
     async def get_case(self, case_id: str) -> Doc | None:
         return await self.cases.find_one({"_id": case_id})

@@ -218,3 +218,15 @@ async def test_concurrent_payments_of_one_period_mark_it_paid_once(relief_app):
     assert final["paid_periods"] == ["once"] and final["payments"] == 1
     assert [d["action"] for d in final["decisions"]].count("paid") == 1
 
+
+
+async def test_help_request_and_dispatch_arriving_at_once_are_both_kept(relief_app):
+    """P5.2d: the two facts of a case come from two consumers at once; neither is lost, so it is evaluated."""
+    app, _ = relief_app
+    store = app.state.runtime.store.store
+    for i in range(5):
+        case = f"CQ-20210215-9{i:05d}"
+        docs = await asyncio.gather(store.merge_case(case, "help", {"n": i}), store.merge_case(case, "dispatch", {"n": i}))
+        final = await store.get_case(case)
+        assert final["help"] == {"n": i} and final["dispatch"] == {"n": i}
+        assert any("help" in d and "dispatch" in d for d in docs)  # whichever came second saw both
