@@ -24,6 +24,8 @@ from faststream.exceptions import HandlerException, NackMessage
 from pydantic import ValidationError
 from pymongo.errors import AutoReconnect, ConnectionFailure, ExecutionTimeout, NetworkTimeout
 
+from common.store import store_busy
+
 if TYPE_CHECKING:
     from aiokafka import ConsumerRecord
     from faststream.kafka import KafkaBroker
@@ -48,7 +50,7 @@ class PermanentError(Exception):
 def _is_transient(exc: BaseException) -> bool:
     from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
-    return isinstance(exc, (*TRANSIENT_ERRORS, KafkaConnectionError, KafkaTimeoutError))
+    return isinstance(exc, (*TRANSIENT_ERRORS, KafkaConnectionError, KafkaTimeoutError)) or store_busy(exc)
 
 
 def _is_permanent(exc: BaseException) -> bool:

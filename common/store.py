@@ -7,17 +7,36 @@ streams, no TTL or partial indexes; unique indexes, upserts and `find_one_and_up
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pymongo import AsyncMongoClient, ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.collection import AsyncCollection
 
     from common.settings import ServiceSettings
+
+
+T = TypeVar("T")
+
+def store_busy(exc: BaseException) -> bool:
+    """FerretDB's SQLite backend refused a write with SQLITE_BUSY under concurrent writers: try again."""
+    return isinstance(exc, OperationFailure) and "SQLITE_BUSY" in str(exc)
+
+
+async def busy_retry(op: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
+    """Run a store operation, retrying it with backoff while the store answers SQLITE_BUSY."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await op()
+        except OperationFailure as exc:
+            if not store_busy(exc) or attempt == attempts:
+                raise
+            await asyncio.sleep(0.01 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def open_mongo(settings: ServiceSettings) -> AsyncMongoClient[dict[str, Any]]:

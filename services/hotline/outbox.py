@@ -29,7 +29,7 @@ from pymongo.errors import DuplicateKeyError
 
 from common.kafka import publish_event
 from contracts.events.hotline import HelpRequested, HotlineCaseEvent
-from services.hotline.store import busy_retry
+from common.store import busy_retry
 
 if TYPE_CHECKING:
     from faststream.kafka import KafkaBroker

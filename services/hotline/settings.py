@@ -31,6 +31,7 @@ class Settings(ServiceSettings):
     # Calls stored at the same time; more wait their turn in memory rather than contend for the store's
     # write lock (FerretDB's SQLite backend degrades sharply under many concurrent writers).
     intake_concurrency: int = Field(default=8, ge=1)
+
     @model_validator(mode="after")
     def _production_needs_own_pepper(self) -> Settings:
         if self.environment == "production" and self.lookup_pepper.get_secret_value() == DEV_LOOKUP_PEPPER:

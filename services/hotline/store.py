@@ -9,35 +9,21 @@ and a case's downstream events kept inside its intake document. The intake outbo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import DuplicateKeyError
 
 from common.auth import Principal
-from common.store import VersionedDocuments
+from common.store import VersionedDocuments, busy_retry
 from contracts.events.hotline import HelpRequested
 from services.hotline.domain import caller_keys, project_status
 from services.hotline.domain.status import CLOSED_STATUSES, CaseStatus
 
 MAX_MATCHES = 20
 CASES_PER_KEY = 50  # the most recent cases looked at per phone / ID-card / household
-T = TypeVar("T")
-
-
-async def busy_retry(op: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
-    """Retry a write FerretDB's SQLite backend refused with SQLITE_BUSY under concurrent writers."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return await op()
-        except OperationFailure as exc:
-            if "SQLITE_BUSY" not in str(exc) or attempt == attempts:
-                raise
-            await asyncio.sleep(0.01 * 2**attempt)
-    raise AssertionError("unreachable")
 
 
 class HotlineStore:

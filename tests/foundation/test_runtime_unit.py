@@ -115,3 +115,13 @@ def test_every_service_serves_the_names_of_codes_for_its_page() -> None:
     assert body["departments"]["civil_affairs"] == {"zh": "民政", "en": "Civil affairs (incl. homeless rescue stations)"}
     assert body["districts"]["500103"]["zh"] == "渝中区" and len(body["districts"]) == 41
     assert body["services"]["homeless_cold"]["emergency"] is True
+
+
+def test_a_busy_store_is_a_transient_failure_not_a_poison_message() -> None:
+    from pymongo.errors import OperationFailure
+
+    from common.consumer import _is_permanent, _is_transient
+
+    busy = OperationFailure("database is locked (5) (SQLITE_BUSY)")
+    assert _is_transient(busy) and not _is_permanent(busy)
+    assert not _is_transient(OperationFailure("unknown operator: $foo"))

@@ -3,7 +3,7 @@
 import pytest
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from services.hotline.store import busy_retry
+from common.store import busy_retry
 
 pytestmark = pytest.mark.unit
 
