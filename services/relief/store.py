@@ -1,26 +1,24 @@
 """Relief's MongoDB access: cases seen, entitlements (with their event outbox), the append-only payment
 ledger, the registry, added standards and subsidy runs.
 
-FerretDB 1.24 limits apply: no transactions, so every state change is one single-document update
-guarded by a `version` (optimistic concurrency; the next version is first claimed through a unique index,
-`common.store.VersionClaims`, because FerretDB's conditional update alone is not atomic), and an entitlement's outgoing events ride in the same
-document (`outbox`) so a state change and its event are written together. Amounts are strings (Decimal
-to the fen) plus integer fen for sums (FerretDB has no Decimal128).
+FerretDB 1.24 limits apply: no transactions, and concurrent updates of one document can lose each other,
+so every write of a case or an entitlement goes through `common.store.VersionedDocuments` (read, decide,
+claim the next version through a unique index, write), decisions are compare-and-set on that version,
+and an entitlement's outgoing events ride in the same document (`outbox`) so a state change and its
+event are written together. Amounts are strings (Decimal to the fen) plus integer fen for sums
+(FerretDB has no Decimal128).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from common.store import VersionClaims, VersionedDocuments, insert_once
-
-MAX_VERSION_RACES = 50
+from common.store import VersionedDocuments, insert_once
 
 DUPLICATE_KEY = 11000
 Doc = dict[str, Any]
@@ -32,8 +30,9 @@ class ReliefStore:
         self.cases = db["cases"]
         self.versioned_cases = VersionedDocuments(self.cases, db["case_claims"])
         self.entitlements = db["entitlements"]
-        # Decisions are compare-and-set on `version`; the claims make that hold on FerretDB too.
-        self.versions = VersionClaims(db["entitlement_claims"], self.entitlements)
+        # Every write of an entitlement claims its next version (decisions are compare-and-set on it): on
+        # FerretDB concurrent updates of one document (a decision, the relay's outbox removal) lose one.
+        self.versioned_entitlements = VersionedDocuments(self.entitlements, db["entitlement_claims"])
         self.ledger = db["ledger"]
         self.registry = db["registry"]
         self.standards = db["standards"]
@@ -89,7 +88,7 @@ class ReliefStore:
                                  decision: Doc | None = None, events: Sequence[Doc] = (),
                                  extra: Doc | None = None) -> Doc | None:
         """Apply one decision if nobody changed the entitlement since `version` was read; None otherwise."""
-        update: Doc = {"$set": set_fields, "$inc": {"version": 1}}
+        update: Doc = {"$set": set_fields}
         push: Doc = {}
         if decision is not None:
             push["decisions"] = decision
@@ -99,27 +98,16 @@ class ReliefStore:
             update["$push"] = push
         for op, value in (extra or {}).items():
             update.setdefault(op, {}).update(value)
-        if not await self.versions.claim(entitlement_id, version + 1):
-            return None
-        return await self.entitlements.find_one_and_update(
-            {"_id": entitlement_id, "version": version}, update, return_document=ReturnDocument.AFTER)
+        return await self.versioned_entitlements.update(
+            entitlement_id, lambda doc: update if doc.get("version", 0) == version else None)
 
     async def record_period_paid(self, entitlement_id: str, period: str, set_fields: Doc, decision: Doc,
                                  events: Sequence[Doc]) -> Doc | None:
-        """Mark `period` paid once: a retry or a concurrent call finds it paid and changes nothing (each
-        write claims its version first, since FerretDB's conditional update alone is not atomic)."""
-        for _ in range(MAX_VERSION_RACES):
-            current = await self.entitlements.find_one({"_id": entitlement_id}, {"version": 1, "paid_periods": 1})
-            if current is None or period in current.get("paid_periods", []):
-                return None
-            if await self.versions.claim(entitlement_id, current["version"] + 1):
-                return await self.entitlements.find_one_and_update(
-                    {"_id": entitlement_id, "version": current["version"]},
-                    {"$set": set_fields, "$addToSet": {"paid_periods": period}, "$inc": {"version": 1, "payments": 1},
-                     "$push": {"decisions": decision, "outbox": {"$each": list(events)}}},
-                    return_document=ReturnDocument.AFTER)
-            await asyncio.sleep(0.01)  # another writer holds the next version: read again
-        raise TimeoutError(f"entitlement {entitlement_id} kept changing while recording {period} paid")
+        """Mark `period` paid once: a retry or a concurrent call finds it paid and changes nothing."""
+        update = {"$set": set_fields, "$addToSet": {"paid_periods": period}, "$inc": {"payments": 1},
+                  "$push": {"decisions": decision, "outbox": {"$each": list(events)}}}
+        return await self.versioned_entitlements.update(
+            entitlement_id, lambda doc: None if period in doc.get("paid_periods", []) else update)
 
     async def with_outbox(self, limit: int = 100) -> list[Doc]:
         cursor = self.entitlements.find({"outbox.0": {"$exists": True}}, {"outbox": 1}).limit(limit)
@@ -131,7 +119,8 @@ class ReliefStore:
 
     async def remove_from_outbox(self, entitlement_id: str, item: Doc) -> None:
         # The whole item, as read: FerretDB 1.24's $pull matches whole values, not query conditions.
-        await self.entitlements.update_one({"_id": entitlement_id}, {"$pull": {"outbox": item}})
+        await self.versioned_entitlements.update(
+            entitlement_id, lambda doc: {"$pull": {"outbox": item}} if item in doc.get("outbox", []) else None)
 
     # ---------------------------------------------------------------- the append-only ledger
 
