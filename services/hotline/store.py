@@ -17,7 +17,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from common.auth import Principal
-from common.store import VersionedDocuments, busy_retry
+from common.store import VersionedDocuments, busy_retry, create_query_indexes
 from contracts.events.hotline import HelpRequested
 from services.hotline.domain import caller_keys, project_status
 from services.hotline.domain.status import CLOSED_STATUSES, CaseStatus
@@ -40,8 +40,10 @@ class HotlineStore:
         self.audit = db["audit"]
 
     async def ensure_indexes(self) -> None:
-        await self.intakes.create_index([("received_at", DESCENDING)])
-        await self.audit.create_index([("case_ids", ASCENDING)])
+        await create_query_indexes(self.db, [
+            (self.intakes, [("received_at", DESCENDING)]),
+            (self.audit, [("case_ids", ASCENDING)]),
+        ])
 
     # ------------------------------------------------------------------------ case numbers
 

@@ -15,7 +15,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from common.store import VersionClaims, insert_once
+from common.store import VersionClaims, create_query_indexes, insert_once
 from services.notify.timers import TimerWheel
 
 APPLIED_KEPT = 500
@@ -34,11 +34,13 @@ class NotifyStore:
         self.outbox_timers = TimerWheel(db, "outbox_timers", bucket_s=bucket_s)
 
     async def ensure_indexes(self) -> None:
-        await self.cases.create_index([("district", ASCENDING), ("next_due_at", ASCENDING)])
-        await self.cases.create_index([("status", ASCENDING), ("next_due_at", ASCENDING)])
-        await self.cases.create_index([("lead_department", ASCENDING), ("status", ASCENDING)])
-        await self.notifications.create_index([("case_id", ASCENDING)])
-        await self.sla_events.create_index([("case_id", ASCENDING)])
+        await create_query_indexes(self.db, [
+            (self.cases, [("district", ASCENDING), ("next_due_at", ASCENDING)]),
+            (self.cases, [("status", ASCENDING), ("next_due_at", ASCENDING)]),
+            (self.cases, [("lead_department", ASCENDING), ("status", ASCENDING)]),
+            (self.notifications, [("case_id", ASCENDING)]),
+            (self.sla_events, [("case_id", ASCENDING)]),
+        ])
 
     # ----------------------------------------------------------------------------- cases
 

@@ -24,7 +24,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from common.store import insert_once
+from common.store import create_query_indexes, insert_once
 
 DUPLICATE_KEY = 11000
 
@@ -68,7 +68,7 @@ class TimerWheel:
         if bucket in self._known:
             return
         if await insert_once(self.registry, {"_id": bucket, "starts_at": datetime.fromtimestamp(bucket, UTC)}):
-            await self.collection(bucket).create_index([("due_at", ASCENDING)])
+            await create_query_indexes(self.db, [(self.collection(bucket), [("due_at", ASCENDING)])])
         self._known.add(bucket)
 
     async def schedule(self, timers: Iterable[Timer], now: datetime | None = None) -> dict[str, int]:

@@ -18,7 +18,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from common.store import VersionedDocuments, insert_once
+from common.store import VersionedDocuments, create_query_indexes, insert_once
 
 DUPLICATE_KEY = 11000
 Doc = dict[str, Any]
@@ -42,14 +42,16 @@ class ReliefStore:
     async def ensure_indexes(self) -> None:
         # One payment per idempotency key, ever (P6.1): (case, rule, period) or (run, recipient).
         await self.ledger.create_index("idempotency_key", unique=True)
-        await self.ledger.create_index([("case_id", ASCENDING), ("recorded_at", ASCENDING)])
-        await self.ledger.create_index([("recipient_id", ASCENDING), ("recorded_at", ASCENDING)])
-        await self.ledger.create_index([("run_id", ASCENDING)])
-        await self.run_executions.create_index([("run_id", ASCENDING)])
-        await self.entitlements.create_index([("district", ASCENDING), ("status", ASCENDING)])
-        await self.entitlements.create_index("case_id")
-        await self.registry.create_index("id_card_hash")
-        await self.registry.create_index([("district", ASCENDING), ("_id", ASCENDING)])
+        await create_query_indexes(self.db, [
+            (self.ledger, [("case_id", ASCENDING), ("recorded_at", ASCENDING)]),
+            (self.ledger, [("recipient_id", ASCENDING), ("recorded_at", ASCENDING)]),
+            (self.ledger, [("run_id", ASCENDING)]),
+            (self.run_executions, [("run_id", ASCENDING)]),
+            (self.entitlements, [("district", ASCENDING), ("status", ASCENDING)]),
+            (self.entitlements, [("case_id", ASCENDING)]),
+            (self.registry, [("id_card_hash", ASCENDING)]),
+            (self.registry, [("district", ASCENDING), ("_id", ASCENDING)]),
+        ])
         await self.standards.create_index([("district", ASCENDING), ("effective_from", ASCENDING)], unique=True)
 
     # ---------------------------------------------------------------- cases (facts from both events)

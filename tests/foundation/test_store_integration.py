@@ -49,3 +49,42 @@ async def test_concurrent_updates_through_versioned_documents_lose_nothing(db) -
     assert sorted(final["items"]) == list(range(20)) and final["version"] == 20
     assert await docs.update("case-1", lambda d: None) is None  # nothing to change: no write
     assert await docs.update("missing", lambda d: {"$set": {"x": 1}}) is None
+
+
+async def test_query_indexes_are_left_out_where_the_store_does_not_use_them(db) -> None:
+    """FerretDB 1.24 scans whatever indexes exist (its EXPLAIN says SCAN), so they would only slow writes."""
+    from common.store import create_query_indexes, serves_queries_from_indexes
+
+    cases = db["cases"]
+    await cases.insert_one({"_id": "CQ-1", "district": "500103"})
+    plan = await db.command("explain", {"find": "cases", "filter": {"district": "500103"}})
+    uses_indexes = await serves_queries_from_indexes(db)
+    assert uses_indexes == ("SCAN" not in str(plan.get("queryPlanner")))
+    created = await create_query_indexes(db, [(cases, [("district", 1)])])
+    names = set(await cases.index_information())
+    assert created == uses_indexes
+    assert names == ({"_id_", "district_1"} if uses_indexes else {"_id_"})
+
+
+async def test_query_indexes_are_created_on_a_store_that_uses_them() -> None:
+    from types import SimpleNamespace
+
+    from common.store import create_query_indexes
+
+    made: list[object] = []
+
+    class Admin:
+        async def command(self, name: str) -> dict[str, object]:
+            assert name == "buildInfo"
+            return {"version": "7.0.14"}  # MongoDB: no ferretdbVersion
+
+    class Collection:
+        async def create_index(self, keys: object) -> None:
+            made.append(keys)
+
+    class Client:
+        admin = Admin()
+
+    fake_db = SimpleNamespace(client=Client())
+    assert await create_query_indexes(fake_db, [(Collection(), [("district", 1)]), (Collection(), [("a", 1)])])
+    assert made == [[("district", 1)], [("a", 1)]]
