@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pymongo import AsyncMongoClient
 
 from benchmarks.support import BenchSettings
-from common.app import Runtime
+from common.app import Runtime, settle_heap
 from common.kafka import make_broker
 from common.logs import configure_logging
 from common.store import open_mongo
@@ -166,6 +166,7 @@ async def run_router(settings: Settings, stop: asyncio.Event, clock: Clock) -> N
     service = TimedCaseService(store=store, broker=broker, settings=settings, catalogue=catalogue_of(settings))
     service.clock = clock
     runtime.store = service
+    settle_heap()  # as the service's lifespan does
     runtime.kafka_connected.set()
     intake = asyncio.create_task(run_intake(runtime))
     try:

@@ -125,3 +125,15 @@ def test_a_busy_store_is_a_transient_failure_not_a_poison_message() -> None:
     busy = OperationFailure("database is locked (5) (SQLITE_BUSY)")
     assert _is_transient(busy) and not _is_permanent(busy)
     assert not _is_transient(OperationFailure("unknown operator: $foo"))
+
+
+def test_settling_the_heap_hides_start_up_objects_from_the_collector() -> None:
+    import gc
+
+    from common.app import settle_heap
+
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
