@@ -114,3 +114,32 @@ def test_decision_is_pure_and_repeatable() -> None:
     first, second = decide(CATALOGUE, facts("stranded_person")), decide(CATALOGUE, facts("stranded_person"))
     assert first == second
     assert first.decision.catalogue_version == CATALOGUE.version
+
+
+def test_a_remembered_selection_decides_exactly_as_a_fresh_one_for_every_rule() -> None:
+    """`decide` memoises the rule selection per catalogue; the facts record stays each case's own."""
+    from services.router.domain.catalogue import parse_catalogue
+
+    needs = sorted({r.service for r in CATALOGUE.rules if r.kind == "dispatch"} | {"other"})
+    variants = [{}, {"household_status": "dibao"}, {"emergency": True}, {"special_groups": ("elderly_alone",)},
+                {"months_without_income": 3, "household_status": "low_income"}]
+    cold = parse_catalogue(CATALOGUE.model_dump(mode="json"))  # same rules, empty memory
+    for need in needs:
+        for extra in variants:
+            for exclude in (frozenset(), frozenset({"civil_affairs"})):
+                warm_first = decide(CATALOGUE, facts(need, **extra), exclude=exclude)
+                warm_again = decide(CATALOGUE, facts(need, **extra), exclude=exclude)
+                fresh = decide(cold, facts(need, **extra), exclude=exclude)
+                cold.selection_cache.clear()
+                assert warm_again == warm_first == fresh, (need, extra, exclude)
+    assert CATALOGUE.selection_cache  # the warm catalogue did remember
+
+
+def test_remembered_selections_keep_each_case_s_own_facts_and_day() -> None:
+    early = decide(CATALOGUE, facts("stranded_person"))
+    later = RoutingFacts(district="500103", needs=("stranded_person",),
+                         received_at=datetime(2026, 2, 15, 9, 0, tzinfo=UTC), hukou_district="500104")
+    second = decide(CATALOGUE, later)
+    assert second.decision.rule_ids == early.decision.rule_ids
+    assert second.decision.facts["received_at"] != early.decision.facts["received_at"]
+    assert second.decision.facts["hukou_district"] == "500104" and "hukou_district" not in early.decision.facts

@@ -125,6 +125,11 @@ class DispatchCatalogue(_Model):
         """SLA class code -> rank (0 is the most urgent)."""
         return {c.code: i for i, c in enumerate(self.sla_classes)}
 
+    @cached_property
+    def selection_cache(self) -> dict[Any, Any]:
+        """Routing selections already made with this catalogue (see `routing.decide`); bounded there."""
+        return {}
+
     def sla(self, code: str) -> SlaClass:
         return self.sla_classes[self.sla_rank[code]]
 

@@ -97,12 +97,58 @@ def _facts_record(facts: RoutingFacts, excluded: frozenset[str]) -> dict[str, An
     return record
 
 
+@dataclass(frozen=True)
+class _Selection:
+    """What the catalogue picks for a combination of facts (the decision minus the facts record)."""
+
+    lead: Assignment | None
+    co_handlers: tuple[Assignment, ...]
+    sla_class: str
+    emergency: bool
+    rule_ids: tuple[str, ...]
+    provisions: tuple[str, ...]
+    skipped: dict[str, list[str]]
+
+
+_SELECTION_CACHE_SIZE = 4096
+
+
 def decide(
     catalogue: DispatchCatalogue, facts: RoutingFacts, *, exclude: frozenset[str] | set[str] = frozenset()
 ) -> Routing:
-    """Route a case: lead, co-handlers, SLA class, and the rules and facts that decided (P2.3, P5.2d, P6.3)."""
+    """Route a case: lead, co-handlers, SLA class, and the rules and facts that decided (P2.3, P5.2d, P6.3).
+
+    The selection depends only on the facts the rules look at (and the day, for effective dates), so it is
+    memoised per catalogue; the facts record is the case's own."""
     excluded = frozenset(exclude)
     day = facts.received_at.date() if isinstance(facts.received_at, datetime) else facts.received_at
+    key = (facts.district, facts.needs, facts.household_status, facts.special_groups, facts.emergency,
+           facts.months_without_income, day, excluded)
+    cache = catalogue.selection_cache
+    selection = cache.get(key)
+    if selection is None:
+        if len(cache) >= _SELECTION_CACHE_SIZE:
+            cache.clear()
+        selection = cache[key] = _select(catalogue, facts, excluded, day)
+    record = _facts_record(facts, excluded)
+    if selection.skipped:
+        record["refused_candidates"] = {need: list(ids) for need, ids in selection.skipped.items()}
+    return Routing(
+        lead=selection.lead,
+        co_handlers=selection.co_handlers,
+        sla_class=selection.sla_class,
+        emergency=selection.emergency,
+        decision=Decision(
+            rule_ids=selection.rule_ids,
+            provisions=selection.provisions,
+            facts=record,
+            catalogue_version=catalogue.version,
+            decided_by="router",
+        ),
+    )
+
+
+def _select(catalogue: DispatchCatalogue, facts: RoutingFacts, excluded: frozenset[str], day: Any) -> _Selection:
     rank = catalogue.sla_rank
     picks: list[Rule] = []
     skipped: dict[str, list[str]] = {}
@@ -157,19 +203,12 @@ def decide(
     for dept in co_departments:
         if dept != lead_department and dept not in excluded and dept not in {a.department for a in co_handlers}:
             co_handlers.append(Assignment(department=dept, district=district, role="co_handler"))
-    record = _facts_record(facts, excluded)
-    if skipped:
-        record["refused_candidates"] = skipped
-    return Routing(
+    return _Selection(
         lead=lead,
         co_handlers=tuple(co_handlers),
         sla_class=sla_class,
         emergency=facts.emergency or sla_class == catalogue.sla_classes[0].code,
-        decision=Decision(
-            rule_ids=tuple(rule_ids),
-            provisions=tuple(dict.fromkeys(provisions)),
-            facts=record,
-            catalogue_version=catalogue.version,
-            decided_by="router",
-        ),
+        rule_ids=tuple(rule_ids),
+        provisions=tuple(dict.fromkeys(provisions)),
+        skipped=skipped,
     )
