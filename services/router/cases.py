@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
-from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 
-from common.kafka import event_headers, publish_event
+from common.kafka import BatchProducer, event_record, publish_event
 from contracts.events.base import Event
 from contracts.events.hotline import HelpRequested
 from contracts.events.router import case_lifecycle_event, department_queue_message
@@ -51,6 +50,7 @@ class CaseService:
     settings: Settings
     catalogue: DispatchCatalogue
     _locks: tuple[asyncio.Lock, ...] = field(default_factory=lambda: tuple(asyncio.Lock() for _ in range(256)))
+    _store_turn: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def max_returns(self) -> int:
@@ -103,26 +103,46 @@ class CaseService:
                 await asyncio.sleep(0.01 * (attempt + 1))
         raise ConcurrentChange(case_id)
 
-    async def publish_with(self, producer: AIOKafkaProducer, entries: list[dict[str, Any]]) -> None:
-        """Publish outbox entries straight through an aiokafka producer (the intake's hot path): appended
-        in order (so one case's events keep their order), then every acknowledgement awaited together.
-        Same record layout as `common.kafka.publish_event`: JSON body, key = case id, the same headers."""
-        futures = []
+    async def publish_with(self, producer: BatchProducer, entries: list[dict[str, Any]]) -> None:
+        """Publish outbox entries straight through an aiokafka producer (the intake's hot path), one batch per
+        topic partition, in order (so one case's events keep their order), then await every acknowledgement.
+        Same records as `common.kafka.publish_event` (`event_record`), without re-validating the bodies."""
+        records = []
         for entry in entries:
-            topic, event = self._event(entry)
-            headers = {**event_headers(event), "content-type": "application/json",
-                       "correlation_id": event.correlation_id or str(event.event_id)}
-            futures.append(await producer.send(topic, event.model_dump_json().encode(), key=event.key,
-                                               headers=[(k, v.encode()) for k, v in headers.items()]))
+            topic = (self.settings.department_topic(entry["department"]) if entry["queue"] == "department"
+                     else self.settings.lifecycle_topic)
+            records.append((topic, *event_record(entry["body"])))
+        futures = await producer.send(records)
         # Bounded like the store write: a stuck acknowledgement fails the batch, which is then redelivered.
         await asyncio.wait_for(asyncio.gather(*futures), timeout=self.settings.batch_timeout_s)
 
-    async def dispatch_requests(self, requests: list[HelpRequested], *, producer: AIOKafkaProducer) -> BatchOutcome:
-        """A batch of help requests: route each, store all new cases at once, publish every event, wait for
-        the acks. A redelivered request republishes the events recorded with its case; a *different*
-        request carrying a case id already taken is refused (returned in `conflicts`, never dispatched)."""
+    async def dispatch_requests(self, requests: list[HelpRequested], *, producer: BatchProducer) -> BatchOutcome:
+        """A batch of help requests: route each, store the new cases, publish every event, wait for the acks.
+
+        The batch is worked as a pipeline of chunks (`intake_chunk_size` cases): while one chunk's cases are
+        written to the store (one `insert_many` at a time), the next chunk is routed and the previous one's
+        events are published, so the router's CPU, the store and the broker work at once. One case's
+        requests are always in one chunk. A redelivered request republishes the events recorded with its
+        case; a *different* request carrying a case id already taken is refused (returned in `conflicts`,
+        never dispatched)."""
         now = utcnow()
         outcome = BatchOutcome()
+        by_case: dict[str, list[HelpRequested]] = {}
+        for request in requests:
+            by_case.setdefault(request.case_id, []).append(request)
+        case_ids, size = list(by_case), self.settings.intake_chunk_size
+        chunks = [[r for case_id in case_ids[i:i + size] for r in by_case[case_id]]
+                  for i in range(0, len(case_ids), size)]
+        try:
+            async with asyncio.TaskGroup() as group:
+                for chunk in chunks:
+                    group.create_task(self._dispatch_chunk(chunk, producer, outcome, now))
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # the first failure decides (retry, redeliver, dead-letter)
+        return outcome
+
+    async def _dispatch_chunk(self, requests: list[HelpRequested], producer: BatchProducer,
+                              outcome: BatchOutcome, now: datetime) -> None:
         cases: dict[str, tuple[Case, list[dict[str, Any]]]] = {}
         for request in requests:
             event_id = str(request.event_id)
@@ -136,7 +156,8 @@ class CaseService:
                              request_event_id=event_id)
             entries, case.outbox = case.outbox, []
             cases[request.case_id] = (case, entries)
-        inserted = await self.store.insert_cases([(case, entries) for case, entries in cases.values()])
+        async with self._store_turn:  # one batch write at a time (FerretDB/SQLite has one writer)
+            inserted = await self.store.insert_cases([(case, entries) for case, entries in cases.values()])
         to_publish: list[dict[str, Any]] = []
         for case_id, (case, entries) in cases.items():
             if inserted[case_id]:
@@ -150,7 +171,6 @@ class CaseService:
             else:
                 to_publish.extend(stored_entries)
         await self.publish_with(producer, to_publish)
-        return outcome
 
     async def sweep_outboxes(self) -> int:
         """Publish outboxes a crash left behind (older than the grace period). Returns how many cases."""

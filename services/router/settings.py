@@ -23,6 +23,9 @@ class Settings(ServiceSettings):
     # Help requests are consumed in batches (one store write and one round of acks per batch).
     intake_batch_size: int = Field(default=1000, ge=1, le=5000)
     intake_batch_timeout_ms: int = Field(default=50, ge=1)
+    # A batch is worked as a pipeline of chunks of this many cases: one is stored while the next is routed
+    # and the previous one published.
+    intake_chunk_size: int = Field(default=250, ge=1, le=5000)
     # Where a new consumer group starts on the help-request topic ("latest": ignore history, e.g. a test
     # that shares the broker's real topics).
     intake_offset_reset: Literal["earliest", "latest"] = "earliest"

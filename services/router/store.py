@@ -13,12 +13,13 @@ import json
 from datetime import datetime
 from typing import Any
 
+import pydantic_core
 import pymongo
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from common.store import VersionClaims
+from common.store import VersionClaims, create_query_indexes
 from services.router.domain.case import Case, queue_key
 from services.router.domain.dispatching import utcnow
 
@@ -32,9 +33,11 @@ class RouterStore:
         self.versions = VersionClaims(self.claims, self.cases)
 
     async def ensure_indexes(self) -> None:
-        await self.cases.create_index([("queue_keys", ASCENDING)])
-        await self.cases.create_index([("district", ASCENDING), ("status", ASCENDING)])
-        await self.cases.create_index([("outbox_pending", ASCENDING), ("updated_at", ASCENDING)])
+        await create_query_indexes(self.db, [
+            (self.cases, [("queue_keys", ASCENDING)]),
+            (self.cases, [("district", ASCENDING), ("status", ASCENDING)]),
+            (self.cases, [("outbox_pending", ASCENDING), ("updated_at", ASCENDING)]),
+        ])
 
     async def insert_cases(self, cases: list[tuple[Case, list[dict[str, Any]]]]) -> dict[str, bool]:
         """Record new cases in one `insert_many`; case id -> False where it was already there (redelivery)."""
@@ -44,7 +47,7 @@ class RouterStore:
         docs = []
         for case, entries in cases:
             doc = case.to_document()
-            doc["initial_events"], doc["updated_at"] = json.dumps(entries), now
+            doc["initial_events"], doc["updated_at"] = pydantic_core.to_json(entries).decode(), now
             docs.append(doc)
         duplicates: set[int] = set()
         try:
