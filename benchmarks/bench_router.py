@@ -6,7 +6,9 @@ consume→produce relay over the same broker in the same run.
 
 Both sides read the same number of pre-produced requests from their own fresh topic. Each rate runs from
 the moment the first input batch reached the code under test to the (producer) timestamp of the last
-output record, so group joins and start-up do not count.
+output record, so group joins and start-up do not count. The CPU figure is this process's (the code
+under test plus the reader that waits for its output) for the whole phase, divided by the messages: the
+broker and the store use their own, on the same cores.
 """
 
 from __future__ import annotations
@@ -198,20 +200,20 @@ async def main(bench: BenchSettings) -> None:
     print(f"router bench: {opts.messages} help requests, {opts.partitions} partitions, "
           f"intake batches of up to {opts.batch}", flush=True)
 
-    stop, relay_clock = asyncio.Event(), Clock()
+    stop, relay_clock, cpu = asyncio.Event(), Clock(), time.process_time()
     relay = asyncio.create_task(run_relay(bootstrap, relay_in, relay_out, stop, relay_clock))
     relayed, relay_end = await last_output(bootstrap, relay_out, opts.messages, opts.timeout_s)
     stop.set()
     await relay
-    relay_s = relay_end - (relay_clock.started or relay_end)
+    relay_s, relay_cpu = relay_end - (relay_clock.started or relay_end), time.process_time() - cpu
 
-    stop, router_clock = asyncio.Event(), Clock()
+    stop, router_clock, cpu = asyncio.Event(), Clock(), time.process_time()
     router = asyncio.create_task(run_router(settings, stop, router_clock))
     routed, router_end = await last_output(bootstrap, lifecycle, opts.messages, opts.timeout_s,
                                            only_type="case.dispatched")
     stop.set()
     await router
-    router_s = router_end - (router_clock.started or router_end)
+    router_s, router_cpu = router_end - (router_clock.started or router_end), time.process_time() - cpu
 
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(bench.mongodb_url)
     stored = await mongo[database]["cases"].count_documents({})
@@ -221,9 +223,10 @@ async def main(bench: BenchSettings) -> None:
 
     relay_rate = relayed / relay_s if relay_s else float("inf")
     router_rate = routed / router_s if router_s else float("inf")
-    print(f"raw aiokafka relay : {relayed:6d} msgs in {relay_s:6.2f} s = {relay_rate:9.0f} /s", flush=True)
-    print(f"router dispatch    : {routed:6d} cases in {router_s:6.2f} s = {router_rate:9.0f} /s "
-          f"({stored} cases stored)", flush=True)
+    print(f"raw aiokafka relay : {relayed:6d} msgs in {relay_s:6.2f} s = {relay_rate:9.0f} /s, "
+          f"{relay_cpu / opts.messages * 1e6:4.0f} µs of this process's CPU per message", flush=True)
+    print(f"router dispatch    : {routed:6d} cases in {router_s:6.2f} s = {router_rate:9.0f} /s, "
+          f"{router_cpu / opts.messages * 1e6:4.0f} µs per case ({stored} cases stored)", flush=True)
     print(f"ratio router/relay : {router_rate / relay_rate:.3f}  (targets: >= {TARGET_PER_S}/s and >= 0.5)",
           flush=True)
     met = router_rate >= TARGET_PER_S and router_rate >= relay_rate / 2

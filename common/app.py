@@ -140,12 +140,19 @@ def health_router() -> APIRouter:
     return router
 
 
+YOUNG_GC_THRESHOLD = 10_000  # allocations between young collections (Python's default: 700)
+
+
 def settle_heap() -> None:
     """Move everything start-up created (modules, catalogues, reference data, the app) out of the garbage
-    collector's sight. Python's full collections walk every tracked object; with that heap in view each one
-    took 50–90 ms in the router's intake (about one per batch of 1,000 requests), frozen 7–20 ms."""
+    collector's sight, and collect young objects less often. Python's full collections walk every tracked
+    object: with that heap in view each took 50–90 ms in the router's intake (about one per batch of 1,000
+    requests), frozen 7–20 ms; with the higher threshold, a batch's short-lived objects are mostly freed
+    by reference counting before a collection promotes them."""
     gc.collect()
     gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_GC_THRESHOLD, older, oldest)
 
 
 def create_service_app(
