@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import uuid
+from datetime import timedelta
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -21,13 +22,14 @@ from fastapi.responses import JSONResponse, Response
 from faststream.kafka import KafkaBroker, KafkaRouter
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
 from common.errors import install_error_handlers
 from common.kafka import make_broker
 from common.logs import configure_logging
 from common.reference import reference_router
 from common.settings import ServiceSettings
-from common.store import open_mongo
+from common.store import open_mongo, prune_claims
 
 log = structlog.get_logger("app")
 
@@ -143,6 +145,20 @@ def health_router() -> APIRouter:
 YOUNG_GC_THRESHOLD = 10_000  # allocations between young collections (Python's default: 700)
 
 
+async def claims_pruner(runtime: Runtime) -> None:
+    """Every service: trim old version claims from its database (`common.store.prune_claims`)."""
+    settings = runtime.settings
+    retention = timedelta(seconds=settings.claims_retention_s)
+    while True:
+        try:
+            pruned = await prune_claims(runtime.db, retention)
+            if any(pruned.values()):
+                log.info("old version claims pruned", **pruned)
+        except PyMongoError as exc:  # the store is away: the claims can wait for the next round
+            log.warning("pruning version claims failed; trying again later", error=repr(exc))
+        await asyncio.sleep(settings.claims_prune_interval_s)
+
+
 def settle_heap() -> None:
     """Move everything start-up created (modules, catalogues, reference data, the app) out of the garbage
     collector's sight, and collect young objects less often. Python's full collections walk every tracked
@@ -183,7 +199,7 @@ def create_service_app(
         if wait_for_kafka:
             await connect
         settle_heap()
-        for loop in background:
+        for loop in (*background, claims_pruner):
             runtime.spawn(supervise(loop, runtime), loop.__name__)
         log.info("service started", http_port=settings.http_port)
         try:

@@ -39,6 +39,9 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = Field(default=4, ge=1)
     consumer_backoff_initial_s: float = Field(default=0.2, ge=0)
     consumer_backoff_max_s: float = Field(default=5.0, ge=0)
+    # Version claims (`common.store.VersionClaims`) older than this are deleted, checked this often.
+    claims_retention_s: float = Field(default=86_400.0, ge=60)
+    claims_prune_interval_s: float = Field(default=3_600.0, gt=0)
 
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> ServiceSettings:

@@ -91,6 +91,9 @@ async def insert_once(collection: AsyncCollection[dict[str, Any]], document: dic
     return True
 
 
+CLAIMS_SUFFIX = "_claims"
+
+
 class VersionClaims:
     """Compare-and-set for versioned documents that holds on FerretDB as well as MongoDB.
 
@@ -98,10 +101,13 @@ class VersionClaims:
     concurrent writers can both match. A writer therefore first claims `<id>@<next version>` by inserting
     it into a claims collection, whose unique `_id` only one writer can win, and writes only if it won.
     A claim left by a writer that crashed before writing is cleared once older than `stale_after`.
+    Claims collections are named `*_claims`, so that `prune_claims` finds and trims them.
     """
 
     def __init__(self, claims: AsyncCollection[dict[str, Any]], documents: AsyncCollection[dict[str, Any]],
                  *, stale_after: timedelta = timedelta(seconds=30)) -> None:
+        if not claims.name.endswith(CLAIMS_SUFFIX):
+            raise ValueError(f"claims collection {claims.name!r}: its name must end with {CLAIMS_SUFFIX!r}")
         self.claims = claims
         self.documents = documents
         self.stale_after = stale_after
@@ -117,6 +123,20 @@ class VersionClaims:
         if claim and current and current.get("version", 0) < version and claim["at"] < now - self.stale_after:
             await self.claims.delete_one({"_id": key, "at": claim["at"]})
         return False
+
+
+async def prune_claims(db: AsyncDatabase[dict[str, Any]], older_than: timedelta) -> dict[str, int]:
+    """Delete version claims older than `older_than` from every `*_claims` collection of `db`; returns how
+    many per collection. A claim matters only between a writer's read and its claim, milliseconds apart
+    (a writer reads again before every attempt), so a claim a day old guards nothing any more; without
+    pruning, each collection would keep one document per version ever written."""
+    cutoff = datetime.now(UTC) - older_than
+    pruned: dict[str, int] = {}
+    for name in sorted(await db.list_collection_names()):
+        if name.endswith(CLAIMS_SUFFIX):
+            result = await busy_retry(lambda name=name: db[name].delete_many({"at": {"$lt": cutoff}}))
+            pruned[name] = result.deleted_count
+    return pruned
 
 
 class VersionedDocuments:

@@ -38,3 +38,26 @@ def test_not_ready_names_what_is_unreachable(mongodb_url: str) -> None:
         assert client.get("/healthz").status_code == 200  # alive even though Kafka is not there
         body = _ready(client, 503, timeout=5)
     assert body["checks"] == {"store": True, "kafka": False}
+
+
+def test_every_service_prunes_old_version_claims_in_the_background(mongodb_url: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from pymongo import MongoClient
+
+    database = f"test_claims_{time.time_ns()}"
+    client = MongoClient(mongodb_url)
+    claims = client[database]["case_claims"]
+    claims.insert_many([{"_id": "CQ-1@1", "at": datetime.now(UTC) - timedelta(days=2)},
+                        {"_id": "CQ-1@2", "at": datetime.now(UTC)}])
+    settings = ServiceSettings(service_name="claims-it", kafka_bootstrap_servers="127.0.0.1:1",
+                               mongodb_url=mongodb_url, mongodb_database=database)
+    try:
+        with TestClient(create_service_app(settings, title="t")):
+            deadline = time.monotonic() + 20
+            while claims.count_documents({}) > 1 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert [c["_id"] for c in claims.find()] == ["CQ-1@2"]
+    finally:
+        client.drop_database(database)
+        client.close()

@@ -88,3 +88,31 @@ async def test_query_indexes_are_created_on_a_store_that_uses_them() -> None:
     fake_db = SimpleNamespace(client=Client())
     assert await create_query_indexes(fake_db, [(Collection(), [("district", 1)]), (Collection(), [("a", 1)])])
     assert made == [[("district", 1)], [("a", 1)]]
+
+
+async def test_old_version_claims_are_pruned_and_versioned_writes_go_on(db) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from common.store import VersionedDocuments, prune_claims
+
+    docs = VersionedDocuments(db["cases"], db["case_claims"])
+    await db["cases"].insert_one({"_id": "CQ-1", "version": 0, "n": 0})
+    for _ in range(3):
+        await docs.update("CQ-1", lambda doc: {"$set": {"n": doc["n"] + 1}})
+    old = datetime.now(UTC) - timedelta(days=2)
+    await db["case_claims"].update_many({"_id": {"$in": ["CQ-1@1", "CQ-1@2"]}}, {"$set": {"at": old}})
+    await db["intake_claims"].insert_one({"_id": "X@1", "at": old})
+    await db["audit"].insert_one({"_id": "kept", "at": old})  # not a claims collection: never touched
+
+    assert await prune_claims(db, timedelta(days=1)) == {"case_claims": 2, "intake_claims": 1}
+    assert sorted([c["_id"] async for c in db["case_claims"].find()]) == ["CQ-1@3"]
+    assert await db["audit"].count_documents({}) == 1
+    updated = await docs.update("CQ-1", lambda doc: {"$set": {"n": doc["n"] + 1}})
+    assert updated is not None and updated["version"] == 4 and updated["n"] == 4
+
+
+def test_a_claims_collection_must_say_so_in_its_name(db) -> None:
+    from common.store import VersionClaims
+
+    with pytest.raises(ValueError, match="_claims"):
+        VersionClaims(db["case_versions"], db["cases"])
