@@ -35,6 +35,18 @@ async def outbox_sweeper(runtime: Runtime) -> None:
         await asyncio.sleep(runtime.settings.outbox_sweep_interval_s)  # type: ignore[attr-defined]
 
 
+async def archiver(runtime: Runtime) -> None:
+    """Move long-closed cases out of the working set (`CaseService.archive_closed`)."""
+    service: CaseService = runtime.store
+    while True:
+        try:
+            if moved := await service.archive_closed():
+                log.info("closed cases archived", cases=moved)
+        except Exception as exc:  # noqa: BLE001 - try again next round; a case not moved stays where it is
+            log.warning("archiving failed", error=repr(exc))
+        await asyncio.sleep(runtime.settings.archive_interval_s)  # type: ignore[attr-defined]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     catalogue = catalogue_of(settings)  # a bad catalogue stops start-up here, naming the rule
@@ -51,5 +63,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         subscribers=handlers.build_subscribers,
         routers=[api.pages, api.router, api.coordinator],
         startup=startup,
-        background=[run_intake, outbox_sweeper],
+        background=[run_intake, outbox_sweeper, archiver],
     )

@@ -21,6 +21,7 @@ from contracts.events.base import Event
 from contracts.events.hotline import HelpRequested
 from contracts.events.router import case_lifecycle_event, department_queue_message
 from services.router.domain.case import Case
+from services.router.domain.coordination import FINAL
 from services.router.domain.catalogue import DispatchCatalogue
 from services.router.domain.dispatching import open_case, utcnow
 from services.router.domain.errors import case_not_found
@@ -97,6 +98,8 @@ class CaseService:
                 result = change(work)
                 if result is False and work.outbox == current.outbox:
                     return current, result  # nothing to do (a duplicate, or already in that state)
+                if current.status in FINAL and await self.store.restore(case_id):
+                    continue  # it was archived: it changes in the working set only, so read it from there
                 if await self.store.replace(work):
                     await self.flush(work)
                     return work, result
@@ -156,8 +159,15 @@ class CaseService:
                              request_event_id=event_id)
             entries, case.outbox = case.outbox, []
             cases[request.case_id] = (case, entries)
+        # A case is archived only once closed and left alone for `archive_after_s`, so only a request received
+        # longer ago than that (history replayed) can find its case there rather than in the working set.
+        replayed = [case_id for case_id, (case, _) in cases.items()
+                    if case.received_at < now - timedelta(seconds=self.settings.archive_after_s)]
+        archived = await self.store.archived(replayed) if replayed else set()
         async with self._store_turn:  # one batch write at a time (FerretDB/SQLite has one writer)
-            inserted = await self.store.insert_cases([(case, entries) for case, entries in cases.values()])
+            inserted = await self.store.insert_cases([(case, entries) for case_id, (case, entries) in cases.items()
+                                                      if case_id not in archived])
+        inserted.update(dict.fromkeys(archived, False))
         to_publish: list[dict[str, Any]] = []
         for case_id, (case, entries) in cases.items():
             if inserted[case_id]:
@@ -171,6 +181,10 @@ class CaseService:
             else:
                 to_publish.extend(stored_entries)
         await self.publish_with(producer, to_publish)
+
+    async def archive_closed(self) -> int:
+        """Move cases closed longer than `archive_after_s` out of the working set. Returns how many."""
+        return await self.store.archive_closed(utcnow() - timedelta(seconds=self.settings.archive_after_s))
 
     async def sweep_outboxes(self) -> int:
         """Publish outboxes a crash left behind (older than the grace period). Returns how many cases."""

@@ -38,6 +38,10 @@ class Settings(ServiceSettings):
     desk_enabled: bool = True
     # Department queues the router's own desk reads (empty: every department).
     desk_departments: tuple[str, ...] = ()
+    # Resolved and merged cases leave the working set (queues, coordinator lists) for `cases_archive` once
+    # unchanged this long; looked up by case id they are still found, and changing one brings it back.
+    archive_after_s: float = Field(default=7 * 86_400.0, ge=0)
+    archive_interval_s: float = Field(default=600.0, gt=0)
     outbox_sweep_interval_s: float = Field(default=5.0, gt=0)
     outbox_grace_s: float = Field(default=10.0, ge=0)
 

@@ -9,6 +9,7 @@ document. The events a change causes ride in the same document (`outbox`) until 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime
 from typing import Any
@@ -19,7 +20,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from common.store import VersionClaims, create_query_indexes
+from common.store import VersionClaims, create_query_indexes, insert_once
 from services.router.domain.case import Case, queue_key
 from services.router.domain.dispatching import utcnow
 
@@ -29,6 +30,7 @@ class RouterStore:
         self.db = db
         self.batch_timeout_s = batch_timeout_s
         self.cases = db["cases"]
+        self.archive = db["cases_archive"]
         self.claims = db["case_claims"]
         self.versions = VersionClaims(self.claims, self.cases)
 
@@ -63,13 +65,60 @@ class RouterStore:
         return {case.case_id: i not in duplicates for i, (case, _) in enumerate(cases)}
 
     async def get(self, case_id: str) -> Case | None:
-        doc = await self.cases.find_one({"_id": case_id})
+        """The case, from the working set or else from the archive."""
+        doc = await self.cases.find_one({"_id": case_id}) or await self.archive.find_one({"_id": case_id})
         return Case.from_document(doc) if doc else None
+
+    async def archive_closed(self, before: datetime, limit: int = 500) -> int:
+        """Move resolved and merged cases unchanged since `before` (their events all published) from the
+        working set to `cases_archive`; returns how many. Worker queues and coordinator lists read only the
+        working set, which FerretDB scans whole for every such query, so it must not grow with history.
+
+        The move claims the case's next version first, so no writer can change it in the meantime; a
+        writer that then finds it archived restores it (`restore`) before changing it. On FerretDB 1.24 a
+        delete scans the collection (inserts and updates by `_id` do not), so each move costs time in
+        proportion to the working set: small once the backlog is archived."""
+        docs = await self.cases.find({"status": {"$in": ["resolved", "merged"]}, "outbox_pending": False,
+                                      "updated_at": {"$lt": before}}).to_list(limit)
+        moved = 0
+        for doc in docs:
+            version = doc.get("version", 0) + 1
+            if not await self.versions.claim(doc["_id"], version):
+                continue  # being changed right now: not closed after all, or next round
+            doc["version"], doc["archived_at"] = version, utcnow()
+            if not await insert_once(self.archive, doc):  # an older copy (archived before, then restored)
+                await self.archive.update_one({"_id": doc["_id"]}, {"$set": {k: v for k, v in doc.items()
+                                                                            if k != "_id"}})
+            await self.cases.delete_one({"_id": doc["_id"]})
+            moved += 1
+        return moved
+
+    async def archived(self, case_ids: list[str]) -> set[str]:
+        """Which of these cases are in the archive (one lookup by id each)."""
+        found = await asyncio.gather(*(self.archive.find_one({"_id": case_id}, {"_id": 1}) for case_id in case_ids))
+        return {doc["_id"] for doc in found if doc}
+
+    async def restore(self, case_id: str) -> bool:
+        """Bring an archived case back into the working set before it changes (reopened, merged into);
+        False if it is in the working set already (or still: an archiving under way holds the claim of the
+        archived version, so the caller's write waits for it and then finds the case archived).
+
+        The archived copy stays: the working set always wins (`get`), and archiving the case again
+        overwrites the copy. FerretDB 1.24 deletes by scanning the whole collection, and the archive
+        only grows."""
+        doc = await self.archive.find_one({"_id": case_id})
+        if doc is None:
+            return False
+        doc.pop("archived_at", None)
+        doc["updated_at"] = utcnow()
+        return await insert_once(self.cases, doc)
 
     async def first_dispatch(self, case_id: str) -> tuple[str | None, list[dict[str, Any]]]:
         """The request a case was opened by and the events it was first dispatched with (republished as they
         were on redelivery)."""
-        doc = await self.cases.find_one({"_id": case_id}, {"initial_events": 1, "request_event_id": 1}) or {}
+        projection = {"initial_events": 1, "request_event_id": 1}
+        doc = (await self.cases.find_one({"_id": case_id}, projection)
+               or await self.archive.find_one({"_id": case_id}, projection) or {})
         return doc.get("request_event_id"), json.loads(doc.get("initial_events") or "[]")
 
     async def replace(self, case: Case) -> bool:
