@@ -17,16 +17,12 @@ import time
 import uuid
 from pathlib import Path
 
+from tests.support.processes import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 LIBS = ROOT / ".cache" / "kafka" / "libs"
 LOG4J = ROOT / "deploy" / "local" / "log4j2.properties"
 HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def _port_open(port: int) -> bool:

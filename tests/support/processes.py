@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -17,10 +18,35 @@ from pymongo import MongoClient
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port for a process to listen on, chosen *below* the kernel's ephemeral range. A port from
+    that range (what binding to port 0 returns) can be taken as the local end of an outgoing connection
+    (to Kafka, to the store) between this check and the process's own bind, which then fails."""
+    low, _ = _ephemeral_ports()
+    first, last = (15000, low - 1) if low > 16000 else (1025, 9999)
+    for _ in range(500):
+        port = random.randint(first, last)
+        if port in _handed_out:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port between {first} and {last}")
 
 
 @dataclass
