@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from common.auth import issue_token
 from contracts.events import CASE_EVENTS_TOPIC, CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC, HELP_REQUESTED_TOPIC
 from contracts.events import SLA_EVENTS_TOPIC
 from services.hotline.settings import Settings
+from tests.support.processes import free_port  # below the ephemeral range: see there
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATE = 50.0  # calls per second
@@ -40,12 +40,6 @@ SATURATION_SECONDS = 15.0
 SATURATION_CONCURRENCY = (8, 32)
 RSS_LIMIT_MB = 200.0
 NEEDS = ["temp_assist_major", "dibao_application", "medical_aid", "special_group_visit", "other"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mb(pid: int) -> float:
@@ -80,7 +74,7 @@ class Hotline:
 
     def __init__(self, settings: BenchSettings) -> None:
         run = uuid.uuid4().hex[:8]
-        self.port = _free_port()
+        self.port = free_port()
         self.database = f"bench_intake_{run}"
         self.namespace = f"bench-{run}."
         self.log = Path(tempfile.gettempdir()) / f"bench-intake-{run}.log"
