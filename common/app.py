@@ -11,9 +11,9 @@ import asyncio
 import contextlib
 import gc
 import uuid
-from datetime import timedelta
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Annotated, Any
 
 import structlog
@@ -22,7 +22,6 @@ from fastapi.responses import JSONResponse, Response
 from faststream.kafka import KafkaBroker, KafkaRouter
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
 
 from common.errors import install_error_handlers
 from common.kafka import make_broker
@@ -145,18 +144,26 @@ def health_router() -> APIRouter:
 YOUNG_GC_THRESHOLD = 10_000  # allocations between young collections (Python's default: 700)
 
 
-async def claims_pruner(runtime: Runtime) -> None:
-    """Every service: trim old version claims from its database (`common.store.prune_claims`)."""
-    settings = runtime.settings
-    retention = timedelta(seconds=settings.claims_retention_s)
+async def every(interval_s: float, work: Callable[[], Awaitable[Any]], *, what: str) -> None:
+    """Run `work` now and then every `interval_s` seconds, for the life of the service. A round that fails
+    is logged and left to the next one: what it did not do stays to be done."""
     while True:
         try:
-            pruned = await prune_claims(runtime.db, retention)
-            if any(pruned.values()):
-                log.info("old version claims pruned", **pruned)
-        except PyMongoError as exc:  # the store is away: the claims can wait for the next round
-            log.warning("pruning version claims failed; trying again later", error=repr(exc))
-        await asyncio.sleep(settings.claims_prune_interval_s)
+            await work()
+        except Exception as exc:  # noqa: BLE001 - the next round tries again
+            log.warning(f"{what} failed; trying again next round", error=repr(exc))
+        await asyncio.sleep(interval_s)
+
+
+async def claims_pruner(runtime: Runtime) -> None:
+    """Every service: trim old version claims from its database (`common.store.prune_claims`)."""
+    retention = timedelta(seconds=runtime.settings.claims_retention_s)
+
+    async def prune() -> None:
+        if any((pruned := await prune_claims(runtime.db, retention)).values()):
+            log.info("old version claims pruned", **pruned)
+
+    await every(runtime.settings.claims_prune_interval_s, prune, what="pruning version claims")
 
 
 def settle_heap() -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from importlib import resources
 from pathlib import Path
 
 import structlog
 from fastapi import FastAPI
 
-from common.app import Runtime, create_service_app
+from common.app import Runtime, create_service_app, every
 from services.relief import api, handlers
 from services.relief.domain.standards import StandardsBook, load_standards
 from services.relief.service import Relief
@@ -47,12 +46,8 @@ async def outbox_relay(runtime: Runtime) -> None:
     """Publish events whose first publish failed (Kafka was down), until the service stops."""
     settings: Settings = runtime.settings  # type: ignore[assignment]
     await runtime.kafka_connected.wait()
-    while True:
-        try:
-            await runtime.store.relay_outbox(min_age_s=settings.outbox_min_age_s)
-        except Exception as exc:  # noqa: BLE001 - keep relaying; the outbox keeps what failed
-            log.warning("outbox relay pass failed", error=repr(exc))
-        await asyncio.sleep(settings.outbox_interval_s)
+    await every(settings.outbox_interval_s, lambda: runtime.store.relay_outbox(min_age_s=settings.outbox_min_age_s),
+                what="outbox relay pass")  # the outbox keeps what failed
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import structlog
 from fastapi import FastAPI
 
-from common.app import Runtime, create_service_app
+from common.app import Runtime, create_service_app, every
 from services.router import api, handlers
 from services.router.intake import run_intake
 from services.router.cases import CaseService
@@ -26,25 +24,23 @@ async def outbox_sweeper(runtime: Runtime) -> None:
     """Publish events a crash left in a case's outbox (after the grace period)."""
     service: CaseService = runtime.store
     await runtime.kafka_connected.wait()
-    while True:
-        try:
-            if swept := await service.sweep_outboxes():
-                log.info("outboxes swept", cases=swept)
-        except Exception as exc:  # noqa: BLE001 - try again next round; nothing is lost, it stays pending
-            log.warning("outbox sweep failed", error=repr(exc))
-        await asyncio.sleep(runtime.settings.outbox_sweep_interval_s)  # type: ignore[attr-defined]
+
+    async def sweep() -> None:
+        if swept := await service.sweep_outboxes():
+            log.info("outboxes swept", cases=swept)
+
+    await every(runtime.settings.outbox_sweep_interval_s, sweep, what="outbox sweep")  # type: ignore[attr-defined]
 
 
 async def archiver(runtime: Runtime) -> None:
     """Move long-closed cases out of the working set (`CaseService.archive_closed`)."""
     service: CaseService = runtime.store
-    while True:
-        try:
-            if moved := await service.archive_closed():
-                log.info("closed cases archived", cases=moved)
-        except Exception as exc:  # noqa: BLE001 - try again next round; a case not moved stays where it is
-            log.warning("archiving failed", error=repr(exc))
-        await asyncio.sleep(runtime.settings.archive_interval_s)  # type: ignore[attr-defined]
+
+    async def archive() -> None:
+        if moved := await service.archive_closed():
+            log.info("closed cases archived", cases=moved)
+
+    await every(runtime.settings.archive_interval_s, archive, what="archiving")  # type: ignore[attr-defined]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -141,3 +141,25 @@ def test_settling_the_heap_hides_start_up_objects_from_the_collector() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*threshold)
+
+
+async def test_a_periodic_round_that_fails_is_left_to_the_next_one() -> None:
+    import asyncio
+
+    from common.app import every
+
+    rounds: list[int] = []
+    done = asyncio.Event()
+
+    async def work() -> None:
+        rounds.append(1)
+        if len(rounds) == 1:
+            raise RuntimeError("store away")
+        if len(rounds) == 3:
+            done.set()
+
+    loop = asyncio.create_task(every(0, work, what="test round"))
+    await asyncio.wait_for(done.wait(), timeout=5)  # the failure did not end the loop
+    assert not loop.done()
+    loop.cancel()
+    assert len(rounds) >= 3
