@@ -49,12 +49,13 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
 
 
 def event_headers(event: Event) -> dict[str, str]:
-    return {
-        "event-type": getattr(event, "type", type(event).__name__),
-        "event-id": str(event.event_id),
-        "case-id": event.case_id,
-        "schema-version": str(event.schema_version),
-    }
+    return _headers(getattr(event, "type", type(event).__name__), event.event_id, event.case_id,
+                    event.schema_version)
+
+
+def _headers(event_type: str, event_id: Any, case_id: str, schema_version: Any) -> dict[str, str]:
+    return {"event-type": str(event_type), "event-id": str(event_id), "case-id": str(case_id),
+            "schema-version": str(schema_version)}
 
 
 def event_record(body: Mapping[str, Any]) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
@@ -62,14 +63,8 @@ def event_record(body: Mapping[str, Any]) -> tuple[bytes, bytes, list[tuple[str,
     `publish_event` would send: key (case id), JSON value, and the same headers. For hot paths that publish
     straight through an aiokafka producer; the body came from a validated model, so it is not re-validated."""
     event_id = str(body["event_id"])
-    headers = {
-        "event-type": str(body["type"]),
-        "event-id": event_id,
-        "case-id": str(body["case_id"]),
-        "schema-version": str(body["schema_version"]),
-        "content-type": "application/json",
-        "correlation_id": str(body.get("correlation_id") or event_id),
-    }
+    headers = {**_headers(body["type"], event_id, body["case_id"], body["schema_version"]),
+               "content-type": "application/json", "correlation_id": str(body.get("correlation_id") or event_id)}
     return (str(body["case_id"]).encode(), pydantic_core.to_json(body),
             [(name, value.encode()) for name, value in headers.items()])
 
