@@ -201,7 +201,7 @@ async def main(bench: BenchSettings) -> None:
     await produce(bootstrap, relay_in, records)
     await produce(bootstrap, input_topic, records)
     # A broker just started runs its code interpreted until the JVM has compiled it: measured right after
-    # `infra.sh start`, the relay ran at a quarter of its speed. A relay pass on topics of its own first,
+    # `infra.sh start`, the relay ran at about half its warm speed. A relay pass on topics of its own first,
     # so that neither side is measured against a cold broker.
     warm = records[:opts.warm_up]
     await produce(bootstrap, warm_in, warm)
