@@ -8,7 +8,13 @@ WITH_INFRA := deploy/local/with-infra.sh
 PYTEST_ARGS ?=
 # Tests and benchmarks get infrastructure of their own (fresh data, other ports), so they never touch
 # the data of the system `make run` runs, and both can run at once.
-TEST_INFRA := INFRA_INSTANCE=test KAFKA_PORT=19092 KAFKA_CONTROLLER_PORT=19093 MONGO_PORT=37017
+# The ports can be moved (TEST_KAFKA_PORT=… make test) to run two test instances side by side.
+TEST_INSTANCE ?= test
+TEST_KAFKA_PORT ?= 19092
+TEST_KAFKA_CONTROLLER_PORT ?= 19093
+TEST_MONGO_PORT ?= 37017
+TEST_INFRA := INFRA_INSTANCE=$(TEST_INSTANCE) KAFKA_PORT=$(TEST_KAFKA_PORT) \
+	KAFKA_CONTROLLER_PORT=$(TEST_KAFKA_CONTROLLER_PORT) MONGO_PORT=$(TEST_MONGO_PORT)
 
 .PHONY: run test bench contracts token infra-up infra-down infra-status venv clean
 
