@@ -57,6 +57,12 @@ def _is_permanent(exc: BaseException) -> bool:
     return isinstance(exc, (ValidationError, PermanentError, UnicodeDecodeError, ValueError))
 
 
+def backoff_delay(attempt: int, initial_s: float, max_s: float) -> float:
+    """Bounded exponential backoff with jitter (half to all of the step), `attempt` counting from 1: the one
+    backoff of every retry loop here, so that many clients failing at once do not retry in step."""
+    return min(max_s, initial_s * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+
+
 def dlq_topic(topic: str) -> str:
     return f"{topic}.dlq"
 
@@ -92,8 +98,7 @@ class DeliveryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter; attempt counts from 1."""
-        base = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (attempt - 1))
-        return base * (0.5 + random.random() / 2)
+        return backoff_delay(attempt, self.backoff_initial_s, self.backoff_max_s)
 
     def __call__(self, msg: Any, /, *, context: Any, **_: Any) -> _DeliveryMiddleware:
         return _DeliveryMiddleware(msg, context=context, policy=self)
@@ -114,12 +119,10 @@ class DeliveryPolicy:
                 "x-dlq-service": self.service,
             }
         )
-        await self.broker.publish(
-            record.value or b"",
-            topic=dlq_topic(record.topic),
-            key=record.key,
-            headers=headers,
-        )
+        from common.kafka import publish
+
+        await publish(self.broker, record.value or b"", topic=dlq_topic(record.topic), key=record.key,
+                      headers=headers)
         log.error(
             "message dead-lettered",
             topic=record.topic,

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pydantic_core
+import structlog
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
@@ -14,12 +15,21 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 
 from common.consumer import DeliveryPolicy
+from common.kafka_recovery import (
+    current_producer,
+    install_reconnect_backoff,
+    producer_state_lost,
+    renew_broker_producer,
+    retire,
+    start_fresh,
+)
 
 if TYPE_CHECKING:
     from contracts.events import Event
 
     from common.settings import ServiceSettings
 
+log = structlog.get_logger("kafka")
 _DEFAULT_PARTITIONER = DefaultPartitioner()
 
 # Subscribers commit only after the handler returned (never ACK_FIRST, which is at-most-once).
@@ -28,6 +38,7 @@ SUBSCRIBER_ACK_POLICY = AckPolicy.ACK
 
 def make_broker(settings: ServiceSettings) -> KafkaBroker:
     """A broker whose producer waits for all in-sync replicas and is idempotent, with the delivery policy."""
+    install_reconnect_backoff()
     policy = DeliveryPolicy(
         settings.service_name,
         max_attempts=settings.consumer_max_attempts,
@@ -91,13 +102,56 @@ class KeyHashPartitioner:
 
 async def publish_event(broker: KafkaBroker, event: Event, *, topic: str | None = None) -> None:
     """Publish an event on its contract's topic (or `topic`), keyed by case id; returns once acknowledged."""
-    await broker.publish(
-        event,
-        topic=topic or event.TOPIC,
-        key=event.key,
-        headers=event_headers(event),
-        correlation_id=event.correlation_id or str(event.event_id),
-    )
+    await publish(broker, event, topic=topic or event.TOPIC, key=event.key, headers=event_headers(event),
+                  correlation_id=event.correlation_id or str(event.event_id))
+
+
+async def publish_events(broker: KafkaBroker, events: Sequence[tuple[Event, str]], *, timeout: float
+                         ) -> tuple[int, BaseException | None]:
+    """Publish `(event, topic)` pairs in their order without waiting for each acknowledgement in turn (one
+    producer keeps the order per partition), then wait at most `timeout` seconds for all of them. Returns how
+    many, from the first, Kafka acknowledged, and the first failure if there was one: a relay removes the
+    acknowledged ones and sends the rest again, in order."""
+    producer = current_producer(broker)
+    futures: list[asyncio.Future[Any]] = []
+    error: BaseException | None = None
+    try:
+        for event, topic in events:
+            pending = await broker.publish(
+                event, topic=topic, key=event.key, headers=event_headers(event),
+                correlation_id=event.correlation_id or str(event.event_id), no_confirm=True)
+            if not asyncio.isfuture(pending):  # a test broker has delivered it already
+                pending = asyncio.get_running_loop().create_future()
+                pending.set_result(None)
+            futures.append(pending)
+    except Exception as exc:  # noqa: BLE001 - what was queued before it still counts
+        error = exc
+    done = 0
+    try:
+        results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), timeout)
+    except TimeoutError as exc:
+        results, error = [], error or exc
+    for result in results:
+        if isinstance(result, BaseException):
+            error = result
+            break
+        done += 1
+    if error is not None and producer is not None and producer_state_lost(error, producer):
+        await renew_broker_producer(broker, producer, error)
+    return done, error
+
+
+async def publish(broker: KafkaBroker, body: Any, **options: Any) -> None:
+    """The one way anything is sent through a service's broker (`broker.publish`'s options). A send that
+    fails because the producer's idempotent session broke (a broker restart) renews the producer before the
+    error reaches the caller, whose retry (outbox relay, redelivery) then goes through the new one."""
+    producer = current_producer(broker)
+    try:
+        await broker.publish(body, **options)
+    except Exception as exc:
+        if producer is not None and producer_state_lost(exc, producer):
+            await renew_broker_producer(broker, producer, exc)
+        raise
 
 
 Record = tuple[str, bytes, bytes, list[tuple[str, bytes]]]  # topic, key, value, headers
@@ -110,16 +164,44 @@ class BatchProducer:
     delivery future: aiokafka's per-record `send` is most of the producer's cost on such a path."""
 
     def __init__(self, bootstrap_servers: str, *, client_id: str, max_batch_size: int = 512 * 1024) -> None:
+        install_reconnect_backoff()
         self.partitioner = KeyHashPartitioner()
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True,
-                                         max_batch_size=max_batch_size, partitioner=self.partitioner,
-                                         client_id=client_id)
+        self._options = dict(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True,
+                             max_batch_size=max_batch_size, partitioner=self.partitioner, client_id=client_id)
+        self.producer = AIOKafkaProducer(**self._options)
+        self._renewing = asyncio.Lock()
 
     async def start(self) -> None:
         await self.producer.start()
 
     async def stop(self) -> None:
         await self.producer.stop()
+
+    async def deliver(self, records: Iterable[Record], *, timeout: float) -> None:
+        """Send `records` and wait (at most `timeout` seconds) until every one is acknowledged. A failure
+        because the producer's session broke (a broker restart) renews the producer, then raises: the caller
+        sends again through the new one."""
+        producer = self.producer
+        try:
+            futures = await self.send(records)
+            await asyncio.wait_for(asyncio.gather(*futures), timeout=timeout)
+        except Exception as exc:
+            if producer_state_lost(exc, producer):
+                await self.renew(producer, exc)
+            raise
+
+    async def renew(self, failed: AIOKafkaProducer, reason: BaseException) -> None:
+        """Replace the producer `failed` with a new idempotent session, once however many sends failed on it."""
+        async with self._renewing:
+            if self.producer is not failed:
+                return
+            try:
+                self.producer = await start_fresh(lambda: AIOKafkaProducer(**self._options))
+            except Exception as exc:  # noqa: BLE001 - Kafka still away: the next failed send tries again
+                log.info("kafka producer renewal postponed", error=repr(exc))
+                return
+        log.warning("kafka producer renewed after its session broke", error=repr(reason))
+        await retire(failed, reason)
 
     async def send(self, records: Iterable[Record]) -> list[asyncio.Future[Any]]:
         """Queue `records`; await the returned futures for the acknowledgements."""

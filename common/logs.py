@@ -37,6 +37,36 @@ def mask_personal_data(_logger: Any, _name: str, event_dict: dict[str, Any]) -> 
     return {k: _mask(v) for k, v in event_dict.items()}
 
 
+class KafkaNoiseFilter(logging.Filter):
+    """aiokafka logs a warning or an error for every failed reconnect, fetch and heartbeat, per client, every
+    few hundred milliseconds while Kafka is away. During an outage (`common.kafka_recovery.OUTAGE`, which
+    logs its start, its length and its end itself) they are counted, not logged; otherwise one line per
+    message kind is let through every `window_s`, the next one saying how many were held back."""
+
+    def __init__(self, window_s: float = 5.0) -> None:
+        super().__init__()
+        self.window_s = window_s
+        self._last: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not record.name.startswith("aiokafka"):
+            return True
+        from common.kafka_recovery import OUTAGE
+
+        if OUTAGE.quiet():
+            OUTAGE.suppressed += 1
+            return False
+        key = (record.name, str(record.msg))
+        last = self._last.get(key)
+        if last is not None and record.created - last[0] < self.window_s:
+            self._last[key] = (last[0], last[1] + 1)
+            return False
+        if last is not None and last[1]:
+            record.msg = f"{record.msg} (and {last[1]} like it in the last {self.window_s:.0f} s)"
+        self._last[key] = (record.created, 0)
+        return True
+
+
 def configure_logging(service: str, level: str = "INFO", json: bool | None = None) -> None:
     """Configure structlog and route stdlib logging (uvicorn, aiokafka, FastStream) through it."""
     if json is None:
@@ -56,6 +86,7 @@ def configure_logging(service: str, level: str = "INFO", json: bool | None = Non
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(sys.stdout)
+    handler.addFilter(KafkaNoiseFilter())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],

@@ -4,8 +4,9 @@
 - The API publishes directly only while this process has no backlog, so an outage never lets a new call
   overtake an older one; otherwise the relay is woken. A direct publish runs alongside the outbox write:
   the call is accepted once either has succeeded (Kafka's ack, or the stored entry).
-- The relay publishes waiting entries one by one in sequence order and removes each only after Kafka
-  acknowledged it (`acks="all"`); on a failure it stops, backs off and starts again from the oldest.
+- The relay publishes waiting entries a batch at a time in sequence order (one producer keeps the order
+  per partition) and removes them only after Kafka acknowledged them (`acks="all"`); on a failure it
+  removes the acknowledged ones before it, backs off and starts again from the oldest.
 - A direct publish's entry is removed after Kafka's ack too, batched off the answer's path. An entry
   claimed by a direct publish whose process died is taken over after `inflight_takeover_s`.
 - The outbox holds only what is not yet acknowledged, so the relay's queries stay small (FerretDB scans
@@ -27,8 +28,9 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from common.kafka import publish_event
+from common.kafka import publish_event, publish_events
 from contracts.events.hotline import HelpRequested, HotlineCaseEvent
+from common.consumer import backoff_delay
 from common.store import busy_retry
 
 if TYPE_CHECKING:
@@ -179,12 +181,18 @@ class Publisher:
         """Publish waiting entries in order until none is left or one fails; returns how many went out."""
         sent = 0
         self.wake.clear()  # a call stored while this drain runs sets it again
-        while batch := await self.outbox.waiting(self.settings.relay_batch, self.settings.inflight_takeover_s):
-            for entry in batch:
-                await self._publish(decode(entry), self.settings.publish_timeout_s * 3)
-                await self.outbox.remove(entry["_id"])
-                sent += 1
-                log.info("outbox entry relayed", case_id=entry["case_id"], seq=entry["seq"])
+        try:
+            while batch := await self.outbox.waiting(self.settings.relay_batch, self.settings.inflight_takeover_s):
+                events = [(event := decode(entry), self.settings.topic(event.TOPIC)) for entry in batch]
+                acked, error = await publish_events(self.broker, events, timeout=self.settings.publish_timeout_s * 3)
+                if acked:
+                    await self.outbox.remove(*(entry["_id"] for entry in batch[:acked]))
+                    sent += acked
+                if error is not None:
+                    raise error
+        finally:
+            if sent:  # one line per drain: after a long outage there are thousands of entries
+                log.info("outbox entries relayed", count=sent)
         if not self.wake.is_set():  # nothing was stored while the last query ran: direct publishing again
             self.backlog = False
         return sent
@@ -209,8 +217,8 @@ class Publisher:
             except Exception as exc:  # noqa: BLE001 - retried from the oldest entry after a backoff
                 self.backlog = True
                 failures += 1
-                delay = min(self.settings.relay_backoff_max_s, self.settings.relay_interval_s * 2 ** (failures - 1))
-                log.warning("outbox relay paused", error=repr(exc), retry_in_s=delay)
+                delay = backoff_delay(failures, self.settings.relay_interval_s, self.settings.relay_backoff_max_s)
+                log.warning("outbox relay paused", error=repr(exc), retry_in_s=round(delay, 2))
                 await asyncio.sleep(delay)
                 continue
             with contextlib.suppress(TimeoutError):

@@ -115,9 +115,8 @@ class CaseService:
             topic = (self.settings.department_topic(entry["department"]) if entry["queue"] == "department"
                      else self.settings.lifecycle_topic)
             records.append((topic, *event_record(entry["body"])))
-        futures = await producer.send(records)
         # Bounded like the store write: a stuck acknowledgement fails the batch, which is then redelivered.
-        await asyncio.wait_for(asyncio.gather(*futures), timeout=self.settings.batch_timeout_s)
+        await producer.deliver(records, timeout=self.settings.batch_timeout_s)
 
     async def dispatch_requests(self, requests: list[HelpRequested], *, producer: BatchProducer) -> BatchOutcome:
         """A batch of help requests: route each, store the new cases, publish every event, wait for the acks.

@@ -140,6 +140,16 @@ class PrivateKafka:
         while _port_open(self.port) and time.monotonic() < deadline:
             time.sleep(0.1)
 
+    def kill(self) -> None:
+        """SIGKILL: the broker dies without writing its producer-state snapshots, as in a crash."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.kill()
+        self.process.wait(10)
+        deadline = time.monotonic() + 10
+        while _port_open(self.port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
     def tail(self, lines: int = 40) -> str:
         text = ""
         for path in (self.log, self.workdir / "kafka.log"):

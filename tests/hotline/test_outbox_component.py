@@ -73,20 +73,21 @@ async def test_the_relay_keeps_order_when_kafka_fails_midway(harness: Harness, m
     harness.runtime.kafka_connected.clear()
     ids = [(await harness.take())["case_id"] for _ in range(3)]
     harness.runtime.kafka_connected.set()
-    real = outbox_module.publish_event
+    real = harness.broker.publish
     calls = 0
 
-    async def fails_second(broker: Any, event: Any, **kwargs: Any) -> None:
+    async def fails_second(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls == 2:
             raise KafkaConnectionError("broker went away")
-        await real(broker, event, **kwargs)
+        return await real(*args, **kwargs)
 
-    monkeypatch.setattr(outbox_module, "publish_event", fails_second)
+    monkeypatch.setattr(harness.broker, "publish", fails_second)
     with pytest.raises(KafkaConnectionError):
         await harness.hotline.publisher.drain_once()
     assert relayed_ids(harness) == ids[:1]  # stopped at the failure, nothing after it went out
+    assert await harness.hotline.outbox.pending_count() == 2  # the acknowledged one left the outbox
     await harness.hotline.publisher.drain_once()
     assert relayed_ids(harness) == ids
 
