@@ -35,8 +35,15 @@ test: venv
 	@$(TEST_INFRA) bash $(WITH_INFRA) --fresh $(PY) -m pytest $(PYTEST_ARGS)
 
 ## Every benchmark (or BENCH="intake router ..."), against the real broker and store, printing figures.
+## BENCH=e2e runs on an instance of its own whose data is kept, so its history is built once per size.
 bench: venv
+ifeq ($(strip $(BENCH)),e2e)
+	@INFRA_INSTANCE=$(TEST_INSTANCE)-e2e KAFKA_PORT=$(TEST_KAFKA_PORT) \
+		KAFKA_CONTROLLER_PORT=$(TEST_KAFKA_CONTROLLER_PORT) MONGO_PORT=$(TEST_MONGO_PORT) \
+		bash $(WITH_INFRA) $(PY) -m benchmarks e2e
+else
 	@$(TEST_INFRA) bash $(WITH_INFRA) --fresh $(PY) -m benchmarks $(BENCH)
+endif
 
 ## JSON Schema for every event and an AsyncAPI document for every topic, under docs/contracts/.
 contracts: venv

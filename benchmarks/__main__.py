@@ -1,6 +1,7 @@
 """Run every `benchmarks/bench_*.py` (or those named): `python -m benchmarks [intake router ...]`.
 
 Each module exposes `async def main(settings: BenchSettings) -> None` and prints its own figures.
+Those in `ONLY_WHEN_NAMED` (long, with state kept between runs) run only when named.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import time
 import benchmarks
 from benchmarks.support import BenchSettings
 
+ONLY_WHEN_NAMED = {"bench_e2e"}
+
 
 def main(argv: list[str]) -> int:
     names = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_"))
-    wanted = [n for n in names if not argv or n.removeprefix("bench_") in argv]
+    wanted = [n for n in names if n.removeprefix("bench_") in argv or (not argv and n not in ONLY_WHEN_NAMED)]
     settings = BenchSettings()
     failures = 0
     for name in wanted:

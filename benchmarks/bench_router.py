@@ -17,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pymongo import AsyncMongoClient
@@ -131,8 +132,9 @@ class Clock:
             self.started = time.time()
 
 
-async def run_relay(bootstrap: str, source: str, sink: str, stop: asyncio.Event, clock: Clock) -> None:
-    """The baseline: consume a batch, produce each record onward, wait for the acks, commit."""
+async def run_relay(bootstrap: str, source: str, sink: str, stop: asyncio.Event, clock: Clock,
+                    store: Callable[[list[ConsumerRecord]], Awaitable[Any]] | None = None) -> None:
+    """The baseline: consume a batch, (`store` it,) produce each record onward, wait for the acks, commit."""
     consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=f"relay-{uuid.uuid4().hex[:8]}",
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
@@ -143,7 +145,10 @@ async def run_relay(bootstrap: str, source: str, sink: str, stop: asyncio.Event,
             batch = await consumer.getmany(timeout_ms=200, max_records=500)
             if batch:
                 clock.start()
-            futures = [await producer.send(sink, r.value, key=r.key) for records in batch.values() for r in records]
+            received = [r for records in batch.values() for r in records]
+            if received and store is not None:
+                await store(received)
+            futures = [await producer.send(sink, r.value, key=r.key) for r in received]
             if futures:
                 await asyncio.gather(*futures)
                 await consumer.commit()

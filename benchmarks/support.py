@@ -10,3 +10,4 @@ class BenchSettings(BaseSettings):
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     mongodb_url: str = "mongodb://127.0.0.1:27017/"
+    infra_instance: str = "run"  # deploy/local/infra.sh's INFRA_INSTANCE: where its pid files are

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from faststream.kafka import KafkaBroker, KafkaRouter
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -28,7 +28,7 @@ from common.kafka import make_broker
 from common.logs import configure_logging
 from common.reference import reference_router
 from common.settings import ServiceSettings
-from common.store import open_mongo, prune_claims
+from common.store import CommandCounter, open_mongo, prune_claims
 
 log = structlog.get_logger("app")
 
@@ -45,6 +45,7 @@ class Runtime:
     db: AsyncDatabase[dict[str, Any]]
     store: Any = None  # the service's own store object, returned by its start-up hook
     kafka_connected: asyncio.Event = field(default_factory=asyncio.Event)
+    store_commands: CommandCounter = field(default_factory=CommandCounter)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
@@ -138,6 +139,15 @@ def health_router() -> APIRouter:
         ok = all(checks.values())
         return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503)
 
+    @router.get("/metrics", summary="Store commands sent since start-up (Prometheus text format)",
+                response_class=PlainTextResponse)
+    async def metrics(runtime: RuntimeDep) -> str:
+        lines = ["# HELP store_commands_total Commands this process sent to its store, by command name.",
+                 "# TYPE store_commands_total counter"]
+        lines += [f'store_commands_total{{command="{name}"}} {count}'
+                  for name, count in sorted(runtime.store_commands.counts.items())]
+        return "\n".join(lines) + "\n"
+
     return router
 
 
@@ -194,9 +204,11 @@ def create_service_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.service_name, settings.log_level, settings.log_json)
-        mongo = open_mongo(settings)
+        counter = CommandCounter()
+        mongo = open_mongo(settings, counter=counter)
         broker = make_broker(settings)
-        runtime = Runtime(settings=settings, broker=broker, mongo=mongo, db=mongo[settings.database_name])
+        runtime = Runtime(settings=settings, broker=broker, mongo=mongo, db=mongo[settings.database_name],
+                          store_commands=counter)
         if subscribers is not None and (kafka_router := subscribers(runtime)) is not None:
             broker.include_router(kafka_router)
         app.state.runtime = runtime

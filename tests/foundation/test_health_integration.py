@@ -31,6 +31,27 @@ def test_ready_when_kafka_and_store_answer(kafka_bootstrap: str, mongodb_url: st
         assert _ready(client, 200) == {"status": "ready", "checks": {"store": True, "kafka": True}}
 
 
+def _pings(client: TestClient) -> int:
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    for line in response.text.splitlines():
+        if line.startswith('store_commands_total{command="ping"}'):
+            return int(line.split()[-1])
+    return 0
+
+
+def test_metrics_count_the_store_commands_the_process_sent(kafka_bootstrap: str, mongodb_url: str) -> None:
+    settings = ServiceSettings(service_name="metrics-it", kafka_bootstrap_servers=kafka_bootstrap,
+                               mongodb_url=mongodb_url)
+    with TestClient(create_service_app(settings, title="t")) as client:
+        _ready(client, 200)  # /readyz pings the store
+        before = _pings(client)
+        client.get("/readyz")
+        client.get("/readyz")
+        assert before >= 1
+        assert _pings(client) == before + 2
+
+
 def test_not_ready_names_what_is_unreachable(mongodb_url: str) -> None:
     settings = ServiceSettings(service_name="health-it", kafka_bootstrap_servers="127.0.0.1:1",
                                mongodb_url=mongodb_url)

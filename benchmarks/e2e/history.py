@@ -1,0 +1,191 @@
+"""The history: earlier cases in every service's store, as the services would have written them.
+
+Each case is a call some days ago that was dispatched, signed for and resolved: the hotline's triage and
+intake record, the router's routing, desk steps and archiving (resolved long ago, so in `cases_archive`),
+relief's case intake and entitlements, notify's clocks; every service sees the events the others
+published. The documents come from each service's own store and domain code, in memory
+(`captured.py`), and go to the store with `insert_many`. Kept between runs in databases named after
+the history's size (`E2eBench.history_database`), marked complete at the end, reused when complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pydantic_core
+from pymongo import AsyncMongoClient
+
+from benchmarks.e2e import captured
+from benchmarks.e2e.settings import SERVICES, E2eBench
+from common.auth import Principal, Role
+from contracts.events.hotline import Caller, HelpRequested, Place
+from contracts.events.router import case_lifecycle_event
+from contracts.events.relief import grant_event
+from services.hotline.domain import case_day, format_case_number, project_status, triage
+from services.hotline.settings import Settings as HotlineSettings
+from services.hotline.store import HotlineStore
+from services.router.app import catalogue_of
+from services.router.domain import desk
+from services.router.domain.dispatching import mark_queued, open_case
+from services.router.domain.routing import RoutingFacts, decide
+from services.router.settings import Settings as RouterSettings
+
+MARKER = "bench_history"  # collection holding {"_id": "complete", "cases": n} once the load finished
+CHUNK = 1000
+NEEDS = [["temp_assist_major"], ["dibao_application"], ["medical_aid"], ["special_group_visit"], ["other"],
+         ["homeless_cold"], ["dibao_application", "medical_aid"]]
+DISTRICTS = ["500103", "500105", "500106", "500112", "500108"]
+Doc = dict[str, Any]
+
+
+def history_request(i: int, at: datetime, case_id: str) -> HelpRequested:
+    needs = NEEDS[i % len(NEEDS)]
+    description = "家庭困难，需要帮助。" * 3
+    verdict = triage(needs, description, False)
+    return HelpRequested(
+        case_id=case_id, correlation_id=case_id, received_at=at, channel="phone", operator_id="history-operator",
+        caller=Caller(name=f"历史来电人{i}", phone=f"137{i % 10**8:08d}"),
+        place=Place(district=DISTRICTS[i % len(DISTRICTS)], address=f"历史路{i}号"), needs=tuple(needs),
+        household_status="low_income" if i % 2 else "unknown", emergency=verdict.emergency,
+        emergency_reasons=verdict.reasons, description=description)
+
+
+class HistoryBuilder:
+    """Turns case numbers into every service's documents for those cases."""
+
+    def __init__(self, hotline_db: Any) -> None:
+        self.catalogue = catalogue_of(RouterSettings())
+        self.hotline = HotlineStore(hotline_db, pepper=HotlineSettings().lookup_pepper.get_secret_value())
+        self.relief, self.relief_memory = captured.relief_intake()
+        self.notify, self.notify_memory = captured.notify_runtime()
+        self.callers: dict[str, list[str]] = {}
+        self.counters: dict[str, int] = {}
+
+    def route(self, request: HelpRequested) -> tuple[Doc, list[Doc]]:
+        """The router's case, worked to resolution at the desk, as archived; and its lifecycle events."""
+        at = request.received_at
+        facts = RoutingFacts.of(request)
+        case = open_case(request.case_id, facts, decide(self.catalogue, facts), self.catalogue,
+                         now=at + timedelta(seconds=30), correlation_id=request.case_id,
+                         summary=request.description[:200], request_event_id=str(request.event_id))
+        initial, writes = list(case.outbox), 1
+        for task in case.tasks:
+            writes += mark_queued(case, task.task_id, at + timedelta(seconds=31))
+        lead = case.lead_task()
+        assert lead is not None
+        for n, task in enumerate(sorted(case.tasks, key=lambda t: t.role == "lead")):  # co-handlers first
+            worker = Principal(sub="history-worker", role=Role.DEPT_WORKER, department=task.department,
+                               district=task.district)
+            desk.sign_for(case, task.task_id, worker, at + timedelta(minutes=10 + n))
+            desk.resolve(case, task.task_id, worker, "helped", "已帮扶", at + timedelta(days=1, minutes=n))
+            writes += 2
+        events = [e["body"] for e in case.outbox if e["queue"] == "lifecycle"]
+        case.outbox = []
+        case.version = writes + 1  # the archiving claims one more
+        doc = case.to_document()
+        doc["initial_events"] = pydantic_core.to_json(initial).decode()
+        doc["updated_at"] = doc["archived_at"] = at + timedelta(days=8)
+        return doc, events
+
+    async def case(self, i: int, at: datetime, seq: int) -> tuple[Doc, Doc]:
+        """One case everywhere; returns the router's and the hotline's documents (relief's and notify's
+        are kept by their captured stores)."""
+        day = case_day(at)
+        case_id = format_case_number(day, seq)
+        request = history_request(i, at, case_id)
+        router_doc, lifecycle = self.route(request)
+        await self.relief.on_help_requested(request)
+        await self.relief.on_dispatched(case_lifecycle_event.validate_python(lifecycle[0]))
+        grants = [body for key, ent in self.relief_memory.entitlements.items() if key.startswith(f"{case_id}:")
+                  for body in captured.published(ent)]
+        downstream = sorted(lifecycle + grants, key=lambda e: e["occurred_at"])
+        await captured.notify_apply(self.notify, request)
+        for body in downstream:
+            event = (grant_event if body["type"].startswith("grant.") else case_lifecycle_event).validate_python(body)
+            await captured.notify_apply(self.notify, event)
+        intake = self.hotline.intake_document(request)
+        intake["events"] = [{**body, "_arrived_at": at + timedelta(seconds=n)} for n, body in enumerate(downstream)]
+        status = project_status(case_id, received_at=at, emergency=request.emergency,
+                                events=[{**e, "_arrival": n} for n, e in enumerate(intake["events"])])
+        intake.update(HotlineStore._status_fields(status), version=2 * len(downstream), created_at=at)
+        for kind, value in intake["keys"].items():
+            self.callers.setdefault(f"{kind}:{value}", []).append(case_id)
+        self.counters[day] = max(self.counters.get(day, 0), seq)
+        return router_doc, intake
+
+    def drain(self) -> tuple[list[Doc], list[Doc], list[Doc], list[Doc]]:
+        """Relief's cases and entitlements, notify's cases and contacts built so far (then forgotten)."""
+        relief, memory = self.relief_memory, self.notify_memory
+        out = (list(relief.cases.values()), list(relief.entitlements.values()), list(memory.cases.values()),
+               list(memory.contacts.values()))
+        relief.cases.clear(), relief.entitlements.clear(), memory.cases.clear(), memory.contacts.clear()
+        return out
+
+
+def history_times(opts: E2eBench, now: datetime) -> list[tuple[datetime, int]]:
+    """(received at, sequence number of its day) for every case, evenly over `history_days`."""
+    start = now - timedelta(days=opts.history_ends_days_ago + opts.history_days)
+    span = timedelta(days=opts.history_days).total_seconds()
+    times, seqs = [], {}
+    for i in range(opts.history):
+        at = start + timedelta(seconds=span * i / max(opts.history, 1))
+        day = case_day(at)
+        seqs[day] = seqs.get(day, 0) + 1
+        times.append((at, seqs[day]))
+    return times
+
+
+async def complete(client: AsyncMongoClient[Doc], opts: E2eBench) -> bool:
+    for service in SERVICES:
+        marker = await client[opts.history_database(service)][MARKER].find_one({"_id": "complete"})
+        if not marker or marker.get("cases") != opts.history:
+            return False
+    return True
+
+
+async def ensure_history(client: AsyncMongoClient[Doc], opts: E2eBench) -> str:
+    """Load the history unless a complete one is there; returns what was done, for the report."""
+    if not opts.rebuild and await complete(client, opts):
+        return "reused"
+    for service in SERVICES:
+        await client.drop_database(opts.history_database(service))
+    dbs = {s: client[opts.history_database(s)] for s in SERVICES}
+    builder = HistoryBuilder(dbs["hotline"])
+    started = time.perf_counter()
+    times = history_times(opts, datetime.now(UTC))
+    writing: asyncio.Future[Any] | None = None
+    for first in range(0, len(times), CHUNK):
+        routed, intakes = [], []
+        for i in range(first, min(first + CHUNK, len(times))):
+            router_doc, intake = await builder.case(i, *times[i])
+            routed.append(router_doc)
+            intakes.append(intake)
+            await asyncio.sleep(0)  # the previous chunk's writes go on while this one is built
+        relief_cases, entitlements, notify_cases, contacts = builder.drain()
+        if writing is not None:
+            await writing
+        writing = asyncio.gather(
+            dbs["router"]["cases_archive"].insert_many(routed), dbs["hotline"]["intakes"].insert_many(intakes),
+            dbs["relief"]["cases"].insert_many(relief_cases), dbs["notify"]["cases"].insert_many(notify_cases),
+            *([dbs["relief"]["entitlements"].insert_many(entitlements)] if entitlements else []),
+            dbs["notify"]["contacts"].insert_many(contacts))
+        done = first + len(routed)
+        if done % 10_000 == 0 or done == len(times):
+            elapsed = time.perf_counter() - started
+            print(f"  history: {done} of {len(times)} cases built, {done / elapsed:.0f} cases/s", flush=True)
+    if writing is not None:
+        await writing
+    callers = [{"_id": key, "cases": ids, "version": len(ids)} for key, ids in builder.callers.items()]
+    for first in range(0, len(callers), CHUNK * 5):
+        await dbs["hotline"]["callers"].insert_many(callers[first:first + CHUNK * 5])
+    await dbs["hotline"]["counters"].insert_many([{"_id": f"case:{d}", "last": n} for d, n in builder.counters.items()])
+    leftover = len(builder.notify_memory.sla_timers.live)
+    for service in SERVICES:
+        await dbs[service][MARKER].insert_one({"_id": "complete", "cases": opts.history, "at": datetime.now(UTC)})
+    elapsed = time.perf_counter() - started
+    return (f"loaded {opts.history} cases in {elapsed:.0f} s ({opts.history / max(elapsed, 1e-9):.0f} cases/s, "
+            f"{len(callers)} caller keys, {leftover} notify timers left open)")
+

@@ -1,0 +1,73 @@
+"""Figures from the tracked calls, printed as plain tables."""
+
+from __future__ import annotations
+
+from benchmarks.bench_intake import percentile
+from benchmarks.e2e.surge import STAGES, Call, Tracker
+
+LABELS = {"accept": "accept (HTTP reply)", "dispatch": "router dispatch on Kafka",
+          "hotline": "hotline shows dispatch*", "notify": "notify has clocks*"}
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(row: list[str]) -> str:
+        return "  ".join(str(v).rjust(w) if i else str(v).ljust(w) for i, (v, w) in enumerate(zip(row, widths)))
+
+    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *map(line, rows)])
+
+
+def ms(value: float) -> str:
+    return f"{value * 1000:.0f}" if value < 10 else f"{value:.1f}s"
+
+
+def stage_rows(tracker: Tracker, calls: list[Call], label: str = "") -> list[list[str]]:
+    rows = []
+    for stage in STAGES:
+        expected = [c for c in calls if (stage in ("accept", "dispatch") or c.sampled)
+                    and (stage == "accept" or c.case_id is not None)]
+        reached = [(at, c) for c in expected if (at := tracker.at(c, stage)) is not None]
+        waits = [at - c.scheduled for at, c in reached]
+        if reached:
+            span = max(at for at, _ in reached) - min(c.scheduled for c in calls)
+            rate = len(reached) / max(span, 1e-9) * (1 if stage in ("accept", "dispatch") else _every(calls))
+        row = [f"{label}{LABELS[stage]}", f"{len(reached)}/{len(expected)}"]
+        row += [ms(percentile(waits, p)) for p in (50, 95, 99)] + [ms(max(waits))] if waits else ["-"] * 4
+        row.append(f"{rate:.1f}" if reached else "-")
+        rows.append(row)
+    return rows
+
+
+def _every(calls: list[Call]) -> int:
+    sampled = sum(c.sampled for c in calls)
+    return round(len(calls) / sampled) if sampled else 1
+
+
+HEADERS = ["stage", "reached", "p50 ms", "p95 ms", "p99 ms", "max ms", "done/s"]
+
+
+def print_phase(tracker: Tracker, calls: list[Call], title: str) -> None:
+    failed = [c for c in calls if c.failed]
+    print(f"\n{title}: {len(calls)} calls, {len(failed)} failed" + (f" (e.g. {failed[0].failed})" if failed else ""))
+    shared = [c for c in calls if c.shared_phone]
+    if shared:
+        rows = stage_rows(tracker, [c for c in calls if not c.shared_phone], "other callers: ")
+        rows += stage_rows(tracker, shared, "the one phone: ")
+    else:
+        rows = stage_rows(tracker, calls)
+    print(table(HEADERS, rows), flush=True)
+
+
+def print_resources(cases: int, cpu: dict[str, float], commands: dict[str, dict[str, int]]) -> None:
+    """CPU per case of every process and store commands per case of every service."""
+    rows = []
+    for name, seconds in cpu.items():
+        per_service = commands.get(name, {})
+        total = sum(per_service.values())
+        top = ", ".join(f"{k} {v / cases:.1f}" for k, v in sorted(per_service.items(), key=lambda kv: -kv[1])[:5])
+        rows.append([name, f"{seconds * 1000 / cases:.1f}", f"{seconds:.1f}",
+                     f"{total / cases:.1f}" if per_service else "-", top or "-"])
+    print(f"\nper case over the plain surge ({cases} cases accepted):")
+    print(table(["process", "CPU ms/case", "CPU s", "store cmds/case", "top commands per case"], rows),
+          flush=True)

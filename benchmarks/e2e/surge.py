@@ -1,0 +1,164 @@
+"""Calls in, open loop, and the watchers that see each case reach every stage.
+
+- accept: the hotline's HTTP reply to `POST /api/v1/help-requests`;
+- dispatch: the `case.dispatched` record on the lifecycle topic (its timestamp: when the router sent it),
+  read by a consumer of its own;
+- hotline shows it: the hotline's `GET /cases/{id}/status` says dispatched;
+- notify has its clocks: notify's `GET /cases/{id}` lists a department clock.
+The last two are polled for a sample of the cases only (1 in `sample_every`), at most `polls_per_round`
+per service every `poll_interval_s`, oldest first, so the polling stays a small load of its own.
+Every latency runs from the call's scheduled send time, so a sender falling behind counts against it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+
+STAGES = ("accept", "dispatch", "hotline", "notify")
+SHARED_PHONE = "13600000000"
+NEEDS = ["temp_assist_major", "dibao_application", "medical_aid", "special_group_visit", "other"]
+DISTRICTS = ["500103", "500105", "500106", "500112"]
+
+
+@dataclass
+class Call:
+    n: int
+    phase: str
+    scheduled: float  # wall clock, comparable with Kafka record timestamps
+    shared_phone: bool
+    sampled: bool
+    case_id: str | None = None
+    replied: float | None = None
+    failed: str | None = None
+    shown: float | None = None
+    clocks: float | None = None
+
+
+@dataclass
+class Tracker:
+    calls: list[Call] = field(default_factory=list)
+    dispatched: dict[str, float] = field(default_factory=dict)  # case id -> record timestamp (s)
+    sampled: list[Call] = field(default_factory=list)
+    in_flight: list[asyncio.Task[None]] = field(default_factory=list)  # calls a ramp step did not wait for
+
+    def at(self, call: Call, stage: str) -> float | None:
+        """When the call reached `stage` (wall clock), if it did."""
+        if stage == "accept":
+            return call.replied if call.failed is None else None
+        if stage == "dispatch":
+            return self.dispatched.get(call.case_id or "")
+        return call.shown if stage == "hotline" else call.clocks
+
+    def backlog(self, now: float) -> dict[str, int]:
+        """Cases waiting in front of each stage right now (the polled stages: sampled cases only)."""
+        sent = [c for c in self.calls if c.scheduled <= now]
+        ok = [c for c in sent if c.case_id is not None]
+        sampled = [c for c in ok if c.sampled]
+        return {"accept": sum(c.replied is None or c.failed is not None for c in sent),
+                "dispatch": sum(c.case_id not in self.dispatched for c in ok),
+                "hotline": sum(c.shown is None for c in sampled),
+                "notify": sum(c.clocks is None for c in sampled)}
+
+
+def a_call(n: int, run: int, shared: bool) -> dict[str, Any]:
+    """A call from a caller of its own (phone and household), or from the one shared phone."""
+    return {
+        "caller": {"name": f"来电人{n}", "phone": SHARED_PHONE if shared else f"139{(run + n) % 10**8:08d}"},
+        "place": {"district": DISTRICTS[n % len(DISTRICTS)], "address": f"民生路{run}-{n}号"},
+        "needs": [NEEDS[n % len(NEEDS)]],
+        "household_status": "low_income",
+        "description": "家庭困难，需要帮助。" * 5,
+    }
+
+
+async def post(client: httpx.AsyncClient, tracker: Tracker, call: Call, body: dict[str, Any]) -> None:
+    try:
+        response = await client.post("/api/v1/help-requests", json=body)
+    except httpx.HTTPError as exc:
+        call.failed, call.replied = repr(exc), time.time()
+        return
+    call.replied = time.time()
+    if response.status_code != 201:
+        call.failed = f"{response.status_code} {response.text[:200]}"
+        return
+    call.case_id = response.json()["case_id"]
+    if call.sampled:
+        tracker.sampled.append(call)
+
+
+async def send_calls(client: httpx.AsyncClient, tracker: Tracker, *, phase: str, rate: float, seconds: float,
+                     shared_share: float, sample_every: int, run: int, wait: bool = True) -> list[Call]:
+    """Open loop: call i leaves at start + i/rate whatever the earlier ones are doing. Without `wait`,
+    returns when the last call has left, its replies still to come (a ramp step ends on time)."""
+    calls, tasks = [], []
+    first = len(tracker.calls)
+    start_wall, start = time.time(), time.perf_counter()
+    for i in range(int(rate * seconds)):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        n = first + i
+        shared = shared_share > 0 and int((i + 1) * shared_share) > int(i * shared_share)
+        call = Call(n=n, phase=phase, scheduled=start_wall + i / rate, shared_phone=shared,
+                    sampled=n % sample_every == 0)
+        tracker.calls.append(call)
+        calls.append(call)
+        tasks.append(asyncio.create_task(post(client, tracker, call, a_call(n, run, shared))))
+    if wait:
+        await asyncio.gather(*tasks)
+    else:
+        tracker.in_flight.extend(tasks)
+    return calls
+
+
+async def watch_dispatches(bootstrap: str, topic: str, tracker: Tracker, stop: asyncio.Event) -> None:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            for records in (await consumer.getmany(timeout_ms=200, max_records=2000)).values():
+                for record in records:
+                    if record.key and b'"type":"case.dispatched"' in (record.value or b""):
+                        tracker.dispatched.setdefault(record.key.decode(), record.timestamp / 1000)
+    finally:
+        await consumer.stop()
+
+
+async def _hotline_shows(client: httpx.AsyncClient, call: Call) -> None:
+    response = await client.get(f"/api/v1/cases/{call.case_id}/status")
+    if response.status_code == 200 and response.json().get("status") != "received":
+        call.shown = time.time()
+
+
+async def _notify_has_clocks(client: httpx.AsyncClient, call: Call) -> None:
+    response = await client.get(f"/api/v1/cases/{call.case_id}")
+    if response.status_code == 200 and any(c.get("kind") == "department" for c in response.json().get("clocks", [])):
+        call.clocks = time.time()
+
+
+async def poll(client: httpx.AsyncClient, tracker: Tracker, stage: str, stop: asyncio.Event, *,
+               interval_s: float, per_round: int) -> None:
+    check, done = (_hotline_shows, "shown") if stage == "hotline" else (_notify_has_clocks, "clocks")
+    while not stop.is_set():
+        waiting = [c for c in tracker.sampled if getattr(c, done) is None][:per_round]
+        results = await asyncio.gather(*(check(client, c) for c in waiting), return_exceptions=True)
+        del results  # a failed poll is simply tried again next round
+        await asyncio.sleep(interval_s)
+
+
+async def drain(tracker: Tracker, calls: list[Call], timeout_s: float) -> float:
+    """Wait until every call of `calls` reached every stage, or `timeout_s`; returns the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if all(c.failed is not None or all(tracker.at(c, s) is not None for s in STAGES[:2]) for c in calls) and \
+                all(c.shown is not None and c.clocks is not None for c in calls if c.sampled and c.case_id):
+            break
+        await asyncio.sleep(0.5)
+    return time.monotonic() - started
