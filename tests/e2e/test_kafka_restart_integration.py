@@ -129,6 +129,15 @@ class TopicWatch:
         await self.consumer.stop()
 
 
+async def outbox_drained(stack: ServiceSet, *, since: float) -> float:
+    """Seconds from `since` until the hotline's outbox first held nothing (the outage's backlog relayed)."""
+    with MongoClient(stack.mongodb_url) as client:
+        outbox = client[stack.databases()[0]]["outbox"]
+        while await asyncio.to_thread(outbox.count_documents, {}):
+            await asyncio.sleep(0.2)
+    return time.monotonic() - since
+
+
 def log_lines(stack: ServiceSet) -> dict[str, int]:
     return {name: len(stack[name].log_path.read_text(errors="replace").splitlines()) for name in SERVICES}
 
@@ -148,10 +157,12 @@ async def test_every_service_publishes_again_after_kafka_is_killed_and_restarted
         await asyncio.to_thread(private_kafka.start)
         returned_at = time.monotonic()
         during = {name: n - before[name] for name, n in log_lines(stack).items()}
+        drained = asyncio.ensure_future(outbox_drained(stack, since=returned_at))
         await asyncio.sleep(5)  # calls keep coming after the broker's return
     finally:
         stop.set()
         await caller
+    drained_after_s = await asyncio.wait_for(drained, timeout=120)
 
     calls = set(accepted)
     expected = {
@@ -173,6 +184,7 @@ async def test_every_service_publishes_again_after_kafka_is_killed_and_restarted
             delivered_after[name] = round(time.monotonic() - returned_at, 1)
 
     print(f"\n{len(calls)} calls; Kafka down {returned_at - killed_at:.1f} s (killed, restarted, ready); "
+          f"the hotline's outbox empty {drained_after_s:.1f} s after its return; "
           f"every call's event on Kafka this long after its return: {delivered_after}; "
           f"log lines written while it was down: {during}")
     for name, lines in during.items():
