@@ -1,62 +1,73 @@
-"""Kafka subscribers of the hotline (downstream events -> caller-facing status) and the outbox relay."""
+"""Kafka consumers of the hotline (downstream events -> caller-facing status, in batches) and the outbox relay."""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from faststream.kafka import KafkaRouter
 
 from common.app import Runtime
+from common.batches import BatchConsumer, Rejected
 from common.consumer import PermanentError
-from common.kafka import SUBSCRIBER_ACK_POLICY
 from contracts.events import CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC, SLA_EVENTS_TOPIC
 from services.hotline.settings import Settings
 from services.hotline.store import HotlineStore
+
+if TYPE_CHECKING:
+    from aiokafka import ConsumerRecord
 
 log = structlog.get_logger("hotline.handlers")
 
 STATUS_TOPICS = (CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC, SLA_EVENTS_TOPIC)
 
 
-async def apply_downstream_event(store: HotlineStore, body: dict[str, Any]) -> bool:
-    """Record a router / relief / notify event for the caller-facing status of the case(s) it concerns.
-
-    Events of cases this hotline never took are ignored; an event seen before (redelivery) changes
-    nothing. A merge concerns two cases: the child (case_id) and the case it went into."""
+def downstream_targets(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """The cases a router / relief / notify event concerns, each with the id it is kept under there: a merge
+    concerns two cases, the child (case_id) and the case it went into."""
     case_id, event_id = body.get("case_id"), body.get("event_id")
     if not isinstance(case_id, str) or not isinstance(event_id, str):
         raise PermanentError("event without case_id or event_id")
-    targets = [case_id]
-    if body.get("type") == "case.merged" and isinstance(body.get("into_case_id"), str):
-        targets.append(body["into_case_id"])
-    applied = False
-    for target in targets:
-        if await store.get_intake(target) is None:
-            continue
-        record_id = event_id if target == case_id else f"{event_id}:{target}"
-        await store.record_event(target, body, event_id=record_id)
-        # Refresh even on redelivery: a crash may have come between recording and projecting.
-        await store.refresh_status(target)
-        applied = True
-    return applied
+    targets = [(case_id, event_id)]
+    if body.get("type") == "case.merged" and isinstance(into := body.get("into_case_id"), str):
+        targets.append((into, f"{event_id}:{into}"))
+    return targets
 
 
-def build_subscribers(runtime: Runtime) -> KafkaRouter:
-    router = KafkaRouter()
+async def apply_downstream_events(store: HotlineStore, records: Sequence[ConsumerRecord]) -> Rejected:
+    """Record a batch of downstream events for the caller-facing status of the cases they concern (one
+    bounded set of round trips for the batch); a record that is not an event is returned to be
+    dead-lettered."""
+    rejected: Rejected = []
+    events: list[tuple[str, str, dict[str, Any]]] = []
+    for record in records:
+        try:
+            body = json.loads(record.value or b"")
+            if not isinstance(body, dict):
+                raise PermanentError("an event is a JSON object")
+            events += [(case_id, event_id, body) for case_id, event_id in downstream_targets(body)]
+        except (ValueError, PermanentError) as exc:
+            rejected.append((record, exc))
+    changed = await store.apply_events(events)
+    if changed:
+        log.debug("case statuses updated", cases=len(changed), records=len(records))
+    return rejected
+
+
+def build_subscribers(runtime: Runtime) -> KafkaRouter | None:
+    """The hotline's downstream events are consumed in batches (`status_consumer`), not one by one."""
+    return None
+
+
+async def status_consumer(runtime: Runtime) -> None:
+    """Background loop: the caller-facing status projection, a batch of downstream events at a time."""
     settings: Settings = runtime.settings  # type: ignore[assignment]
-
-    @router.subscriber(
-        *(settings.topic(t) for t in STATUS_TOPICS),
-        group_id=runtime.settings.consumer_group,
-        auto_offset_reset="earliest",
-        ack_policy=SUBSCRIBER_ACK_POLICY,
-    )
-    async def on_downstream_event(body: dict[str, Any]) -> None:
-        if await apply_downstream_event(runtime.store.store, body):
-            log.info("case status updated", case_id=body.get("case_id"), event_type=body.get("type"))
-
-    return router
+    store: HotlineStore = runtime.store.store
+    await BatchConsumer(name="status", topics=tuple(settings.topic(t) for t in STATUS_TOPICS),
+                        group_id=settings.consumer_group, handler=lambda records: apply_downstream_events(store, records),
+                        max_records=settings.status_batch_size).run(runtime)
 
 
 async def outbox_relay(runtime: Runtime) -> None:

@@ -28,6 +28,8 @@ class Settings(ServiceSettings):
     # An entry claimed by a direct publish that neither succeeded nor failed by then (the process died)
     # is taken over by the relay.
     inflight_takeover_s: float = Field(default=30.0, gt=0)
+    # Downstream events (router, relief, notify) projected into the caller-facing status per batch.
+    status_batch_size: int = Field(default=500, ge=1, le=5000)
     # Calls stored at the same time; more wait their turn in memory rather than contend for the store's
     # write lock (FerretDB's SQLite backend degrades sharply under many concurrent writers).
     intake_concurrency: int = Field(default=8, ge=1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -156,14 +157,46 @@ class HotlineStore:
 
         return await busy_retry(lambda: self.versioned_intakes.update(case_id, decide)) is not None
 
+    async def apply_events(self, events: list[tuple[str, str, dict[str, Any]]]) -> set[str]:
+        """Keep a batch of downstream events, `(case_id, event_id, body)` each, in their cases' records and
+        re-project each case's status, all in one write per case and a bounded number of round trips for the
+        whole batch (`VersionedDocuments.update_many`). Events of cases this hotline never took are ignored,
+        one seen before (redelivery) is not kept twice. Returns the cases whose record changed."""
+        arriving: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for case_id, event_id, body in events:
+            arriving.setdefault(case_id, []).append((event_id, body))
+
+        def decide_for(case_id: str) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
+            def decide(intake: dict[str, Any]) -> dict[str, Any] | None:
+                kept = list(intake.get("events", []))
+                seen = {e.get("event_id") for e in kept}
+                new = []
+                for event_id, body in arriving[case_id]:
+                    if event_id not in seen:
+                        seen.add(event_id)
+                        new.append({**body, "event_id": event_id, "_arrived_at": datetime.now(UTC)})
+                fields = self._status_fields(self._project(intake, kept + new))
+                if not new and intake.get("status") == fields["status"]:
+                    return None
+                update: dict[str, Any] = {"$set": fields}
+                if new:
+                    update["$push"] = {"events": {"$each": new}}
+                return update
+            return decide
+
+        return await busy_retry(lambda: self.versioned_intakes.update_many({c: decide_for(c) for c in arriving}))
+
+    @staticmethod
+    def _project(intake: dict[str, Any], events: list[dict[str, Any]]) -> CaseStatus:
+        return project_status(intake["_id"], received_at=intake["received_at"], emergency=intake["emergency"],
+                              events=[{**e, "_arrival": i} for i, e in enumerate(events)])
+
     async def refresh_status(self, case_id: str) -> CaseStatus | None:
         """Re-project the caller-facing status from every event kept, on the document as it is now."""
         projected: list[CaseStatus] = []
 
         def decide(intake: dict[str, Any]) -> dict[str, Any] | None:
-            events = [{**e, "_arrival": i} for i, e in enumerate(intake.get("events", []))]
-            status = project_status(case_id, received_at=intake["received_at"], emergency=intake["emergency"],
-                                    events=events)
+            status = self._project(intake, intake.get("events", []))
             projected[:] = [status]
             fields = self._status_fields(status)
             return None if intake.get("status") == fields["status"] else {"$set": fields}

@@ -40,15 +40,43 @@ async def test_concurrent_updates_through_versioned_documents_lose_nothing(db) -
     """Plain concurrent `$push`es of one document keep only some on FerretDB; through the claims, all."""
     from common.store import VersionedDocuments
 
-    docs = VersionedDocuments(db["docs"], db["doc_claims"])
+    # One instance per writer: each stands for another process, whose in-memory serialisation the others
+    # do not share, so only the version claims keep them apart.
+    writers = [VersionedDocuments(db["docs"], db["doc_claims"]) for _ in range(20)]
+    docs = writers[0]
     await db["docs"].insert_one({"_id": "case-1", "items": []})
-    results = await asyncio.gather(*(docs.update("case-1", lambda d, i=i: {"$push": {"items": i}})
-                                     for i in range(20)))
+    results = await asyncio.gather(*(w.update("case-1", lambda d, i=i: {"$push": {"items": i}})
+                                     for i, w in enumerate(writers)))
     assert all(r is not None for r in results)
     final = await db["docs"].find_one({"_id": "case-1"})
     assert sorted(final["items"]) == list(range(20)) and final["version"] == 20
     assert await docs.update("case-1", lambda d: None) is None  # nothing to change: no write
     assert await docs.update("missing", lambda d: {"$set": {"x": 1}}) is None
+
+
+async def test_batched_versioned_updates_from_two_processes_lose_nothing(db) -> None:
+    """`update_many` (a batch consumer's write) racing another process's batches and single updates of the
+    same documents: every change is kept, each document's version counts every write."""
+    from common.store import VersionedDocuments
+
+    ids = [f"case-{n}" for n in range(5)]
+    await db["docs"].insert_many([{"_id": i, "items": []} for i in ids])
+    first, second = (VersionedDocuments(db["docs"], db["doc_claims"]) for _ in range(2))
+
+    def push(item: str):
+        return lambda doc: {"$push": {"items": item}}
+
+    batches = [first.update_many({i: push(f"a{n}") for i in ids}) for n in range(4)]
+    batches += [second.update_many({i: push(f"b{n}") for i in ids}) for n in range(4)]
+    singles = [second.update(i, push(f"s{n}")) for n in range(3) for i in ids]
+    changed = await asyncio.gather(*batches, *singles)
+    assert all(c == set(ids) for c in changed[:8])
+    expected = sorted([f"a{n}" for n in range(4)] + [f"b{n}" for n in range(4)] + [f"s{n}" for n in range(3)])
+    for doc in await db["docs"].find({}).to_list():
+        assert sorted(doc["items"]) == expected, doc["_id"]
+        assert doc["version"] == len(expected)
+    assert await first.update_many({"missing": push("x")}) == set()
+    assert await first.update_many({ids[0]: lambda doc: None}) == set()  # nothing to change: no write
 
 
 async def test_query_indexes_are_left_out_where_the_store_does_not_use_them(db) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -13,7 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from common.app import Runtime
 from common.auth import issue_token
-from common.kafka import make_broker, publish_event
+from common.kafka import make_broker
 from contracts.events import CASE_EVENTS_TOPIC, HELP_REQUESTED_TOPIC
 from services.hotline import handlers
 from services.hotline.app import create_app, startup
@@ -54,9 +55,12 @@ class Harness:
         assert response.status_code == 201, response.text
         return response.json()
 
-    async def deliver(self, event: Any) -> None:
-        """A downstream event arrives on its topic (the hotline's subscriber handles it)."""
-        await publish_event(self.broker, event)
+    async def deliver(self, *events: Any) -> None:
+        """Downstream events arrive, in one batch, as the status consumer receives them from Kafka."""
+        records = [SimpleNamespace(topic=event.TOPIC, partition=0, offset=n, key=event.key, headers=[],
+                                   value=event.model_dump_json().encode()) for n, event in enumerate(events)]
+        rejected = await handlers.apply_downstream_events(self.hotline.store, records)
+        assert not rejected, rejected
 
     def published_types(self, case_id: str) -> list[str]:
         return [b["type"] for b in self.published if b.get("case_id") == case_id]
@@ -68,7 +72,6 @@ async def harness(mongo_client: Any, db: AsyncDatabase[dict[str, Any]], db_name:
                         publish_timeout_s=1.0)
     broker = make_broker(settings)
     runtime = Runtime(settings=settings, broker=broker, mongo=mongo_client, db=db)
-    broker.include_router(handlers.build_subscribers(runtime))
     published: list[dict[str, Any]] = []
 
     @broker.subscriber(HELP_REQUESTED_TOPIC, CASE_EVENTS_TOPIC, group_id="test-capture")

@@ -53,6 +53,40 @@ async def test_a_redelivered_event_changes_nothing(harness: Harness) -> None:
     assert [h["type"] for h in status["history"]] == ["hotline.help_requested", "case.dispatched"]
 
 
+async def test_a_batch_of_events_for_many_cases_is_kept_once_in_a_bounded_number_of_round_trips(
+        harness: Harness, mongodb_url: str) -> None:
+    """The status consumer's batch: several cases, each with several events, one redelivered within the
+    batch and one of a case this hotline never took; the store sees a fixed number of commands for it."""
+    from types import SimpleNamespace
+
+    from common.store import CommandCounter, open_mongo
+    from services.hotline.handlers import apply_downstream_events
+    from services.hotline.store import HotlineStore
+
+    cases = [(await harness.take())["case_id"] for _ in range(5)]
+    batch = []
+    for case_id in cases:
+        first = dispatched(case_id)
+        batch += [first, CaseSignedFor(case_id=case_id, task_id=f"{case_id}:civil_affairs", actor="w1"), first]
+    batch.append(dispatched("CQ-20200101-000001"))
+    records = [SimpleNamespace(value=event.model_dump_json().encode()) for event in batch]
+
+    counter = CommandCounter()
+    client = open_mongo(harness.runtime.settings.model_copy(update={"mongodb_url": mongodb_url}), counter=counter)
+    try:
+        store = HotlineStore(client[harness.db.name], pepper=harness.hotline.pepper)
+        assert await apply_downstream_events(store, records) == []
+        commands = dict(counter.counts)
+    finally:
+        await client.close()
+    assert commands == {"find": 1, "insert": 1, "update": 1}  # read all, claim all, write all
+    for case_id in cases:
+        status = await status_of(harness, case_id)
+        assert status["status"] == "signed_for"
+        assert [h["type"] for h in status["history"]] == ["hotline.help_requested", "case.dispatched",
+                                                          "case.signed_for"]
+
+
 async def test_events_of_cases_this_hotline_never_took_are_ignored(harness: Harness) -> None:
     await harness.deliver(dispatched("CQ-20200101-000001"))
     assert await harness.db["intakes"].count_documents({}) == 0
