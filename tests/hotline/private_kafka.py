@@ -86,7 +86,9 @@ class PrivateKafka:
     def format(self) -> None:
         self.data.mkdir(parents=True, exist_ok=True)
         self._write_config()
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # the storage tool would read a leading "-" as an option
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         with self.log.open("ab") as out:
             subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config)),
                            check=True, stdout=out, stderr=subprocess.STDOUT, timeout=120)
