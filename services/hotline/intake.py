@@ -35,6 +35,9 @@ class CaseNumbers:
     def __init__(self, store: HotlineStore) -> None:
         self.store = store
         self._next: dict[str, int] = {}
+        self._floor_wanted: dict[str, int] = {}
+        self._floor_stored: dict[str, int] = {}
+        self._raising = asyncio.Lock()
 
     async def next(self, at: datetime) -> str:
         day = case_day(at)
@@ -46,9 +49,24 @@ class CaseNumbers:
         return format_case_number(day, seq)
 
     async def claimed(self, case_id: str) -> None:
+        """Raise the stored floor every `FLOOR_STEP` numbers. Every call updates the same counter, so this
+        process keeps at most one update in flight, to the highest number wanted, and a call arriving
+        while one runs leaves its number to it rather than queueing behind it. A failed raise only makes
+        a restarted process skip a few more taken numbers: logged, never the call's failure."""
         _, day, seq = case_id.split("-")
-        if int(seq) % self.FLOOR_STEP == 0:
-            await self.store.raise_case_number_floor(day, int(seq))
+        if int(seq) % self.FLOOR_STEP:
+            return
+        self._floor_wanted[day] = max(self._floor_wanted.get(day, 0), int(seq))
+        if self._raising.locked():
+            return
+        async with self._raising:
+            try:
+                while pending := [(d, n) for d, n in self._floor_wanted.items() if n > self._floor_stored.get(d, 0)]:
+                    for pending_day, floor in pending:
+                        await self.store.raise_case_number_floor(pending_day, floor)
+                        self._floor_stored[pending_day] = floor
+            except Exception as exc:  # noqa: BLE001 - the next FLOOR_STEP raises it again
+                log.warning("case number floor not raised", day=day, error=repr(exc))
 
 
 @dataclass
