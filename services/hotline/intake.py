@@ -7,15 +7,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import structlog
 from fastapi import Depends
 from pymongo.errors import DuplicateKeyError
 
 from common.app import RuntimeDep
 from contracts.events.hotline import Caller, HelpRequested, HouseholdStatus, Place, SpecialGroup, Urgency, WarmTransfer
+from services.hotline.callers import KeyView
 from services.hotline.domain import Triage, case_day, caller_keys, format_case_number, triage
 from services.hotline.outbox import Outbox, Publisher
 from services.hotline.settings import Settings
 from services.hotline.store import HotlineStore
+
+log = structlog.get_logger("hotline.intake")
 
 
 class CaseNumbers:
@@ -31,6 +35,9 @@ class CaseNumbers:
     def __init__(self, store: HotlineStore) -> None:
         self.store = store
         self._next: dict[str, int] = {}
+        self._floor_wanted: dict[str, int] = {}
+        self._floor_stored: dict[str, int] = {}
+        self._raising = asyncio.Lock()
 
     async def next(self, at: datetime) -> str:
         day = case_day(at)
@@ -42,9 +49,24 @@ class CaseNumbers:
         return format_case_number(day, seq)
 
     async def claimed(self, case_id: str) -> None:
+        """Raise the stored floor every `FLOOR_STEP` numbers. Every call updates the same counter, so this
+        process keeps at most one update in flight, to the highest number wanted, and a call arriving
+        while one runs leaves its number to it rather than queueing behind it. A failed raise only makes
+        a restarted process skip a few more taken numbers: logged, never the call's failure."""
         _, day, seq = case_id.split("-")
-        if int(seq) % self.FLOOR_STEP == 0:
-            await self.store.raise_case_number_floor(day, int(seq))
+        if int(seq) % self.FLOOR_STEP:
+            return
+        self._floor_wanted[day] = max(self._floor_wanted.get(day, 0), int(seq))
+        if self._raising.locked():
+            return
+        async with self._raising:
+            try:
+                while pending := [(d, n) for d, n in self._floor_wanted.items() if n > self._floor_stored.get(d, 0)]:
+                    for pending_day, floor in pending:
+                        await self.store.raise_case_number_floor(pending_day, floor)
+                        self._floor_stored[pending_day] = floor
+            except Exception as exc:  # noqa: BLE001 - the next FLOOR_STEP raises it again
+                log.warning("case number floor not raised", day=day, error=repr(exc))
 
 
 @dataclass
@@ -113,8 +135,7 @@ async def take_help_request(
             warm_transfer=warm_transfer))
 
 
-async def _store_and_send(hotline: Hotline, now: datetime, verdict: Triage, keys: dict[str, str],
-                          fields: dict[str, Any]) -> Taken:
+async def _claim(hotline: Hotline, now: datetime, fields: dict[str, Any]) -> HelpRequested:
     while True:
         case_id = await hotline.case_numbers.next(now)
         event = HelpRequested(case_id=case_id, correlation_id=case_id, received_at=now, **fields)
@@ -122,9 +143,42 @@ async def _store_and_send(hotline: Hotline, now: datetime, verdict: Triage, keys
             await hotline.store.claim_intake(event)
         except DuplicateKeyError:  # another hotline process gave out that number: take the next
             continue
-        break
+        return event
+
+
+async def _read_callers(hotline: Hotline, keys: dict[str, str]) -> dict[str, KeyView] | None:
+    try:
+        return await hotline.store.read_callers(keys)
+    except Exception as exc:  # noqa: BLE001 - the call goes on without its repeat-caller matches
+        log.warning("repeat-caller index not read", error=repr(exc))
+        return None
+
+
+async def _file_caller(hotline: Hotline, case_id: str, keys: dict[str, str],
+                       seen: dict[str, KeyView] | None) -> list[dict[str, Any]]:
+    """Match the call against the caller's open cases and file it under the caller's keys. The call is
+    recorded by now: a failure here costs the matches, never the call (an operator told "failed" takes
+    the call again, and the case is there twice)."""
+    async def no_matches() -> list[dict[str, Any]]:
+        return []
+
+    matches, filed = await asyncio.gather(
+        hotline.store.open_cases_matching(keys, exclude=case_id, seen=seen) if seen is not None else no_matches(),
+        hotline.store.index_caller(case_id, keys, seen=seen), return_exceptions=True)
+    if isinstance(filed, BaseException):
+        log.warning("case not filed under its caller keys", case_id=case_id, error=repr(filed))
+    if isinstance(matches, BaseException):
+        log.warning("repeat-caller matches not read", case_id=case_id, error=repr(matches))
+        return []
+    return matches
+
+
+async def _store_and_send(hotline: Hotline, now: datetime, verdict: Triage, keys: dict[str, str],
+                          fields: dict[str, Any]) -> Taken:
+    # The caller index is read while the number is claimed: what it holds is what came before this call.
+    event, seen = await asyncio.gather(_claim(hotline, now, fields), _read_callers(hotline, keys))
     # The call is recorded; from here it reaches Kafka directly or through the outbox relay.
-    duplicates, published, *_ = await asyncio.gather(
-        hotline.store.open_cases_matching(keys, exclude=case_id), hotline.publisher.accept(event),
-        hotline.store.index_caller(case_id, keys), hotline.case_numbers.claimed(case_id))
+    duplicates, published, _ = await asyncio.gather(
+        _file_caller(hotline, event.case_id, keys, seen), hotline.publisher.accept(event),
+        hotline.case_numbers.claimed(event.case_id))
     return Taken(event=event, verdict=verdict, duplicates=duplicates, published=published)

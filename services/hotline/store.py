@@ -1,25 +1,24 @@
 """The hotline's MongoDB access: case numbers, intake records, caller lookup keys, status, audit trail.
 
-Everything on the intake and status paths reads and writes single documents by `_id`: FerretDB 1.24
-(SQLite backend) pushes only `_id` equality down to its storage, so any other filter scans the whole
-collection. Hence a small `callers` collection keyed by `kind:hash` instead of queries on the intakes,
-and a case's downstream events kept inside its intake document. The intake outbox is in outbox.py.
+On FerretDB every find and update scans its collection (by `_id` too) and only inserts are cheap, so the
+intake path inserts and reads in batches: the repeat-caller index is insert-only slots (callers.py), the
+matching intake records come in one `$in` read, and a case's downstream events live inside its intake
+document. The intake outbox is in outbox.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from collections.abc import Callable
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from common.auth import Principal
 from common.store import VersionedDocuments, busy_retry, create_query_indexes
 from contracts.events.hotline import HelpRequested
+from services.hotline.callers import CallerIndex, KeyView
 from services.hotline.domain import caller_keys, project_status
 from services.hotline.domain.status import CLOSED_STATUSES, CaseStatus
 
@@ -32,11 +31,10 @@ class HotlineStore:
         self.db = db
         self.pepper = pepper
         self.intakes = db["intakes"]
-        self.callers = db["callers"]
-        # Every update of an intake or a caller key goes through a version claim: on FerretDB two
-        # concurrent updates of one document (an event from each of two topics) can otherwise lose one.
+        self.callers = CallerIndex(db)
+        # Every update of an intake goes through a version claim: on FerretDB two concurrent updates of
+        # one document (an event from each of two topics) can otherwise lose one.
         self.versioned_intakes = VersionedDocuments(self.intakes, db["intake_claims"])
-        self.versioned_callers = VersionedDocuments(self.callers, db["caller_claims"])
         self.counters = db["counters"]
         self.audit = db["audit"]
 
@@ -45,6 +43,7 @@ class HotlineStore:
             (self.intakes, [("received_at", DESCENDING)]),
             (self.audit, [("case_ids", ASCENDING)]),
         ])
+        await self.callers.migrate_legacy()
 
     # ------------------------------------------------------------------------ case numbers
 
@@ -83,38 +82,49 @@ class HotlineStore:
         document = self.intake_document(event)
         await busy_retry(lambda: self.intakes.insert_one(document))
 
-    async def index_caller(self, case_id: str, keys: dict[str, str]) -> None:
+    @staticmethod
+    def caller_key_ids(keys: dict[str, str]) -> list[str]:
+        return [f"{kind}:{value}" for kind, value in keys.items()]
+
+    async def read_callers(self, keys: dict[str, str]) -> dict[str, KeyView]:
+        """What the caller index holds for the call's keys (two queries); pass it on to the calls below."""
+        return await self.callers.read(self.caller_key_ids(keys))
+
+    async def index_caller(self, case_id: str, keys: dict[str, str], *,
+                           seen: dict[str, KeyView] | None = None) -> None:
         """Remember the case under each of the caller's keys, for repeat-caller matches and lookups."""
-
-        async def push(key: str) -> None:
-            try:
-                await busy_retry(lambda: self.callers.insert_one({"_id": key, "cases": [case_id], "version": 1}))
-            except DuplicateKeyError:  # the key exists (or a concurrent call created it first): append
-                await busy_retry(lambda: self.versioned_callers.update(
-                    key, lambda doc: None if case_id in doc.get("cases", []) else {"$push": {"cases": case_id}}))
-
-        await asyncio.gather(*(push(f"{kind}:{value}") for kind, value in keys.items()))
+        await self.callers.add(case_id, self.caller_key_ids(keys), seen)
 
     async def get_intake(self, case_id: str) -> dict[str, Any] | None:
         return await self.intakes.find_one({"_id": case_id})
 
-    async def _cases_for_keys(self, keys: dict[str, str]) -> dict[str, list[str]]:
+    async def _intakes(self, case_ids: list[str]) -> list[dict[str, Any]]:
+        """The intake records (without their events) in the order asked, in one read; missing ones left out."""
+        if not case_ids:
+            return []
+        docs = await self.intakes.find({"_id": {"$in": case_ids}}, {"events": 0}).to_list()
+        by_id = {d["_id"]: d for d in docs}
+        return [by_id[c] for c in case_ids if c in by_id]
+
+    async def _cases_for_keys(self, keys: dict[str, str], seen: dict[str, KeyView] | None
+                              ) -> dict[str, list[str]]:
         """Case ids per case, with the kinds of key they matched, most recent first."""
-        docs = await asyncio.gather(*(self.callers.find_one({"_id": f"{k}:{v}"}) for k, v in keys.items()))
+        views = seen if seen is not None else await self.read_callers(keys)
         matched: dict[str, list[str]] = {}
-        for kind, doc in zip(keys, docs, strict=True):
-            for case_id in reversed((doc or {}).get("cases", [])[-CASES_PER_KEY:]):
+        for kind, key_id in zip(keys, self.caller_key_ids(keys), strict=True):
+            view = views.get(key_id)
+            for case_id in view.case_ids(CASES_PER_KEY) if view else []:
                 matched.setdefault(case_id, []).append(kind)
         return matched
 
-    async def open_cases_matching(self, keys: dict[str, str], *, exclude: str | None = None) -> list[dict[str, Any]]:
+    async def open_cases_matching(self, keys: dict[str, str], *, exclude: str | None = None,
+                                  seen: dict[str, KeyView] | None = None) -> list[dict[str, Any]]:
         """Open cases sharing a phone, ID-card or household key with the call (并单 candidates)."""
-        matched = await self._cases_for_keys(keys)
+        matched = await self._cases_for_keys(keys, seen)
         matched.pop(exclude or "", None)
-        docs = await asyncio.gather(*(self.get_intake(c) for c in list(matched)[: MAX_MATCHES * 2]))
         found = []
-        for doc in docs:
-            if doc is None or doc.get("status", {}).get("status") in CLOSED_STATUSES:
+        for doc in await self._intakes(list(matched)[: MAX_MATCHES * 2]):
+            if doc.get("status", {}).get("status") in CLOSED_STATUSES:
                 continue
             doc["matched_on"] = sorted(matched[doc["_id"]])
             found.append(doc)
@@ -122,17 +132,15 @@ class HotlineStore:
         return found[:MAX_MATCHES]
 
     async def cases_by_key(self, kind: str, value: str) -> list[dict[str, Any]]:
-        doc = await self.callers.find_one({"_id": f"{kind}:{value}"})
-        ids = list(reversed((doc or {}).get("cases", [])[-CASES_PER_KEY:]))
-        return [d for d in await asyncio.gather(*(self.get_intake(c) for c in ids)) if d is not None]
+        [view] = (await self.read_callers({kind: value})).values()
+        return await self._intakes(view.case_ids(CASES_PER_KEY))
 
     async def recent(self, *, limit: int = 50, open_only: bool = False, district: str | None = None,
                      since: datetime | None = None, until: datetime | None = None,
                      case_ids: list[str] | None = None, needs: list[str] | None = None) -> list[dict[str, Any]]:
         """Lists for people (page, Open311); not on the intake path, so a scan is acceptable here."""
         if case_ids is not None:
-            docs = await asyncio.gather(*(self.get_intake(c) for c in case_ids[:limit]))
-            return [d for d in docs if d is not None]
+            return await self._intakes(case_ids[:limit])
         query: dict[str, Any] = {}
         if open_only:
             query["open"] = True

@@ -1,0 +1,184 @@
+"""The repeat-caller index: the cases filed under each phone, ID-card and household key, newest first.
+
+Insert-only, so the calls of one caller never update a shared document in place (a community worker
+reporting household after household from one phone would make it hot; on FerretDB every update scans
+the collection and concurrent updates of one document lose writes):
+
+- A key's cases sit in slot documents `_id = "<key>#<chunk>#<slot>"` (slot 0..K-1), each claimed by a
+  unique `_id` insert (a call's keys in one `insert_many`). This process hands out a key's next slot from memory, so its own coroutines never
+  meet in the store; a DuplicateKeyError means another process took that slot: the next one is taken.
+- A small head document per key holds its newest chunk, raised with `$max` before the first slot of a
+  chunk is written: once per K calls of that key, never for a caller with fewer than K calls.
+- A lookup reads the heads of the call's keys in one query, then the slots of chunks head-1, head and
+  head+1 of every key in one `$in` query by `_id` (bounded: at most 3K ids per key). Reading head+1 too
+  costs nothing extra on FerretDB (a scan either way) and keeps every slot visible should a head raise
+  be lost to a concurrent one, or the first slots of a chunk be written while its raise is in flight
+  in another process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from common.store import busy_retry
+
+log = structlog.get_logger("hotline.callers")
+
+SLOTS_PER_CHUNK = 50
+REMEMBERED_KEYS = 10_000  # keys whose next slot this process keeps in memory (least recently used go)
+LEGACY_COLLECTIONS = ("callers", "caller_claims")  # one updated document per key, before the slots
+
+
+def slot_id(key: str, chunk: int, slot: int) -> str:
+    return f"{key}#{chunk}#{slot}"
+
+
+@dataclass(frozen=True)
+class KeyView:
+    """What the store held for one key when it was read: its head and the slots read, newest first."""
+
+    head: int
+    slots: tuple[tuple[int, int, str], ...] = ()  # (chunk, slot, case_id)
+
+    def case_ids(self, limit: int) -> list[str]:
+        """The key's most recent case ids, newest first, each once. By case number (date-sortable) rather
+        than by slot: concurrent calls file their slots in a slightly different order than they got their
+        numbers, and "most recent" should mean the same to an operator as the numbers say."""
+        return sorted({case_id for _, _, case_id in self.slots}, reverse=True)[:limit]
+
+
+@dataclass
+class _KeyState:
+    """This process's view of one key: the next slot to hand out and the head known to be stored."""
+
+    chunk: int = 0
+    slot: int = 0
+    head: int = 0
+    raising: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def catch_up(self, view: KeyView, per_chunk: int) -> None:
+        """Never hand out a slot at or below one the store already showed (another process wrote it)."""
+        self.head = max(self.head, view.head)
+        seen = (view.slots[0][0], view.slots[0][1] + 1) if view.slots else (view.head, 0)
+        if seen[1] == per_chunk:
+            seen = (seen[0] + 1, 0)
+        if seen > (self.chunk, self.slot):
+            self.chunk, self.slot = seen
+
+    def take(self, per_chunk: int) -> tuple[int, int]:
+        taken = (self.chunk, self.slot)
+        self.chunk, self.slot = (self.chunk + 1, 0) if self.slot + 1 == per_chunk else (self.chunk, self.slot + 1)
+        return taken
+
+
+class CallerIndex:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], *, per_chunk: int = SLOTS_PER_CHUNK,
+                 remembered: int = REMEMBERED_KEYS) -> None:
+        self.db = db
+        self.slots = db["caller_slots"]
+        self.heads = db["caller_heads"]
+        self.per_chunk = per_chunk
+        self.remembered = remembered
+        self._keys: OrderedDict[str, _KeyState] = OrderedDict()
+
+    def _state(self, key: str) -> _KeyState:
+        state = self._keys.get(key)
+        if state is None:
+            state = self._keys[key] = _KeyState()
+            if len(self._keys) > self.remembered:
+                self._keys.popitem(last=False)  # a forgotten key is caught up again from the next read
+        else:
+            self._keys.move_to_end(key)
+        return state
+
+    async def read(self, keys: Sequence[str]) -> dict[str, KeyView]:
+        """Every key's head and its slots in chunks head-1..head+1: two queries, whatever the keys hold."""
+        if not keys:
+            return {}
+        heads = {d["_id"]: int(d["chunk"]) for d in await self.heads.find({"_id": {"$in": list(keys)}}).to_list()}
+        ids = [slot_id(key, chunk, slot) for key in keys
+               for chunk in range(max(0, heads.get(key, 0) - 1), heads.get(key, 0) + 2)
+               for slot in range(self.per_chunk)]
+        found: dict[str, list[tuple[int, int, str]]] = {key: [] for key in keys}
+        for doc in await self.slots.find({"_id": {"$in": ids}}).to_list():
+            key, chunk, slot = doc["_id"].rsplit("#", 2)
+            found[key].append((int(chunk), int(slot), doc["case_id"]))
+        return {key: KeyView(head=heads.get(key, 0), slots=tuple(sorted(found[key], reverse=True))) for key in keys}
+
+    async def add(self, case_id: str, keys: Sequence[str], seen: dict[str, KeyView] | None = None) -> None:
+        """File the case under each key, one insert for all of them. `seen` is what `read` returned for
+        this call, if it was read."""
+        states = {key: self._state(key) for key in keys}
+        for key, state in states.items():
+            if seen and key in seen:
+                state.catch_up(seen[key], self.per_chunk)
+        document = {"case_id": case_id, "at": datetime.now(UTC)}
+        waiting = list(keys)
+        for _ in range(4 * self.per_chunk):
+            if not waiting:
+                return
+            # Taken before any await, so no two coroutines of this process get one slot.
+            taken = {key: states[key].take(self.per_chunk) for key in waiting}
+            await asyncio.gather(*(self._raise_head(key, states[key], chunk)
+                                   for key, (chunk, _) in taken.items() if chunk > states[key].head))
+            slots = [{"_id": slot_id(key, *taken[key]), **document} for key in waiting]
+            try:
+                await busy_retry(lambda: self.slots.insert_many(slots, ordered=False))
+                return
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != 11000 for e in errors):
+                    raise
+                waiting = [waiting[e["index"]] for e in errors]  # another process took these slots
+        raise RuntimeError(f"no free caller slot after {4 * self.per_chunk} tries")
+
+    async def _raise_head(self, key: str, state: _KeyState, chunk: int) -> None:
+        """Raise the stored head to `chunk` before any slot of it is written, one raise per key at a time
+        (two concurrent updates of one document can lose one on FerretDB)."""
+        async with state.raising:
+            if state.head >= chunk:
+                return  # a raise this coroutine waited for already covered it
+            # The newest chunk handed out so far: one write covers every coroutine waiting here.
+            target = max(chunk, state.chunk if state.slot else state.chunk - 1)
+            try:
+                await busy_retry(lambda: self.heads.update_one({"_id": key}, {"$max": {"chunk": target}},
+                                                               upsert=True))
+            except DuplicateKeyError:  # another process created the head at the same moment: now it exists
+                await busy_retry(lambda: self.heads.update_one({"_id": key}, {"$max": {"chunk": target}}))
+            state.head = max(state.head, target)
+
+    async def migrate_legacy(self) -> int:
+        """Copy the one-document-per-key index of earlier versions into slots, then drop it; returns how
+        many keys were copied. Safe to run twice or from two processes at once (slots are unique)."""
+        names = await self.db.list_collection_names()
+        if LEGACY_COLLECTIONS[0] not in names:
+            return 0
+        copied = 0
+        async for doc in self.db[LEGACY_COLLECTIONS[0]].find({}):
+            cases = list(dict.fromkeys(doc.get("cases", [])))
+            slots = [{"_id": slot_id(doc["_id"], i // self.per_chunk, i % self.per_chunk), "case_id": case_id,
+                      "at": datetime.now(UTC)} for i, case_id in enumerate(cases)]
+            if not slots:
+                continue
+            try:
+                await busy_retry(lambda slots=slots: self.slots.insert_many(slots, ordered=False))
+            except BulkWriteError as exc:
+                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                    raise
+            if last_chunk := (len(cases) - 1) // self.per_chunk:
+                await busy_retry(lambda key=doc["_id"], c=last_chunk: self.heads.update_one(
+                    {"_id": key}, {"$max": {"chunk": c}}, upsert=True))
+            copied += 1
+        for name in LEGACY_COLLECTIONS:
+            await self.db.drop_collection(name)
+        log.info("legacy caller index migrated", keys=copied)
+        return copied

@@ -1,0 +1,41 @@
+"""The caller index's slot arithmetic, without a store."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.hotline.callers import KeyView, _KeyState
+
+pytestmark = pytest.mark.unit
+
+
+def test_slots_run_through_a_chunk_then_start_the_next() -> None:
+    state = _KeyState()
+    assert [state.take(3) for _ in range(7)] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (2, 0)]
+
+
+def test_memory_catches_up_with_slots_another_process_wrote() -> None:
+    state = _KeyState()
+    state.catch_up(KeyView(head=1, slots=((1, 1, "CQ-2"), (1, 0, "CQ-1"))), per_chunk=3)
+    assert state.take(3) == (1, 2) and state.head == 1
+    state.catch_up(KeyView(head=1, slots=((1, 2, "CQ-3"),)), per_chunk=3)  # the last slot of a chunk
+    assert state.take(3) == (2, 0)
+
+
+def test_memory_ahead_of_an_older_read_stays_where_it_is() -> None:
+    state = _KeyState(chunk=4, slot=2, head=4)
+    state.catch_up(KeyView(head=3, slots=((3, 9, "CQ-1"),)), per_chunk=10)
+    assert state.take(10) == (4, 2) and state.head == 4
+
+
+def test_an_empty_chunk_under_a_raised_head_is_started_at_its_first_slot() -> None:
+    state = _KeyState()
+    state.catch_up(KeyView(head=5), per_chunk=10)
+    assert state.take(10) == (5, 0)
+
+
+def test_most_recent_cases_come_by_case_number_each_once() -> None:
+    view = KeyView(head=0, slots=((0, 2, "CQ-20260215-000002"), (0, 1, "CQ-20260215-000003"),
+                                  (0, 0, "CQ-20260215-000002")))
+    assert view.case_ids(5) == ["CQ-20260215-000003", "CQ-20260215-000002"]
+    assert view.case_ids(1) == ["CQ-20260215-000003"]

@@ -1,0 +1,102 @@
+"""One phone calling hundreds of times at once (a community worker reporting household after household):
+every call gets its own case number, is stored and published once, and the repeat-caller lists stay right.
+
+The hotline runs as a real uvicorn process against the real Kafka and store, on topics of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pymongo import AsyncMongoClient
+
+from common.auth import issue_token
+from common.settings import ServiceSettings
+from contracts.events import CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC, HELP_REQUESTED_TOPIC, SLA_EVENTS_TOPIC
+from contracts.events.hotline import HelpRequested
+from services.hotline.store import CASES_PER_KEY, MAX_MATCHES
+from tests.support.kafka import create_topics, read_topic
+from tests.support.processes import ServiceSet
+
+pytestmark = pytest.mark.integration
+
+NAMESPACE = f"it-{uuid.uuid4().hex[:8]}."
+CALLS = 200
+PHONE = "13812345678"
+
+
+@pytest.fixture(scope="module")
+def hotline(kafka_bootstrap: str, mongodb_url: str, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[tuple[str, str]]:
+    asyncio.run(create_topics(kafka_bootstrap, *(NAMESPACE + t for t in (
+        HELP_REQUESTED_TOPIC, CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC, SLA_EVENTS_TOPIC))))
+    tmp: Path = tmp_path_factory.mktemp("repeat-caller")
+    with ServiceSet(kafka_bootstrap, mongodb_url, ("hotline",), tmp,
+                    extra_env={"HOTLINE_TOPIC_NAMESPACE": NAMESPACE}) as services:
+        yield services["hotline"].url, services.databases()[0]
+
+
+def household(n: int) -> dict[str, Any]:
+    return {"caller": {"name": "刘网格", "phone": PHONE},
+            "place": {"district": "500103", "township": "解放碑街道", "address": f"民族路 {n} 号"},
+            "needs": ["temp_assist_major"], "household_status": "low_income",
+            "description": f"第 {n} 户：老人重病住院，医药费负担不起"}
+
+
+def operator() -> dict[str, str]:
+    token = issue_token(ServiceSettings(service_name="hotline", environment="test"), sub="op-7", role="operator",
+                        district="500103")
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_one_phone_calling_200_times_at_once_gets_200_cases_and_right_repeat_caller_lists(
+    hotline: tuple[str, str], kafka_bootstrap: str, mongodb_url: str
+) -> None:
+    url, database = hotline
+    # No timed assert: the generous timeout only keeps a wedged intake from hanging the suite.
+    async with httpx.AsyncClient(base_url=url, headers=operator(), timeout=180,
+                                 limits=httpx.Limits(max_connections=CALLS)) as client:
+        responses = await asyncio.gather(*(client.post("/api/v1/help-requests", json=household(n))
+                                           for n in range(CALLS)))
+        assert [r.status_code for r in responses] == [201] * CALLS, next(r.text for r in responses
+                                                                          if r.status_code != 201)
+        accepted = [r.json() for r in responses]
+        case_ids = {a["case_id"] for a in accepted}
+        assert len(case_ids) == CALLS
+
+        mongo: AsyncMongoClient = AsyncMongoClient(mongodb_url, tz_aware=True)
+        try:
+            intakes = await mongo[database]["intakes"].find({}, {"received_at": 1}).to_list()
+        finally:
+            await mongo.close()
+        assert sorted(d["_id"] for d in intakes) == sorted(case_ids)  # each call stored, once
+        received_at = {d["_id"]: d["received_at"] for d in intakes}
+        records = await read_topic(kafka_bootstrap, NAMESPACE + HELP_REQUESTED_TOPIC, expect=CALLS)
+        published = [HelpRequested.model_validate_json(r.value).case_id for r in records]
+        assert sorted(published) == sorted(case_ids)  # each published, once
+
+        for taken in accepted:
+            duplicates = taken["possible_duplicates"]
+            listed = [d["case_id"] for d in duplicates]
+            assert len(listed) == len(set(listed)) <= MAX_MATCHES
+            assert taken["case_id"] not in listed and set(listed) <= case_ids
+            assert all(d["matched_on"] == ["phone"] for d in duplicates)  # every household differs
+            assert listed == sorted(listed, key=received_at.__getitem__, reverse=True)
+        # The calls after the first few see a full list (each call reads the index as it was just before).
+        assert sum(len(a["possible_duplicates"]) == MAX_MATCHES for a in accepted) >= CALLS * 3 // 4
+
+        by_phone = await client.get("/api/v1/cases", params={"phone": PHONE, "reason": "来电人查询进度"})
+        assert by_phone.status_code == 200
+        newest = sorted(case_ids, reverse=True)
+        assert [c["case_id"] for c in by_phone.json()] == newest[:CASES_PER_KEY]
+
+        one_more = await client.post("/api/v1/help-requests", json=household(CALLS))
+        assert one_more.status_code == 201
+        candidates = sorted(newest[: MAX_MATCHES * 2], key=received_at.__getitem__, reverse=True)
+        assert [d["case_id"] for d in one_more.json()["possible_duplicates"]] == candidates[:MAX_MATCHES]
