@@ -49,7 +49,12 @@ JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 KAFKA_BOOTSTRAP_SERVERS="$HOST:$KAFKA_PORT"
 MONGODB_URL="mongodb://$HOST:$MONGO_PORT/"
 PG_ROLE=ferretdb   # the cluster's superuser, and the database FerretDB keeps everything in
-FERRETDB_POSTGRESQL_URL="postgres://$PG_ROLE@$HOST:$PG_PORT/$PG_ROLE"
+# FerretDB 1.24 keeps an update's read open on one pooled connection while it takes a second for the
+# write: once as many updates run at once as the pool has connections (50 by default), each waits for
+# a second one forever and the whole store hangs (seen with 100 concurrent updates of one document).
+# 200 is twice the connections one PyMongo client opens (maxPoolSize 100); max_connections follows.
+FERRETDB_PG_POOL=200
+FERRETDB_POSTGRESQL_URL="postgres://$PG_ROLE@$HOST:$PG_PORT/$PG_ROLE?pool_max_conns=$FERRETDB_PG_POOL"
 
 log() { echo "infra: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -373,7 +378,7 @@ pg_options() {
     -c listen_addresses="$HOST" -c port="$PG_PORT" -c unix_socket_directories="''"
     -c cluster_name="relief-hotline-${INFRA_INSTANCE:-run}"
     -c fsync=off -c synchronous_commit=off -c full_page_writes=off
-    -c shared_buffers=128MB -c max_connections=100 -c jit=off
+    -c shared_buffers=128MB -c max_connections=$((FERRETDB_PG_POOL + 20)) -c jit=off
   )
   echo "${o[*]}"
 }
