@@ -13,8 +13,9 @@ TEST_INSTANCE ?= test
 TEST_KAFKA_PORT ?= 19092
 TEST_KAFKA_CONTROLLER_PORT ?= 19093
 TEST_MONGO_PORT ?= 37017
+TEST_PG_PORT ?= 35432
 TEST_INFRA := INFRA_INSTANCE=$(TEST_INSTANCE) KAFKA_PORT=$(TEST_KAFKA_PORT) \
-	KAFKA_CONTROLLER_PORT=$(TEST_KAFKA_CONTROLLER_PORT) MONGO_PORT=$(TEST_MONGO_PORT)
+	KAFKA_CONTROLLER_PORT=$(TEST_KAFKA_CONTROLLER_PORT) MONGO_PORT=$(TEST_MONGO_PORT) PG_PORT=$(TEST_PG_PORT)
 
 .PHONY: run test bench contracts token infra-up infra-down infra-status venv clean
 
@@ -26,11 +27,11 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-## Fetch and start Kafka and FerretDB, then the four services; Ctrl-C stops everything.
+## Fetch and start Kafka, PostgreSQL and FerretDB, then the four services; Ctrl-C stops everything.
 run: venv
 	@bash $(WITH_INFRA) --stop-after $(PY) -m common.runner
 
-## The whole test suite against the real Kafka and FerretDB.
+## The whole test suite against the real Kafka and FerretDB (on PostgreSQL).
 test: venv
 	@$(TEST_INFRA) bash $(WITH_INFRA) --fresh $(PY) -m pytest $(PYTEST_ARGS)
 
@@ -62,6 +63,8 @@ infra-down:
 infra-status:
 	@bash $(INFRA) status
 
-clean: infra-down
-	@$(TEST_INFRA) bash $(INFRA) stop
+# reset, not stop: as root, PostgreSQL's data may live outside .cache/ (see infra.sh), and reset deletes it.
+clean:
+	@bash $(INFRA) reset
+	@$(TEST_INFRA) bash $(INFRA) reset
 	rm -rf $(VENV) .cache .pytest_cache docs/contracts

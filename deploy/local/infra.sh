@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
-# Real Apache Kafka 4.x (single KRaft node) and FerretDB v1.24.2 (SQLite backend) on 127.0.0.1,
-# for local development and CI, without Docker.
+# Real Apache Kafka 4.x (single KRaft node) and FerretDB v1.24.2 on its PostgreSQL backend (Debian's
+# PostgreSQL 15) on 127.0.0.1, for local development and CI, without Docker.
 #
-#   deploy/local/infra.sh fetch        download/build once into .cache/ (idempotent)
-#   deploy/local/infra.sh start        fetch, start both if not running, wait until ready, print env
-#   deploy/local/infra.sh stop         stop both (SIGTERM, SIGKILL after 30 s)
-#   deploy/local/infra.sh status       show what runs (exit 0 only if both run)
-#   deploy/local/infra.sh logs [kafka|ferretdb] [-f]
+#   deploy/local/infra.sh fetch        download/build/install once (idempotent)
+#   deploy/local/infra.sh start        fetch, start all three if not running, wait until ready, print env
+#   deploy/local/infra.sh stop         stop all three (Kafka and FerretDB: SIGTERM, SIGKILL after 30 s;
+#                                      then PostgreSQL: pg_ctl stop -m fast)
+#   deploy/local/infra.sh status       show what runs (exit 0 only if all three run)
+#   deploy/local/infra.sh logs [kafka|postgres|ferretdb] [-f]
 #   deploy/local/infra.sh env          print the export lines (eval "$(deploy/local/infra.sh env)")
-#   deploy/local/infra.sh reset        stop and delete all data under .cache/run
+#   deploy/local/infra.sh reset        stop and delete all data of the instance (.cache/run by default)
 #   deploy/local/infra.sh kafka-stop   stop only Kafka, keeping its data (tests: simulate an outage)
 #   deploy/local/infra.sh kafka-start  start only Kafka again and wait until it answers
 #
 # Settings (environment): INFRA_INSTANCE (run: data under .cache/<instance>; `make test` uses its own,
 # `test`, on other ports, so tests never touch the data of the system `make run` runs),
-# KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), MONGO_PORT (27017),
+# KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), MONGO_PORT (27017), PG_PORT (25432; not 5432, where a distribution cluster may listen),
 # INFRA_START_TIMEOUT (90 s), KAFKA_HEAP_OPTS (-Xms256m -Xmx512m), FERRETDB_LOG_LEVEL (warn).
-# Needs: java >= 17, mvn, go >= 1.24 (only for the one-time build), python3.
+# Needs: java >= 17, mvn, go >= 1.24 (only for the one-time build), python3, and PostgreSQL 15's server
+# (Debian's postgresql-15 package; as root, `fetch` installs it with apt-get where it is missing).
+# As root, PostgreSQL runs as the `postgres` system user (it refuses to run as root); where that user
+# cannot reach .cache/<instance>, its data lives in a directory of its own (see pg_place).
 # stdout carries only the export lines; progress and errors go to stderr.
 set -euo pipefail
 
@@ -26,6 +30,7 @@ CACHE="$ROOT/.cache"          # git-ignored
 KAFKA_HOME="$CACHE/kafka"     # libs/ = broker jars from Maven Central
 BIN="$CACHE/bin"              # ferretdb binary
 RUN="$CACHE/${INFRA_INSTANCE:-run}"  # pid files, logs, data of this instance
+REL=".cache/${INFRA_INSTANCE:-run}"  # the same, as messages name it
 
 FERRETDB_MODULE="github.com/FerretDB/FerretDB"
 FERRETDB_VERSION="v1.24.2"
@@ -34,6 +39,7 @@ HOST=127.0.0.1
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 MONGO_PORT="${MONGO_PORT:-27017}"
+PG_PORT="${PG_PORT:-25432}"
 START_TIMEOUT="${INFRA_START_TIMEOUT:-90}"
 STOP_TIMEOUT=30
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
@@ -42,6 +48,13 @@ JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 
 KAFKA_BOOTSTRAP_SERVERS="$HOST:$KAFKA_PORT"
 MONGODB_URL="mongodb://$HOST:$MONGO_PORT/"
+PG_ROLE=ferretdb   # the cluster's superuser, and the database FerretDB keeps everything in
+# FerretDB 1.24 keeps an update's read open on one pooled connection while it takes a second for the
+# write: once as many updates run at once as the pool has connections (50 by default), each waits for
+# a second one forever and the whole store hangs (seen with 100 concurrent updates of one document).
+# 200 is twice the connections one PyMongo client opens (maxPoolSize 100); max_connections follows.
+FERRETDB_PG_POOL=200
+FERRETDB_POSTGRESQL_URL="postgres://$PG_ROLE@$HOST:$PG_PORT/$PG_ROLE?pool_max_conns=$FERRETDB_PG_POOL"
 
 log() { echo "infra: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -110,22 +123,51 @@ fetch_ferretdb() {
   ferretdb_built || die "the built ferretdb does not report version $FERRETDB_VERSION"
 }
 
+# PostgreSQL 15's server programs: the `postgresql-15` package puts them outside PATH.
+find_pg_bin() {
+  local d
+  for d in "$(pg_config --bindir 2>/dev/null)" /usr/lib/postgresql/15/bin; do
+    if [[ -n "$d" && -x "$d/initdb" && -x "$d/pg_ctl" && -x "$d/postgres" && -x "$d/psql" ]]; then
+      PG_BIN="$d"
+      return 0
+    fi
+  done
+  return 1
+}
+
+fetch_postgres() {
+  find_pg_bin && return 0
+  local install="apt-get install -y postgresql-15"
+  ((EUID == 0)) || die "PostgreSQL 15 is not installed (no initdb under 'pg_config --bindir' or /usr/lib/postgresql/15/bin); run: sudo $install"
+  command -v apt-get >/dev/null 2>&1 || die "PostgreSQL 15 is not installed and there is no apt-get; install the PostgreSQL 15 server ($install on Debian)"
+  log "installing PostgreSQL 15 with '$install' (once) ..."
+  export DEBIAN_FRONTEND=noninteractive
+  # A fresh machine (or container) may have no package lists yet: fetch them and try once more.
+  if ! apt-get install -y postgresql-15 >&2; then
+    log "'$install' failed; running 'apt-get update' and trying again ..."
+    apt-get update >&2 || die "'apt-get update' failed; PostgreSQL 15 is needed: $install"
+    apt-get install -y postgresql-15 >&2 || die "'$install' failed"
+  fi
+  find_pg_bin || die "'$install' finished, but PostgreSQL 15's initdb is still not found"
+}
+
 cmd_fetch() {
   fetch_kafka
   fetch_ferretdb
+  fetch_postgres
 }
 
 # ------------------------------------------------------------------------------------ processes
 
-# is_ours NAME MARKER: the pid file names a live process whose command line has MARKER and our
-# run dir (so a reused pid, or another checkout's instance, is never taken for ours).
+# is_ours NAME MARKER [PLACE]: the pid file names a live process whose command line has MARKER and
+# PLACE, our run dir by default (so a reused pid, or another checkout's instance, is never taken for ours).
 is_ours() {
   local pidf="$RUN/$1.pid" pid args
   [[ -s "$pidf" ]] || return 1
   pid="$(cat "$pidf")"
   alive "$pid" || return 1
   args="$(ps -ww -p "$pid" -o args= 2>/dev/null)" || return 1
-  [[ "$args" == *"$2"* && "$args" == *"$RUN"* ]]
+  [[ "$args" == *"$2"* && "$args" == *"${3:-$RUN}"* ]]
 }
 
 alive() { kill -0 "$1" 2>/dev/null && [[ "$(ps -p "$1" -o stat= 2>/dev/null)" != Z* ]]; }
@@ -249,6 +291,158 @@ start_kafka() {
   launch kafka "$RUN/kafka.out" "${KAFKA_JAVA[@]}" kafka.Kafka "$RUN/kafka-server.properties"
 }
 
+# ------------------------------------------------------------------------------------ PostgreSQL
+
+PG_MARKER="postgres"
+PG_OS_USER=postgres     # as root, the server runs as this system user (the package creates it)
+PG_HOME_RECORD="$RUN/postgres.home"  # where this instance's cluster lives: see pg_place
+
+# This instance's PostgreSQL directory (the cluster in data/, its log beside it): the recorded one,
+# else the default under the run dir.
+PG_HOME="$RUN/postgres"
+[[ -s "$PG_HOME_RECORD" ]] && PG_HOME="$(cat "$PG_HOME_RECORD")"
+PGDATA_DIR="$PG_HOME/data"
+PG_LOG="$PG_HOME/postgres.log"
+
+set_pg_home() {
+  PG_HOME="$1"
+  PGDATA_DIR="$PG_HOME/data"
+  PG_LOG="$PG_HOME/postgres.log"
+}
+
+# as_pg CMD...: run a server program as the user the cluster belongs to. PostgreSQL refuses to run as
+# root, so as root that is the postgres system user; otherwise the current user. From / so that a
+# working directory that user cannot read does not trouble it; without fd 9 (see launch).
+as_pg() {
+  if ((EUID != 0)); then
+    (cd / && "$@") 9>&-
+  elif command -v runuser >/dev/null 2>&1; then
+    (cd / && runuser -u "$PG_OS_USER" -- "$@") 9>&-
+  else
+    local a cmd=""
+    for a in "$@"; do cmd+="'${a//\'/\'\\\'\'}' "; done
+    (cd / && su "$PG_OS_USER" -s /bin/sh -c "$cmd") 9>&-
+  fi
+}
+
+# Unique per checkout and instance, so two clones on one machine never share a cluster.
+pg_dir_name() {
+  echo "relief-hotline-${INFRA_INSTANCE:-run}-$(printf '%s' "$RUN" | sha256sum | cut -c1-12)"
+}
+
+# pg_place: choose (once, before initdb) and record where the cluster lives. As root the server runs as
+# the postgres user, who must reach the data directory: the run dir where it can (everything stays in
+# the checkout), else, when a parent directory is closed to other users (a clone under /root, say), a
+# directory of its own in that user's home (or /var/tmp) named for this checkout and instance.
+pg_place() {
+  local home="$RUN/postgres"
+  if ((EUID == 0)); then
+    id -u "$PG_OS_USER" >/dev/null 2>&1 ||
+      die "no '$PG_OS_USER' system user to run PostgreSQL as (it refuses to run as root); the postgresql-15 package creates it"
+    if ! as_pg test -x "$RUN"; then
+      local base="" b
+      for b in "$(getent passwd "$PG_OS_USER" | cut -d: -f6)" /var/tmp; do
+        if [[ -n "$b" && -d "$b" ]] && as_pg test -x "$b"; then base="$b"; break; fi
+      done
+      [[ -n "$base" ]] || die "the $PG_OS_USER user cannot reach $REL, nor its home directory or /var/tmp: nowhere to put PostgreSQL's data"
+      home="$base/$(pg_dir_name)"
+      log "the $PG_OS_USER user cannot reach $REL; PostgreSQL's data goes to $home"
+    fi
+  fi
+  set_pg_home "$home"
+  mkdir -p "$PG_HOME"
+  chmod 700 "$PG_HOME"
+  touch "$PG_LOG"
+  ((EUID != 0)) || chown -R "$PG_OS_USER:" "$PG_HOME"
+  echo "$PG_HOME" >"$PG_HOME_RECORD"
+}
+
+pg_initdb() {
+  [[ -s "$PGDATA_DIR/PG_VERSION" ]] && return 0
+  log "creating the PostgreSQL cluster (once) in $PGDATA_DIR ..."
+  # trust: the server listens on 127.0.0.1 only and holds local development or test data.
+  # C locale: nothing to generate or install on a minimal machine; FerretDB sorts by its own rules.
+  as_pg "$PG_BIN/initdb" -D "$PGDATA_DIR" --username="$PG_ROLE" --auth=trust --encoding=UTF8 \
+    --locale=C --no-sync --no-instructions >>"$PG_LOG" 2>&1 ||
+    { tail -n 40 "$PG_LOG" >&2; die "PostgreSQL initdb failed (log: $PG_LOG)"; }
+}
+
+# The server's settings, given on every start so that port changes apply. For a local or test instance
+# on a small (2-core) machine: fsync, synchronous commit and full-page writes off trade crash safety,
+# which these throw-away clusters do not need, for writes that do not wait on the disk; a modest
+# shared_buffers; no JIT (it pays off for long analytical queries; once a collection is large enough to
+# cross its cost threshold, every one of FerretDB's short scans would pay its compile time).
+# TCP on 127.0.0.1 only: no unix socket, so no socket directory that user must be able to write.
+pg_options() {
+  local o=(
+    -c listen_addresses="$HOST" -c port="$PG_PORT" -c unix_socket_directories="''"
+    -c cluster_name="relief-hotline-${INFRA_INSTANCE:-run}"
+    -c fsync=off -c synchronous_commit=off -c full_page_writes=off
+    -c shared_buffers=128MB -c max_connections=$((FERRETDB_PG_POOL + 20)) -c jit=off
+  )
+  echo "${o[*]}"
+}
+
+# pg_ctl writes the server's pid into postmaster.pid; a copy in the run dir keeps the is_ours check.
+pg_adopt() {
+  local pid
+  pid="$(head -n 1 "$PGDATA_DIR/postmaster.pid" 2>/dev/null)" || return 1
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  echo "$pid" >"$RUN/postgres.pid"
+  is_ours postgres "$PG_MARKER" "$PGDATA_DIR"
+}
+
+pg_psql() {
+  PGCONNECT_TIMEOUT=5 "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$HOST" -p "$PG_PORT" -U "$PG_ROLE" "$@"
+}
+
+# start_postgres SECONDS: start the cluster (initialising it the first time) and wait, at most
+# SECONDS, until it accepts connections; then make sure FerretDB's database exists.
+start_postgres() {
+  find_pg_bin || fetch_postgres
+  if is_ours postgres "$PG_MARKER" "$PGDATA_DIR" || pg_adopt; then
+    log "PostgreSQL already running (pid $(cat "$RUN/postgres.pid"))"
+  else
+    rm -f "$RUN/postgres.pid"
+    port_open "$PG_PORT" && die "port $PG_PORT is used by another process (another PostgreSQL?); stop it or set PG_PORT"
+    [[ -s "$PG_HOME_RECORD" && -d "$PG_HOME" ]] || pg_place
+    pg_initdb
+    log "starting PostgreSQL on $HOST:$PG_PORT ..."
+    echo "=== $(date '+%F %T') infra.sh start postgres ===" >>"$PG_LOG"
+    if ! as_pg "$PG_BIN/pg_ctl" start -D "$PGDATA_DIR" -l "$PG_LOG" -w -t "$1" -s -o "$(pg_options)" >&2; then
+      log "PostgreSQL did not become ready. Last 40 lines of $PG_LOG:"
+      tail -n 40 "$PG_LOG" >&2 2>/dev/null || true
+      die "start failed (see above); 'infra.sh stop' cleans up"
+    fi
+    pg_adopt || die "PostgreSQL started, but its postmaster.pid names no server of this instance"
+  fi
+  local exists
+  exists="$(pg_psql -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$PG_ROLE'")" ||
+    die "PostgreSQL on $HOST:$PG_PORT does not answer psql (log: $PG_LOG)"
+  if [[ "$exists" != 1 ]]; then
+    pg_psql -d postgres -c "CREATE DATABASE $PG_ROLE" >&2 || die "could not create FerretDB's database '$PG_ROLE'"
+  fi
+}
+
+stop_postgres() {
+  local pid
+  if ! is_ours postgres "$PG_MARKER" "$PGDATA_DIR" && ! pg_adopt; then
+    rm -f "$RUN/postgres.pid"
+    log "PostgreSQL is not running"
+    return 0
+  fi
+  find_pg_bin || die "PostgreSQL runs (pid $(cat "$RUN/postgres.pid")) but pg_ctl is not found to stop it"
+  pid="$(cat "$RUN/postgres.pid")"
+  log "stopping PostgreSQL (pid $pid) ..."
+  # fast: roll back open transactions and disconnect clients, then a clean shutdown checkpoint.
+  if ! as_pg "$PG_BIN/pg_ctl" stop -D "$PGDATA_DIR" -m fast -w -t "$STOP_TIMEOUT" -s >&2; then
+    log "PostgreSQL did not stop within ${STOP_TIMEOUT}s; stopping it with -m immediate (recovery at the next start)"
+    as_pg "$PG_BIN/pg_ctl" stop -D "$PGDATA_DIR" -m immediate -w -t 10 -s >&2 || kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$RUN/postgres.pid"
+  log "PostgreSQL stopped"
+}
+
 # ------------------------------------------------------------------------------------ FerretDB
 
 FERRETDB_MARKER="ferretdb"
@@ -260,36 +454,37 @@ start_ferretdb() {
   fi
   rm -f "$RUN/ferretdb.pid"
   port_open "$MONGO_PORT" && die "port $MONGO_PORT is used by another process (a mongod?); stop it or set MONGO_PORT"
-  mkdir -p "$RUN/ferretdb-data" "$RUN/ferretdb-state"
+  mkdir -p "$RUN/ferretdb-state"
   log "starting FerretDB on $HOST:$MONGO_PORT ..."
   # --debug-addr=- : no metrics/pprof HTTP listener (it would want port 8088).
   launch ferretdb "$RUN/ferretdb.log" "$BIN/ferretdb" \
-    --handler=sqlite --sqlite-url="file:$RUN/ferretdb-data/" --state-dir="$RUN/ferretdb-state" \
+    --handler=postgresql --postgresql-url="$FERRETDB_POSTGRESQL_URL" --state-dir="$RUN/ferretdb-state" \
     --listen-addr="$HOST:$MONGO_PORT" --debug-addr=- --telemetry=disable \
     --log-level="$FERRETDB_LOG_LEVEL"
 }
 
 # ------------------------------------------------------------------------------------ readiness
 
-# wait_ready [kafka] [ferretdb]: bounded wait; on failure name the service and show its log.
+# wait_ready SECONDS [kafka] [ferretdb]: bounded wait; on failure name the service and show its log.
 wait_ready() {
-  local args=() rc=0 s
+  local timeout="$1" args=() rc=0 s
+  shift
   for s in "$@"; do
     case "$s" in
       kafka) args+=(--kafka "$KAFKA_BOOTSTRAP_SERVERS" --kafka-pid "$(cat "$RUN/kafka.pid")") ;;
       ferretdb) args+=(--mongo "$MONGODB_URL" --mongo-pid "$(cat "$RUN/ferretdb.pid")") ;;
     esac
   done
-  "$(python_bin)" "$HERE/wait_ready.py" --timeout "$START_TIMEOUT" "${args[@]}" || rc=$?
+  "$(python_bin)" "$HERE/wait_ready.py" --timeout "$timeout" "${args[@]}" || rc=$?
   if ((rc & 1)); then
     # kafka.out first: JVM start-up failures (bad flags, no heap) only appear there.
-    log "Kafka did not become ready. Last 40 lines of .cache/run/kafka.out (JVM stdout/stderr):"
+    log "Kafka did not become ready. Last 40 lines of $REL/kafka.out (JVM stdout/stderr):"
     tail -n 40 "$RUN/kafka.out" >&2 2>/dev/null || true
-    log "Last 40 lines of .cache/run/kafka.log (broker log):"
+    log "Last 40 lines of $REL/kafka.log (broker log):"
     tail -n 40 "$RUN/kafka.log" >&2 2>/dev/null || true
   fi
   if ((rc & 2)); then
-    log "FerretDB did not become ready. Last 40 lines of .cache/run/ferretdb.log:"
+    log "FerretDB did not become ready. Last 40 lines of $REL/ferretdb.log:"
     tail -n 40 "$RUN/ferretdb.log" >&2 2>/dev/null || true
   fi
   ((rc == 0)) || die "start failed (see above); the services stay as they are, 'infra.sh stop' cleans up"
@@ -298,31 +493,42 @@ wait_ready() {
 print_env() {
   echo "export KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS"
   echo "export MONGODB_URL=$MONGODB_URL"
+  echo "export FERRETDB_POSTGRESQL_URL=$FERRETDB_POSTGRESQL_URL"
 }
 
 # ------------------------------------------------------------------------------------ commands
 
+# What is left of INFRA_START_TIMEOUT (at least 1 s), so the whole start fails within it.
+remaining() {
+  local left=$((START_TIMEOUT - (SECONDS - $1)))
+  echo $((left > 0 ? left : 1))
+}
+
 cmd_start() {
-  local t0=$SECONDS
   cmd_fetch
+  local t0=$SECONDS
   mkdir -p "$RUN"
   start_kafka
+  start_postgres "$(remaining "$t0")"
   start_ferretdb
-  wait_ready kafka ferretdb
-  log "ready in $((SECONDS - t0))s: Kafka $KAFKA_BOOTSTRAP_SERVERS, FerretDB $MONGODB_URL"
+  wait_ready "$(remaining "$t0")" kafka ferretdb
+  log "ready in $((SECONDS - t0))s: Kafka $KAFKA_BOOTSTRAP_SERVERS, FerretDB $MONGODB_URL (PostgreSQL $HOST:$PG_PORT)"
   print_env
 }
 
+# FerretDB before PostgreSQL, so that it never runs without its backend.
 cmd_stop() {
   stop_one kafka "$KAFKA_MARKER"
   stop_one ferretdb "$FERRETDB_MARKER"
+  stop_postgres
 }
 
 cmd_status() {
-  local rc=0 pair name marker port
-  for pair in "kafka:$KAFKA_MARKER:$KAFKA_PORT" "ferretdb:$FERRETDB_MARKER:$MONGO_PORT"; do
-    IFS=: read -r name marker port <<<"$pair"
-    if is_ours "$name" "$marker"; then
+  local rc=0 pair name marker port place
+  for pair in "kafka:$KAFKA_MARKER:$KAFKA_PORT:$RUN" "postgres:$PG_MARKER:$PG_PORT:$PGDATA_DIR" \
+    "ferretdb:$FERRETDB_MARKER:$MONGO_PORT:$RUN"; do
+    IFS=: read -r name marker port place <<<"$pair"
+    if is_ours "$name" "$marker" "$place"; then
       local state="starting"
       port_open "$port" && state="listening on $HOST:$port"
       echo "$name: running (pid $(cat "$RUN/$name.pid")), $state"
@@ -339,19 +545,26 @@ cmd_logs() {
   for a in "$@"; do
     case "$a" in
       -f) follow=(-F) ;;
-      kafka | ferretdb | all) which="$a" ;;
-      *) die "usage: infra.sh logs [kafka|ferretdb] [-f]" ;;
+      kafka | postgres | ferretdb | all) which="$a" ;;
+      *) die "usage: infra.sh logs [kafka|postgres|ferretdb] [-f]" ;;
     esac
   done
   local files=()
-  [[ "$which" == ferretdb ]] || files+=("$RUN/kafka.out" "$RUN/kafka.log")
-  [[ "$which" == kafka ]] || files+=("$RUN/ferretdb.log")
+  [[ "$which" != all && "$which" != kafka ]] || files+=("$RUN/kafka.out" "$RUN/kafka.log")
+  [[ "$which" != all && "$which" != postgres ]] || files+=("$PG_LOG")
+  [[ "$which" != all && "$which" != ferretdb ]] || files+=("$RUN/ferretdb.log")
   tail -n 100 "${follow[@]}" "${files[@]}"
 }
 
 cmd_reset() {
   cmd_stop
-  log "deleting .cache/${INFRA_INSTANCE:-run} (Kafka and FerretDB data, logs)"
+  # A cluster placed outside the run dir (pg_place) goes too; only a directory of the name pg_place
+  # gives, so a damaged record can never point rm at anything else.
+  if [[ "$PG_HOME" != "$RUN"/* && "$(basename "$PG_HOME")" == "$(pg_dir_name)" && -d "$PG_HOME" ]]; then
+    log "deleting $PG_HOME (PostgreSQL data, log)"
+    rm -rf "$PG_HOME"
+  fi
+  log "deleting $REL (Kafka, PostgreSQL and FerretDB data, logs)"
   rm -rf "$RUN"
 }
 
@@ -360,7 +573,7 @@ cmd_kafka_start() {
   fetch_kafka
   mkdir -p "$RUN"
   start_kafka
-  wait_ready kafka
+  wait_ready "$(remaining "$t0")" kafka
   log "Kafka ready in $((SECONDS - t0))s on $KAFKA_BOOTSTRAP_SERVERS"
 }
 
