@@ -104,7 +104,8 @@ _RENEWALS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDiction
 
 def current_producer(broker: KafkaBroker) -> AIOKafkaProducer | None:
     """The aiokafka producer the FastStream broker publishes through now (None before it connected)."""
-    state = getattr(broker.config.producer, "_producer", None)
+    config = getattr(broker, "config", None)  # absent on test doubles of the broker
+    state = getattr(getattr(config, "producer", None), "_producer", None)
     return getattr(state, "producer", None) if state else None
 
 

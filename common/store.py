@@ -74,7 +74,7 @@ def open_mongo(settings: ServiceSettings, *, counter: CommandCounter | None = No
         uuidRepresentation="standard",
         serverSelectionTimeoutMS=settings.mongodb_timeout_ms,
         appname=settings.service_name,
-        event_listeners=[counter] if counter is not None else None,
+        event_listeners=[counter] if counter is not None else [],
     )
 
 
