@@ -17,7 +17,7 @@ TEST_PG_PORT ?= 35432
 TEST_INFRA := INFRA_INSTANCE=$(TEST_INSTANCE) KAFKA_PORT=$(TEST_KAFKA_PORT) \
 	KAFKA_CONTROLLER_PORT=$(TEST_KAFKA_CONTROLLER_PORT) MONGO_PORT=$(TEST_MONGO_PORT) PG_PORT=$(TEST_PG_PORT)
 
-.PHONY: run test bench contracts token infra-up infra-down infra-status venv clean
+.PHONY: run test bench contracts token infra-up infra-down infra-status venv chromium clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,12 +27,16 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-## Fetch and start Kafka, PostgreSQL and FerretDB, then the four services; Ctrl-C stops everything.
+## Debian's Chromium for the browser tests (installed with apt-get when missing and root).
+chromium:
+	@bash deploy/local/chromium.sh
+
+## Fetch and start Kafka, PostgreSQL and FerretDB, then the four services and the front door; Ctrl-C stops everything.
 run: venv
 	@bash $(WITH_INFRA) --stop-after $(PY) -m common.runner
 
-## The whole test suite against the real Kafka and FerretDB (on PostgreSQL).
-test: venv
+## The whole test suite against the real Kafka and FerretDB (on PostgreSQL), the pages in Chromium.
+test: venv chromium
 	@$(TEST_INFRA) bash $(WITH_INFRA) --fresh $(PY) -m pytest $(PYTEST_ARGS)
 
 ## Every benchmark (or BENCH="intake router ..."), against the real broker and store, printing figures.
@@ -67,4 +71,4 @@ infra-status:
 clean:
 	@bash $(INFRA) reset
 	@$(TEST_INFRA) bash $(INFRA) reset
-	rm -rf $(VENV) .cache .pytest_cache docs/contracts
+	rm -rf $(VENV) .cache .pytest_cache docs/contracts test-artifacts

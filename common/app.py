@@ -40,7 +40,7 @@ class Runtime:
     """The resources a running service holds; built in the lifespan, handed to handlers and routes."""
 
     settings: ServiceSettings
-    broker: KafkaBroker
+    broker: KafkaBroker | None  # None for a service without Kafka (the front door)
     mongo: AsyncMongoClient[dict[str, Any]]
     db: AsyncDatabase[dict[str, Any]]
     store: Any = None  # the service's own store object, returned by its start-up hook
@@ -81,6 +81,7 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 SubscribersFactory = Callable[[Runtime], KafkaRouter | None]
 StartupHook = Callable[[Runtime], Awaitable[Any]]
+ShutdownHook = Callable[[Runtime], Awaitable[None]]
 BackgroundLoop = Callable[[Runtime], Awaitable[None]]
 
 
@@ -135,7 +136,8 @@ def health_router() -> APIRouter:
             checks["store"] = True
         except Exception:  # noqa: BLE001
             checks["store"] = False
-        checks["kafka"] = runtime.kafka_connected.is_set() and await runtime.broker.ping(timeout=2)
+        if runtime.broker is not None:
+            checks["kafka"] = runtime.kafka_connected.is_set() and await runtime.broker.ping(timeout=2)
         ok = all(checks.values())
         return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503)
 
@@ -196,27 +198,31 @@ def create_service_app(
     subscribers: SubscribersFactory | None = None,
     routers: Sequence[APIRouter] = (),
     startup: StartupHook | None = None,
+    shutdown: ShutdownHook | None = None,
     background: Sequence[BackgroundLoop] = (),
     wait_for_kafka: bool = False,
+    kafka: bool = True,
 ) -> FastAPI:
-    """Build the service's FastAPI app. `wait_for_kafka` blocks start-up until the broker is connected."""
+    """Build the service's FastAPI app. `wait_for_kafka` blocks start-up until the broker is connected;
+    `kafka=False` builds a service that neither connects to Kafka nor reports it in `/readyz`."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.service_name, settings.log_level, settings.log_json)
         counter = CommandCounter()
         mongo = open_mongo(settings, counter=counter)
-        broker = make_broker(settings)
+        broker = make_broker(settings) if kafka else None
         runtime = Runtime(settings=settings, broker=broker, mongo=mongo, db=mongo[settings.database_name],
                           store_commands=counter)
-        if subscribers is not None and (kafka_router := subscribers(runtime)) is not None:
+        if broker is not None and subscribers is not None and (kafka_router := subscribers(runtime)) is not None:
             broker.include_router(kafka_router)
         app.state.runtime = runtime
         if startup is not None:
             runtime.store = await startup(runtime)
-        connect = runtime.spawn(_connect_broker(runtime), "kafka-connect")
-        if wait_for_kafka:
-            await connect
+        if broker is not None:
+            connect = runtime.spawn(_connect_broker(runtime), "kafka-connect")
+            if wait_for_kafka:
+                await connect
         settle_heap()
         for loop in (*background, claims_pruner):
             runtime.spawn(supervise(loop, runtime), loop.__name__)
@@ -227,8 +233,12 @@ def create_service_app(
             for task in reversed(runtime.tasks):
                 task.cancel()
             await asyncio.gather(*runtime.tasks, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await broker.stop()
+            if shutdown is not None:
+                with contextlib.suppress(Exception):
+                    await shutdown(runtime)
+            if broker is not None:
+                with contextlib.suppress(Exception):
+                    await broker.stop()
             await mongo.close()
             log.info("service stopped")
 

@@ -51,8 +51,11 @@ def issue_token(
     department: str | None = None,
     district: str | None = None,
     ttl: timedelta = timedelta(hours=12),
+    session: str | None = None,
+    now: datetime | None = None,
 ) -> str:
-    now = datetime.now(UTC)
+    """Sign a token; `session` names the front door's sign-in session the token belongs to (claim `sid`)."""
+    now = now or datetime.now(UTC)
     claims = {
         "sub": sub,
         "role": str(Role(role)),
@@ -62,6 +65,8 @@ def issue_token(
         "iat": now,
         "exp": now + ttl,
     }
+    if session is not None:
+        claims["sid"] = session
     return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=settings.jwt_algorithm)
 
 

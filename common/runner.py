@@ -1,18 +1,21 @@
-"""Run services as separate processes: `python -m common.runner [hotline router relief notify]`.
+"""Run services as separate processes: `python -m common.runner [hotline router relief notify frontdoor]`.
 
 Each service is one uvicorn process on its own port (from its Settings). Ctrl-C stops them all cleanly.
+The front door is where people go: it is told where the others listen.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import subprocess
 import sys
 import time
 
-SERVICES = ("hotline", "router", "relief", "notify")
+SERVICES = ("hotline", "router", "relief", "notify", "frontdoor")
+BEHIND_FRONTDOOR = ("hotline", "router", "relief", "notify")
 
 
 def settings_of(name: str):
@@ -27,6 +30,15 @@ def command(name: str) -> list[str]:
     ]
 
 
+def environment(name: str) -> dict[str, str]:
+    env = dict(os.environ)
+    if name == "frontdoor":
+        for other in BEHIND_FRONTDOOR:
+            s = settings_of(other)
+            env.setdefault(f"FRONTDOOR_{other.upper()}_URL", f"http://{s.http_host}:{s.http_port}")
+    return env
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Run services as separate processes.")
     parser.add_argument("services", nargs="*", help=f"any of {', '.join(SERVICES)} (default: all)")
@@ -34,7 +46,8 @@ def main() -> int:
     if unknown := set(names) - set(SERVICES):
         parser.error(f"unknown service: {', '.join(sorted(unknown))}")
     # Own sessions: only this runner signals them, so Ctrl-C reaches each exactly once.
-    children = {name: subprocess.Popen(command(name), start_new_session=True) for name in names}
+    children = {name: subprocess.Popen(command(name), env=environment(name), start_new_session=True)
+                for name in names}
     stopping = False
 
     def stop(*_: object) -> None:
@@ -46,7 +59,10 @@ def main() -> int:
     print("\nServices (Ctrl-C stops them all):", flush=True)
     for name in names:
         s = settings_of(name)
-        print(f"  {name:8s} http://{s.http_host}:{s.http_port}/docs   (health: /healthz, /readyz)", flush=True)
+        print(f"  {name:9s} http://{s.http_host}:{s.http_port}/docs   (health: /healthz, /readyz)", flush=True)
+    if "frontdoor" in names:
+        s = settings_of("frontdoor")
+        print(f"\nPeople: open http://{s.http_host}:{s.http_port}/ and sign in.", flush=True)
     exit_code = 0
     while not stopping:
         for name, child in children.items():
