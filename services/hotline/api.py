@@ -8,7 +8,7 @@ from importlib import resources
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi import APIRouter, Depends, Header, Path, Query, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 
@@ -45,6 +45,11 @@ log = structlog.get_logger("hotline.api")
 Operator = Annotated[Principal, Depends(require_roles(Role.OPERATOR))]
 Supervisor = Annotated[Principal, Depends(require_roles(Role.COORDINATOR))]
 CaseId = Annotated[str, Path(pattern=CASE_ID, description="Case number, e.g. CQ-20260215-000123")]
+# IETF httpapi Idempotency-Key: one per call form; printable ASCII, as a header value must be.
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200,
+                                              pattern=r"^[!-~]+$",
+                                              description="Repeating a submission with the same key returns the "
+                                                          "same case instead of opening a second one")]
 Reason = Annotated[str, Query(min_length=2, max_length=200, description="Why personal data is read (audited)")]
 
 router = APIRouter(prefix="/api/v1", tags=["operator"])
@@ -78,8 +83,10 @@ async def _case(hotline: Hotline, case_id: str) -> dict[str, Any]:
 
 
 @router.post("/help-requests", status_code=status.HTTP_201_CREATED, response_model=Accepted)
-async def take_call(body: HelpRequestIn, operator: Operator, hotline: HotlineDep) -> Accepted:
-    """Accept a call: the case number comes back at once, even while Kafka is down (then from the outbox)."""
+async def take_call(body: HelpRequestIn, operator: Operator, hotline: HotlineDep,
+                    idempotency_key: IdempotencyKey = None) -> Accepted:
+    """Accept a call: the case number comes back at once, even while Kafka is down (then from the outbox).
+    With an `Idempotency-Key` header, a repeated submission (a retry, a second press) gets the same case."""
     attributes, errors = body.typed_attributes()
     if errors:
         raise _attribute_errors(errors)
@@ -90,6 +97,7 @@ async def take_call(body: HelpRequestIn, operator: Operator, hotline: HotlineDep
         special_groups=body.special_groups, urgency=body.urgency, description=body.description,
         attributes=attributes,
         warm_transfer=WarmTransfer(to=transfer.to, at=transfer.at or datetime.now(UTC)) if transfer else None,
+        idempotency_key=idempotency_key,
     )
     duplicates, verdict = taken.duplicates, taken.verdict
     if duplicates:
@@ -97,8 +105,10 @@ async def take_call(body: HelpRequestIn, operator: Operator, hotline: HotlineDep
                                        case_ids=[d["_id"] for d in duplicates])
     event = taken.event
     log.info("help request accepted", case_id=event.case_id, published=taken.published,
-             emergency=verdict.emergency, rules=list(verdict.rule_ids), duplicates=len(duplicates))
+             emergency=verdict.emergency, rules=list(verdict.rule_ids), duplicates=len(duplicates),
+             replayed=taken.replayed)
     return Accepted(case_id=event.case_id, received_at=event.received_at, published=taken.published,
+                    replayed=taken.replayed,
                     emergency=verdict.emergency,
                     emergency_reasons=list(verdict.reasons), suggested_transfer=verdict.suggested_transfer,
                     possible_duplicates=[match_out(d) for d in duplicates])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import structlog
@@ -12,6 +12,7 @@ from fastapi import Depends
 from pymongo.errors import DuplicateKeyError
 
 from common.app import RuntimeDep
+from common.errors import DomainError
 from contracts.events.hotline import Caller, HelpRequested, HouseholdStatus, Place, SpecialGroup, Urgency, WarmTransfer
 from services.hotline.callers import KeyView
 from services.hotline.domain import Triage, case_day, caller_keys, format_case_number, triage
@@ -98,6 +99,18 @@ class Taken:
     verdict: Triage
     duplicates: list[dict[str, Any]]
     published: bool
+    replayed: bool = False  # the same Idempotency-Key was taken before: this is that call, not a new one
+
+
+class Replay(Exception):
+    """A request with this Idempotency-Key was taken already, as `case_id`."""
+
+    def __init__(self, case_id: str) -> None:
+        super().__init__(case_id)
+        self.case_id = case_id
+
+
+REPLAY_WAIT_S = 5.0  # how long a repeated request waits for the first one's intake record
 
 
 async def take_help_request(
@@ -114,34 +127,62 @@ async def take_help_request(
     description: str = "",
     attributes: dict[str, Any] | None = None,
     warm_transfer: WarmTransfer | None = None,
+    idempotency_key: str | None = None,
 ) -> Taken:
     """Triage the call, give it a case number, store it safely and publish it (or leave it to the relay).
 
     Inputs are already validated. Returns the event, the triage verdict, open cases of the same caller
-    or household found before this one was stored, and whether Kafka acknowledged it at once."""
+    or household found before this one was stored, and whether Kafka acknowledged it at once. A request
+    repeating an `idempotency_key` of the same operator or client gets the case of the first one back."""
     attributes = attributes or {}
+    scoped_key = f"{operator_id}:{idempotency_key}" if idempotency_key else None
     now = datetime.now(UTC)
     verdict = triage(needs, description, urgency is Urgency.EMERGENCY)
     months = attributes.get("months_without_income")
     keys = caller_keys(hotline.pepper, phone=caller.phone, id_card=caller.id_card, district=place.district,
                        address=place.address)
     async with hotline.slots:
-        return await _store_and_send(hotline, now, verdict, keys, dict(
+        try:
+            return await _store_and_send(hotline, now, verdict, keys, scoped_key, dict(
             channel=channel, operator_id=operator_id, caller=caller, place=place, needs=tuple(needs),
             household_status=household_status, special_groups=tuple(special_groups),
             months_without_income=int(months) if months is not None else None,
             urgency=Urgency.EMERGENCY if verdict.emergency else urgency, emergency=verdict.emergency,
             emergency_reasons=verdict.reasons, description=description, attributes=attributes,
             warm_transfer=warm_transfer))
+        except Replay as replay:
+            return await _replayed(hotline, replay.case_id, scoped_key or "")
 
 
-async def _claim(hotline: Hotline, now: datetime, fields: dict[str, Any]) -> HelpRequested:
+async def _replayed(hotline: Hotline, case_id: str, scoped_key: str) -> Taken:
+    """The answer the first request with the key got (its matches aside): the same case."""
+    deadline = asyncio.get_running_loop().time() + REPLAY_WAIT_S
+    while (doc := await hotline.store.get_intake(case_id)) is None:
+        if asyncio.get_running_loop().time() > deadline:
+            # A reservation whose intake never came (its process died in between) is let go, so the
+            # operator's next try is taken as a new call.
+            await hotline.store.release_idempotency_key(
+                scoped_key, case_id, older_than=datetime.now(UTC) - timedelta(seconds=REPLAY_WAIT_S))
+            raise DomainError("同一受理请求仍在处理中，请稍后重试", "A request with this Idempotency-Key is still being "
+                              "taken; try again shortly", field="Idempotency-Key", code="idempotency_in_progress")
+        await asyncio.sleep(0.1)
+    event = HelpRequested.model_validate(doc["event"])
+    verdict = triage(list(event.needs), event.description, event.urgency is Urgency.EMERGENCY)
+    published = await hotline.outbox.entries.find_one({"_id": str(event.event_id)}, {"_id": 1}) is None
+    return Taken(event=event, verdict=verdict, duplicates=[], published=published, replayed=True)
+
+
+async def _claim(hotline: Hotline, now: datetime, scoped_key: str | None, fields: dict[str, Any]) -> HelpRequested:
     while True:
         case_id = await hotline.case_numbers.next(now)
+        if scoped_key and (held := await hotline.store.reserve_idempotency_key(scoped_key, case_id)) is not None:
+            raise Replay(held)
         event = HelpRequested(case_id=case_id, correlation_id=case_id, received_at=now, **fields)
         try:
             await hotline.store.claim_intake(event)
         except DuplicateKeyError:  # another hotline process gave out that number: take the next
+            if scoped_key:
+                await hotline.store.release_idempotency_key(scoped_key, case_id)
             continue
         return event
 
@@ -174,9 +215,9 @@ async def _file_caller(hotline: Hotline, case_id: str, keys: dict[str, str],
 
 
 async def _store_and_send(hotline: Hotline, now: datetime, verdict: Triage, keys: dict[str, str],
-                          fields: dict[str, Any]) -> Taken:
+                          scoped_key: str | None, fields: dict[str, Any]) -> Taken:
     # The caller index is read while the number is claimed: what it holds is what came before this call.
-    event, seen = await asyncio.gather(_claim(hotline, now, fields), _read_callers(hotline, keys))
+    event, seen = await asyncio.gather(_claim(hotline, now, scoped_key, fields), _read_callers(hotline, keys))
     # The call is recorded; from here it reaches Kafka directly or through the outbox relay.
     duplicates, published, _ = await asyncio.gather(
         _file_caller(hotline, event.case_id, keys, seen), hotline.publisher.accept(event),

@@ -8,6 +8,7 @@ needs an `api_key` (settings; `dev-open311-key` in development only).
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from xml.sax.saxutils import escape
@@ -232,6 +233,9 @@ def _call_from(fields: dict[str, str], attributes: dict[str, Any]) -> dict[str, 
     }
 
 
+IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,200}")
+
+
 @router.post("/requests.{fmt}", summary="POST Service Request")
 async def create_request(fmt: str, request: Request, hotline: HotlineDep) -> Response:
     try:
@@ -241,12 +245,16 @@ async def create_request(fmt: str, request: Request, hotline: HotlineDep) -> Res
         if client is None:
             raise Open311Error(403, "api_key 缺失或无效 / api_key missing or invalid")
         call = _call_from(fields, attributes)
+        idempotency_key = request.headers.get("idempotency-key")
+        if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+            raise Open311Error(400, "Idempotency-Key 须为 1–200 个可打印 ASCII 字符 / Idempotency-Key must be 1-200 "
+                                    "printable ASCII characters")
     except Open311Error as exc:
         return _errors(exc, fmt)
     taken = await take_help_request(
         hotline, operator_id=f"open311:{client}", channel="open311", caller=call["caller"], place=call["place"],
         needs=[call["code"]], household_status=call["household_status"], special_groups=call["special_groups"],
-        description=call["description"], attributes=call["attributes"],
+        description=call["description"], attributes=call["attributes"], idempotency_key=idempotency_key,
     )
     log.info("open311 request accepted", case_id=taken.event.case_id, client=client, published=taken.published)
     notice = "已受理，请记住受理编号 / received; keep the request id"

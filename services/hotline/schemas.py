@@ -168,6 +168,7 @@ class Accepted(BaseModel):
     case_id: str
     received_at: datetime
     published: bool
+    replayed: bool = False  # the Idempotency-Key was seen before: this is the first submission's case
     emergency: bool
     emergency_reasons: list[str]
     suggested_transfer: str | None

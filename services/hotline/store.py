@@ -14,6 +14,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from common.auth import Principal
 from common.store import VersionedDocuments, busy_retry, create_query_indexes
@@ -37,6 +38,7 @@ class HotlineStore:
         self.versioned_intakes = VersionedDocuments(self.intakes, db["intake_claims"])
         self.counters = db["counters"]
         self.audit = db["audit"]
+        self.idempotency = db["idempotency_keys"]
 
     async def ensure_indexes(self) -> None:
         await create_query_indexes(self.db, [
@@ -76,6 +78,25 @@ class HotlineStore:
             **self._status_fields(status),
             "created_at": datetime.now(UTC),
         }
+
+    async def reserve_idempotency_key(self, key: str, case_id: str) -> str | None:
+        """Tie a client's `Idempotency-Key` to the case number about to be claimed; None if this request won
+        it, else the case number an earlier request with that key holds (the unique `_id` decides)."""
+        try:
+            await busy_retry(lambda: self.idempotency.insert_one({"_id": key, "case_id": case_id,
+                                                                   "at": datetime.now(UTC)}))
+        except DuplicateKeyError:
+            held = await self.idempotency.find_one({"_id": key})
+            return held["case_id"] if held else case_id
+        return None
+
+    async def release_idempotency_key(self, key: str, case_id: str, *, older_than: datetime | None = None) -> None:
+        """The number tied to the key could not be claimed (or the process that tied it died before it
+        was, `older_than`): untie it, so that the next request with the key is taken afresh."""
+        query: dict[str, Any] = {"_id": key, "case_id": case_id}
+        if older_than is not None:
+            query["at"] = {"$lt": older_than}
+        await busy_retry(lambda: self.idempotency.delete_one(query))
 
     async def claim_intake(self, event: HelpRequested) -> None:
         """Insert the intake record; its unique `_id` claims the case number (DuplicateKeyError if taken)."""

@@ -1,0 +1,68 @@
+"""Intake is safe to retry (P6.2): a submission repeated with the same Idempotency-Key (a retry after a lost
+answer, a second press of submit) gets the first one's case back, never a second case."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.hotline.conftest import TEST_API_KEY, Harness, call
+
+pytestmark = pytest.mark.component
+
+
+async def post(harness: Harness, key: str | None, sub: str = "op-1", **overrides):
+    headers = harness.headers(sub=sub)
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return await harness.client.post("/api/v1/help-requests", json=call(**overrides), headers=headers)
+
+
+async def test_a_repeated_submission_with_the_same_key_gets_the_same_case(harness: Harness) -> None:
+    first = await post(harness, "form-7f3a")
+    again = await post(harness, "form-7f3a")
+    assert first.status_code == again.status_code == 201, (first.text, again.text)
+    assert again.json()["case_id"] == first.json()["case_id"]
+    assert first.json()["replayed"] is False and again.json()["replayed"] is True
+    assert await harness.db["intakes"].count_documents({}) == 1
+    assert [b["case_id"] for b in harness.published if b["type"] == "hotline.help_requested"] == \
+        [first.json()["case_id"]]
+
+
+async def test_concurrent_submissions_with_one_key_open_one_case(harness: Harness) -> None:
+    answers = await asyncio.gather(*(post(harness, "double-click") for _ in range(5)))
+    assert {a.status_code for a in answers} == {201}
+    assert len({a.json()["case_id"] for a in answers}) == 1
+    assert sum(not a.json()["replayed"] for a in answers) == 1
+    assert await harness.db["intakes"].count_documents({}) == 1
+
+
+async def test_keys_are_each_operator_s_own_and_calls_without_a_key_are_new_cases(harness: Harness) -> None:
+    mine = await post(harness, "k-1", sub="op-1")
+    theirs = await post(harness, "k-1", sub="op-2")
+    assert mine.json()["case_id"] != theirs.json()["case_id"]
+    plain = [await post(harness, None) for _ in range(2)]
+    assert plain[0].json()["case_id"] != plain[1].json()["case_id"]
+    assert await harness.db["intakes"].count_documents({}) == 4
+
+
+async def test_a_malformed_key_is_refused_naming_the_header(harness: Harness) -> None:
+    response = await post(harness, "has spaces in it")
+    assert response.status_code == 422
+    assert "Idempotency-Key" in response.text
+    assert await harness.db["intakes"].count_documents({}) == 0
+
+
+async def test_an_open311_post_repeated_with_its_key_gets_the_same_request_id(harness: Harness) -> None:
+    form = {"api_key": TEST_API_KEY, "service_code": "other", "description": "楼道里有老人需要帮助",
+            "address_string": "民族路 8 号", "attribute[district]": "500103", "first_name": "王",
+            "phone": "13812345678"}
+    ids = []
+    for _ in range(2):
+        response = await harness.client.post("/open311/v2/requests.json", data=form,
+                                             headers={"Idempotency-Key": "city-app-42"})
+        assert response.status_code == 201, response.text
+        ids.append(response.json()[0]["service_request_id"])
+    assert ids[0] == ids[1]
+    assert await harness.db["intakes"].count_documents({}) == 1
