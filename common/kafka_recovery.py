@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("kafka")
 
 RECONNECT_BACKOFF_INITIAL_S = 0.1
-RECONNECT_BACKOFF_MAX_S = 5.0
+RECONNECT_BACKOFF_MAX_S = 2.0
 RETIRE_TIMEOUT_S = 5.0
 
 # Errors after which a producer never sends successfully again.
