@@ -26,6 +26,11 @@ class ServiceSettings(BaseSettings):
     mongodb_url: str = "mongodb://127.0.0.1:27017/"
     mongodb_database: str = ""
     mongodb_timeout_ms: int = Field(default=5000, ge=100)
+    # Connections to the store per process. FerretDB on PostgreSQL holds a pooled PostgreSQL connection
+    # for an update's read while it waits for another for its write: with more operations in flight than
+    # half its pool, it waits for ever (seen under load). A bounded pool per service keeps the services'
+    # operations together well under that; MongoDB does not need it but loses nothing by it.
+    mongodb_max_pool_size: int = Field(default=20, ge=1, le=500)
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     jwt_algorithm: str = "HS256"
     jwt_issuer: str = "relief-hotline"

@@ -73,6 +73,7 @@ def open_mongo(settings: ServiceSettings, *, counter: CommandCounter | None = No
         tz_aware=True,
         uuidRepresentation="standard",
         serverSelectionTimeoutMS=settings.mongodb_timeout_ms,
+        maxPoolSize=settings.mongodb_max_pool_size,
         appname=settings.service_name,
         event_listeners=[counter] if counter is not None else [],
     )
