@@ -7,7 +7,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pydantic_core
-import structlog
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
@@ -20,8 +19,7 @@ from common.kafka_recovery import (
     install_reconnect_backoff,
     producer_state_lost,
     renew_broker_producer,
-    retire,
-    start_fresh,
+    replace_producer,
 )
 
 if TYPE_CHECKING:
@@ -29,7 +27,6 @@ if TYPE_CHECKING:
 
     from common.settings import ServiceSettings
 
-log = structlog.get_logger("kafka")
 _DEFAULT_PARTITIONER = DefaultPartitioner()
 
 # Subscribers commit only after the handler returned (never ACK_FIRST, which is at-most-once).
@@ -192,16 +189,12 @@ class BatchProducer:
 
     async def renew(self, failed: AIOKafkaProducer, reason: BaseException) -> None:
         """Replace the producer `failed` with a new idempotent session, once however many sends failed on it."""
-        async with self._renewing:
-            if self.producer is not failed:
-                return
-            try:
-                self.producer = await start_fresh(lambda: AIOKafkaProducer(**self._options))
-            except Exception as exc:  # noqa: BLE001 - Kafka still away: the next failed send tries again
-                log.info("kafka producer renewal postponed", error=repr(exc))
-                return
-        log.warning("kafka producer renewed after its session broke", error=repr(reason))
-        await retire(failed, reason)
+
+        def install(fresh: AIOKafkaProducer) -> None:
+            self.producer = fresh
+
+        await replace_producer(self._renewing, failed, reason, current=lambda: self.producer,
+                               make=lambda: AIOKafkaProducer(**self._options), install=install)
 
     async def send(self, records: Iterable[Record]) -> list[asyncio.Future[Any]]:
         """Queue `records`; await the returned futures for the acknowledgements."""

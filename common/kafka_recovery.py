@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -109,26 +111,38 @@ def current_producer(broker: KafkaBroker) -> AIOKafkaProducer | None:
     return getattr(state, "producer", None) if state else None
 
 
-async def renew_broker_producer(broker: KafkaBroker, failed: AIOKafkaProducer, reason: BaseException) -> bool:
-    """Replace the broker's producer `failed` with a new one (a new idempotent session). Renews once however
-    many sends failed on it; returns False if it was renewed already or Kafka cannot be reached yet (the
-    next failed send tries again)."""
-    from faststream.kafka.publisher.state import RealProducer
-
-    fast = broker.config.producer
-    lock = _RENEWALS.setdefault(broker, asyncio.Lock())
+async def replace_producer(lock: asyncio.Lock, failed: AIOKafkaProducer, reason: BaseException, *,
+                           current: Callable[[], AIOKafkaProducer | None], make: Callable[[], AIOKafkaProducer],
+                           install: Callable[[AIOKafkaProducer], None]) -> bool:
+    """Replace the producer `failed` with a started one from `make()` (a new idempotent session), once however
+    many sends failed on it: False if it was replaced already or Kafka cannot be reached yet (the next failed
+    send tries again). `current()` says which producer is in use, `install` puts the new one in its place."""
     async with lock:
-        if current_producer(broker) is not failed:
+        if current() is not failed:
             return False
         try:
-            fresh = await start_fresh(lambda: AIOKafkaProducer(**broker._connection_kwargs))
+            fresh = await start_fresh(make)
         except Exception as exc:  # noqa: BLE001 - Kafka still away: keep the old one until the next failure
             log.info("kafka producer renewal postponed", error=repr(exc))
             return False
-        fast._producer = RealProducer(fresh)  # type: ignore[attr-defined] - FastStream has no public swap
+        install(fresh)
     log.warning("kafka producer renewed after its session broke", error=repr(reason))
     await retire(failed, reason)
     return True
+
+
+async def renew_broker_producer(broker: KafkaBroker, failed: AIOKafkaProducer, reason: BaseException) -> bool:
+    """`replace_producer` for the FastStream broker's own producer."""
+    from faststream.kafka.publisher.state import RealProducer
+
+    fast = broker.config.producer
+
+    def install(fresh: AIOKafkaProducer) -> None:
+        fast._producer = RealProducer(fresh)  # type: ignore[attr-defined] - FastStream has no public swap
+
+    return await replace_producer(_RENEWALS.setdefault(broker, asyncio.Lock()), failed, reason,
+                                  current=lambda: current_producer(broker),
+                                  make=lambda: AIOKafkaProducer(**broker._connection_kwargs), install=install)
 
 
 class KafkaOutage:
@@ -140,10 +154,8 @@ class KafkaOutage:
     REMIND_S = 15.0
     QUIET_AFTER_S = RECONNECT_BACKOFF_MAX_S
 
-    def __init__(self, clock: Any = None) -> None:
-        import time
-
-        self.clock = clock or time.monotonic
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self.started_at: float | None = None
         self.ended_at: float | None = None
         self.reminded_at = 0.0
