@@ -13,7 +13,7 @@ import gc
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import structlog
@@ -23,6 +23,7 @@ from faststream.kafka import KafkaBroker, KafkaRouter
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from common.aggregates import Aggregates
 from common.errors import install_error_handlers
 from common.kafka import make_broker
 from common.logs import configure_logging
@@ -46,6 +47,9 @@ class Runtime:
     store: Any = None  # the service's own store object, returned by its start-up hook
     kafka_connected: asyncio.Event = field(default_factory=asyncio.Event)
     store_commands: CommandCounter = field(default_factory=CommandCounter)
+    # Every document collection written through `common.aggregates`: their outboxes are swept for the
+    # service (`outbox_sweeper`). A service registers them in its start-up hook.
+    aggregates: list[Aggregates[Any]] = field(default_factory=list)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
@@ -178,6 +182,21 @@ async def claims_pruner(runtime: Runtime) -> None:
     await every(runtime.settings.claims_prune_interval_s, prune, what="pruning version claims")
 
 
+async def outbox_sweeper(runtime: Runtime) -> None:
+    """Every service: publish what a crash or an outage left in the outboxes of its documents, once older
+    than `outbox_grace_s` (`common.aggregates.Aggregates.sweep`)."""
+    if runtime.broker is not None:
+        await runtime.kafka_connected.wait()
+
+    async def sweep() -> None:
+        before = datetime.now(UTC) - timedelta(seconds=runtime.settings.outbox_grace_s)
+        for aggregates in runtime.aggregates:
+            if swept := await aggregates.sweep(before):
+                log.info("outboxes swept", collection=aggregates.collection.name, documents=swept)
+
+    await every(runtime.settings.outbox_sweep_interval_s, sweep, what="outbox sweep")
+
+
 def settle_heap() -> None:
     """Move everything start-up created (modules, catalogues, reference data, the app) out of the garbage
     collector's sight, and collect young objects less often. Python's full collections walk every tracked
@@ -224,7 +243,7 @@ def create_service_app(
             if wait_for_kafka:
                 await connect
         settle_heap()
-        for loop in (*background, claims_pruner):
+        for loop in (*background, claims_pruner, outbox_sweeper):
             runtime.spawn(supervise(loop, runtime), loop.__name__)
         log.info("service started", http_port=settings.http_port)
         try:

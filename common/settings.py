@@ -44,6 +44,10 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = Field(default=4, ge=1)
     consumer_backoff_initial_s: float = Field(default=0.2, ge=0)
     consumer_backoff_max_s: float = Field(default=5.0, ge=0)
+    # Outboxes a crash or an outage left in documents (`common.aggregates`) are published by a sweep once
+    # this old; younger ones are still being published by the writer.
+    outbox_sweep_interval_s: float = Field(default=5.0, gt=0)
+    outbox_grace_s: float = Field(default=10.0, ge=0)
     # Version claims (`common.store.VersionClaims`) older than this are deleted, checked this often.
     claims_retention_s: float = Field(default=86_400.0, ge=60)
     claims_prune_interval_s: float = Field(default=3_600.0, gt=0)

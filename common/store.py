@@ -115,6 +115,28 @@ async def insert_once(collection: AsyncCollection[dict[str, Any]], document: dic
 
 
 CLAIMS_SUFFIX = "_claims"
+UPDATES_PER_COMMAND = 32
+_UPDATE_COMMANDS_IN_FLIGHT = 4
+_update_turns: dict[int, asyncio.Semaphore] = {}  # per event loop
+
+
+async def bulk_update(collection: AsyncCollection[dict[str, Any]], ops: Sequence[Any]) -> None:
+    """Send update (and replace) operations in commands of at most `UPDATES_PER_COMMAND`, a few commands at
+    a time per process. FerretDB 1.24 on PostgreSQL holds a connection of its pool for every statement of
+    an update command until the command ends: one command of 200 updates against a pool of 200 waited for
+    ever (and took the server with it), 150 took 2 s. MongoDB takes any size; small commands cost it
+    nothing. Unordered: each op stands alone (a duplicate key is reported, the rest applied)."""
+    loop = id(asyncio.get_running_loop())
+    turns = _update_turns.setdefault(loop, asyncio.Semaphore(_UPDATE_COMMANDS_IN_FLIGHT))
+    errors: list[dict[str, Any]] = []
+    for start in range(0, len(ops), UPDATES_PER_COMMAND):
+        async with turns:
+            try:
+                await collection.bulk_write(list(ops[start:start + UPDATES_PER_COMMAND]), ordered=False)
+            except BulkWriteError as exc:
+                errors += [{**e, "index": e["index"] + start} for e in exc.details.get("writeErrors", [])]
+    if errors:
+        raise BulkWriteError({"writeErrors": errors, "nInserted": 0})
 
 
 class VersionClaims:
@@ -245,7 +267,7 @@ class VersionedDocuments:
             writes = [UpdateOne({"_id": doc_id}, _versioned(update, version))
                       for (doc_id, version, update) in planned if doc_id in won]
             if writes:
-                await self.collection.bulk_write(writes, ordered=False)
+                await bulk_update(self.collection, writes)
             changed = {doc_id for doc_id, _, _ in planned if doc_id in won}
             for doc_id, _, _ in planned:
                 if doc_id not in won and await self._update(doc_id, decisions[doc_id]) is not None:

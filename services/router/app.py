@@ -20,18 +20,6 @@ def catalogue_of(settings: Settings) -> DispatchCatalogue:
     return load_catalogue(settings.catalogue_path or None)
 
 
-async def outbox_sweeper(runtime: Runtime) -> None:
-    """Publish events a crash left in a case's outbox (after the grace period)."""
-    service: CaseService = runtime.store
-    await runtime.kafka_connected.wait()
-
-    async def sweep() -> None:
-        if swept := await service.sweep_outboxes():
-            log.info("outboxes swept", cases=swept)
-
-    await every(runtime.settings.outbox_sweep_interval_s, sweep, what="outbox sweep")  # type: ignore[attr-defined]
-
-
 async def archiver(runtime: Runtime) -> None:
     """Move long-closed cases out of the working set (`CaseService.archive_closed`)."""
     service: CaseService = runtime.store
@@ -50,7 +38,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def startup(runtime: Runtime) -> CaseService:
         store = RouterStore(runtime.db, batch_timeout_s=settings.batch_timeout_s)
         await store.ensure_indexes()
-        return CaseService(store=store, broker=runtime.broker, settings=settings, catalogue=catalogue)
+        service = CaseService(store=store, broker=runtime.broker, settings=settings, catalogue=catalogue)
+        runtime.aggregates.append(service.cases)
+        return service
 
     return create_service_app(
         settings,
@@ -59,5 +49,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         subscribers=handlers.build_subscribers,
         routers=[api.pages, api.router, api.coordinator],
         startup=startup,
-        background=[run_intake, outbox_sweeper, archiver],
+        background=[run_intake, archiver],
     )

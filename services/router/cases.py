@@ -1,14 +1,16 @@
-"""The router's use cases: apply a domain change to a case, store it, publish what it caused.
+"""The router's use cases: apply a domain change to a case through the shared write path
+(`common.aggregates`: read, pure domain function, claim the next version, write the case with its
+outbox, publish, clear the outbox; the sweeper publishes what a crash left, consumers dedupe on event id).
 
-Each change is read → pure domain function → write of the next version (claimed in the store; a lost race
-re-reads and re-applies) → publish the outbox → trim the outbox. A crash between the write and the publish leaves the events in the
-document's outbox; the sweeper publishes them later (consumers dedupe on event id).
+New cases come from the intake in batches (`dispatch_requests`): inserted in one `insert_many` each with
+the events they were first dispatched with, then published; the Kafka offset is committed only after
+that, so a crash in between redelivers the requests and the stored events are published again.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -16,6 +18,7 @@ from typing import Any, TypeVar
 import structlog
 from faststream.kafka import KafkaBroker
 
+from common.aggregates import Aggregates, Codec
 from common.kafka import BatchProducer, event_record, publish_event
 from contracts.events.base import Event
 from contracts.events.hotline import HelpRequested
@@ -31,7 +34,6 @@ from services.router.store import RouterStore
 
 log = structlog.get_logger("router.cases")
 T = TypeVar("T")
-MAX_CONFLICT_RETRIES = 20
 
 
 @dataclass
@@ -40,18 +42,17 @@ class BatchOutcome:
     conflicts: dict[str, str] = field(default_factory=dict)  # request event id -> why it was refused
 
 
-class ConcurrentChange(Exception):
-    """The case kept changing under us; the caller may retry."""
-
-
 @dataclass
 class CaseService:
     store: RouterStore
     broker: KafkaBroker
     settings: Settings
     catalogue: DispatchCatalogue
-    _locks: tuple[asyncio.Lock, ...] = field(default_factory=lambda: tuple(asyncio.Lock() for _ in range(256)))
-    _store_turn: asyncio.Lock = field(default_factory=asyncio.Lock)
+    cases: Aggregates[Case] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cases = Aggregates(self.store.cases, self.store.claims, Codec(Case.from_document, Case.to_document),
+                                self._publish_outboxes, archive=self.store.archive)
 
     @property
     def max_returns(self) -> int:
@@ -76,35 +77,26 @@ class CaseService:
 
         await asyncio.gather(*(in_order(topic, events) for (topic, _), events in streams.items()))
 
-    def _lock(self, case_id: str) -> asyncio.Lock:
-        return self._locks[hash(case_id) % len(self._locks)]
-
-    async def flush(self, case: Case) -> None:
-        if case.outbox:
-            await self.publish(case.outbox)
-            await self.store.clear_outbox(case)
+    async def _publish_outboxes(self, outboxes: Sequence[tuple[str, list[dict[str, Any]]]]) -> None:
+        await self.publish([entry for _, entries in outboxes for entry in entries])
 
     async def update(self, case_id: str, change: Callable[[Case], T]) -> tuple[Case, T]:
-        """Apply `change` (a pure domain function that mutates the case) and persist it, then publish.
+        """Apply `change` (a pure domain function that mutates the case and returns a result) through the
+        shared write path; a change returning False that queued no event writes nothing."""
+        seen: dict[str, Any] = {}
 
-        Changes to one case are serialised in this process by a lock, and across processes by the
-        store's version claims (a lost race re-reads and re-applies)."""
-        async with self._lock(case_id):
-            for attempt in range(MAX_CONFLICT_RETRIES):
-                current = await self.store.get(case_id)
-                if current is None:
-                    raise case_not_found(case_id)
-                work = current.model_copy(deep=True)
-                result = change(work)
-                if result is False and work.outbox == current.outbox:
-                    return current, result  # nothing to do (a duplicate, or already in that state)
-                if current.status in FINAL and await self.store.restore(case_id):
-                    continue  # it was archived: it changes in the working set only, so read it from there
-                if await self.store.replace(work):
-                    await self.flush(work)
-                    return work, result
-                await asyncio.sleep(0.01 * (attempt + 1))
-        raise ConcurrentChange(case_id)
+        def apply(current: Case | None) -> Case | None:
+            if current is None:
+                raise case_not_found(case_id)
+            queued = len(current.outbox)
+            seen["case"] = current.model_copy(deep=True)
+            seen["result"] = change(current)
+            if seen["result"] is False and len(current.outbox) == queued:
+                return None  # nothing to do (a duplicate, or already in that state)
+            return current
+
+        written = await self.cases.change(case_id, apply)
+        return (written.value if written is not None else seen["case"]), seen["result"]
 
     async def publish_with(self, producer: BatchProducer, entries: list[dict[str, Any]]) -> None:
         """Publish outbox entries straight through an aiokafka producer (the intake's hot path), one batch per
@@ -163,9 +155,8 @@ class CaseService:
         replayed = [case_id for case_id, (case, _) in cases.items()
                     if case.received_at < now - timedelta(seconds=self.settings.archive_after_s)]
         archived = await self.store.archived(replayed) if replayed else set()
-        async with self._store_turn:  # one batch write at a time (FerretDB/SQLite has one writer)
-            inserted = await self.store.insert_cases([(case, entries) for case_id, (case, entries) in cases.items()
-                                                      if case_id not in archived])
+        inserted = await self.store.insert_cases([(case, entries) for case_id, (case, entries) in cases.items()
+                                                  if case_id not in archived])
         inserted.update(dict.fromkeys(archived, False))
         to_publish: list[dict[str, Any]] = []
         for case_id, (case, entries) in cases.items():
@@ -182,16 +173,7 @@ class CaseService:
         await self.publish_with(producer, to_publish)
 
     async def archive_closed(self) -> int:
-        """Move cases closed longer than `archive_after_s` out of the working set. Returns how many."""
-        return await self.store.archive_closed(utcnow() - timedelta(seconds=self.settings.archive_after_s))
-
-    async def sweep_outboxes(self) -> int:
-        """Publish outboxes a crash left behind (older than the grace period). Returns how many cases."""
-        before = utcnow() - timedelta(seconds=self.settings.outbox_grace_s)
-        cases = await self.store.pending_outboxes(before)
-        for stale in cases:
-            async with self._lock(stale.case_id):
-                case = await self.store.get(stale.case_id)
-                if case is not None:
-                    await self.flush(case)
-        return len(cases)
+        """Move cases closed longer than `archive_after_s` out of the working set (worker queues and
+        coordinator lists read it whole on FerretDB, so it must not grow with history). Returns how many."""
+        before = utcnow() - timedelta(seconds=self.settings.archive_after_s)
+        return await self.cases.archive_where({"status": {"$in": sorted(FINAL)}, "updated_at": {"$lt": before}})

@@ -42,8 +42,6 @@ class Settings(ServiceSettings):
     # unchanged this long; looked up by case id they are still found, and changing one brings it back.
     archive_after_s: float = Field(default=7 * 86_400.0, ge=0)
     archive_interval_s: float = Field(default=600.0, gt=0)
-    outbox_sweep_interval_s: float = Field(default=5.0, gt=0)
-    outbox_grace_s: float = Field(default=10.0, ge=0)
 
     @property
     def help_requested_topic(self) -> str:

@@ -32,7 +32,9 @@ async def resolved_case(router: RouterHarness, need: str = "housing_aid", depart
 
 async def archive_now(router: RouterHarness) -> int:
     """What the archiver does once `archive_after_s` has passed."""
-    return await router.service.store.archive_closed(utcnow() + timedelta(seconds=1))
+    later = utcnow() + timedelta(seconds=1)
+    return await router.service.cases.archive_where({"status": {"$in": ["resolved", "merged"]},
+                                                     "updated_at": {"$lt": later}})
 
 
 async def test_a_long_closed_case_leaves_the_queues_but_is_still_found(router: RouterHarness) -> None:

@@ -135,15 +135,18 @@ class Case(_Mutable):
             "received_at": self.received_at,
             "queue_keys": self.queue_keys(),
             "outbox_pending": bool(self.outbox),
+            "outbox": self.outbox,
             "merged_into": self.merged_into,
             "request_event_id": self.request_event_id,
-            "state": self.model_dump_json(exclude={"version"}, exclude_none=True),
+            "state": self.model_dump_json(exclude={"version", "outbox"}, exclude_none=True),
         }
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> Case:
         case = cls.model_validate_json(doc["state"])
         case.version = doc["version"]
+        if "outbox" in doc:  # documents written before the outbox moved out of `state` keep it there
+            case.outbox = list(doc["outbox"])
         return case
 
 

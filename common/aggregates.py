@@ -1,0 +1,346 @@
+"""The one write path for every document that more than one consumer or request changes (STYLE 11).
+
+    cases = Aggregates(db["cases"], db["case_claims"], Codec(Case.from_document, Case.to_document), publish)
+    written = await cases.change(case_id, lambda case: desk.sign_for(case, worker, now))
+
+A change is a pure function of the current aggregate (None when there is none) returning the aggregate to
+store, or None for "nothing to change". The write path around it, per batch of documents:
+
+1. one `$in` read of the working set (and of the archive, for ids not found there);
+2. every change applied in memory;
+3. the next version of every changed document claimed in one insert (`common.store.VersionClaims`: on
+   FerretDB only a unique-index insert is atomic), then one bulk write of the documents, each carrying the
+   entries of its outbox (events to publish, effects to run) in the same write;
+4. `publish` called once with every document's pending outbox; then one insert records each outbox as
+   published (`<collection>_published_claims`, `<id>@<version>`): on FerretDB an update costs fifty
+   inserts, so the outbox is not cleared by writing the document again. The next change of a document
+   drops entries recorded as published (this process remembers what it published, so it rarely asks);
+   entries whose publish failed are carried forward and published first, and `sweep` publishes what was
+   left longer than a grace period.
+
+Writers of one document inside one process are serialised in memory (lock stripes taken in one order),
+so the coroutines of a process never contend through the store; a lost claim means another process got
+there first, and that document alone is read and changed again. `publish` must be idempotent (consumers
+dedupe on event id) and must not change documents of the same `Aggregates` (the stripes are held).
+
+Round trips for a batch of n documents: a read, a claim insert, a bulk write (updates in commands of at
+most `common.store.UPDATES_PER_COMMAND`), the publish, a marker insert: five, whatever n is, plus one
+per lost race and one lookup of markers when documents come from another process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import structlog
+from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError
+
+from common.store import VersionClaims, bulk_update
+
+if TYPE_CHECKING:
+    from pymongo.asynchronous.collection import AsyncCollection
+
+log = structlog.get_logger("aggregates")
+
+A = TypeVar("A")
+Doc = dict[str, Any]
+Entry = dict[str, Any]  # one outbox entry, as stored (JSON-like)
+Change = Callable[[A | None], A | None]
+Publish = Callable[[Sequence[tuple[str, list[Entry]]]], Awaitable[None]]
+DUPLICATE_KEY = 11000
+LOCK_STRIPES = 256
+REMEMBERED = 100_000  # outboxes this process published, remembered so it need not look them up
+
+
+class ConcurrentChange(ConnectionError):
+    """A document kept changing under concurrent writers; transient, so a consumer retries the message."""
+
+
+@dataclass(frozen=True)
+class Codec(Generic[A]):
+    """How an aggregate is stored: `dump` gives its document (`_id` and `outbox` included: the entries not
+    yet published, which a change appends to and never drops), `load` reads it back. A write sets the
+    fields `dump` gives and leaves others alone (e.g. a creation record written once), so `dump` gives
+    every field it owns every time (None rather than left out)."""
+
+    load: Callable[[Doc], A]
+    dump: Callable[[A], Doc]
+
+
+@dataclass(frozen=True)
+class Written(Generic[A]):
+    """A document as this write path left it."""
+
+    id: str
+    value: A
+    version: int
+    created: bool
+
+
+@dataclass
+class Outcome(Generic[A]):
+    """What a batch did: the documents written, the ids whose change raised (with the error), and the ids
+    left as they were."""
+
+    written: dict[str, Written[A]] = field(default_factory=dict)
+    failed: dict[str, Exception] = field(default_factory=dict)
+    unchanged: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Plan(Generic[A]):
+    id: str
+    value: A
+    doc: Doc
+    version: int
+    insert: bool  # not in the working set (new, or coming back from the archive)
+
+
+class Aggregates(Generic[A]):
+    """Documents of one collection, changed only through `change` / `change_many` (module docstring)."""
+
+    def __init__(self, collection: AsyncCollection[Doc], claims: AsyncCollection[Doc], codec: Codec[A],
+                 publish: Publish | None = None, *, archive: AsyncCollection[Doc] | None = None,
+                 attempts: int = 20) -> None:
+        self.collection = collection
+        self.archive = archive
+        self.claims = VersionClaims(claims, collection)
+        self.published = collection.database[f"{collection.name}_published_claims"]
+        self._published: dict[str, int] = {}  # id -> version whose outbox this process published
+        self._swept_until: datetime | None = None
+        self.codec = codec
+        self.publish = publish
+        self.attempts = attempts
+        self._stripes = tuple(asyncio.Lock() for _ in range(LOCK_STRIPES))
+
+    # ------------------------------------------------------------------ changing
+
+    async def change(self, doc_id: str, change: Change[A]) -> Written[A] | None:
+        """Apply one change; the document as written, or None if nothing changed. Errors the change raises
+        (a domain rule refusing) come out here."""
+        outcome = await self.change_many({doc_id: change})
+        if doc_id in outcome.failed:
+            raise outcome.failed[doc_id]
+        return outcome.written.get(doc_id)
+
+    async def change_many(self, changes: Mapping[str, Change[A]]) -> Outcome[A]:
+        """Apply a change to each of many documents in a bounded number of round trips (module docstring)."""
+        outcome: Outcome[A] = Outcome()
+        if not changes:
+            return outcome
+        async with self._holding(changes):
+            docs = await self._read(list(changes))
+            await self._drop_published(docs)
+            plans, pending = self._plan(changes, docs, outcome)
+            lost = await self._write(plans)
+            for plan in plans:
+                if plan.id not in lost:
+                    outcome.written[plan.id] = Written(plan.id, plan.value, plan.version, plan.insert)
+            for doc_id in lost:  # another process changed it meanwhile: read it again, alone
+                written = await self._change_alone(doc_id, changes[doc_id], outcome)
+                if written is not None:
+                    outcome.written[doc_id] = written
+            await self._flush(pending | {w.id: (w.version, self._outbox_of(w)) for w in outcome.written.values()})
+        return outcome
+
+    async def sweep(self, older_than: datetime, limit: int = 500) -> int:
+        """Publish the outboxes a crash or an outage left behind: documents written since the last sweep
+        (since a day before, on the first) and unchanged since `older_than`, whose outbox is not recorded
+        as published. Returns how many documents had one."""
+        since = self._swept_until or older_than - timedelta(days=1)
+        query = {"outbox_pending": True, "updated_at": {"$gte": since, "$lt": older_than}}
+        found = await self.collection.find(query, {"_id": 1, "version": 1}).sort("updated_at", 1).to_list(limit)
+        left = [doc for doc in found if self._published.get(doc["_id"], -1) < doc.get("version", 0)]
+        if left:
+            marked = await self._marked({doc["_id"]: doc.get("version", 0) for doc in left})
+            ids = [doc["_id"] for doc in left if doc["_id"] not in marked]
+            if ids:
+                await self.change_many(dict.fromkeys(ids, _unchanged))
+        else:
+            ids = []
+        # The next sweep starts where this one stopped (overlapping a grace period's worth: a write can be
+        # stamped a moment before it lands).
+        self._swept_until = (found[-1]["updated_at"] if len(found) == limit else older_than) - timedelta(seconds=5)
+        return len(ids)
+
+    @contextlib.asynccontextmanager
+    async def _holding(self, ids: Iterable[str]) -> Any:
+        stripes = sorted({hash(doc_id) % LOCK_STRIPES for doc_id in ids})
+        async with contextlib.AsyncExitStack() as held:
+            for stripe in stripes:  # in one order everywhere, so two batches never wait on each other
+                await held.enter_async_context(self._stripes[stripe])
+            yield
+
+    async def _read(self, ids: list[str]) -> dict[str, tuple[Doc, bool]]:
+        """The stored documents by id, each with whether it came from the archive."""
+        found: dict[str, tuple[Doc, bool]] = {
+            doc["_id"]: (doc, False)
+            for doc in await self.collection.find({"_id": {"$in": ids}}).batch_size(len(ids) + 1).to_list()}
+        missing = [doc_id for doc_id in ids if doc_id not in found]
+        if missing and self.archive is not None:
+            for doc in await self.archive.find({"_id": {"$in": missing}}).batch_size(len(missing) + 1).to_list():
+                doc.pop("archived_at", None)
+                found[doc["_id"]] = (doc, True)
+        return found
+
+    async def _marked(self, versions: Mapping[str, int]) -> set[str]:
+        """Which of these document versions have their outbox recorded as published."""
+        keys = {f"{doc_id}@{version}": doc_id for doc_id, version in versions.items()}
+        found = await self.published.find({"_id": {"$in": list(keys)}}, {"_id": 1}).to_list()
+        return {keys[doc["_id"]] for doc in found}
+
+    async def _drop_published(self, docs: Mapping[str, tuple[Doc, bool]]) -> None:
+        """Empty the outboxes already published, as read (this process's memory first, then the markers)."""
+        unknown: dict[str, int] = {}
+        for doc_id, (doc, _) in docs.items():
+            if doc.get("outbox"):
+                if self._published.get(doc_id, -1) >= doc.get("version", 0):
+                    doc["outbox"] = []
+                else:
+                    unknown[doc_id] = doc.get("version", 0)
+        if unknown:
+            for doc_id in await self._marked(unknown):
+                docs[doc_id][0]["outbox"] = []
+
+    def _plan(self, changes: Mapping[str, Change[A]], docs: Mapping[str, tuple[Doc, bool]], outcome: Outcome[A]
+              ) -> tuple[list[_Plan[A]], dict[str, tuple[int, list[Entry]]]]:
+        plans: list[_Plan[A]] = []
+        pending: dict[str, tuple[int, list[Entry]]] = {}  # unchanged documents whose outbox still waits
+        for doc_id, change in changes.items():
+            stored, archived = docs.get(doc_id, (None, False))
+            try:
+                new = change(self.codec.load(stored) if stored is not None else None)
+            except Exception as exc:  # noqa: BLE001 - reported per document; the rest of the batch goes on
+                outcome.failed[doc_id] = exc
+                continue
+            if new is None:
+                outcome.unchanged.add(doc_id)
+                if stored is not None and stored.get("outbox") and not archived:
+                    pending[doc_id] = (stored.get("version", 0), list(stored["outbox"]))
+                continue
+            version = (stored.get("version", 0) if stored is not None else 0) + 1
+            doc = self.codec.dump(new)
+            doc.update(_id=doc_id, version=version, updated_at=datetime.now(UTC),
+                       outbox_pending=bool(doc.get("outbox")))
+            plans.append(_Plan(doc_id, self.codec.load(doc), doc, version, insert=stored is None or archived))
+        return plans, pending
+
+    async def _write(self, plans: Sequence[_Plan[A]]) -> set[str]:
+        """Claim and write the planned documents; the ids another writer beat us to."""
+        if not plans:
+            return set()
+        won = await self.claims.claim_many([(p.id, p.version) for p in plans])
+        lost = {p.id for p in plans if p.id not in won}
+        inserts = [p for p in plans if p.id in won and p.insert]
+        replaces = [p for p in plans if p.id in won and not p.insert]
+        if inserts:
+            try:
+                await self.collection.insert_many([p.doc for p in inserts], ordered=False)
+            except BulkWriteError as exc:
+                lost |= {inserts[i].id for i in _duplicates(exc)}  # created (or restored) by another writer
+        if replaces:
+            await bulk_update(self.collection, [UpdateOne({"_id": p.id}, {"$set": _without_id(p.doc)})
+                                                for p in replaces])
+        return lost
+
+    async def _change_alone(self, doc_id: str, change: Change[A], outcome: Outcome[A]) -> Written[A] | None:
+        for attempt in range(self.attempts):
+            docs = await self._read([doc_id])
+            await self._drop_published(docs)
+            step: Outcome[A] = Outcome()
+            plans, _ = self._plan({doc_id: change}, docs, step)
+            if doc_id in step.failed:
+                outcome.failed[doc_id] = step.failed[doc_id]
+                return None
+            if not plans:
+                outcome.unchanged.add(doc_id)
+                return None
+            if not await self._write(plans):
+                return Written(doc_id, plans[0].value, plans[0].version, plans[0].insert)
+            await self.claims.claim(doc_id, plans[0].version)  # clears the claim of a writer that crashed
+            await asyncio.sleep(0.002 * min(attempt + 1, 10))
+        raise ConcurrentChange(f"{self.collection.name} {doc_id} kept changing under concurrent writers")
+
+    # ------------------------------------------------------------------ the outbox
+
+    def _outbox_of(self, written: Written[A]) -> list[Entry]:
+        return list(self.codec.dump(written.value).get("outbox") or [])
+
+    async def _flush(self, pending: Mapping[str, tuple[int, list[Entry]]]) -> None:
+        """Publish the outboxes, then record them as published; a publish that fails leaves them for the
+        next change or the sweep."""
+        waiting = {doc_id: item for doc_id, item in pending.items() if item[1]}
+        if not waiting or self.publish is None:
+            return
+        try:
+            await self.publish([(doc_id, entries) for doc_id, (_, entries) in waiting.items()])
+        except Exception as exc:  # noqa: BLE001 - the entries stay in their documents: nothing is lost
+            log.warning("outbox publish failed; left for the sweep", collection=self.collection.name,
+                        documents=len(waiting), error=repr(exc))
+            return
+        now = datetime.now(UTC)
+        markers = [{"_id": f"{doc_id}@{version}", "at": now} for doc_id, (version, _) in waiting.items()]
+        try:
+            await self.published.insert_many(markers, ordered=False)
+        except BulkWriteError as exc:  # published before (a redelivery, a sweep): recorded already
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise
+        if len(self._published) > REMEMBERED:
+            self._published.clear()
+        self._published.update({doc_id: version for doc_id, (version, _) in waiting.items()})
+
+    # ------------------------------------------------------------------ the archive
+
+    async def archive_where(self, query: Doc, limit: int = 500) -> int:
+        """Move documents matching `query` (finished ones) from the working set to the archive; returns how
+        many. The working set is what FerretDB scans on every update and lookup, so it must not grow with
+        history; an archived document is still read by id, and a change brings it back (`change_many`).
+
+        Each move claims the document's next version first, so no writer changes it meanwhile. A delete
+        scans the collection on FerretDB: small once the backlog is archived."""
+        if self.archive is None:
+            raise ValueError(f"{self.collection.name} has no archive")
+        docs = await self.collection.find(query).to_list(limit)
+        unknown = {doc["_id"]: doc.get("version", 0) for doc in docs
+                   if doc.get("outbox") and self._published.get(doc["_id"], -1) < doc.get("version", 0)}
+        unpublished = set(unknown) - await self._marked(unknown) if unknown else set()
+        docs = [doc | {"outbox": [], "outbox_pending": False} for doc in docs if doc["_id"] not in unpublished]  # the sweep's first
+        if not docs:
+            return 0
+        won = await self.claims.claim_many([(doc["_id"], doc.get("version", 0) + 1) for doc in docs])
+        moved = [doc | {"version": doc.get("version", 0) + 1, "archived_at": datetime.now(UTC)}
+                 for doc in docs if doc["_id"] in won]
+        if moved:
+            try:
+                await self.archive.insert_many(moved, ordered=False)
+            except BulkWriteError as exc:  # archived before, then brought back: overwrite the old copy
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise
+                for e in errors:
+                    await self.archive.replace_one({"_id": moved[e["index"]]["_id"]}, moved[e["index"]])
+        if moved:
+            await self.collection.delete_many({"_id": {"$in": [doc["_id"] for doc in moved]}})
+        return len(moved)
+
+
+def _without_id(doc: Doc) -> Doc:
+    return {k: v for k, v in doc.items() if k != "_id"}
+
+
+def _duplicates(exc: BulkWriteError) -> list[int]:
+    """The indexes of the documents a bulk insert refused as duplicates; any other error is raised."""
+    errors = exc.details.get("writeErrors", [])
+    if any(e.get("code") != DUPLICATE_KEY for e in errors):
+        raise exc
+    return [e["index"] for e in errors]
+
+
+def _unchanged(_: Any) -> None:
+    return None

@@ -1,0 +1,209 @@
+"""The shared write path (`common.aggregates`) against the real store: concurrent writers in several
+processes lose nothing, a crash between the write and the publish is finished by the sweep, a batch does
+a bounded number of round trips, and archived documents come back when they change."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from common.aggregates import Aggregates, Codec
+from common.store import CommandCounter
+from tests.support.processes import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+class Tally(BaseModel):
+    id: str
+    items: list[str] = []
+    outbox: list[dict[str, Any]] = []
+
+
+CODEC = Codec(load=lambda doc: Tally(id=doc["_id"], items=doc.get("items", []), outbox=doc.get("outbox", [])),
+              dump=lambda t: {"_id": t.id, "items": t.items, "outbox": t.outbox})
+
+
+def add_to(doc_id: str, item: str):
+    """A pure change: record the item and the event announcing it (nothing to change if it is there)."""
+    def change(current: Tally | None) -> Tally | None:
+        tally = current or Tally(id=doc_id)
+        if item in tally.items:
+            return None
+        return tally.model_copy(update={"items": [*tally.items, item],
+                                        "outbox": [*tally.outbox, {"event_id": f"{doc_id}:{item}"}]})
+    return change
+
+
+async def published_outbox(db, doc) -> bool:
+    """Whether the document's stored outbox is recorded as published (it is not cleared by a write)."""
+    return await db["tallies_published_claims"].find_one({"_id": f"{doc['_id']}@{doc['version']}"}) is not None
+
+
+class Published:
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    async def __call__(self, batch) -> None:
+        for _, entries in batch:
+            self.events += [e["event_id"] for e in entries]
+
+
+async def test_writers_in_many_processes_lose_nothing_and_publish_every_event(db) -> None:
+    """Twenty writers, each its own `Aggregates` (another process: no shared locks), change one document
+    at once: every item is kept, the version counts every write, every event is published, the outbox
+    ends empty."""
+    published = Published()
+    writers = [Aggregates(db["tallies"], db["tally_claims"], CODEC, published) for _ in range(20)]
+    results = await asyncio.gather(*(w.change("t-1", add_to("t-1", f"i{n}")) for n, w in enumerate(writers)))
+    assert all(r is not None for r in results)
+    doc = await db["tallies"].find_one({"_id": "t-1"})
+    assert sorted(doc["items"]) == sorted(f"i{n}" for n in range(20))
+    assert set(published.events) == {f"t-1:i{n}" for n in range(20)}
+    assert await published_outbox(db, doc)
+
+
+async def test_a_batch_from_two_processes_keeps_every_change(db) -> None:
+    published = Published()
+    first, second = (Aggregates(db["tallies"], db["tally_claims"], CODEC, published) for _ in range(2))
+    ids = [f"t-{n}" for n in range(8)]
+    batches = [first.change_many({i: add_to(i, f"a{n}") for i in ids}) for n in range(3)]
+    batches += [second.change_many({i: add_to(i, f"b{n}") for i in ids}) for n in range(3)]
+    singles = [second.change(i, add_to(i, f"s{n}")) for n in range(2) for i in ids]
+    outcomes = await asyncio.gather(*batches, *singles)
+    assert all(set(o.written) == set(ids) for o in outcomes[:6])
+    expected = sorted([f"a{n}" for n in range(3)] + [f"b{n}" for n in range(3)] + [f"s{n}" for n in range(2)])
+    for doc in await db["tallies"].find({}).to_list():
+        assert sorted(doc["items"]) == expected, doc["_id"]
+        assert await published_outbox(db, doc)
+    assert len(published.events) >= len(ids) * len(expected)
+    assert set(published.events) == {f"{i}:{item}" for i in ids for item in expected}
+
+
+async def test_a_batch_costs_a_bounded_number_of_round_trips(db, mongodb_url) -> None:
+    """Read, claim, write, mark published: four store commands to create 2 documents or 200; changing 200
+    adds only the update commands (at most `UPDATES_PER_COMMAND` updates each)."""
+    from pymongo import AsyncMongoClient
+
+    from common.store import UPDATES_PER_COMMAND
+
+    counter = CommandCounter()
+    client: AsyncMongoClient = AsyncMongoClient(mongodb_url, tz_aware=True, event_listeners=[counter])
+    try:
+        counted = client[db.name]
+        cases = Aggregates(counted["tallies"], counted["tally_claims"], CODEC, Published())
+
+        async def cost(size: int, prefix: str, item: str) -> int:
+            before = sum(counter.counts.values())
+            outcome = await cases.change_many({f"{prefix}{n}": add_to(f"{prefix}{n}", item) for n in range(size)})
+            assert len(outcome.written) == size
+            return sum(counter.counts.values()) - before
+
+        assert await cost(2, "a", "x") == await cost(200, "b", "x") == 4
+        by_name = dict(counter.counts)
+        assert await cost(200, "b", "y") == 4 + (-(-200 // UPDATES_PER_COMMAND)) - 1, {
+            k: v - by_name.get(k, 0) for k, v in counter.counts.items()}
+    finally:
+        await client.close()
+
+
+async def test_a_change_that_raises_refuses_only_its_own_document(db) -> None:
+    cases = Aggregates(db["tallies"], db["tally_claims"], CODEC, Published())
+
+    def refuse(_: Tally | None) -> Tally:
+        raise ValueError("rule says no")
+
+    outcome = await cases.change_many({"ok": add_to("ok", "x"), "bad": refuse})
+    assert set(outcome.written) == {"ok"} and isinstance(outcome.failed["bad"], ValueError)
+    assert await db["tallies"].find_one({"_id": "bad"}) is None
+    with pytest.raises(ValueError, match="rule says no"):
+        await cases.change("bad", refuse)
+    assert await cases.change("ok", add_to("ok", "x")) is None  # already there: no write
+
+
+async def test_a_failed_publish_is_finished_by_the_sweep_and_carried_forward_in_order(db) -> None:
+    published = Published()
+    broken = Published()
+
+    async def down(batch) -> None:
+        raise ConnectionError("kafka unreachable")
+
+    cases = Aggregates(db["tallies"], db["tally_claims"], CODEC, down)
+    await cases.change("t-1", add_to("t-1", "first"))
+    doc = await db["tallies"].find_one({"_id": "t-1"})
+    assert doc["outbox"] == [{"event_id": "t-1:first"}] and doc["outbox_pending"] is True
+
+    cases.publish = broken  # the next change publishes what the failed one left, in order, before its own
+    await cases.change("t-1", add_to("t-1", "second"))
+    assert broken.events == ["t-1:first", "t-1:second"]
+
+    cases.publish = down
+    await cases.change("t-2", add_to("t-2", "x"))
+    cases.publish = published
+    assert await cases.sweep(older_than=datetime.now(UTC) - timedelta(minutes=1)) == 0  # too fresh
+    assert await cases.sweep(older_than=datetime.now(UTC) + timedelta(seconds=1)) == 1
+    assert published.events == ["t-2:x"]
+    assert await cases.sweep(older_than=datetime.now(UTC) + timedelta(seconds=1)) == 0
+
+
+CRASHING_WRITER = textwrap.dedent("""
+    import asyncio, sys
+    from pymongo import AsyncMongoClient
+    from common.aggregates import Aggregates
+    from tests.foundation.test_aggregates_integration import CODEC, add_to
+
+    async def hang(batch):
+        print("publishing", flush=True)
+        await asyncio.Event().wait()  # killed here: written, never published
+
+    async def main():
+        client = AsyncMongoClient(sys.argv[1], tz_aware=True)
+        cases = Aggregates(client[sys.argv[2]]["tallies"], client[sys.argv[2]]["tally_claims"], CODEC, hang)
+        await cases.change_many({f"k-{n}": add_to(f"k-{n}", "x") for n in range(5)})
+
+    asyncio.run(main())
+""")
+
+
+async def test_a_process_killed_between_the_write_and_the_publish_has_its_events_swept_once(db, mongodb_url) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", CRASHING_WRITER, mongodb_url, db.name], cwd=ROOT,
+                            stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        line = await asyncio.to_thread(proc.stdout.readline)
+        assert line.strip() == b"publishing"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert await db["tallies"].count_documents({"outbox_pending": True}) == 5
+    published = Published()
+    sweeper = Aggregates(db["tallies"], db["tally_claims"], CODEC, published)
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    assert await sweeper.sweep(older_than=later) == 5
+    assert await sweeper.sweep(older_than=later) == 0
+    assert sorted(published.events) == [f"k-{n}:x" for n in range(5)]
+    for doc in await db["tallies"].find({}).to_list():
+        assert await published_outbox(db, doc)
+
+
+async def test_archived_documents_are_read_by_id_and_come_back_when_they_change(db) -> None:
+    cases = Aggregates(db["tallies"], db["tally_claims"], CODEC, Published(), archive=db["tallies_archive"])
+    await cases.change_many({f"t-{n}": add_to(f"t-{n}", "x") for n in range(4)})
+    assert await cases.archive_where({"_id": {"$in": ["t-0", "t-1"]}}) == 2
+    assert await db["tallies"].count_documents({}) == 2
+    assert await db["tallies_archive"].count_documents({}) == 2
+    written = await cases.change("t-0", add_to("t-0", "y"))  # read from the archive, back in the working set
+    assert written is not None and written.created and written.value.items == ["x", "y"]
+    assert (await db["tallies"].find_one({"_id": "t-0"}))["items"] == ["x", "y"]
+    assert await cases.archive_where({"_id": "t-0"}) == 1  # archived again: the old copy is overwritten
+    assert (await db["tallies_archive"].find_one({"_id": "t-0"}))["items"] == ["x", "y"]
