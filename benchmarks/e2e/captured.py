@@ -1,19 +1,18 @@
 """Relief and notify writing their history into memory: each service's own intake code (relief's
-`CaseIntake`, notify's handler and `Clockwork`) runs unchanged over stores that keep what it would have
+`CaseIntake`, notify's `Clockwork.fold`) runs unchanged over memory that keeps what it would have
 written, so the documents can then go to the real store in bulk (`insert_many`): the same documents,
 without tens of thousands of single updates, each of which scans a growing collection on FerretDB."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
-from services.notify import handlers as notify_handlers
-from services.notify.clockwork import Clockwork, Notify
+from contracts.events.hotline import HelpRequested
+from services.notify.clockwork import CODEC, Clockwork, NotifyCase
+from services.notify.domain import case as case_rules
 from services.notify.domain.policy import load_policy
-from services.notify.timers import Timer
+from services.notify.store import NotifyStore
 from services.relief.app import load_standards_book
 from services.relief.service import Relief
 from services.relief.settings import Settings as ReliefSettings
@@ -64,59 +63,45 @@ def published(entitlement: Doc) -> list[Doc]:
     return [item["body"] for item in items]
 
 
-class TimersMemory:
-    def __init__(self, bucket_s: int) -> None:
-        self.bucket_s = bucket_s
-        self.live: dict[str, Timer] = {}
+class NotifyHistory:
+    """Notify's clockwork folding a history's events in memory (`Clockwork.fold`, the change its write path
+    applies), its effects (timers placed and cancelled, phones forgotten) kept in memory too: the case
+    documents the service would have written, ready to insert in bulk."""
 
-    async def schedule(self, timers: Iterable[Timer], now: datetime | None = None) -> dict[str, int]:
-        placed = {}
-        for timer in timers:
-            self.live[timer.id] = timer
-            placed[timer.id] = int(timer.due_at.timestamp()) // self.bucket_s * self.bucket_s
-        return placed
-
-    async def cancel(self, timers: Iterable[tuple[str, int]]) -> None:
-        for timer_id, _ in timers:
-            self.live.pop(timer_id, None)
-
-
-class NotifyMemory:
-    """The part of `NotifyStore` that the handlers and the clockwork use for case events."""
-
-    def __init__(self, bucket_s: int = 300) -> None:
-        self.cases: dict[str, Doc] = {}
+    def __init__(self, db: Any) -> None:
+        self.policy = load_policy("")
+        self.clockwork = Clockwork(NotifyStore(db), self.policy, outbox=None, caller_texts=False)  # type: ignore[arg-type]
+        self.cases: dict[str, NotifyCase] = {}
+        self.versions: dict[str, int] = {}
         self.contacts: dict[str, Doc] = {}
-        self.sla_timers = TimersMemory(bucket_s)
+        self.live_timers: set[str] = set()
 
-    async def load(self, case_id: str) -> Doc | None:
-        return self.cases.get(case_id)
+    def apply(self, event: Any) -> None:
+        if isinstance(event, HelpRequested):
+            self.contacts.setdefault(event.case_id, {"_id": event.case_id, "phone": event.caller.phone,
+                                                     "stored_at": event.received_at})
+        change = self.clockwork.fold(event.case_id, [(str(event.event_id),
+                                                      lambda s: case_rules.apply(s, event, self.policy))],
+                                     event.occurred_at)
+        new = change(self.cases.get(event.case_id))
+        if new is None:
+            return
+        for entry in new.outbox:
+            ids = {t["id"] for t in entry.get("timers", [])}
+            if entry["op"] == "schedule":
+                self.live_timers |= ids
+            elif entry["op"] == "cancel":
+                self.live_timers -= ids
+            elif entry["op"] == "forget_caller":
+                self.contacts.pop(event.case_id, None)
+        self.cases[event.case_id] = new.model_copy(update={"outbox": []})
+        self.versions[event.case_id] = self.versions.get(event.case_id, 0) + 1
 
-    async def save(self, case_id: str, previous: Doc | None, document: Doc) -> bool:
-        version = (previous or {}).get("version", 0) + 1
-        self.cases[case_id] = {"_id": case_id, **document, "version": version, "updated_at": datetime.now(UTC)}
-        return True
-
-    async def remember_caller(self, case_id: str, phone: str) -> None:
-        self.contacts.setdefault(case_id, {"_id": case_id, "phone": phone, "stored_at": datetime.now(UTC)})
-
-    async def caller_text_pending(self, case_id: str) -> bool:
-        return False
-
-    async def forget_caller(self, case_id: str) -> None:
-        self.contacts.pop(case_id, None)
-
-
-def notify_runtime() -> tuple[Any, NotifyMemory]:
-    """What notify's handlers see as `runtime`; caller texts of the history are left out (long sent)."""
-    policy = load_policy("")
-    memory = NotifyMemory()
-    clockwork = Clockwork(memory, policy, outbox=None, caller_texts=False)  # type: ignore[arg-type]
-    notify = Notify(memory, policy, clockwork, outbox=None)  # type: ignore[arg-type]
-    return SimpleNamespace(store=notify), memory
-
-
-async def notify_apply(runtime: Any, event: Any) -> None:
-    if getattr(event, "type", "") == "hotline.help_requested":
-        await runtime.store.store.remember_caller(event.case_id, event.caller.phone)
-    await notify_handlers.apply_event(runtime, event)
+    def drain(self) -> tuple[list[Doc], list[Doc]]:
+        """The case documents and contacts built so far (then forgotten)."""
+        now = datetime.now(UTC)
+        cases = [CODEC.dump(case) | {"version": self.versions[case_id], "updated_at": now, "outbox_pending": False}
+                 for case_id, case in self.cases.items()]
+        contacts = list(self.contacts.values())
+        self.cases.clear(), self.versions.clear(), self.contacts.clear()
+        return cases, contacts

@@ -56,11 +56,11 @@ def history_request(i: int, at: datetime, case_id: str) -> HelpRequested:
 class HistoryBuilder:
     """Turns case numbers into every service's documents for those cases."""
 
-    def __init__(self, hotline_db: Any) -> None:
+    def __init__(self, hotline_db: Any, notify_db: Any) -> None:
         self.catalogue = catalogue_of(RouterSettings())
         self.hotline = HotlineStore(hotline_db, pepper=HotlineSettings().lookup_pepper.get_secret_value())
         self.relief, self.relief_memory = captured.relief_intake()
-        self.notify, self.notify_memory = captured.notify_runtime()
+        self.notify = captured.NotifyHistory(notify_db)
         self.callers: dict[str, list[str]] = {}
         self.counters: dict[str, int] = {}
 
@@ -102,10 +102,10 @@ class HistoryBuilder:
         grants = [body for key, ent in self.relief_memory.entitlements.items() if key.startswith(f"{case_id}:")
                   for body in captured.published(ent)]
         downstream = sorted(lifecycle + grants, key=lambda e: e["occurred_at"])
-        await captured.notify_apply(self.notify, request)
+        self.notify.apply(request)
         for body in downstream:
             event = (grant_event if body["type"].startswith("grant.") else case_lifecycle_event).validate_python(body)
-            await captured.notify_apply(self.notify, event)
+            self.notify.apply(event)
         intake = self.hotline.intake_document(request)
         intake["events"] = [{**body, "_arrived_at": at + timedelta(seconds=n)} for n, body in enumerate(downstream)]
         status = project_status(case_id, received_at=at, emergency=request.emergency,
@@ -118,10 +118,10 @@ class HistoryBuilder:
 
     def drain(self) -> tuple[list[Doc], list[Doc], list[Doc], list[Doc]]:
         """Relief's cases and entitlements, notify's cases and contacts built so far (then forgotten)."""
-        relief, memory = self.relief_memory, self.notify_memory
-        out = (list(relief.cases.values()), list(relief.entitlements.values()), list(memory.cases.values()),
-               list(memory.contacts.values()))
-        relief.cases.clear(), relief.entitlements.clear(), memory.cases.clear(), memory.contacts.clear()
+        relief = self.relief_memory
+        notify_cases, contacts = self.notify.drain()
+        out = (list(relief.cases.values()), list(relief.entitlements.values()), notify_cases, contacts)
+        relief.cases.clear(), relief.entitlements.clear()
         return out
 
 
@@ -153,7 +153,7 @@ async def ensure_history(client: AsyncMongoClient[Doc], opts: E2eBench) -> str:
     for service in SERVICES:
         await client.drop_database(opts.history_database(service))
     dbs = {s: client[opts.history_database(s)] for s in SERVICES}
-    builder = HistoryBuilder(dbs["hotline"])
+    builder = HistoryBuilder(dbs["hotline"], dbs["notify"])
     started = time.perf_counter()
     times = history_times(opts, datetime.now(UTC))
     writing: asyncio.Future[Any] | None = None
@@ -171,7 +171,7 @@ async def ensure_history(client: AsyncMongoClient[Doc], opts: E2eBench) -> str:
             dbs["router"]["cases_archive"].insert_many(routed), dbs["hotline"]["intakes"].insert_many(intakes),
             dbs["relief"]["cases"].insert_many(relief_cases), dbs["notify"]["cases"].insert_many(notify_cases),
             *([dbs["relief"]["entitlements"].insert_many(entitlements)] if entitlements else []),
-            dbs["notify"]["contacts"].insert_many(contacts))
+            *([dbs["notify"]["contacts"].insert_many(contacts)] if contacts else []))
         done = first + len(routed)
         if done % 10_000 == 0 or done == len(times):
             elapsed = time.perf_counter() - started
@@ -182,7 +182,7 @@ async def ensure_history(client: AsyncMongoClient[Doc], opts: E2eBench) -> str:
     for first in range(0, len(callers), CHUNK * 5):
         await dbs["hotline"]["callers"].insert_many(callers[first:first + CHUNK * 5])
     await dbs["hotline"]["counters"].insert_many([{"_id": f"case:{d}", "last": n} for d, n in builder.counters.items()])
-    leftover = len(builder.notify_memory.sla_timers.live)
+    leftover = len(builder.notify.live_timers)
     for service in SERVICES:
         await dbs[service][MARKER].insert_one({"_id": "complete", "cases": opts.history, "at": datetime.now(UTC)})
     elapsed = time.perf_counter() - started

@@ -19,7 +19,9 @@ async def startup(runtime: Runtime) -> Notify:
     store = NotifyStore(runtime.db, bucket_s=settings.timer_bucket_s)
     await store.ensure_indexes()
     outbox = Outbox(store, settings)
-    return Notify(store, policy, Clockwork(store, policy, outbox, settings.caller_texts), outbox)
+    clockwork = Clockwork(store, policy, outbox, settings.caller_texts)
+    runtime.aggregates.append(clockwork.cases)
+    return Notify(store, policy, clockwork, outbox)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -27,8 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings or Settings(),
         title="Notify / 时限督办",
         description="SLA clocks, warnings, escalations and the coordinators' view of overdue cases.",
-        subscribers=handlers.build_subscribers,
         routers=[api.router, api.pages],
         startup=startup,
-        background=[sweeper.sla_sweeper, sweeper.outbox_relay],
+        background=[handlers.case_events_consumer, sweeper.sla_sweeper, sweeper.outbox_relay],
     )

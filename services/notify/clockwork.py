@@ -1,18 +1,26 @@
-"""Applying one event to a case: fold it into the state, write it with a version check, keep the timers
-and the caller texts in step with the state. Shared by the Kafka handlers and the pause API.
+"""Applying events to cases: fold them into the state through the shared write path (`common.aggregates`),
+and keep the timers and the caller texts in step with the state. Shared by the Kafka handlers (a batch
+of records at a time) and the pause API (one change).
+
+A case's document holds its clocks (the state), the flat facts the views filter on (`summary`), the
+timers it has placed (`scheduled`: id -> bucket), the ids of the events already applied, and an outbox
+of effects: timers to place and to cancel, texts to send, the caller's phone to forget. The effects run
+after the write, for the whole batch at once (one insert per timer bucket, one delete per bucket, one
+insert of texts); they are idempotent (natural ids), so a sweep after a crash runs them again safely.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from pydantic import BaseModel, Field
 
+from common.aggregates import Aggregates, Codec, Entry
 from services.notify.domain import case as case_rules
 from services.notify.domain import texts
 from services.notify.domain.case import CaseState
@@ -23,14 +31,34 @@ from services.notify.store import APPLIED_KEPT, NotifyStore
 from services.notify.timers import Timer
 
 log = structlog.get_logger("notify.clockwork")
-MAX_CONFLICTS = 20
+
+StateChange = Callable[[CaseState | None], CaseState | None]
+CLOSED = ("closed", "merged")
 
 
-class ConcurrentUpdate(ConnectionError):
-    """The case kept changing under us; transient, so the consumer policy retries the message."""
+class NotifyCase(BaseModel):
+    """A case as notify stores it (the aggregate of its write path)."""
+
+    case_id: str
+    state: CaseState
+    scheduled: dict[str, int] = Field(default_factory=dict)  # timer id -> bucket
+    applied: list[str] = Field(default_factory=list)
+    outbox: list[Entry] = Field(default_factory=list)
 
 
-Change = Callable[[CaseState | None], CaseState | None]
+def _load(doc: dict[str, Any]) -> NotifyCase:
+    return NotifyCase(case_id=doc["_id"], state=CaseState.model_validate(doc["state"]),
+                      scheduled={s["id"]: s["bucket"] for s in doc.get("scheduled", [])},
+                      applied=list(doc.get("applied", [])), outbox=list(doc.get("outbox") or []))
+
+
+def _dump(case: NotifyCase) -> dict[str, Any]:
+    return {"_id": case.case_id, "state": case.state.model_dump(), **summary(case.state),
+            "scheduled": [{"id": i, "bucket": b} for i, b in case.scheduled.items()],
+            "applied": case.applied, "outbox": case.outbox}
+
+
+CODEC = Codec(load=_load, dump=_dump)
 
 
 @dataclass
@@ -39,72 +67,53 @@ class Clockwork:
     policy: SlaPolicy
     outbox: Outbox
     caller_texts: bool = True
-    _locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
-    _waiting: dict[str, int] = field(default_factory=dict, repr=False)
+    cases: Aggregates[NotifyCase] = field(init=False)
 
-    @contextlib.asynccontextmanager
-    async def _exclusive(self, case_id: str) -> AsyncIterator[None]:
-        """One writer per case in this process, so the events of one case arriving on different topics do
-        not keep losing version races to each other (across processes the store's version claims decide)."""
-        lock = self._locks.setdefault(case_id, asyncio.Lock())
-        self._waiting[case_id] = self._waiting.get(case_id, 0) + 1
-        try:
-            async with lock:
-                yield
-        finally:
-            self._waiting[case_id] -= 1
-            if not self._waiting[case_id]:
-                del self._waiting[case_id], self._locks[case_id]
+    def __post_init__(self) -> None:
+        self.cases = Aggregates(self.store.cases, self.store.db["case_claims"], CODEC, self.run_effects)
 
-    async def record(self, case_id: str, event_id: str, change: Change) -> CaseState | None:
-        """Apply `change` once per `event_id`; a redelivery only finishes what a crash may have left."""
-        async with self._exclusive(case_id):
-            return await self._record(case_id, event_id, change)
+    # ------------------------------------------------------------------ folding (pure)
 
-    async def _record(self, case_id: str, event_id: str, change: Change) -> CaseState | None:
-        for _ in range(MAX_CONFLICTS):
-            doc = await self.store.load(case_id)
-            state = CaseState.model_validate(doc["state"]) if doc else None
-            if doc is not None and event_id in doc.get("applied", []):
-                await self._follow_up(doc, state)
-                return state
-            new = change(state)
-            if new is None or new == (state or CaseState(case_id=case_id)):
-                return state  # nothing this event changes (nor a case it would open): no write
-            now = datetime.now(UTC)
-            scheduled = {s["id"]: s["bucket"] for s in (doc or {}).get("scheduled", [])}
-            desired = {t.id: t for t in case_rules.timers(new, self.policy)}
-            fresh = [Timer(t.id, t.at, t.payload) for i, t in desired.items() if i not in scheduled]
-            placed = await self.store.sla_timers.schedule(fresh, now)
-            cancelled = [{"id": i, "bucket": b} for i, b in scheduled.items() if i not in desired]
-            document: dict[str, Any] = {
-                "state": new.model_dump(),
-                **summary(new),
-                "scheduled": [{"id": i, "bucket": scheduled.get(i, placed.get(i))} for i in desired],
-                "cancelled": cancelled,
-                "applied": ((doc or {}).get("applied", []) + [event_id])[-APPLIED_KEPT:],
-            }
-            if await self.store.save(case_id, doc, document):
-                await self._follow_up(document, new, already=set(state.texts) if state else set())
-                return new
-            # Someone else changed the case: undo what we added, read again.
-            await self.store.sla_timers.cancel((t.id, placed[t.id]) for t in fresh)
-        raise ConcurrentUpdate(f"case {case_id} changed {MAX_CONFLICTS} times while applying {event_id}")
+    def fold(self, case_id: str, steps: Sequence[tuple[str, StateChange]], now: datetime
+             ) -> Callable[[NotifyCase | None], NotifyCase | None]:
+        """The write path's change for a case: apply each (event id, state change) once, in order, and
+        queue the effects the new state calls for. None when no step changes anything."""
+        def change(current: NotifyCase | None) -> NotifyCase | None:
+            case = current
+            for event_id, step in steps:
+                case = self._step(case, case_id, event_id, step, now) or case
+            return case if case is not current else None
+        return change
 
-    async def _follow_up(self, doc: dict[str, Any], state: CaseState | None, already: set[str] = frozenset()) -> None:
-        """Idempotent effects of the stored state: drop cancelled timers, queue the texts it calls for
-        (all of them after a redelivery, which may follow a crash; else those this event added)."""
-        await self.store.sla_timers.cancel((c["id"], c["bucket"]) for c in doc.get("cancelled", []))
-        if state is None:
-            return
-        if state.status in ("closed", "merged"):
-            # Keep the phone only while a text to the caller is still on its way.
-            if not await self.store.caller_text_pending(state.case_id):
-                await self.store.forget_caller(state.case_id)
+    def _step(self, case: NotifyCase | None, case_id: str, event_id: str, change: StateChange, now: datetime
+              ) -> NotifyCase | None:
+        if case is not None and event_id in case.applied:
+            return None  # a redelivery: what it caused is done, or in the outbox
+        old = case.state if case is not None else None
+        new = change(old)
+        if new is None or new == (old or CaseState(case_id=case_id)):
+            return None  # nothing this event changes (nor a case it would open): no write
+        scheduled = dict(case.scheduled) if case is not None else {}
+        desired = {t.id: t for t in case_rules.timers(new, self.policy)}
+        wheel = self.store.sla_timers
+        fresh = [{"id": t.id, "due_at": t.at, "payload": t.payload, "bucket": wheel.bucket_of(t.at, now)}
+                 for i, t in desired.items() if i not in scheduled]
+        gone = [{"id": i, "bucket": b} for i, b in scheduled.items() if i not in desired]
+        effects: list[Entry] = list(case.outbox) if case is not None else []
+        if fresh:
+            effects.append({"op": "schedule", "timers": fresh})
+        if gone:
+            effects.append({"op": "cancel", "timers": gone})
+        if new.status in CLOSED:
+            effects.append({"op": "forget_caller"})
         elif self.caller_texts:
-            for notification in self.caller_notifications(state):
-                if notification.key not in already:
-                    await self.outbox.enqueue(notification)
+            already = set(old.texts) if old is not None else set()
+            effects += [{"op": "text", **vars(n)} for n in self.caller_notifications(new) if n.key not in already]
+        placed = {t["id"]: t["bucket"] for t in fresh}
+        return NotifyCase(case_id=case_id, state=new,
+                          scheduled={i: scheduled.get(i, placed.get(i, 0)) for i in desired},
+                          applied=((case.applied if case is not None else []) + [event_id])[-APPLIED_KEPT:],
+                          outbox=effects)
 
     def caller_notifications(self, state: CaseState) -> list[texts.Notification]:
         out = []
@@ -118,6 +127,59 @@ class Clockwork:
             elif "|caller_resolved|" in key:
                 out.append(texts.caller_resolved(key, state.case_id, outcome=state.outcome))
         return out
+
+    # ------------------------------------------------------------------ writing
+
+    async def record(self, case_id: str, event_id: str, change: StateChange) -> CaseState | None:
+        """Apply one change once per `event_id` (the pause API); the case's state afterwards."""
+        written = await self.cases.change(case_id, self.fold(case_id, [(event_id, change)], datetime.now(UTC)))
+        if written is not None:
+            return written.value.state
+        doc = await self.store.load(case_id)
+        return CaseState.model_validate(doc["state"]) if doc else None
+
+    async def record_many(self, steps: Iterable[tuple[str, str, StateChange]]) -> dict[str, Exception]:
+        """Apply a batch of (case id, event id, change), in order per case, in one pass of the write path.
+        Returns the cases whose change raised, with the error."""
+        by_case: dict[str, list[tuple[str, StateChange]]] = defaultdict(list)
+        for case_id, event_id, change in steps:
+            by_case[case_id].append((event_id, change))
+        now = datetime.now(UTC)
+        outcome = await self.cases.change_many({case_id: self.fold(case_id, case_steps, now)
+                                                for case_id, case_steps in by_case.items()})
+        return outcome.failed
+
+    # ------------------------------------------------------------------ effects (after the write)
+
+    async def run_effects(self, outboxes: Sequence[tuple[str, list[Entry]]]) -> None:
+        """Place and cancel timers, queue texts and forget phones for a batch of cases. A timer id's last
+        effect wins (placed, then cancelled in one batch: cancelled)."""
+        last: dict[str, tuple[str, dict[str, Any]]] = {}
+        notifications: list[texts.Notification] = []
+        forget: list[str] = []
+        for case_id, entries in outboxes:
+            for entry in entries:
+                if entry["op"] in ("schedule", "cancel"):
+                    for timer in entry["timers"]:
+                        last[timer["id"]] = (entry["op"], timer)
+                elif entry["op"] == "text":
+                    notifications.append(texts.Notification(**{k: v for k, v in entry.items() if k != "op"}))
+                elif entry["op"] == "forget_caller":
+                    forget.append(case_id)
+        placing: dict[int, list[Timer]] = defaultdict(list)
+        cancelling: list[tuple[str, int]] = []
+        for op, timer in last.values():
+            if op == "schedule":
+                placing[timer["bucket"]].append(Timer(timer["id"], timer["due_at"], timer["payload"]))
+            else:
+                cancelling.append((timer["id"], timer["bucket"]))
+        await self.store.sla_timers.place(placing)
+        await self.store.sla_timers.cancel(cancelling)
+        if notifications:
+            await self.outbox.enqueue_many(notifications)
+        if forget:  # keep a phone only while a text to the caller is still on its way
+            waiting = await self.store.cases_with_pending_caller_texts(forget)
+            await self.store.forget_callers([c for c in forget if c not in waiting])
 
 
 @dataclass

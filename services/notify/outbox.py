@@ -112,16 +112,19 @@ class Outbox:
 
     async def enqueue(self, notification: Notification, now: datetime | None = None) -> bool:
         """Record the notification once and schedule its first attempt; False if it was already there."""
+        return bool(await self.enqueue_many([notification], now))
+
+    async def enqueue_many(self, notifications: list[Notification], now: datetime | None = None) -> set[str]:
+        """Record notifications once each (one insert) and schedule their first attempts (one insert per
+        timer bucket); returns the keys that were new. Scheduling again is harmless: an attempt that is not
+        the next one expected does nothing."""
         now = now or datetime.now(UTC)
-        created = await self.store.add_notification({
-            "_id": notification.key, "case_id": notification.case_id, "kind": notification.kind,
-            "recipient": notification.recipient, "channel": self.channel_for(notification.recipient),
-            "text_zh": notification.text_zh, "text_en": notification.text_en, "status": "pending",
-            "attempts": [], "created_at": now,
-        })
-        # Scheduling again is harmless: an attempt that is not the next one expected does nothing.
-        await self.store.outbox_timers.schedule([Timer(f"{notification.key}|1", now, {"key": notification.key,
-                                                                                      "attempt": 1})], now)
+        docs = [{"_id": n.key, "case_id": n.case_id, "kind": n.kind, "recipient": n.recipient,
+                 "channel": self.channel_for(n.recipient), "text_zh": n.text_zh, "text_en": n.text_en,
+                 "status": "pending", "attempts": [], "created_at": now} for n in notifications]
+        created = await self.store.add_notifications(docs)
+        await self.store.outbox_timers.schedule([Timer(f"{n.key}|1", now, {"key": n.key, "attempt": 1})
+                                                 for n in notifications], now)
         return created
 
     def backoff(self, attempt: int) -> timedelta:

@@ -17,6 +17,8 @@ class Settings(ServiceSettings):
     # Where a consumer group that has no committed offset yet starts reading (a first deployment reads
     # the whole history; "latest" suits throw-away test instances on shared topics).
     kafka_start_from: Literal["earliest", "latest"] = "earliest"
+    # Case events are consumed this many records at a time at most (one write-path pass per batch).
+    case_batch_size: int = Field(default=500, ge=1, le=5000)
 
     # SLA policy file (YAML, see services/notify/data/sla_policy.yaml); empty = the packaged one.
     sla_policy_path: str = ""

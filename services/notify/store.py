@@ -1,9 +1,9 @@
 """Notify's MongoDB access: case clocks, caller contacts, the notification outbox, fired SLA events.
 
 One document per case holds its clocks (the state), the flat facts the views filter on, the timers it
-scheduled and the ids of the events already applied; it is written with a version check (no
-transactions on FerretDB) whose next version is claimed through a unique index first
-(`common.store.VersionClaims`), so one event changes it once, even with several notify instances.
+placed, the ids of the events already applied and an outbox of effects; it is changed only through the
+shared write path (`common.aggregates`, built over `cases` by the clockwork), so one event changes it
+once, even with several notify instances.
 """
 
 from __future__ import annotations
@@ -13,20 +13,19 @@ from typing import Any
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
-from common.store import VersionClaims, create_query_indexes, insert_once
+from common.store import create_query_indexes, insert_once
 from services.notify.timers import TimerWheel
 
 APPLIED_KEPT = 500
+DUPLICATE_KEY = 11000
 
 
 class NotifyStore:
     def __init__(self, db: AsyncDatabase[dict[str, Any]], *, bucket_s: int = 300) -> None:
         self.db = db
         self.cases = db["cases"]
-        # FerretDB's conditional replace alone lets concurrent writers both win: claim the version first.
-        self.versions = VersionClaims(db["case_claims"], self.cases)
         self.contacts = db["contacts"]
         self.notifications = db["notifications"]
         self.sla_events = db["sla_events"]
@@ -47,25 +46,9 @@ class NotifyStore:
     async def load(self, case_id: str) -> dict[str, Any] | None:
         return await self.cases.find_one({"_id": case_id})
 
-    async def save(self, case_id: str, previous: dict[str, Any] | None, document: dict[str, Any]) -> bool:
-        """Write the case if nobody changed it since `previous` was read; False on a conflict."""
-        now = datetime.now(UTC)
-        if previous is None:
-            try:
-                await self.cases.insert_one({"_id": case_id, **document, "version": 1, "updated_at": now})
-            except DuplicateKeyError:
-                return False
-            return True
-        version = previous.get("version", 0)
-        if not await self.versions.claim(case_id, version + 1):
-            return False
-        result = await self.cases.replace_one({"_id": case_id, "version": version},
-                                              {**document, "version": version + 1, "updated_at": now})
-        return result.matched_count == 1
-
     async def find_cases(self, query: dict[str, Any], *, sort: list[tuple[str, int]],
                          limit: int) -> list[dict[str, Any]]:
-        projection = {"state.decisions": 0, "applied": 0, "scheduled": 0, "cancelled": 0}
+        projection = {"state.decisions": 0, "applied": 0, "scheduled": 0, "cancelled": 0, "outbox": 0}
         return await self.cases.find(query, projection).sort(sort).limit(limit).to_list(None)
 
     async def aggregate(self, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -73,28 +56,60 @@ class NotifyStore:
 
     # -------------------------------------------------------------------------- contacts
 
+    async def remember_callers(self, phones: dict[str, str]) -> None:
+        """The callers' phones by case, kept only to text them about their case; dropped when it closes.
+        One insert for a batch; a case already known keeps its first phone."""
+        if not phones:
+            return
+        now = datetime.now(UTC)
+        try:
+            await self.contacts.insert_many([{"_id": case_id, "phone": phone, "stored_at": now}
+                                             for case_id, phone in phones.items()], ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise
+
     async def remember_caller(self, case_id: str, phone: str) -> None:
-        """The caller's phone, kept only to text them about this case; dropped when the case closes."""
-        await self.contacts.update_one({"_id": case_id}, {"$setOnInsert": {"phone": phone,
-                                                                           "stored_at": datetime.now(UTC)}},
-                                       upsert=True)
+        await self.remember_callers({case_id: phone})
 
     async def caller_phone(self, case_id: str) -> str | None:
         doc = await self.contacts.find_one({"_id": case_id})
         return doc["phone"] if doc else None
 
     async def caller_text_pending(self, case_id: str) -> bool:
-        found = await self.notifications.find_one({"case_id": case_id, "recipient": "caller", "status": "pending"})
-        return found is not None
+        return bool(await self.cases_with_pending_caller_texts([case_id]))
+
+    async def cases_with_pending_caller_texts(self, case_ids: list[str]) -> set[str]:
+        found = await self.notifications.find({"case_id": {"$in": case_ids}, "recipient": "caller",
+                                               "status": "pending"}, {"case_id": 1}).to_list(None)
+        return {doc["case_id"] for doc in found}
 
     async def forget_caller(self, case_id: str) -> None:
-        await self.contacts.delete_one({"_id": case_id})
+        await self.forget_callers([case_id])
+
+    async def forget_callers(self, case_ids: list[str]) -> None:
+        if case_ids:
+            await self.contacts.delete_many({"_id": {"$in": case_ids}})
 
     # --------------------------------------------------------------------- notifications
 
     async def add_notification(self, document: dict[str, Any]) -> bool:
         """Insert a notification under its natural key (`_id`); False if it already exists."""
         return await insert_once(self.notifications, document)
+
+    async def add_notifications(self, documents: list[dict[str, Any]]) -> set[str]:
+        """Insert notifications under their natural keys in one insert; the keys that were new."""
+        if not documents:
+            return set()
+        try:
+            await self.notifications.insert_many(documents, ordered=False)
+            return {d["_id"] for d in documents}
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            refused = {e["index"] for e in errors}
+            return {d["_id"] for i, d in enumerate(documents) if i not in refused}
 
     async def notification(self, key: str) -> dict[str, Any] | None:
         return await self.notifications.find_one({"_id": key})

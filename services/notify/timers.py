@@ -89,6 +89,22 @@ class TimerWheel:
             placed.update({t.id: bucket for t in group})
         return placed
 
+    async def place(self, by_bucket: dict[int, list[Timer]]) -> None:
+        """Store timers in the buckets chosen when they were decided (an id already stored is left as it
+        is). Placed moments after the decision, a bucket may have begun meanwhile: that is harmless, a sweep
+        reads every begun bucket; one long past is registered again if it was dropped."""
+        horizon = int((datetime.now(UTC) - self.grace).timestamp()) - self.bucket_s
+        for bucket, group in by_bucket.items():
+            if bucket <= horizon:
+                self._known.discard(bucket)  # possibly reaped by another process: register it again
+            await self._ensure_bucket(bucket)
+            docs = [{"_id": t.id, "due_at": t.due_at, "payload": t.payload} for t in group]
+            try:
+                await self.collection(bucket).insert_many(docs, ordered=False)
+            except BulkWriteError as exc:
+                if any(err.get("code") != DUPLICATE_KEY for err in exc.details.get("writeErrors", [])):
+                    raise
+
     async def insert_bulk(self, bucket: int, docs: list[dict[str, Any]]) -> None:
         """Load pre-built timer documents into one bucket (benchmarks and migrations)."""
         await self._ensure_bucket(bucket)

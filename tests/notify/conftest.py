@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from faststream.kafka import TestKafkaBroker
+from faststream.kafka import KafkaRouter, TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
 
 from common.app import Runtime
 from common.kafka import make_broker
 from services.notify.app import startup
-from services.notify.handlers import build_subscribers
+from services.notify.handlers import ADAPTERS, apply_records
 from services.notify.settings import Settings
 
 DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "services" / "notify" / "data" / "sla_policy.yaml"
@@ -39,6 +40,20 @@ def fast_policy(tmp_path: Path, *, sign_for: str = "PT4S", resolution: str = "PT
     return path
 
 
+def batch_handler_on_test_broker(rt: Runtime) -> KafkaRouter:
+    """Notify consumes in batches on a broker of its own (`handlers.case_events_consumer`); here each
+    record published on the test broker goes to the same batch handler as a batch of one, and a record
+    the handler rejects fails the publish."""
+    router = KafkaRouter()
+
+    @router.subscriber(*(rt.settings.topic(name) for name in ADAPTERS), group_id="notify")
+    async def forward(_: object, message: KafkaMessage) -> None:
+        if rejected := await apply_records(rt, [message.raw_message]):
+            raise rejected[0][1]
+
+    return router
+
+
 @pytest.fixture
 async def runtime(mongo_client, db_name: str, kafka_bootstrap: str) -> AsyncIterator[Runtime]:
     """Notify's runtime on a fresh database, its subscribers on a TestKafkaBroker (no real Kafka)."""
@@ -47,7 +62,7 @@ async def runtime(mongo_client, db_name: str, kafka_bootstrap: str) -> AsyncIter
     broker = make_broker(settings)
     rt = Runtime(settings=settings, broker=broker, mongo=mongo_client, db=mongo_client[db_name])
     rt.store = await startup(rt)
-    broker.include_router(build_subscribers(rt))
+    broker.include_router(batch_handler_on_test_broker(rt))
     async with TestKafkaBroker(broker):
         rt.kafka_connected.set()
         yield rt
