@@ -156,16 +156,18 @@ class Aggregates(Generic[A]):
         since = self._swept_until or older_than - timedelta(days=1)
         query = {"outbox_pending": True, "updated_at": {"$gte": since, "$lt": older_than}}
         found = await self.collection.find(query, {"_id": 1, "version": 1}).sort("updated_at", 1).to_list(limit)
-        left = [doc for doc in found if self._published.get(doc["_id"], -1) < doc.get("version", 0)]
+        left = {doc["_id"]: doc.get("version", 0) for doc in found
+                if self._published.get(doc["_id"], -1) < doc.get("version", 0)}
+        ids = []
         if left:
-            marked = await self._marked({doc["_id"]: doc.get("version", 0) for doc in left})
-            ids = [doc["_id"] for doc in left if doc["_id"] not in marked]
+            marked = await self._marked(left)
+            ids = [doc_id for doc_id in left if doc_id not in marked]
             if ids:
                 await self.change_many(dict.fromkeys(ids, _unchanged))
-        else:
-            ids = []
-        # The next sweep starts where this one stopped (overlapping a grace period's worth: a write can be
-        # stamped a moment before it lands).
+                if any(self._published.get(doc_id, -1) < left[doc_id] for doc_id in ids):
+                    return len(ids)  # still unpublished (the broker is away): the next sweep looks again
+        # The next sweep starts where this one stopped (overlapping a little: a write can be stamped a
+        # moment before it lands).
         self._swept_until = (found[-1]["updated_at"] if len(found) == limit else older_than) - timedelta(seconds=5)
         return len(ids)
 
@@ -226,9 +228,13 @@ class Aggregates(Generic[A]):
                 continue
             version = (stored.get("version", 0) if stored is not None else 0) + 1
             doc = self.codec.dump(new)
+            if archived:  # back into the working set whole, not only the fields this write sets
+                doc = {**stored, **doc}
             doc.update(_id=doc_id, version=version, updated_at=datetime.now(UTC),
                        outbox_pending=bool(doc.get("outbox")))
-            plans.append(_Plan(doc_id, self.codec.load(doc), doc, version, insert=stored is None or archived))
+            # The value as stored: the fields this write sets over those it leaves (the version included).
+            value = self.codec.load({**(stored or {}), **doc})
+            plans.append(_Plan(doc_id, value, doc, version, insert=stored is None or archived))
         return plans, pending
 
     async def _write(self, plans: Sequence[_Plan[A]]) -> set[str]:

@@ -12,18 +12,41 @@ from datetime import UTC, datetime
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import BaseModel, Field
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from common.auth import Principal
-from common.store import VersionedDocuments, busy_retry, create_query_indexes
+from common.aggregates import Aggregates, Codec
+from common.store import busy_retry, create_query_indexes
 from contracts.events.hotline import HelpRequested
 from services.hotline.callers import CallerIndex, KeyView
 from services.hotline.domain import caller_keys, project_status
 from services.hotline.domain.status import CLOSED_STATUSES, CaseStatus
 
 MAX_MATCHES = 20
+
+
+class IntakeRecord(BaseModel):
+    """The part of an intake document that downstream events change (the aggregate of its write path):
+    the events kept and the caller-facing status projected from them. The call itself is written once,
+    when it is taken."""
+
+    case_id: str
+    received_at: datetime
+    emergency: bool
+    events: list[dict[str, Any]] = Field(default_factory=list)
+    status: dict[str, Any] | None = None
+    open: bool = True
+    outbox: list[dict[str, Any]] = Field(default_factory=list)  # the hotline publishes through its own
+
+
+RECORD_CODEC = Codec(
+    load=lambda doc: IntakeRecord(case_id=doc["_id"], received_at=doc["received_at"], emergency=doc["emergency"],
+                                  events=list(doc.get("events", [])), status=doc.get("status"),
+                                  open=doc.get("open", True)),
+    dump=lambda r: {"_id": r.case_id, "events": r.events, "status": r.status, "open": r.open, "outbox": r.outbox})
 CASES_PER_KEY = 50  # the most recent cases looked at per phone / ID-card / household
 
 
@@ -33,9 +56,9 @@ class HotlineStore:
         self.pepper = pepper
         self.intakes = db["intakes"]
         self.callers = CallerIndex(db)
-        # Every update of an intake goes through a version claim: on FerretDB two concurrent updates of
-        # one document (an event from each of two topics) can otherwise lose one.
-        self.versioned_intakes = VersionedDocuments(self.intakes, db["intake_claims"])
+        # Downstream events change an intake's record through the shared write path (on FerretDB two
+        # concurrent updates of one document, an event from each of two topics, could lose one).
+        self.records: Aggregates[IntakeRecord] = Aggregates(self.intakes, db["intake_claims"], RECORD_CODEC)
         self.counters = db["counters"]
         self.audit = db["audit"]
         self.idempotency = db["idempotency_keys"]
@@ -177,60 +200,57 @@ class HotlineStore:
     # ------------------------------------------------------------------------ events and status
 
     async def record_event(self, case_id: str, body: dict[str, Any], *, event_id: str) -> bool:
-        """Keep one event in the case's record; False if it was there already (redelivery)."""
+        """Keep one event in the case's record; False if it was there already (redelivery) or the case is
+        not this hotline's."""
+        return bool(await self.apply_events([(case_id, event_id, body)], project=False))
 
-        def decide(intake: dict[str, Any]) -> dict[str, Any] | None:
-            if any(e.get("event_id") == event_id for e in intake.get("events", [])):
-                return None
-            return {"$push": {"events": {**body, "event_id": event_id, "_arrived_at": datetime.now(UTC)}}}
-
-        return await busy_retry(lambda: self.versioned_intakes.update(case_id, decide)) is not None
-
-    async def apply_events(self, events: list[tuple[str, str, dict[str, Any]]]) -> set[str]:
+    async def apply_events(self, events: list[tuple[str, str, dict[str, Any]]], *, project: bool = True) -> set[str]:
         """Keep a batch of downstream events, `(case_id, event_id, body)` each, in their cases' records and
-        re-project each case's status, all in one write per case and a bounded number of round trips for the
-        whole batch (`VersionedDocuments.update_many`). Events of cases this hotline never took are ignored,
-        one seen before (redelivery) is not kept twice. Returns the cases whose record changed."""
+        re-project each case's status (unless `project` is False): one pass of the shared write path for the
+        whole batch. Events of cases this hotline never took are ignored, one seen before (redelivery) is
+        not kept twice. Returns the cases whose record changed."""
         arriving: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for case_id, event_id, body in events:
             arriving.setdefault(case_id, []).append((event_id, body))
 
-        def decide_for(case_id: str) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
-            def decide(intake: dict[str, Any]) -> dict[str, Any] | None:
-                kept = list(intake.get("events", []))
-                seen = {e.get("event_id") for e in kept}
+        def change_for(case_id: str) -> Callable[[IntakeRecord | None], IntakeRecord | None]:
+            def change(record: IntakeRecord | None) -> IntakeRecord | None:
+                if record is None:
+                    return None  # not a call this hotline took
+                seen = {e.get("event_id") for e in record.events}
                 new = []
                 for event_id, body in arriving[case_id]:
                     if event_id not in seen:
                         seen.add(event_id)
                         new.append({**body, "event_id": event_id, "_arrived_at": datetime.now(UTC)})
-                fields = self._status_fields(self._project(intake, kept + new))
-                if not new and intake.get("status") == fields["status"]:
+                kept = record.events + new
+                fields = self._status_fields(self._project(record, kept)) if project else {}
+                if not new and (not project or record.status == fields["status"]):
                     return None
-                update: dict[str, Any] = {"$set": fields}
-                if new:
-                    update["$push"] = {"events": {"$each": new}}
-                return update
-            return decide
+                return record.model_copy(update={"events": kept, **fields})
+            return change
 
-        return await busy_retry(lambda: self.versioned_intakes.update_many({c: decide_for(c) for c in arriving}))
+        outcome = await self.records.change_many({c: change_for(c) for c in arriving})
+        return set(outcome.written)
 
     @staticmethod
-    def _project(intake: dict[str, Any], events: list[dict[str, Any]]) -> CaseStatus:
-        return project_status(intake["_id"], received_at=intake["received_at"], emergency=intake["emergency"],
+    def _project(record: IntakeRecord, events: list[dict[str, Any]]) -> CaseStatus:
+        return project_status(record.case_id, received_at=record.received_at, emergency=record.emergency,
                               events=[{**e, "_arrival": i} for i, e in enumerate(events)])
 
     async def refresh_status(self, case_id: str) -> CaseStatus | None:
         """Re-project the caller-facing status from every event kept, on the document as it is now."""
         projected: list[CaseStatus] = []
 
-        def decide(intake: dict[str, Any]) -> dict[str, Any] | None:
-            status = self._project(intake, intake.get("events", []))
+        def change(record: IntakeRecord | None) -> IntakeRecord | None:
+            if record is None:
+                return None
+            status = self._project(record, record.events)
             projected[:] = [status]
             fields = self._status_fields(status)
-            return None if intake.get("status") == fields["status"] else {"$set": fields}
+            return None if record.status == fields["status"] else record.model_copy(update=fields)
 
-        await busy_retry(lambda: self.versioned_intakes.update(case_id, decide))
+        await self.records.change(case_id, change)
         return projected[0] if projected else None
 
     @staticmethod

@@ -49,5 +49,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         subscribers=handlers.build_subscribers,
         routers=[api.pages, api.router, api.coordinator],
         startup=startup,
-        background=[run_intake, archiver],
+        background=[run_intake, handlers.desk_consumer, archiver],
     )

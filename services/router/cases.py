@@ -10,7 +10,7 @@ that, so a crash in between redelivers the requests and the stored events are pu
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -97,6 +97,23 @@ class CaseService:
 
         written = await self.cases.change(case_id, apply)
         return (written.value if written is not None else seen["case"]), seen["result"]
+
+    async def update_many(self, changes: Mapping[str, Sequence[Callable[[Case], object]]]) -> dict[str, Exception]:
+        """Apply each case's changes (pure domain functions, as for `update`) in one pass of the shared write
+        path; cases this router does not know are skipped. Returns the cases whose change raised."""
+        def apply_all(steps: Sequence[Callable[[Case], object]]) -> Callable[[Case | None], Case | None]:
+            def apply(current: Case | None) -> Case | None:
+                if current is None:
+                    return None
+                queued = len(current.outbox)
+                results = [step(current) for step in steps]
+                if all(r is False for r in results) and len(current.outbox) == queued:
+                    return None
+                return current
+            return apply
+
+        outcome = await self.cases.change_many({case_id: apply_all(steps) for case_id, steps in changes.items()})
+        return outcome.failed
 
     async def publish_with(self, producer: BatchProducer, entries: list[dict[str, Any]]) -> None:
         """Publish outbox entries straight through an aiokafka producer (the intake's hot path), one batch per

@@ -1,26 +1,69 @@
-"""Kafka subscribers of the router (thin: decide, record, publish).
+"""Kafka consumers of the router (thin: decide, record, publish).
 
 - help requests → see `services.router.intake` (batched, on its own broker);
-- each department queue → the router's own desk marks the task queued (visible to that department's
-  workers); one subscriber and consumer group per department, so departments never block each other;
+- the department queues → the router's own desk marks each task queued (visible to that department's
+  workers): one batch consumer over every queue it serves, one pass of the shared write path per batch;
 - hotline case events → a reopened case is routed again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
 import structlog
 from faststream.kafka import KafkaRouter
+from pydantic import ValidationError
 
 from common.app import Runtime
+from common.batches import BatchConsumer, Rejected
 from common.kafka import SUBSCRIBER_ACK_POLICY
 from contracts.codes import departments
 from contracts.events.hotline import CaseReopened, HotlineCaseEvent
-from contracts.events.router import DepartmentQueueMessage, DepartmentTask
+from contracts.events.router import DepartmentTask, department_queue_message
 from services.router.cases import CaseService
+from services.router.domain.case import Case
 from services.router.domain.dispatching import mark_queued, reopen, utcnow
 from services.router.settings import Settings
 
+if TYPE_CHECKING:
+    from aiokafka import ConsumerRecord
+
 log = structlog.get_logger("router.handlers")
+
+
+async def mark_tasks_queued(service: CaseService, records: Sequence[ConsumerRecord]) -> Rejected:
+    """The desk: every task of a batch of department-queue records marked queued, one write-path pass for
+    all their cases. Withdrawals were applied when decided; records that are not queue messages, or whose
+    case refused the change, come back to be dead-lettered."""
+    rejected: Rejected = []
+    changes: dict[str, list[Callable[[Case], object]]] = {}
+    records_of: dict[str, list[ConsumerRecord]] = {}
+    now = utcnow()
+    for record in records:
+        try:
+            message = department_queue_message.validate_json(record.value or b"")
+        except ValidationError as exc:
+            rejected.append((record, exc))
+            continue
+        if isinstance(message, DepartmentTask):
+            changes.setdefault(message.case_id, []).append(
+                lambda case, task_id=message.task_id: mark_queued(case, task_id, now))
+            records_of.setdefault(message.case_id, []).append(record)
+    for case_id, error in (await service.update_many(changes)).items():
+        rejected += [(record, error) for record in records_of[case_id]]
+    return rejected
+
+
+async def desk_consumer(runtime: Runtime) -> None:
+    """Background loop: the router's own desk over the department queues it serves (all by default)."""
+    settings: Settings = runtime.settings  # type: ignore[assignment]
+    if not settings.desk_enabled:
+        return
+    desk = settings.desk_departments or tuple(departments())
+    await BatchConsumer(name="desk", topics=tuple(settings.department_topic(d) for d in desk),
+                        group_id=f"{settings.consumer_group}.desk",
+                        handler=lambda records: mark_tasks_queued(runtime.store, records)).run(runtime)
 
 
 def build_subscribers(runtime: Runtime) -> KafkaRouter:
@@ -30,24 +73,6 @@ def build_subscribers(runtime: Runtime) -> KafkaRouter:
 
     def service() -> CaseService:
         return runtime.store
-
-    desk = (settings.desk_departments or tuple(departments())) if settings.desk_enabled else ()
-    for department in desk:
-
-        @router.subscriber(
-            settings.department_topic(department),
-            group_id=f"{group}.desk.{department}",
-            auto_offset_reset="earliest",
-            ack_policy=SUBSCRIBER_ACK_POLICY,
-        )
-        async def on_department_queue(message: DepartmentQueueMessage) -> None:
-            if not isinstance(message, DepartmentTask):
-                return  # withdrawals were applied when decided; the desk needs nothing more
-            task_id = message.task_id
-            if await service().store.get(message.case_id) is None:
-                log.warning("task for a case this router does not know; skipped", case_id=message.case_id)
-                return
-            await service().update(message.case_id, lambda case: mark_queued(case, task_id, utcnow()))
 
     @router.subscriber(
         settings.hotline_case_events_topic,

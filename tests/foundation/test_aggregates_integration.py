@@ -207,3 +207,20 @@ async def test_archived_documents_are_read_by_id_and_come_back_when_they_change(
     assert (await db["tallies"].find_one({"_id": "t-0"}))["items"] == ["x", "y"]
     assert await cases.archive_where({"_id": "t-0"}) == 1  # archived again: the old copy is overwritten
     assert (await db["tallies_archive"].find_one({"_id": "t-0"}))["items"] == ["x", "y"]
+
+
+async def test_a_sweep_that_could_not_publish_looks_again_next_time(db) -> None:
+    """The broker away for longer than the grace period: sweeps keep failing, and the first sweep after it
+    is back publishes what was left (the sweep's window does not move past unpublished outboxes)."""
+    async def down(batch) -> None:
+        raise ConnectionError("kafka unreachable")
+
+    cases = Aggregates(db["tallies"], db["tally_claims"], CODEC, down)
+    await cases.change("t-1", add_to("t-1", "x"))
+    for _ in range(3):
+        later = datetime.now(UTC) + timedelta(seconds=1)
+        assert await cases.sweep(older_than=later) == 1
+    published = Published()
+    cases.publish = published
+    assert await cases.sweep(older_than=datetime.now(UTC) + timedelta(minutes=1)) == 1
+    assert published.events == ["t-1:x"]
