@@ -176,9 +176,10 @@ class CaseIntake:
         outcome = await self.entitlements.change_many({eid: create_only(e) for eid, e in created.items()})
         for eid, failure in outcome.failed.items():  # pragma: no cover - create_only raises nothing
             raise failure
-        for written in outcome.written.values():
-            log.info("entitlement proposed", case_id=written.value.case_id, rule_id=written.value.rule_id,
-                     eligible=written.value.status == Status.PROPOSED)
+        if outcome.written:
+            proposed = sum(w.value.status == Status.PROPOSED for w in outcome.written.values())
+            log.info("entitlements created", cases=len({w.value.case_id for w in outcome.written.values()}),
+                     proposed=proposed, rejected_by_rule=len(outcome.written) - proposed)
         return evaluations
 
     def _entitlement(self, case_id: str, p: Proposal, recipient_id: str, id_hash: str | None) -> Entitlement:
