@@ -42,8 +42,8 @@ async def startup(runtime: Runtime) -> Relief:
                     part_month_policy=settings.part_month_policy,
                     id_hash_salt=settings.id_hash_salt.get_secret_value())
     # The entitlements' outboxes a failed publish (Kafka down) or a crash left are swept by the common
-    # outbox sweeper; cases carry no events, but are registered alike.
-    runtime.aggregates.extend([relief.entitlements, relief.cases])
+    # outbox sweeper (cases carry no events: nothing to sweep).
+    runtime.aggregates.append(relief.entitlements)
     return relief
 
 

@@ -1,5 +1,6 @@
-"""Relief's use cases: read the state, ask the pure domain, write one atomic change with its events,
-then publish the events. Kafka handlers and HTTP routes stay thin by calling these.
+"""Relief's use cases: read the state, ask the pure domain, write the change with its events through the
+shared write path (`common.aggregates`, `self.entitlements`), which publishes them. Kafka handlers and
+HTTP routes stay thin by calling these (the batch intake is `services.relief.intake.CaseIntake`).
 
 Every decision appends to the entitlement's `decisions`: who, when, which rule, on which facts (P6.3).
 """
