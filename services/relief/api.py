@@ -38,7 +38,7 @@ def get_relief(runtime: RuntimeDep) -> Relief:
 ReliefDep = Annotated[Relief, Depends(get_relief)]
 router = APIRouter(prefix="/api/v1", tags=["relief"])
 page = APIRouter(tags=["page"])
-HIDDEN = {"outbox": 0, "id_card_hash": 0}
+HIDDEN = {"outbox": 0, "outbox_pending": 0, "id_card_hash": 0}
 
 
 class Body(BaseModel):
@@ -261,7 +261,7 @@ async def open_run(body: OpenRun, coordinator: Coordinator, relief: ReliefDep, r
 @router.post("/runs/{run_id}/execute", status_code=202, summary="Pay the run (again): nobody is paid twice")
 async def execute(run_id: str, coordinator: Coordinator, relief: ReliefDep, runtime: RuntimeDep) -> dict[str, Any]:
     run = await _run_for(run_id, coordinator, relief)
-    runtime.spawn(execute_run(relief.store, run_id, by=coordinator.sub,
+    runtime.spawn(execute_run(relief.store, run_id, by=coordinator.sub, grants=relief.entitlements,
                               batch_size=runtime.settings.run_batch_size),  # type: ignore[attr-defined]
                   f"run-{run_id}")
     return {"run_id": run["_id"], "status": "running"}

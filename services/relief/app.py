@@ -1,4 +1,5 @@
-"""Relief service wiring: settings, broker, store, routes, lifespan."""
+"""Relief service wiring: settings, broker, store, routes, lifespan, the batch intake consumer (the
+outbox sweeper and claims pruner come with every service: `common.app`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import structlog
 from fastapi import FastAPI
 
-from common.app import Runtime, create_service_app, every
+from common.app import Runtime, create_service_app
 from services.relief import api, handlers
 from services.relief.domain.standards import StandardsBook, load_standards
 from services.relief.service import Relief
@@ -36,18 +37,14 @@ async def startup(runtime: Runtime) -> Relief:
     book = load_standards_book(settings)
     store = ReliefStore(runtime.db)
     await store.ensure_indexes()
-    return Relief(store=store, book=book, broker=runtime.broker, topic_namespace=settings.topic_namespace,
-                  four_eyes_above=settings.major_second_approval_above_yuan,
-                  part_month_policy=settings.part_month_policy,
-                  id_hash_salt=settings.id_hash_salt.get_secret_value())
-
-
-async def outbox_relay(runtime: Runtime) -> None:
-    """Publish events whose first publish failed (Kafka was down), until the service stops."""
-    settings: Settings = runtime.settings  # type: ignore[assignment]
-    await runtime.kafka_connected.wait()
-    await every(settings.outbox_interval_s, lambda: runtime.store.relay_outbox(min_age_s=settings.outbox_min_age_s),
-                what="outbox relay pass")  # the outbox keeps what failed
+    relief = Relief(store=store, book=book, broker=runtime.broker, topic_namespace=settings.topic_namespace,
+                    four_eyes_above=settings.major_second_approval_above_yuan,
+                    part_month_policy=settings.part_month_policy,
+                    id_hash_salt=settings.id_hash_salt.get_secret_value())
+    # The entitlements' outboxes a failed publish (Kafka down) or a crash left are swept by the common
+    # outbox sweeper (cases carry no events: nothing to sweep).
+    runtime.aggregates.append(relief.entitlements)
+    return relief
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -58,5 +55,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         subscribers=handlers.build_subscribers,
         routers=[api.router, api.page],
         startup=startup,
-        background=[outbox_relay],
+        background=[handlers.intake_consumer],
     )

@@ -1,39 +1,131 @@
-"""Case intake: the help request brings the caller's facts, the dispatch the paying district; once both
-are known the rules propose (once per case and rule) and the proposals' events go out."""
+"""Case intake, a batch of events at a time: the help request brings the caller's facts, the dispatch the
+paying district; once both are known the rules propose (once per case and rule) and the proposals'
+events go out.
+
+Everything is written through the shared write path (`common.aggregates`), in a bounded number of store
+round trips per batch whatever its size (`take`):
+
+1. one `$in` read of the batch's cases, to see which will have both parts once the batch's are merged;
+2. for those, one `$in` read of the registry by ID-card hash and one read of the added standards; the rules
+   (`domain.rules.evaluate_case`, pure) evaluate each case;
+3. one `entitlements.change_many` creates every proposal (create-only: a redelivered event, or a second
+   consumer handling the same records, proposes nothing twice) and publishes their events;
+4. one `cases.change_many` merges every case's parts, in the order its records came, and records the
+   evaluation in the same write. The entitlements are created first, so a crash in between leaves a case
+   that is evaluated again when its records are redelivered (the evaluation record is no guard).
+
+A case that another process changed between 1 and 4 (its two parts consumed by two consumers at once) is
+evaluated again on what was written, and only then is its evaluation recorded (a second, rare, write).
+A case whose reported day has no dibao standard in force is a data gap: its records are returned as
+rejected (dead-lettered with the error), the rest of the batch goes on. Merges (`case.merged`, rare)
+are handled one by one after the batch's proposals, through the same write path (`Relief.on_cases_merged`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
+from common.aggregates import Aggregates
 from common.consumer import PermanentError
 from contracts.events.hotline import HelpRequested
 from contracts.events.relief import GrantProposed, GrantRejected
-from contracts.events.router import CaseDispatched
+from contracts.events.router import CaseDispatched, CasesMerged
+from services.relief.documents import Entitlement, ReliefCase, create_only, outbox_item, utcnow
 from services.relief.domain.facts import CaseFacts, Category, RegistryMatch
 from services.relief.domain.lifecycle import Status
 from services.relief.domain.money import as_str, yuan
 from services.relief.domain.registry import hash_id_card
 from services.relief.domain.rules import AmountKind, Proposal, Schedule, evaluate_case
 from services.relief.domain.standards import Area, DibaoStandard, NoStandard, StandardsBook
-from services.relief.outbox import Outbox, outbox_item, utcnow
-from services.relief.store import Doc
+from services.relief.store import Doc, ReliefStore
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 log = structlog.get_logger("relief.intake")
 CHINA = timezone(timedelta(hours=8), "CST")  # business dates are Beijing time (no DST)
+T = TypeVar("T")  # what the caller tags each event with (its Kafka record)
+IntakeEvent = HelpRequested | CaseDispatched | CasesMerged
 
 
-class CaseIntake(Outbox):
+class CaseIntake:
+    store: ReliefStore
     book: StandardsBook
     id_hash_salt: str
     four_eyes_above: Decimal
     clock: Any
+    cases: Aggregates[ReliefCase]
+    entitlements: Aggregates[Entitlement]
+
+    async def on_cases_merged(self, event: CasesMerged) -> None:  # pragma: no cover - Relief defines it
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ one event (tests, tools)
 
     async def on_help_requested(self, event: HelpRequested) -> None:
-        part = {
+        await self._take_one(event)
+
+    async def on_dispatched(self, event: CaseDispatched) -> None:
+        await self._take_one(event)
+
+    async def _take_one(self, event: IntakeEvent) -> None:
+        for _, error in await self.take([(None, event)]):
+            raise PermanentError(str(error)) from error
+
+    # ------------------------------------------------------------------ a batch
+
+    async def take(self, events: Sequence[tuple[T, IntakeEvent]]) -> list[tuple[T, Exception]]:
+        """Take a batch of events (each tagged, e.g. with its Kafka record), in their order per case; returns
+        the tagged events to reject (a data gap in the standards), each with its error (module docstring)."""
+        parts: dict[str, list[tuple[str, Doc]]] = {}
+        tags: dict[str, list[T]] = {}
+        merges: list[CasesMerged] = []
+        for tag, event in events:
+            if isinstance(event, CasesMerged):
+                merges.append(event)
+                continue
+            part = ("help", self._help_part(event)) if isinstance(event, HelpRequested) else (
+                "dispatch", _dispatch_part(event))
+            parts.setdefault(event.case_id, []).append(part)
+            tags.setdefault(event.case_id, []).append(tag)
+        refused: dict[str, Exception] = {}
+        if parts:
+            stored = {doc["_id"]: ReliefCase.from_document(doc)
+                      for doc in await self.store.cases_by_id(list(parts))}
+            expected = {case_id: _merged(stored.get(case_id) or ReliefCase(case_id), case_parts)
+                        for case_id, case_parts in parts.items()}
+            evaluations = await self._evaluate([case for case in expected.values() if case.ready], refused)
+            written: dict[str, ReliefCase] = {}
+
+            def merge(case_id: str) -> Callable[[ReliefCase | None], ReliefCase | None]:
+                def change(current: ReliefCase | None) -> ReliefCase | None:
+                    case = _merged(current or ReliefCase(case_id), parts[case_id])
+                    ours = expected[case_id]
+                    if (case.help, case.dispatch) == (ours.help, ours.dispatch) and case_id in evaluations:
+                        case = _with_evaluation(case, evaluations[case_id])
+                    written[case_id] = case
+                    return case if current is None or case != current else None
+                return change
+
+            await self.cases.change_many({case_id: merge(case_id) for case_id in parts})
+            # Changed meanwhile by another consumer (e.g. it took the other part): evaluate what was written.
+            late = [case for case_id, case in written.items() if case.ready and (case.help, case.dispatch) != (
+                expected[case_id].help, expected[case_id].dispatch)]
+            if late:
+                again = await self._evaluate(late, refused)
+                await self.cases.change_many({case_id: _recording(evaluation) for case_id, evaluation in again.items()})
+        for event in merges:
+            await self.on_cases_merged(event)
+        return [(tag, refused[case_id]) for case_id, case_tags in tags.items() if case_id in refused
+                for tag in case_tags]
+
+    def _help_part(self, event: HelpRequested) -> Doc:
+        return {
             "needs": list(event.needs), "place_district": event.place.district,
             "hukou_district": event.caller.hukou_district, "household_status": str(event.household_status),
             "special_groups": [str(g) for g in event.special_groups],
@@ -42,12 +134,6 @@ class CaseIntake(Outbox):
             "id_card_hash": hash_id_card(event.caller.id_card, self.id_hash_salt) if event.caller.id_card else None,
             "event_id": str(event.event_id),
         }
-        await self._evaluate(await self.store.merge_case(event.case_id, "help", part))
-
-    async def on_dispatched(self, event: CaseDispatched) -> None:
-        part = {"district": event.district, "needs": list(event.needs), "lead": event.lead.model_dump(),
-                "sla_class": event.sla_class, "event_id": str(event.event_id)}
-        await self._evaluate(await self.store.merge_case(event.case_id, "dispatch", part))
 
     async def standards_book(self) -> StandardsBook:
         fields = DibaoStandard.model_fields
@@ -55,35 +141,48 @@ class CaseIntake(Outbox):
                  for d in await self.store.added_standards()]
         return self.book.with_added(added) if added else self.book
 
-    async def _evaluate(self, case: Doc) -> None:
-        """Once both the help request and the dispatch are known, propose what the rules say (once)."""
-        help_, dispatch = case.get("help"), case.get("dispatch")
-        if not help_ or not dispatch:
-            return
-        registry = None
-        if help_.get("id_card_hash") and (rec := await self.store.registry_by_id_hash(help_["id_card_hash"])):
-            registry = RegistryMatch(rec["_id"], frozenset(Category(c) for c in rec["categories"]), rec["district"],
-                                     Area(rec["area"]), active=not rec.get("ended_on"))
-        facts = CaseFacts(
-            case_id=case["_id"], needs=tuple(dispatch["needs"] or help_["needs"]), place_district=dispatch["district"],
-            reported_on=date.fromisoformat(help_["reported_on"]), household_status=help_["household_status"],
-            special_groups=frozenset(help_["special_groups"]), months_without_income=help_["months_without_income"],
-            hukou_district=help_["hukou_district"], registry=registry)
-        try:
-            proposals = evaluate_case(facts, await self.standards_book())
-        except NoStandard as exc:  # a data gap the deployer must fix; the DLQ keeps the message
-            raise PermanentError(str(exc)) from exc
-        recipient = registry.recipient_id if registry else (
-            f"H-{help_['id_card_hash'][:16]}" if help_.get("id_card_hash") else f"C-{case['_id']}")
-        for proposal in proposals:
-            doc = self._entitlement_doc(case["_id"], proposal, recipient, help_.get("id_card_hash"))
-            if await self.store.insert_entitlement(doc):
-                log.info("entitlement proposed", case_id=case["_id"], rule_id=proposal.rule_id,
-                         eligible=proposal.eligible)
-            await self.flush(doc["_id"])
-        await self.store.mark_case_evaluated(case["_id"], {"at": utcnow(), "rules": [p.rule_id for p in proposals]})
+    async def _evaluate(self, cases: Sequence[ReliefCase], refused: dict[str, Exception]) -> dict[str, list[str]]:
+        """Evaluate cases with both parts and create their entitlements (one registry read, one standards read,
+        one `change_many`); the rules each case was evaluated by. A case without a standard goes to `refused`."""
+        if not cases:
+            return {}
+        hashes = sorted({case.help["id_card_hash"] for case in cases if case.help and case.help.get("id_card_hash")})
+        registry = await self.store.registry_by_id_hashes(hashes) if hashes else {}
+        book = await self.standards_book()
+        created: dict[str, Entitlement] = {}
+        evaluations: dict[str, list[str]] = {}
+        for case in cases:
+            help_, dispatch = case.help or {}, case.dispatch or {}
+            rec = registry.get(help_.get("id_card_hash") or "")
+            match = RegistryMatch(rec["_id"], frozenset(Category(c) for c in rec["categories"]), rec["district"],
+                                  Area(rec["area"]), active=not rec.get("ended_on")) if rec else None
+            facts = CaseFacts(
+                case_id=case.id, needs=tuple(dispatch["needs"] or help_["needs"]), place_district=dispatch["district"],
+                reported_on=date.fromisoformat(help_["reported_on"]), household_status=help_["household_status"],
+                special_groups=frozenset(help_["special_groups"]), months_without_income=help_["months_without_income"],
+                hukou_district=help_["hukou_district"], registry=match)
+            try:
+                proposals = evaluate_case(facts, book)
+            except NoStandard as exc:  # a data gap the deployer must fix; the DLQ keeps the case's records
+                log.error("no dibao standard in force: case records dead-lettered", case_id=case.id, error=str(exc))
+                refused[case.id] = exc
+                continue
+            recipient = match.recipient_id if match else (
+                f"H-{help_['id_card_hash'][:16]}" if help_.get("id_card_hash") else f"C-{case.id}")
+            for proposal in proposals:
+                entitlement = self._entitlement(case.id, proposal, recipient, help_.get("id_card_hash"))
+                created[entitlement.id] = entitlement
+            evaluations[case.id] = [p.rule_id for p in proposals]
+        outcome = await self.entitlements.change_many({eid: create_only(e) for eid, e in created.items()})
+        for eid, failure in outcome.failed.items():  # pragma: no cover - create_only raises nothing
+            raise failure
+        if outcome.written:
+            proposed = sum(w.value.status == Status.PROPOSED for w in outcome.written.values())
+            log.info("entitlements created", cases=len({w.value.case_id for w in outcome.written.values()}),
+                     proposed=proposed, rejected_by_rule=len(outcome.written) - proposed)
+        return evaluations
 
-    def _entitlement_doc(self, case_id: str, p: Proposal, recipient_id: str, id_hash: str | None) -> Doc:
+    def _entitlement(self, case_id: str, p: Proposal, recipient_id: str, id_hash: str | None) -> Entitlement:
         eid = f"{case_id}:{p.rule_id}"
         now = utcnow()
         four_eyes = self.four_eyes_above if p.amount_kind is AmountKind.CASE_BY_CASE else None
@@ -98,20 +197,44 @@ class CaseIntake(Outbox):
                 to_verify=p.to_verify, sla_class=p.sla_class, review_steps=p.review_steps)
         else:
             event = GrantRejected(**common, reason="; ".join(p.reasons))
-        return {
-            "_id": eid, "case_id": case_id, "rule_id": p.rule_id, "need": p.need, "provisions": list(p.provisions),
-            "status": str(status), "schedule": str(p.schedule), "amount_kind": str(p.amount_kind),
-            "amount": as_str(p.amount) if p.amount is not None else None,
-            "cap": as_str(p.cap) if p.cap is not None else None,
-            "four_eyes_above": as_str(four_eyes) if four_eyes is not None else None,
-            "district": p.payer_district, "hukou_notice_district": p.hukou_notice_district,
-            "recipient_id": recipient_id, "id_card_hash": id_hash, "area": str(p.area) if p.area else None,
-            "reasons": list(p.reasons), "to_verify": list(p.to_verify), "facts": p.facts,
-            "sla_class": p.sla_class, "review_steps": list(p.review_steps),
-            "start_on": p.facts.get("reported_on"), "end_on": None, "signed_by": [], "paid_periods": [],
-            "payments": 0, "version": 1, "created_at": now, "updated_at": now,
-            "decisions": [{"action": "proposed" if p.eligible else "rejected_by_rule", "by": f"rule:{p.rule_id}",
-                           "at": now, "rule_id": p.rule_id, "facts": p.facts, "reasons": list(p.reasons)}],
-            "outbox": [outbox_item(event)],
-        }
+        return Entitlement(
+            id=eid, case_id=case_id, rule_id=p.rule_id, need=p.need, provisions=list(p.provisions),
+            status=str(status), schedule=str(p.schedule), amount_kind=str(p.amount_kind),
+            amount=as_str(p.amount) if p.amount is not None else None,
+            cap=as_str(p.cap) if p.cap is not None else None,
+            four_eyes_above=as_str(four_eyes) if four_eyes is not None else None,
+            district=p.payer_district, hukou_notice_district=p.hukou_notice_district,
+            recipient_id=recipient_id, id_card_hash=id_hash, area=str(p.area) if p.area else None,
+            reasons=list(p.reasons), to_verify=list(p.to_verify), facts=p.facts,
+            sla_class=p.sla_class, review_steps=list(p.review_steps),
+            start_on=p.facts.get("reported_on"), created_at=now, updated_at=now,
+            decisions=[{"action": "proposed" if p.eligible else "rejected_by_rule", "by": f"rule:{p.rule_id}",
+                        "at": now, "rule_id": p.rule_id, "facts": p.facts, "reasons": list(p.reasons)}],
+            outbox=[outbox_item(event)])
 
+
+def _dispatch_part(event: CaseDispatched) -> Doc:
+    return {"district": event.district, "needs": list(event.needs), "lead": event.lead.model_dump(),
+            "sla_class": event.sla_class, "event_id": str(event.event_id)}
+
+
+def _merged(case: ReliefCase, parts: Sequence[tuple[str, Doc]]) -> ReliefCase:
+    for part, value in parts:  # in the order the records came: a later part of the same kind wins
+        case = case.with_part(part, value)
+    return case
+
+
+def _with_evaluation(case: ReliefCase, rules: list[str]) -> ReliefCase:
+    """Record the evaluation, unless the same rules are recorded already (a redelivery writes nothing)."""
+    if case.evaluation is not None and list(case.evaluation.get("rules") or []) == rules:
+        return case
+    return ReliefCase(case.id, case.help, case.dispatch, {"at": utcnow(), "rules": rules}, case.version)
+
+
+def _recording(rules: list[str]) -> Callable[[ReliefCase | None], ReliefCase | None]:
+    def change(current: ReliefCase | None) -> ReliefCase | None:
+        if current is None:
+            return None
+        case = _with_evaluation(current, rules)
+        return case if case != current else None
+    return change

@@ -1,11 +1,14 @@
-"""Relief's use cases: read the state, ask the pure domain, write one atomic change with its events,
-then publish the events. Kafka handlers and HTTP routes stay thin by calling these.
+"""Relief's use cases: read the state, ask the pure domain, write the change with its events through the
+shared write path (`common.aggregates`, `self.entitlements`), which publishes them. Kafka handlers and
+HTTP routes stay thin by calling these (the batch intake is `services.relief.intake.CaseIntake`).
 
 Every decision appends to the entitlement's `decisions`: who, when, which rule, on which facts (P6.3).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -14,8 +17,10 @@ from typing import Any
 import structlog
 from faststream.kafka import KafkaBroker
 
+from common.aggregates import Aggregates
 from common.auth import Principal, Role
 from common.errors import DomainError, Forbidden, NotFound
+from common.kafka import publish_event
 from contracts.events.relief import (
     GrantApproved, GrantCancelled, GrantPaid, GrantProposed, GrantRejected, GrantStopped, HukouDistrictNotified,
 )
@@ -27,8 +32,10 @@ from services.relief.domain.money import as_str, to_fen, yuan
 from services.relief.domain.rules import AmountKind, Schedule, p51_steps_followed
 from services.relief.domain.schedule import PartMonthPolicy, monthly_payment, payable_months
 from services.relief.domain.standards import Area, StandardsBook
+from services.relief.documents import (
+    Entitlement, ReliefCase, cases_of, decide_on, entitlements_of, from_outbox, mark_paid, utcnow,
+)
 from services.relief.intake import CHINA, CaseIntake
-from services.relief.outbox import outbox_item, utcnow
 from services.relief.store import Doc, ReliefStore
 
 log = structlog.get_logger("relief.service")
@@ -49,6 +56,24 @@ class Relief(CaseIntake):
     part_month_policy: PartMonthPolicy = PartMonthPolicy.FULL_MONTH
     id_hash_salt: str = ""
     clock: Any = field(default=today)
+    cases: Aggregates[ReliefCase] = field(init=False)
+    entitlements: Aggregates[Entitlement] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cases = cases_of(self.store.db)
+        # Without a broker (a tool, a test) the outboxes wait for a service's sweeper.
+        self.entitlements = entitlements_of(self.store.db, self._publish_outboxes if self.broker is not None else None)
+
+    async def _publish_outboxes(self, outboxes: Sequence[tuple[str, list[Doc]]]) -> None:
+        """Publish entitlements' outbox entries (`Aggregates` calls this after a write, and the sweeper for
+        what a failed publish left): each entitlement's in order, different entitlements concurrently.
+        At least once: consumers dedupe on event_id."""
+        async def in_order(entries: list[Doc]) -> None:
+            for entry in entries:
+                event = from_outbox(entry)
+                await publish_event(self.broker, event, topic=f"{self.topic_namespace}{event.TOPIC}")  # type: ignore[arg-type]
+
+        await asyncio.gather(*(in_order(entries) for _, entries in outboxes if entries))
 
     # ------------------------------------------------------------------ officer decisions
 
@@ -157,13 +182,11 @@ class Relief(CaseIntake):
                                  events)
 
     async def _apply(self, doc: Doc, fields: Doc, decision: Doc, events: list[Any]) -> Doc:
-        updated = await self.store.update_entitlement(doc["_id"], doc["version"], fields, decision=decision,
-                                                      events=[outbox_item(e) for e in events])
-        if updated is None:
-            raise Conflict("该事项刚被他人处理，请刷新后重试", "someone else changed this entitlement: reload and retry",
-                           code="concurrent_change")
-        await self.flush(doc["_id"])
-        return updated
+        """Write one decision through the write path if nobody changed the entitlement since `doc` was
+        read (compare-and-set on its version: two officers acting at once, the second gets 409)."""
+        written = await self.entitlements.change(doc["_id"], decide_on(doc["version"], fields, decision, events))
+        assert written is not None
+        return written.value.to_document()
 
     # ------------------------------------------------------------------ payments (P6.1)
 
@@ -198,8 +221,7 @@ class Relief(CaseIntake):
             fields["status"] = str(Status.PAID)
         decision = _decision(doc, officer, "paid", now, "", amount=Decimal(entry["amount"]), period=period,
                              payment_reference=entry["payment_reference"])
-        await self.store.record_period_paid(doc["_id"], period, fields, decision, [outbox_item(e) for e in events])
-        await self.flush(doc["_id"])
+        await self.entitlements.change(doc["_id"], mark_paid(period, fields, decision, events))
         return created, entry
 
     def due_periods(self, doc: Doc) -> list[dict[str, str]]:

@@ -24,6 +24,5 @@ class Settings(ServiceSettings):
     id_hash_salt: SecretStr = SecretStr("dev-only-relief-salt")
     # Subsidy runs insert ledger entries in batches of this size.
     run_batch_size: int = Field(default=1000, ge=1, le=10_000)
-    # The outbox relay republishes events that could not be published at once (Kafka down).
-    outbox_interval_s: float = Field(default=2.0, gt=0)
-    outbox_min_age_s: float = Field(default=5.0, ge=0)  # leave fresh events to the request publishing them
+    # Records (help requests and case lifecycle events) taken per batch by the intake consumer.
+    intake_batch_size: int = Field(default=500, ge=1, le=5000)

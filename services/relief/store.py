@@ -1,24 +1,23 @@
-"""Relief's MongoDB access: cases seen, entitlements (with their event outbox), the append-only payment
-ledger, the registry, added standards and subsidy runs.
+"""Relief's MongoDB access: reads of cases and entitlements, the append-only payment ledger, the
+registry, added standards and subsidy runs.
 
-FerretDB 1.24 limits apply: no transactions, and concurrent updates of one document can lose each other,
-so every write of a case or an entitlement goes through `common.store.VersionedDocuments` (read, decide,
-claim the next version through a unique index, write), decisions are compare-and-set on that version,
-and an entitlement's outgoing events ride in the same document (`outbox`) so a state change and its
-event are written together. Amounts are strings (Decimal to the fen) plus integer fen for sums
-(FerretDB has no Decimal128).
+Cases and entitlements are written only through the shared write path, `common.aggregates.Aggregates`
+(`services.relief.documents`): FerretDB 1.24 has no transactions and concurrent updates of one document
+can lose each other, so each write claims the document's next version through a unique index, and an
+entitlement's outgoing events ride in the same document (`outbox`), so a state change and its event are
+written together. Amounts are strings (Decimal to the fen) plus integer fen for sums (FerretDB has no
+Decimal128).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from common.store import VersionedDocuments, create_query_indexes, insert_once
+from common.store import create_query_indexes, insert_once
 
 DUPLICATE_KEY = 11000
 Doc = dict[str, Any]
@@ -28,11 +27,7 @@ class ReliefStore:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.db = db
         self.cases = db["cases"]
-        self.versioned_cases = VersionedDocuments(self.cases, db["case_claims"])
         self.entitlements = db["entitlements"]
-        # Every write of an entitlement claims its next version (decisions are compare-and-set on it): on
-        # FerretDB concurrent updates of one document (a decision, the relay's outbox removal) lose one.
-        self.versioned_entitlements = VersionedDocuments(self.entitlements, db["entitlement_claims"])
         self.ledger = db["ledger"]
         self.registry = db["registry"]
         self.standards = db["standards"]
@@ -54,75 +49,22 @@ class ReliefStore:
         ])
         await self.standards.create_index([("district", ASCENDING), ("effective_from", ASCENDING)], unique=True)
 
-    # ---------------------------------------------------------------- cases (facts from both events)
+    # ---------------------------------------------------------------- cases and entitlements (reads)
+    # Both are written only through `common.aggregates` (`services.relief.documents`).
 
-    async def merge_case(self, case_id: str, part: str, value: Doc) -> Doc:
-        """Keep one part of a case (`help` or `dispatch`); the parts may arrive in any order, and at once
-        from two consumers (through version claims: on FerretDB one concurrent update could lose the other)."""
-        try:
-            await self.cases.insert_one({"_id": case_id, part: value, "version": 1})
-            return {"_id": case_id, part: value, "version": 1}
-        except DuplicateKeyError:
-            doc = await self.versioned_cases.update(case_id, lambda _: {"$set": {part: value}})
-        assert doc is not None
-        return doc
-
-    async def mark_case_evaluated(self, case_id: str, evaluation: Doc) -> None:
-        await self.versioned_cases.update(case_id, lambda _: {"$set": {"evaluation": evaluation}})
+    async def cases_by_id(self, case_ids: list[str]) -> list[Doc]:
+        """The stored cases among `case_ids`, in one `$in` read."""
+        return await self.cases.find({"_id": {"$in": case_ids}}).batch_size(len(case_ids) + 1).to_list()
 
     async def get_case(self, case_id: str) -> Doc | None:
         return await self.cases.find_one({"_id": case_id})
-
-    # ---------------------------------------------------------------- entitlements
-
-    async def insert_entitlement(self, doc: Doc) -> bool:
-        """Insert once: the id is (case, rule), so a redelivered event proposes nothing twice."""
-        return await insert_once(self.entitlements, doc)
 
     async def get_entitlement(self, entitlement_id: str) -> Doc | None:
         return await self.entitlements.find_one({"_id": entitlement_id})
 
     async def list_entitlements(self, query: Doc, limit: int = 200) -> list[Doc]:
-        cursor = self.entitlements.find(query, {"outbox": 0, "id_card_hash": 0}).sort("created_at", DESCENDING).limit(limit)
+        cursor = self.entitlements.find(query, {"outbox": 0, "outbox_pending": 0, "id_card_hash": 0}).sort("created_at", DESCENDING).limit(limit)
         return await cursor.to_list(limit)
-
-    async def update_entitlement(self, entitlement_id: str, version: int, set_fields: Doc, *,
-                                 decision: Doc | None = None, events: Sequence[Doc] = (),
-                                 extra: Doc | None = None) -> Doc | None:
-        """Apply one decision if nobody changed the entitlement since `version` was read; None otherwise."""
-        update: Doc = {"$set": set_fields}
-        push: Doc = {}
-        if decision is not None:
-            push["decisions"] = decision
-        if events:
-            push["outbox"] = {"$each": list(events)}
-        if push:
-            update["$push"] = push
-        for op, value in (extra or {}).items():
-            update.setdefault(op, {}).update(value)
-        return await self.versioned_entitlements.update(
-            entitlement_id, lambda doc: update if doc.get("version", 0) == version else None)
-
-    async def record_period_paid(self, entitlement_id: str, period: str, set_fields: Doc, decision: Doc,
-                                 events: Sequence[Doc]) -> Doc | None:
-        """Mark `period` paid once: a retry or a concurrent call finds it paid and changes nothing."""
-        update = {"$set": set_fields, "$addToSet": {"paid_periods": period}, "$inc": {"payments": 1},
-                  "$push": {"decisions": decision, "outbox": {"$each": list(events)}}}
-        return await self.versioned_entitlements.update(
-            entitlement_id, lambda doc: None if period in doc.get("paid_periods", []) else update)
-
-    async def with_outbox(self, limit: int = 100) -> list[Doc]:
-        cursor = self.entitlements.find({"outbox.0": {"$exists": True}}, {"outbox": 1}).limit(limit)
-        return await cursor.to_list(limit)
-
-    async def outbox_of(self, entitlement_id: str) -> list[Doc]:
-        doc = await self.entitlements.find_one({"_id": entitlement_id}, {"outbox": 1})
-        return list((doc or {}).get("outbox") or [])
-
-    async def remove_from_outbox(self, entitlement_id: str, item: Doc) -> None:
-        # The whole item, as read: FerretDB 1.24's $pull matches whole values, not query conditions.
-        await self.versioned_entitlements.update(
-            entitlement_id, lambda doc: {"$pull": {"outbox": item}} if item in doc.get("outbox", []) else None)
 
     # ---------------------------------------------------------------- the append-only ledger
 
@@ -198,6 +140,14 @@ class ReliefStore:
 
     async def registry_by_id_hash(self, id_card_hash: str) -> Doc | None:
         return await self.registry.find_one({"id_card_hash": id_card_hash})
+
+    async def registry_by_id_hashes(self, id_card_hashes: list[str]) -> dict[str, Doc]:
+        """Registry records by ID-card hash, in one `$in` read (the first record of a hash, as `find_one`)."""
+        found: dict[str, Doc] = {}
+        cursor = self.registry.find({"id_card_hash": {"$in": id_card_hashes}}).batch_size(len(id_card_hashes) + 1)
+        for doc in await cursor.to_list():
+            found.setdefault(doc["id_card_hash"], doc)
+        return found
 
     async def registry_get(self, recipient_id: str) -> Doc | None:
         return await self.registry.find_one({"_id": recipient_id}, {"id_card_hash": 0})

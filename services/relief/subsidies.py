@@ -20,13 +20,14 @@ from typing import Any
 
 import structlog
 
+from common.aggregates import Aggregates
 from common.store import open_mongo
 from contracts.events.relief import GrantPaid
 from services.relief.domain.facts import Category
 from services.relief.domain.money import as_str, to_fen
 from services.relief.domain.registry import parse_registry_csv
 from services.relief.domain.runs import RUN_PROVISION, Recipient, RunKind, RunSpec, run_payment
-from services.relief.outbox import outbox_item
+from services.relief.documents import Entitlement, entitlements_of, mark_paid
 from services.relief.store import Doc, ReliefStore
 
 log = structlog.get_logger("relief.subsidies")
@@ -80,8 +81,11 @@ class RunResult:
 
 
 async def execute_run(store: ReliefStore, run_id: str, *, by: str, batch_size: int = 1000,
-                      pause_s: float = 0.0, on_batch: Callable[[int], Any] | None = None) -> RunResult:
-    """Pay every eligible recipient of the run not yet paid; safe to repeat, resume or run concurrently."""
+                      pause_s: float = 0.0, on_batch: Callable[[int], Any] | None = None,
+                      grants: Aggregates[Entitlement] | None = None) -> RunResult:
+    """Pay every eligible recipient of the run not yet paid; safe to repeat, resume or run concurrently.
+    `grants` is the service's entitlement write path (publishing at once); without it, the events of the
+    P5.1 grants a run pays wait in their outboxes for the service's sweeper."""
     run = await store.get_run(run_id)
     if run is None:
         raise LookupError(f"no run {run_id}")
@@ -126,7 +130,7 @@ async def execute_run(store: ReliefStore, run_id: str, *, by: str, batch_size: i
             await flush()
     await flush()
     for case_id, amount in newcomers:
-        await _close_dibao_grant(store, case_id, spec, amount, by)
+        await _close_dibao_grant(store, grants or entitlements_of(store.db, None), case_id, spec, amount, by)
     totals = await store.ledger_totals({"run_id": run_id})
     seconds = time.perf_counter() - started
     await store.record_execution(run_id, {"by": by, "started_at": started_at, "scanned": scanned,
@@ -139,9 +143,10 @@ async def execute_run(store: ReliefStore, run_id: str, *, by: str, batch_size: i
     return RunResult(run_id, scanned, eligible, inserted, totals["count"], totals["fen"], seconds)
 
 
-async def _close_dibao_grant(store: ReliefStore, case_id: str, spec: RunSpec, amount: Decimal, by: str) -> None:
+async def _close_dibao_grant(store: ReliefStore, grants: Aggregates[Entitlement], case_id: str, spec: RunSpec,
+                             amount: Decimal, by: str) -> None:
     """P2.1: a dibao recipient approved through a case (P5.1) is paid by this run, so that grant is paid
-    for the run's month: its `grant.paid` (queued in the entitlement's outbox, published by the relay)
+    for the run's month: its `grant.paid` (queued in the entitlement's outbox, published by the write path)
     closes the same-month payment deadline notify keeps. Once per grant and month."""
     grant = await store.get_entitlement(f"{case_id}:P5.1")
     if grant is None or grant["status"] != "approved" or spec.month in grant.get("paid_periods", []):
@@ -154,7 +159,7 @@ async def _close_dibao_grant(store: ReliefStore, case_id: str, spec: RunSpec, am
                       approved_on=date.fromisoformat(grant["approved_on"]), period=spec.month)
     decision = {"action": "paid_by_run", "by": by, "at": now, "rule_id": RUN_PROVISION[spec.kind],
                 "facts": {"run_id": spec.run_id, "month": spec.month, "amount": as_str(amount)}, "note": ""}
-    await store.record_period_paid(grant["_id"], spec.month, {"updated_at": now}, decision, [outbox_item(event)])
+    await grants.change(grant["_id"], mark_paid(spec.month, {"updated_at": now}, decision, [event]))
 
 
 async def _cli() -> None:

@@ -16,7 +16,7 @@ from contracts.events.hotline import Caller, HelpRequested, Place
 from contracts.events.relief import GRANT_EVENTS_TOPIC
 from contracts.events.router import Assignment, CaseDispatched, Decision
 from services.relief import api
-from services.relief.app import outbox_relay, startup
+from services.relief.app import startup
 from services.relief.domain.registry import id_card_check_char
 from services.relief.settings import Settings
 from tests.support.kafka import read_topic, unique_name
@@ -52,15 +52,16 @@ def dispatched(case: str, needs: tuple[str, ...], *, district: str = "500103") -
 def relief_settings(kafka: str, mongodb_url: str, db_name: str, **kw: Any) -> Settings:
     return Settings(kafka_bootstrap_servers=kafka, mongodb_url=mongodb_url, mongodb_database=db_name,
                     kafka_group_id=unique_name("relief-test"), environment="test", log_json=True,
-                    major_second_approval_above_yuan="3000", outbox_interval_s=0.2, **kw)
+                    major_second_approval_above_yuan="3000", outbox_grace_s=0.5,
+                    outbox_sweep_interval_s=0.2, **kw)
 
 
 @pytest.fixture
 async def relief_app(kafka_bootstrap: str, mongodb_url: str, db_name: str) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
-    """The relief app (HTTP routes, store, broker, outbox relay; no subscribers), clock fixed at TODAY."""
+    """The relief app (HTTP routes, store, broker, outbox sweeper; no consumer), clock fixed at TODAY."""
     settings = relief_settings(kafka_bootstrap, mongodb_url, db_name)
     app = create_service_app(settings, title="relief-test", routers=[api.router, api.page], startup=startup,
-                             background=[outbox_relay], wait_for_kafka=True)
+                             wait_for_kafka=True)
     async with app.router.lifespan_context(app):
         app.state.runtime.store.clock = lambda: TODAY
         transport = httpx.ASGITransport(app=app)

@@ -184,19 +184,37 @@ async def test_reject_and_cancel_record_the_reason_and_cancel_stops_after_a_paym
 
 
 
+def two_processes(app):
+    """The app's Relief and a second one on the same database: two processes' write paths."""
+    from services.relief.service import Relief
+
+    relief = app.state.runtime.store
+    return relief, Relief(store=relief.store, book=relief.book, broker=relief.broker)
+
+
 async def test_concurrent_decisions_on_one_version_have_exactly_one_winner(relief_app):
-    """P6.3: N writers holding the same version of an entitlement; exactly one decision is recorded
-    (FerretDB's conditional update alone lets several win: the version claim decides)."""
+    """P6.3: N writers (in two processes) holding the same version of an entitlement; exactly one decision
+    is recorded (FerretDB's conditional update alone lets several win: the version claim decides)."""
+    from services.relief.documents import decide_on
+    from services.relief.domain.lifecycle import Conflict
+
     app, _ = relief_app
     case = await open_case(app, ("temp_assist_major",))
-    store = app.state.runtime.store.store
+    processes = two_processes(app)
+    store = processes[0].store
     eid = f"{case}:P5.2c"
+
+    async def decide(i, version):
+        try:
+            await processes[i % 2].entitlements.change(
+                eid, decide_on(version, {"sla_class": f"writer {i}"}, {"action": "noted", "by": f"officer-{i}"}, []))
+            return True
+        except Conflict:
+            return None
+
     for _ in range(5):
         doc = await store.get_entitlement(eid)
-        results = await asyncio.gather(*(
-            store.update_entitlement(eid, doc["version"], {"note": f"writer {i}"},
-                                     decision={"action": "noted", "by": f"officer-{i}"})
-            for i in range(12)))
+        results = await asyncio.gather(*(decide(i, doc["version"]) for i in range(12)))
         assert sum(r is not None for r in results) == 1
     final = await store.get_entitlement(eid)
     assert final["version"] == doc["version"] + 1
@@ -204,29 +222,47 @@ async def test_concurrent_decisions_on_one_version_have_exactly_one_winner(relie
 
 
 async def test_concurrent_payments_of_one_period_mark_it_paid_once(relief_app):
-    """P6.1: N writers recording the same period paid at once; one records it (one grant.paid queued)."""
+    """P6.1: N writers (in two processes) recording the same period paid at once; one records it (one
+    grant.paid queued)."""
+    from contracts.events.relief import GrantPaid
+    from services.relief.documents import mark_paid
+
     app, _ = relief_app
     case = await open_case(app, ("temp_assist_major",))
-    store = app.state.runtime.store.store
+    processes = two_processes(app)
+    store = processes[0].store
     eid = f"{case}:P5.2c"
+    doc = await store.get_entitlement(eid)
+
+    def paid_event(i):
+        return GrantPaid(grant_id=eid, case_id=case, rule_id="P5.2c", district="500103", actor=f"officer-{i}",
+                         amount_yuan="100.00", payment_reference=f"REF-{i}", period="once")
+
     results = await asyncio.gather(*(
-        store.record_period_paid(eid, "once", {"note": f"writer {i}"}, {"action": "paid", "by": f"officer-{i}"},
-                                 [{"event_id": f"e-{i}", "kind": "grant", "body": {}}])
+        processes[i % 2].entitlements.change(eid, mark_paid("once", {"sla_class": f"writer {i}"},
+                                                             {"action": "paid", "by": f"officer-{i}"},
+                                                             [paid_event(i)]))
         for i in range(12)))
     assert sum(r is not None for r in results) == 1
     final = await store.get_entitlement(eid)
     assert final["paid_periods"] == ["once"] and final["payments"] == 1
     assert [d["action"] for d in final["decisions"]].count("paid") == 1
-
+    assert final["version"] == doc["version"] + 1
+    assert [e["body"]["type"] for e in final["outbox"]].count("grant.paid") <= 1
 
 
 async def test_help_request_and_dispatch_arriving_at_once_are_both_kept(relief_app):
-    """P5.2d: the two facts of a case come from two consumers at once; neither is lost, so it is evaluated."""
+    """P5.2d: the two facts of a case come from two consumers (two processes) at once; neither is lost,
+    so it is evaluated, once."""
     app, _ = relief_app
-    store = app.state.runtime.store.store
+    first, second = two_processes(app)
+    store = first.store
     for i in range(5):
         case = f"CQ-20210215-9{i:05d}"
-        docs = await asyncio.gather(store.merge_case(case, "help", {"n": i}), store.merge_case(case, "dispatch", {"n": i}))
+        needs = ("temp_assist_major",)
+        await asyncio.gather(first.on_help_requested(help_requested(case, needs)),
+                             second.on_dispatched(dispatched(case, needs)))
         final = await store.get_case(case)
-        assert final["help"] == {"n": i} and final["dispatch"] == {"n": i}
-        assert any("help" in d and "dispatch" in d for d in docs)  # whichever came second saw both
+        assert final["help"]["needs"] == list(needs) and final["dispatch"]["district"] == "500103"
+        assert final["evaluation"]["rules"] == ["P5.2c"]  # whichever came second saw both
+        assert await store.entitlements.count_documents({"case_id": case}) == 1

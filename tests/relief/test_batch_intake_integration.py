@@ -1,0 +1,112 @@
+"""Relief's batch intake against the real store: a batch costs a bounded number of store commands whatever
+its size, and two relief processes taking the same records create each entitlement once."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from common.store import CommandCounter
+from contracts.events.hotline import HELP_REQUESTED_TOPIC
+from contracts.events.router import CASE_LIFECYCLE_TOPIC
+from services.relief.app import load_standards_book
+from services.relief.domain.registry import hash_id_card
+from services.relief.handlers import take_records
+from services.relief.service import Relief
+from services.relief.store import ReliefStore
+from tests.relief.conftest import dispatched, help_requested, id_card, relief_settings
+
+pytestmark = pytest.mark.integration
+NEEDS = ("temp_assist_major", "temp_assist_epidemic")  # two entitlements per case
+
+
+class Published:
+    """Stands in for the broker: records what was published (publishing is not a store command)."""
+
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+
+    async def publish(self, message, **kwargs) -> None:
+        self.events.append(message.model_dump(mode="json"))
+
+
+def records(cases: list[str], *, first: int = 0) -> list[SimpleNamespace]:
+    """Each case's help request and dispatch, as the batch consumer receives them (both topics mixed)."""
+    out = []
+    for n, case in enumerate(cases):
+        help_ = help_requested(case, NEEDS, id_card=id_card(first + n), household_status="dibao")
+        for topic, event in ((HELP_REQUESTED_TOPIC, help_), (CASE_LIFECYCLE_TOPIC, dispatched(case, NEEDS))):
+            out.append(SimpleNamespace(topic=topic, partition=0, offset=len(out), key=case.encode(), headers=[],
+                                       value=event.model_dump_json().encode()))
+    return out
+
+
+def relief_on(db, settings, broker) -> Relief:
+    return Relief(store=ReliefStore(db), book=load_standards_book(settings), broker=broker, id_hash_salt="salt")
+
+
+async def test_a_batch_costs_a_bounded_number_of_store_commands_whatever_its_size(db, db_name, mongodb_url):
+    """A batch of 2 cases and one of 100 (each with its help request and dispatch, registry matches for
+    some, two entitlements each) cost the same store commands; so does a redelivered batch (nothing new)."""
+    settings = relief_settings("127.0.0.1:1", mongodb_url, db_name)
+    await ReliefStore(db).ensure_indexes()
+    await db["registry"].insert_many([
+        {"_id": f"R-{n}", "id_card_hash": hash_id_card(id_card(n), "salt"), "district": "500103", "area": "urban",
+         "categories": ["dibao"], "approved_on": "2020-01-01", "ended_on": None} for n in range(0, 200, 3)])
+    counter = CommandCounter()
+    client: AsyncMongoClient = AsyncMongoClient(mongodb_url, tz_aware=True, event_listeners=[counter])
+    published = Published()
+    try:
+        relief = relief_on(client[db.name], settings, published)
+
+        async def cost(batch: list[SimpleNamespace]) -> dict[str, int]:
+            before = dict(counter.counts)
+            assert await take_records(relief, batch, help_topic=HELP_REQUESTED_TOPIC) == []
+            return {k: v - before.get(k, 0) for k, v in counter.counts.items() if v - before.get(k, 0)}
+
+        small = await cost(records([f"CQ-20210215-1{n:05d}" for n in range(2)]))
+        batch = records([f"CQ-20210215-2{n:05d}" for n in range(100)], first=2)
+        large = await cost(batch)
+        # finds: the cases, the registry, the standards, the entitlements (write path), the cases (write path);
+        # inserts: entitlements claim, write, published marker; cases claim, write (with the evaluation)
+        assert small == large == {"find": 5, "insert": 5}, (small, large)
+        again = await cost(batch)  # redelivered: reads only (the outboxes are known published), writes nothing
+        assert again == {"find": 5}, again
+    finally:
+        await client.close()
+    assert await db["entitlements"].count_documents({}) == 2 * 102
+    assert len({e["event_id"] for e in published.events}) == 2 * 102
+    case = await db["cases"].find_one({"_id": "CQ-20210215-200003"})
+    assert sorted(case["evaluation"]["rules"]) == ["P5.2a", "P5.2c"]
+    matched = await db["entitlements"].find_one({"_id": "CQ-20210215-200001:P5.2a"})  # id_card(3) -> R-3
+    assert matched["recipient_id"] == "R-3"
+
+
+async def test_two_relief_processes_taking_the_same_records_create_each_entitlement_once(db, db_name, mongodb_url):
+    """Two Relief objects (two processes: their own write paths and memory) take the same batch at once,
+    and again: one entitlement per (case, rule), one proposal event per entitlement (publishing is at
+    least once, so the same event may go out twice, never two different ones)."""
+    settings = relief_settings("127.0.0.1:1", mongodb_url, db_name)
+    await ReliefStore(db).ensure_indexes()
+    cases = [f"CQ-20210215-3{n:05d}" for n in range(40)]
+    batch = records(cases)
+    published = [Published(), Published()]
+    processes = [relief_on(db, settings, p) for p in published]
+    for _ in range(2):
+        halves = (batch, list(reversed(batch)))  # the second sees the records in another order
+        results = await asyncio.gather(*(take_records(r, b, help_topic=HELP_REQUESTED_TOPIC)
+                                         for r, b in zip(processes, halves, strict=True)))
+        assert results == [[], []]
+    docs = await db["entitlements"].find({"case_id": {"$in": cases}}).to_list(None)
+    assert sorted(d["_id"] for d in docs) == sorted(f"{c}:{rule}" for c in cases for rule in ("P5.2a", "P5.2c"))
+    assert all(d["version"] == 1 and len(d["decisions"]) == 1 for d in docs)
+    events = [e for p in published for e in p.events]
+    assert {(e["grant_id"], e["type"]) for e in events} == {
+        (d["_id"], "grant.proposed" if d["status"] == "proposed" else "grant.rejected") for d in docs}
+    assert len({e["event_id"] for e in events}) == len(docs)  # one event per entitlement
+    for case in cases:
+        stored = await db["cases"].find_one({"_id": case})
+        assert stored["help"] and stored["dispatch"] and sorted(stored["evaluation"]["rules"]) == ["P5.2a", "P5.2c"]
