@@ -7,7 +7,6 @@ streams, no TTL or partial indexes; unique indexes, upserts and `find_one_and_up
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -15,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
-from pymongo import AsyncMongoClient, ReturnDocument, UpdateOne
+from pymongo import AsyncMongoClient
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStartedEvent, CommandSucceededEvent
 
@@ -196,84 +195,3 @@ async def prune_claims(db: AsyncDatabase[dict[str, Any]], older_than: timedelta)
             result = await busy_retry(lambda name=name: db[name].delete_many({"at": {"$lt": cutoff}}))
             pruned[name] = result.deleted_count
     return pruned
-
-
-class VersionedDocuments:
-    """Read, decide, claim the next version, write: updates of one document that lose nothing on FerretDB.
-
-    FerretDB 1.24 applies every update by reading the whole document and writing it back, so two concurrent
-    updates of one document, even of different fields, can lose one of them (measured: 20 concurrent
-    `$push`es kept 3). Every writer of such a document goes through `update` (or `update_many` for a
-    batch): `decide` sees the current document and returns the update to apply (or None for "nothing to
-    change"); the write happens only under a won version claim, else the document is read again and
-    `decide` asked again. Writers of one document inside one process are serialised in memory, so the
-    coroutines of a process never contend through the store: the claim only settles races between
-    processes.
-    """
-
-    LOCK_STRIPES = 256
-
-    def __init__(self, collection: AsyncCollection[dict[str, Any]], claims: AsyncCollection[dict[str, Any]],
-                 *, attempts: int = 100) -> None:
-        self.collection = collection
-        self.claims = VersionClaims(claims, collection)
-        self.attempts = attempts
-        self._locks = [asyncio.Lock() for _ in range(self.LOCK_STRIPES)]
-
-    def _lock(self, doc_id: str) -> asyncio.Lock:
-        return self._locks[hash(doc_id) % self.LOCK_STRIPES]
-
-    async def update(self, doc_id: str, decide: Callable[[dict[str, Any]], dict[str, Any] | None]
-                     ) -> dict[str, Any] | None:
-        """The document after the update `decide` chose; None if it does not exist or nothing changed."""
-        async with self._lock(doc_id):
-            return await self._update(doc_id, decide)
-
-    async def _update(self, doc_id: str, decide: Callable[[dict[str, Any]], dict[str, Any] | None]
-                      ) -> dict[str, Any] | None:
-        for attempt in range(self.attempts):
-            doc = await self.collection.find_one({"_id": doc_id})
-            if doc is None:
-                return None
-            update = decide(doc)
-            if update is None:
-                return None
-            version = doc.get("version", 0) + 1
-            if await self.claims.claim(doc_id, version):
-                return await self.collection.find_one_and_update({"_id": doc_id}, _versioned(update, version),
-                                                                 return_document=ReturnDocument.AFTER)
-            await asyncio.sleep(0.002 * min(attempt + 1, 10))
-        raise TimeoutError(f"{self.collection.name} {doc_id} kept changing under concurrent writers")
-
-    async def update_many(self, decisions: dict[str, Callable[[dict[str, Any]], dict[str, Any] | None]]
-                          ) -> set[str]:
-        """`update` for many documents at once, in a bounded number of round trips: one read of them all, one
-        insert of every claim, one bulk write (on a lost claim, that document alone is done again as
-        `update`). Returns the ids of the documents changed; missing ones are skipped."""
-        if not decisions:
-            return set()
-        stripes = sorted({hash(doc_id) % self.LOCK_STRIPES for doc_id in decisions})
-        async with contextlib.AsyncExitStack() as held:
-            for stripe in stripes:  # in one order everywhere, so two batches never wait on each other
-                await held.enter_async_context(self._locks[stripe])
-            docs = await self.collection.find({"_id": {"$in": list(decisions)}}).to_list()
-            planned: list[tuple[str, int, dict[str, Any]]] = []
-            for doc in docs:
-                if (update := decisions[doc["_id"]](doc)) is not None:
-                    planned.append((doc["_id"], doc.get("version", 0) + 1, update))
-            if not planned:
-                return set()
-            won = await self.claims.claim_many([(doc_id, version) for doc_id, version, _ in planned])
-            writes = [UpdateOne({"_id": doc_id}, _versioned(update, version))
-                      for (doc_id, version, update) in planned if doc_id in won]
-            if writes:
-                await bulk_update(self.collection, writes)
-            changed = {doc_id for doc_id, _, _ in planned if doc_id in won}
-            for doc_id, _, _ in planned:
-                if doc_id not in won and await self._update(doc_id, decisions[doc_id]) is not None:
-                    changed.add(doc_id)
-        return changed
-
-
-def _versioned(update: dict[str, Any], version: int) -> dict[str, Any]:
-    return {**update, "$set": {**update.get("$set", {}), "version": version}}

@@ -5,55 +5,76 @@ without tens of thousands of single updates, each of which scans a growing colle
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from common.aggregates import Codec, Outcome, Written
 from contracts.events.hotline import HelpRequested
 from services.notify.clockwork import CODEC, Clockwork, NotifyCase
 from services.notify.domain import case as case_rules
 from services.notify.domain.policy import load_policy
 from services.notify.store import NotifyStore
 from services.relief.app import load_standards_book
+from services.relief.documents import CASE_CODEC, ENTITLEMENT_CODEC
 from services.relief.service import Relief
 from services.relief.settings import Settings as ReliefSettings
 
 Doc = dict[str, Any]
 
 
+class MemoryAggregates:
+    """The shared write path's `change_many` over a dict: the same pure changes and codec, the documents
+    kept in memory for a bulk insert."""
+
+    def __init__(self, codec: Codec[Any]) -> None:
+        self.codec = codec
+        self.docs: dict[str, Doc] = {}
+
+    async def change_many(self, changes: Mapping[str, Callable[[Any], Any]]) -> Outcome[Any]:
+        outcome: Outcome[Any] = Outcome()
+        for doc_id, change in changes.items():
+            stored = self.docs.get(doc_id)
+            new = change(self.codec.load(stored) if stored is not None else None)
+            if new is None:
+                outcome.unchanged.add(doc_id)
+                continue
+            doc = {**(stored or {}), **self.codec.dump(new)}
+            doc.update(version=(stored or {}).get("version", 0) + 1, updated_at=datetime.now(UTC),
+                       outbox_pending=False)
+            self.docs[doc_id] = doc
+            outcome.written[doc_id] = Written(doc_id, self.codec.load(doc), doc["version"], stored is None)
+        return outcome
+
+
 class ReliefMemory:
-    """The part of `ReliefStore` that case intake uses."""
+    """The part of `ReliefStore` that case intake reads, and its two write paths, in memory."""
 
-    def __init__(self) -> None:
-        self.cases: dict[str, Doc] = {}
-        self.entitlements: dict[str, Doc] = {}
+    def __init__(self, db: Any) -> None:
+        self.db = db  # only named, never used: the write paths below replace the service's
+        self.case_path = MemoryAggregates(CASE_CODEC)
+        self.entitlement_path = MemoryAggregates(ENTITLEMENT_CODEC)
+        self.cases = self.case_path.docs
+        self.entitlements = self.entitlement_path.docs
 
-    async def merge_case(self, case_id: str, part: str, value: Doc) -> Doc:
-        doc = self.cases.setdefault(case_id, {"_id": case_id, "version": 0})
-        doc[part] = value
-        doc["version"] += 1
-        return doc
+    async def cases_by_id(self, case_ids: list[str]) -> list[Doc]:
+        return [self.cases[c] for c in case_ids if c in self.cases]
 
-    async def mark_case_evaluated(self, case_id: str, evaluation: Doc) -> None:
-        self.cases[case_id]["evaluation"] = evaluation
-        self.cases[case_id]["version"] += 1
-
-    async def registry_by_id_hash(self, id_card_hash: str) -> Doc | None:
-        return None  # the history's callers are not in the low-income registry
+    async def registry_by_id_hashes(self, hashes: list[str]) -> dict[str, Doc]:
+        return {}  # the history's callers are not in the low-income registry
 
     async def added_standards(self) -> list[Doc]:
         return []
 
-    async def insert_entitlement(self, doc: Doc) -> bool:
-        return self.entitlements.setdefault(doc["_id"], doc) is doc
 
-
-def relief_intake() -> tuple[Relief, ReliefMemory]:
+def relief_intake(db: Any) -> tuple[Relief, ReliefMemory]:
     settings = ReliefSettings()
-    memory = ReliefMemory()
+    memory = ReliefMemory(db)
     relief = Relief(store=memory, book=load_standards_book(settings), broker=None,  # type: ignore[arg-type]
                     four_eyes_above=settings.major_second_approval_above_yuan,
                     part_month_policy=settings.part_month_policy,
                     id_hash_salt=settings.id_hash_salt.get_secret_value())
+    relief.cases, relief.entitlements = memory.case_path, memory.entitlement_path  # type: ignore[assignment]
     return relief, memory
 
 

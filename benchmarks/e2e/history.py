@@ -56,10 +56,10 @@ def history_request(i: int, at: datetime, case_id: str) -> HelpRequested:
 class HistoryBuilder:
     """Turns case numbers into every service's documents for those cases."""
 
-    def __init__(self, hotline_db: Any, notify_db: Any) -> None:
+    def __init__(self, hotline_db: Any, relief_db: Any, notify_db: Any) -> None:
         self.catalogue = catalogue_of(RouterSettings())
         self.hotline = HotlineStore(hotline_db, pepper=HotlineSettings().lookup_pepper.get_secret_value())
-        self.relief, self.relief_memory = captured.relief_intake()
+        self.relief, self.relief_memory = captured.relief_intake(relief_db)
         self.notify = captured.NotifyHistory(notify_db)
         self.callers: dict[str, list[str]] = {}
         self.counters: dict[str, int] = {}
@@ -153,7 +153,7 @@ async def ensure_history(client: AsyncMongoClient[Doc], opts: E2eBench) -> str:
     for service in SERVICES:
         await client.drop_database(opts.history_database(service))
     dbs = {s: client[opts.history_database(s)] for s in SERVICES}
-    builder = HistoryBuilder(dbs["hotline"], dbs["notify"])
+    builder = HistoryBuilder(dbs["hotline"], dbs["relief"], dbs["notify"])
     started = time.perf_counter()
     times = history_times(opts, datetime.now(UTC))
     writing: asyncio.Future[Any] | None = None

@@ -36,49 +36,6 @@ async def test_a_unique_secondary_index_refuses_a_second_payment(db) -> None:
     assert await ledger.count_documents({}) == 1
 
 
-async def test_concurrent_updates_through_versioned_documents_lose_nothing(db) -> None:
-    """Plain concurrent `$push`es of one document keep only some on FerretDB; through the claims, all."""
-    from common.store import VersionedDocuments
-
-    # One instance per writer: each stands for another process, whose in-memory serialisation the others
-    # do not share, so only the version claims keep them apart.
-    writers = [VersionedDocuments(db["docs"], db["doc_claims"]) for _ in range(20)]
-    docs = writers[0]
-    await db["docs"].insert_one({"_id": "case-1", "items": []})
-    results = await asyncio.gather(*(w.update("case-1", lambda d, i=i: {"$push": {"items": i}})
-                                     for i, w in enumerate(writers)))
-    assert all(r is not None for r in results)
-    final = await db["docs"].find_one({"_id": "case-1"})
-    assert sorted(final["items"]) == list(range(20)) and final["version"] == 20
-    assert await docs.update("case-1", lambda d: None) is None  # nothing to change: no write
-    assert await docs.update("missing", lambda d: {"$set": {"x": 1}}) is None
-
-
-async def test_batched_versioned_updates_from_two_processes_lose_nothing(db) -> None:
-    """`update_many` (a batch consumer's write) racing another process's batches and single updates of the
-    same documents: every change is kept, each document's version counts every write."""
-    from common.store import VersionedDocuments
-
-    ids = [f"case-{n}" for n in range(5)]
-    await db["docs"].insert_many([{"_id": i, "items": []} for i in ids])
-    first, second = (VersionedDocuments(db["docs"], db["doc_claims"]) for _ in range(2))
-
-    def push(item: str):
-        return lambda doc: {"$push": {"items": item}}
-
-    batches = [first.update_many({i: push(f"a{n}") for i in ids}) for n in range(4)]
-    batches += [second.update_many({i: push(f"b{n}") for i in ids}) for n in range(4)]
-    singles = [second.update(i, push(f"s{n}")) for n in range(3) for i in ids]
-    changed = await asyncio.gather(*batches, *singles)
-    assert all(c == set(ids) for c in changed[:8])
-    expected = sorted([f"a{n}" for n in range(4)] + [f"b{n}" for n in range(4)] + [f"s{n}" for n in range(3)])
-    for doc in await db["docs"].find({}).to_list():
-        assert sorted(doc["items"]) == expected, doc["_id"]
-        assert doc["version"] == len(expected)
-    assert await first.update_many({"missing": push("x")}) == set()
-    assert await first.update_many({ids[0]: lambda doc: None}) == set()  # nothing to change: no write
-
-
 async def test_query_indexes_are_left_out_where_the_store_does_not_use_them(db) -> None:
     """FerretDB 1.24 scans whatever indexes exist (its EXPLAIN says `SCAN` on SQLite, `Seq Scan` on
     PostgreSQL), so they would only slow writes."""
@@ -123,12 +80,16 @@ async def test_query_indexes_are_created_on_a_store_that_uses_them() -> None:
 async def test_old_version_claims_are_pruned_and_versioned_writes_go_on(db) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from common.store import VersionedDocuments, prune_claims
+    from common.aggregates import Aggregates, Codec
+    from common.store import prune_claims
 
-    docs = VersionedDocuments(db["cases"], db["case_claims"])
-    await db["cases"].insert_one({"_id": "CQ-1", "version": 0, "n": 0})
+    docs = Aggregates(db["cases"], db["case_claims"], Codec(load=dict, dump=dict))
+
+    def bump(doc: dict | None) -> dict:
+        return {"_id": "CQ-1", "n": (doc or {"n": 0})["n"] + 1}
+
     for _ in range(3):
-        await docs.update("CQ-1", lambda doc: {"$set": {"n": doc["n"] + 1}})
+        await docs.change("CQ-1", bump)
     old = datetime.now(UTC) - timedelta(days=2)
     await db["case_claims"].update_many({"_id": {"$in": ["CQ-1@1", "CQ-1@2"]}}, {"$set": {"at": old}})
     await db["intake_claims"].insert_one({"_id": "X@1", "at": old})
@@ -137,9 +98,8 @@ async def test_old_version_claims_are_pruned_and_versioned_writes_go_on(db) -> N
     assert await prune_claims(db, timedelta(days=1)) == {"case_claims": 2, "intake_claims": 1}
     assert sorted([c["_id"] async for c in db["case_claims"].find()]) == ["CQ-1@3"]
     assert await db["audit"].count_documents({}) == 1
-    updated = await docs.update("CQ-1", lambda doc: {"$set": {"n": doc["n"] + 1}})
-    assert updated is not None and updated["version"] == 4 and updated["n"] == 4
-
+    updated = await docs.change("CQ-1", bump)
+    assert updated is not None and updated.version == 4 and updated.value["n"] == 4
 
 def test_a_claims_collection_must_say_so_in_its_name(db) -> None:
     from common.store import VersionClaims

@@ -203,9 +203,6 @@ async def test_a_case_merged_into_another_has_its_open_proposals_cancelled(wired
     assert len(cancelled) == 1 and cancelled[0]["case_id"] == child and parent in cancelled[0]["reason"]
 
 
-@pytest.mark.xfail(strict=True, reason="common.aggregates.Aggregates.sweep moves its window past documents whose "
-                   "publish failed during the sweep, so this process never sweeps them again (reported, not fixed "
-                   "here: common/aggregates.py is shared)")
 async def test_an_outbox_whose_sweep_failed_while_kafka_was_down_is_swept_once_it_is_back(db, mongodb_url, db_name):
     """One process, Kafka down for longer than the grace period: the sweeps during the outage fail to
     publish; a sweep after Kafka is back must still publish the entitlement's event."""
