@@ -6,7 +6,8 @@
 A change is a pure function of the current aggregate (None when there is none) returning the aggregate to
 store, or None for "nothing to change". The write path around it, per batch of documents:
 
-1. one `$in` read of the working set (and of the archive, for ids not found there);
+1. one read of the working set (and of the archive, for ids not found there): one `$in` on MongoDB, one
+   equality query per id on FerretDB (`common.store.find_by`: it decodes the whole collection for `$in`);
 2. every change applied in memory;
 3. the next version of every changed document claimed in one insert (`common.store.VersionClaims`: on
    FerretDB only a unique-index insert is atomic), then one bulk write of the documents, each carrying the
@@ -41,7 +42,7 @@ import structlog
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError
 
-from common.store import VersionClaims, bulk_update
+from common.store import VersionClaims, bulk_update, delete_by_ids, find_by
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.collection import AsyncCollection
@@ -151,11 +152,19 @@ class Aggregates(Generic[A]):
 
     async def sweep(self, older_than: datetime, limit: int = 500) -> int:
         """Publish the outboxes a crash or an outage left behind: documents written since the last sweep
-        (since a day before, on the first) and unchanged since `older_than`, whose outbox is not recorded
-        as published. Returns how many documents had one."""
-        since = self._swept_until or older_than - timedelta(days=1)
-        query = {"outbox_pending": True, "updated_at": {"$gte": since, "$lt": older_than}}
-        found = await self.collection.find(query, {"_id": 1, "version": 1}).sort("updated_at", 1).to_list(limit)
+        (in the hour before, on the first) and unchanged since `older_than`, whose outbox is not recorded
+        as published. Returns how many documents had one.
+
+        The documents are found by the minute their outbox was written (`outbox_minute`), one equality
+        query per minute of the window: FerretDB pushes equalities down to PostgreSQL, but answers a range
+        or `$in` filter by decoding the whole collection."""
+        since = self._swept_until or older_than - timedelta(hours=1)
+        minutes = [_minute(since + timedelta(minutes=n))
+                   for n in range(int((older_than - since).total_seconds() // 60) + 2)]
+        candidates = await find_by(self.collection, "outbox_minute", minutes, {"_id": 1, "version": 1, "updated_at": 1},
+                                   where={"outbox_pending": True})
+        found = sorted((doc for doc in candidates if since <= doc["updated_at"] < older_than),
+                       key=lambda doc: doc["updated_at"])[:limit]
         left = {doc["_id"]: doc.get("version", 0) for doc in found
                 if self._published.get(doc["_id"], -1) < doc.get("version", 0)}
         ids = []
@@ -181,12 +190,10 @@ class Aggregates(Generic[A]):
 
     async def _read(self, ids: list[str]) -> dict[str, tuple[Doc, bool]]:
         """The stored documents by id, each with whether it came from the archive."""
-        found: dict[str, tuple[Doc, bool]] = {
-            doc["_id"]: (doc, False)
-            for doc in await self.collection.find({"_id": {"$in": ids}}).batch_size(len(ids) + 1).to_list()}
+        found: dict[str, tuple[Doc, bool]] = {doc["_id"]: (doc, False) for doc in await find_by(self.collection, "_id", ids)}
         missing = [doc_id for doc_id in ids if doc_id not in found]
         if missing and self.archive is not None:
-            for doc in await self.archive.find({"_id": {"$in": missing}}).batch_size(len(missing) + 1).to_list():
+            for doc in await find_by(self.archive, "_id", missing):
                 doc.pop("archived_at", None)
                 found[doc["_id"]] = (doc, True)
         return found
@@ -194,7 +201,7 @@ class Aggregates(Generic[A]):
     async def _marked(self, versions: Mapping[str, int]) -> set[str]:
         """Which of these document versions have their outbox recorded as published."""
         keys = {f"{doc_id}@{version}": doc_id for doc_id, version in versions.items()}
-        found = await self.published.find({"_id": {"$in": list(keys)}}, {"_id": 1}).to_list()
+        found = await find_by(self.published, "_id", list(keys), {"_id": 1})
         return {keys[doc["_id"]] for doc in found}
 
     async def _drop_published(self, docs: Mapping[str, tuple[Doc, bool]]) -> None:
@@ -230,8 +237,9 @@ class Aggregates(Generic[A]):
             doc = self.codec.dump(new)
             if archived:  # back into the working set whole, not only the fields this write sets
                 doc = {**stored, **doc}
-            doc.update(_id=doc_id, version=version, updated_at=datetime.now(UTC),
-                       outbox_pending=bool(doc.get("outbox")))
+            now = datetime.now(UTC)
+            doc.update(_id=doc_id, version=version, updated_at=now, outbox_pending=bool(doc.get("outbox")),
+                       outbox_minute=_minute(now) if doc.get("outbox") else None)
             # The value as stored: the fields this write sets over those it leaves (the version included).
             value = self.codec.load({**(stored or {}), **doc})
             plans.append(_Plan(doc_id, value, doc, version, insert=stored is None or archived))
@@ -316,7 +324,7 @@ class Aggregates(Generic[A]):
         unknown = {doc["_id"]: doc.get("version", 0) for doc in docs
                    if doc.get("outbox") and self._published.get(doc["_id"], -1) < doc.get("version", 0)}
         unpublished = set(unknown) - await self._marked(unknown) if unknown else set()
-        docs = [doc | {"outbox": [], "outbox_pending": False} for doc in docs if doc["_id"] not in unpublished]  # the sweep's first
+        docs = [doc | {"outbox": [], "outbox_pending": False, "outbox_minute": None} for doc in docs if doc["_id"] not in unpublished]  # the sweep's first
         if not docs:
             return 0
         won = await self.claims.claim_many([(doc["_id"], doc.get("version", 0) + 1) for doc in docs])
@@ -332,8 +340,12 @@ class Aggregates(Generic[A]):
                 for e in errors:
                     await self.archive.replace_one({"_id": moved[e["index"]]["_id"]}, moved[e["index"]])
         if moved:
-            await self.collection.delete_many({"_id": {"$in": [doc["_id"] for doc in moved]}})
+            await delete_by_ids(self.collection, [doc["_id"] for doc in moved])
         return len(moved)
+
+
+def _minute(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
 
 
 def _without_id(doc: Doc) -> Doc:

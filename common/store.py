@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, DeleteOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStartedEvent, CommandSucceededEvent
 
@@ -92,6 +92,46 @@ async def serves_queries_from_indexes(db: AsyncDatabase[dict[str, Any]]) -> bool
     return known
 
 
+LOOKUPS_IN_FLIGHT = 8
+_lookup_turns: dict[int, asyncio.Semaphore] = {}  # per event loop
+
+
+async def find_by(collection: AsyncCollection[dict[str, Any]], field: str, values: Sequence[Any],
+                  projection: dict[str, Any] | None = None, *, where: dict[str, Any] | None = None
+                  ) -> list[dict[str, Any]]:
+    """The documents whose `field` is one of `values` (and that match `where`, equalities only).
+
+    On MongoDB that is one `$in` query. FerretDB 1.24 pushes only equality filters down to PostgreSQL:
+    a `$in` makes it fetch and decode the whole collection (measured with 5,000 documents of 1 KB: 566 ms
+    for `$in` of one id, 7 ms for a `find_one` by `_id`, 460 ms for a `delete_many` by `$in` of five ids).
+    So there a batch is read with one equality query per value, a few at a time."""
+    values = list(dict.fromkeys(values))
+    if not values:
+        return []
+    if await serves_queries_from_indexes(collection.database):
+        query = {**(where or {}), field: {"$in": values}}
+        return await collection.find(query, projection).batch_size(len(values) + 1).to_list()
+    turns = _lookup_turns.setdefault(id(asyncio.get_running_loop()), asyncio.Semaphore(LOOKUPS_IN_FLIGHT))
+
+    async def one(value: Any) -> list[dict[str, Any]]:
+        async with turns:
+            return await collection.find({**(where or {}), field: value}, projection).to_list()
+
+    return [doc for found in await asyncio.gather(*(one(v) for v in values)) for doc in found]
+
+
+async def delete_by_ids(collection: AsyncCollection[dict[str, Any]], ids: Sequence[str]) -> None:
+    """Delete documents by `_id`: one `$in` delete on MongoDB, one `DeleteOne` each on FerretDB (see
+    `find_by`), sent as bulk commands."""
+    ids = list(dict.fromkeys(ids))
+    if not ids:
+        return
+    if await serves_queries_from_indexes(collection.database):
+        await collection.delete_many({"_id": {"$in": ids}})
+    else:
+        await bulk_update(collection, [DeleteOne({"_id": i}) for i in ids])
+
+
 async def create_query_indexes(db: AsyncDatabase[dict[str, Any]],
                                indexes: Sequence[tuple[AsyncCollection[dict[str, Any]], Any]]) -> bool:
     """Create the non-unique indexes that make queries fast, `(collection, keys)` each, unless the server
@@ -120,7 +160,7 @@ _update_turns: dict[int, asyncio.Semaphore] = {}  # per event loop
 
 
 async def bulk_update(collection: AsyncCollection[dict[str, Any]], ops: Sequence[Any]) -> None:
-    """Send update (and replace) operations in commands of at most `UPDATES_PER_COMMAND`, a few commands at
+    """Send update (replace, delete) operations in commands of at most `UPDATES_PER_COMMAND`, a few commands at
     a time per process. FerretDB 1.24 on PostgreSQL holds a connection of its pool for every statement of
     an update command until the command ends: one command of 200 updates against a pool of 200 waited for
     ever (and took the server with it), 150 took 2 s. MongoDB takes any size; small commands cost it

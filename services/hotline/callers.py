@@ -29,7 +29,7 @@ import structlog
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from common.store import busy_retry
+from common.store import busy_retry, find_by
 
 log = structlog.get_logger("hotline.callers")
 
@@ -104,12 +104,12 @@ class CallerIndex:
         """Every key's head and its slots in chunks head-1..head+1: two queries, whatever the keys hold."""
         if not keys:
             return {}
-        heads = {d["_id"]: int(d["chunk"]) for d in await self.heads.find({"_id": {"$in": list(keys)}}).to_list()}
+        heads = {d["_id"]: int(d["chunk"]) for d in await find_by(self.heads, "_id", list(keys))}
         ids = [slot_id(key, chunk, slot) for key in keys
                for chunk in range(max(0, heads.get(key, 0) - 1), heads.get(key, 0) + 2)
                for slot in range(self.per_chunk)]
         found: dict[str, list[tuple[int, int, str]]] = {key: [] for key in keys}
-        for doc in await self.slots.find({"_id": {"$in": ids}}).to_list():
+        for doc in await find_by(self.slots, "_id", ids):
             key, chunk, slot = doc["_id"].rsplit("#", 2)
             found[key].append((int(chunk), int(slot), doc["case_id"]))
         return {key: KeyView(head=heads.get(key, 0), slots=tuple(sorted(found[key], reverse=True))) for key in keys}

@@ -31,7 +31,7 @@ from pymongo.errors import DuplicateKeyError
 from common.kafka import publish_event, publish_events
 from contracts.events.hotline import HelpRequested, HotlineCaseEvent
 from common.consumer import backoff_delay
-from common.store import busy_retry
+from common.store import busy_retry, delete_by_ids
 
 if TYPE_CHECKING:
     from faststream.kafka import KafkaBroker
@@ -92,7 +92,7 @@ class Outbox:
 
     async def remove(self, *entry_ids: str) -> None:
         """Kafka acknowledged these: they leave the outbox (the intake record keeps the call)."""
-        await busy_retry(lambda: self.entries.delete_many({"_id": {"$in": list(entry_ids)}}))
+        await delete_by_ids(self.entries, entry_ids)
 
     async def release(self, entry_id: str) -> None:
         """A direct publish failed: hand the entry to the relay."""

@@ -2,7 +2,7 @@
 
 On FerretDB every find and update scans its collection (by `_id` too) and only inserts are cheap, so the
 intake path inserts and reads in batches: the repeat-caller index is insert-only slots (callers.py), the
-matching intake records come in one `$in` read, and a case's downstream events live inside its intake
+matching intake records come in one batched read (`common.store.find_by`), and a case's downstream events live inside its intake
 document. The intake outbox is in outbox.py.
 """
 
@@ -19,7 +19,7 @@ from pymongo.errors import DuplicateKeyError
 
 from common.auth import Principal
 from common.aggregates import Aggregates, Codec
-from common.store import busy_retry, create_query_indexes
+from common.store import busy_retry, create_query_indexes, find_by
 from contracts.events.hotline import HelpRequested
 from services.hotline.callers import CallerIndex, KeyView
 from services.hotline.domain import caller_keys, project_status
@@ -146,7 +146,7 @@ class HotlineStore:
         """The intake records (without their events) in the order asked, in one read; missing ones left out."""
         if not case_ids:
             return []
-        docs = await self.intakes.find({"_id": {"$in": case_ids}}, {"events": 0}).to_list()
+        docs = await find_by(self.intakes, "_id", case_ids, {"events": 0})
         by_id = {d["_id"]: d for d in docs}
         return [by_id[c] for c in case_ids if c in by_id]
 

@@ -15,7 +15,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from common.store import create_query_indexes, insert_once
+from common.store import create_query_indexes, delete_by_ids, find_by, insert_once
 from services.notify.timers import TimerWheel
 
 APPLIED_KEPT = 500
@@ -80,8 +80,8 @@ class NotifyStore:
         return bool(await self.cases_with_pending_caller_texts([case_id]))
 
     async def cases_with_pending_caller_texts(self, case_ids: list[str]) -> set[str]:
-        found = await self.notifications.find({"case_id": {"$in": case_ids}, "recipient": "caller",
-                                               "status": "pending"}, {"case_id": 1}).to_list(None)
+        found = await find_by(self.notifications, "case_id", case_ids, {"case_id": 1},
+                              where={"recipient": "caller", "status": "pending"})
         return {doc["case_id"] for doc in found}
 
     async def forget_caller(self, case_id: str) -> None:
@@ -89,7 +89,7 @@ class NotifyStore:
 
     async def forget_callers(self, case_ids: list[str]) -> None:
         if case_ids:
-            await self.contacts.delete_many({"_id": {"$in": case_ids}})
+            await delete_by_ids(self.contacts, case_ids)
 
     # --------------------------------------------------------------------- notifications
 

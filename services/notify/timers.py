@@ -24,7 +24,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from common.store import create_query_indexes, insert_once
+from common.store import create_query_indexes, delete_by_ids, insert_once
 
 DUPLICATE_KEY = 11000
 
@@ -115,7 +115,7 @@ class TimerWheel:
         for timer_id, bucket in refs:
             by_bucket[bucket].append(timer_id)
         for bucket, ids in by_bucket.items():
-            await self.collection(bucket).delete_many({"_id": {"$in": ids}})
+            await delete_by_ids(self.collection(bucket), ids)
 
     async def due(self, now: datetime, limit: int) -> list[DueTimer]:
         """Up to `limit` timers whose `due_at` has passed, earliest first."""

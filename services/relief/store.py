@@ -17,7 +17,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from common.store import create_query_indexes, insert_once
+from common.store import create_query_indexes, find_by, insert_once
 
 DUPLICATE_KEY = 11000
 Doc = dict[str, Any]
@@ -53,8 +53,8 @@ class ReliefStore:
     # Both are written only through `common.aggregates` (`services.relief.documents`).
 
     async def cases_by_id(self, case_ids: list[str]) -> list[Doc]:
-        """The stored cases among `case_ids`, in one `$in` read."""
-        return await self.cases.find({"_id": {"$in": case_ids}}).batch_size(len(case_ids) + 1).to_list()
+        """The stored cases among `case_ids`, in one batched read (`common.store.find_by`)."""
+        return await find_by(self.cases, "_id", case_ids)
 
     async def get_case(self, case_id: str) -> Doc | None:
         return await self.cases.find_one({"_id": case_id})
@@ -142,10 +142,9 @@ class ReliefStore:
         return await self.registry.find_one({"id_card_hash": id_card_hash})
 
     async def registry_by_id_hashes(self, id_card_hashes: list[str]) -> dict[str, Doc]:
-        """Registry records by ID-card hash, in one `$in` read (the first record of a hash, as `find_one`)."""
+        """Registry records by ID-card hash, in one batched read (the first record of a hash, as `find_one`)."""
         found: dict[str, Doc] = {}
-        cursor = self.registry.find({"id_card_hash": {"$in": id_card_hashes}}).batch_size(len(id_card_hashes) + 1)
-        for doc in await cursor.to_list():
+        for doc in await find_by(self.registry, "id_card_hash", id_card_hashes):
             found.setdefault(doc["id_card_hash"], doc)
         return found
 

@@ -59,7 +59,7 @@ async def test_a_batch_of_events_for_many_cases_is_kept_once_in_a_bounded_number
     batch and one of a case this hotline never took; the store sees a fixed number of commands for it."""
     from types import SimpleNamespace
 
-    from common.store import CommandCounter, open_mongo
+    from common.store import CommandCounter, open_mongo, serves_queries_from_indexes
     from services.hotline.handlers import apply_downstream_events
     from services.hotline.store import HotlineStore
 
@@ -79,7 +79,11 @@ async def test_a_batch_of_events_for_many_cases_is_kept_once_in_a_bounded_number
         commands = dict(counter.counts)
     finally:
         await client.close()
-    assert commands == {"find": 1, "insert": 1, "update": 1}  # read all, claim all, write all
+    # read all (one `$in` on MongoDB; one equality query per case on FerretDB, which decodes the whole
+    # collection for a `$in`), claim all, write all
+    reads = 1 if await serves_queries_from_indexes(harness.db) else len(cases) + 1
+    commands.pop("buildInfo", None)
+    assert commands == {"find": reads, "insert": 1, "update": 1}
     for case_id in cases:
         status = await status_of(harness, case_id)
         assert status["status"] == "signed_for"
