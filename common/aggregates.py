@@ -152,13 +152,13 @@ class Aggregates(Generic[A]):
 
     async def sweep(self, older_than: datetime, limit: int = 500) -> int:
         """Publish the outboxes a crash or an outage left behind: documents written since the last sweep
-        (in the hour before, on the first) and unchanged since `older_than`, whose outbox is not recorded
+        (in the day before, on the first) and unchanged since `older_than`, whose outbox is not recorded
         as published. Returns how many documents had one.
 
         The documents are found by the minute their outbox was written (`outbox_minute`), one equality
         query per minute of the window: FerretDB pushes equalities down to PostgreSQL, but answers a range
         or `$in` filter by decoding the whole collection."""
-        since = self._swept_until or older_than - timedelta(hours=1)
+        since = self._swept_until or older_than - timedelta(days=1)  # published markers are kept a day
         minutes = [_minute(since + timedelta(minutes=n))
                    for n in range(int((older_than - since).total_seconds() // 60) + 2)]
         candidates = await find_by(self.collection, "outbox_minute", minutes, {"_id": 1, "version": 1, "updated_at": 1},
