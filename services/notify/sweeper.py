@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import structlog
-from faststream.kafka import KafkaBroker
 
 from common.app import Runtime
 from common.kafka import publish_event

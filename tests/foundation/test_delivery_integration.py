@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from faststream.kafka import KafkaRouter
 from pymongo.errors import DuplicateKeyError
 
 from common.kafka import SUBSCRIBER_ACK_POLICY, make_broker
