@@ -77,17 +77,8 @@ class TimerWheel:
         by_bucket: dict[int, list[Timer]] = defaultdict(list)
         for timer in timers:
             by_bucket[self.bucket_of(timer.due_at, now)].append(timer)
-        placed: dict[str, int] = {}
-        for bucket, group in by_bucket.items():
-            await self._ensure_bucket(bucket)
-            docs = [{"_id": t.id, "due_at": t.due_at, "payload": t.payload} for t in group]
-            try:
-                await self.collection(bucket).insert_many(docs, ordered=False)
-            except BulkWriteError as exc:
-                if any(err.get("code") != DUPLICATE_KEY for err in exc.details.get("writeErrors", [])):
-                    raise
-            placed.update({t.id: bucket for t in group})
-        return placed
+        await self.place(by_bucket)
+        return {t.id: bucket for bucket, group in by_bucket.items() for t in group}
 
     async def place(self, by_bucket: dict[int, list[Timer]]) -> None:
         """Store timers in the buckets chosen when they were decided (an id already stored is left as it
