@@ -124,23 +124,28 @@ async def raw_bodies(message: StreamMessage[Any]) -> Any:
 
 @dataclass(frozen=True)
 class BatchConsumer:
-    """One batch subscriber of `topics` in `group_id`, for the life of the service (a background loop)."""
+    """One batch subscriber of `topics` in `group_id`, for the life of the service (a background loop).
+
+    Without a group (`group_id=None`) every process reads every partition from where the topic stands
+    when it starts (`auto_offset_reset`, usually "latest") and commits nothing: for state every process
+    keeps in memory, such as what the other processes did."""
 
     name: str
     topics: tuple[str, ...]
-    group_id: str
+    group_id: str | None
     handler: BatchHandler
     max_records: int = 500
     batch_timeout_ms: int = 50
     auto_offset_reset: str = "earliest"
     # Started (with the broker, as the loop's first step) and stopped with it, e.g. a producer.
     resources: tuple[Any, ...] = ()
+    started: asyncio.Event | None = None  # set once the subscriber is running
 
     async def run(self, runtime: Runtime) -> None:
         broker, policy = make_batch_broker(runtime.settings, self.name)
 
         @broker.subscriber(*self.topics, group_id=self.group_id, auto_offset_reset=self.auto_offset_reset,
-                           ack_policy=AckPolicy.ACK, batch=True, max_records=self.max_records,
+                           ack_policy=AckPolicy.ACK if self.group_id else AckPolicy.MANUAL, batch=True, max_records=self.max_records,
                            batch_timeout_ms=self.batch_timeout_ms, decoder=raw_bodies)
         async def on_batch(_: list[bytes], message: KafkaMessage) -> None:
             raw = message.raw_message
@@ -160,6 +165,8 @@ class BatchConsumer:
                     for resource in self.resources:
                         await resource.stop()
                     await asyncio.sleep(2)
+            if self.started is not None:
+                self.started.set()
             await asyncio.Event().wait()
         finally:
             await broker.stop()

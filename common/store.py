@@ -48,20 +48,29 @@ async def busy_retry(op: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
 
 
 class CommandCounter(CommandListener):
-    """Store round trips by command name (`insert`, `find`, `update`, ...), for `/metrics`: on FerretDB
-    the number of commands per case, more than their size, decides how fast a service goes."""
+    """Store round trips by command name (`insert`, `find`, `update`, ...), and the time they took by
+    command and collection, for `/metrics`: on FerretDB the number of commands per case, and which
+    collection they scan, more than their size, decide how fast a service goes."""
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
+        self.seconds: Counter[tuple[str, str]] = Counter()  # (command, collection) -> seconds waited
+        self._started: dict[int, tuple[str, str]] = {}
 
     def started(self, event: CommandStartedEvent) -> None:
         self.counts[event.command_name] += 1
+        target = event.command.get(event.command_name)
+        self._started[event.request_id] = (event.command_name, target if isinstance(target, str) else "")
+
+    def _ended(self, event: CommandSucceededEvent | CommandFailedEvent) -> None:
+        if (started := self._started.pop(event.request_id, None)) is not None:
+            self.seconds[started] += event.duration_micros / 1e6
 
     def succeeded(self, event: CommandSucceededEvent) -> None:
-        pass
+        self._ended(event)
 
     def failed(self, event: CommandFailedEvent) -> None:
-        pass
+        self._ended(event)
 
 
 def open_mongo(settings: ServiceSettings, *, counter: CommandCounter | None = None) -> AsyncMongoClient[dict[str, Any]]:

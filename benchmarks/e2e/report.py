@@ -59,11 +59,12 @@ def print_phase(tracker: Tracker, calls: list[Call], title: str) -> None:
     print(table(HEADERS, rows), flush=True)
 
 
-def print_resources(cases: int, cpu: dict[str, float], commands: dict[str, dict[str, int]]) -> None:
-    """CPU per case of every process and store commands per case of every service."""
+def print_resources(cases: int, cpu: dict[str, float], commands: dict[str, dict[str, float]]) -> None:
+    """CPU per case of every process, store commands per case of every service, and where each service
+    waited on its store (command and collection)."""
     rows = []
     for name, seconds in cpu.items():
-        per_service = commands.get(name, {})
+        per_service = {k: v for k, v in commands.get(name, {}).items() if not k.startswith("seconds ")}
         total = sum(per_service.values())
         top = ", ".join(f"{k} {v / cases:.1f}" for k, v in sorted(per_service.items(), key=lambda kv: -kv[1])[:5])
         rows.append([name, f"{seconds * 1000 / cases:.1f}", f"{seconds:.1f}",
@@ -71,3 +72,11 @@ def print_resources(cases: int, cpu: dict[str, float], commands: dict[str, dict[
     print(f"\nper case over the plain surge ({cases} cases accepted):")
     print(table(["process", "CPU ms/case", "CPU s", "store cmds/case", "top commands per case"], rows),
           flush=True)
+    rows = []
+    for name, figures in commands.items():
+        waits = sorted(((k.split(" ", 1)[1], v) for k, v in figures.items() if k.startswith("seconds ")),
+                       key=lambda kv: -kv[1])
+        total = sum(v for _, v in waits)
+        top = ", ".join(f"{k} {v * 1000 / cases:.1f}" for k, v in waits[:4])
+        rows.append([name, f"{total * 1000 / cases:.1f}", top or "-"])
+    print(table(["service", "store wait ms/case", "most waited on (command collection ms/case)"], rows), flush=True)

@@ -75,15 +75,20 @@ class Stack:
         out = {name: s.process.pid for name, s in self.services.items() if s.process is not None}
         return out | infra_pids(instance)
 
-    async def store_commands(self, client: httpx.AsyncClient) -> dict[str, dict[str, int]]:
-        """Every service's `store_commands_total` by command name."""
-        out: dict[str, dict[str, int]] = {}
+    async def store_commands(self, client: httpx.AsyncClient) -> dict[str, dict[str, float]]:
+        """Every service's `store_commands_total` by command name, and its `store_command_seconds_total`
+        by `seconds <command> <collection>`."""
+        out: dict[str, dict[str, float]] = {}
         for name in SERVICES:
-            counts: dict[str, int] = {}
+            counts: dict[str, float] = {}
             for line in (await client.get(f"{self.url(name)}/metrics")).text.splitlines():
                 if line.startswith("store_commands_total{"):
                     labels, value = line.rsplit(" ", 1)
                     counts[labels.split('"')[1]] = int(value)
+                elif line.startswith("store_command_seconds_total{"):
+                    labels, value = line.rsplit(" ", 1)
+                    parts = labels.split('"')
+                    counts[f"seconds {parts[1]} {parts[3]}"] = float(value)
             out[name] = counts
         return out
 

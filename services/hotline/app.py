@@ -35,5 +35,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         subscribers=handlers.build_subscribers,
         routers=[api.page, api.router, open311.router],
         startup=startup,
-        background=[handlers.outbox_relay, handlers.status_consumer],
+        background=[handlers.outbox_relay, handlers.status_consumer, handlers.caller_feed],
     )

@@ -14,6 +14,11 @@ the collection and concurrent updates of one document lose writes):
   costs nothing extra on FerretDB (a scan either way) and keeps every slot visible should a head raise
   be lost to a concurrent one, or the first slots of a chunk be written while its raise is in flight
   in another process.
+- Once a process has loaded the index into memory (`CallerIndex.load`, one read of every slot at
+  start-up, in the background), lookups are answered from memory with no round trip at all: on FerretDB
+  the slot read decodes the whole collection, which grows with every call. Memory is kept current by this
+  process's own filings (before their insert) and by the calls other processes take (`observe`, fed from
+  the help-request topic). Until the load is done, lookups read the store as above.
 """
 
 from __future__ import annotations
@@ -44,16 +49,18 @@ def slot_id(key: str, chunk: int, slot: int) -> str:
 
 @dataclass(frozen=True)
 class KeyView:
-    """What the store held for one key when it was read: its head and the slots read, newest first."""
+    """What was known of one key when it was looked up: its head, its case ids newest first (each once),
+    and how many slots were seen taken (the next free slot is at or after that position)."""
 
     head: int
-    slots: tuple[tuple[int, int, str], ...] = ()  # (chunk, slot, case_id)
+    cases: tuple[str, ...] = ()
+    filed: int = 0
 
     def case_ids(self, limit: int) -> list[str]:
-        """The key's most recent case ids, newest first, each once. By case number (date-sortable) rather
-        than by slot: concurrent calls file their slots in a slightly different order than they got their
-        numbers, and "most recent" should mean the same to an operator as the numbers say."""
-        return sorted({case_id for _, _, case_id in self.slots}, reverse=True)[:limit]
+        """The key's most recent case ids, newest first. By case number (date-sortable) rather than by
+        slot: concurrent calls file their slots in a slightly different order than they got their numbers,
+        and "most recent" should mean the same to an operator as the numbers say."""
+        return list(self.cases[:limit])
 
 
 @dataclass
@@ -66,11 +73,9 @@ class _KeyState:
     raising: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def catch_up(self, view: KeyView, per_chunk: int) -> None:
-        """Never hand out a slot at or below one the store already showed (another process wrote it)."""
+        """Never hand out a slot at or below one already seen taken (another process wrote it)."""
         self.head = max(self.head, view.head)
-        seen = (view.slots[0][0], view.slots[0][1] + 1) if view.slots else (view.head, 0)
-        if seen[1] == per_chunk:
-            seen = (seen[0] + 1, 0)
+        seen = divmod(max(view.filed, view.head * per_chunk), per_chunk)
         if seen > (self.chunk, self.slot):
             self.chunk, self.slot = seen
 
@@ -78,6 +83,37 @@ class _KeyState:
         taken = (self.chunk, self.slot)
         self.chunk, self.slot = (self.chunk + 1, 0) if self.slot + 1 == per_chunk else (self.chunk, self.slot + 1)
         return taken
+
+
+class CallerMemory:
+    """Every key's case ids in this process's memory, oldest first, each once."""
+
+    def __init__(self) -> None:
+        self._cases: dict[str, list[str]] = {}
+        self.ready = False  # every slot stored before the load began is in here
+
+    def __len__(self) -> int:
+        return len(self._cases)
+
+    def note(self, key: str, case_id: str) -> None:
+        cases = self._cases.get(key)
+        if cases is None:
+            self._cases[key] = [case_id]
+        elif case_id not in cases:
+            cases.append(case_id)
+
+    def merge(self, loaded: dict[str, list[str]]) -> None:
+        """Add what was read from the store to what was noted meanwhile."""
+        for key, cases in loaded.items():
+            known = self._cases.get(key)
+            self._cases[key] = sorted(set(cases) | set(known)) if known else sorted(set(cases))
+        self.ready = True
+
+    def view(self, key: str) -> KeyView:
+        """Memory says nothing of the stored head (0): a process raises it itself before it first writes a
+        chunk above the head it knows, so the store stays right for processes that have not loaded."""
+        cases = self._cases.get(key, ())
+        return KeyView(head=0, cases=tuple(sorted(cases, reverse=True)), filed=len(cases))
 
 
 class CallerIndex:
@@ -89,6 +125,7 @@ class CallerIndex:
         self.per_chunk = per_chunk
         self.remembered = remembered
         self._keys: OrderedDict[str, _KeyState] = OrderedDict()
+        self.memory = CallerMemory()
 
     def _state(self, key: str) -> _KeyState:
         state = self._keys.get(key)
@@ -100,10 +137,28 @@ class CallerIndex:
             self._keys.move_to_end(key)
         return state
 
+    async def load(self, batch_size: int = 5_000) -> int:
+        """Read every slot into memory (one pass over the collection); from then on lookups need no round
+        trip. Returns the number of keys known."""
+        loaded: dict[str, list[str]] = {}
+        async for doc in self.slots.find({}, {"case_id": 1}).batch_size(batch_size):
+            loaded.setdefault(doc["_id"].rsplit("#", 2)[0], []).append(doc["case_id"])
+        self.memory.merge(loaded)
+        log.info("caller index loaded into memory", keys=len(self.memory))
+        return len(self.memory)
+
+    def observe(self, case_id: str, keys: Sequence[str]) -> None:
+        """A call another process (or this one) took: remember it under its keys."""
+        for key in keys:
+            self.memory.note(key, case_id)
+
     async def read(self, keys: Sequence[str]) -> dict[str, KeyView]:
-        """Every key's head and its slots in chunks head-1..head+1: two queries, whatever the keys hold."""
+        """Every key's cases: from memory once loaded, else its head and its slots in chunks head-1..head+1
+        (two queries, whatever the keys hold)."""
         if not keys:
             return {}
+        if self.memory.ready:
+            return {key: self.memory.view(key) for key in keys}
         heads = {d["_id"]: int(d["chunk"]) for d in await find_by(self.heads, "_id", list(keys))}
         ids = [slot_id(key, chunk, slot) for key in keys
                for chunk in range(max(0, heads.get(key, 0) - 1), heads.get(key, 0) + 2)
@@ -112,11 +167,16 @@ class CallerIndex:
         for doc in await find_by(self.slots, "_id", ids):
             key, chunk, slot = doc["_id"].rsplit("#", 2)
             found[key].append((int(chunk), int(slot), doc["case_id"]))
-        return {key: KeyView(head=heads.get(key, 0), slots=tuple(sorted(found[key], reverse=True))) for key in keys}
+        return {key: KeyView(head=heads.get(key, 0), cases=tuple(sorted({c for _, _, c in found[key]}, reverse=True)),
+                             filed=max((chunk * self.per_chunk + slot + 1 for chunk, slot, _ in found[key]), default=0))
+                for key in keys}
 
     async def add(self, case_id: str, keys: Sequence[str], seen: dict[str, KeyView] | None = None) -> None:
         """File the case under each key, one insert for all of them. `seen` is what `read` returned for
         this call, if it was read."""
+        if seen is None and self.memory.ready:
+            seen = {key: self.memory.view(key) for key in keys}
+        self.observe(case_id, keys)
         states = {key: self._state(key) for key in keys}
         for key, state in states.items():
             if seen and key in seen:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -11,8 +12,9 @@ from faststream.kafka import KafkaRouter
 
 from common.app import Runtime
 from common.batches import BatchConsumer, Rejected
-from common.consumer import PermanentError
-from contracts.events import CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC, SLA_EVENTS_TOPIC
+from common.consumer import PermanentError, backoff_delay
+from contracts.events import CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC, HELP_REQUESTED_TOPIC, SLA_EVENTS_TOPIC
+from contracts.events.hotline import HelpRequested
 from services.hotline.settings import Settings
 from services.hotline.store import HotlineStore
 
@@ -68,6 +70,47 @@ async def status_consumer(runtime: Runtime) -> None:
     await BatchConsumer(name="status", topics=tuple(settings.topic(t) for t in STATUS_TOPICS),
                         group_id=settings.consumer_group, handler=lambda records: apply_downstream_events(store, records),
                         max_records=settings.status_batch_size).run(runtime)
+
+
+def observe_calls(store: HotlineStore, records: Sequence[ConsumerRecord]) -> Rejected:
+    """Calls taken by any hotline process (this one's too), into this process's repeat-caller memory."""
+    for record in records:
+        try:
+            event = HelpRequested.model_validate_json(record.value or b"")
+        except ValueError:
+            continue  # not a call: nothing to remember (the router dead-letters it)
+        store.callers.observe(event.case_id, store.caller_key_ids(store.keys_of(event)))
+    return []
+
+
+async def caller_feed(runtime: Runtime) -> None:
+    """Background loop: every hotline process reads every call from the help-request topic (no consumer
+    group, from the latest), so the repeat-caller index it keeps in memory knows the calls the other
+    processes take; once the feed runs, the index is loaded from the store."""
+    settings: Settings = runtime.settings  # type: ignore[assignment]
+    store: HotlineStore = runtime.store.store
+    feed_running = asyncio.Event()
+    loading = asyncio.ensure_future(_load_callers(store, feed_running))
+    try:
+        async def handle(records: Sequence[ConsumerRecord]) -> Rejected:
+            return observe_calls(store, records)
+
+        await BatchConsumer(name="callers", topics=(settings.topic(HELP_REQUESTED_TOPIC),), group_id=None,
+                            handler=handle, auto_offset_reset="latest", started=feed_running).run(runtime)
+    finally:
+        loading.cancel()
+
+
+async def _load_callers(store: HotlineStore, feed_running: asyncio.Event) -> None:
+    await feed_running.wait()
+    failures = 0
+    while not store.callers.memory.ready:
+        try:
+            await store.callers.load()
+        except Exception as exc:  # noqa: BLE001 - lookups read the store meanwhile; try again
+            failures += 1
+            log.warning("caller index not loaded yet", error=repr(exc))
+            await asyncio.sleep(backoff_delay(failures, 1.0, 30.0))
 
 
 async def outbox_relay(runtime: Runtime) -> None:

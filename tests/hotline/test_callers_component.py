@@ -106,3 +106,57 @@ async def test_the_one_document_per_key_index_of_earlier_versions_is_migrated(db
     await index.add(case(8), [KEY], await index.read([KEY]))
     assert (await index.read([KEY]))[KEY].case_ids(1) == [case(8)]
     assert await CallerIndex(db).migrate_legacy() == 0  # a second start finds nothing to do
+
+
+async def counted_index(db, mongodb_url: str):
+    """An index on a client of its own that counts the commands it sends."""
+    from common.settings import ServiceSettings
+    from common.store import CommandCounter, open_mongo
+
+    counter = CommandCounter()
+    client = open_mongo(ServiceSettings(service_name="test", mongodb_url=mongodb_url), counter=counter)
+    return CallerIndex(client[db.name], per_chunk=5), counter, client
+
+
+async def test_once_loaded_lookups_come_from_memory_without_a_round_trip(db, mongodb_url: str) -> None:
+    writer = CallerIndex(db, per_chunk=5)
+    for n in range(1, 8):
+        await writer.add(case(n), [KEY])
+    index, counter, client = await counted_index(db, mongodb_url)
+    try:
+        assert await index.load() == 1
+        counter.counts.clear()
+        view = (await index.read([KEY, "household:none"]))[KEY]
+        assert dict(counter.counts) == {}
+        assert view.case_ids(50) == [case(n) for n in range(7, 0, -1)]  # all of them, not only the last chunks
+        # The next filing takes the next free slot straight away, from what memory knows.
+        await index.add(case(8), [KEY], await index.read([KEY]))
+        assert slot_id(KEY, 1, 2) in await stored_slots(db)
+        counter.counts.clear()  # (the first filing in a chunk raises the head once, should it lag)
+        await index.add(case(9), [KEY], await index.read([KEY]))
+        assert dict(counter.counts) == {"insert": 1}
+        assert slot_id(KEY, 1, 3) in await stored_slots(db)
+    finally:
+        await client.close()
+
+
+async def test_calls_other_processes_take_are_seen_once_observed(db) -> None:
+    index = CallerIndex(db, per_chunk=5)
+    await index.load()
+    other = CallerIndex(db, per_chunk=5)
+    await other.add(case(1), [KEY])
+    assert (await index.read([KEY]))[KEY].case_ids(50) == []  # memory is not the store ...
+    index.observe(case(1), [KEY])  # ... until the help-request topic brings the other process's call
+    index.observe(case(1), [KEY])  # (and a call seen twice, e.g. this process's own, counts once)
+    assert (await index.read([KEY]))[KEY].case_ids(50) == [case(1)]
+    await index.add(case(2), [KEY])
+    assert await stored_slots(db) == [slot_id(KEY, 0, 0), slot_id(KEY, 0, 1)]  # no collision: it knew of one
+
+
+async def test_what_is_filed_while_the_load_runs_is_kept(db) -> None:
+    await CallerIndex(db, per_chunk=5).add(case(1), [KEY])
+    index = CallerIndex(db, per_chunk=5)
+    loading = asyncio.ensure_future(index.load())
+    await index.add(case(2), [KEY])  # before, during or after the load's read: kept either way
+    await loading
+    assert (await index.read([KEY]))[KEY].case_ids(50) == [case(2), case(1)]

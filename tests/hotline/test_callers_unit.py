@@ -1,10 +1,10 @@
-"""The caller index's slot arithmetic, without a store."""
+"""The caller index's slot arithmetic and its memory, without a store."""
 
 from __future__ import annotations
 
 import pytest
 
-from services.hotline.callers import KeyView, _KeyState
+from services.hotline.callers import CallerMemory, KeyView, _KeyState
 
 pytestmark = pytest.mark.unit
 
@@ -16,15 +16,15 @@ def test_slots_run_through_a_chunk_then_start_the_next() -> None:
 
 def test_memory_catches_up_with_slots_another_process_wrote() -> None:
     state = _KeyState()
-    state.catch_up(KeyView(head=1, slots=((1, 1, "CQ-2"), (1, 0, "CQ-1"))), per_chunk=3)
+    state.catch_up(KeyView(head=1, cases=("CQ-2", "CQ-1"), filed=5), per_chunk=3)  # slots up to (1, 1) taken
     assert state.take(3) == (1, 2) and state.head == 1
-    state.catch_up(KeyView(head=1, slots=((1, 2, "CQ-3"),)), per_chunk=3)  # the last slot of a chunk
+    state.catch_up(KeyView(head=1, cases=("CQ-3",), filed=6), per_chunk=3)  # the last slot of a chunk
     assert state.take(3) == (2, 0)
 
 
 def test_memory_ahead_of_an_older_read_stays_where_it_is() -> None:
     state = _KeyState(chunk=4, slot=2, head=4)
-    state.catch_up(KeyView(head=3, slots=((3, 9, "CQ-1"),)), per_chunk=10)
+    state.catch_up(KeyView(head=3, cases=("CQ-1",), filed=40), per_chunk=10)
     assert state.take(10) == (4, 2) and state.head == 4
 
 
@@ -34,8 +34,14 @@ def test_an_empty_chunk_under_a_raised_head_is_started_at_its_first_slot() -> No
     assert state.take(10) == (5, 0)
 
 
-def test_most_recent_cases_come_by_case_number_each_once() -> None:
-    view = KeyView(head=0, slots=((0, 2, "CQ-20260215-000002"), (0, 1, "CQ-20260215-000003"),
-                                  (0, 0, "CQ-20260215-000002")))
-    assert view.case_ids(5) == ["CQ-20260215-000003", "CQ-20260215-000002"]
+def test_memory_keeps_each_case_once_and_answers_newest_first() -> None:
+    memory = CallerMemory()
+    memory.note("phone:a", "CQ-20260215-000003")
+    memory.merge({"phone:a": ["CQ-20260215-000002", "CQ-20260215-000003", "CQ-20260215-000001"]})
+    memory.note("phone:a", "CQ-20260215-000003")  # e.g. this process's own call, back from the topic
+    view = memory.view("phone:a")
+    assert memory.ready
+    assert view.case_ids(5) == ["CQ-20260215-000003", "CQ-20260215-000002", "CQ-20260215-000001"]
     assert view.case_ids(1) == ["CQ-20260215-000003"]
+    assert view.filed == 3 and view.head == 0  # three slots taken; the stored head is not memory's to say
+    assert memory.view("phone:b") == KeyView(head=0)

@@ -22,7 +22,7 @@ from contracts.events import CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC, HELP_REQU
 from contracts.events.hotline import HelpRequested
 from services.hotline.store import CASES_PER_KEY, MAX_MATCHES
 from tests.support.kafka import create_topics, read_topic
-from tests.support.processes import ServiceSet
+from tests.support.processes import ServiceProcess, ServiceSet, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -33,13 +33,13 @@ PHONE = "13812345678"
 
 @pytest.fixture(scope="module")
 def hotline(kafka_bootstrap: str, mongodb_url: str, tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[tuple[str, str]]:
+            ) -> Iterator[tuple[str, str, ServiceSet]]:
     asyncio.run(create_topics(kafka_bootstrap, *(NAMESPACE + t for t in (
         HELP_REQUESTED_TOPIC, CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC, SLA_EVENTS_TOPIC))))
     tmp: Path = tmp_path_factory.mktemp("repeat-caller")
     with ServiceSet(kafka_bootstrap, mongodb_url, ("hotline",), tmp,
                     extra_env={"HOTLINE_TOPIC_NAMESPACE": NAMESPACE}) as services:
-        yield services["hotline"].url, services.databases()[0]
+        yield services["hotline"].url, services.databases()[0], services
 
 
 def household(n: int) -> dict[str, Any]:
@@ -56,9 +56,9 @@ def operator() -> dict[str, str]:
 
 
 async def test_one_phone_calling_200_times_at_once_gets_200_cases_and_right_repeat_caller_lists(
-    hotline: tuple[str, str], kafka_bootstrap: str, mongodb_url: str
+    hotline: tuple[str, str, ServiceSet], kafka_bootstrap: str, mongodb_url: str
 ) -> None:
-    url, database = hotline
+    url, database, _ = hotline
     # No timed assert: the generous timeout only keeps a wedged intake from hanging the suite.
     async with httpx.AsyncClient(base_url=url, headers=operator(), timeout=180,
                                  limits=httpx.Limits(max_connections=CALLS)) as client:
@@ -100,3 +100,57 @@ async def test_one_phone_calling_200_times_at_once_gets_200_cases_and_right_repe
         assert one_more.status_code == 201
         candidates = sorted(newest[: MAX_MATCHES * 2], key=received_at.__getitem__, reverse=True)
         assert [d["case_id"] for d in one_more.json()["possible_duplicates"]] == candidates[:MAX_MATCHES]
+
+
+async def wait_for_log(process: ServiceProcess, text: str, timeout: float = 60) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while text not in process.log_path.read_text(errors="replace"):
+        assert asyncio.get_running_loop().time() < deadline, f"{text!r} not logged:\n{process.log_tail()}"
+        await asyncio.sleep(0.2)
+
+
+async def test_a_second_hotline_process_knows_the_calls_the_first_takes(
+    hotline: tuple[str, str, ServiceSet], tmp_path: Path
+) -> None:
+    """Two hotline processes on one store: each answers repeat-caller lookups from memory, and learns the
+    other's calls from the help-request topic (no store read on the call's path)."""
+    url, _, services = hotline
+    first = services["hotline"]
+    second = ServiceProcess("hotline", free_port(), dict(first.env), tmp_path / "hotline-2.log")
+    second.start()
+    phone = "13900001111"
+    try:
+        second.wait_ready()
+        await wait_for_log(first, "caller index loaded into memory")
+        await wait_for_log(second, "caller index loaded into memory")
+        async with httpx.AsyncClient(headers=operator(), timeout=60) as client:
+            def call(n: int) -> dict[str, Any]:
+                return {**household(1000 + n), "caller": {"name": "赵来电", "phone": phone}}
+
+            earlier = (await client.post(f"{url}/api/v1/help-requests", json=call(1))).json()["case_id"]
+            deadline = asyncio.get_running_loop().time() + 30
+            while True:  # the first's call reaches the second through Kafka, not through its store
+                listed = await client.get(f"{second.url}/api/v1/cases",
+                                          params={"phone": phone, "reason": "来电人查询进度"})
+                assert listed.status_code == 200, listed.text
+                if [c["case_id"] for c in listed.json()] == [earlier]:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, listed.json()
+                await asyncio.sleep(0.2)
+            taken = await client.post(f"{second.url}/api/v1/help-requests", json=call(2))
+            assert taken.status_code == 201, taken.text
+            assert [d["case_id"] for d in taken.json()["possible_duplicates"]] == [earlier]
+            later = taken.json()["case_id"]
+            # ... and the other way round; the second filed its slot after the first's, not over it
+            deadline = asyncio.get_running_loop().time() + 30
+            while True:
+                again = await client.post(f"{url}/api/v1/help-requests", json=call(3))
+                assert again.status_code == 201, again.text
+                seen = [d["case_id"] for d in again.json()["possible_duplicates"]]
+                if later in seen:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, seen
+                await asyncio.sleep(0.2)
+            assert earlier in seen
+    finally:
+        second.stop()
