@@ -27,12 +27,21 @@ dedupe on event id) and must not change documents of the same `Aggregates` (the 
 Round trips for a batch of n documents: a read, a claim insert, a bulk write (updates in commands of at
 most `common.store.UPDATES_PER_COMMAND`), the publish, a marker insert: five, whatever n is, plus one
 per lost race and one lookup of markers when documents come from another process.
+
+This process remembers the documents it wrote (or was handed, `remember`) for `cache_ttl`, at most
+`cache_size` of them, and a change of one of those skips the read: on FerretDB every read scans the
+collection. A remembered document is only a guess at the stored one; the version claim checks it, as it
+checks a read (another process that wrote since took the claim, and the document is read again). The
+time limit stays far below the claims' retention, so the claim that would show a stale guess is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -56,6 +65,8 @@ Change = Callable[[A | None], A | None]
 Publish = Callable[[Sequence[tuple[str, list[Entry]]]], Awaitable[None]]
 DUPLICATE_KEY = 11000
 LOCK_STRIPES = 256
+CACHE_SIZE = 5_000  # documents this process remembers having written (module docstring)
+CACHE_TTL_S = 120.0
 REMEMBERED = 100_000  # outboxes this process published, remembered so it need not look them up
 
 
@@ -101,6 +112,7 @@ class _Plan(Generic[A]):
     doc: Doc
     version: int
     insert: bool  # not in the working set (new, or coming back from the archive)
+    stored: Doc  # the whole document as it will be stored (the fields written over those left alone)
 
 
 class Aggregates(Generic[A]):
@@ -108,7 +120,7 @@ class Aggregates(Generic[A]):
 
     def __init__(self, collection: AsyncCollection[Doc], claims: AsyncCollection[Doc], codec: Codec[A],
                  publish: Publish | None = None, *, archive: AsyncCollection[Doc] | None = None,
-                 attempts: int = 20) -> None:
+                 attempts: int = 20, cache_size: int = CACHE_SIZE, cache_ttl_s: float = CACHE_TTL_S) -> None:
         self.collection = collection
         self.archive = archive
         self.claims = VersionClaims(claims, collection)
@@ -119,6 +131,35 @@ class Aggregates(Generic[A]):
         self.publish = publish
         self.attempts = attempts
         self._stripes = tuple(asyncio.Lock() for _ in range(LOCK_STRIPES))
+        self.cache_size = cache_size
+        self.cache_ttl_s = cache_ttl_s
+        self._cache: OrderedDict[str, tuple[float, Doc]] = OrderedDict()  # id -> (when, document as stored)
+        self.cache_hits = 0
+
+    # ------------------------------------------------------------------ what this process wrote
+
+    def remember(self, doc: Doc) -> None:
+        """The document as this process just stored it (written here, or inserted whole elsewhere, e.g. a
+        creation record): its next change need not read it back."""
+        if self.cache_size <= 0:
+            return
+        self._cache[doc["_id"]] = (time.monotonic(), copy.deepcopy(doc))
+        self._cache.move_to_end(doc["_id"])
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    def forget(self, *doc_ids: str) -> None:
+        for doc_id in doc_ids:
+            self._cache.pop(doc_id, None)
+
+    def _remembered(self, doc_id: str) -> Doc | None:
+        item = self._cache.get(doc_id)
+        if item is None:
+            return None
+        if time.monotonic() - item[0] > self.cache_ttl_s:
+            del self._cache[doc_id]
+            return None
+        return copy.deepcopy(item[1])
 
     # ------------------------------------------------------------------ changing
 
@@ -130,13 +171,14 @@ class Aggregates(Generic[A]):
             raise outcome.failed[doc_id]
         return outcome.written.get(doc_id)
 
-    async def change_many(self, changes: Mapping[str, Change[A]]) -> Outcome[A]:
-        """Apply a change to each of many documents in a bounded number of round trips (module docstring)."""
+    async def change_many(self, changes: Mapping[str, Change[A]], *, remembered: bool = True) -> Outcome[A]:
+        """Apply a change to each of many documents in a bounded number of round trips (module docstring).
+        With `remembered` False every document is read from the store, none taken from memory."""
         outcome: Outcome[A] = Outcome()
         if not changes:
             return outcome
         async with self._holding(changes):
-            docs = await self._read(list(changes))
+            docs = await self._read(list(changes), remembered=remembered)
             await self._drop_published(docs)
             plans, pending = self._plan(changes, docs, outcome)
             lost = await self._write(plans)
@@ -172,7 +214,8 @@ class Aggregates(Generic[A]):
             marked = await self._marked(left)
             ids = [doc_id for doc_id in left if doc_id not in marked]
             if ids:
-                await self.change_many(dict.fromkeys(ids, _unchanged))
+                # From the store: what this process remembers may be older than what another wrote.
+                await self.change_many(dict.fromkeys(ids, _unchanged), remembered=False)
                 if any(self._published.get(doc_id, -1) < left[doc_id] for doc_id in ids):
                     return len(ids)  # still unpublished (the broker is away): the next sweep looks again
         # The next sweep starts where this one stopped (overlapping a little: a write can be stamped a
@@ -188,9 +231,18 @@ class Aggregates(Generic[A]):
                 await held.enter_async_context(self._stripes[stripe])
             yield
 
-    async def _read(self, ids: list[str]) -> dict[str, tuple[Doc, bool]]:
-        """The stored documents by id, each with whether it came from the archive."""
-        found: dict[str, tuple[Doc, bool]] = {doc["_id"]: (doc, False) for doc in await find_by(self.collection, "_id", ids)}
+    async def _read(self, ids: list[str], *, remembered: bool = True) -> dict[str, tuple[Doc, bool]]:
+        """The stored documents by id, each with whether it came from the archive; those this process
+        remembers writing are not read (unless `remembered` is False)."""
+        found: dict[str, tuple[Doc, bool]] = {}
+        if remembered:
+            for doc_id in ids:
+                if (doc := self._remembered(doc_id)) is not None:
+                    found[doc_id] = (doc, False)
+            self.cache_hits += len(found)
+        unread = [doc_id for doc_id in ids if doc_id not in found]
+        if unread:
+            found |= {doc["_id"]: (doc, False) for doc in await find_by(self.collection, "_id", unread)}
         missing = [doc_id for doc_id in ids if doc_id not in found]
         if missing and self.archive is not None:
             for doc in await find_by(self.archive, "_id", missing):
@@ -241,8 +293,9 @@ class Aggregates(Generic[A]):
             doc.update(_id=doc_id, version=version, updated_at=now, outbox_pending=bool(doc.get("outbox")),
                        outbox_minute=_minute(now) if doc.get("outbox") else None)
             # The value as stored: the fields this write sets over those it leaves (the version included).
-            value = self.codec.load({**(stored or {}), **doc})
-            plans.append(_Plan(doc_id, value, doc, version, insert=stored is None or archived))
+            whole = {**(stored or {}), **doc}
+            value = self.codec.load(whole)
+            plans.append(_Plan(doc_id, value, doc, version, insert=stored is None or archived, stored=whole))
         return plans, pending
 
     async def _write(self, plans: Sequence[_Plan[A]]) -> set[str]:
@@ -259,13 +312,21 @@ class Aggregates(Generic[A]):
             except BulkWriteError as exc:
                 lost |= {inserts[i].id for i in _duplicates(exc)}  # created (or restored) by another writer
         if replaces:
-            await bulk_update(self.collection, [UpdateOne({"_id": p.id}, {"$set": _without_id(p.doc)})
-                                                for p in replaces])
+            try:
+                await bulk_update(self.collection, [UpdateOne({"_id": p.id}, {"$set": _without_id(p.doc)})
+                                                    for p in replaces])
+            except Exception:
+                self.forget(*(p.id for p in replaces))  # some may be written, some not: read them next time
+                raise
+        for plan in plans:
+            if plan.id not in lost:
+                self.remember(plan.stored)
         return lost
 
     async def _change_alone(self, doc_id: str, change: Change[A], outcome: Outcome[A]) -> Written[A] | None:
+        self.forget(doc_id)  # what this process remembered was not what is stored
         for attempt in range(self.attempts):
-            docs = await self._read([doc_id])
+            docs = await self._read([doc_id], remembered=False)
             await self._drop_published(docs)
             step: Outcome[A] = Outcome()
             plans, _ = self._plan({doc_id: change}, docs, step)
@@ -340,6 +401,7 @@ class Aggregates(Generic[A]):
                 for e in errors:
                     await self.archive.replace_one({"_id": moved[e["index"]]["_id"]}, moved[e["index"]])
         if moved:
+            self.forget(*(doc["_id"] for doc in moved))
             await delete_by_ids(self.collection, [doc["_id"] for doc in moved])
         return len(moved)
 

@@ -125,6 +125,7 @@ class HotlineStore:
         """Insert the intake record; its unique `_id` claims the case number (DuplicateKeyError if taken)."""
         document = self.intake_document(event)
         await busy_retry(lambda: self.intakes.insert_one(document))
+        self.records.remember(document)  # its first downstream event need not read it back
 
     @staticmethod
     def caller_key_ids(keys: dict[str, str]) -> list[str]:

@@ -173,7 +173,7 @@ class CaseService:
                     if case.received_at < now - timedelta(seconds=self.settings.archive_after_s)]
         archived = await self.store.archived(replayed) if replayed else set()
         inserted = await self.store.insert_cases([(case, entries) for case_id, (case, entries) in cases.items()
-                                                  if case_id not in archived])
+                                                  if case_id not in archived], remember=self.cases.remember)
         inserted.update(dict.fromkeys(archived, False))
         to_publish: list[dict[str, Any]] = []
         for case_id, (case, entries) in cases.items():

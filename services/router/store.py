@@ -7,6 +7,7 @@ insert and the queries.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 import json
 from typing import Any
 
@@ -36,8 +37,10 @@ class RouterStore:
             (self.cases, [("outbox_pending", ASCENDING), ("updated_at", ASCENDING)]),
         ])
 
-    async def insert_cases(self, cases: list[tuple[Case, list[dict[str, Any]]]]) -> dict[str, bool]:
-        """Record new cases in one `insert_many`; case id -> False where it was already there (redelivery)."""
+    async def insert_cases(self, cases: list[tuple[Case, list[dict[str, Any]]]],
+                           remember: Callable[[dict[str, Any]], None] | None = None) -> dict[str, bool]:
+        """Record new cases in one `insert_many`; case id -> False where it was already there (redelivery).
+        `remember` is handed each document inserted (the write path's memory of what it stored)."""
         if not cases:
             return {}
         now = utcnow()
@@ -57,6 +60,10 @@ class RouterStore:
             if any(e.get("code") != 11000 for e in errors):
                 raise
             duplicates = {e["index"] for e in errors}
+        if remember is not None:
+            for i, doc in enumerate(docs):
+                if i not in duplicates:
+                    remember(doc)
         return {case.case_id: i not in duplicates for i, (case, _) in enumerate(cases)}
 
     async def get(self, case_id: str) -> Case | None:

@@ -104,7 +104,8 @@ async def test_a_batch_costs_a_bounded_number_of_round_trips(db, mongodb_url) ->
     client: AsyncMongoClient = AsyncMongoClient(mongodb_url, tz_aware=True, event_listeners=[counter])
     try:
         counted = client[db.name]
-        cases = Aggregates(counted["tallies"], counted["tally_claims"], CODEC, Published())
+        # Without the memory of what it wrote, so that every batch reads (the memory: the tests below).
+        cases = Aggregates(counted["tallies"], counted["tally_claims"], CODEC, Published(), cache_size=0)
 
         async def cost(size: int, prefix: str, item: str) -> int:
             before = dict(counter.counts)
@@ -230,3 +231,46 @@ async def test_a_sweep_that_could_not_publish_looks_again_next_time(db) -> None:
     cases.publish = published
     assert await cases.sweep(older_than=now + timedelta(seconds=40)) == 1
     assert published.events == ["t-1:x"]
+
+
+async def test_a_document_this_process_wrote_is_changed_again_without_reading_it(db, mongodb_url: str) -> None:
+    from pymongo import AsyncMongoClient
+
+    counter = CommandCounter()
+    client: AsyncMongoClient = AsyncMongoClient(mongodb_url, tz_aware=True, event_listeners=[counter])
+    try:
+        tallies = Aggregates(client[db.name]["tallies"], client[db.name]["tally_claims"], CODEC, Published())
+        await tallies.change_many({f"t{n}": add_to(f"t{n}", "x") for n in range(5)})
+        counter.counts.clear()
+        outcome = await tallies.change_many({f"t{n}": add_to(f"t{n}", "y") for n in range(5)})
+        assert len(outcome.written) == 5 and "find" not in counter.counts, dict(counter.counts)
+        assert tallies.cache_hits == 5
+    finally:
+        await client.close()
+    for n in range(5):
+        assert (await db["tallies"].find_one({"_id": f"t{n}"}))["items"] == ["x", "y"]
+
+
+async def test_what_another_process_wrote_since_is_not_lost_to_what_this_one_remembers(db) -> None:
+    mine = Aggregates(db["tallies"], db["tally_claims"], CODEC, Published())
+    other = Aggregates(db["tallies"], db["tally_claims"], CODEC, Published())
+    await mine.change("t", add_to("t", "a"))
+    await other.change("t", add_to("t", "b"))  # `mine` still remembers the document without "b"
+    written = await mine.change("t", add_to("t", "c"))  # its claim is lost: it reads the document again
+    assert written is not None and written.value.items == ["a", "b", "c"]
+    assert (await db["tallies"].find_one({"_id": "t"}))["items"] == ["a", "b", "c"]
+    # A remembered document older than the time limit is read again rather than trusted.
+    quick = Aggregates(db["tallies"], db["tally_claims"], CODEC, Published(), cache_ttl_s=0.0)
+    await quick.change("u", add_to("u", "a"))
+    await other.change("u", add_to("u", "b"))
+    await quick.change("u", add_to("u", "c"))
+    assert quick.cache_hits == 0
+    assert (await db["tallies"].find_one({"_id": "u"}))["items"] == ["a", "b", "c"]
+
+
+async def test_an_archived_document_is_forgotten_and_comes_back_whole(db) -> None:
+    tallies = Aggregates(db["tallies"], db["tally_claims"], CODEC, Published(), archive=db["tallies_archive"])
+    await tallies.change("t", add_to("t", "a"))
+    assert await tallies.archive_where({"_id": "t"}) == 1
+    await tallies.change("t", add_to("t", "b"))
+    assert (await db["tallies"].find_one({"_id": "t"}))["items"] == ["a", "b"]

@@ -73,11 +73,11 @@ async def test_a_failing_chunk_fails_the_batch_with_its_own_error(kafka_bootstra
     class FlakyStore(RouterStore):
         calls = 0
 
-        async def insert_cases(self, cases):  # type: ignore[no-untyped-def]
+        async def insert_cases(self, cases, remember=None):  # type: ignore[no-untyped-def]
             FlakyStore.calls += 1
             if FlakyStore.calls == 2:
                 raise AutoReconnect("store went away")
-            return await super().insert_cases(cases)
+            return await super().insert_cases(cases, remember)
 
     service = CaseService(store=FlakyStore(db), broker=None, settings=settings,  # type: ignore[arg-type]
                           catalogue=catalogue_of(settings))
