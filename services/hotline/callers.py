@@ -34,7 +34,7 @@ import structlog
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from common.store import busy_retry, find_by
+from common.store import GroupInserts, busy_retry, find_by
 
 log = structlog.get_logger("hotline.callers")
 
@@ -126,6 +126,7 @@ class CallerIndex:
         self.remembered = remembered
         self._keys: OrderedDict[str, _KeyState] = OrderedDict()
         self.memory = CallerMemory()
+        self._inserts = GroupInserts(self.slots)  # concurrent calls' slots in one insert
 
     def _state(self, key: str) -> _KeyState:
         state = self._keys.get(key)
@@ -191,14 +192,12 @@ class CallerIndex:
             await asyncio.gather(*(self._raise_head(key, states[key], chunk)
                                    for key, (chunk, _) in taken.items() if chunk > states[key].head))
             slots = [{"_id": slot_id(key, *taken[key]), **document} for key in waiting]
-            try:
-                await busy_retry(lambda: self.slots.insert_many(slots, ordered=False))
-                return
-            except BulkWriteError as exc:
-                errors = exc.details.get("writeErrors", [])
-                if any(e.get("code") != 11000 for e in errors):
-                    raise
-                waiting = [waiting[e["index"]] for e in errors]  # another process took these slots
+            outcomes = await asyncio.gather(*(self._inserts.insert(slot) for slot in slots), return_exceptions=True)
+            if failed := next((o for o in outcomes if isinstance(o, BaseException)
+                               and not isinstance(o, DuplicateKeyError)), None):
+                raise failed
+            # another process took these slots: the next ones
+            waiting = [key for key, o in zip(waiting, outcomes, strict=True) if isinstance(o, DuplicateKeyError)]
         raise RuntimeError(f"no free caller slot after {4 * self.per_chunk} tries")
 
     async def _raise_head(self, key: str, state: _KeyState, chunk: int) -> None:

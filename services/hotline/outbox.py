@@ -31,7 +31,7 @@ from pymongo.errors import DuplicateKeyError
 from common.kafka import publish_event, publish_events
 from contracts.events.hotline import HelpRequested, HotlineCaseEvent
 from common.consumer import backoff_delay
-from common.store import busy_retry, delete_by_ids
+from common.store import GroupInserts, busy_retry, delete_by_ids
 
 if TYPE_CHECKING:
     from faststream.kafka import KafkaBroker
@@ -56,6 +56,7 @@ class Outbox:
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self.entries = db["outbox"]
+        self._inserts = GroupInserts(self.entries)  # concurrent calls' entries in one insert
         self._next: int | None = None
 
     async def ensure_indexes(self) -> None:
@@ -82,7 +83,7 @@ class Outbox:
         while True:
             entry["seq"] = await self._take_seq()
             try:
-                await busy_retry(lambda: self.entries.insert_one(entry))
+                await self._inserts.insert(entry)
             except DuplicateKeyError:
                 if await self.entries.find_one({"_id": entry["_id"]}, {"_id": 1}) is not None:
                     return entry  # the same event appended twice: once is enough

@@ -30,9 +30,9 @@ class Settings(ServiceSettings):
     inflight_takeover_s: float = Field(default=30.0, gt=0)
     # Downstream events (router, relief, notify) projected into the caller-facing status per batch.
     status_batch_size: int = Field(default=500, ge=1, le=5000)
-    # Calls stored at the same time; more wait their turn in memory rather than contend for the store's
-    # write lock (FerretDB's SQLite backend degrades sharply under many concurrent writers).
-    intake_concurrency: int = Field(default=8, ge=1)
+    # Calls being taken at the same time; more wait their turn in memory. The calls in progress share
+    # their inserts (group commit), so more of them means fewer, larger store commands.
+    intake_concurrency: int = Field(default=64, ge=1)
 
     @model_validator(mode="after")
     def _production_needs_own_pepper(self) -> Settings:

@@ -19,7 +19,7 @@ from pymongo.errors import DuplicateKeyError
 
 from common.auth import Principal
 from common.aggregates import Aggregates, Codec
-from common.store import busy_retry, create_query_indexes, find_by
+from common.store import GroupInserts, busy_retry, create_query_indexes, find_by
 from contracts.events.hotline import HelpRequested
 from services.hotline.callers import CallerIndex, KeyView
 from services.hotline.domain import caller_keys, project_status
@@ -62,6 +62,10 @@ class HotlineStore:
         self.counters = db["counters"]
         self.audit = db["audit"]
         self.idempotency = db["idempotency_keys"]
+        # Concurrent calls share their inserts (group commit): one command for all the calls arriving
+        # while the previous one is in flight.
+        self._intake_inserts = GroupInserts(self.intakes)
+        self._key_inserts = GroupInserts(self.idempotency)
 
     async def ensure_indexes(self) -> None:
         await create_query_indexes(self.db, [
@@ -106,8 +110,7 @@ class HotlineStore:
         """Tie a client's `Idempotency-Key` to the case number about to be claimed; None if this request won
         it, else the case number an earlier request with that key holds (the unique `_id` decides)."""
         try:
-            await busy_retry(lambda: self.idempotency.insert_one({"_id": key, "case_id": case_id,
-                                                                   "at": datetime.now(UTC)}))
+            await self._key_inserts.insert({"_id": key, "case_id": case_id, "at": datetime.now(UTC)})
         except DuplicateKeyError:
             held = await self.idempotency.find_one({"_id": key})
             return held["case_id"] if held else case_id
@@ -124,7 +127,7 @@ class HotlineStore:
     async def claim_intake(self, event: HelpRequested) -> None:
         """Insert the intake record; its unique `_id` claims the case number (DuplicateKeyError if taken)."""
         document = self.intake_document(event)
-        await busy_retry(lambda: self.intakes.insert_one(document))
+        await self._intake_inserts.insert(document)
         self.records.remember(document)  # its first downstream event need not read it back
 
     @staticmethod

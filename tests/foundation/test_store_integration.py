@@ -106,3 +106,24 @@ def test_a_claims_collection_must_say_so_in_its_name(db) -> None:
 
     with pytest.raises(ValueError, match="_claims"):
         VersionClaims(db["case_versions"], db["cases"])
+
+
+async def test_concurrent_inserts_share_commands_and_each_caller_gets_its_own_outcome(db) -> None:
+    from pymongo.errors import DuplicateKeyError
+
+    from common.store import GroupInserts
+
+    await db["grouped"].insert_one({"_id": "taken"})
+    inserts = GroupInserts(db["grouped"])
+    ids = [f"d{n}" for n in range(50)] + ["taken"]
+    outcomes = await asyncio.gather(*(inserts.insert({"_id": i, "n": 1}) for i in ids), return_exceptions=True)
+    assert outcomes[:50] == [None] * 50
+    assert isinstance(outcomes[50], DuplicateKeyError)  # only the duplicate's own caller hears of it
+    assert await db["grouped"].count_documents({}) == 51
+    assert inserts.commands == 1  # the 51 calls arriving together went in one command
+    first = asyncio.ensure_future(inserts.insert({"_id": "first"}))
+    await asyncio.sleep(0)  # its command is in flight: the next ones wait for it, then go together
+    await asyncio.gather(first, *(inserts.insert({"_id": f"e{n}"}) for n in range(20)))
+    assert inserts.commands == 3
+    await inserts.insert({"_id": "alone"})  # nothing in flight: no waiting for company
+    assert inserts.commands == 4
