@@ -27,10 +27,29 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+POSTGRES = "PostgreSQL (all)"  # the server and its backends: the process tree's CPU
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU of a process, its live children and the children it has reaped (PostgreSQL's backends)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(stat.parent.name), int(fields[1])
+        if pid == root:
+            total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+        elif ppid == root:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def infra_pids(instance: str) -> dict[str, int]:
     """The broker's and the store's processes of this infrastructure instance (deploy/local/infra.sh)."""
     pids = {}
-    for name, label in (("kafka", "kafka JVM"), ("ferretdb", "FerretDB")):
+    for name, label in (("kafka", "kafka JVM"), ("ferretdb", "FerretDB"), ("postgres", POSTGRES)):
         path = ROOT / ".cache" / instance / f"{name}.pid"
         if path.exists() and Path(f"/proc/{path.read_text().strip()}").exists():
             pids[label] = int(path.read_text().strip())
@@ -94,4 +113,5 @@ class Stack:
 
 
 def cpu_of(pids: dict[str, int]) -> dict[str, float]:
-    return {name: cpu_seconds(pid) for name, pid in pids.items() if Path(f"/proc/{pid}").exists()}
+    return {name: tree_cpu_seconds(pid) if name == POSTGRES else cpu_seconds(pid)
+            for name, pid in pids.items() if Path(f"/proc/{pid}").exists()}
