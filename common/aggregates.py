@@ -42,7 +42,7 @@ import contextlib
 import copy
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -171,14 +171,19 @@ class Aggregates(Generic[A]):
             raise outcome.failed[doc_id]
         return outcome.written.get(doc_id)
 
-    async def change_many(self, changes: Mapping[str, Change[A]], *, remembered: bool = True) -> Outcome[A]:
+    async def change_many(self, changes: Mapping[str, Change[A]], *, remembered: bool = True,
+                          new: Collection[str] = ()) -> Outcome[A]:
         """Apply a change to each of many documents in a bounded number of round trips (module docstring).
-        With `remembered` False every document is read from the store, none taken from memory."""
+        With `remembered` False every document is read from the store, none taken from memory. Ids in
+        `new` are believed not to exist yet (the event that creates them): they are not read, only
+        inserted, and if one exists after all its insert is refused and it is read and changed alone. (Not
+        with an archive: a document there would be created a second time, so they are read as usual.)"""
         outcome: Outcome[A] = Outcome()
         if not changes:
             return outcome
         async with self._holding(changes):
-            docs = await self._read(list(changes), remembered=remembered)
+            unread = set(new) if self.archive is None else set()
+            docs = await self._read([doc_id for doc_id in changes if doc_id not in unread], remembered=remembered)
             await self._drop_published(docs)
             plans, pending = self._plan(changes, docs, outcome)
             lost = await self._write(plans)

@@ -12,7 +12,7 @@ insert of texts); they are idempotent (natural ids), so a sweep after a crash ru
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Collection, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -138,15 +138,17 @@ class Clockwork:
         doc = await self.store.load(case_id)
         return CaseState.model_validate(doc["state"]) if doc else None
 
-    async def record_many(self, steps: Iterable[tuple[str, str, StateChange]]) -> dict[str, Exception]:
+    async def record_many(self, steps: Iterable[tuple[str, str, StateChange]], *, new: Collection[str] = ()
+                          ) -> dict[str, Exception]:
         """Apply a batch of (case id, event id, change), in order per case, in one pass of the write path.
-        Returns the cases whose change raised, with the error."""
+        `new`: cases whose first event here opens them (not read: see `Aggregates.change_many`). Returns
+        the cases whose change raised, with the error."""
         by_case: dict[str, list[tuple[str, StateChange]]] = defaultdict(list)
         for case_id, event_id, change in steps:
             by_case[case_id].append((event_id, change))
         now = datetime.now(UTC)
         outcome = await self.cases.change_many({case_id: self.fold(case_id, case_steps, now)
-                                                for case_id, case_steps in by_case.items()})
+                                                for case_id, case_steps in by_case.items()}, new=new)
         return outcome.failed
 
     # ------------------------------------------------------------------ effects (after the write)

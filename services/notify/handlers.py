@@ -58,6 +58,7 @@ async def apply_records(runtime: Runtime, records: Sequence[ConsumerRecord]) -> 
     adapters = {runtime.settings.topic(name): adapter for name, adapter in ADAPTERS.items()}
     rejected: Rejected = []
     steps, records_of, phones = [], {}, {}
+    opened: set[str] = set()  # cases whose first event in this batch is the call that opens them
     for record in records:
         try:
             body = json.loads(record.value or b"")
@@ -70,6 +71,8 @@ async def apply_records(runtime: Runtime, records: Sequence[ConsumerRecord]) -> 
         if event is None:
             continue
         if isinstance(event, HelpRequested):
+            if event.case_id not in records_of:
+                opened.add(event.case_id)
             # The phone is kept only to text the caller about this case; it is never logged or put in keys.
             phones[event.case_id] = event.caller.phone
         if isinstance(event, CaseDispatched):
@@ -82,7 +85,7 @@ async def apply_records(runtime: Runtime, records: Sequence[ConsumerRecord]) -> 
                       lambda state, e=event: case_rules.apply(state, e, notify.policy)))
         records_of.setdefault(event.case_id, []).append(record)
     await notify.store.remember_callers(phones)
-    failed = await notify.clockwork.record_many(steps)
+    failed = await notify.clockwork.record_many(steps, new=opened)
     for case_id, error in failed.items():
         log.error("case refused its events", case_id=case_id, error=repr(error))
         rejected += [(record, error) for record in records_of[case_id]]

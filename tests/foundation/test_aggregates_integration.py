@@ -274,3 +274,23 @@ async def test_an_archived_document_is_forgotten_and_comes_back_whole(db) -> Non
     assert await tallies.archive_where({"_id": "t"}) == 1
     await tallies.change("t", add_to("t", "b"))
     assert (await db["tallies"].find_one({"_id": "t"}))["items"] == ["a", "b"]
+
+
+async def test_documents_believed_new_are_not_read_and_one_that_exists_after_all_loses_nothing(
+        db, mongodb_url: str) -> None:
+    from pymongo import AsyncMongoClient
+
+    await Aggregates(db["tallies"], db["tally_claims"], CODEC, Published()).change("old", add_to("old", "a"))
+    counter = CommandCounter()
+    client: AsyncMongoClient = AsyncMongoClient(mongodb_url, tz_aware=True, event_listeners=[counter])
+    try:
+        tallies = Aggregates(client[db.name]["tallies"], client[db.name]["tally_claims"], CODEC, Published())
+        ids = [f"n{n}" for n in range(5)]
+        outcome = await tallies.change_many({i: add_to(i, "x") for i in ids}, new=ids)
+        assert set(outcome.written) == set(ids) and "find" not in counter.counts, dict(counter.counts)
+        # A redelivered "opening" event: the document is there, its insert is refused, it is read alone.
+        outcome = await tallies.change_many({"old": add_to("old", "b")}, new=["old"])
+        assert outcome.written["old"].value.items == ["a", "b"]
+    finally:
+        await client.close()
+    assert (await db["tallies"].find_one({"_id": "old"}))["items"] == ["a", "b"]
