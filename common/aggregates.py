@@ -152,6 +152,15 @@ class Aggregates(Generic[A]):
         for doc_id in doc_ids:
             self._cache.pop(doc_id, None)
 
+    def _unread(self, new: Collection[str]) -> set[str]:
+        """Of the ids believed new, those not to read: none with an archive (a document there would be
+        created twice), and not those this process remembers (a redelivery it wrote itself)."""
+        if self.archive is not None:
+            return set()
+        now = time.monotonic()
+        return {doc_id for doc_id in new
+                if (item := self._cache.get(doc_id)) is None or now - item[0] > self.cache_ttl_s}
+
     def _remembered(self, doc_id: str) -> Doc | None:
         item = self._cache.get(doc_id)
         if item is None:
@@ -182,7 +191,7 @@ class Aggregates(Generic[A]):
         if not changes:
             return outcome
         async with self._holding(changes):
-            unread = set(new) if self.archive is None else set()
+            unread = self._unread(new)
             docs = await self._read([doc_id for doc_id in changes if doc_id not in unread], remembered=remembered)
             await self._drop_published(docs)
             plans, pending = self._plan(changes, docs, outcome)
@@ -196,6 +205,18 @@ class Aggregates(Generic[A]):
                     outcome.written[doc_id] = written
             await self._flush(pending | {w.id: (w.version, self._outbox_of(w)) for w in outcome.written.values()})
         return outcome
+
+    async def current(self, ids: Sequence[str], *, new: Collection[str] = ()) -> dict[str, A]:
+        """The documents as they stand (this process's memory first, then the store), for a caller that
+        plans its changes on them; ids in `new` are not read (as in `change_many`). What is read from the
+        store is remembered, so the change that follows need not read it again."""
+        unread = self._unread(new)
+        wanted = [doc_id for doc_id in ids if doc_id not in unread]
+        docs = await self._read(wanted)
+        for doc_id, (doc, archived) in docs.items():
+            if not archived and doc_id not in self._cache:
+                self.remember(doc)
+        return {doc_id: self.codec.load(doc) for doc_id, (doc, _) in docs.items()}
 
     async def sweep(self, older_than: datetime, limit: int = 500) -> int:
         """Publish the outboxes a crash or an outage left behind: documents written since the last sweep

@@ -5,7 +5,7 @@ without tens of thousands of single updates, each of which scans a growing colle
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,7 +31,11 @@ class MemoryAggregates:
         self.codec = codec
         self.docs: dict[str, Doc] = {}
 
-    async def change_many(self, changes: Mapping[str, Callable[[Any], Any]]) -> Outcome[Any]:
+    async def current(self, ids: Sequence[str], *, new: Collection[str] = ()) -> dict[str, Any]:
+        return {doc_id: self.codec.load(self.docs[doc_id]) for doc_id in ids if doc_id in self.docs}
+
+    async def change_many(self, changes: Mapping[str, Callable[[Any], Any]], *, new: Collection[str] = ()
+                          ) -> Outcome[Any]:
         outcome: Outcome[Any] = Outcome()
         for doc_id, change in changes.items():
             stored = self.docs.get(doc_id)
@@ -56,9 +60,6 @@ class ReliefMemory:
         self.entitlement_path = MemoryAggregates(ENTITLEMENT_CODEC)
         self.cases = self.case_path.docs
         self.entitlements = self.entitlement_path.docs
-
-    async def cases_by_id(self, case_ids: list[str]) -> list[Doc]:
-        return [self.cases[c] for c in case_ids if c in self.cases]
 
     async def registry_by_id_hashes(self, hashes: list[str]) -> dict[str, Doc]:
         return {}  # the history's callers are not in the low-income registry

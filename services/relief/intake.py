@@ -5,7 +5,9 @@ events go out.
 Everything is written through the shared write path (`common.aggregates`), in a bounded number of store
 round trips per batch whatever its size (`take`):
 
-1. one `$in` read of the batch's cases, to see which will have both parts once the batch's are merged;
+1. one read of the batch's cases (through the write path: those this process wrote lately come from its
+   memory; those opened by their help request in this batch are not read), to see which will have both
+   parts once the batch's are merged;
 2. for those, one `$in` read of the registry by ID-card hash and one read of the added standards; the rules
    (`domain.rules.evaluate_case`, pure) evaluate each case;
 3. one `entitlements.change_many` creates every proposal (create-only: a redelivered event, or a second
@@ -95,8 +97,10 @@ class CaseIntake:
             tags.setdefault(event.case_id, []).append(tag)
         refused: dict[str, Exception] = {}
         if parts:
-            stored = {doc["_id"]: ReliefCase.from_document(doc)
-                      for doc in await self.store.cases_by_id(list(parts))}
+            # A case whose first record here is its help request is new (its redelivery, which finds the
+            # case there after all, is read and merged alone by the write path): not read.
+            opened = {case_id for case_id, case_parts in parts.items() if case_parts[0][0] == "help"}
+            stored = await self.cases.current(list(parts), new=opened)
             expected = {case_id: _merged(stored.get(case_id) or ReliefCase(case_id), case_parts)
                         for case_id, case_parts in parts.items()}
             evaluations = await self._evaluate([case for case in expected.values() if case.ready], refused)
@@ -112,7 +116,7 @@ class CaseIntake:
                     return case if current is None or case != current else None
                 return change
 
-            await self.cases.change_many({case_id: merge(case_id) for case_id in parts})
+            await self.cases.change_many({case_id: merge(case_id) for case_id in parts}, new=opened)
             # Changed meanwhile by another consumer (e.g. it took the other part): evaluate what was written.
             late = [case for case_id, case in written.items() if case.ready and (case.help, case.dispatch) != (
                 expected[case_id].help, expected[case_id].dispatch)]

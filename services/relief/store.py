@@ -52,10 +52,6 @@ class ReliefStore:
     # ---------------------------------------------------------------- cases and entitlements (reads)
     # Both are written only through `common.aggregates` (`services.relief.documents`).
 
-    async def cases_by_id(self, case_ids: list[str]) -> list[Doc]:
-        """The stored cases among `case_ids`, in one batched read (`common.store.find_by`)."""
-        return await find_by(self.cases, "_id", case_ids)
-
     async def get_case(self, case_id: str) -> Doc | None:
         return await self.cases.find_one({"_id": case_id})
 
