@@ -152,23 +152,27 @@ class Aggregates(Generic[A]):
         for doc_id in doc_ids:
             self._cache.pop(doc_id, None)
 
-    def _unread(self, new: Collection[str]) -> set[str]:
-        """Of the ids believed new, those not to read: none with an archive (a document there would be
-        created twice), and not those this process remembers (a redelivery it wrote itself)."""
-        if self.archive is not None:
-            return set()
-        now = time.monotonic()
-        return {doc_id for doc_id in new
-                if (item := self._cache.get(doc_id)) is None or now - item[0] > self.cache_ttl_s}
-
-    def _remembered(self, doc_id: str) -> Doc | None:
+    def _fresh(self, doc_id: str) -> Doc | None:
+        """The remembered document (not a copy), if it is younger than the time limit; an older one is
+        forgotten."""
         item = self._cache.get(doc_id)
         if item is None:
             return None
         if time.monotonic() - item[0] > self.cache_ttl_s:
             del self._cache[doc_id]
             return None
-        return copy.deepcopy(item[1])
+        return item[1]
+
+    def _unread(self, new: Collection[str]) -> set[str]:
+        """Of the ids believed new, those not to read: none with an archive (a document there would be
+        created twice), and not those this process remembers (a redelivery it wrote itself)."""
+        if self.archive is not None:
+            return set()
+        return {doc_id for doc_id in new if self._fresh(doc_id) is None}
+
+    def _remembered(self, doc_id: str) -> Doc | None:
+        doc = self._fresh(doc_id)
+        return copy.deepcopy(doc) if doc is not None else None
 
     # ------------------------------------------------------------------ changing
 

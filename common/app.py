@@ -152,8 +152,8 @@ def health_router() -> APIRouter:
                  "# TYPE store_commands_total counter"]
         lines += [f'store_commands_total{{command="{name}"}} {count}'
                   for name, count in sorted(runtime.store_commands.counts.items())]
-        lines += ["# HELP store_command_seconds_total Time this process waited on its store, by command and collection.",
-                  "# TYPE store_command_seconds_total counter"]
+        lines += ["# HELP store_command_seconds_total Time this process waited on its store, by command and "
+                  "collection.", "# TYPE store_command_seconds_total counter"]
         lines += [f'store_command_seconds_total{{command="{name}",collection="{collection}"}} {seconds:.6f}'
                   for (name, collection), seconds in sorted(runtime.store_commands.seconds.items())]
         return "\n".join(lines) + "\n"

@@ -145,7 +145,8 @@ class BatchConsumer:
         broker, policy = make_batch_broker(runtime.settings, self.name)
 
         @broker.subscriber(*self.topics, group_id=self.group_id, auto_offset_reset=self.auto_offset_reset,
-                           ack_policy=AckPolicy.ACK if self.group_id else AckPolicy.MANUAL, batch=True, max_records=self.max_records,
+                           ack_policy=AckPolicy.ACK if self.group_id else AckPolicy.MANUAL, batch=True,
+                           max_records=self.max_records,
                            batch_timeout_ms=self.batch_timeout_ms, decoder=raw_bodies)
         async def on_batch(_: list[bytes], message: KafkaMessage) -> None:
             raw = message.raw_message

@@ -105,8 +105,7 @@ class CallerMemory:
     def merge(self, loaded: dict[str, list[str]]) -> None:
         """Add what was read from the store to what was noted meanwhile."""
         for key, cases in loaded.items():
-            known = self._cases.get(key)
-            self._cases[key] = sorted(set(cases) | set(known)) if known else sorted(set(cases))
+            self._cases[key] = sorted(set(cases).union(self._cases.get(key, ())))
         self.ready = True
 
     def view(self, key: str) -> KeyView:

@@ -72,7 +72,7 @@ async def status_consumer(runtime: Runtime) -> None:
                         max_records=settings.status_batch_size).run(runtime)
 
 
-def observe_calls(store: HotlineStore, records: Sequence[ConsumerRecord]) -> Rejected:
+async def observe_calls(store: HotlineStore, records: Sequence[ConsumerRecord]) -> Rejected:
     """Calls taken by any hotline process (this one's too), into this process's repeat-caller memory."""
     for record in records:
         try:
@@ -92,11 +92,9 @@ async def caller_feed(runtime: Runtime) -> None:
     feed_running = asyncio.Event()
     loading = asyncio.ensure_future(_load_callers(store, feed_running))
     try:
-        async def handle(records: Sequence[ConsumerRecord]) -> Rejected:
-            return observe_calls(store, records)
-
         await BatchConsumer(name="callers", topics=(settings.topic(HELP_REQUESTED_TOPIC),), group_id=None,
-                            handler=handle, auto_offset_reset="latest", started=feed_running).run(runtime)
+                            handler=lambda records: observe_calls(store, records), auto_offset_reset="latest",
+                            started=feed_running).run(runtime)
     finally:
         loading.cancel()
 
