@@ -17,7 +17,7 @@ TEST_PG_PORT ?= 35432
 TEST_INFRA := INFRA_INSTANCE=$(TEST_INSTANCE) KAFKA_PORT=$(TEST_KAFKA_PORT) \
 	KAFKA_CONTROLLER_PORT=$(TEST_KAFKA_CONTROLLER_PORT) MONGO_PORT=$(TEST_MONGO_PORT) PG_PORT=$(TEST_PG_PORT)
 
-.PHONY: run test bench contracts token infra-up infra-down infra-status venv chromium clean
+.PHONY: run test lint format bench contracts token infra-up infra-down infra-status venv chromium clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,17 @@ run: venv
 ## The whole test suite against the real Kafka and FerretDB (on PostgreSQL), the pages in Chromium.
 test: venv chromium
 	@$(TEST_INFRA) bash $(WITH_INFRA) --fresh $(PY) -m pytest $(PYTEST_ARGS)
+
+## Ruff (lint and format check) and mypy (strict for contracts/, common/ and every domain/); CI runs it first.
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+## Apply ruff's safe fixes and its formatting.
+format: venv
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 ## Every benchmark (or BENCH="intake router ..."), against the real broker and store, printing figures.
 ## BENCH=e2e runs on an instance of its own whose data is kept, so its history is built once per size.

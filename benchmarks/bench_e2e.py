@@ -34,16 +34,18 @@ from services.hotline.settings import Settings as HotlineSettings
 
 
 def client_for(url: str, role: str) -> httpx.AsyncClient:
-    token = issue_token(HotlineSettings(), sub=f"bench-{role}", role=role, district="city" if role != "operator"
-                        else "500103")
+    token = issue_token(
+        HotlineSettings(), sub=f"bench-{role}", role=role, district="city" if role != "operator" else "500103"
+    )
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
     return httpx.AsyncClient(base_url=url, timeout=60, limits=limits, headers={"Authorization": f"Bearer {token}"})
 
 
 async def history_counts(client: AsyncMongoClient[dict[str, Any]], opts: E2eBench) -> str:
     where = {"hotline": "intakes", "router": "cases_archive", "relief": "cases", "notify": "cases"}
-    counts = [f"{s} {await client[opts.history_database(s)][c].estimated_document_count()} {c}"
-              for s, c in where.items()]
+    counts = [
+        f"{s} {await client[opts.history_database(s)][c].estimated_document_count()} {c}" for s, c in where.items()
+    ]
     return ", ".join(counts)
 
 
@@ -53,11 +55,15 @@ async def main(bench: BenchSettings) -> None:
     run = uuid.uuid4().hex[:8]
     namespace = f"bench-e2e-{run}."
     bootstrap = bench.kafka_bootstrap_servers
-    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(bench.mongodb_url, tz_aware=True,
-                                                               uuidRepresentation="standard")
-    print(f"e2e surge: history {opts.history}, {opts.seconds:g} s at {opts.rate:g} calls/s, one-phone share "
-          f"{opts.one_phone_share:g}, ramp {list(opts.ramp_rates)} × {opts.ramp_step_s:g} s; load average "
-          + " ".join(f"{v:.2f}" for v in os.getloadavg()), flush=True)
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        bench.mongodb_url, tz_aware=True, uuidRepresentation="standard"
+    )
+    print(
+        f"e2e surge: history {opts.history}, {opts.seconds:g} s at {opts.rate:g} calls/s, one-phone share "
+        f"{opts.one_phone_share:g}, ramp {list(opts.ramp_rates)} × {opts.ramp_step_s:g} s; load average "
+        + " ".join(f"{v:.2f}" for v in os.getloadavg()),
+        flush=True,
+    )
     print(f"history: {await ensure_history(mongo, opts)}", flush=True)
     print(f"store holds: {await history_counts(mongo, opts)}", flush=True)
     # Every topic up front: a subscriber of a topic nobody has written to yet waits for it to appear.
@@ -68,41 +74,71 @@ async def main(bench: BenchSettings) -> None:
     try:
         stack.start()
         pids = stack.pids(bench.infra_instance)
-        async with client_for(stack.url("hotline"), "operator") as hotline, \
-                client_for(stack.url("notify"), "coordinator") as notify, httpx.AsyncClient(timeout=10) as plain:
-            watchers = [asyncio.create_task(surge.watch_dispatches(bootstrap, namespace + CASE_LIFECYCLE_TOPIC,
-                                                                   tracker, stop)),
-                        *(asyncio.create_task(surge.poll(c, tracker, stage, stop, interval_s=opts.poll_interval_s,
-                                                         per_round=opts.polls_per_round))
-                          for c, stage in ((hotline, "hotline"), (notify, "notify")))]
+        async with (
+            client_for(stack.url("hotline"), "operator") as hotline,
+            client_for(stack.url("notify"), "coordinator") as notify,
+            httpx.AsyncClient(timeout=10) as plain,
+        ):
+            watchers = [
+                asyncio.create_task(surge.watch_dispatches(bootstrap, namespace + CASE_LIFECYCLE_TOPIC, tracker, stop)),
+                *(
+                    asyncio.create_task(
+                        surge.poll(
+                            c, tracker, stage, stop, interval_s=opts.poll_interval_s, per_round=opts.polls_per_round
+                        )
+                    )
+                    for c, stage in ((hotline, "hotline"), (notify, "notify"))
+                ),
+            ]
             run_no = int(run, 16) % 10**6 * 1000
 
-            async def send(phase: str, rate: float, seconds: float, share: float = 0.0,
-                           wait: bool = True) -> list[surge.Call]:
-                return await surge.send_calls(hotline, tracker, phase=phase, rate=rate, seconds=seconds,
-                                              shared_share=share, sample_every=opts.sample_every, run=run_no,
-                                              wait=wait)
+            async def send(
+                phase: str, rate: float, seconds: float, share: float = 0.0, wait: bool = True
+            ) -> list[surge.Call]:
+                return await surge.send_calls(
+                    hotline,
+                    tracker,
+                    phase=phase,
+                    rate=rate,
+                    seconds=seconds,
+                    shared_share=share,
+                    sample_every=opts.sample_every,
+                    run=run_no,
+                    wait=wait,
+                )
 
             await send("warm-up", 5, 4)  # connections, producer metadata, consumer groups
             await surge.drain(tracker, tracker.calls, 60)
-            print(f"\npolling: 1 in {opts.sample_every} cases, at most {opts.polls_per_round} polls per service "
-                  f"every {opts.poll_interval_s * 1000:.0f} ms, oldest first (* = sampled stages); latencies from "
-                  "each call's scheduled send time; dispatch = the record's Kafka timestamp", flush=True)
+            print(
+                f"\npolling: 1 in {opts.sample_every} cases, at most {opts.polls_per_round} polls per service "
+                f"every {opts.poll_interval_s * 1000:.0f} ms, oldest first (* = sampled stages); latencies from "
+                "each call's scheduled send time; dispatch = the record's Kafka timestamp",
+                flush=True,
+            )
             commands, cpu = await stack.store_commands(plain), cpu_of(pids)
             calls = await send("plain", opts.rate, opts.seconds)
             waited = await surge.drain(tracker, calls, opts.drain_s)
             after_commands, after_cpu = await stack.store_commands(plain), cpu_of(pids)
-            report.print_phase(tracker, calls, f"plain surge, {opts.rate:g} calls/s for {opts.seconds:g} s "
-                                               f"(then {waited:.0f} s to drain)")
+            report.print_phase(
+                tracker,
+                calls,
+                f"plain surge, {opts.rate:g} calls/s for {opts.seconds:g} s (then {waited:.0f} s to drain)",
+            )
             accepted = sum(c.case_id is not None for c in calls) or 1
-            report.print_resources(accepted, {k: after_cpu[k] - cpu[k] for k in after_cpu},
-                                   {s: {k: v - commands[s].get(k, 0) for k, v in after_commands[s].items()}
-                                        for s in SERVICES})
+            report.print_resources(
+                accepted,
+                {k: after_cpu[k] - cpu[k] for k in after_cpu},
+                {s: {k: v - commands[s].get(k, 0) for k, v in after_commands[s].items()} for s in SERVICES},
+            )
             if opts.one_phone_share > 0:
                 calls = await send("one phone", opts.rate, opts.seconds, opts.one_phone_share)
                 waited = await surge.drain(tracker, calls, opts.drain_s)
-                report.print_phase(tracker, calls, f"one-phone surge, {opts.one_phone_share:.0%} of the calls from "
-                                                   f"one phone (then {waited:.0f} s to drain)")
+                report.print_phase(
+                    tracker,
+                    calls,
+                    f"one-phone surge, {opts.one_phone_share:.0%} of the calls from "
+                    f"one phone (then {waited:.0f} s to drain)",
+                )
             if opts.ramp_rates:
                 await ramp(tracker, send, opts.ramp_rates, opts.ramp_step_s, opts.sample_every)
             stop.set()

@@ -28,8 +28,13 @@ from pymongo import AsyncMongoClient
 
 from benchmarks.support import BenchSettings
 from common.auth import issue_token
-from contracts.events import CASE_EVENTS_TOPIC, CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC, HELP_REQUESTED_TOPIC
-from contracts.events import SLA_EVENTS_TOPIC
+from contracts.events import (
+    CASE_EVENTS_TOPIC,
+    CASE_LIFECYCLE_TOPIC,
+    GRANT_EVENTS_TOPIC,
+    HELP_REQUESTED_TOPIC,
+    SLA_EVENTS_TOPIC,
+)
 from services.hotline.settings import Settings
 from tests.support.processes import free_port  # below the ephemeral range: see there
 
@@ -78,11 +83,16 @@ class Hotline:
         self.database = f"bench_intake_{run}"
         self.namespace = f"bench-{run}."
         self.log = Path(tempfile.gettempdir()) / f"bench-intake-{run}.log"
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT),
-                    "HOTLINE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-                    "HOTLINE_MONGODB_URL": settings.mongodb_url, "HOTLINE_MONGODB_DATABASE": self.database,
-                    "HOTLINE_KAFKA_GROUP_ID": f"bench-{run}", "HOTLINE_TOPIC_NAMESPACE": self.namespace,
-                    "HOTLINE_LOG_JSON": "true"}
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "HOTLINE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            "HOTLINE_MONGODB_URL": settings.mongodb_url,
+            "HOTLINE_MONGODB_DATABASE": self.database,
+            "HOTLINE_KAFKA_GROUP_ID": f"bench-{run}",
+            "HOTLINE_TOPIC_NAMESPACE": self.namespace,
+            "HOTLINE_LOG_JSON": "true",
+        }
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -90,15 +100,37 @@ class Hotline:
         return f"http://127.0.0.1:{self.port}"
 
     def topics(self) -> list[str]:
-        return [self.namespace + t for t in (HELP_REQUESTED_TOPIC, CASE_EVENTS_TOPIC, CASE_LIFECYCLE_TOPIC,
-                                             GRANT_EVENTS_TOPIC, SLA_EVENTS_TOPIC)]
+        return [
+            self.namespace + t
+            for t in (
+                HELP_REQUESTED_TOPIC,
+                CASE_EVENTS_TOPIC,
+                CASE_LIFECYCLE_TOPIC,
+                GRANT_EVENTS_TOPIC,
+                SLA_EVENTS_TOPIC,
+            )
+        ]
 
     async def start(self) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "--factory", "services.hotline.app:create_app", "--host",
-                 "127.0.0.1", "--port", str(self.port), "--no-access-log"],
-                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    "services.hotline.app:create_app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--no-access-log",
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 60
         async with httpx.AsyncClient(timeout=3) as client:
             while time.monotonic() < deadline:
@@ -177,17 +209,25 @@ async def main(settings: BenchSettings) -> None:
     try:
         await hotline.start()
         assert hotline.process is not None
-        print("machine load average (1/5/15 min) at start: " + " ".join(f"{v:.2f}" for v in os.getloadavg()),
-              flush=True)
+        print(
+            "machine load average (1/5/15 min) at start: " + " ".join(f"{v:.2f}" for v in os.getloadavg()), flush=True
+        )
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-        async with httpx.AsyncClient(base_url=hotline.url, timeout=30, limits=limits,
-                                     headers={"Authorization": f"Bearer {token}"}) as client:
+        async with httpx.AsyncClient(
+            base_url=hotline.url, timeout=30, limits=limits, headers={"Authorization": f"Bearer {token}"}
+        ) as client:
             await steady_rate(client, 10, 2)  # warm-up: connections, indexes, producer metadata
             latencies, failures, elapsed = await steady_rate(client, TARGET_RATE, STEADY_SECONDS)
-            print(f"intake at {TARGET_RATE:.0f} calls/s for {elapsed:.1f} s: {len(latencies)} accepted, "
-                  f"{len(failures)} failed", flush=True)
-            print(f"  latency p50 {percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms, "
-                  f"max {max(latencies):.1f} ms, mean {statistics.fmean(latencies):.1f} ms", flush=True)
+            print(
+                f"intake at {TARGET_RATE:.0f} calls/s for {elapsed:.1f} s: {len(latencies)} accepted, "
+                f"{len(failures)} failed",
+                flush=True,
+            )
+            print(
+                f"  latency p50 {percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms, "
+                f"max {max(latencies):.1f} ms, mean {statistics.fmean(latencies):.1f} ms",
+                flush=True,
+            )
             if failures:
                 raise AssertionError(f"{len(failures)} calls failed at {TARGET_RATE}/s, e.g. {failures[0]}")
             best = 0.0
@@ -195,8 +235,11 @@ async def main(settings: BenchSettings) -> None:
                 done, failures, elapsed = await saturation(client, concurrency, SATURATION_SECONDS)
                 rate = done / elapsed
                 best = max(best, rate)
-                print(f"sustained intake with {concurrency} concurrent operators: {rate:.1f} calls/s "
-                      f"({done} in {elapsed:.1f} s, {len(failures)} failed)", flush=True)
+                print(
+                    f"sustained intake with {concurrency} concurrent operators: {rate:.1f} calls/s "
+                    f"({done} in {elapsed:.1f} s, {len(failures)} failed)",
+                    flush=True,
+                )
                 if failures:
                     raise AssertionError(f"{len(failures)} calls failed under saturation, e.g. {failures[0]}")
             print(f"maximum sustained intake rate: {best:.1f} calls/s", flush=True)
@@ -207,8 +250,11 @@ async def main(settings: BenchSettings) -> None:
         while (pending := await db["outbox"].count_documents({"published": False})) and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
         total = await db["intakes"].count_documents({})
-        print(f"calls stored: {total}; still waiting for Kafka: {pending}; hotline CPU "
-              f"{cpu * 1000 / max(total, 1):.1f} ms per call ({cpu:.1f} s in all)", flush=True)
+        print(
+            f"calls stored: {total}; still waiting for Kafka: {pending}; hotline CPU "
+            f"{cpu * 1000 / max(total, 1):.1f} ms per call ({cpu:.1f} s in all)",
+            flush=True,
+        )
         print(f"hotline RSS after the run: {memory:.1f} MB (limit {RSS_LIMIT_MB:.0f} MB)", flush=True)
         print("machine load average at the end: " + " ".join(f"{v:.2f}" for v in os.getloadavg()), flush=True)
         if pending:

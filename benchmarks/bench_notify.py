@@ -44,9 +44,19 @@ FLAT_COUNTS = (10_000, 100_000)
 
 
 def payload(case_id: str, due: datetime) -> dict[str, Any]:
-    return {"case_id": case_id, "clock": "citizen", "clock_key": "citizen", "target": "resolution",
-            "department": "civil_affairs", "district": "500103", "due_at": due, "sla_class": "standard",
-            "rule_id": "SLA-STANDARD-RESOLVE", "provisions": ["P6.2"], "stage": "breach"}
+    return {
+        "case_id": case_id,
+        "clock": "citizen",
+        "clock_key": "citizen",
+        "target": "resolution",
+        "department": "civil_affairs",
+        "district": "500103",
+        "due_at": due,
+        "sla_class": "standard",
+        "rule_id": "SLA-STANDARD-RESOLVE",
+        "provisions": ["P6.2"],
+        "stage": "breach",
+    }
 
 
 async def load_open_clocks(store: NotifyStore, n: int, now: datetime) -> float:
@@ -60,7 +70,8 @@ async def load_open_clocks(store: NotifyStore, n: int, now: datetime) -> float:
             due = now + timedelta(minutes=10) + step * i
             case_id = f"CQ-BENCH-{i:07d}"
             by_bucket.setdefault(wheel.bucket_of(due, now), []).append(
-                {"_id": f"{case_id}|citizen|resolution|breach", "due_at": due, "payload": payload(case_id, due)})
+                {"_id": f"{case_id}|citizen|resolution|breach", "due_at": due, "payload": payload(case_id, due)}
+            )
         for bucket, docs in by_bucket.items():
             await wheel.insert_bulk(bucket, docs)
         if first and first % 200_000 == 0:
@@ -72,8 +83,12 @@ async def time_sweeps(store: NotifyStore, now: datetime) -> dict[int, float]:
     """Median time of `due()` with k timers due, k in DUE_COUNTS (the due ones are removed afterwards)."""
     out: dict[int, float] = {}
     for k in DUE_COUNTS:
-        timers = [Timer(f"due-{k}-{i}", now - timedelta(seconds=30) + timedelta(milliseconds=i),
-                        payload(f"CQ-DUE-{i:07d}", now)) for i in range(k)]
+        timers = [
+            Timer(
+                f"due-{k}-{i}", now - timedelta(seconds=30) + timedelta(milliseconds=i), payload(f"CQ-DUE-{i:07d}", now)
+            )
+            for i in range(k)
+        ]
         placed = await store.sla_timers.schedule(timers, now)
         runs = []
         for _ in range(3):
@@ -94,8 +109,9 @@ async def flat_collection_sweep(client: AsyncMongoClient, n: int) -> float:
     now = datetime.now(UTC)
     try:
         for first in range(0, n, BATCH):
-            await coll.insert_many([{"_id": i, "due_at": now + timedelta(minutes=10 + i)}
-                                    for i in range(first, min(first + BATCH, n))])
+            await coll.insert_many(
+                [{"_id": i, "due_at": now + timedelta(minutes=10 + i)} for i in range(first, min(first + BATCH, n))]
+            )
         await coll.insert_many([{"_id": -1 - i, "due_at": now - timedelta(seconds=i)} for i in range(10)])
         started = time.perf_counter()
         found = await coll.find({"due_at": {"$lte": now}}).sort("due_at", ASCENDING).limit(10).to_list(None)
@@ -112,8 +128,9 @@ async def breach_delays(runtime: Runtime, bootstrap: str) -> list[float]:
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
     await consumer.start()
     now = datetime.now(UTC)
-    dues = {f"CQ-DELAY-{i:03d}": now + timedelta(seconds=2) + timedelta(milliseconds=150 * i)
-            for i in range(DELAY_SAMPLES)}
+    dues = {
+        f"CQ-DELAY-{i:03d}": now + timedelta(seconds=2) + timedelta(milliseconds=150 * i) for i in range(DELAY_SAMPLES)
+    }
     timers = [Timer(f"{c}|breach", d, payload(c, d)) for c, d in dues.items()]
     await runtime.store.store.sla_timers.schedule(timers, now)
 
@@ -142,8 +159,14 @@ async def breach_delays(runtime: Runtime, bootstrap: str) -> list[float]:
 
 async def run(settings: BenchSettings, n: int) -> None:
     db_name = f"bench_notify_{uuid.uuid4().hex[:8]}"
-    service = Settings(mongodb_database=db_name, kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
-                       mongodb_url=settings.mongodb_url, sweep_interval_s=0.2, environment="test", log_level="WARNING")
+    service = Settings(
+        mongodb_database=db_name,
+        kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
+        mongodb_url=settings.mongodb_url,
+        sweep_interval_s=0.2,
+        environment="test",
+        log_level="WARNING",
+    )
     client: AsyncMongoClient = AsyncMongoClient(settings.mongodb_url, tz_aware=True)
     broker = make_broker(service)
     runtime = Runtime(settings=service, broker=broker, mongo=client, db=client[db_name])
@@ -157,15 +180,21 @@ async def run(settings: BenchSettings, n: int) -> None:
         now = datetime.now(UTC)
         load_s = await load_open_clocks(store, n, now)
         buckets = await store.sla_timers.registry.count_documents({})
-        print(f"  {n:,} open clocks loaded in {load_s:.1f} s ({n / load_s:,.0f}/s) into {buckets} buckets of "
-              f"{service.timer_bucket_s} s", flush=True)
+        print(
+            f"  {n:,} open clocks loaded in {load_s:.1f} s ({n / load_s:,.0f}/s) into {buckets} buckets of "
+            f"{service.timer_bucket_s} s",
+            flush=True,
+        )
         for k, seconds in (await time_sweeps(store, datetime.now(UTC))).items():
             print(f"  sweep finding {k:>5,} due among {n:,} open: {seconds * 1000:8.1f} ms", flush=True)
         delays = await breach_delays(runtime, settings.kafka_bootstrap_servers)
         if delays:
-            print(f"  deadline -> breach event received ({len(delays)} timers, sweep every "
-                  f"{service.sweep_interval_s} s): median {statistics.median(delays) * 1000:.0f} ms, "
-                  f"max {max(delays) * 1000:.0f} ms", flush=True)
+            print(
+                f"  deadline -> breach event received ({len(delays)} timers, sweep every "
+                f"{service.sweep_interval_s} s): median {statistics.median(delays) * 1000:.0f} ms, "
+                f"max {max(delays) * 1000:.0f} ms",
+                flush=True,
+            )
         else:
             print("  no breach event received within 60 s", flush=True)
     finally:

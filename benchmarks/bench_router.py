@@ -31,8 +31,8 @@ from common.app import Runtime, settle_heap
 from common.kafka import make_broker
 from common.logs import configure_logging
 from common.store import open_mongo
-from contracts.events import CASE_LIFECYCLE_TOPIC, HELP_REQUESTED_TOPIC, department_queue_topic
 from contracts.codes import departments
+from contracts.events import CASE_LIFECYCLE_TOPIC, HELP_REQUESTED_TOPIC, department_queue_topic
 from contracts.events.hotline import Caller, HelpRequested, Place
 from services.router.app import catalogue_of
 from services.router.cases import CaseService
@@ -40,8 +40,16 @@ from services.router.intake import run_intake
 from services.router.settings import Settings
 from services.router.store import RouterStore
 
-NEEDS = [("homeless_cold",), ("medical_aid",), ("price_gouging",), ("stranded_person",), ("dibao_application",),
-         ("housing_aid", "education_aid"), ("other",), ("institution_hazard",)]
+NEEDS = [
+    ("homeless_cold",),
+    ("medical_aid",),
+    ("price_gouging",),
+    ("stranded_person",),
+    ("dibao_application",),
+    ("housing_aid", "education_aid"),
+    ("other",),
+    ("institution_hazard",),
+]
 TARGET_PER_S = 2000
 
 
@@ -59,10 +67,15 @@ class RouterBench(BaseSettings):
 def request_bytes(i: int, run: str) -> tuple[bytes, bytes]:
     case_id = f"CQ-{run}-{i:06d}"
     event = HelpRequested(
-        case_id=case_id, received_at=datetime.now(UTC), operator_id="bench",
-        caller=Caller(name="测试", phone="13800000000"), place=Place(district="500103"),
-        needs=NEEDS[i % len(NEEDS)], household_status="dibao" if i % 3 == 0 else "unknown",
-        emergency=i % 10 == 0, description="基准测试",
+        case_id=case_id,
+        received_at=datetime.now(UTC),
+        operator_id="bench",
+        caller=Caller(name="测试", phone="13800000000"),
+        place=Place(district="500103"),
+        needs=NEEDS[i % len(NEEDS)],
+        household_status="dibao" if i % 3 == 0 else "unknown",
+        emergency=i % 10 == 0,
+        description="基准测试",
     )
     return case_id.encode(), event.model_dump_json().encode()
 
@@ -89,8 +102,9 @@ async def delete_topics(bootstrap: str, prefix: str) -> None:
 
 
 async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
-                                linger_ms=5, max_batch_size=256 * 1024)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5, max_batch_size=256 * 1024
+    )
     await producer.start()
     try:
         futures = [await producer.send(topic, value, key=key) for key, value in records]
@@ -99,11 +113,13 @@ async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]
         await producer.stop()
 
 
-async def last_output(bootstrap: str, topic: str, expect: int, timeout_s: float,
-                      only_type: str | None = None) -> tuple[int, float]:
+async def last_output(
+    bootstrap: str, topic: str, expect: int, timeout_s: float, only_type: str | None = None
+) -> tuple[int, float]:
     """Wait until `expect` distinct keys (of `only_type`) are on `topic`; return (count, last timestamp in s)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     seen: set[bytes] = set()
     last = 0
@@ -132,11 +148,22 @@ class Clock:
             self.started = time.time()
 
 
-async def run_relay(bootstrap: str, source: str, sink: str, stop: asyncio.Event, clock: Clock,
-                    store: Callable[[list[ConsumerRecord]], Awaitable[Any]] | None = None) -> None:
+async def run_relay(
+    bootstrap: str,
+    source: str,
+    sink: str,
+    stop: asyncio.Event,
+    clock: Clock,
+    store: Callable[[list[ConsumerRecord]], Awaitable[Any]] | None = None,
+) -> None:
     """The baseline: consume a batch, (`store` it,) produce each record onward, wait for the acks, commit."""
-    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=f"relay-{uuid.uuid4().hex[:8]}",
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        source,
+        bootstrap_servers=bootstrap,
+        group_id=f"relay-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await consumer.start()
     await producer.start()
@@ -192,23 +219,33 @@ async def main(bench: BenchSettings) -> None:
     bootstrap, run = bench.kafka_bootstrap_servers, uuid.uuid4().hex[:8]
     ns = f"bench-{run}."
     database = f"bench_router_{run}"
-    settings = Settings(kafka_bootstrap_servers=bootstrap, mongodb_url=bench.mongodb_url, mongodb_database=database,
-                        kafka_group_id=f"bench-router-{run}", topic_namespace=ns, desk_enabled=False,
-                        intake_batch_size=opts.batch, log_level="WARNING", log_json=True)
+    settings = Settings(
+        kafka_bootstrap_servers=bootstrap,
+        mongodb_url=bench.mongodb_url,
+        mongodb_database=database,
+        kafka_group_id=f"bench-router-{run}",
+        topic_namespace=ns,
+        desk_enabled=False,
+        intake_batch_size=opts.batch,
+        log_level="WARNING",
+        log_json=True,
+    )
     input_topic, lifecycle = settings.topic(HELP_REQUESTED_TOPIC), settings.topic(CASE_LIFECYCLE_TOPIC)
     relay_in, relay_out = f"{ns}relay-in", f"{ns}relay-out"
     warm_in, warm_out = f"{ns}warm-up-in", f"{ns}warm-up-out"
     await create_topics(bootstrap, [input_topic, relay_in, relay_out, warm_in, warm_out], opts.partitions)
-    await create_topics(bootstrap, [lifecycle, f"{input_topic}.dlq",
-                                    *(settings.topic(department_queue_topic(d)) for d in departments())],
-                        opts.output_partitions)
+    await create_topics(
+        bootstrap,
+        [lifecycle, f"{input_topic}.dlq", *(settings.topic(department_queue_topic(d)) for d in departments())],
+        opts.output_partitions,
+    )
     records = [request_bytes(i, f"{int(run, 16) % 10**8:08d}") for i in range(opts.messages)]
     await produce(bootstrap, relay_in, records)
     await produce(bootstrap, input_topic, records)
     # A broker just started runs its code interpreted until the JVM has compiled it: measured right after
     # `infra.sh start`, the relay ran at about half its warm speed. A relay pass on topics of its own first,
     # so that neither side is measured against a cold broker.
-    warm = records[:opts.warm_up]
+    warm = records[: opts.warm_up]
     await produce(bootstrap, warm_in, warm)
     stop, warm_clock = asyncio.Event(), Clock()
     warm_relay = asyncio.create_task(run_relay(bootstrap, warm_in, warm_out, stop, warm_clock))
@@ -216,8 +253,11 @@ async def main(bench: BenchSettings) -> None:
     stop.set()
     await warm_relay
     print(f"broker warm-up: {warmed} msgs relayed in {warm_end - (warm_clock.started or warm_end):.2f} s", flush=True)
-    print(f"router bench: {opts.messages} help requests, {opts.partitions} partitions, "
-          f"intake batches of up to {opts.batch}", flush=True)
+    print(
+        f"router bench: {opts.messages} help requests, {opts.partitions} partitions, "
+        f"intake batches of up to {opts.batch}",
+        flush=True,
+    )
 
     stop, relay_clock, cpu = asyncio.Event(), Clock(), time.process_time()
     relay = asyncio.create_task(run_relay(bootstrap, relay_in, relay_out, stop, relay_clock))
@@ -228,8 +268,9 @@ async def main(bench: BenchSettings) -> None:
 
     stop, router_clock, cpu = asyncio.Event(), Clock(), time.process_time()
     router = asyncio.create_task(run_router(settings, stop, router_clock))
-    routed, router_end = await last_output(bootstrap, lifecycle, opts.messages, opts.timeout_s,
-                                           only_type="case.dispatched")
+    routed, router_end = await last_output(
+        bootstrap, lifecycle, opts.messages, opts.timeout_s, only_type="case.dispatched"
+    )
     stop.set()
     await router
     router_s, router_cpu = router_end - (router_clock.started or router_end), time.process_time() - cpu
@@ -242,15 +283,18 @@ async def main(bench: BenchSettings) -> None:
 
     relay_rate = relayed / relay_s if relay_s else float("inf")
     router_rate = routed / router_s if router_s else float("inf")
-    print(f"raw aiokafka relay : {relayed:6d} msgs in {relay_s:6.2f} s = {relay_rate:9.0f} /s, "
-          f"{relay_cpu / opts.messages * 1e6:4.0f} µs of this process's CPU per message", flush=True)
-    print(f"router dispatch    : {routed:6d} cases in {router_s:6.2f} s = {router_rate:9.0f} /s, "
-          f"{router_cpu / opts.messages * 1e6:4.0f} µs per case ({stored} cases stored)", flush=True)
-    print(f"ratio router/relay : {router_rate / relay_rate:.3f}  (targets: >= {TARGET_PER_S}/s and >= 0.5)",
-          flush=True)
+    print(
+        f"raw aiokafka relay : {relayed:6d} msgs in {relay_s:6.2f} s = {relay_rate:9.0f} /s, "
+        f"{relay_cpu / opts.messages * 1e6:4.0f} µs of this process's CPU per message",
+        flush=True,
+    )
+    print(
+        f"router dispatch    : {routed:6d} cases in {router_s:6.2f} s = {router_rate:9.0f} /s, "
+        f"{router_cpu / opts.messages * 1e6:4.0f} µs per case ({stored} cases stored)",
+        flush=True,
+    )
+    print(f"ratio router/relay : {router_rate / relay_rate:.3f}  (targets: >= {TARGET_PER_S}/s and >= 0.5)", flush=True)
     met = router_rate >= TARGET_PER_S and router_rate >= relay_rate / 2
     print(f"target {'MET' if met else 'MISSED'}", flush=True)
     if routed < opts.messages:
         raise RuntimeError(f"only {routed} of {opts.messages} cases dispatched within {opts.timeout_s}s")
-
-

@@ -118,9 +118,18 @@ class _Plan(Generic[A]):
 class Aggregates(Generic[A]):
     """Documents of one collection, changed only through `change` / `change_many` (module docstring)."""
 
-    def __init__(self, collection: AsyncCollection[Doc], claims: AsyncCollection[Doc], codec: Codec[A],
-                 publish: Publish | None = None, *, archive: AsyncCollection[Doc] | None = None,
-                 attempts: int = 20, cache_size: int = CACHE_SIZE, cache_ttl_s: float = CACHE_TTL_S) -> None:
+    def __init__(
+        self,
+        collection: AsyncCollection[Doc],
+        claims: AsyncCollection[Doc],
+        codec: Codec[A],
+        publish: Publish | None = None,
+        *,
+        archive: AsyncCollection[Doc] | None = None,
+        attempts: int = 20,
+        cache_size: int = CACHE_SIZE,
+        cache_ttl_s: float = CACHE_TTL_S,
+    ) -> None:
         self.collection = collection
         self.archive = archive
         self.claims = VersionClaims(claims, collection)
@@ -184,8 +193,9 @@ class Aggregates(Generic[A]):
             raise outcome.failed[doc_id]
         return outcome.written.get(doc_id)
 
-    async def change_many(self, changes: Mapping[str, Change[A]], *, remembered: bool = True,
-                          new: Collection[str] = ()) -> Outcome[A]:
+    async def change_many(
+        self, changes: Mapping[str, Change[A]], *, remembered: bool = True, new: Collection[str] = ()
+    ) -> Outcome[A]:
         """Apply a change to each of many documents in a bounded number of round trips (module docstring).
         With `remembered` False every document is read from the store, none taken from memory. Ids in
         `new` are believed not to exist yet (the event that creates them): they are not read, only
@@ -231,14 +241,24 @@ class Aggregates(Generic[A]):
         query per minute of the window: FerretDB pushes equalities down to PostgreSQL, but answers a range
         or `$in` filter by decoding the whole collection."""
         since = self._swept_until or older_than - timedelta(days=1)  # published markers are kept a day
-        minutes = [_minute(since + timedelta(minutes=n))
-                   for n in range(int((older_than - since).total_seconds() // 60) + 2)]
-        candidates = await find_by(self.collection, "outbox_minute", minutes, {"_id": 1, "version": 1, "updated_at": 1},
-                                   where={"outbox_pending": True})
-        found = sorted((doc for doc in candidates if since <= doc["updated_at"] < older_than),
-                       key=lambda doc: doc["updated_at"])[:limit]
-        left = {doc["_id"]: doc.get("version", 0) for doc in found
-                if self._published.get(doc["_id"], -1) < doc.get("version", 0)}
+        minutes = [
+            _minute(since + timedelta(minutes=n)) for n in range(int((older_than - since).total_seconds() // 60) + 2)
+        ]
+        candidates = await find_by(
+            self.collection,
+            "outbox_minute",
+            minutes,
+            {"_id": 1, "version": 1, "updated_at": 1},
+            where={"outbox_pending": True},
+        )
+        found = sorted(
+            (doc for doc in candidates if since <= doc["updated_at"] < older_than), key=lambda doc: doc["updated_at"]
+        )[:limit]
+        left = {
+            doc["_id"]: doc.get("version", 0)
+            for doc in found
+            if self._published.get(doc["_id"], -1) < doc.get("version", 0)
+        }
         ids = []
         if left:
             marked = await self._marked(left)
@@ -299,8 +319,9 @@ class Aggregates(Generic[A]):
             for doc_id in await self._marked(unknown):
                 docs[doc_id][0]["outbox"] = []
 
-    def _plan(self, changes: Mapping[str, Change[A]], docs: Mapping[str, tuple[Doc, bool]], outcome: Outcome[A]
-              ) -> tuple[list[_Plan[A]], dict[str, tuple[int, list[Entry]]]]:
+    def _plan(
+        self, changes: Mapping[str, Change[A]], docs: Mapping[str, tuple[Doc, bool]], outcome: Outcome[A]
+    ) -> tuple[list[_Plan[A]], dict[str, tuple[int, list[Entry]]]]:
         plans: list[_Plan[A]] = []
         pending: dict[str, tuple[int, list[Entry]]] = {}  # unchanged documents whose outbox still waits
         for doc_id, change in changes.items():
@@ -320,8 +341,13 @@ class Aggregates(Generic[A]):
             if archived:  # back into the working set whole, not only the fields this write sets
                 doc = {**stored, **doc}
             now = datetime.now(UTC)
-            doc.update(_id=doc_id, version=version, updated_at=now, outbox_pending=bool(doc.get("outbox")),
-                       outbox_minute=_minute(now) if doc.get("outbox") else None)
+            doc.update(
+                _id=doc_id,
+                version=version,
+                updated_at=now,
+                outbox_pending=bool(doc.get("outbox")),
+                outbox_minute=_minute(now) if doc.get("outbox") else None,
+            )
             # The value as stored: the fields this write sets over those it leaves (the version included).
             whole = {**(stored or {}), **doc}
             value = self.codec.load(whole)
@@ -343,8 +369,9 @@ class Aggregates(Generic[A]):
                 lost |= {inserts[i].id for i in _duplicates(exc)}  # created (or restored) by another writer
         if replaces:
             try:
-                await bulk_update(self.collection, [UpdateOne({"_id": p.id}, {"$set": _without_id(p.doc)})
-                                                    for p in replaces])
+                await bulk_update(
+                    self.collection, [UpdateOne({"_id": p.id}, {"$set": _without_id(p.doc)}) for p in replaces]
+                )
             except Exception:
                 self.forget(*(p.id for p in replaces))  # some may be written, some not: read them next time
                 raise
@@ -386,8 +413,12 @@ class Aggregates(Generic[A]):
         try:
             await self.publish([(doc_id, entries) for doc_id, (_, entries) in waiting.items()])
         except Exception as exc:  # noqa: BLE001 - the entries stay in their documents: nothing is lost
-            log.warning("outbox publish failed; left for the sweep", collection=self.collection.name,
-                        documents=len(waiting), error=repr(exc))
+            log.warning(
+                "outbox publish failed; left for the sweep",
+                collection=self.collection.name,
+                documents=len(waiting),
+                error=repr(exc),
+            )
             return
         now = datetime.now(UTC)
         markers = [{"_id": f"{doc_id}@{version}", "at": now} for doc_id, (version, _) in waiting.items()]
@@ -412,15 +443,25 @@ class Aggregates(Generic[A]):
         if self.archive is None:
             raise ValueError(f"{self.collection.name} has no archive")
         docs = await self.collection.find(query).to_list(limit)
-        unknown = {doc["_id"]: doc.get("version", 0) for doc in docs
-                   if doc.get("outbox") and self._published.get(doc["_id"], -1) < doc.get("version", 0)}
+        unknown = {
+            doc["_id"]: doc.get("version", 0)
+            for doc in docs
+            if doc.get("outbox") and self._published.get(doc["_id"], -1) < doc.get("version", 0)
+        }
         unpublished = set(unknown) - await self._marked(unknown) if unknown else set()
-        docs = [doc | {"outbox": [], "outbox_pending": False, "outbox_minute": None} for doc in docs if doc["_id"] not in unpublished]  # the sweep's first
+        docs = [
+            doc | {"outbox": [], "outbox_pending": False, "outbox_minute": None}
+            for doc in docs
+            if doc["_id"] not in unpublished
+        ]  # the sweep's first
         if not docs:
             return 0
         won = await self.claims.claim_many([(doc["_id"], doc.get("version", 0) + 1) for doc in docs])
-        moved = [doc | {"version": doc.get("version", 0) + 1, "archived_at": datetime.now(UTC)}
-                 for doc in docs if doc["_id"] in won]
+        moved = [
+            doc | {"version": doc.get("version", 0) + 1, "archived_at": datetime.now(UTC)}
+            for doc in docs
+            if doc["_id"] in won
+        ]
         if moved:
             try:
                 await self.archive.insert_many(moved, ordered=False)

@@ -143,19 +143,32 @@ def health_router() -> APIRouter:
         if runtime.broker is not None:
             checks["kafka"] = runtime.kafka_connected.is_set() and await runtime.broker.ping(timeout=2)
         ok = all(checks.values())
-        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503)
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503
+        )
 
-    @router.get("/metrics", summary="Store commands sent since start-up (Prometheus text format)",
-                response_class=PlainTextResponse)
+    @router.get(
+        "/metrics",
+        summary="Store commands sent since start-up (Prometheus text format)",
+        response_class=PlainTextResponse,
+    )
     async def metrics(runtime: RuntimeDep) -> str:
-        lines = ["# HELP store_commands_total Commands this process sent to its store, by command name.",
-                 "# TYPE store_commands_total counter"]
-        lines += [f'store_commands_total{{command="{name}"}} {count}'
-                  for name, count in sorted(runtime.store_commands.counts.items())]
-        lines += ["# HELP store_command_seconds_total Time this process waited on its store, by command and "
-                  "collection.", "# TYPE store_command_seconds_total counter"]
-        lines += [f'store_command_seconds_total{{command="{name}",collection="{collection}"}} {seconds:.6f}'
-                  for (name, collection), seconds in sorted(runtime.store_commands.seconds.items())]
+        lines = [
+            "# HELP store_commands_total Commands this process sent to its store, by command name.",
+            "# TYPE store_commands_total counter",
+        ]
+        lines += [
+            f'store_commands_total{{command="{name}"}} {count}'
+            for name, count in sorted(runtime.store_commands.counts.items())
+        ]
+        lines += [
+            "# HELP store_command_seconds_total Time this process waited on its store, by command and collection.",
+            "# TYPE store_command_seconds_total counter",
+        ]
+        lines += [
+            f'store_command_seconds_total{{command="{name}",collection="{collection}"}} {seconds:.6f}'
+            for (name, collection), seconds in sorted(runtime.store_commands.seconds.items())
+        ]
         return "\n".join(lines) + "\n"
 
     return router
@@ -235,8 +248,9 @@ def create_service_app(
         counter = CommandCounter()
         mongo = open_mongo(settings, counter=counter)
         broker = make_broker(settings) if kafka else None
-        runtime = Runtime(settings=settings, broker=broker, mongo=mongo, db=mongo[settings.database_name],
-                          store_commands=counter)
+        runtime = Runtime(
+            settings=settings, broker=broker, mongo=mongo, db=mongo[settings.database_name], store_commands=counter
+        )
         if broker is not None and subscribers is not None and (kafka_router := subscribers(runtime)) is not None:
             broker.include_router(kafka_router)
         app.state.runtime = runtime

@@ -78,8 +78,9 @@ def decode_token(settings: ServiceSettings, token: str) -> Principal:
         issuer=settings.jwt_issuer,
         options={"require": ["sub", "role", "exp"]},
     )
-    return Principal(sub=claims["sub"], role=claims["role"], department=claims.get("department"),
-                     district=claims.get("district"))
+    return Principal(
+        sub=claims["sub"], role=claims["role"], department=claims.get("department"), district=claims.get("district")
+    )
 
 
 _bearer = HTTPBearer(auto_error=False)
@@ -137,8 +138,16 @@ def main() -> None:
     args = parser.parse_args()
     settings = TokenSettings()
     sub = args.sub or f"dev-{args.role}"
-    print(issue_token(settings, sub=sub, role=args.role, department=args.department or None,
-                      district=args.district or None, ttl=timedelta(hours=args.hours)))
+    print(
+        issue_token(
+            settings,
+            sub=sub,
+            role=args.role,
+            department=args.department or None,
+            district=args.district or None,
+            ttl=timedelta(hours=args.hours),
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -58,12 +58,21 @@ def is_transient(exc: BaseException) -> bool:
 def make_batch_broker(settings: ServiceSettings, name: str) -> tuple[KafkaBroker, DeliveryPolicy]:
     """A broker for one batch consumer, with the producer guarantees of `common.kafka.make_broker`."""
     install_reconnect_backoff()
-    policy = DeliveryPolicy(settings.service_name, max_attempts=settings.consumer_max_attempts,
-                            backoff_initial_s=settings.consumer_backoff_initial_s,
-                            backoff_max_s=settings.consumer_backoff_max_s)
-    broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id=f"{settings.service_name}-{name}", acks="all",
-                         enable_idempotence=True, request_timeout_ms=10_000, graceful_timeout=10.0,
-                         log_level=logging.DEBUG)  # per-batch access logs only at debug level
+    policy = DeliveryPolicy(
+        settings.service_name,
+        max_attempts=settings.consumer_max_attempts,
+        backoff_initial_s=settings.consumer_backoff_initial_s,
+        backoff_max_s=settings.consumer_backoff_max_s,
+    )
+    broker = KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=f"{settings.service_name}-{name}",
+        acks="all",
+        enable_idempotence=True,
+        request_timeout_ms=10_000,
+        graceful_timeout=10.0,
+        log_level=logging.DEBUG,
+    )  # per-batch access logs only at debug level
     policy.bind(broker)
     return broker, policy
 
@@ -144,10 +153,16 @@ class BatchConsumer:
     async def run(self, runtime: Runtime) -> None:
         broker, policy = make_batch_broker(runtime.settings, self.name)
 
-        @broker.subscriber(*self.topics, group_id=self.group_id, auto_offset_reset=self.auto_offset_reset,
-                           ack_policy=AckPolicy.ACK if self.group_id else AckPolicy.MANUAL, batch=True,
-                           max_records=self.max_records,
-                           batch_timeout_ms=self.batch_timeout_ms, decoder=raw_bodies)
+        @broker.subscriber(
+            *self.topics,
+            group_id=self.group_id,
+            auto_offset_reset=self.auto_offset_reset,
+            ack_policy=AckPolicy.ACK if self.group_id else AckPolicy.MANUAL,
+            batch=True,
+            max_records=self.max_records,
+            batch_timeout_ms=self.batch_timeout_ms,
+            decoder=raw_bodies,
+        )
         async def on_batch(_: list[bytes], message: KafkaMessage) -> None:
             raw = message.raw_message
             await handle_with_policy(policy, self.handler, raw if isinstance(raw, tuple) else (raw,))

@@ -121,8 +121,7 @@ class DeliveryPolicy:
         )
         from common.kafka import publish
 
-        await publish(self.broker, record.value or b"", topic=dlq_topic(record.topic), key=record.key,
-                      headers=headers)
+        await publish(self.broker, record.value or b"", topic=dlq_topic(record.topic), key=record.key, headers=headers)
         log.error(
             "message dead-lettered",
             topic=record.topic,
@@ -180,7 +179,9 @@ class _DeliveryMiddleware(BaseMiddleware):
             raise NackMessage() from dlq_exc
         self.handled = True
 
-    async def after_processed(self, exc_type: Any = None, exc_val: BaseException | None = None, exc_tb: Any = None) -> bool:
+    async def after_processed(
+        self, exc_type: Any = None, exc_val: BaseException | None = None, exc_tb: Any = None
+    ) -> bool:
         try:
             if exc_val is None or isinstance(exc_val, (HandlerException, asyncio.CancelledError)):
                 return False

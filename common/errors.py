@@ -15,8 +15,15 @@ class DomainError(Exception):
     status = 409
     code = "domain_error"
 
-    def __init__(self, message_zh: str, message_en: str, *, field: str | None = None, status: int | None = None,
-                 code: str | None = None) -> None:
+    def __init__(
+        self,
+        message_zh: str,
+        message_en: str,
+        *,
+        field: str | None = None,
+        status: int | None = None,
+        code: str | None = None,
+    ) -> None:
         super().__init__(message_en)
         self.message_zh = message_zh
         self.message_en = message_en
@@ -78,8 +85,9 @@ def field_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
         reason_zh = _ZH_REASONS.get(err.get("type", ""), "取值无效")
         if "|" in reason_en:  # "中文原因 | English reason" from our own validators
             reason_zh, reason_en = (part.strip() for part in reason_en.split("|", 1))
-        out.append({"field": ".".join(loc) or "body", "reason_zh": reason_zh, "reason_en": reason_en,
-                    "type": err.get("type")})
+        out.append(
+            {"field": ".".join(loc) or "body", "reason_zh": reason_zh, "reason_en": reason_en, "type": err.get("type")}
+        )
     return out
 
 

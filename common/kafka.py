@@ -7,8 +7,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pydantic_core
-from aiokafka.partitioner import DefaultPartitioner, murmur2
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -23,9 +23,8 @@ from common.kafka_recovery import (
 )
 
 if TYPE_CHECKING:
-    from contracts.events import Event
-
     from common.settings import ServiceSettings
+    from contracts.events import Event
 
 _DEFAULT_PARTITIONER = DefaultPartitioner()
 
@@ -57,13 +56,16 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
 
 
 def event_headers(event: Event) -> dict[str, str]:
-    return _headers(getattr(event, "type", type(event).__name__), event.event_id, event.case_id,
-                    event.schema_version)
+    return _headers(getattr(event, "type", type(event).__name__), event.event_id, event.case_id, event.schema_version)
 
 
 def _headers(event_type: str, event_id: Any, case_id: str, schema_version: Any) -> dict[str, str]:
-    return {"event-type": str(event_type), "event-id": str(event_id), "case-id": str(case_id),
-            "schema-version": str(schema_version)}
+    return {
+        "event-type": str(event_type),
+        "event-id": str(event_id),
+        "case-id": str(case_id),
+        "schema-version": str(schema_version),
+    }
 
 
 def event_record(body: Mapping[str, Any]) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
@@ -71,10 +73,16 @@ def event_record(body: Mapping[str, Any]) -> tuple[bytes, bytes, list[tuple[str,
     `publish_event` would send: key (case id), JSON value, and the same headers. For hot paths that publish
     straight through an aiokafka producer; the body came from a validated model, so it is not re-validated."""
     event_id = str(body["event_id"])
-    headers = {**_headers(body["type"], event_id, body["case_id"], body["schema_version"]),
-               "content-type": "application/json", "correlation_id": str(body.get("correlation_id") or event_id)}
-    return (str(body["case_id"]).encode(), pydantic_core.to_json(body),
-            [(name, value.encode()) for name, value in headers.items()])
+    headers = {
+        **_headers(body["type"], event_id, body["case_id"], body["schema_version"]),
+        "content-type": "application/json",
+        "correlation_id": str(body.get("correlation_id") or event_id),
+    }
+    return (
+        str(body["case_id"]).encode(),
+        pydantic_core.to_json(body),
+        [(name, value.encode()) for name, value in headers.items()],
+    )
 
 
 class KeyHashPartitioner:
@@ -99,12 +107,19 @@ class KeyHashPartitioner:
 
 async def publish_event(broker: KafkaBroker, event: Event, *, topic: str | None = None) -> None:
     """Publish an event on its contract's topic (or `topic`), keyed by case id; returns once acknowledged."""
-    await publish(broker, event, topic=topic or event.TOPIC, key=event.key, headers=event_headers(event),
-                  correlation_id=event.correlation_id or str(event.event_id))
+    await publish(
+        broker,
+        event,
+        topic=topic or event.TOPIC,
+        key=event.key,
+        headers=event_headers(event),
+        correlation_id=event.correlation_id or str(event.event_id),
+    )
 
 
-async def publish_events(broker: KafkaBroker, events: Sequence[tuple[Event, str]], *, timeout: float
-                         ) -> tuple[int, BaseException | None]:
+async def publish_events(
+    broker: KafkaBroker, events: Sequence[tuple[Event, str]], *, timeout: float
+) -> tuple[int, BaseException | None]:
     """Publish `(event, topic)` pairs in their order without waiting for each acknowledgement in turn (one
     producer keeps the order per partition), then wait at most `timeout` seconds for all of them. Returns how
     many, from the first, Kafka acknowledged, and the first failure if there was one: a relay removes the
@@ -115,8 +130,13 @@ async def publish_events(broker: KafkaBroker, events: Sequence[tuple[Event, str]
     try:
         for event, topic in events:
             pending = await broker.publish(
-                event, topic=topic, key=event.key, headers=event_headers(event),
-                correlation_id=event.correlation_id or str(event.event_id), no_confirm=True)
+                event,
+                topic=topic,
+                key=event.key,
+                headers=event_headers(event),
+                correlation_id=event.correlation_id or str(event.event_id),
+                no_confirm=True,
+            )
             if not asyncio.isfuture(pending):  # a test broker has delivered it already
                 pending = asyncio.get_running_loop().create_future()
                 pending.set_result(None)
@@ -163,8 +183,14 @@ class BatchProducer:
     def __init__(self, bootstrap_servers: str, *, client_id: str, max_batch_size: int = 512 * 1024) -> None:
         install_reconnect_backoff()
         self.partitioner = KeyHashPartitioner()
-        self._options = dict(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True,
-                             max_batch_size=max_batch_size, partitioner=self.partitioner, client_id=client_id)
+        self._options = dict(
+            bootstrap_servers=bootstrap_servers,
+            acks="all",
+            enable_idempotence=True,
+            max_batch_size=max_batch_size,
+            partitioner=self.partitioner,
+            client_id=client_id,
+        )
         self.producer = AIOKafkaProducer(**self._options)
         self._renewing = asyncio.Lock()
 
@@ -193,8 +219,14 @@ class BatchProducer:
         def install(fresh: AIOKafkaProducer) -> None:
             self.producer = fresh
 
-        await replace_producer(self._renewing, failed, reason, current=lambda: self.producer,
-                               make=lambda: AIOKafkaProducer(**self._options), install=install)
+        await replace_producer(
+            self._renewing,
+            failed,
+            reason,
+            current=lambda: self.producer,
+            make=lambda: AIOKafkaProducer(**self._options),
+            install=install,
+        )
 
     async def send(self, records: Iterable[Record]) -> list[asyncio.Future[Any]]:
         """Queue `records`; await the returned futures for the acknowledgements."""

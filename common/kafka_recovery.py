@@ -111,9 +111,15 @@ def current_producer(broker: KafkaBroker) -> AIOKafkaProducer | None:
     return getattr(state, "producer", None) if state else None
 
 
-async def replace_producer(lock: asyncio.Lock, failed: AIOKafkaProducer, reason: BaseException, *,
-                           current: Callable[[], AIOKafkaProducer | None], make: Callable[[], AIOKafkaProducer],
-                           install: Callable[[AIOKafkaProducer], None]) -> bool:
+async def replace_producer(
+    lock: asyncio.Lock,
+    failed: AIOKafkaProducer,
+    reason: BaseException,
+    *,
+    current: Callable[[], AIOKafkaProducer | None],
+    make: Callable[[], AIOKafkaProducer],
+    install: Callable[[AIOKafkaProducer], None],
+) -> bool:
     """Replace the producer `failed` with a started one from `make()` (a new idempotent session), once however
     many sends failed on it: False if it was replaced already or Kafka cannot be reached yet (the next failed
     send tries again). `current()` says which producer is in use, `install` puts the new one in its place."""
@@ -140,9 +146,14 @@ async def renew_broker_producer(broker: KafkaBroker, failed: AIOKafkaProducer, r
     def install(fresh: AIOKafkaProducer) -> None:
         fast._producer = RealProducer(fresh)  # type: ignore[attr-defined] - FastStream has no public swap
 
-    return await replace_producer(_RENEWALS.setdefault(broker, asyncio.Lock()), failed, reason,
-                                  current=lambda: current_producer(broker),
-                                  make=lambda: AIOKafkaProducer(**broker._connection_kwargs), install=install)
+    return await replace_producer(
+        _RENEWALS.setdefault(broker, asyncio.Lock()),
+        failed,
+        reason,
+        current=lambda: current_producer(broker),
+        make=lambda: AIOKafkaProducer(**broker._connection_kwargs),
+        install=install,
+    )
 
 
 class KafkaOutage:
@@ -179,15 +190,19 @@ class KafkaOutage:
             log.warning("kafka unreachable; clients back off and retry")
         elif now - self.reminded_at >= self.REMIND_S:
             self.reminded_at = now
-            log.warning("kafka still unreachable", outage_s=round(now - self.started_at, 1),
-                        suppressed_log_lines=self.suppressed)
+            log.warning(
+                "kafka still unreachable",
+                outage_s=round(now - self.started_at, 1),
+                suppressed_log_lines=self.suppressed,
+            )
 
     def succeeded(self) -> None:
         if self.started_at is None:
             return
         now = self.clock()
-        log.warning("kafka reachable again", outage_s=round(now - self.started_at, 1),
-                    suppressed_log_lines=self.suppressed)
+        log.warning(
+            "kafka reachable again", outage_s=round(now - self.started_at, 1), suppressed_log_lines=self.suppressed
+        )
         self.started_at, self.ended_at = None, now
 
 

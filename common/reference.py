@@ -16,8 +16,9 @@ def reference_data() -> dict[str, Any]:
     return {
         "departments": {d.code: {"zh": d.name_zh, "en": d.name_en} for d in departments().values()},
         "districts": {d.code: {"zh": d.name_zh, "en": d.name_en} for d in districts().values()},
-        "services": {s.code: {"zh": s.name_zh, "en": s.name_en, "emergency": s.emergency}
-                     for s in service_catalogue().services},
+        "services": {
+            s.code: {"zh": s.name_zh, "en": s.name_en, "emergency": s.emergency} for s in service_catalogue().services
+        },
     }
 
 

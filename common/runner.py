@@ -25,8 +25,16 @@ def settings_of(name: str):
 def command(name: str) -> list[str]:
     settings = settings_of(name)
     return [
-        sys.executable, "-m", "uvicorn", "--factory", f"services.{name}.app:create_app",
-        "--host", settings.http_host, "--port", str(settings.http_port), "--no-access-log",
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        f"services.{name}.app:create_app",
+        "--host",
+        settings.http_host,
+        "--port",
+        str(settings.http_port),
+        "--no-access-log",
     ]
 
 
@@ -46,8 +54,7 @@ def main() -> int:
     if unknown := set(names) - set(SERVICES):
         parser.error(f"unknown service: {', '.join(sorted(unknown))}")
     # Own sessions: only this runner signals them, so Ctrl-C reaches each exactly once.
-    children = {name: subprocess.Popen(command(name), env=environment(name), start_new_session=True)
-                for name in names}
+    children = {name: subprocess.Popen(command(name), env=environment(name), start_new_session=True) for name in names}
     stopping = False
 
     def stop(*_: object) -> None:

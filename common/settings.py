@@ -7,7 +7,6 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-0123456789"
 # Settings a production deployment must set itself (the defaults only suit a developer's machine).
 PRODUCTION_REQUIRED = ("kafka_bootstrap_servers", "mongodb_url", "jwt_secret")

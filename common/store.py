@@ -96,8 +96,11 @@ async def serves_queries_from_indexes(db: AsyncDatabase[dict[str, Any]]) -> bool
         info = await client.admin.command("buildInfo")
         known = _INDEXED_QUERIES[client] = "ferretdbVersion" not in info
         if not known:
-            log.info("query indexes are not created: this store does not use them", server=info.get("version"),
-                     ferretdb=info.get("ferretdbVersion"))
+            log.info(
+                "query indexes are not created: this store does not use them",
+                server=info.get("version"),
+                ferretdb=info.get("ferretdbVersion"),
+            )
     return known
 
 
@@ -108,9 +111,14 @@ EQUALITIES_AT_MOST = 32
 _lookup_turns: dict[int, asyncio.Semaphore] = {}  # per event loop
 
 
-async def find_by(collection: AsyncCollection[dict[str, Any]], field: str, values: Sequence[Any],
-                  projection: dict[str, Any] | None = None, *, where: dict[str, Any] | None = None
-                  ) -> list[dict[str, Any]]:
+async def find_by(
+    collection: AsyncCollection[dict[str, Any]],
+    field: str,
+    values: Sequence[Any],
+    projection: dict[str, Any] | None = None,
+    *,
+    where: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """The documents whose `field` is one of `values` (and that match `where`, equalities only).
 
     On MongoDB that is one `$in` query. FerretDB 1.24 pushes only equality filters down to PostgreSQL:
@@ -145,8 +153,9 @@ async def delete_by_ids(collection: AsyncCollection[dict[str, Any]], ids: Sequen
         await bulk_update(collection, [DeleteOne({"_id": i}) for i in ids])
 
 
-async def create_query_indexes(db: AsyncDatabase[dict[str, Any]],
-                               indexes: Sequence[tuple[AsyncCollection[dict[str, Any]], Any]]) -> bool:
+async def create_query_indexes(
+    db: AsyncDatabase[dict[str, Any]], indexes: Sequence[tuple[AsyncCollection[dict[str, Any]], Any]]
+) -> bool:
     """Create the non-unique indexes that make queries fast, `(collection, keys)` each, unless the server
     does not use them (`serves_queries_from_indexes`). Unique indexes guard correctness, not speed: create
     those with `create_index` always. Returns whether the indexes were created."""
@@ -193,16 +202,18 @@ class GroupInserts:
 
     async def _flush(self) -> None:
         while self._waiting:
-            batch, self._waiting = self._waiting[: self.most], self._waiting[self.most:]
+            batch, self._waiting = self._waiting[: self.most], self._waiting[self.most :]
             self.commands += 1
             errors: dict[int, BaseException] = {}
             try:
                 await self.collection.insert_many([doc for doc, _ in batch], ordered=False)
             except BulkWriteError as exc:
                 for error in exc.details.get("writeErrors", []):
-                    errors[error["index"]] = (DuplicateKeyError(error.get("errmsg", "duplicate key"), 11000, error)
-                                              if error.get("code") == 11000 else OperationFailure(
-                                                  error.get("errmsg", "write error"), error.get("code"), error))
+                    errors[error["index"]] = (
+                        DuplicateKeyError(error.get("errmsg", "duplicate key"), 11000, error)
+                        if error.get("code") == 11000
+                        else OperationFailure(error.get("errmsg", "write error"), error.get("code"), error)
+                    )
             except Exception as exc:  # noqa: BLE001 - every caller of this command gets it
                 errors = dict.fromkeys(range(len(batch)), exc)
             for i, (_, done) in enumerate(batch):
@@ -231,7 +242,7 @@ async def bulk_update(collection: AsyncCollection[dict[str, Any]], ops: Sequence
     for start in range(0, len(ops), UPDATES_PER_COMMAND):
         async with turns:
             try:
-                await collection.bulk_write(list(ops[start:start + UPDATES_PER_COMMAND]), ordered=False)
+                await collection.bulk_write(list(ops[start : start + UPDATES_PER_COMMAND]), ordered=False)
             except BulkWriteError as exc:
                 errors += [{**e, "index": e["index"] + start} for e in exc.details.get("writeErrors", [])]
     if errors:
@@ -248,8 +259,13 @@ class VersionClaims:
     Claims collections are named `*_claims`, so that `prune_claims` finds and trims them.
     """
 
-    def __init__(self, claims: AsyncCollection[dict[str, Any]], documents: AsyncCollection[dict[str, Any]],
-                 *, stale_after: timedelta = timedelta(seconds=30)) -> None:
+    def __init__(
+        self,
+        claims: AsyncCollection[dict[str, Any]],
+        documents: AsyncCollection[dict[str, Any]],
+        *,
+        stale_after: timedelta = timedelta(seconds=30),
+    ) -> None:
         if not claims.name.endswith(CLAIMS_SUFFIX):
             raise ValueError(f"claims collection {claims.name!r}: its name must end with {CLAIMS_SUFFIX!r}")
         self.claims = claims

@@ -64,8 +64,9 @@ class ServiceAttribute(BaseModel):
 
     def options(self) -> tuple[AttributeOption, ...]:
         if self.values_from == "districts":
-            return tuple(AttributeOption(key=d.code, name_zh=d.name_zh, name_en=d.name_en)
-                         for d in districts().values())
+            return tuple(
+                AttributeOption(key=d.code, name_zh=d.name_zh, name_en=d.name_en) for d in districts().values()
+            )
         return self.values
 
     def parse(self, raw: Any) -> AttributeValue:
@@ -98,8 +99,10 @@ class ServiceAttribute(BaseModel):
             try:
                 moment: datetime = _AWARE.validate_python(raw)
             except ValidationError:
-                raise ValueError("应为带时区的时间，如 2026-02-15T08:00:00+08:00 | must be an ISO 8601 time "
-                                 "with a timezone, e.g. 2026-02-15T08:00:00+08:00") from None
+                raise ValueError(
+                    "应为带时区的时间，如 2026-02-15T08:00:00+08:00 | must be an ISO 8601 time "
+                    "with a timezone, e.g. 2026-02-15T08:00:00+08:00"
+                ) from None
             return moment.isoformat()
         value = str(raw).strip()
         limit = MAX_TEXT if self.datatype == "text" else MAX_STRING

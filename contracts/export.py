@@ -1,6 +1,6 @@
 """`make contracts`: JSON Schema for every event and an AsyncAPI document for every topic.
 
-    python -m contracts.export docs/contracts
+python -m contracts.export docs/contracts
 """
 
 from __future__ import annotations
@@ -36,10 +36,17 @@ def asyncapi_document() -> dict[str, Any]:
     broker = KafkaBroker("kafka:9092", description="Relief hotline event topics; each has a `.dlq` twin.")
     for topic, classes in sorted(topic_schemas().items()):
         for cls in classes:
-            broker.publisher(topic, title=f"{topic}:{cls.__name__}", schema=cls,
-                             description=(cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else None)
-        broker.publisher(dlq_topic(topic), title=f"{dlq_topic(topic)}:DeadLetter",
-                         description="Records that failed handling, unchanged, with x-dlq-* error headers.")
+            broker.publisher(
+                topic,
+                title=f"{topic}:{cls.__name__}",
+                schema=cls,
+                description=(cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else None,
+            )
+        broker.publisher(
+            dlq_topic(topic),
+            title=f"{dlq_topic(topic)}:DeadLetter",
+            description="Records that failed handling, unchanged, with x-dlq-* error headers.",
+        )
     spec = AsyncAPI(broker, title="Relief hotline events", version="1", schema_version="3.0.0")
     return json.loads(spec.to_specification().to_json())
 

@@ -24,8 +24,9 @@ def infra() -> TestInfraSettings:
         kafka.start()
         mongo = MongoDbContainer("mongo:7")
         mongo.start()
-        return TestInfraSettings(kafka_bootstrap_servers=kafka.get_bootstrap_server(),
-                                 mongodb_url=mongo.get_connection_url())
+        return TestInfraSettings(
+            kafka_bootstrap_servers=kafka.get_bootstrap_server(), mongodb_url=mongo.get_connection_url()
+        )
     pytest.fail(HOW_TO, pytrace=False)
 
 
@@ -43,8 +44,9 @@ def mongodb_url(infra: TestInfraSettings) -> str:
 
 @pytest.fixture(scope="session")
 async def mongo_client(mongodb_url: str) -> AsyncIterator[AsyncMongoClient]:
-    client: AsyncMongoClient = AsyncMongoClient(mongodb_url, tz_aware=True, uuidRepresentation="standard",
-                                                serverSelectionTimeoutMS=5000)
+    client: AsyncMongoClient = AsyncMongoClient(
+        mongodb_url, tz_aware=True, uuidRepresentation="standard", serverSelectionTimeoutMS=5000
+    )
     await client.admin.command("ping")
     yield client
     await client.close()

@@ -34,8 +34,9 @@ class MemoryAggregates:
     async def current(self, ids: Sequence[str], *, new: Collection[str] = ()) -> dict[str, Any]:
         return {doc_id: self.codec.load(self.docs[doc_id]) for doc_id in ids if doc_id in self.docs}
 
-    async def change_many(self, changes: Mapping[str, Callable[[Any], Any]], *, new: Collection[str] = ()
-                          ) -> Outcome[Any]:
+    async def change_many(
+        self, changes: Mapping[str, Callable[[Any], Any]], *, new: Collection[str] = ()
+    ) -> Outcome[Any]:
         outcome: Outcome[Any] = Outcome()
         for doc_id, change in changes.items():
             stored = self.docs.get(doc_id)
@@ -44,8 +45,7 @@ class MemoryAggregates:
                 outcome.unchanged.add(doc_id)
                 continue
             doc = {**(stored or {}), **self.codec.dump(new)}
-            doc.update(version=(stored or {}).get("version", 0) + 1, updated_at=datetime.now(UTC),
-                       outbox_pending=False)
+            doc.update(version=(stored or {}).get("version", 0) + 1, updated_at=datetime.now(UTC), outbox_pending=False)
             self.docs[doc_id] = doc
             outcome.written[doc_id] = Written(doc_id, self.codec.load(doc), doc["version"], stored is None)
         return outcome
@@ -71,10 +71,14 @@ class ReliefMemory:
 def relief_intake(db: Any) -> tuple[Relief, ReliefMemory]:
     settings = ReliefSettings()
     memory = ReliefMemory(db)
-    relief = Relief(store=memory, book=load_standards_book(settings), broker=None,  # type: ignore[arg-type]
-                    four_eyes_above=settings.major_second_approval_above_yuan,
-                    part_month_policy=settings.part_month_policy,
-                    id_hash_salt=settings.id_hash_salt.get_secret_value())
+    relief = Relief(
+        store=memory,
+        book=load_standards_book(settings),
+        broker=None,  # type: ignore[arg-type]
+        four_eyes_above=settings.major_second_approval_above_yuan,
+        part_month_policy=settings.part_month_policy,
+        id_hash_salt=settings.id_hash_salt.get_secret_value(),
+    )
     relief.cases, relief.entitlements = memory.case_path, memory.entitlement_path  # type: ignore[assignment]
     return relief, memory
 
@@ -100,11 +104,12 @@ class NotifyHistory:
 
     def apply(self, event: Any) -> None:
         if isinstance(event, HelpRequested):
-            self.contacts.setdefault(event.case_id, {"_id": event.case_id, "phone": event.caller.phone,
-                                                     "stored_at": event.received_at})
-        change = self.clockwork.fold(event.case_id, [(str(event.event_id),
-                                                      lambda s: case_rules.apply(s, event, self.policy))],
-                                     event.occurred_at)
+            self.contacts.setdefault(
+                event.case_id, {"_id": event.case_id, "phone": event.caller.phone, "stored_at": event.received_at}
+            )
+        change = self.clockwork.fold(
+            event.case_id, [(str(event.event_id), lambda s: case_rules.apply(s, event, self.policy))], event.occurred_at
+        )
         new = change(self.cases.get(event.case_id))
         if new is None:
             return
@@ -122,8 +127,10 @@ class NotifyHistory:
     def drain(self) -> tuple[list[Doc], list[Doc]]:
         """The case documents and contacts built so far (then forgotten)."""
         now = datetime.now(UTC)
-        cases = [CODEC.dump(case) | {"version": self.versions[case_id], "updated_at": now, "outbox_pending": False}
-                 for case_id, case in self.cases.items()]
+        cases = [
+            CODEC.dump(case) | {"version": self.versions[case_id], "updated_at": now, "outbox_pending": False}
+            for case_id, case in self.cases.items()
+        ]
         contacts = list(self.contacts.values())
         self.cases.clear(), self.versions.clear(), self.contacts.clear()
         return cases, contacts

@@ -22,8 +22,8 @@ from benchmarks.e2e import captured
 from benchmarks.e2e.settings import SERVICES, E2eBench
 from common.auth import Principal, Role
 from contracts.events.hotline import Caller, HelpRequested, Place
-from contracts.events.router import case_lifecycle_event
 from contracts.events.relief import grant_event
+from contracts.events.router import case_lifecycle_event
 from services.hotline.domain import case_day, format_case_number, project_status, triage
 from services.hotline.settings import Settings as HotlineSettings
 from services.hotline.store import HotlineStore
@@ -35,8 +35,15 @@ from services.router.settings import Settings as RouterSettings
 
 MARKER = "bench_history"  # collection holding {"_id": "complete", "cases": n} once the load finished
 CHUNK = 1000
-NEEDS = [["temp_assist_major"], ["dibao_application"], ["medical_aid"], ["special_group_visit"], ["other"],
-         ["homeless_cold"], ["dibao_application", "medical_aid"]]
+NEEDS = [
+    ["temp_assist_major"],
+    ["dibao_application"],
+    ["medical_aid"],
+    ["special_group_visit"],
+    ["other"],
+    ["homeless_cold"],
+    ["dibao_application", "medical_aid"],
+]
 DISTRICTS = ["500103", "500105", "500106", "500112", "500108"]
 Doc = dict[str, Any]
 
@@ -46,11 +53,19 @@ def history_request(i: int, at: datetime, case_id: str) -> HelpRequested:
     description = "家庭困难，需要帮助。" * 3
     verdict = triage(needs, description, False)
     return HelpRequested(
-        case_id=case_id, correlation_id=case_id, received_at=at, channel="phone", operator_id="history-operator",
+        case_id=case_id,
+        correlation_id=case_id,
+        received_at=at,
+        channel="phone",
+        operator_id="history-operator",
         caller=Caller(name=f"历史来电人{i}", phone=f"137{i % 10**8:08d}"),
-        place=Place(district=DISTRICTS[i % len(DISTRICTS)], address=f"历史路{i}号"), needs=tuple(needs),
-        household_status="low_income" if i % 2 else "unknown", emergency=verdict.emergency,
-        emergency_reasons=verdict.reasons, description=description)
+        place=Place(district=DISTRICTS[i % len(DISTRICTS)], address=f"历史路{i}号"),
+        needs=tuple(needs),
+        household_status="low_income" if i % 2 else "unknown",
+        emergency=verdict.emergency,
+        emergency_reasons=verdict.reasons,
+        description=description,
+    )
 
 
 class HistoryBuilder:
@@ -68,17 +83,25 @@ class HistoryBuilder:
         """The router's case, worked to resolution at the desk, as archived; and its lifecycle events."""
         at = request.received_at
         facts = RoutingFacts.of(request)
-        case = open_case(request.case_id, facts, decide(self.catalogue, facts), self.catalogue,
-                         now=at + timedelta(seconds=30), correlation_id=request.case_id,
-                         summary=request.description[:200], request_event_id=str(request.event_id))
+        case = open_case(
+            request.case_id,
+            facts,
+            decide(self.catalogue, facts),
+            self.catalogue,
+            now=at + timedelta(seconds=30),
+            correlation_id=request.case_id,
+            summary=request.description[:200],
+            request_event_id=str(request.event_id),
+        )
         initial, writes = list(case.outbox), 1
         for task in case.tasks:
             writes += mark_queued(case, task.task_id, at + timedelta(seconds=31))
         lead = case.lead_task()
         assert lead is not None
         for n, task in enumerate(sorted(case.tasks, key=lambda t: t.role == "lead")):  # co-handlers first
-            worker = Principal(sub="history-worker", role=Role.DEPT_WORKER, department=task.department,
-                               district=task.district)
+            worker = Principal(
+                sub="history-worker", role=Role.DEPT_WORKER, department=task.department, district=task.district
+            )
             desk.sign_for(case, task.task_id, worker, at + timedelta(minutes=10 + n))
             desk.resolve(case, task.task_id, worker, "helped", "已帮扶", at + timedelta(days=1, minutes=n))
             writes += 2
@@ -99,8 +122,12 @@ class HistoryBuilder:
         router_doc, lifecycle = self.route(request)
         await self.relief.on_help_requested(request)
         await self.relief.on_dispatched(case_lifecycle_event.validate_python(lifecycle[0]))
-        grants = [body for key, ent in self.relief_memory.entitlements.items() if key.startswith(f"{case_id}:")
-                  for body in captured.published(ent)]
+        grants = [
+            body
+            for key, ent in self.relief_memory.entitlements.items()
+            if key.startswith(f"{case_id}:")
+            for body in captured.published(ent)
+        ]
         downstream = sorted(lifecycle + grants, key=lambda e: e["occurred_at"])
         self.notify.apply(request)
         for body in downstream:
@@ -108,8 +135,12 @@ class HistoryBuilder:
             self.notify.apply(event)
         intake = self.hotline.intake_document(request)
         intake["events"] = [{**body, "_arrived_at": at + timedelta(seconds=n)} for n, body in enumerate(downstream)]
-        status = project_status(case_id, received_at=at, emergency=request.emergency,
-                                events=[{**e, "_arrival": n} for n, e in enumerate(intake["events"])])
+        status = project_status(
+            case_id,
+            received_at=at,
+            emergency=request.emergency,
+            events=[{**e, "_arrival": n} for n, e in enumerate(intake["events"])],
+        )
         intake.update(HotlineStore._status_fields(status), version=2 * len(downstream), created_at=at)
         for kind, value in intake["keys"].items():
             self.callers.setdefault(f"{kind}:{value}", []).append(case_id)
@@ -168,10 +199,13 @@ async def ensure_history(client: AsyncMongoClient[Doc], opts: E2eBench) -> str:
         if writing is not None:
             await writing
         writing = asyncio.gather(
-            dbs["router"]["cases_archive"].insert_many(routed), dbs["hotline"]["intakes"].insert_many(intakes),
-            dbs["relief"]["cases"].insert_many(relief_cases), dbs["notify"]["cases"].insert_many(notify_cases),
+            dbs["router"]["cases_archive"].insert_many(routed),
+            dbs["hotline"]["intakes"].insert_many(intakes),
+            dbs["relief"]["cases"].insert_many(relief_cases),
+            dbs["notify"]["cases"].insert_many(notify_cases),
             *([dbs["relief"]["entitlements"].insert_many(entitlements)] if entitlements else []),
-            *([dbs["notify"]["contacts"].insert_many(contacts)] if contacts else []))
+            *([dbs["notify"]["contacts"].insert_many(contacts)] if contacts else []),
+        )
         done = first + len(routed)
         if done % 10_000 == 0 or done == len(times):
             elapsed = time.perf_counter() - started
@@ -180,12 +214,13 @@ async def ensure_history(client: AsyncMongoClient[Doc], opts: E2eBench) -> str:
         await writing
     callers = [{"_id": key, "cases": ids, "version": len(ids)} for key, ids in builder.callers.items()]
     for first in range(0, len(callers), CHUNK * 5):
-        await dbs["hotline"]["callers"].insert_many(callers[first:first + CHUNK * 5])
+        await dbs["hotline"]["callers"].insert_many(callers[first : first + CHUNK * 5])
     await dbs["hotline"]["counters"].insert_many([{"_id": f"case:{d}", "last": n} for d, n in builder.counters.items()])
     leftover = len(builder.notify.live_timers)
     for service in SERVICES:
         await dbs[service][MARKER].insert_one({"_id": "complete", "cases": opts.history, "at": datetime.now(UTC)})
     elapsed = time.perf_counter() - started
-    return (f"loaded {opts.history} cases in {elapsed:.0f} s ({opts.history / max(elapsed, 1e-9):.0f} cases/s, "
-            f"{len(callers)} caller keys, {leftover} notify timers left open)")
-
+    return (
+        f"loaded {opts.history} cases in {elapsed:.0f} s ({opts.history / max(elapsed, 1e-9):.0f} cases/s, "
+        f"{len(callers)} caller keys, {leftover} notify timers left open)"
+    )

@@ -24,8 +24,7 @@ def tolerance(stage: str, rate: float, sample_every: int) -> float:
     return max(allowed, 5 if stage in ("accept", "dispatch") else 2)
 
 
-async def ramp(tracker: Tracker, send: Send, rates: tuple[float, ...], step_s: float,
-               sample_every: int) -> None:
+async def ramp(tracker: Tracker, send: Send, rates: tuple[float, ...], step_s: float, sample_every: int) -> None:
     """Each step: the backlog in front of every stage at its start and at the moment its last call left
     (accept: calls without a successful reply yet, failures included); stops at the first step where one
     grew beyond the tolerance."""
@@ -41,12 +40,17 @@ async def ramp(tracker: Tracker, send: Send, rates: tuple[float, ...], step_s: f
             break
         best = rate
     await asyncio.gather(*tracker.in_flight)
-    print(f"\nramp: {step_s:g} s per step; backlog = cases waiting in front of the stage at the step's start→end "
-          f"(hotline and notify: sampled cases, 1 in {sample_every})")
+    print(
+        f"\nramp: {step_s:g} s per step; backlog = cases waiting in front of the stage at the step's start→end "
+        f"(hotline and notify: sampled cases, 1 in {sample_every})"
+    )
     print(table(["calls/s", *STAGES, "verdict"], rows))
     kept = f"{best:g} calls/s" if best is not None else f"none of the steps (below {rates[0]:g} calls/s)"
-    print(f"highest rate every stage kept up with: {kept}" +
-          (f"; at {limit[0]:g} calls/s the first stage behind was: {limit[1]}" if limit else ""), flush=True)
+    print(
+        f"highest rate every stage kept up with: {kept}"
+        + (f"; at {limit[0]:g} calls/s the first stage behind was: {limit[1]}" if limit else ""),
+        flush=True,
+    )
 
 
 async def relay_rate(bootstrap: str, mongodb_url: str, namespace: str, records: int) -> None:
@@ -60,8 +64,17 @@ async def relay_rate(bootstrap: str, mongodb_url: str, namespace: str, records: 
     collection = client[f"bench_e2e_relay_{run}"]["records"]
 
     async def store(batch: list[ConsumerRecord]) -> None:
-        await collection.insert_many([{"_id": f"{r.partition}:{r.offset}", "key": r.key.decode() if r.key else None,
-                                       "value": (r.value or b"").decode()} for r in batch], ordered=False)
+        await collection.insert_many(
+            [
+                {
+                    "_id": f"{r.partition}:{r.offset}",
+                    "key": r.key.decode() if r.key else None,
+                    "value": (r.value or b"").decode(),
+                }
+                for r in batch
+            ],
+            ordered=False,
+        )
 
     stop, clock = asyncio.Event(), Clock()
     relay = asyncio.create_task(run_relay(bootstrap, source, sink, stop, clock, store=store))
@@ -72,5 +85,8 @@ async def relay_rate(bootstrap: str, mongodb_url: str, namespace: str, records: 
     await client.drop_database(f"bench_e2e_relay_{run}")
     await client.close()
     seconds = end - (clock.started or end)
-    print(f"\nraw relay (getmany → insert_many → send → commit): {relayed} records in {seconds:.2f} s = "
-          f"{relayed / seconds if seconds else float('inf'):.0f} records/s ({stored} stored)", flush=True)
+    print(
+        f"\nraw relay (getmany → insert_many → send → commit): {relayed} records in {seconds:.2f} s = "
+        f"{relayed / seconds if seconds else float('inf'):.0f} records/s ({stored} stored)",
+        flush=True,
+    )

@@ -5,15 +5,20 @@ from __future__ import annotations
 from benchmarks.bench_intake import percentile
 from benchmarks.e2e.surge import STAGES, Call, Tracker
 
-LABELS = {"accept": "accept (HTTP reply)", "dispatch": "router dispatch on Kafka",
-          "hotline": "hotline shows dispatch*", "notify": "notify has clocks*"}
+LABELS = {
+    "accept": "accept (HTTP reply)",
+    "dispatch": "router dispatch on Kafka",
+    "hotline": "hotline shows dispatch*",
+    "notify": "notify has clocks*",
+}
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
 
     def line(row: list[str]) -> str:
-        return "  ".join(str(v).rjust(w) if i else str(v).ljust(w) for i, (v, w) in enumerate(zip(row, widths)))
+        cells = enumerate(zip(row, widths, strict=True))
+        return "  ".join(str(v).rjust(w) if i else str(v).ljust(w) for i, (v, w) in cells)
 
     return "\n".join([line(headers), "  ".join("-" * w for w in widths), *map(line, rows)])
 
@@ -25,8 +30,11 @@ def ms(value: float) -> str:
 def stage_rows(tracker: Tracker, calls: list[Call], label: str = "") -> list[list[str]]:
     rows = []
     for stage in STAGES:
-        expected = [c for c in calls if (stage in ("accept", "dispatch") or c.sampled)
-                    and (stage == "accept" or c.case_id is not None)]
+        expected = [
+            c
+            for c in calls
+            if (stage in ("accept", "dispatch") or c.sampled) and (stage == "accept" or c.case_id is not None)
+        ]
         reached = [(at, c) for c in expected if (at := tracker.at(c, stage)) is not None]
         waits = [at - c.scheduled for at, c in reached]
         if reached:
@@ -67,15 +75,22 @@ def print_resources(cases: int, cpu: dict[str, float], commands: dict[str, dict[
         per_service = {k: v for k, v in commands.get(name, {}).items() if not k.startswith("seconds ")}
         total = sum(per_service.values())
         top = ", ".join(f"{k} {v / cases:.1f}" for k, v in sorted(per_service.items(), key=lambda kv: -kv[1])[:5])
-        rows.append([name, f"{seconds * 1000 / cases:.1f}", f"{seconds:.1f}",
-                     f"{total / cases:.1f}" if per_service else "-", top or "-"])
+        rows.append(
+            [
+                name,
+                f"{seconds * 1000 / cases:.1f}",
+                f"{seconds:.1f}",
+                f"{total / cases:.1f}" if per_service else "-",
+                top or "-",
+            ]
+        )
     print(f"\nper case over the plain surge ({cases} cases accepted):")
-    print(table(["process", "CPU ms/case", "CPU s", "store cmds/case", "top commands per case"], rows),
-          flush=True)
+    print(table(["process", "CPU ms/case", "CPU s", "store cmds/case", "top commands per case"], rows), flush=True)
     rows = []
     for name, figures in commands.items():
-        waits = sorted(((k.split(" ", 1)[1], v) for k, v in figures.items() if k.startswith("seconds ")),
-                       key=lambda kv: -kv[1])
+        waits = sorted(
+            ((k.split(" ", 1)[1], v) for k, v in figures.items() if k.startswith("seconds ")), key=lambda kv: -kv[1]
+        )
         total = sum(v for _, v in waits)
         top = ", ".join(f"{k} {v * 1000 / cases:.1f}" for k, v in waits[:4])
         rows.append([name, f"{total * 1000 / cases:.1f}", top or "-"])

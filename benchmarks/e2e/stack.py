@@ -69,12 +69,17 @@ class Stack:
         self.services: dict[str, ServiceProcess] = {}
         for name in SERVICES:
             prefix = name.upper()
-            env = {**os.environ, "PYTHONPATH": str(ROOT),
-                   f"{prefix}_KAFKA_BOOTSTRAP_SERVERS": self.kafka, f"{prefix}_MONGODB_URL": self.mongodb_url,
-                   f"{prefix}_MONGODB_DATABASE": self.opts.history_database(name),
-                   f"{prefix}_KAFKA_GROUP_ID": f"bench-e2e-{self.run}-{name}",
-                   f"{prefix}_TOPIC_NAMESPACE": self.namespace, f"{prefix}_LOG_JSON": "true",
-                   f"{prefix}_LOG_LEVEL": "WARNING"}
+            env = {
+                **os.environ,
+                "PYTHONPATH": str(ROOT),
+                f"{prefix}_KAFKA_BOOTSTRAP_SERVERS": self.kafka,
+                f"{prefix}_MONGODB_URL": self.mongodb_url,
+                f"{prefix}_MONGODB_DATABASE": self.opts.history_database(name),
+                f"{prefix}_KAFKA_GROUP_ID": f"bench-e2e-{self.run}-{name}",
+                f"{prefix}_TOPIC_NAMESPACE": self.namespace,
+                f"{prefix}_LOG_JSON": "true",
+                f"{prefix}_LOG_LEVEL": "WARNING",
+            }
             self.services[name] = ServiceProcess(name, free_port(), env, self.logs / f"{name}.log")
 
     def start(self) -> None:
@@ -113,5 +118,8 @@ class Stack:
 
 
 def cpu_of(pids: dict[str, int]) -> dict[str, float]:
-    return {name: tree_cpu_seconds(pid) if name == POSTGRES else cpu_seconds(pid)
-            for name, pid in pids.items() if Path(f"/proc/{pid}").exists()}
+    return {
+        name: tree_cpu_seconds(pid) if name == POSTGRES else cpu_seconds(pid)
+        for name, pid in pids.items()
+        if Path(f"/proc/{pid}").exists()
+    }

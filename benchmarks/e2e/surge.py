@@ -60,10 +60,12 @@ class Tracker:
         sent = [c for c in self.calls if c.scheduled <= now]
         ok = [c for c in sent if c.case_id is not None]
         sampled = [c for c in ok if c.sampled]
-        return {"accept": sum(c.replied is None or c.failed is not None for c in sent),
-                "dispatch": sum(c.case_id not in self.dispatched for c in ok),
-                "hotline": sum(c.shown is None for c in sampled),
-                "notify": sum(c.clocks is None for c in sampled)}
+        return {
+            "accept": sum(c.replied is None or c.failed is not None for c in sent),
+            "dispatch": sum(c.case_id not in self.dispatched for c in ok),
+            "hotline": sum(c.shown is None for c in sampled),
+            "notify": sum(c.clocks is None for c in sampled),
+        }
 
 
 def a_call(n: int, run: int, shared: bool) -> dict[str, Any]:
@@ -92,8 +94,18 @@ async def post(client: httpx.AsyncClient, tracker: Tracker, call: Call, body: di
         tracker.sampled.append(call)
 
 
-async def send_calls(client: httpx.AsyncClient, tracker: Tracker, *, phase: str, rate: float, seconds: float,
-                     shared_share: float, sample_every: int, run: int, wait: bool = True) -> list[Call]:
+async def send_calls(
+    client: httpx.AsyncClient,
+    tracker: Tracker,
+    *,
+    phase: str,
+    rate: float,
+    seconds: float,
+    shared_share: float,
+    sample_every: int,
+    run: int,
+    wait: bool = True,
+) -> list[Call]:
     """Open loop: call i leaves at start + i/rate whatever the earlier ones are doing. Without `wait`,
     returns when the last call has left, its replies still to come (a ramp step ends on time)."""
     calls, tasks = [], []
@@ -105,8 +117,9 @@ async def send_calls(client: httpx.AsyncClient, tracker: Tracker, *, phase: str,
             await asyncio.sleep(delay)
         n = first + i
         shared = shared_share > 0 and int((i + 1) * shared_share) > int(i * shared_share)
-        call = Call(n=n, phase=phase, scheduled=start_wall + i / rate, shared_phone=shared,
-                    sampled=n % sample_every == 0)
+        call = Call(
+            n=n, phase=phase, scheduled=start_wall + i / rate, shared_phone=shared, sampled=n % sample_every == 0
+        )
         tracker.calls.append(call)
         calls.append(call)
         tasks.append(asyncio.create_task(post(client, tracker, call, a_call(n, run, shared))))
@@ -118,8 +131,9 @@ async def send_calls(client: httpx.AsyncClient, tracker: Tracker, *, phase: str,
 
 
 async def watch_dispatches(bootstrap: str, topic: str, tracker: Tracker, stop: asyncio.Event) -> None:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     try:
         while not stop.is_set():
@@ -143,8 +157,9 @@ async def _notify_has_clocks(client: httpx.AsyncClient, call: Call) -> None:
         call.clocks = time.time()
 
 
-async def poll(client: httpx.AsyncClient, tracker: Tracker, stage: str, stop: asyncio.Event, *,
-               interval_s: float, per_round: int) -> None:
+async def poll(
+    client: httpx.AsyncClient, tracker: Tracker, stage: str, stop: asyncio.Event, *, interval_s: float, per_round: int
+) -> None:
     check, done = (_hotline_shows, "shown") if stage == "hotline" else (_notify_has_clocks, "clocks")
     while not stop.is_set():
         waiting = [c for c in tracker.sampled if getattr(c, done) is None][:per_round]
@@ -157,8 +172,9 @@ async def drain(tracker: Tracker, calls: list[Call], timeout_s: float) -> float:
     """Wait until every call of `calls` reached every stage, or `timeout_s`; returns the seconds waited."""
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
-        if all(c.failed is not None or all(tracker.at(c, s) is not None for s in STAGES[:2]) for c in calls) and \
-                all(c.shown is not None and c.clocks is not None for c in calls if c.sampled and c.case_id):
+        if all(c.failed is not None or all(tracker.at(c, s) is not None for s in STAGES[:2]) for c in calls) and all(
+            c.shown is not None and c.clocks is not None for c in calls if c.sampled and c.case_id
+        ):
             break
         await asyncio.sleep(0.5)
     return time.monotonic() - started

@@ -1,12 +1,12 @@
 """Every event schema, with its topic beside it. Import topics from here; never retype them."""
 
+from contracts.codes import departments
+
 from .base import CASE_ID_PATTERN, Event
 from .hotline import CASE_EVENTS_TOPIC, HELP_REQUESTED_TOPIC
 from .notify import SLA_EVENTS_TOPIC
 from .relief import GRANT_EVENTS_TOPIC, HUKOU_NOTICE_TOPIC
 from .router import CASE_LIFECYCLE_TOPIC, department_queue_topic
-
-from contracts.codes import departments
 
 
 def all_event_classes() -> list[type[Event]]:
@@ -25,8 +25,14 @@ def all_event_classes() -> list[type[Event]]:
 
 def all_topics() -> list[str]:
     """Every topic the system uses, including each department's queue (each has a `.dlq` twin)."""
-    fixed = [HELP_REQUESTED_TOPIC, CASE_EVENTS_TOPIC, CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC,
-             HUKOU_NOTICE_TOPIC, SLA_EVENTS_TOPIC]
+    fixed = [
+        HELP_REQUESTED_TOPIC,
+        CASE_EVENTS_TOPIC,
+        CASE_LIFECYCLE_TOPIC,
+        GRANT_EVENTS_TOPIC,
+        HUKOU_NOTICE_TOPIC,
+        SLA_EVENTS_TOPIC,
+    ]
     return fixed + [department_queue_topic(code) for code in departments()]
 
 

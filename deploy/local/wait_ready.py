@@ -166,7 +166,7 @@ async def main() -> int:
         # Probe the services concurrently so a slow one does not delay the other.
         names = list(pending)
         results = await asyncio.gather(*(_probe(n, pending[n][0], use_libs) for n in names))
-        for name, (ok, err) in zip(names, results):
+        for name, (ok, err) in zip(names, results, strict=True):
             if ok:
                 del pending[name]
             else:
@@ -180,7 +180,9 @@ async def main() -> int:
             print(f"wait_ready: {labels[name]} process exited before it was ready", file=sys.stderr)
         else:
             why = last_err.get(name, "no answer")
-            print(f"wait_ready: {labels[name]} NOT ready after {args.timeout:.0f}s (last error: {why})", file=sys.stderr)
+            print(
+                f"wait_ready: {labels[name]} NOT ready after {args.timeout:.0f}s (last error: {why})", file=sys.stderr
+            )
     return (1 if "kafka" in failed else 0) | (2 if "mongo" in failed else 0)
 
 

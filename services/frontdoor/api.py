@@ -14,16 +14,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from common.auth import Role
 from services.frontdoor.accounts import SessionEnded, now_utc, public
 from services.frontdoor.domain.accounts import after_sign_in, workspace
-from services.frontdoor.sessions import (
-    AdminDep,
-    FrontDoorDep,
-    SessionDep,
-    browser_session,
-    clear_cookie,
-    client_of,
-    identity,
-    set_cookie,
-)
 from services.frontdoor.schemas import (
     AccountIn,
     AccountOut,
@@ -35,6 +25,16 @@ from services.frontdoor.schemas import (
     SignedInOut,
     SignInIn,
     TokensOut,
+)
+from services.frontdoor.sessions import (
+    AdminDep,
+    FrontDoorDep,
+    SessionDep,
+    browser_session,
+    clear_cookie,
+    client_of,
+    identity,
+    set_cookie,
 )
 
 auth = APIRouter(prefix="/auth", tags=["sign-in"])
@@ -49,10 +49,16 @@ def _static(name: str) -> str:
 
 # ---- signing in and out: the browser (an HttpOnly cookie)
 @auth.post("/sign-in", response_model=SignedInOut, summary="Sign in from the browser (sets the session cookie)")
-async def sign_in(body: SignInIn, request: Request, response: Response, frontdoor: FrontDoorDep,
-                  next: Annotated[str | None, Query(max_length=200)] = None) -> SignedInOut:
-    signed = await frontdoor.accounts.sign_in(body.username, body.password, client=client_of(request),
-                                              channel="browser")
+async def sign_in(
+    body: SignInIn,
+    request: Request,
+    response: Response,
+    frontdoor: FrontDoorDep,
+    next: Annotated[str | None, Query(max_length=200)] = None,
+) -> SignedInOut:
+    signed = await frontdoor.accounts.sign_in(
+        body.username, body.password, client=client_of(request), channel="browser"
+    )
     set_cookie(response, frontdoor, signed.refresh_token, signed.session.expires_at)
     who = identity(signed.session)
     return SignedInOut(identity=who, go_to=after_sign_in(who.role, next))
@@ -94,8 +100,12 @@ async def session_script(request: Request, frontdoor: FrontDoorDep) -> Response:
 async def token(body: SignInIn, request: Request, frontdoor: FrontDoorDep) -> TokensOut:
     signed = await frontdoor.accounts.sign_in(body.username, body.password, client=client_of(request), channel="api")
     access, expires_at = frontdoor.accounts.access_token(signed.session)
-    return TokensOut(access_token=access, expires_at=expires_at, refresh_token=signed.refresh_token,
-                     session_expires_at=signed.session.expires_at)
+    return TokensOut(
+        access_token=access,
+        expires_at=expires_at,
+        refresh_token=signed.refresh_token,
+        session_expires_at=signed.session.expires_at,
+    )
 
 
 @auth.post("/token/refresh", response_model=TokensOut, summary="A new access token for a live session")
@@ -126,8 +136,9 @@ async def list_accounts(admin: AdminDep, frontdoor: FrontDoorDep) -> list[Accoun
     return [await _out(frontdoor, public(d)) for d in docs]
 
 
-@accounts_api.post("/accounts", response_model=AccountOut, status_code=status.HTTP_201_CREATED,
-                   summary="Create an account")
+@accounts_api.post(
+    "/accounts", response_model=AccountOut, status_code=status.HTTP_201_CREATED, summary="Create an account"
+)
 async def create_account(body: AccountIn, admin: AdminDep, request: Request, frontdoor: FrontDoorDep) -> AccountOut:
     doc = await frontdoor.accounts.create(actor=admin.username, client=client_of(request), **body.model_dump())
     return await _out(frontdoor, doc)
@@ -138,17 +149,23 @@ async def get_account(username: Username, admin: AdminDep, frontdoor: FrontDoorD
     return await _out(frontdoor, public(await frontdoor.accounts.get(username)))
 
 
-@accounts_api.patch("/accounts/{username}", response_model=AccountOut,
-                    summary="Change display name, role, department or district")
-async def update_account(username: Username, body: AccountPatch, admin: AdminDep, request: Request,
-                         frontdoor: FrontDoorDep) -> AccountOut:
-    doc = await frontdoor.accounts.update(username, actor=admin.username, client=client_of(request),
-                                          **body.model_dump(exclude_unset=True))
+@accounts_api.patch(
+    "/accounts/{username}", response_model=AccountOut, summary="Change display name, role, department or district"
+)
+async def update_account(
+    username: Username, body: AccountPatch, admin: AdminDep, request: Request, frontdoor: FrontDoorDep
+) -> AccountOut:
+    doc = await frontdoor.accounts.update(
+        username, actor=admin.username, client=client_of(request), **body.model_dump(exclude_unset=True)
+    )
     return await _out(frontdoor, doc)
 
 
-@accounts_api.post("/accounts/{username}/disable", response_model=AccountOut,
-                   summary="Disable: the person's sessions end at once and cannot be refreshed")
+@accounts_api.post(
+    "/accounts/{username}/disable",
+    response_model=AccountOut,
+    summary="Disable: the person's sessions end at once and cannot be refreshed",
+)
 async def disable_account(username: Username, admin: AdminDep, request: Request, frontdoor: FrontDoorDep) -> AccountOut:
     doc = await frontdoor.accounts.set_disabled(username, True, actor=admin.username, client=client_of(request))
     return await _out(frontdoor, doc)
@@ -160,29 +177,39 @@ async def enable_account(username: Username, admin: AdminDep, request: Request, 
     return await _out(frontdoor, doc)
 
 
-@accounts_api.post("/accounts/{username}/password", response_model=AccountOut,
-                   summary="Reset the password (lifts a lock, ends the account's sessions)")
-async def reset_password(username: Username, body: PasswordIn, admin: AdminDep, request: Request,
-                         frontdoor: FrontDoorDep) -> AccountOut:
-    doc = await frontdoor.accounts.reset_password(username, body.password, actor=admin.username,
-                                                  client=client_of(request))
+@accounts_api.post(
+    "/accounts/{username}/password",
+    response_model=AccountOut,
+    summary="Reset the password (lifts a lock, ends the account's sessions)",
+)
+async def reset_password(
+    username: Username, body: PasswordIn, admin: AdminDep, request: Request, frontdoor: FrontDoorDep
+) -> AccountOut:
+    doc = await frontdoor.accounts.reset_password(
+        username, body.password, actor=admin.username, client=client_of(request)
+    )
     return await _out(frontdoor, doc)
 
 
 @accounts_api.get("/audit", response_model=list[AuditOut], summary="The audit trail, newest first")
-async def audit(admin: AdminDep, frontdoor: FrontDoorDep,
-                account: Annotated[str | None, Query(max_length=64, description="one account's entries")] = None,
-                days: Annotated[float, Query(gt=0, le=366, description="how far back")] = 7,
-                limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[AuditOut]:
+async def audit(
+    admin: AdminDep,
+    frontdoor: FrontDoorDep,
+    account: Annotated[str | None, Query(max_length=64, description="one account's entries")] = None,
+    days: Annotated[float, Query(gt=0, le=366, description="how far back")] = 7,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[AuditOut]:
     docs = await frontdoor.accounts.store.audit_entries(
-        account=account.strip().lower() if account else None, limit=limit, since=now_utc() - timedelta(days=days))
+        account=account.strip().lower() if account else None, limit=limit, since=now_utc() - timedelta(days=days)
+    )
     return [AuditOut(**d) for d in docs]
 
 
 # ---- pages
 @pages.get("/", response_class=HTMLResponse)
-async def sign_in_page(request: Request, frontdoor: FrontDoorDep,
-                       next: Annotated[str | None, Query(max_length=200)] = None) -> Response:
+async def sign_in_page(
+    request: Request, frontdoor: FrontDoorDep, next: Annotated[str | None, Query(max_length=200)] = None
+) -> Response:
     """The sign-in page; someone already signed in goes straight to their workspace."""
     try:
         session = await browser_session(request, frontdoor)

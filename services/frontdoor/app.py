@@ -28,8 +28,10 @@ async def startup(runtime: Runtime) -> FrontDoor:
     if settings.environment == "development" and settings.dev_accounts:
         await create_dev_accounts(accounts)
     # No pool limit of its own: a page's requests wait on the services, not on the front door.
-    http = httpx.AsyncClient(timeout=httpx.Timeout(settings.proxy_timeout_s, connect=5.0),
-                             limits=httpx.Limits(max_connections=None, max_keepalive_connections=50))
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.proxy_timeout_s, connect=5.0),
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=50),
+    )
     return FrontDoor(settings=settings, accounts=accounts, http=http)
 
 
@@ -46,7 +48,8 @@ async def pruner(runtime: Runtime) -> None:
         now = now_utc()
         sessions = await frontdoor.accounts.store.prune_sessions(now=now)
         attempts = await frontdoor.accounts.store.prune_attempts(
-            older_than=now - timedelta(seconds=settings.attempts_retention_s))
+            older_than=now - timedelta(seconds=settings.attempts_retention_s)
+        )
         if sessions or attempts:
             log.info("expired sessions and old sign-in attempts pruned", sessions=sessions, attempts=attempts)
 

@@ -22,8 +22,15 @@ async def create_dev_accounts(accounts: Accounts) -> bool:
     if await accounts.store.any_account():
         return False
     for username, display_name, role, department, district in DEV_ACCOUNTS:
-        await accounts.create(actor="make-run", username=username, password=DEV_PASSWORD, display_name=display_name,
-                              role=role, department=department, district=district)
+        await accounts.create(
+            actor="make-run",
+            username=username,
+            password=DEV_PASSWORD,
+            display_name=display_name,
+            role=role,
+            department=department,
+            district=district,
+        )
     names = ", ".join(f"{u} ({r})" for u, _, r, _, _ in DEV_ACCOUNTS)
     print(f"Development accounts created, password {DEV_PASSWORD!r}: {names}", flush=True)
     return True

@@ -19,8 +19,18 @@ from services.frontdoor.sessions import UNSAFE, FrontDoor, browser_session, clea
 log = structlog.get_logger("frontdoor.proxy")
 
 # Hop-by-hop headers (RFC 9110 7.6.1) belong to one connection, not to the message.
-HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-                        "transfer-encoding", "upgrade"})
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
 NOT_FORWARDED = HOP_BY_HOP | {"host", "cookie"}
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -57,21 +67,30 @@ async def forward(request: Request, service: str, path: str) -> Response:
             return _refused(frontdoor, 403, "请从本系统页面操作", "cross-origin request refused", "forbidden")
         headers = [(k, v) for k, v in headers if k.lower() != b"authorization"]
         headers.append((b"authorization", f"Bearer {frontdoor.forwarded_token(session)}".encode()))
-    headers += [(b"x-forwarded-prefix", f"/{service}".encode()),
-                (b"x-forwarded-host", request.headers.get("host", "").encode("latin-1"))]
+    headers += [
+        (b"x-forwarded-prefix", f"/{service}".encode()),
+        (b"x-forwarded-host", request.headers.get("host", "").encode("latin-1")),
+    ]
     url = httpx.URL(f"{base.rstrip('/')}/{path}", query=request.url.query.encode("latin-1"))
     upstream = frontdoor.http.build_request(request.method, url, headers=headers, content=request.stream())
     try:
         reply = await frontdoor.http.send(upstream, stream=True)
     except httpx.TimeoutException:
         log.warning("service did not answer in time", service=service, path=path)
-        return _refused(frontdoor, 504, "服务响应超时，请稍后重试", f"{service} did not answer in time", "upstream_timeout")
+        return _refused(
+            frontdoor, 504, "服务响应超时，请稍后重试", f"{service} did not answer in time", "upstream_timeout"
+        )
     except httpx.TransportError as exc:
         log.warning("service unreachable", service=service, error=repr(exc))
         return _refused(frontdoor, 502, "无法连接服务，请稍后重试", f"{service} is unreachable", "upstream_unreachable")
-    response = StreamingResponse(reply.aiter_raw(), status_code=reply.status_code, background=BackgroundTask(reply.aclose))
-    response.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.multi_items()
-                            if k.lower() not in HOP_BY_HOP]
+    response = StreamingResponse(
+        reply.aiter_raw(), status_code=reply.status_code, background=BackgroundTask(reply.aclose)
+    )
+    response.raw_headers = [
+        (k.encode("latin-1"), v.encode("latin-1"))
+        for k, v in reply.headers.multi_items()
+        if k.lower() not in HOP_BY_HOP
+    ]
     if is_page:
         # The page is the front door's now: never cached, so a signed-out browser cannot show it again.
         response.raw_headers.append((b"cache-control", b"no-store"))
@@ -81,6 +100,7 @@ async def forward(request: Request, service: str, path: str) -> Response:
 def proxy_router(services: list[str]) -> APIRouter:
     router = APIRouter(tags=["proxy"], include_in_schema=False)
     for service in services:
+
         def bind(service: str = service) -> None:
             @router.get(f"/{service}")
             async def to_page() -> RedirectResponse:
@@ -89,5 +109,6 @@ def proxy_router(services: list[str]) -> APIRouter:
             @router.api_route(f"/{service}/{{path:path}}", methods=METHODS, name=f"proxy-{service}")
             async def proxied(request: Request, path: str) -> Response:
                 return await forward(request, service, path)
+
         bind()
     return router

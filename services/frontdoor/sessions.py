@@ -71,19 +71,32 @@ def client_of(request: Request) -> str | None:
 def identity(session: Session) -> Identity:
     a = session.account
     pages = list(WORKSPACES[Role(a["role"])])
-    return Identity(username=a["_id"], display_name=a.get("display_name") or a["_id"], role=a["role"],
-                    department=a.get("department"), district=a.get("district"), workspace=pages[0], pages=pages,
-                    session_expires_at=session.expires_at)
+    return Identity(
+        username=a["_id"],
+        display_name=a.get("display_name") or a["_id"],
+        role=a["role"],
+        department=a.get("department"),
+        district=a.get("district"),
+        workspace=pages[0],
+        pages=pages,
+        session_expires_at=session.expires_at,
+    )
 
 
 def set_cookie(response: Response, frontdoor: FrontDoor, refresh_token: str, expires_at: datetime) -> None:
-    response.set_cookie(COOKIE, refresh_token, max_age=max(1, int((expires_at - now_utc()).total_seconds())),
-                        path="/", httponly=True, samesite="strict", secure=frontdoor.settings.secure_cookies)
+    response.set_cookie(
+        COOKIE,
+        refresh_token,
+        max_age=max(1, int((expires_at - now_utc()).total_seconds())),
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=frontdoor.settings.secure_cookies,
+    )
 
 
 def clear_cookie(response: Response, frontdoor: FrontDoor) -> None:
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict",
-                           secure=frontdoor.settings.secure_cookies)
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=frontdoor.settings.secure_cookies)
 
 
 def same_origin(request: Request) -> bool:
@@ -106,8 +119,13 @@ async def bearer_session(request: Request, frontdoor: FrontDoor) -> Session | No
         return None
     s = frontdoor.settings
     try:
-        claims = jwt.decode(token, s.jwt_secret.get_secret_value(), algorithms=[s.jwt_algorithm],
-                            issuer=s.jwt_issuer, options={"require": ["sub", "exp", "sid"]})
+        claims = jwt.decode(
+            token,
+            s.jwt_secret.get_secret_value(),
+            algorithms=[s.jwt_algorithm],
+            issuer=s.jwt_issuer,
+            options={"require": ["sub", "exp", "sid"]},
+        )
     except jwt.PyJWTError as exc:
         raise SessionEnded("登录凭证无效或已过期", f"invalid or expired token: {exc}") from exc
     return await frontdoor.accounts.session(sid=str(claims["sid"]))

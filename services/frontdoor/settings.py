@@ -37,8 +37,12 @@ class Settings(ServiceSettings):
 
     def upstreams(self) -> dict[str, str]:
         """Service name -> base URL of the services whose pages the front door serves."""
-        return {"hotline": self.hotline_url, "router": self.router_url, "relief": self.relief_url,
-                "notify": self.notify_url}
+        return {
+            "hotline": self.hotline_url,
+            "router": self.router_url,
+            "relief": self.relief_url,
+            "notify": self.notify_url,
+        }
 
     @property
     def secure_cookies(self) -> bool:

@@ -37,11 +37,14 @@ class FrontdoorStore:
         self._db = db
 
     async def ensure_indexes(self) -> None:
-        await create_query_indexes(self._db, [
-            (self.sessions, [("account", ASCENDING)]),
-            (self.attempts, [("account", ASCENDING), ("at", ASCENDING)]),
-            (self.audit_trail, [("account", ASCENDING), ("_id", DESCENDING)]),
-        ])
+        await create_query_indexes(
+            self._db,
+            [
+                (self.sessions, [("account", ASCENDING)]),
+                (self.attempts, [("account", ASCENDING), ("at", ASCENDING)]),
+                (self.audit_trail, [("account", ASCENDING), ("_id", DESCENDING)]),
+            ],
+        )
 
     # ---- accounts (`_id` is the user name)
     async def account(self, username: str) -> Doc | None:
@@ -66,11 +69,20 @@ class FrontdoorStore:
         return await self.account(username)
 
     # ---- sessions (`_id` is the session id; the refresh secret only as its hash)
-    async def open_session(self, *, sid: str, secret: str, account: str, at: datetime, expires_at: datetime,
-                           channel: str) -> None:
-        await self.sessions.insert_one({"_id": sid, "secret_hash": digest(secret), "account": account,
-                                        "created_at": at, "expires_at": expires_at, "revoked_at": None,
-                                        "channel": channel})
+    async def open_session(
+        self, *, sid: str, secret: str, account: str, at: datetime, expires_at: datetime, channel: str
+    ) -> None:
+        await self.sessions.insert_one(
+            {
+                "_id": sid,
+                "secret_hash": digest(secret),
+                "account": account,
+                "created_at": at,
+                "expires_at": expires_at,
+                "revoked_at": None,
+                "channel": channel,
+            }
+        )
 
     async def session(self, sid: str) -> Doc | None:
         return await self.sessions.find_one({"_id": sid})
@@ -79,8 +91,7 @@ class FrontdoorStore:
         await self.sessions.update_one({"_id": sid, "revoked_at": None}, {"$set": {"revoked_at": at}})
 
     async def revoke_sessions_of(self, account: str, *, at: datetime) -> int:
-        result = await self.sessions.update_many({"account": account, "revoked_at": None},
-                                                 {"$set": {"revoked_at": at}})
+        result = await self.sessions.update_many({"account": account, "revoked_at": None}, {"$set": {"revoked_at": at}})
         return result.modified_count
 
     async def prune_sessions(self, *, now: datetime) -> int:
@@ -98,16 +109,33 @@ class FrontdoorStore:
         return (await self.attempts.delete_many({"at": {"$lt": older_than}})).deleted_count
 
     # ---- audit trail (append-only)
-    async def audit(self, action: str, *, at: datetime, account: str | None, actor: str | None,
-                    client: str | None = None, details: Doc | None = None) -> None:
+    async def audit(
+        self,
+        action: str,
+        *,
+        at: datetime,
+        account: str | None,
+        actor: str | None,
+        client: str | None = None,
+        details: Doc | None = None,
+    ) -> None:
         # A time-ordered id: entries of one millisecond (a failure and the lock it earned) keep their order.
         entry_id = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-        await self.audit_trail.insert_one({"_id": entry_id, "at": at, "action": str(action),
-                                           "account": account, "actor": actor, "client": client,
-                                           "details": details or {}})
+        await self.audit_trail.insert_one(
+            {
+                "_id": entry_id,
+                "at": at,
+                "action": str(action),
+                "account": account,
+                "actor": actor,
+                "client": client,
+                "details": details or {},
+            }
+        )
 
-    async def audit_entries(self, *, account: str | None = None, limit: int = 100,
-                            since: datetime | None = None) -> list[Doc]:
+    async def audit_entries(
+        self, *, account: str | None = None, limit: int = 100, since: datetime | None = None
+    ) -> list[Doc]:
         query: Doc = {}
         if account:
             query["account"] = account

@@ -8,8 +8,8 @@ from fastapi import FastAPI
 
 from common.app import Runtime, create_service_app
 from services.hotline import api, handlers, open311
-from services.hotline.intake import CaseNumbers, Hotline
 from services.hotline.domain import triage_rules
+from services.hotline.intake import CaseNumbers, Hotline
 from services.hotline.outbox import Outbox, Publisher
 from services.hotline.settings import Settings
 from services.hotline.store import HotlineStore
@@ -23,8 +23,14 @@ async def startup(runtime: Runtime) -> Hotline:
     await store.ensure_indexes()
     await outbox.ensure_indexes()
     publisher = Publisher(outbox, runtime.broker, settings, kafka_connected=runtime.kafka_connected)
-    return Hotline(store=store, outbox=outbox, publisher=publisher, settings=settings,
-                   case_numbers=CaseNumbers(store), slots=asyncio.Semaphore(settings.intake_concurrency))
+    return Hotline(
+        store=store,
+        outbox=outbox,
+        publisher=publisher,
+        settings=settings,
+        case_numbers=CaseNumbers(store),
+        slots=asyncio.Semaphore(settings.intake_concurrency),
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -5,8 +5,9 @@ reporting household after household from one phone would make it hot; on FerretD
 the collection and concurrent updates of one document lose writes):
 
 - A key's cases sit in slot documents `_id = "<key>#<chunk>#<slot>"` (slot 0..K-1), each claimed by a
-  unique `_id` insert (a call's keys in one `insert_many`). This process hands out a key's next slot from memory, so its own coroutines never
-  meet in the store; a DuplicateKeyError means another process took that slot: the next one is taken.
+  unique `_id` insert (a call's keys in one `insert_many`). This process hands out a key's next slot
+  from memory, so its own coroutines never meet in the store; a DuplicateKeyError means another
+  process took that slot: the next one is taken.
 - A small head document per key holds its newest chunk, raised with `$max` before the first slot of a
   chunk is written: once per K calls of that key, never for a caller with fewer than K calls.
 - A lookup reads the heads of the call's keys in one query, then the slots of chunks head-1, head and
@@ -116,8 +117,9 @@ class CallerMemory:
 
 
 class CallerIndex:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], *, per_chunk: int = SLOTS_PER_CHUNK,
-                 remembered: int = REMEMBERED_KEYS) -> None:
+    def __init__(
+        self, db: AsyncDatabase[dict[str, Any]], *, per_chunk: int = SLOTS_PER_CHUNK, remembered: int = REMEMBERED_KEYS
+    ) -> None:
         self.db = db
         self.slots = db["caller_slots"]
         self.heads = db["caller_heads"]
@@ -160,16 +162,24 @@ class CallerIndex:
         if self.memory.ready:
             return {key: self.memory.view(key) for key in keys}
         heads = {d["_id"]: int(d["chunk"]) for d in await find_by(self.heads, "_id", list(keys))}
-        ids = [slot_id(key, chunk, slot) for key in keys
-               for chunk in range(max(0, heads.get(key, 0) - 1), heads.get(key, 0) + 2)
-               for slot in range(self.per_chunk)]
+        ids = [
+            slot_id(key, chunk, slot)
+            for key in keys
+            for chunk in range(max(0, heads.get(key, 0) - 1), heads.get(key, 0) + 2)
+            for slot in range(self.per_chunk)
+        ]
         found: dict[str, list[tuple[int, int, str]]] = {key: [] for key in keys}
         for doc in await find_by(self.slots, "_id", ids):
             key, chunk, slot = doc["_id"].rsplit("#", 2)
             found[key].append((int(chunk), int(slot), doc["case_id"]))
-        return {key: KeyView(head=heads.get(key, 0), cases=tuple(sorted({c for _, _, c in found[key]}, reverse=True)),
-                             filed=max((chunk * self.per_chunk + slot + 1 for chunk, slot, _ in found[key]), default=0))
-                for key in keys}
+        return {
+            key: KeyView(
+                head=heads.get(key, 0),
+                cases=tuple(sorted({c for _, _, c in found[key]}, reverse=True)),
+                filed=max((chunk * self.per_chunk + slot + 1 for chunk, slot, _ in found[key]), default=0),
+            )
+            for key in keys
+        }
 
     async def add(self, case_id: str, keys: Sequence[str], seen: dict[str, KeyView] | None = None) -> None:
         """File the case under each key, one insert for all of them. `seen` is what `read` returned for
@@ -188,12 +198,18 @@ class CallerIndex:
                 return
             # Taken before any await, so no two coroutines of this process get one slot.
             taken = {key: states[key].take(self.per_chunk) for key in waiting}
-            await asyncio.gather(*(self._raise_head(key, states[key], chunk)
-                                   for key, (chunk, _) in taken.items() if chunk > states[key].head))
+            await asyncio.gather(
+                *(
+                    self._raise_head(key, states[key], chunk)
+                    for key, (chunk, _) in taken.items()
+                    if chunk > states[key].head
+                )
+            )
             slots = [{"_id": slot_id(key, *taken[key]), **document} for key in waiting]
             outcomes = await asyncio.gather(*(self._inserts.insert(slot) for slot in slots), return_exceptions=True)
-            if failed := next((o for o in outcomes if isinstance(o, BaseException)
-                               and not isinstance(o, DuplicateKeyError)), None):
+            if failed := next(
+                (o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, DuplicateKeyError)), None
+            ):
                 raise failed
             # another process took these slots: the next ones
             waiting = [key for key, o in zip(waiting, outcomes, strict=True) if isinstance(o, DuplicateKeyError)]
@@ -208,8 +224,7 @@ class CallerIndex:
             # The newest chunk handed out so far: one write covers every coroutine waiting here.
             target = max(chunk, state.chunk if state.slot else state.chunk - 1)
             try:
-                await busy_retry(lambda: self.heads.update_one({"_id": key}, {"$max": {"chunk": target}},
-                                                               upsert=True))
+                await busy_retry(lambda: self.heads.update_one({"_id": key}, {"$max": {"chunk": target}}, upsert=True))
             except DuplicateKeyError:  # another process created the head at the same moment: now it exists
                 await busy_retry(lambda: self.heads.update_one({"_id": key}, {"$max": {"chunk": target}}))
             state.head = max(state.head, target)
@@ -223,8 +238,14 @@ class CallerIndex:
         copied = 0
         async for doc in self.db[LEGACY_COLLECTIONS[0]].find({}):
             cases = list(dict.fromkeys(doc.get("cases", [])))
-            slots = [{"_id": slot_id(doc["_id"], i // self.per_chunk, i % self.per_chunk), "case_id": case_id,
-                      "at": datetime.now(UTC)} for i, case_id in enumerate(cases)]
+            slots = [
+                {
+                    "_id": slot_id(doc["_id"], i // self.per_chunk, i % self.per_chunk),
+                    "case_id": case_id,
+                    "at": datetime.now(UTC),
+                }
+                for i, case_id in enumerate(cases)
+            ]
             if not slots:
                 continue
             try:
@@ -233,8 +254,11 @@ class CallerIndex:
                 if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
                     raise
             if last_chunk := (len(cases) - 1) // self.per_chunk:
-                await busy_retry(lambda key=doc["_id"], c=last_chunk: self.heads.update_one(
-                    {"_id": key}, {"$max": {"chunk": c}}, upsert=True))
+                await busy_retry(
+                    lambda key=doc["_id"], c=last_chunk: self.heads.update_one(
+                        {"_id": key}, {"$max": {"chunk": c}}, upsert=True
+                    )
+                )
             copied += 1
         for name in LEGACY_COLLECTIONS:
             await self.db.drop_collection(name)

@@ -67,9 +67,13 @@ async def status_consumer(runtime: Runtime) -> None:
     """Background loop: the caller-facing status projection, a batch of downstream events at a time."""
     settings: Settings = runtime.settings  # type: ignore[assignment]
     store: HotlineStore = runtime.store.store
-    await BatchConsumer(name="status", topics=tuple(settings.topic(t) for t in STATUS_TOPICS),
-                        group_id=settings.consumer_group, handler=lambda records: apply_downstream_events(store, records),
-                        max_records=settings.status_batch_size).run(runtime)
+    await BatchConsumer(
+        name="status",
+        topics=tuple(settings.topic(t) for t in STATUS_TOPICS),
+        group_id=settings.consumer_group,
+        handler=lambda records: apply_downstream_events(store, records),
+        max_records=settings.status_batch_size,
+    ).run(runtime)
 
 
 async def observe_calls(store: HotlineStore, records: Sequence[ConsumerRecord]) -> Rejected:
@@ -92,9 +96,14 @@ async def caller_feed(runtime: Runtime) -> None:
     feed_running = asyncio.Event()
     loading = asyncio.ensure_future(_load_callers(store, feed_running))
     try:
-        await BatchConsumer(name="callers", topics=(settings.topic(HELP_REQUESTED_TOPIC),), group_id=None,
-                            handler=lambda records: observe_calls(store, records), auto_offset_reset="latest",
-                            started=feed_running).run(runtime)
+        await BatchConsumer(
+            name="callers",
+            topics=(settings.topic(HELP_REQUESTED_TOPIC),),
+            group_id=None,
+            handler=lambda records: observe_calls(store, records),
+            auto_offset_reset="latest",
+            started=feed_running,
+        ).run(runtime)
     finally:
         loading.cancel()
 

@@ -15,7 +15,7 @@ from common.app import RuntimeDep
 from common.errors import DomainError
 from contracts.events.hotline import Caller, HelpRequested, HouseholdStatus, Place, SpecialGroup, Urgency, WarmTransfer
 from services.hotline.callers import KeyView
-from services.hotline.domain import Triage, case_day, caller_keys, format_case_number, triage
+from services.hotline.domain import Triage, caller_keys, case_day, format_case_number, triage
 from services.hotline.outbox import Outbox, Publisher
 from services.hotline.settings import Settings
 from services.hotline.store import HotlineStore
@@ -139,17 +139,34 @@ async def take_help_request(
     now = datetime.now(UTC)
     verdict = triage(needs, description, urgency is Urgency.EMERGENCY)
     months = attributes.get("months_without_income")
-    keys = caller_keys(hotline.pepper, phone=caller.phone, id_card=caller.id_card, district=place.district,
-                       address=place.address)
+    keys = caller_keys(
+        hotline.pepper, phone=caller.phone, id_card=caller.id_card, district=place.district, address=place.address
+    )
     async with hotline.slots:
         try:
-            return await _store_and_send(hotline, now, verdict, keys, scoped_key, dict(
-            channel=channel, operator_id=operator_id, caller=caller, place=place, needs=tuple(needs),
-            household_status=household_status, special_groups=tuple(special_groups),
-            months_without_income=int(months) if months is not None else None,
-            urgency=Urgency.EMERGENCY if verdict.emergency else urgency, emergency=verdict.emergency,
-            emergency_reasons=verdict.reasons, description=description, attributes=attributes,
-            warm_transfer=warm_transfer))
+            return await _store_and_send(
+                hotline,
+                now,
+                verdict,
+                keys,
+                scoped_key,
+                dict(
+                    channel=channel,
+                    operator_id=operator_id,
+                    caller=caller,
+                    place=place,
+                    needs=tuple(needs),
+                    household_status=household_status,
+                    special_groups=tuple(special_groups),
+                    months_without_income=int(months) if months is not None else None,
+                    urgency=Urgency.EMERGENCY if verdict.emergency else urgency,
+                    emergency=verdict.emergency,
+                    emergency_reasons=verdict.reasons,
+                    description=description,
+                    attributes=attributes,
+                    warm_transfer=warm_transfer,
+                ),
+            )
         except Replay as replay:
             return await _replayed(hotline, replay.case_id, scoped_key or "")
 
@@ -162,9 +179,14 @@ async def _replayed(hotline: Hotline, case_id: str, scoped_key: str) -> Taken:
             # A reservation whose intake never came (its process died in between) is let go, so the
             # operator's next try is taken as a new call.
             await hotline.store.release_idempotency_key(
-                scoped_key, case_id, older_than=datetime.now(UTC) - timedelta(seconds=REPLAY_WAIT_S))
-            raise DomainError("同一受理请求仍在处理中，请稍后重试", "A request with this Idempotency-Key is still being "
-                              "taken; try again shortly", field="Idempotency-Key", code="idempotency_in_progress")
+                scoped_key, case_id, older_than=datetime.now(UTC) - timedelta(seconds=REPLAY_WAIT_S)
+            )
+            raise DomainError(
+                "同一受理请求仍在处理中，请稍后重试",
+                "A request with this Idempotency-Key is still being taken; try again shortly",
+                field="Idempotency-Key",
+                code="idempotency_in_progress",
+            )
         await asyncio.sleep(0.1)
     event = HelpRequested.model_validate(doc["event"])
     verdict = triage(list(event.needs), event.description, event.urgency is Urgency.EMERGENCY)
@@ -195,17 +217,21 @@ async def _read_callers(hotline: Hotline, keys: dict[str, str]) -> dict[str, Key
         return None
 
 
-async def _file_caller(hotline: Hotline, case_id: str, keys: dict[str, str],
-                       seen: dict[str, KeyView] | None) -> list[dict[str, Any]]:
+async def _file_caller(
+    hotline: Hotline, case_id: str, keys: dict[str, str], seen: dict[str, KeyView] | None
+) -> list[dict[str, Any]]:
     """Match the call against the caller's open cases and file it under the caller's keys. The call is
     recorded by now: a failure here costs the matches, never the call (an operator told "failed" takes
     the call again, and the case is there twice)."""
+
     async def no_matches() -> list[dict[str, Any]]:
         return []
 
     matches, filed = await asyncio.gather(
         hotline.store.open_cases_matching(keys, exclude=case_id, seen=seen) if seen is not None else no_matches(),
-        hotline.store.index_caller(case_id, keys, seen=seen), return_exceptions=True)
+        hotline.store.index_caller(case_id, keys, seen=seen),
+        return_exceptions=True,
+    )
     if isinstance(filed, BaseException):
         log.warning("case not filed under its caller keys", case_id=case_id, error=repr(filed))
     if isinstance(matches, BaseException):
@@ -214,12 +240,20 @@ async def _file_caller(hotline: Hotline, case_id: str, keys: dict[str, str],
     return matches
 
 
-async def _store_and_send(hotline: Hotline, now: datetime, verdict: Triage, keys: dict[str, str],
-                          scoped_key: str | None, fields: dict[str, Any]) -> Taken:
+async def _store_and_send(
+    hotline: Hotline,
+    now: datetime,
+    verdict: Triage,
+    keys: dict[str, str],
+    scoped_key: str | None,
+    fields: dict[str, Any],
+) -> Taken:
     # The caller index is read while the number is claimed: what it holds is what came before this call.
     event, seen = await asyncio.gather(_claim(hotline, now, scoped_key, fields), _read_callers(hotline, keys))
     # The call is recorded; from here it reaches Kafka directly or through the outbox relay.
     duplicates, published, _ = await asyncio.gather(
-        _file_caller(hotline, event.case_id, keys, seen), hotline.publisher.accept(event),
-        hotline.case_numbers.claimed(event.case_id))
+        _file_caller(hotline, event.case_id, keys, seen),
+        hotline.publisher.accept(event),
+        hotline.case_numbers.claimed(event.case_id),
+    )
     return Taken(event=event, verdict=verdict, duplicates=duplicates, published=published)

@@ -30,8 +30,13 @@ router = APIRouter(prefix="/open311/v2", tags=["Open311 GeoReport v2"])
 Format = Literal["json", "xml"]
 MAX_RESULTS = 1000
 DEFAULT_WINDOW = timedelta(days=90)
-_PLURAL = {"services": "service", "attributes": "attribute", "values": "value", "service_requests": "request",
-           "errors": "error"}
+_PLURAL = {
+    "services": "service",
+    "attributes": "attribute",
+    "values": "value",
+    "service_requests": "request",
+    "errors": "error",
+}
 
 
 class Open311Error(Exception):
@@ -62,8 +67,9 @@ def render(fmt: str, root: str, body: Any, status: int = 200) -> Response:
     if fmt == "xml":
         text = '<?xml version="1.0" encoding="UTF-8"?>' + _xml(root, body)
         return Response(text, status_code=status, media_type="text/xml; charset=utf-8")
-    return Response(json.dumps(body, ensure_ascii=False), status_code=status,
-                    media_type="application/json; charset=utf-8")
+    return Response(
+        json.dumps(body, ensure_ascii=False), status_code=status, media_type="application/json; charset=utf-8"
+    )
 
 
 def _format(fmt: str) -> Format:
@@ -73,8 +79,9 @@ def _format(fmt: str) -> Format:
 
 
 def _errors(exc: Open311Error, fmt: str) -> Response:
-    return render(fmt if fmt in ("json", "xml") else "json", "errors", spec.error_list(exc.status, *exc.descriptions),
-                  exc.status)
+    return render(
+        fmt if fmt in ("json", "xml") else "json", "errors", spec.error_list(exc.status, *exc.descriptions), exc.status
+    )
 
 
 def _zh_en(reason: str) -> str:
@@ -114,8 +121,11 @@ def _w3(name: str, raw: str | None) -> datetime | None:
     try:
         at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise Open311Error(400, f"{name} 应为 w3 时间格式，如 2026-02-15T08:00:00Z / {name} must be a w3 datetime, "
-                                "e.g. 2026-02-15T08:00:00Z") from None
+        raise Open311Error(
+            400,
+            f"{name} 应为 w3 时间格式，如 2026-02-15T08:00:00Z / {name} must be a w3 datetime, "
+            "e.g. 2026-02-15T08:00:00Z",
+        ) from None
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
@@ -139,8 +149,9 @@ async def list_requests(fmt: str, request: Request, hotline: HotlineDep) -> Resp
         end = end or (start + DEFAULT_WINDOW if start else datetime.now(UTC))
         start = start or end - DEFAULT_WINDOW
         if end - start > DEFAULT_WINDOW or end < start:
-            raise Open311Error(400, "start_date 与 end_date 之间不得超过90天 / start_date to end_date may not span "
-                                    "more than 90 days")
+            raise Open311Error(
+                400, "start_date 与 end_date 之间不得超过90天 / start_date to end_date may not span more than 90 days"
+            )
         statuses = set(_csv(params.get("status")))
         if statuses - {"open", "closed"}:
             raise Open311Error(400, "status 只能是 open 或 closed / status must be open or closed")
@@ -181,7 +192,7 @@ async def _submitted(request: Request) -> tuple[dict[str, str], dict[str, Any]]:
         if not isinstance(value, str):
             continue
         if key.startswith("attribute[") and "]" in key:
-            code = key[len("attribute["):key.index("]")]
+            code = key[len("attribute[") : key.index("]")]
             if key.endswith("[]"):
                 attributes.setdefault(code, []).append(value)
             else:
@@ -224,8 +235,12 @@ def _call_from(fields: dict[str, str], attributes: dict[str, Any]) -> dict[str, 
     return {
         "code": code,
         "caller": Caller(name=name[:50], phone=phone or ""),
-        "place": Place(district=str(values.pop("district")), township=values.pop("township", None),  # type: ignore[arg-type]
-                       address=(fields.get("address_string") or None), **coords),
+        "place": Place(
+            district=str(values.pop("district")),
+            township=values.pop("township", None),  # type: ignore[arg-type]
+            address=(fields.get("address_string") or None),
+            **coords,
+        ),
         "household_status": HouseholdStatus(values.pop("household_status", "unknown")),
         "special_groups": [SpecialGroup(g) for g in values.pop("special_groups", [])],
         "description": description,
@@ -247,19 +262,36 @@ async def create_request(fmt: str, request: Request, hotline: HotlineDep) -> Res
         call = _call_from(fields, attributes)
         idempotency_key = request.headers.get("idempotency-key")
         if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
-            raise Open311Error(400, "Idempotency-Key 须为 1–200 个可打印 ASCII 字符 / Idempotency-Key must be 1-200 "
-                                    "printable ASCII characters")
+            raise Open311Error(
+                400,
+                "Idempotency-Key 须为 1–200 个可打印 ASCII 字符 / Idempotency-Key must be 1-200 "
+                "printable ASCII characters",
+            )
     except Open311Error as exc:
         return _errors(exc, fmt)
     taken = await take_help_request(
-        hotline, operator_id=f"open311:{client}", channel="open311", caller=call["caller"], place=call["place"],
-        needs=[call["code"]], household_status=call["household_status"], special_groups=call["special_groups"],
-        description=call["description"], attributes=call["attributes"], idempotency_key=idempotency_key,
+        hotline,
+        operator_id=f"open311:{client}",
+        channel="open311",
+        caller=call["caller"],
+        place=call["place"],
+        needs=[call["code"]],
+        household_status=call["household_status"],
+        special_groups=call["special_groups"],
+        description=call["description"],
+        attributes=call["attributes"],
+        idempotency_key=idempotency_key,
     )
     log.info("open311 request accepted", case_id=taken.event.case_id, client=client, published=taken.published)
     notice = "已受理，请记住受理编号 / received; keep the request id"
     if taken.verdict.emergency:
-        notice = "紧急求助已优先处理；如有生命危险请拨打110/119/120 / treated as an emergency; if a life is in " \
-                 "danger call 110/119/120"
-    return render(fmt, "service_requests", [{"service_request_id": taken.event.case_id, "service_notice": notice,
-                                             "account_id": fields.get("account_id")}], 201)
+        notice = (
+            "紧急求助已优先处理；如有生命危险请拨打110/119/120 / treated as an emergency; if a life is in "
+            "danger call 110/119/120"
+        )
+    return render(
+        fmt,
+        "service_requests",
+        [{"service_request_id": taken.event.case_id, "service_notice": notice, "account_id": fields.get("account_id")}],
+        201,
+    )

@@ -28,10 +28,10 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from common.kafka import publish_event, publish_events
-from contracts.events.hotline import HelpRequested, HotlineCaseEvent
 from common.consumer import backoff_delay
+from common.kafka import publish_event, publish_events
 from common.store import GroupInserts, busy_retry, delete_by_ids
+from contracts.events.hotline import HelpRequested, HotlineCaseEvent
 
 if TYPE_CHECKING:
     from faststream.kafka import KafkaBroker
@@ -76,9 +76,14 @@ class Outbox:
         """Store the event; `direct` claims it for an immediate publish by the caller."""
         now = datetime.now(UTC)
         entry = {
-            "_id": str(event.event_id), "topic": event.TOPIC, "case_id": event.case_id, "type": event.type,
-            "event": event.model_dump(mode="json"), "state": INFLIGHT if direct else QUEUED,
-            "claimed_at": now, "created_at": now,
+            "_id": str(event.event_id),
+            "topic": event.TOPIC,
+            "case_id": event.case_id,
+            "type": event.type,
+            "event": event.model_dump(mode="json"),
+            "state": INFLIGHT if direct else QUEUED,
+            "claimed_at": now,
+            "created_at": now,
         }
         while True:
             entry["seq"] = await self._take_seq()
@@ -102,9 +107,11 @@ class Outbox:
     async def waiting(self, limit: int, takeover_s: float) -> list[dict[str, Any]]:
         """Entries for the relay, oldest first: queued ones and abandoned in-flight ones."""
         cutoff = datetime.now(UTC) - timedelta(seconds=takeover_s)
-        cursor = self.entries.find(
-            {"$or": [{"state": QUEUED}, {"claimed_at": {"$lt": cutoff}}]}
-        ).sort("seq", ASCENDING).limit(limit)
+        cursor = (
+            self.entries.find({"$or": [{"state": QUEUED}, {"claimed_at": {"$lt": cutoff}}]})
+            .sort("seq", ASCENDING)
+            .limit(limit)
+        )
         return await cursor.to_list()
 
     async def pending_count(self) -> int:
@@ -114,8 +121,9 @@ class Outbox:
 class Publisher:
     """Publishes outbox entries: directly from the API while there is no backlog, else via the relay."""
 
-    def __init__(self, outbox: Outbox, broker: KafkaBroker, settings: Settings, *,
-                 kafka_connected: asyncio.Event) -> None:
+    def __init__(
+        self, outbox: Outbox, broker: KafkaBroker, settings: Settings, *, kafka_connected: asyncio.Event
+    ) -> None:
         self.outbox = outbox
         self.broker = broker
         self.settings = settings
@@ -139,9 +147,11 @@ class Publisher:
             self._queued()
             return False
         # Store and send at the same time: the call is safe as soon as either has succeeded.
-        stored, sent = await asyncio.gather(self.outbox.append(event, direct=True),
-                                            self._publish(event, self.settings.publish_timeout_s),
-                                            return_exceptions=True)
+        stored, sent = await asyncio.gather(
+            self.outbox.append(event, direct=True),
+            self._publish(event, self.settings.publish_timeout_s),
+            return_exceptions=True,
+        )
         if isinstance(stored, BaseException):
             if isinstance(sent, BaseException):
                 raise stored  # neither the store nor Kafka has it: the call is not accepted

@@ -2,14 +2,14 @@
 
 On FerretDB every find and update scans its collection (by `_id` too) and only inserts are cheap, so the
 intake path inserts and reads in batches: the repeat-caller index is insert-only slots (callers.py), the
-matching intake records come in one batched read (`common.store.find_by`), and a case's downstream events live inside its intake
-document. The intake outbox is in outbox.py.
+matching intake records come in one batched read (`common.store.find_by`), and a case's downstream
+events live inside its intake document. The intake outbox is in outbox.py.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -17,8 +17,8 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from common.auth import Principal
 from common.aggregates import Aggregates, Codec
+from common.auth import Principal
 from common.store import GroupInserts, busy_retry, create_query_indexes, find_by
 from contracts.events.hotline import HelpRequested
 from services.hotline.callers import CallerIndex, KeyView
@@ -43,10 +43,16 @@ class IntakeRecord(BaseModel):
 
 
 RECORD_CODEC = Codec(
-    load=lambda doc: IntakeRecord(case_id=doc["_id"], received_at=doc["received_at"], emergency=doc["emergency"],
-                                  events=list(doc.get("events", [])), status=doc.get("status"),
-                                  open=doc.get("open", True)),
-    dump=lambda r: {"_id": r.case_id, "events": r.events, "status": r.status, "open": r.open, "outbox": r.outbox})
+    load=lambda doc: IntakeRecord(
+        case_id=doc["_id"],
+        received_at=doc["received_at"],
+        emergency=doc["emergency"],
+        events=list(doc.get("events", [])),
+        status=doc.get("status"),
+        open=doc.get("open", True),
+    ),
+    dump=lambda r: {"_id": r.case_id, "events": r.events, "status": r.status, "open": r.open, "outbox": r.outbox},
+)
 CASES_PER_KEY = 50  # the most recent cases looked at per phone / ID-card / household
 
 
@@ -68,10 +74,13 @@ class HotlineStore:
         self._key_inserts = GroupInserts(self.idempotency)
 
     async def ensure_indexes(self) -> None:
-        await create_query_indexes(self.db, [
-            (self.intakes, [("received_at", DESCENDING)]),
-            (self.audit, [("case_ids", ASCENDING)]),
-        ])
+        await create_query_indexes(
+            self.db,
+            [
+                (self.intakes, [("received_at", DESCENDING)]),
+                (self.audit, [("case_ids", ASCENDING)]),
+            ],
+        )
         await self.callers.migrate_legacy()
 
     # ------------------------------------------------------------------------ case numbers
@@ -81,14 +90,18 @@ class HotlineStore:
         return int(doc["last"]) if doc else 0
 
     async def raise_case_number_floor(self, day: str, seq: int) -> None:
-        await busy_retry(lambda: self.counters.update_one({"_id": f"case:{day}"}, {"$max": {"last": seq}},
-                                                          upsert=True))
+        await busy_retry(lambda: self.counters.update_one({"_id": f"case:{day}"}, {"$max": {"last": seq}}, upsert=True))
 
     # ------------------------------------------------------------------------ intake
 
     def keys_of(self, event: HelpRequested) -> dict[str, str]:
-        return caller_keys(self.pepper, phone=event.caller.phone, id_card=event.caller.id_card,
-                           district=event.place.district, address=event.place.address)
+        return caller_keys(
+            self.pepper,
+            phone=event.caller.phone,
+            id_card=event.caller.id_card,
+            district=event.place.district,
+            address=event.place.address,
+        )
 
     def intake_document(self, event: HelpRequested) -> dict[str, Any]:
         status = project_status(event.case_id, received_at=event.received_at, emergency=event.emergency, events=[])
@@ -138,8 +151,7 @@ class HotlineStore:
         """What the caller index holds for the call's keys (two queries); pass it on to the calls below."""
         return await self.callers.read(self.caller_key_ids(keys))
 
-    async def index_caller(self, case_id: str, keys: dict[str, str], *,
-                           seen: dict[str, KeyView] | None = None) -> None:
+    async def index_caller(self, case_id: str, keys: dict[str, str], *, seen: dict[str, KeyView] | None = None) -> None:
         """Remember the case under each of the caller's keys, for repeat-caller matches and lookups."""
         await self.callers.add(case_id, self.caller_key_ids(keys), seen)
 
@@ -154,8 +166,7 @@ class HotlineStore:
         by_id = {d["_id"]: d for d in docs}
         return [by_id[c] for c in case_ids if c in by_id]
 
-    async def _cases_for_keys(self, keys: dict[str, str], seen: dict[str, KeyView] | None
-                              ) -> dict[str, list[str]]:
+    async def _cases_for_keys(self, keys: dict[str, str], seen: dict[str, KeyView] | None) -> dict[str, list[str]]:
         """Case ids per case, with the kinds of key they matched, most recent first."""
         views = seen if seen is not None else await self.read_callers(keys)
         matched: dict[str, list[str]] = {}
@@ -165,8 +176,9 @@ class HotlineStore:
                 matched.setdefault(case_id, []).append(kind)
         return matched
 
-    async def open_cases_matching(self, keys: dict[str, str], *, exclude: str | None = None,
-                                  seen: dict[str, KeyView] | None = None) -> list[dict[str, Any]]:
+    async def open_cases_matching(
+        self, keys: dict[str, str], *, exclude: str | None = None, seen: dict[str, KeyView] | None = None
+    ) -> list[dict[str, Any]]:
         """Open cases sharing a phone, ID-card or household key with the call (并单 candidates)."""
         matched = await self._cases_for_keys(keys, seen)
         matched.pop(exclude or "", None)
@@ -183,9 +195,17 @@ class HotlineStore:
         [view] = (await self.read_callers({kind: value})).values()
         return await self._intakes(view.case_ids(CASES_PER_KEY))
 
-    async def recent(self, *, limit: int = 50, open_only: bool = False, district: str | None = None,
-                     since: datetime | None = None, until: datetime | None = None,
-                     case_ids: list[str] | None = None, needs: list[str] | None = None) -> list[dict[str, Any]]:
+    async def recent(
+        self,
+        *,
+        limit: int = 50,
+        open_only: bool = False,
+        district: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        case_ids: list[str] | None = None,
+        needs: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
         """Lists for people (page, Open311); not on the intake path, so a scan is acceptable here."""
         if case_ids is not None:
             return await self._intakes(case_ids[:limit])
@@ -232,6 +252,7 @@ class HotlineStore:
                 if not new and (not project or record.status == fields["status"]):
                     return None
                 return record.model_copy(update={"events": kept, **fields})
+
             return change
 
         outcome = await self.records.change_many({c: change_for(c) for c in arriving})
@@ -239,8 +260,12 @@ class HotlineStore:
 
     @staticmethod
     def _project(record: IntakeRecord, events: list[dict[str, Any]]) -> CaseStatus:
-        return project_status(record.case_id, received_at=record.received_at, emergency=record.emergency,
-                              events=[{**e, "_arrival": i} for i, e in enumerate(events)])
+        return project_status(
+            record.case_id,
+            received_at=record.received_at,
+            emergency=record.emergency,
+            events=[{**e, "_arrival": i} for i, e in enumerate(events)],
+        )
 
     async def refresh_status(self, case_id: str) -> CaseStatus | None:
         """Re-project the caller-facing status from every event kept, on the document as it is now."""
@@ -263,14 +288,30 @@ class HotlineStore:
 
     # ------------------------------------------------------------------------ audit
 
-    async def audit_read(self, principal: Principal, *, action: str, reason: str, case_ids: list[str],
-                         query: dict[str, str] | None = None) -> None:
+    async def audit_read(
+        self,
+        principal: Principal,
+        *,
+        action: str,
+        reason: str,
+        case_ids: list[str],
+        query: dict[str, str] | None = None,
+    ) -> None:
         """Who read which case's personal data, when and why (ARCHITECTURE.md Security)."""
-        await busy_retry(lambda: self.audit.insert_one({
-            "at": datetime.now(UTC), "actor": principal.sub, "role": str(principal.role),
-            "district": principal.district, "action": action, "reason": reason, "case_ids": case_ids,
-            "query": query or {},
-        }))
+        await busy_retry(
+            lambda: self.audit.insert_one(
+                {
+                    "at": datetime.now(UTC),
+                    "actor": principal.sub,
+                    "role": str(principal.role),
+                    "district": principal.district,
+                    "action": action,
+                    "reason": reason,
+                    "case_ids": case_ids,
+                    "query": query or {},
+                }
+            )
+        )
 
     async def audit_trail(self, case_id: str, limit: int = 200) -> list[dict[str, Any]]:
         cursor = self.audit.find({"case_ids": case_id}, {"_id": 0}).sort("at", DESCENDING).limit(limit)

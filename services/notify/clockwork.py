@@ -12,7 +12,7 @@ insert of texts); they are idempotent (natural ids), so a sweep after a crash ru
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -47,15 +47,24 @@ class NotifyCase(BaseModel):
 
 
 def _load(doc: dict[str, Any]) -> NotifyCase:
-    return NotifyCase(case_id=doc["_id"], state=CaseState.model_validate(doc["state"]),
-                      scheduled={s["id"]: s["bucket"] for s in doc.get("scheduled", [])},
-                      applied=list(doc.get("applied", [])), outbox=list(doc.get("outbox") or []))
+    return NotifyCase(
+        case_id=doc["_id"],
+        state=CaseState.model_validate(doc["state"]),
+        scheduled={s["id"]: s["bucket"] for s in doc.get("scheduled", [])},
+        applied=list(doc.get("applied", [])),
+        outbox=list(doc.get("outbox") or []),
+    )
 
 
 def _dump(case: NotifyCase) -> dict[str, Any]:
-    return {"_id": case.case_id, "state": case.state.model_dump(), **summary(case.state),
-            "scheduled": [{"id": i, "bucket": b} for i, b in case.scheduled.items()],
-            "applied": case.applied, "outbox": case.outbox}
+    return {
+        "_id": case.case_id,
+        "state": case.state.model_dump(),
+        **summary(case.state),
+        "scheduled": [{"id": i, "bucket": b} for i, b in case.scheduled.items()],
+        "applied": case.applied,
+        "outbox": case.outbox,
+    }
 
 
 CODEC = Codec(load=_load, dump=_dump)
@@ -74,19 +83,23 @@ class Clockwork:
 
     # ------------------------------------------------------------------ folding (pure)
 
-    def fold(self, case_id: str, steps: Sequence[tuple[str, StateChange]], now: datetime
-             ) -> Callable[[NotifyCase | None], NotifyCase | None]:
+    def fold(
+        self, case_id: str, steps: Sequence[tuple[str, StateChange]], now: datetime
+    ) -> Callable[[NotifyCase | None], NotifyCase | None]:
         """The write path's change for a case: apply each (event id, state change) once, in order, and
         queue the effects the new state calls for. None when no step changes anything."""
+
         def change(current: NotifyCase | None) -> NotifyCase | None:
             case = current
             for event_id, step in steps:
                 case = self._step(case, case_id, event_id, step, now) or case
             return case if case is not current else None
+
         return change
 
-    def _step(self, case: NotifyCase | None, case_id: str, event_id: str, change: StateChange, now: datetime
-              ) -> NotifyCase | None:
+    def _step(
+        self, case: NotifyCase | None, case_id: str, event_id: str, change: StateChange, now: datetime
+    ) -> NotifyCase | None:
         if case is not None and event_id in case.applied:
             return None  # a redelivery: what it caused is done, or in the outbox
         old = case.state if case is not None else None
@@ -96,8 +109,11 @@ class Clockwork:
         scheduled = dict(case.scheduled) if case is not None else {}
         desired = {t.id: t for t in case_rules.timers(new, self.policy)}
         wheel = self.store.sla_timers
-        fresh = [{"id": t.id, "due_at": t.at, "payload": t.payload, "bucket": wheel.bucket_of(t.at, now)}
-                 for i, t in desired.items() if i not in scheduled]
+        fresh = [
+            {"id": t.id, "due_at": t.at, "payload": t.payload, "bucket": wheel.bucket_of(t.at, now)}
+            for i, t in desired.items()
+            if i not in scheduled
+        ]
         gone = [{"id": i, "bucket": b} for i, b in scheduled.items() if i not in desired]
         effects: list[Entry] = list(case.outbox) if case is not None else []
         if fresh:
@@ -110,10 +126,13 @@ class Clockwork:
             already = set(old.texts) if old is not None else set()
             effects += [{"op": "text", **vars(n)} for n in self.caller_notifications(new) if n.key not in already]
         placed = {t["id"]: t["bucket"] for t in fresh}
-        return NotifyCase(case_id=case_id, state=new,
-                          scheduled={i: scheduled.get(i, placed.get(i, 0)) for i in desired},
-                          applied=((case.applied if case is not None else []) + [event_id])[-APPLIED_KEPT:],
-                          outbox=effects)
+        return NotifyCase(
+            case_id=case_id,
+            state=new,
+            scheduled={i: scheduled.get(i, placed.get(i, 0)) for i in desired},
+            applied=((case.applied if case is not None else []) + [event_id])[-APPLIED_KEPT:],
+            outbox=effects,
+        )
 
     def caller_notifications(self, state: CaseState) -> list[texts.Notification]:
         out = []
@@ -121,9 +140,16 @@ class Clockwork:
             if key.endswith("|caller_dispatched"):
                 due = state.citizen.due("resolution") if state.citizen else None
                 first_lead = next((c for c in state.assignments if c.role == "lead"), None)
-                out.append(texts.caller_dispatched(key, state.case_id, district=state.district,
-                                                   department=first_lead.department if first_lead else None,
-                                                   due_at=due, tz=self.policy.tz))
+                out.append(
+                    texts.caller_dispatched(
+                        key,
+                        state.case_id,
+                        district=state.district,
+                        department=first_lead.department if first_lead else None,
+                        due_at=due,
+                        tz=self.policy.tz,
+                    )
+                )
             elif "|caller_resolved|" in key:
                 out.append(texts.caller_resolved(key, state.case_id, outcome=state.outcome))
         return out
@@ -138,8 +164,9 @@ class Clockwork:
         doc = await self.store.load(case_id)
         return CaseState.model_validate(doc["state"]) if doc else None
 
-    async def record_many(self, steps: Iterable[tuple[str, str, StateChange]], *, new: Collection[str] = ()
-                          ) -> dict[str, Exception]:
+    async def record_many(
+        self, steps: Iterable[tuple[str, str, StateChange]], *, new: Collection[str] = ()
+    ) -> dict[str, Exception]:
         """Apply a batch of (case id, event id, change), in order per case, in one pass of the write path.
         `new`: cases whose first event here opens them (not read: see `Aggregates.change_many`). Returns
         the cases whose change raised, with the error."""
@@ -147,8 +174,9 @@ class Clockwork:
         for case_id, event_id, change in steps:
             by_case[case_id].append((event_id, change))
         now = datetime.now(UTC)
-        outcome = await self.cases.change_many({case_id: self.fold(case_id, case_steps, now)
-                                                for case_id, case_steps in by_case.items()}, new=new)
+        outcome = await self.cases.change_many(
+            {case_id: self.fold(case_id, case_steps, now) for case_id, case_steps in by_case.items()}, new=new
+        )
         return outcome.failed
 
     # ------------------------------------------------------------------ effects (after the write)

@@ -78,11 +78,16 @@ async def apply_records(runtime: Runtime, records: Sequence[ConsumerRecord]) -> 
         if isinstance(event, CaseDispatched):
             choice = notify.policy.choose(event.sla_class, event.occurred_at)
             if choice.fell_back:
-                log.warning("unknown SLA class; the fallback class applies", case_id=event.case_id,
-                            requested=event.sla_class, applied=choice.sla_class.name,
-                            policy_version=choice.policy_version)
-        steps.append((event.case_id, str(event.event_id),
-                      lambda state, e=event: case_rules.apply(state, e, notify.policy)))
+                log.warning(
+                    "unknown SLA class; the fallback class applies",
+                    case_id=event.case_id,
+                    requested=event.sla_class,
+                    applied=choice.sla_class.name,
+                    policy_version=choice.policy_version,
+                )
+        steps.append(
+            (event.case_id, str(event.event_id), lambda state, e=event: case_rules.apply(state, e, notify.policy))
+        )
         records_of.setdefault(event.case_id, []).append(record)
     await notify.store.remember_callers(phones)
     failed = await notify.clockwork.record_many(steps, new=opened)
@@ -97,7 +102,11 @@ async def apply_records(runtime: Runtime, records: Sequence[ConsumerRecord]) -> 
 async def case_events_consumer(runtime: Runtime) -> None:
     """Background loop: every topic notify follows, a batch of records at a time, in one consumer group."""
     settings: Settings = runtime.settings  # type: ignore[assignment]
-    await BatchConsumer(name="cases", topics=tuple(settings.topic(t) for t in ADAPTERS),
-                        group_id=settings.consumer_group, handler=lambda records: apply_records(runtime, records),
-                        max_records=settings.case_batch_size, auto_offset_reset=settings.kafka_start_from
-                        ).run(runtime)
+    await BatchConsumer(
+        name="cases",
+        topics=tuple(settings.topic(t) for t in ADAPTERS),
+        group_id=settings.consumer_group,
+        handler=lambda records: apply_records(runtime, records),
+        max_records=settings.case_batch_size,
+        auto_offset_reset=settings.kafka_start_from,
+    ).run(runtime)

@@ -45,8 +45,14 @@ class LogChannel:
     name = "log"
 
     async def send(self, notification: dict[str, Any], address: str | None) -> str | None:
-        log.info("notification", channel="log", recipient=notification["recipient"], kind=notification["kind"],
-                 case_id=notification["case_id"], text=notification["text_zh"])
+        log.info(
+            "notification",
+            channel="log",
+            recipient=notification["recipient"],
+            kind=notification["kind"],
+            case_id=notification["case_id"],
+            text=notification["text_zh"],
+        )
         return None
 
 
@@ -70,8 +76,11 @@ class SmsGatewayChannel:
             raise DeliveryError("no phone number known for this case yet", transient=True)
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
-            response = await self.client.post(self.url, json={"to": address, "text": notification["text_zh"],
-                                                              "reference": notification["_id"]}, headers=headers)
+            response = await self.client.post(
+                self.url,
+                json={"to": address, "text": notification["text_zh"], "reference": notification["_id"]},
+                headers=headers,
+            )
         except httpx.HTTPError as exc:
             raise DeliveryError(f"gateway unreachable: {type(exc).__name__}", transient=True) from exc
         _raise_for(response)
@@ -119,12 +128,25 @@ class Outbox:
         timer bucket); returns the keys that were new. Scheduling again is harmless: an attempt that is not
         the next one expected does nothing."""
         now = now or datetime.now(UTC)
-        docs = [{"_id": n.key, "case_id": n.case_id, "kind": n.kind, "recipient": n.recipient,
-                 "channel": self.channel_for(n.recipient), "text_zh": n.text_zh, "text_en": n.text_en,
-                 "status": "pending", "attempts": [], "created_at": now} for n in notifications]
+        docs = [
+            {
+                "_id": n.key,
+                "case_id": n.case_id,
+                "kind": n.kind,
+                "recipient": n.recipient,
+                "channel": self.channel_for(n.recipient),
+                "text_zh": n.text_zh,
+                "text_en": n.text_en,
+                "status": "pending",
+                "attempts": [],
+                "created_at": now,
+            }
+            for n in notifications
+        ]
         created = await self.store.add_notifications(docs)
-        await self.store.outbox_timers.schedule([Timer(f"{n.key}|1", now, {"key": n.key, "attempt": 1})
-                                                 for n in notifications], now)
+        await self.store.outbox_timers.schedule(
+            [Timer(f"{n.key}|1", now, {"key": n.key, "attempt": 1}) for n in notifications], now
+        )
         return created
 
     def backoff(self, attempt: int) -> timedelta:
@@ -149,14 +171,16 @@ class Outbox:
             record = {"at": now, "ok": False, "channel": channel.name, "error": str(exc) or type(exc).__name__}
             if retry:
                 next_at = now + self.backoff(attempt)
-                await self.store.outbox_timers.schedule([Timer(f"{key}|{attempt + 1}", next_at,
-                                                               {"key": key, "attempt": attempt + 1})], now)
+                await self.store.outbox_timers.schedule(
+                    [Timer(f"{key}|{attempt + 1}", next_at, {"key": key, "attempt": attempt + 1})], now
+                )
             await self.store.record_attempt(key, record, "pending" if retry else "failed")
             await self.store.outbox_timers.done(timer)
             log.warning("notification attempt failed", key=key, attempt=attempt, retry=retry, error=record["error"])
             return "retry" if retry else "failed"
-        await self.store.record_attempt(key, {"at": now, "ok": True, "channel": channel.name,
-                                              "reference": reference}, "sent")
+        await self.store.record_attempt(
+            key, {"at": now, "ok": True, "channel": channel.name, "reference": reference}, "sent"
+        )
         await self.store.outbox_timers.done(timer)
         if doc["recipient"] == "caller":
             case = await self.store.load(doc["case_id"])
@@ -168,8 +192,9 @@ class Outbox:
 def build_channels(settings: Settings, client: httpx.AsyncClient) -> dict[str, Channel]:
     channels: dict[str, Channel] = {"log": LogChannel()}
     if settings.sms_gateway_url:
-        channels["sms"] = SmsGatewayChannel(client, settings.sms_gateway_url,
-                                            settings.sms_gateway_token.get_secret_value())
+        channels["sms"] = SmsGatewayChannel(
+            client, settings.sms_gateway_url, settings.sms_gateway_token.get_secret_value()
+        )
     if settings.alert_webhook_url:
         channels["webhook"] = WebhookChannel(client, settings.alert_webhook_url)
     return channels

@@ -33,21 +33,25 @@ class NotifyStore:
         self.outbox_timers = TimerWheel(db, "outbox_timers", bucket_s=bucket_s)
 
     async def ensure_indexes(self) -> None:
-        await create_query_indexes(self.db, [
-            (self.cases, [("district", ASCENDING), ("next_due_at", ASCENDING)]),
-            (self.cases, [("status", ASCENDING), ("next_due_at", ASCENDING)]),
-            (self.cases, [("lead_department", ASCENDING), ("status", ASCENDING)]),
-            (self.notifications, [("case_id", ASCENDING)]),
-            (self.sla_events, [("case_id", ASCENDING)]),
-        ])
+        await create_query_indexes(
+            self.db,
+            [
+                (self.cases, [("district", ASCENDING), ("next_due_at", ASCENDING)]),
+                (self.cases, [("status", ASCENDING), ("next_due_at", ASCENDING)]),
+                (self.cases, [("lead_department", ASCENDING), ("status", ASCENDING)]),
+                (self.notifications, [("case_id", ASCENDING)]),
+                (self.sla_events, [("case_id", ASCENDING)]),
+            ],
+        )
 
     # ----------------------------------------------------------------------------- cases
 
     async def load(self, case_id: str) -> dict[str, Any] | None:
         return await self.cases.find_one({"_id": case_id})
 
-    async def find_cases(self, query: dict[str, Any], *, sort: list[tuple[str, int]],
-                         limit: int) -> list[dict[str, Any]]:
+    async def find_cases(
+        self, query: dict[str, Any], *, sort: list[tuple[str, int]], limit: int
+    ) -> list[dict[str, Any]]:
         projection = {"state.decisions": 0, "applied": 0, "scheduled": 0, "cancelled": 0, "outbox": 0}
         return await self.cases.find(query, projection).sort(sort).limit(limit).to_list(None)
 
@@ -63,8 +67,9 @@ class NotifyStore:
             return
         now = datetime.now(UTC)
         try:
-            await self.contacts.insert_many([{"_id": case_id, "phone": phone, "stored_at": now}
-                                             for case_id, phone in phones.items()], ordered=False)
+            await self.contacts.insert_many(
+                [{"_id": case_id, "phone": phone, "stored_at": now} for case_id, phone in phones.items()], ordered=False
+            )
         except BulkWriteError as exc:
             if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
                 raise
@@ -80,8 +85,9 @@ class NotifyStore:
         return bool(await self.cases_with_pending_caller_texts([case_id]))
 
     async def cases_with_pending_caller_texts(self, case_ids: list[str]) -> set[str]:
-        found = await find_by(self.notifications, "case_id", case_ids, {"case_id": 1},
-                              where={"recipient": "caller", "status": "pending"})
+        found = await find_by(
+            self.notifications, "case_id", case_ids, {"case_id": 1}, where={"recipient": "caller", "status": "pending"}
+        )
         return {doc["case_id"] for doc in found}
 
     async def forget_caller(self, case_id: str) -> None:

@@ -32,10 +32,18 @@ def sla_event(timer: DueTimer, now: datetime) -> SlaWarningRaised | SlaBreached 
     """The contract event of a fired timer; the same timer always gives the same event id."""
     p = timer.payload
     common: dict[str, Any] = {
-        "event_id": uuid.uuid5(EVENT_NAMESPACE, timer.id), "occurred_at": now, "case_id": p["case_id"],
-        "clock": p["clock"], "target": p["target"], "department": p.get("department"), "district": p["district"],
-        "due_at": p["due_at"], "sla_class": p["sla_class"], "rule_id": p.get("rule_id"),
-        "provisions": tuple(p.get("provisions", ())), "clock_key": p.get("clock_key"),
+        "event_id": uuid.uuid5(EVENT_NAMESPACE, timer.id),
+        "occurred_at": now,
+        "case_id": p["case_id"],
+        "clock": p["clock"],
+        "target": p["target"],
+        "department": p.get("department"),
+        "district": p["district"],
+        "due_at": p["due_at"],
+        "sla_class": p["sla_class"],
+        "rule_id": p.get("rule_id"),
+        "provisions": tuple(p.get("provisions", ())),
+        "clock_key": p.get("clock_key"),
     }
     if p["stage"] == "warning":
         return SlaWarningRaised(**common, share_elapsed=p["share_elapsed"])
@@ -49,17 +57,34 @@ async def fire(runtime: Runtime, timer: DueTimer, now: datetime, topic: str | No
     notify = runtime.store
     event = sla_event(timer, now)
     await publish_event(runtime.broker, event, topic=topic or runtime.settings.topic(event.TOPIC))
-    await notify.store.record_sla_event({
-        "_id": str(event.event_id), "case_id": event.case_id, "type": event.type, "target": event.target,
-        "clock_key": event.clock_key, "department": event.department, "district": event.district,
-        "due_at": event.due_at, "tier": getattr(event, "tier", None), "rule_id": event.rule_id,
-        "fired_at": now, "timer_due_at": timer.due_at,
-    })
+    await notify.store.record_sla_event(
+        {
+            "_id": str(event.event_id),
+            "case_id": event.case_id,
+            "type": event.type,
+            "target": event.target,
+            "clock_key": event.clock_key,
+            "department": event.department,
+            "district": event.district,
+            "due_at": event.due_at,
+            "tier": getattr(event, "tier", None),
+            "rule_id": event.rule_id,
+            "fired_at": now,
+            "timer_due_at": timer.due_at,
+        }
+    )
     for alert in texts.sla_alerts(timer.id, timer.payload, notify.policy.tz):
         await notify.outbox.enqueue(alert, now)
     await notify.store.sla_timers.done(timer)
-    log.info("sla event", type=event.type, case_id=event.case_id, target=event.target, clock=event.clock_key,
-             tier=getattr(event, "tier", None), late_ms=round((now - timer.due_at).total_seconds() * 1000))
+    log.info(
+        "sla event",
+        type=event.type,
+        case_id=event.case_id,
+        target=event.target,
+        clock=event.clock_key,
+        tier=getattr(event, "tier", None),
+        late_ms=round((now - timer.due_at).total_seconds() * 1000),
+    )
 
 
 async def sweep_once(runtime: Runtime, now: datetime | None = None, topic: str | None = None) -> int:

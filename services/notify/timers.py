@@ -47,8 +47,9 @@ class DueTimer:
 class TimerWheel:
     """Schedule, cancel and find due timers; ids are natural, so scheduling twice is harmless."""
 
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], prefix: str, *, bucket_s: int = 300,
-                 grace_s: float | None = None) -> None:
+    def __init__(
+        self, db: AsyncDatabase[dict[str, Any]], prefix: str, *, bucket_s: int = 300, grace_s: float | None = None
+    ) -> None:
         self.db = db
         self.prefix = prefix
         self.bucket_s = bucket_s

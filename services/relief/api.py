@@ -127,10 +127,16 @@ def _public(doc: dict[str, Any]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------ entitlements (officers)
 
+
 @router.get("/entitlements", summary="Proposals and grants of the officer's district")
-async def list_entitlements(officer: Officer, relief: ReliefDep, status: str | None = None,
-                            rule_id: str | None = None, case_id: str | None = None,
-                            limit: Annotated[int, Query(ge=1, le=500)] = 200) -> list[dict[str, Any]]:
+async def list_entitlements(
+    officer: Officer,
+    relief: ReliefDep,
+    status: str | None = None,
+    rule_id: str | None = None,
+    case_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 200,
+) -> list[dict[str, Any]]:
     query: dict[str, Any] = {} if officer.city_level else {"district": officer.district}
     query |= {k: v for k, v in (("status", status), ("rule_id", rule_id), ("case_id", case_id)) if v}
     return await relief.store.list_entitlements(query, limit)
@@ -145,8 +151,9 @@ async def get_entitlement(entitlement_id: str, officer: Officer, relief: ReliefD
 
 @router.post("/entitlements/{entitlement_id}/approve", summary="Approve (or sign, under four eyes)")
 async def approve(entitlement_id: str, body: Approve, officer: Officer, relief: ReliefDep) -> dict[str, Any]:
-    return _public(await relief.approve(entitlement_id, officer, body.amount_yuan, body.note, body.confirmed_on,
-                                        body.contested))
+    return _public(
+        await relief.approve(entitlement_id, officer, body.amount_yuan, body.note, body.confirmed_on, body.contested)
+    )
 
 
 @router.post("/entitlements/{entitlement_id}/reject")
@@ -164,10 +171,14 @@ async def discharge(entitlement_id: str, body: Discharge, officer: Officer, reli
     return _public(await relief.discharge(entitlement_id, officer, body.discharged_on, body.note))
 
 
-@router.post("/entitlements/{entitlement_id}/payments", status_code=201,
-             summary="Record a payment once per (case, rule, period); a repeat returns the same entry (200)")
-async def record_payment(entitlement_id: str, body: Payment, officer: Officer, relief: ReliefDep,
-                         response: Response) -> dict[str, Any]:
+@router.post(
+    "/entitlements/{entitlement_id}/payments",
+    status_code=201,
+    summary="Record a payment once per (case, rule, period); a repeat returns the same entry (200)",
+)
+async def record_payment(
+    entitlement_id: str, body: Payment, officer: Officer, relief: ReliefDep, response: Response
+) -> dict[str, Any]:
     created, entry = await relief.pay(entitlement_id, officer, body.period, body.payment_reference)
     if not created:
         response.status_code = 200
@@ -175,6 +186,7 @@ async def record_payment(entitlement_id: str, body: Payment, officer: Officer, r
 
 
 # ------------------------------------------------------------------------ the ledger (P6.1)
+
 
 def _ledger_scope(reader: Principal) -> dict[str, Any]:
     return {} if reader.city_level else {"district": reader.district}
@@ -209,6 +221,7 @@ def _total(entries: list[dict[str, Any]]) -> str:
 
 # ------------------------------------------------------------------------ registry (P2.3)
 
+
 @router.post("/registry/import", summary="Import registry CSV: good rows kept, each bad row named")
 async def registry_import(reader: Reader, relief: ReliefDep, file: Annotated[UploadFile, File()]) -> dict[str, Any]:
     try:
@@ -216,8 +229,9 @@ async def registry_import(reader: Reader, relief: ReliefDep, file: Annotated[Upl
     except UnicodeDecodeError as exc:
         raise DomainError("文件须为 UTF-8 编码的 CSV", "the file must be UTF-8 CSV", field="file", status=422) from exc
     try:
-        return await import_registry(relief.store, text, relief.id_hash_salt,
-                                     only_district=None if reader.city_level else reader.district)
+        return await import_registry(
+            relief.store, text, relief.id_hash_salt, only_district=None if reader.city_level else reader.district
+        )
     except ValueError as exc:
         zh, _, en = str(exc).partition(" | ")
         raise DomainError(zh, en or zh, field="file", status=422) from exc
@@ -233,26 +247,42 @@ async def registry_record(recipient_id: str, reader: Reader, relief: ReliefDep) 
 
 # ------------------------------------------------------------------------ subsidy runs (P1.3, P2.1)
 
+
 @router.post("/runs", status_code=201, summary="Open a subsidy run (P1.3 price linkage, P2.1 holiday)")
 async def open_run(body: OpenRun, coordinator: Coordinator, relief: ReliefDep, response: Response) -> dict[str, Any]:
     if bad := ineligible_categories(body.kind, set(body.amounts)):
-        raise DomainError(f"该补贴不发放给：{', '.join(bad)}", f"this subsidy does not cover: {', '.join(bad)}",
-                          field="amounts", status=422)
+        raise DomainError(
+            f"该补贴不发放给：{', '.join(bad)}",
+            f"this subsidy does not cover: {', '.join(bad)}",
+            field="amounts",
+            status=422,
+        )
     if coordinator.city_level:
         scope, chosen = CITY, body.districts or sorted(districts())
     else:
         if body.districts and set(body.districts) != {coordinator.district}:
-            raise Forbidden("区县协调员只能为本区县开启发放", "a district coordinator opens runs for their own district only")
+            raise Forbidden(
+                "区县协调员只能为本区县开启发放", "a district coordinator opens runs for their own district only"
+            )
         scope, chosen = coordinator.district or "", [coordinator.district or ""]
-    spec = RunSpec(run_id_for(body.kind, body.month, body.label, scope), body.kind, body.month, frozenset(chosen),
-                   {c: yuan(a) for c, a in body.amounts.items()})
+    spec = RunSpec(
+        run_id_for(body.kind, body.month, body.label, scope),
+        body.kind,
+        body.month,
+        frozenset(chosen),
+        {c: yuan(a) for c, a in body.amounts.items()},
+    )
     doc = run_document(spec, body.label, scope, coordinator.sub, datetime.now(UTC))
     if not await relief.store.create_run(doc):
         existing = await relief.store.get_run(spec.run_id)
         assert existing is not None
         if existing["amounts"] != doc["amounts"] or existing["districts"] != doc["districts"]:
-            raise DomainError("同名发放批次已存在且内容不同", "a run with this id exists with different terms",
-                              field="label", code="run_exists")
+            raise DomainError(
+                "同名发放批次已存在且内容不同",
+                "a run with this id exists with different terms",
+                field="label",
+                code="run_exists",
+            )
         response.status_code = 200
         return existing
     return doc
@@ -261,9 +291,16 @@ async def open_run(body: OpenRun, coordinator: Coordinator, relief: ReliefDep, r
 @router.post("/runs/{run_id}/execute", status_code=202, summary="Pay the run (again): nobody is paid twice")
 async def execute(run_id: str, coordinator: Coordinator, relief: ReliefDep, runtime: RuntimeDep) -> dict[str, Any]:
     run = await _run_for(run_id, coordinator, relief)
-    runtime.spawn(execute_run(relief.store, run_id, by=coordinator.sub, grants=relief.entitlements,
-                              batch_size=runtime.settings.run_batch_size),  # type: ignore[attr-defined]
-                  f"run-{run_id}")
+    runtime.spawn(
+        execute_run(
+            relief.store,
+            run_id,
+            by=coordinator.sub,
+            grants=relief.entitlements,
+            batch_size=runtime.settings.run_batch_size,
+        ),  # type: ignore[attr-defined]
+        f"run-{run_id}",
+    )
     return {"run_id": run["_id"], "status": "running"}
 
 
@@ -287,9 +324,9 @@ async def _run_for(run_id: str, who: Principal, relief: Relief) -> dict[str, Any
 
 # ------------------------------------------------------------------------ standards (admin)
 
+
 @router.get("/standards", summary="The dibao standard in force in a district on a day")
-async def standard_in_force(reader: Reader, relief: ReliefDep, district: str,
-                            on: date | None = None) -> dict[str, Any]:
+async def standard_in_force(reader: Reader, relief: ReliefDep, district: str, on: date | None = None) -> dict[str, Any]:
     book = await relief.standards_book()
     try:
         found = book.standard(district, on or relief.clock())
@@ -303,12 +340,17 @@ async def add_standard(body: DibaoStandard, admin: Admin, relief: ReliefDep) -> 
     doc = body.model_dump(mode="json") | {"added_by": admin.sub}
     doc["effective_from"] = body.effective_from.isoformat()
     if not await relief.store.add_standard(doc):
-        raise DomainError("该区县该日期已有新增标准", "a standard for this district and date was already added",
-                          field="effective_from", code="standard_exists")
+        raise DomainError(
+            "该区县该日期已有新增标准",
+            "a standard for this district and date was already added",
+            field="effective_from",
+            code="standard_exists",
+        )
     return {k: v for k, v in doc.items() if k != "_id"}
 
 
 # ------------------------------------------------------------------------ the page
+
 
 @page.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def index() -> HTMLResponse:

@@ -27,8 +27,10 @@ def load_standards_book(settings: Settings) -> StandardsBook:
         text = resources.files("services.relief.data").joinpath("dibao_standards.yaml").read_text(encoding="utf-8")
     parsed, book = load_standards(text)
     if parsed.example:
-        log.warning("dibao standards are EXAMPLE figures: replace them with the official standards",
-                    path=settings.standards_path or "services/relief/data/dibao_standards.yaml")
+        log.warning(
+            "dibao standards are EXAMPLE figures: replace them with the official standards",
+            path=settings.standards_path or "services/relief/data/dibao_standards.yaml",
+        )
     return book
 
 
@@ -37,10 +39,15 @@ async def startup(runtime: Runtime) -> Relief:
     book = load_standards_book(settings)
     store = ReliefStore(runtime.db)
     await store.ensure_indexes()
-    relief = Relief(store=store, book=book, broker=runtime.broker, topic_namespace=settings.topic_namespace,
-                    four_eyes_above=settings.major_second_approval_above_yuan,
-                    part_month_policy=settings.part_month_policy,
-                    id_hash_salt=settings.id_hash_salt.get_secret_value())
+    relief = Relief(
+        store=store,
+        book=book,
+        broker=runtime.broker,
+        topic_namespace=settings.topic_namespace,
+        four_eyes_above=settings.major_second_approval_above_yuan,
+        part_month_policy=settings.part_month_policy,
+        id_hash_salt=settings.id_hash_salt.get_secret_value(),
+    )
     # The entitlements' outboxes a failed publish (Kafka down) or a crash left are swept by the common
     # outbox sweeper (cases carry no events: nothing to sweep).
     runtime.aggregates.append(relief.entitlements)

@@ -56,12 +56,23 @@ class ReliefCase:
 
     @staticmethod
     def from_document(doc: Doc) -> ReliefCase:
-        return ReliefCase(id=doc["_id"], help=doc.get("help"), dispatch=doc.get("dispatch"),
-                          evaluation=doc.get("evaluation"), version=doc.get("version", 0))
+        return ReliefCase(
+            id=doc["_id"],
+            help=doc.get("help"),
+            dispatch=doc.get("dispatch"),
+            evaluation=doc.get("evaluation"),
+            version=doc.get("version", 0),
+        )
 
     def to_document(self) -> Doc:
-        return {"_id": self.id, "help": self.help, "dispatch": self.dispatch, "evaluation": self.evaluation,
-                "version": self.version, "outbox": []}
+        return {
+            "_id": self.id,
+            "help": self.help,
+            "dispatch": self.dispatch,
+            "evaluation": self.evaluation,
+            "version": self.version,
+            "outbox": [],
+        }
 
 
 CASE_CODEC: Codec[ReliefCase] = Codec(ReliefCase.from_document, ReliefCase.to_document)
@@ -110,8 +121,11 @@ class Entitlement:
     def decided(self, fields: Doc, decision: Doc | None, events: Sequence[Any] = ()) -> Entitlement:
         """A copy with `fields` set, the decision appended and the events queued in the outbox."""
         return dataclasses.replace(
-            self, **fields, decisions=[*self.decisions, *([decision] if decision is not None else [])],
-            outbox=[*self.outbox, *(outbox_item(e) for e in events)])
+            self,
+            **fields,
+            decisions=[*self.decisions, *([decision] if decision is not None else [])],
+            outbox=[*self.outbox, *(outbox_item(e) for e in events)],
+        )
 
     @staticmethod
     def from_document(doc: Doc) -> Entitlement:
@@ -152,20 +166,28 @@ def entitlements_of(db: AsyncDatabase[Doc], publish: Publish | None) -> Aggregat
     return Aggregates(db["entitlements"], db["entitlement_claims"], ENTITLEMENT_CODEC, publish)
 
 
-def decide_on(version: int, fields: Doc, decision: Doc, events: Sequence[Any]
-              ) -> Callable[[Entitlement | None], Entitlement]:
+def decide_on(
+    version: int, fields: Doc, decision: Doc, events: Sequence[Any]
+) -> Callable[[Entitlement | None], Entitlement]:
     """A decision taken on `version` of an entitlement: refused (409) if it changed since."""
+
     def change(current: Entitlement | None) -> Entitlement:
         if current is None or current.version != version:
-            raise Conflict("该事项刚被他人处理，请刷新后重试", "someone else changed this entitlement: reload and retry",
-                           code="concurrent_change")
+            raise Conflict(
+                "该事项刚被他人处理，请刷新后重试",
+                "someone else changed this entitlement: reload and retry",
+                code="concurrent_change",
+            )
         return current.decided(fields, decision, events)
+
     return change
 
 
-def mark_paid(period: str, fields: Doc, decision: Doc, events: Sequence[Any]
-              ) -> Callable[[Entitlement | None], Entitlement | None]:
+def mark_paid(
+    period: str, fields: Doc, decision: Doc, events: Sequence[Any]
+) -> Callable[[Entitlement | None], Entitlement | None]:
     """Mark `period` paid once: a retry or a concurrent call finds it paid and changes nothing."""
+
     def change(current: Entitlement | None) -> Entitlement | None:
         if current is None:
             raise NotFound("未找到该救助事项", "no such entitlement")
@@ -173,6 +195,7 @@ def mark_paid(period: str, fields: Doc, decision: Doc, events: Sequence[Any]
             return None
         paid = current.decided(fields, decision, events)
         return dataclasses.replace(paid, paid_periods=[*current.paid_periods, period], payments=current.payments + 1)
+
     return change
 
 

@@ -75,7 +75,10 @@ async def intake_consumer(runtime: Runtime) -> None:
     settings: Settings = runtime.settings  # type: ignore[assignment]
     relief: Relief = runtime.store
     help_topic = settings.topic(HELP_REQUESTED_TOPIC)
-    await BatchConsumer(name="intake", topics=(help_topic, settings.topic(CASE_LIFECYCLE_TOPIC)),
-                        group_id=settings.consumer_group,
-                        handler=lambda records: take_records(relief, records, help_topic=help_topic),
-                        max_records=settings.intake_batch_size).run(runtime)
+    await BatchConsumer(
+        name="intake",
+        topics=(help_topic, settings.topic(CASE_LIFECYCLE_TOPIC)),
+        group_id=settings.consumer_group,
+        handler=lambda records: take_records(relief, records, help_topic=help_topic),
+        max_records=settings.intake_batch_size,
+    ).run(runtime)

@@ -91,8 +91,11 @@ class CaseIntake:
             if isinstance(event, CasesMerged):
                 merges.append(event)
                 continue
-            part = ("help", self._help_part(event)) if isinstance(event, HelpRequested) else (
-                "dispatch", _dispatch_part(event))
+            part = (
+                ("help", self._help_part(event))
+                if isinstance(event, HelpRequested)
+                else ("dispatch", _dispatch_part(event))
+            )
             parts.setdefault(event.case_id, []).append(part)
             tags.setdefault(event.case_id, []).append(tag)
         refused: dict[str, Exception] = {}
@@ -101,8 +104,10 @@ class CaseIntake:
             # case there after all, is read and merged alone by the write path): not read.
             opened = {case_id for case_id, case_parts in parts.items() if case_parts[0][0] == "help"}
             stored = await self.cases.current(list(parts), new=opened)
-            expected = {case_id: _merged(stored.get(case_id) or ReliefCase(case_id), case_parts)
-                        for case_id, case_parts in parts.items()}
+            expected = {
+                case_id: _merged(stored.get(case_id) or ReliefCase(case_id), case_parts)
+                for case_id, case_parts in parts.items()
+            }
             evaluations = await self._evaluate([case for case in expected.values() if case.ready], refused)
             written: dict[str, ReliefCase] = {}
 
@@ -114,24 +119,31 @@ class CaseIntake:
                         case = _with_evaluation(case, evaluations[case_id])
                     written[case_id] = case
                     return case if current is None or case != current else None
+
                 return change
 
             await self.cases.change_many({case_id: merge(case_id) for case_id in parts}, new=opened)
             # Changed meanwhile by another consumer (e.g. it took the other part): evaluate what was written.
-            late = [case for case_id, case in written.items() if case.ready and (case.help, case.dispatch) != (
-                expected[case_id].help, expected[case_id].dispatch)]
+            late = [
+                case
+                for case_id, case in written.items()
+                if case.ready and (case.help, case.dispatch) != (expected[case_id].help, expected[case_id].dispatch)
+            ]
             if late:
                 again = await self._evaluate(late, refused)
                 await self.cases.change_many({case_id: _recording(evaluation) for case_id, evaluation in again.items()})
         for event in merges:
             await self.on_cases_merged(event)
-        return [(tag, refused[case_id]) for case_id, case_tags in tags.items() if case_id in refused
-                for tag in case_tags]
+        return [
+            (tag, refused[case_id]) for case_id, case_tags in tags.items() if case_id in refused for tag in case_tags
+        ]
 
     def _help_part(self, event: HelpRequested) -> Doc:
         return {
-            "needs": list(event.needs), "place_district": event.place.district,
-            "hukou_district": event.caller.hukou_district, "household_status": str(event.household_status),
+            "needs": list(event.needs),
+            "place_district": event.place.district,
+            "hukou_district": event.caller.hukou_district,
+            "household_status": str(event.household_status),
             "special_groups": [str(g) for g in event.special_groups],
             "months_without_income": event.months_without_income,
             "reported_on": event.received_at.astimezone(CHINA).date().isoformat(),
@@ -141,8 +153,10 @@ class CaseIntake:
 
     async def standards_book(self) -> StandardsBook:
         fields = DibaoStandard.model_fields
-        added = [DibaoStandard.model_validate({k: v for k, v in d.items() if k in fields})
-                 for d in await self.store.added_standards()]
+        added = [
+            DibaoStandard.model_validate({k: v for k, v in d.items() if k in fields})
+            for d in await self.store.added_standards()
+        ]
         return self.book.with_added(added) if added else self.book
 
     async def _evaluate(self, cases: Sequence[ReliefCase], refused: dict[str, Exception]) -> dict[str, list[str]]:
@@ -158,32 +172,54 @@ class CaseIntake:
         for case in cases:
             help_, dispatch = case.help or {}, case.dispatch or {}
             rec = registry.get(help_.get("id_card_hash") or "")
-            match = RegistryMatch(rec["_id"], frozenset(Category(c) for c in rec["categories"]), rec["district"],
-                                  Area(rec["area"]), active=not rec.get("ended_on")) if rec else None
+            match = (
+                RegistryMatch(
+                    rec["_id"],
+                    frozenset(Category(c) for c in rec["categories"]),
+                    rec["district"],
+                    Area(rec["area"]),
+                    active=not rec.get("ended_on"),
+                )
+                if rec
+                else None
+            )
             facts = CaseFacts(
-                case_id=case.id, needs=tuple(dispatch["needs"] or help_["needs"]), place_district=dispatch["district"],
-                reported_on=date.fromisoformat(help_["reported_on"]), household_status=help_["household_status"],
-                special_groups=frozenset(help_["special_groups"]), months_without_income=help_["months_without_income"],
-                hukou_district=help_["hukou_district"], registry=match)
+                case_id=case.id,
+                needs=tuple(dispatch["needs"] or help_["needs"]),
+                place_district=dispatch["district"],
+                reported_on=date.fromisoformat(help_["reported_on"]),
+                household_status=help_["household_status"],
+                special_groups=frozenset(help_["special_groups"]),
+                months_without_income=help_["months_without_income"],
+                hukou_district=help_["hukou_district"],
+                registry=match,
+            )
             try:
                 proposals = evaluate_case(facts, book)
             except NoStandard as exc:  # a data gap the deployer must fix; the DLQ keeps the case's records
                 log.error("no dibao standard in force: case records dead-lettered", case_id=case.id, error=str(exc))
                 refused[case.id] = exc
                 continue
-            recipient = match.recipient_id if match else (
-                f"H-{help_['id_card_hash'][:16]}" if help_.get("id_card_hash") else f"C-{case.id}")
+            recipient = (
+                match.recipient_id
+                if match
+                else (f"H-{help_['id_card_hash'][:16]}" if help_.get("id_card_hash") else f"C-{case.id}")
+            )
             for proposal in proposals:
                 entitlement = self._entitlement(case.id, proposal, recipient, help_.get("id_card_hash"))
                 created[entitlement.id] = entitlement
             evaluations[case.id] = [p.rule_id for p in proposals]
         outcome = await self.entitlements.change_many({eid: create_only(e) for eid, e in created.items()})
-        for eid, failure in outcome.failed.items():  # pragma: no cover - create_only raises nothing
+        for failure in outcome.failed.values():  # pragma: no cover - create_only raises nothing
             raise failure
         if outcome.written:
             proposed = sum(w.value.status == Status.PROPOSED for w in outcome.written.values())
-            log.info("entitlements created", cases=len({w.value.case_id for w in outcome.written.values()}),
-                     proposed=proposed, rejected_by_rule=len(outcome.written) - proposed)
+            log.info(
+                "entitlements created",
+                cases=len({w.value.case_id for w in outcome.written.values()}),
+                proposed=proposed,
+                rejected_by_rule=len(outcome.written) - proposed,
+            )
         return evaluations
 
     def _entitlement(self, case_id: str, p: Proposal, recipient_id: str, id_hash: str | None) -> Entitlement:
@@ -194,32 +230,67 @@ class CaseIntake:
         common = {"grant_id": eid, "case_id": case_id, "rule_id": p.rule_id, "district": p.payer_district}
         if p.eligible:
             event: Any = GrantProposed(
-                **common, amount_yuan=p.amount or p.cap or yuan(0),
+                **common,
+                amount_yuan=p.amount or p.cap or yuan(0),
                 period=p.facts["reported_on"][:7] if p.schedule is Schedule.MONTHLY else str(p.schedule),
-                reasons=p.reasons, facts=p.facts, schedule=str(p.schedule), cap_yuan=p.cap,
+                reasons=p.reasons,
+                facts=p.facts,
+                schedule=str(p.schedule),
+                cap_yuan=p.cap,
                 amount_to_be_decided=p.amount_kind in (AmountKind.CAPPED, AmountKind.CASE_BY_CASE),
-                to_verify=p.to_verify, sla_class=p.sla_class, review_steps=p.review_steps)
+                to_verify=p.to_verify,
+                sla_class=p.sla_class,
+                review_steps=p.review_steps,
+            )
         else:
             event = GrantRejected(**common, reason="; ".join(p.reasons))
         return Entitlement(
-            id=eid, case_id=case_id, rule_id=p.rule_id, need=p.need, provisions=list(p.provisions),
-            status=str(status), schedule=str(p.schedule), amount_kind=str(p.amount_kind),
+            id=eid,
+            case_id=case_id,
+            rule_id=p.rule_id,
+            need=p.need,
+            provisions=list(p.provisions),
+            status=str(status),
+            schedule=str(p.schedule),
+            amount_kind=str(p.amount_kind),
             amount=as_str(p.amount) if p.amount is not None else None,
             cap=as_str(p.cap) if p.cap is not None else None,
             four_eyes_above=as_str(four_eyes) if four_eyes is not None else None,
-            district=p.payer_district, hukou_notice_district=p.hukou_notice_district,
-            recipient_id=recipient_id, id_card_hash=id_hash, area=str(p.area) if p.area else None,
-            reasons=list(p.reasons), to_verify=list(p.to_verify), facts=p.facts,
-            sla_class=p.sla_class, review_steps=list(p.review_steps),
-            start_on=p.facts.get("reported_on"), created_at=now, updated_at=now,
-            decisions=[{"action": "proposed" if p.eligible else "rejected_by_rule", "by": f"rule:{p.rule_id}",
-                        "at": now, "rule_id": p.rule_id, "facts": p.facts, "reasons": list(p.reasons)}],
-            outbox=[outbox_item(event)])
+            district=p.payer_district,
+            hukou_notice_district=p.hukou_notice_district,
+            recipient_id=recipient_id,
+            id_card_hash=id_hash,
+            area=str(p.area) if p.area else None,
+            reasons=list(p.reasons),
+            to_verify=list(p.to_verify),
+            facts=p.facts,
+            sla_class=p.sla_class,
+            review_steps=list(p.review_steps),
+            start_on=p.facts.get("reported_on"),
+            created_at=now,
+            updated_at=now,
+            decisions=[
+                {
+                    "action": "proposed" if p.eligible else "rejected_by_rule",
+                    "by": f"rule:{p.rule_id}",
+                    "at": now,
+                    "rule_id": p.rule_id,
+                    "facts": p.facts,
+                    "reasons": list(p.reasons),
+                }
+            ],
+            outbox=[outbox_item(event)],
+        )
 
 
 def _dispatch_part(event: CaseDispatched) -> Doc:
-    return {"district": event.district, "needs": list(event.needs), "lead": event.lead.model_dump(),
-            "sla_class": event.sla_class, "event_id": str(event.event_id)}
+    return {
+        "district": event.district,
+        "needs": list(event.needs),
+        "lead": event.lead.model_dump(),
+        "sla_class": event.sla_class,
+        "event_id": str(event.event_id),
+    }
 
 
 def _merged(case: ReliefCase, parts: Sequence[tuple[str, Doc]]) -> ReliefCase:
@@ -241,4 +312,5 @@ def _recording(rules: list[str]) -> Callable[[ReliefCase | None], ReliefCase | N
             return None
         case = _with_evaluation(current, rules)
         return case if case != current else None
+
     return change

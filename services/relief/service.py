@@ -22,9 +22,25 @@ from common.auth import Principal, Role
 from common.errors import DomainError, Forbidden, NotFound
 from common.kafka import publish_event
 from contracts.events.relief import (
-    GrantApproved, GrantCancelled, GrantPaid, GrantProposed, GrantRejected, GrantStopped, HukouDistrictNotified,
+    GrantApproved,
+    GrantCancelled,
+    GrantPaid,
+    GrantProposed,
+    GrantRejected,
+    GrantStopped,
+    HukouDistrictNotified,
 )
 from contracts.events.router import CasesMerged
+from services.relief.documents import (
+    Entitlement,
+    ReliefCase,
+    cases_of,
+    decide_on,
+    entitlements_of,
+    from_outbox,
+    mark_paid,
+    utcnow,
+)
 from services.relief.domain import lifecycle
 from services.relief.domain.facts import Category
 from services.relief.domain.lifecycle import Conflict, EntitlementState, Status
@@ -32,9 +48,6 @@ from services.relief.domain.money import as_str, to_fen, yuan
 from services.relief.domain.rules import AmountKind, Schedule, p51_steps_followed
 from services.relief.domain.schedule import PartMonthPolicy, monthly_payment, payable_months
 from services.relief.domain.standards import Area, StandardsBook
-from services.relief.documents import (
-    Entitlement, ReliefCase, cases_of, decide_on, entitlements_of, from_outbox, mark_paid, utcnow,
-)
 from services.relief.intake import CHINA, CaseIntake
 from services.relief.store import Doc, ReliefStore
 
@@ -68,6 +81,7 @@ class Relief(CaseIntake):
         """Publish entitlements' outbox entries (`Aggregates` calls this after a write, and the sweeper for
         what a failed publish left): each entitlement's in order, different entitlements concurrently.
         At least once: consumers dedupe on event_id."""
+
         async def in_order(entries: list[Doc]) -> None:
             for entry in entries:
                 event = from_outbox(entry)
@@ -85,29 +99,59 @@ class Relief(CaseIntake):
             raise Forbidden("只能办理本区县的救助", "officers act only on entitlements of their own district")
         return doc
 
-    async def approve(self, entitlement_id: str, officer: Principal, amount: Decimal | None, note: str,
-                      confirmed_on: date | None = None, contested: bool = False) -> Doc:
+    async def approve(
+        self,
+        entitlement_id: str,
+        officer: Principal,
+        amount: Decimal | None,
+        note: str,
+        confirmed_on: date | None = None,
+        contested: bool = False,
+    ) -> Doc:
         doc = await self.get(entitlement_id, officer)
         outcome = lifecycle.approve(_state(doc), officer.sub, amount)
         now, on = utcnow(), self.clock()
         signed = [*doc["signed_by"], officer.sub]
-        fields: Doc = {"status": str(outcome.status), "signed_by": signed, "updated_at": now,
-                       "amount": as_str(outcome.amount) if outcome.amount is not None else None}
+        fields: Doc = {
+            "status": str(outcome.status),
+            "signed_by": signed,
+            "updated_at": now,
+            "amount": as_str(outcome.amount) if outcome.amount is not None else None,
+        }
         if confirmed_on is not None:
             if doc["schedule"] != Schedule.MONTHLY:
-                raise DomainError("只有按月发放的救助有确诊日期", "only a monthly grant has a confirmation date",
-                                  field="confirmed_on", status=422)
+                raise DomainError(
+                    "只有按月发放的救助有确诊日期",
+                    "only a monthly grant has a confirmation date",
+                    field="confirmed_on",
+                    status=422,
+                )
             fields["start_on"] = confirmed_on.isoformat()
         common = _common(doc, officer.sub)
         events: list[Any] = []
         if outcome.status is Status.PENDING_APPROVAL:
-            events.append(GrantProposed(**common, amount_yuan=outcome.amount, period=_period_label(doc, on),
-                                        reasons=tuple(doc["reasons"]), facts=doc["facts"], needs_second_approval=True,
-                                        schedule=doc["schedule"]))
+            events.append(
+                GrantProposed(
+                    **common,
+                    amount_yuan=outcome.amount,
+                    period=_period_label(doc, on),
+                    reasons=tuple(doc["reasons"]),
+                    facts=doc["facts"],
+                    needs_second_approval=True,
+                    schedule=doc["schedule"],
+                )
+            )
         else:
             fields["approved_on"] = on.isoformat()
-            events.append(GrantApproved(**common, amount_yuan=outcome.amount or yuan(0), approved_on=on,
-                                        approved_by=tuple(signed), schedule=doc["schedule"]))
+            events.append(
+                GrantApproved(
+                    **common,
+                    amount_yuan=outcome.amount or yuan(0),
+                    approved_on=on,
+                    approved_by=tuple(signed),
+                    schedule=doc["schedule"],
+                )
+            )
             if doc["schedule"] == Schedule.MONTHLY and doc.get("end_on"):  # discharged before approval
                 fields["status"] = str(Status.STOPPED)
                 events.append(GrantStopped(**common, reason="discharged", stopped_on=date.fromisoformat(doc["end_on"])))
@@ -124,25 +168,36 @@ class Relief(CaseIntake):
         """P5.1 -> P2.3: an approved dibao application enters the low-income population database, dated
         today, so this month's open holiday run pays the person in the same month (P2.1)."""
         if not doc.get("id_card_hash"):
-            log.warning("approved dibao recipient has no ID-card number: not entered in the registry",
-                        case_id=doc["case_id"])
+            log.warning(
+                "approved dibao recipient has no ID-card number: not entered in the registry", case_id=doc["case_id"]
+            )
             return
         existing = await self.store.registry_by_id_hash(doc["id_card_hash"])
         categories = sorted({*(existing or {}).get("categories", []), str(Category.DIBAO)})
         record = (existing or {}) | {
-            "_id": (existing or {}).get("_id", doc["recipient_id"]), "id_card_hash": doc["id_card_hash"],
-            "id_card_masked": (existing or {}).get("id_card_masked", "-"), "name": (existing or {}).get("name", ""),
-            "district": doc["district"], "area": doc.get("area") or (existing or {}).get("area") or str(Area.URBAN),
-            "categories": categories, "approved_on": on.isoformat(), "ended_on": None, "source_case_id": doc["case_id"]}
+            "_id": (existing or {}).get("_id", doc["recipient_id"]),
+            "id_card_hash": doc["id_card_hash"],
+            "id_card_masked": (existing or {}).get("id_card_masked", "-"),
+            "name": (existing or {}).get("name", ""),
+            "district": doc["district"],
+            "area": doc.get("area") or (existing or {}).get("area") or str(Area.URBAN),
+            "categories": categories,
+            "approved_on": on.isoformat(),
+            "ended_on": None,
+            "source_case_id": doc["case_id"],
+        }
         await self.store.upsert_registry([record])
 
     async def reject(self, entitlement_id: str, officer: Principal, reason: str) -> Doc:
         doc = await self.get(entitlement_id, officer)
         status = lifecycle.reject(_state(doc))
         now = utcnow()
-        return await self._apply(doc, {"status": str(status), "updated_at": now},
-                                 _decision(doc, officer, "rejected", now, reason),
-                                 [GrantRejected(**_common(doc, officer.sub), reason=reason)])
+        return await self._apply(
+            doc,
+            {"status": str(status), "updated_at": now},
+            _decision(doc, officer, "rejected", now, reason),
+            [GrantRejected(**_common(doc, officer.sub), reason=reason)],
+        )
 
     async def cancel(self, entitlement_id: str, officer: Principal, reason: str) -> Doc:
         doc = await self.get(entitlement_id, officer)
@@ -150,9 +205,12 @@ class Relief(CaseIntake):
             raise Conflict("已有发放记录，不能撤销", "payments are recorded: cannot cancel")
         status = lifecycle.cancel(_state(doc))
         now = utcnow()
-        return await self._apply(doc, {"status": str(status), "updated_at": now},
-                                 _decision(doc, officer, "cancelled", now, reason),
-                                 [GrantCancelled(**_common(doc, officer.sub), reason=reason)])
+        return await self._apply(
+            doc,
+            {"status": str(status), "updated_at": now},
+            _decision(doc, officer, "cancelled", now, reason),
+            [GrantCancelled(**_common(doc, officer.sub), reason=reason)],
+        )
 
     async def on_cases_merged(self, event: CasesMerged) -> None:
         """A duplicate case was merged into another: its still-open proposals are cancelled so one hardship
@@ -171,15 +229,22 @@ class Relief(CaseIntake):
         doc = await self.get(entitlement_id, officer)
         status = lifecycle.discharge(_state(doc))
         if doc.get("start_on") and discharged_on < date.fromisoformat(doc["start_on"]):
-            raise DomainError("出院日期早于确诊日期", "the discharge date is before the confirmation date",
-                              field="discharged_on", status=422)
+            raise DomainError(
+                "出院日期早于确诊日期",
+                "the discharge date is before the confirmation date",
+                field="discharged_on",
+                status=422,
+            )
         now = utcnow()
         events = []
         if status is Status.STOPPED:
             events.append(GrantStopped(**_common(doc, officer.sub), reason="discharged", stopped_on=discharged_on))
-        return await self._apply(doc, {"status": str(status), "end_on": discharged_on.isoformat(), "updated_at": now},
-                                 _decision(doc, officer, "discharged", now, note, discharged_on=discharged_on.isoformat()),
-                                 events)
+        return await self._apply(
+            doc,
+            {"status": str(status), "end_on": discharged_on.isoformat(), "updated_at": now},
+            _decision(doc, officer, "discharged", now, note, discharged_on=discharged_on.isoformat()),
+            events,
+        )
 
     async def _apply(self, doc: Doc, fields: Doc, decision: Doc, events: list[Any]) -> Doc:
         """Write one decision through the write path if nobody changed the entitlement since `doc` was
@@ -202,25 +267,57 @@ class Relief(CaseIntake):
         lifecycle.check_payable(state)
         amount = self._amount_for(doc, period)
         now = utcnow()
-        entry = {"idempotency_key": key, "entitlement_id": doc["_id"], "case_id": doc["case_id"],
-                 "rule_id": doc["rule_id"], "period": period, "run_id": None, "recipient_id": doc["recipient_id"],
-                 "district": doc["district"], "amount": as_str(amount), "amount_fen": to_fen(amount),
-                 "payment_reference": reference, "recorded_by": officer.sub, "recorded_at": now}
+        entry = {
+            "idempotency_key": key,
+            "entitlement_id": doc["_id"],
+            "case_id": doc["case_id"],
+            "rule_id": doc["rule_id"],
+            "period": period,
+            "run_id": None,
+            "recipient_id": doc["recipient_id"],
+            "district": doc["district"],
+            "amount": as_str(amount),
+            "amount_fen": to_fen(amount),
+            "payment_reference": reference,
+            "recorded_by": officer.sub,
+            "recorded_at": now,
+        }
         created, entry = await self.store.append_ledger(entry)
         common = _common(doc, officer.sub)
         approved_on = date.fromisoformat(doc["approved_on"]) if doc.get("approved_on") else None
-        events: list[Any] = [GrantPaid(**common, amount_yuan=Decimal(entry["amount"]),
-                                       payment_reference=entry["payment_reference"], approved_on=approved_on,
-                                       period=period)]
+        events: list[Any] = [
+            GrantPaid(
+                **common,
+                amount_yuan=Decimal(entry["amount"]),
+                payment_reference=entry["payment_reference"],
+                approved_on=approved_on,
+                period=period,
+            )
+        ]
         if doc.get("hukou_notice_district") and not doc["paid_periods"]:  # P5.2d, with the first payment
-            events.append(HukouDistrictNotified(case_id=doc["case_id"], paying_district=doc["district"],
-                                                hukou_district=doc["hukou_notice_district"], grant_id=doc["_id"],
-                                                rule_id=doc["rule_id"], amount_yuan=Decimal(entry["amount"])))
+            events.append(
+                HukouDistrictNotified(
+                    case_id=doc["case_id"],
+                    paying_district=doc["district"],
+                    hukou_district=doc["hukou_notice_district"],
+                    grant_id=doc["_id"],
+                    rule_id=doc["rule_id"],
+                    amount_yuan=Decimal(entry["amount"]),
+                )
+            )
         fields: Doc = {"updated_at": now}
         if doc["schedule"] == Schedule.ONCE:
             fields["status"] = str(Status.PAID)
-        decision = _decision(doc, officer, "paid", now, "", amount=Decimal(entry["amount"]), period=period,
-                             payment_reference=entry["payment_reference"])
+        decision = _decision(
+            doc,
+            officer,
+            "paid",
+            now,
+            "",
+            amount=Decimal(entry["amount"]),
+            period=period,
+            payment_reference=entry["payment_reference"],
+        )
         await self.entitlements.change(doc["_id"], mark_paid(period, fields, decision, events))
         return created, entry
 
@@ -242,25 +339,44 @@ class Relief(CaseIntake):
     def _amount_for(self, doc: Doc, period: str) -> Decimal:
         if doc["schedule"] == Schedule.ONCE:
             if period != "once":
-                raise DomainError("一次性救助的期间应为 once", "a one-time grant's period is `once`",
-                                  field="period", status=422)
+                raise DomainError(
+                    "一次性救助的期间应为 once", "a one-time grant's period is `once`", field="period", status=422
+                )
             return Decimal(doc["amount"])
         end = date.fromisoformat(doc["end_on"]) if doc.get("end_on") else None
-        return monthly_payment(Decimal(doc["amount"]), period, start=date.fromisoformat(doc["start_on"]), end=end,
-                               today=self.clock(), policy=self.part_month_policy)
+        return monthly_payment(
+            Decimal(doc["amount"]),
+            period,
+            start=date.fromisoformat(doc["start_on"]),
+            end=end,
+            today=self.clock(),
+            policy=self.part_month_policy,
+        )
+
 
 def _state(doc: Doc) -> EntitlementState:
     dec = lambda v: Decimal(v) if v is not None else None  # noqa: E731
     return EntitlementState(
-        status=Status(doc["status"]), rule_id=doc["rule_id"], schedule=Schedule(doc["schedule"]),
-        amount_kind=AmountKind(doc["amount_kind"]), amount=dec(doc.get("amount")), cap=dec(doc.get("cap")),
-        four_eyes_above=dec(doc.get("four_eyes_above")), signed_by=tuple(doc.get("signed_by") or ()),
-        payments=int(doc.get("payments") or 0))
+        status=Status(doc["status"]),
+        rule_id=doc["rule_id"],
+        schedule=Schedule(doc["schedule"]),
+        amount_kind=AmountKind(doc["amount_kind"]),
+        amount=dec(doc.get("amount")),
+        cap=dec(doc.get("cap")),
+        four_eyes_above=dec(doc.get("four_eyes_above")),
+        signed_by=tuple(doc.get("signed_by") or ()),
+        payments=int(doc.get("payments") or 0),
+    )
 
 
 def _common(doc: Doc, actor: str) -> Doc:
-    return {"grant_id": doc["_id"], "case_id": doc["case_id"], "rule_id": doc["rule_id"], "district": doc["district"],
-            "actor": actor}
+    return {
+        "grant_id": doc["_id"],
+        "case_id": doc["case_id"],
+        "rule_id": doc["rule_id"],
+        "district": doc["district"],
+        "actor": actor,
+    }
 
 
 def _period_label(doc: Doc, on: date) -> str:
@@ -269,7 +385,15 @@ def _period_label(doc: Doc, on: date) -> str:
 
 def _decision(doc: Doc, officer: Principal, action: str, at: datetime, note: str, **details: Any) -> Doc:
     """Who, when, which rule and which facts (P6.3)."""
-    record = {"action": action, "by": officer.sub, "role": str(officer.role), "district": officer.district,
-              "at": at, "rule_id": doc["rule_id"], "facts": doc["facts"], "note": note}
+    record = {
+        "action": action,
+        "by": officer.sub,
+        "role": str(officer.role),
+        "district": officer.district,
+        "at": at,
+        "rule_id": doc["rule_id"],
+        "facts": doc["facts"],
+        "note": note,
+    }
     record.update({k: as_str(v) if isinstance(v, Decimal) else v for k, v in details.items() if v is not None})
     return record

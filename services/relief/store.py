@@ -37,16 +37,19 @@ class ReliefStore:
     async def ensure_indexes(self) -> None:
         # One payment per idempotency key, ever (P6.1): (case, rule, period) or (run, recipient).
         await self.ledger.create_index("idempotency_key", unique=True)
-        await create_query_indexes(self.db, [
-            (self.ledger, [("case_id", ASCENDING), ("recorded_at", ASCENDING)]),
-            (self.ledger, [("recipient_id", ASCENDING), ("recorded_at", ASCENDING)]),
-            (self.ledger, [("run_id", ASCENDING)]),
-            (self.run_executions, [("run_id", ASCENDING)]),
-            (self.entitlements, [("district", ASCENDING), ("status", ASCENDING)]),
-            (self.entitlements, [("case_id", ASCENDING)]),
-            (self.registry, [("id_card_hash", ASCENDING)]),
-            (self.registry, [("district", ASCENDING), ("_id", ASCENDING)]),
-        ])
+        await create_query_indexes(
+            self.db,
+            [
+                (self.ledger, [("case_id", ASCENDING), ("recorded_at", ASCENDING)]),
+                (self.ledger, [("recipient_id", ASCENDING), ("recorded_at", ASCENDING)]),
+                (self.ledger, [("run_id", ASCENDING)]),
+                (self.run_executions, [("run_id", ASCENDING)]),
+                (self.entitlements, [("district", ASCENDING), ("status", ASCENDING)]),
+                (self.entitlements, [("case_id", ASCENDING)]),
+                (self.registry, [("id_card_hash", ASCENDING)]),
+                (self.registry, [("district", ASCENDING), ("_id", ASCENDING)]),
+            ],
+        )
         await self.standards.create_index([("district", ASCENDING), ("effective_from", ASCENDING)], unique=True)
 
     # ---------------------------------------------------------------- cases and entitlements (reads)
@@ -59,7 +62,11 @@ class ReliefStore:
         return await self.entitlements.find_one({"_id": entitlement_id})
 
     async def list_entitlements(self, query: Doc, limit: int = 200) -> list[Doc]:
-        cursor = self.entitlements.find(query, {"outbox": 0, "outbox_pending": 0, "id_card_hash": 0}).sort("created_at", DESCENDING).limit(limit)
+        cursor = (
+            self.entitlements.find(query, {"outbox": 0, "outbox_pending": 0, "id_card_hash": 0})
+            .sort("created_at", DESCENDING)
+            .limit(limit)
+        )
         return await cursor.to_list(limit)
 
     # ---------------------------------------------------------------- the append-only ledger
@@ -97,8 +104,9 @@ class ReliefStore:
     async def ledger_totals(self, query: Doc) -> Doc:
         """Count and sum (fen) of matching entries. One accumulator per $group: FerretDB 1.24 computes
         only the first accumulator of a $group stage (a second one comes back 0)."""
-        cursor = await self.ledger.aggregate([
-            {"$match": query}, {"$group": {"_id": None, "fen": {"$sum": "$amount_fen"}}}])
+        cursor = await self.ledger.aggregate(
+            [{"$match": query}, {"$group": {"_id": None, "fen": {"$sum": "$amount_fen"}}}]
+        )
         rows = await cursor.to_list(1)
         return {"count": await self.ledger.count_documents(query), "fen": rows[0]["fen"] if rows else 0}
 
@@ -116,9 +124,11 @@ class ReliefStore:
         upserts are slow on FerretDB's SQLite backend: tens of milliseconds each)."""
         written = 0
         for i in range(0, len(docs), batch):
-            chunk = docs[i:i + batch]
-            existing = {d["_id"] for d in await self.registry.find(
-                {"_id": {"$in": [d["_id"] for d in chunk]}}, {"_id": 1}).to_list(None)}
+            chunk = docs[i : i + batch]
+            existing = {
+                d["_id"]
+                for d in await self.registry.find({"_id": {"$in": [d["_id"] for d in chunk]}}, {"_id": 1}).to_list(None)
+            }
             fresh = [d for d in chunk if d["_id"] not in existing]
             if fresh:
                 try:
@@ -150,8 +160,11 @@ class ReliefStore:
     def registry_scan(self, districts: list[str], batch_size: int = 1000) -> Any:
         """A cursor over the districts' records by recipient id. One streaming cursor, not keyset pages:
         on FerretDB each page query costs a scan of the collection."""
-        return self.registry.find({"district": {"$in": districts}}, {"id_card_hash": 0, "name": 0}).sort(
-            "_id", ASCENDING).batch_size(batch_size)
+        return (
+            self.registry.find({"district": {"$in": districts}}, {"id_card_hash": 0, "name": 0})
+            .sort("_id", ASCENDING)
+            .batch_size(batch_size)
+        )
 
     # ---------------------------------------------------------------- standards and runs
 

@@ -23,18 +23,19 @@ import structlog
 from common.aggregates import Aggregates
 from common.store import open_mongo
 from contracts.events.relief import GrantPaid
+from services.relief.documents import Entitlement, entitlements_of, mark_paid
 from services.relief.domain.facts import Category
 from services.relief.domain.money import as_str, to_fen
 from services.relief.domain.registry import parse_registry_csv
 from services.relief.domain.runs import RUN_PROVISION, Recipient, RunKind, RunSpec, run_payment
-from services.relief.documents import Entitlement, entitlements_of, mark_paid
 from services.relief.store import Doc, ReliefStore
 
 log = structlog.get_logger("relief.subsidies")
 
 
-async def import_registry(store: ReliefStore, csv_text: str, salt: str, *,
-                          only_district: str | None = None) -> dict[str, Any]:
+async def import_registry(
+    store: ReliefStore, csv_text: str, salt: str, *, only_district: str | None = None
+) -> dict[str, Any]:
     """Validate a registry CSV, keep the good rows (insert or replace by recipient id), report the bad.
 
     A district officer's file may only hold their own district's rows; other rows are reported as bad.
@@ -43,30 +44,60 @@ async def import_registry(store: ReliefStore, csv_text: str, salt: str, *,
     if only_district is not None:
         for row in [r for r in report.accepted if r.district != only_district]:
             report.accepted.remove(row)
-            report.rejected.append({"line": report.lines.get(row.recipient_id), "recipient_id": row.recipient_id, "errors": [{
-                "field": "district", "reason_zh": f"不属于本区县 {only_district}",
-                "reason_en": f"not in your district {only_district}"}]})
+            report.rejected.append(
+                {
+                    "line": report.lines.get(row.recipient_id),
+                    "recipient_id": row.recipient_id,
+                    "errors": [
+                        {
+                            "field": "district",
+                            "reason_zh": f"不属于本区县 {only_district}",
+                            "reason_en": f"not in your district {only_district}",
+                        }
+                    ],
+                }
+            )
     await store.upsert_registry([row.document() for row in report.accepted])
     return report.summary()
 
 
 def spec_of(run: Doc) -> RunSpec:
-    return RunSpec(run["_id"], RunKind(run["kind"]), run["month"], frozenset(run["districts"]),
-                   {Category(c): Decimal(a) for c, a in run["amounts"].items()})
+    return RunSpec(
+        run["_id"],
+        RunKind(run["kind"]),
+        run["month"],
+        frozenset(run["districts"]),
+        {Category(c): Decimal(a) for c, a in run["amounts"].items()},
+    )
 
 
 def run_document(spec: RunSpec, label: str, scope: str, opened_by: str, now: datetime) -> Doc:
-    return {"_id": spec.run_id, "kind": str(spec.kind), "provision": RUN_PROVISION[spec.kind], "month": spec.month,
-            "label": label, "scope": scope, "districts": sorted(spec.districts),
-            "amounts": {str(c): as_str(a) for c, a in spec.amounts.items()}, "due_on": spec.due_on.isoformat(),
-            "status": "open", "opened_by": opened_by, "opened_at": now,
-            "paid_count": 0, "paid_fen": 0}
+    return {
+        "_id": spec.run_id,
+        "kind": str(spec.kind),
+        "provision": RUN_PROVISION[spec.kind],
+        "month": spec.month,
+        "label": label,
+        "scope": scope,
+        "districts": sorted(spec.districts),
+        "amounts": {str(c): as_str(a) for c, a in spec.amounts.items()},
+        "due_on": spec.due_on.isoformat(),
+        "status": "open",
+        "opened_by": opened_by,
+        "opened_at": now,
+        "paid_count": 0,
+        "paid_fen": 0,
+    }
 
 
 def _recipient(doc: Doc) -> Recipient:
-    return Recipient(doc["_id"], doc["district"], frozenset(Category(c) for c in doc["categories"]),
-                     date.fromisoformat(doc["approved_on"]),
-                     date.fromisoformat(doc["ended_on"]) if doc.get("ended_on") else None)
+    return Recipient(
+        doc["_id"],
+        doc["district"],
+        frozenset(Category(c) for c in doc["categories"]),
+        date.fromisoformat(doc["approved_on"]),
+        date.fromisoformat(doc["ended_on"]) if doc.get("ended_on") else None,
+    )
 
 
 @dataclass
@@ -80,9 +111,16 @@ class RunResult:
     seconds: float
 
 
-async def execute_run(store: ReliefStore, run_id: str, *, by: str, batch_size: int = 1000,
-                      pause_s: float = 0.0, on_batch: Callable[[int], Any] | None = None,
-                      grants: Aggregates[Entitlement] | None = None) -> RunResult:
+async def execute_run(
+    store: ReliefStore,
+    run_id: str,
+    *,
+    by: str,
+    batch_size: int = 1000,
+    pause_s: float = 0.0,
+    on_batch: Callable[[int], Any] | None = None,
+    grants: Aggregates[Entitlement] | None = None,
+) -> RunResult:
     """Pay every eligible recipient of the run not yet paid; safe to repeat, resume or run concurrently.
     `grants` is the service's entitlement write path (publishing at once); without it, the events of the
     P5.1 grants a run pays wait in their outboxes for the service's sweeper."""
@@ -120,12 +158,24 @@ async def execute_run(store: ReliefStore, run_id: str, *, by: str, batch_size: i
         if doc["_id"] in paid:
             continue
         amount, category = due
-        entries.append({
-            "idempotency_key": f"{run_id}|{doc['_id']}", "run_id": run_id, "rule_id": RUN_PROVISION[spec.kind],
-            "period": spec.month, "recipient_id": doc["_id"], "district": doc["district"],
-            "category": str(category), "amount": as_str(amount), "amount_fen": to_fen(amount),
-            "case_id": None, "entitlement_id": None, "payment_reference": run_id,
-            "recorded_by": by, "recorded_at": datetime.now(UTC)})
+        entries.append(
+            {
+                "idempotency_key": f"{run_id}|{doc['_id']}",
+                "run_id": run_id,
+                "rule_id": RUN_PROVISION[spec.kind],
+                "period": spec.month,
+                "recipient_id": doc["_id"],
+                "district": doc["district"],
+                "category": str(category),
+                "amount": as_str(amount),
+                "amount_fen": to_fen(amount),
+                "case_id": None,
+                "entitlement_id": None,
+                "payment_reference": run_id,
+                "recorded_by": by,
+                "recorded_at": datetime.now(UTC),
+            }
+        )
         if len(entries) >= batch_size:
             await flush()
     await flush()
@@ -133,18 +183,42 @@ async def execute_run(store: ReliefStore, run_id: str, *, by: str, batch_size: i
         await _close_dibao_grant(store, grants or entitlements_of(store.db, None), case_id, spec, amount, by)
     totals = await store.ledger_totals({"run_id": run_id})
     seconds = time.perf_counter() - started
-    await store.record_execution(run_id, {"by": by, "started_at": started_at, "scanned": scanned,
-                                          "eligible": eligible, "inserted": inserted, "seconds": round(seconds, 3)})
+    await store.record_execution(
+        run_id,
+        {
+            "by": by,
+            "started_at": started_at,
+            "scanned": scanned,
+            "eligible": eligible,
+            "inserted": inserted,
+            "seconds": round(seconds, 3),
+        },
+    )
     await store.update_run(
-        run_id, {"status": "completed", "paid_count": totals["count"], "paid_fen": totals["fen"],
-                 "eligible": eligible, "last_finished_at": datetime.now(UTC)})
-    log.info("subsidy run executed", run_id=run_id, scanned=scanned, eligible=eligible, inserted=inserted,
-             ledger_count=totals["count"], seconds=round(seconds, 2))
+        run_id,
+        {
+            "status": "completed",
+            "paid_count": totals["count"],
+            "paid_fen": totals["fen"],
+            "eligible": eligible,
+            "last_finished_at": datetime.now(UTC),
+        },
+    )
+    log.info(
+        "subsidy run executed",
+        run_id=run_id,
+        scanned=scanned,
+        eligible=eligible,
+        inserted=inserted,
+        ledger_count=totals["count"],
+        seconds=round(seconds, 2),
+    )
     return RunResult(run_id, scanned, eligible, inserted, totals["count"], totals["fen"], seconds)
 
 
-async def _close_dibao_grant(store: ReliefStore, grants: Aggregates[Entitlement], case_id: str, spec: RunSpec,
-                             amount: Decimal, by: str) -> None:
+async def _close_dibao_grant(
+    store: ReliefStore, grants: Aggregates[Entitlement], case_id: str, spec: RunSpec, amount: Decimal, by: str
+) -> None:
     """P2.1: a dibao recipient approved through a case (P5.1) is paid by this run, so that grant is paid
     for the run's month: its `grant.paid` (queued in the entitlement's outbox, published by the write path)
     closes the same-month payment deadline notify keeps. Once per grant and month."""
@@ -154,11 +228,25 @@ async def _close_dibao_grant(store: ReliefStore, grants: Aggregates[Entitlement]
     if not grant.get("approved_on") or grant["approved_on"][:7] != spec.month:
         return  # the same-month deadline concerns the month of approval only
     now = datetime.now(UTC)
-    event = GrantPaid(grant_id=grant["_id"], case_id=case_id, rule_id=grant["rule_id"], district=grant["district"],
-                      actor=by, amount_yuan=amount, payment_reference=spec.run_id,
-                      approved_on=date.fromisoformat(grant["approved_on"]), period=spec.month)
-    decision = {"action": "paid_by_run", "by": by, "at": now, "rule_id": RUN_PROVISION[spec.kind],
-                "facts": {"run_id": spec.run_id, "month": spec.month, "amount": as_str(amount)}, "note": ""}
+    event = GrantPaid(
+        grant_id=grant["_id"],
+        case_id=case_id,
+        rule_id=grant["rule_id"],
+        district=grant["district"],
+        actor=by,
+        amount_yuan=amount,
+        payment_reference=spec.run_id,
+        approved_on=date.fromisoformat(grant["approved_on"]),
+        period=spec.month,
+    )
+    decision = {
+        "action": "paid_by_run",
+        "by": by,
+        "at": now,
+        "rule_id": RUN_PROVISION[spec.kind],
+        "facts": {"run_id": spec.run_id, "month": spec.month, "amount": as_str(amount)},
+        "note": "",
+    }
     await grants.change(grant["_id"], mark_paid(spec.month, {"updated_at": now}, decision, [event]))
 
 
@@ -176,10 +264,14 @@ async def _cli() -> None:
     try:
         store = ReliefStore(mongo[settings.database_name])
         await store.ensure_indexes()
-        result = await execute_run(store, args.run_id, by=args.by, batch_size=args.batch_size or settings.run_batch_size,
-                                   pause_s=args.pause_s)
-        print(f"run {result.run_id}: scanned {result.scanned}, eligible {result.eligible}, "
-              f"inserted {result.inserted}, ledger {result.ledger_count}, {result.seconds:.1f} s", flush=True)
+        result = await execute_run(
+            store, args.run_id, by=args.by, batch_size=args.batch_size or settings.run_batch_size, pause_s=args.pause_s
+        )
+        print(
+            f"run {result.run_id}: scanned {result.scanned}, eligible {result.eligible}, "
+            f"inserted {result.inserted}, ledger {result.ledger_count}, {result.seconds:.1f} s",
+            flush=True,
+        )
     finally:
         await mongo.close()
 

@@ -99,10 +99,20 @@ def task_row(case: Case, task_id: str) -> dict[str, Any]:
     task = case.task(task_id)
     assert task is not None
     return {
-        "case_id": case.case_id, "task_id": task.task_id, "role": task.role, "status": task.status,
-        "department": task.department, "district": task.district, "emergency": case.emergency,
-        "sla_class": case.sla_class, "needs": list(case.needs), "summary": case.summary,
-        "received_at": case.received_at, "due_at": task.due_at, "hop": task.hop, "case_status": case.status,
+        "case_id": case.case_id,
+        "task_id": task.task_id,
+        "role": task.role,
+        "status": task.status,
+        "department": task.department,
+        "district": task.district,
+        "emergency": case.emergency,
+        "sla_class": case.sla_class,
+        "needs": list(case.needs),
+        "summary": case.summary,
+        "received_at": case.received_at,
+        "due_at": task.due_at,
+        "hop": task.hop,
+        "case_status": case.status,
         "requested_by": task.requested_by,
     }
 
@@ -119,8 +129,9 @@ async def page() -> HTMLResponse:
 
 
 @router.get("/queue", summary="My department's queue in my district: emergencies first, then oldest")
-async def my_queue(worker: Worker, service: Service,
-                   status: Annotated[list[TaskStatus] | None, Query()] = None) -> list[dict[str, Any]]:
+async def my_queue(
+    worker: Worker, service: Service, status: Annotated[list[TaskStatus] | None, Query()] = None
+) -> list[dict[str, Any]]:
     wanted = list(status or sorted(WORKABLE))
     rows = []
     for case in await service.store.queue(worker.department or "", worker.district or "", wanted):
@@ -158,45 +169,69 @@ async def sign_for(task_id: str, worker: Worker, service: Service) -> dict[str, 
 
 @router.post("/tasks/{task_id}/progress", summary="Record progress")
 async def progress(task_id: str, body: ProgressBody, worker: Worker, service: Service) -> dict[str, Any]:
-    return await _task_action(service, task_id, lambda c: desk.record_progress(
-        c, task_id, worker, body.note, body.first_contact, utcnow()))
+    return await _task_action(
+        service, task_id, lambda c: desk.record_progress(c, task_id, worker, body.note, body.first_contact, utcnow())
+    )
 
 
 @router.post("/tasks/{task_id}/co-handling", summary="Ask another department to co-handle (lead only)")
 async def co_handling(task_id: str, body: CoHandlingBody, worker: Worker, service: Service) -> dict[str, Any]:
-    case, co_task_id = await service.update(case_of_task(task_id), lambda c: desk.request_co_handling(
-        c, task_id, worker, body.department, body.note, body.due_at, service.catalogue, utcnow()).task_id)
+    case, co_task_id = await service.update(
+        case_of_task(task_id),
+        lambda c: (
+            desk.request_co_handling(
+                c, task_id, worker, body.department, body.note, body.due_at, service.catalogue, utcnow()
+            ).task_id
+        ),
+    )
     return task_row(case, co_task_id)
 
 
 @router.post("/tasks/{task_id}/resolve", summary="Resolve (lead) or finish a co-handling subtask")
 async def resolve(task_id: str, body: ResolveBody, worker: Worker, service: Service) -> dict[str, Any]:
-    return await _task_action(service, task_id, lambda c: desk.resolve(
-        c, task_id, worker, body.outcome, body.note, utcnow()))
+    return await _task_action(
+        service, task_id, lambda c: desk.resolve(c, task_id, worker, body.outcome, body.note, utcnow())
+    )
 
 
 @router.post("/tasks/{task_id}/waive", summary="Waive a co-handler subtask, with a reason (lead only)")
 async def waive(task_id: str, body: WaiveBody, worker: Worker, service: Service) -> dict[str, Any]:
-    return await _task_action(service, task_id, lambda c: desk.waive_co_handler(
-        c, task_id, body.co_task_id, worker, body.reason, utcnow()))
+    return await _task_action(
+        service, task_id, lambda c: desk.waive_co_handler(c, task_id, body.co_task_id, worker, body.reason, utcnow())
+    )
 
 
 @router.post("/tasks/{task_id}/return", summary="退单 Return a task with a reason code and a note")
 async def return_task(task_id: str, body: ReturnBody, worker: Worker, service: Service) -> dict[str, Any]:
-    return await _task_action(service, task_id, lambda c: desk.return_task(
-        c, task_id, worker, body.reason, body.note, service.catalogue, service.max_returns, utcnow()))
+    return await _task_action(
+        service,
+        task_id,
+        lambda c: desk.return_task(
+            c, task_id, worker, body.reason, body.note, service.catalogue, service.max_returns, utcnow()
+        ),
+    )
 
 
 @coordinator.get("/cases", summary="Cases in my district (all, at city level) by status")
-async def coordinator_cases(who: Coordinator, service: Service,
-                            status: Annotated[list[str] | None, Query()] = None) -> list[dict[str, Any]]:
+async def coordinator_cases(
+    who: Coordinator, service: Service, status: Annotated[list[str] | None, Query()] = None
+) -> list[dict[str, Any]]:
     district = None if who.city_level else who.district
     wanted = status or ["arbitration", "dispatched", "in_progress", "awaiting_co_handlers"]
     return [
-        {"case_id": c.case_id, "status": c.status, "district": c.district, "emergency": c.emergency,
-         "sla_class": c.sla_class, "needs": list(c.needs), "returns": c.returns, "refused": c.refused,
-         "lead": (lt.department if (lt := c.lead_task()) else None), "received_at": c.received_at,
-         "hop": c.hop}
+        {
+            "case_id": c.case_id,
+            "status": c.status,
+            "district": c.district,
+            "emergency": c.emergency,
+            "sla_class": c.sla_class,
+            "needs": list(c.needs),
+            "returns": c.returns,
+            "refused": c.refused,
+            "lead": (lt.department if (lt := c.lead_task()) else None),
+            "received_at": c.received_at,
+            "hop": c.hop,
+        }
         for c in await service.store.district_cases(district, wanted)
     ]
 
@@ -208,20 +243,33 @@ async def _case_action(service: CaseService, case_id: str, action: Any) -> dict[
 
 @coordinator.post("/cases/{case_id}/arbitration", summary="Settle arbitration: name the owner")
 async def settle(case_id: str, body: AssignBody, who: Coordinator, service: Service) -> dict[str, Any]:
-    return await _case_action(service, case_id, lambda c: coordination.settle_arbitration(
-        c, who, body.department, body.district, body.reason, service.catalogue, utcnow()))
+    return await _case_action(
+        service,
+        case_id,
+        lambda c: coordination.settle_arbitration(
+            c, who, body.department, body.district, body.reason, service.catalogue, utcnow()
+        ),
+    )
 
 
 @coordinator.post("/cases/{case_id}/reassign", summary="Reassign to another lead department or district")
 async def reassign(case_id: str, body: AssignBody, who: Coordinator, service: Service) -> dict[str, Any]:
-    return await _case_action(service, case_id, lambda c: coordination.reassign(
-        c, who, body.department, body.district, body.reason, service.catalogue, utcnow()))
+    return await _case_action(
+        service,
+        case_id,
+        lambda c: coordination.reassign(
+            c, who, body.department, body.district, body.reason, service.catalogue, utcnow()
+        ),
+    )
 
 
 @coordinator.post("/cases/{case_id}/lead", summary="Make a co-handler the lead")
 async def change_lead(case_id: str, body: LeadBody, who: Coordinator, service: Service) -> dict[str, Any]:
-    return await _case_action(service, case_id, lambda c: coordination.change_lead(
-        c, who, body.department, body.reason, service.catalogue, utcnow()))
+    return await _case_action(
+        service,
+        case_id,
+        lambda c: coordination.change_lead(c, who, body.department, body.reason, service.catalogue, utcnow()),
+    )
 
 
 @coordinator.post("/cases/{case_id}/merge", summary="并单 Merge this duplicate into another case")
@@ -233,5 +281,3 @@ async def merge(case_id: str, body: MergeBody, who: Coordinator, service: Servic
     view = await _case_action(service, case_id, lambda c: coordination.merge_into(c, parent, who, body.note, now))
     await service.update(body.into_case_id, lambda p: coordination.link_child(p, case_id, who, now))
     return view
-
-

@@ -7,9 +7,9 @@ from fastapi import FastAPI
 
 from common.app import Runtime, create_service_app, every
 from services.router import api, handlers
-from services.router.intake import run_intake
 from services.router.cases import CaseService
 from services.router.domain.catalogue import DispatchCatalogue, load_catalogue
+from services.router.intake import run_intake
 from services.router.settings import Settings
 from services.router.store import RouterStore
 

@@ -24,8 +24,8 @@ from contracts.events.base import Event
 from contracts.events.hotline import HelpRequested
 from contracts.events.router import case_lifecycle_event, department_queue_message
 from services.router.domain.case import Case
-from services.router.domain.coordination import FINAL
 from services.router.domain.catalogue import DispatchCatalogue
+from services.router.domain.coordination import FINAL
 from services.router.domain.dispatching import open_case, utcnow
 from services.router.domain.errors import case_not_found
 from services.router.domain.routing import RoutingFacts, decide
@@ -51,8 +51,13 @@ class CaseService:
     cases: Aggregates[Case] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.cases = Aggregates(self.store.cases, self.store.claims, Codec(Case.from_document, Case.to_document),
-                                self._publish_outboxes, archive=self.store.archive)
+        self.cases = Aggregates(
+            self.store.cases,
+            self.store.claims,
+            Codec(Case.from_document, Case.to_document),
+            self._publish_outboxes,
+            archive=self.store.archive,
+        )
 
     @property
     def max_returns(self) -> int:
@@ -61,7 +66,8 @@ class CaseService:
     def _event(self, entry: dict[str, Any]) -> tuple[str, Event]:
         if entry["queue"] == "department":
             return self.settings.department_topic(entry["department"]), department_queue_message.validate_python(
-                entry["body"])
+                entry["body"]
+            )
         return self.settings.lifecycle_topic, case_lifecycle_event.validate_python(entry["body"])
 
     async def publish(self, entries: list[dict[str, Any]]) -> None:
@@ -101,6 +107,7 @@ class CaseService:
     async def update_many(self, changes: Mapping[str, Sequence[Callable[[Case], object]]]) -> dict[str, Exception]:
         """Apply each case's changes (pure domain functions, as for `update`) in one pass of the shared write
         path; cases this router does not know are skipped. Returns the cases whose change raised."""
+
         def apply_all(steps: Sequence[Callable[[Case], object]]) -> Callable[[Case | None], Case | None]:
             def apply(current: Case | None) -> Case | None:
                 if current is None:
@@ -110,6 +117,7 @@ class CaseService:
                 if all(r is False for r in results) and len(current.outbox) == queued:
                     return None
                 return current
+
             return apply
 
         outcome = await self.cases.change_many({case_id: apply_all(steps) for case_id, steps in changes.items()})
@@ -121,8 +129,11 @@ class CaseService:
         Same records as `common.kafka.publish_event` (`event_record`), without re-validating the bodies."""
         records = []
         for entry in entries:
-            topic = (self.settings.department_topic(entry["department"]) if entry["queue"] == "department"
-                     else self.settings.lifecycle_topic)
+            topic = (
+                self.settings.department_topic(entry["department"])
+                if entry["queue"] == "department"
+                else self.settings.lifecycle_topic
+            )
             records.append((topic, *event_record(entry["body"])))
         # Bounded like the store write: a stuck acknowledgement fails the batch, which is then redelivered.
         await producer.deliver(records, timeout=self.settings.batch_timeout_s)
@@ -142,8 +153,9 @@ class CaseService:
         for request in requests:
             by_case.setdefault(request.case_id, []).append(request)
         case_ids, size = list(by_case), self.settings.intake_chunk_size
-        chunks = [[r for case_id in case_ids[i:i + size] for r in by_case[case_id]]
-                  for i in range(0, len(case_ids), size)]
+        chunks = [
+            [r for case_id in case_ids[i : i + size] for r in by_case[case_id]] for i in range(0, len(case_ids), size)
+        ]
         try:
             async with asyncio.TaskGroup() as group:
                 for chunk in chunks:
@@ -152,8 +164,9 @@ class CaseService:
             raise failed.exceptions[0] from None  # the first failure decides (retry, redeliver, dead-letter)
         return outcome
 
-    async def _dispatch_chunk(self, requests: list[HelpRequested], producer: BatchProducer,
-                              outcome: BatchOutcome, now: datetime) -> None:
+    async def _dispatch_chunk(
+        self, requests: list[HelpRequested], producer: BatchProducer, outcome: BatchOutcome, now: datetime
+    ) -> None:
         cases: dict[str, tuple[Case, list[dict[str, Any]]]] = {}
         for request in requests:
             event_id = str(request.event_id)
@@ -162,18 +175,30 @@ class CaseService:
                     outcome.conflicts[event_id] = f"case id {request.case_id} is used by two requests in one batch"
                 continue  # the same request twice in one batch
             facts = RoutingFacts.of(request)
-            case = open_case(request.case_id, facts, decide(self.catalogue, facts), self.catalogue, now=now,
-                             correlation_id=request.correlation_id or event_id, summary=request.description[:200],
-                             request_event_id=event_id)
+            case = open_case(
+                request.case_id,
+                facts,
+                decide(self.catalogue, facts),
+                self.catalogue,
+                now=now,
+                correlation_id=request.correlation_id or event_id,
+                summary=request.description[:200],
+                request_event_id=event_id,
+            )
             entries, case.outbox = case.outbox, []
             cases[request.case_id] = (case, entries)
         # A case is archived only once closed and left alone for `archive_after_s`, so only a request received
         # longer ago than that (history replayed) can find its case there rather than in the working set.
-        replayed = [case_id for case_id, (case, _) in cases.items()
-                    if case.received_at < now - timedelta(seconds=self.settings.archive_after_s)]
+        replayed = [
+            case_id
+            for case_id, (case, _) in cases.items()
+            if case.received_at < now - timedelta(seconds=self.settings.archive_after_s)
+        ]
         archived = await self.store.archived(replayed) if replayed else set()
-        inserted = await self.store.insert_cases([(case, entries) for case_id, (case, entries) in cases.items()
-                                                  if case_id not in archived], remember=self.cases.remember)
+        inserted = await self.store.insert_cases(
+            [(case, entries) for case_id, (case, entries) in cases.items() if case_id not in archived],
+            remember=self.cases.remember,
+        )
         inserted.update(dict.fromkeys(archived, False))
         to_publish: list[dict[str, Any]] = []
         for case_id, (case, entries) in cases.items():
@@ -184,7 +209,8 @@ class CaseService:
             stored_request, stored_entries = await self.store.first_dispatch(case_id)
             if stored_request not in (None, case.request_event_id):
                 outcome.conflicts[str(case.request_event_id)] = (
-                    f"case id {case_id} already belongs to request {stored_request}")
+                    f"case id {case_id} already belongs to request {stored_request}"
+                )
             else:
                 to_publish.extend(stored_entries)
         await self.publish_with(producer, to_publish)

@@ -48,7 +48,8 @@ async def mark_tasks_queued(service: CaseService, records: Sequence[ConsumerReco
             continue
         if isinstance(message, DepartmentTask):
             changes.setdefault(message.case_id, []).append(
-                lambda case, task_id=message.task_id: mark_queued(case, task_id, now))
+                lambda case, task_id=message.task_id: mark_queued(case, task_id, now)
+            )
             records_of.setdefault(message.case_id, []).append(record)
     for case_id, error in (await service.update_many(changes)).items():
         rejected += [(record, error) for record in records_of[case_id]]
@@ -61,9 +62,12 @@ async def desk_consumer(runtime: Runtime) -> None:
     if not settings.desk_enabled:
         return
     desk = settings.desk_departments or tuple(departments())
-    await BatchConsumer(name="desk", topics=tuple(settings.department_topic(d) for d in desk),
-                        group_id=f"{settings.consumer_group}.desk",
-                        handler=lambda records: mark_tasks_queued(runtime.store, records)).run(runtime)
+    await BatchConsumer(
+        name="desk",
+        topics=tuple(settings.department_topic(d) for d in desk),
+        group_id=f"{settings.consumer_group}.desk",
+        handler=lambda records: mark_tasks_queued(runtime.store, records),
+    ).run(runtime)
 
 
 def build_subscribers(runtime: Runtime) -> KafkaRouter:
@@ -87,9 +91,17 @@ def build_subscribers(runtime: Runtime) -> KafkaRouter:
         if await svc.store.get(event.case_id) is None:
             log.warning("reopened case unknown to the router; skipped", case_id=event.case_id)
             return
-        await svc.update(event.case_id, lambda case: reopen(
-            case, svc.catalogue, event_id=str(event.event_id), actor=f"hotline:{event.operator_id}",
-            reason=event.reason, now=utcnow()))
+        await svc.update(
+            event.case_id,
+            lambda case: reopen(
+                case,
+                svc.catalogue,
+                event_id=str(event.event_id),
+                actor=f"hotline:{event.operator_id}",
+                reason=event.reason,
+                now=utcnow(),
+            ),
+        )
         log.info("case reopened", case_id=event.case_id)
 
     return router

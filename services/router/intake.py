@@ -36,8 +36,9 @@ class CaseIdConflict(ValueError):
     """A different request carries a case id the router already dispatched: never dispatched twice."""
 
 
-async def dispatch_batch(service: CaseService, producer: BatchProducer | None, records: Sequence[ConsumerRecord],
-                         created: list[int]) -> Rejected:
+async def dispatch_batch(
+    service: CaseService, producer: BatchProducer | None, records: Sequence[ConsumerRecord], created: list[int]
+) -> Rejected:
     """Dispatch a batch of help requests; the records to dead-letter are returned, new cases counted."""
     rejected: Rejected = []
     parsed: list[tuple[ConsumerRecord, HelpRequested]] = []
@@ -48,13 +49,17 @@ async def dispatch_batch(service: CaseService, producer: BatchProducer | None, r
             rejected.append((record, exc))
     outcome = await service.dispatch_requests([r for _, r in parsed], producer=producer)
     created.append(outcome.created)
-    rejected += [(record, CaseIdConflict(reason)) for record, request in parsed
-                 if (reason := outcome.conflicts.get(str(request.event_id))) is not None]
+    rejected += [
+        (record, CaseIdConflict(reason))
+        for record, request in parsed
+        if (reason := outcome.conflicts.get(str(request.event_id))) is not None
+    ]
     return rejected
 
 
-async def handle_batch(service: CaseService, policy: DeliveryPolicy, producer: BatchProducer | None,
-                       records: tuple[ConsumerRecord, ...]) -> int:
+async def handle_batch(
+    service: CaseService, policy: DeliveryPolicy, producer: BatchProducer | None, records: tuple[ConsumerRecord, ...]
+) -> int:
     """Dispatch a batch under the delivery rules; returns how many new cases. Raises `NackMessage` to redeliver."""
     created: list[int] = []
     await handle_with_policy(policy, lambda batch: dispatch_batch(service, producer, batch, created), records)
@@ -77,9 +82,15 @@ async def run_intake(runtime: Runtime) -> None:
             log.debug("help requests dispatched", records=len(records), new_cases=sum(created))
             return rejected
 
-        return BatchConsumer(name=f"intake-{n}", topics=(settings.help_requested_topic,),
-                             group_id=settings.consumer_group, handler=dispatch,
-                             max_records=settings.intake_batch_size, batch_timeout_ms=settings.intake_batch_timeout_ms,
-                             auto_offset_reset=settings.intake_offset_reset, resources=(producer,))
+        return BatchConsumer(
+            name=f"intake-{n}",
+            topics=(settings.help_requested_topic,),
+            group_id=settings.consumer_group,
+            handler=dispatch,
+            max_records=settings.intake_batch_size,
+            batch_timeout_ms=settings.intake_batch_timeout_ms,
+            auto_offset_reset=settings.intake_offset_reset,
+            resources=(producer,),
+        )
 
     await asyncio.gather(*(consumer(n).run(runtime) for n in range(settings.intake_consumers)))

@@ -7,8 +7,8 @@ insert and the queries.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pydantic_core
@@ -31,14 +31,18 @@ class RouterStore:
         self.claims = db["case_claims"]
 
     async def ensure_indexes(self) -> None:
-        await create_query_indexes(self.db, [
-            (self.cases, [("queue_keys", ASCENDING)]),
-            (self.cases, [("district", ASCENDING), ("status", ASCENDING)]),
-            (self.cases, [("outbox_pending", ASCENDING), ("updated_at", ASCENDING)]),
-        ])
+        await create_query_indexes(
+            self.db,
+            [
+                (self.cases, [("queue_keys", ASCENDING)]),
+                (self.cases, [("district", ASCENDING), ("status", ASCENDING)]),
+                (self.cases, [("outbox_pending", ASCENDING), ("updated_at", ASCENDING)]),
+            ],
+        )
 
-    async def insert_cases(self, cases: list[tuple[Case, list[dict[str, Any]]]],
-                           remember: Callable[[dict[str, Any]], None] | None = None) -> dict[str, bool]:
+    async def insert_cases(
+        self, cases: list[tuple[Case, list[dict[str, Any]]]], remember: Callable[[dict[str, Any]], None] | None = None
+    ) -> dict[str, bool]:
         """Record new cases in one `insert_many`; case id -> False where it was already there (redelivery).
         `remember` is handed each document inserted (the write path's memory of what it stored)."""
         if not cases:
@@ -80,8 +84,11 @@ class RouterStore:
         """The request a case was opened by and the events it was first dispatched with (republished as they
         were on redelivery)."""
         projection = {"initial_events": 1, "request_event_id": 1}
-        doc = (await self.cases.find_one({"_id": case_id}, projection)
-               or await self.archive.find_one({"_id": case_id}, projection) or {})
+        doc = (
+            await self.cases.find_one({"_id": case_id}, projection)
+            or await self.archive.find_one({"_id": case_id}, projection)
+            or {}
+        )
         return doc.get("request_event_id"), json.loads(doc.get("initial_events") or "[]")
 
     async def queue(self, department: str, district: str, statuses: list[str], limit: int = 200) -> list[Case]:

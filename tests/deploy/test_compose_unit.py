@@ -37,7 +37,7 @@ def test_every_service_gets_its_required_settings_and_valid_ones_only(name: str,
     for field in PRODUCTION_REQUIRED:
         assert f"{prefix}{field.upper()}" in env, f"{name} lacks {prefix}{field.upper()}"
     for key in env:
-        assert key.startswith(prefix) and key[len(prefix):].lower() in settings_cls.model_fields, f"{name}: {key}"
+        assert key.startswith(prefix) and key[len(prefix) :].lower() in settings_cls.model_fields, f"{name}: {key}"
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = settings_cls()  # validates, including the production secret rule

@@ -64,19 +64,26 @@ def short_sla_policy(tmp_path: Path) -> Path:
 @pytest.fixture
 def stack(private_kafka: PrivateKafka, mongodb_url: str, tmp_path: Path) -> Iterator[ServiceSet]:
     assert NotifySettings.model_fields["sla_policy_path"]  # the setting this test relies on
-    with ServiceSet(private_kafka.bootstrap, mongodb_url, SERVICES, tmp_path, extra_env={
-        "HOTLINE_PUBLISH_TIMEOUT_S": "2",
-        "NOTIFY_SLA_POLICY_PATH": str(short_sla_policy(tmp_path)),
-        "NOTIFY_SWEEP_INTERVAL_S": "0.5",
-    }) as services:
+    with ServiceSet(
+        private_kafka.bootstrap,
+        mongodb_url,
+        SERVICES,
+        tmp_path,
+        extra_env={
+            "HOTLINE_PUBLISH_TIMEOUT_S": "2",
+            "NOTIFY_SLA_POLICY_PATH": str(short_sla_policy(tmp_path)),
+            "NOTIFY_SWEEP_INTERVAL_S": "0.5",
+        },
+    ) as services:
         yield services
 
 
 @pytest.fixture
 async def operator(stack: ServiceSet) -> AsyncIterator[httpx.AsyncClient]:
     token = issue_token(TOKENS, sub="op-restart", role="operator", district="500103")
-    async with httpx.AsyncClient(base_url=stack["hotline"].url, timeout=30,
-                                 headers={"Authorization": f"Bearer {token}"}) as client:
+    async with httpx.AsyncClient(
+        base_url=stack["hotline"].url, timeout=30, headers={"Authorization": f"Bearer {token}"}
+    ) as client:
         yield client
 
 
@@ -87,12 +94,16 @@ async def keep_calling(client: httpx.AsyncClient, accepted: list[str], stop: asy
     while not stop.is_set():
         n += 1
         started = time.monotonic()
-        response = await client.post("/api/v1/help-requests", json={
-            "caller": {"name": f"来电人{n}", "phone": f"1390001{n:04d}"},
-            "place": {"district": "500103", "address": f"民族路{n}号"},
-            "needs": ["temp_assist_epidemic"], "household_status": "dibao",
-            "description": f"重启期间第{n}个来电，疫情期间收入下降",
-        })
+        response = await client.post(
+            "/api/v1/help-requests",
+            json={
+                "caller": {"name": f"来电人{n}", "phone": f"1390001{n:04d}"},
+                "place": {"district": "500103", "address": f"民族路{n}号"},
+                "needs": ["temp_assist_epidemic"],
+                "household_status": "dibao",
+                "description": f"重启期间第{n}个来电，疫情期间收入下降",
+            },
+        )
         assert response.status_code == 201, response.text
         accepted.append(response.json()["case_id"])
         await asyncio.sleep(max(0.0, 1 / CALLS_PER_S - (time.monotonic() - started)))
@@ -102,8 +113,9 @@ class TopicWatch:
     """Reads topics from the start for the whole test: the (case id, event type) pairs seen on each."""
 
     def __init__(self, bootstrap: str, topics: tuple[str, ...]) -> None:
-        self.consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=None,
-                                         auto_offset_reset="earliest", enable_auto_commit=False)
+        self.consumer = AIOKafkaConsumer(
+            *topics, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+        )
         self.seen: dict[str, set[tuple[str, str]]] = {t: set() for t in topics}
         self.task: asyncio.Task[None] | None = None
 
@@ -175,18 +187,26 @@ async def test_every_service_publishes_again_after_kafka_is_killed_and_restarted
         delivered_after: dict[str, float] = {}
         for name, (topic, event_type) in expected.items():
             try:
-                await eventually(lambda t=topic, e=event_type: calls <= watch.cases(t, e), timeout=150, interval=0.5,
-                                 what=f"{name}: {event_type} for every accepted call")
+                await eventually(
+                    lambda t=topic, e=event_type: calls <= watch.cases(t, e),
+                    timeout=150,
+                    interval=0.5,
+                    what=f"{name}: {event_type} for every accepted call",
+                )
             except AssertionError:
                 missing = sorted(calls - watch.cases(topic, event_type))
-                raise AssertionError(f"{name}: {len(missing)} of {len(calls)} calls have no {event_type}, "
-                                     f"e.g. {missing[:3]}\n{stack[name].log_tail()}") from None
+                raise AssertionError(
+                    f"{name}: {len(missing)} of {len(calls)} calls have no {event_type}, "
+                    f"e.g. {missing[:3]}\n{stack[name].log_tail()}"
+                ) from None
             delivered_after[name] = round(time.monotonic() - returned_at, 1)
 
-    print(f"\n{len(calls)} calls; Kafka down {returned_at - killed_at:.1f} s (killed, restarted, ready); "
-          f"the hotline's outbox empty {drained_after_s:.1f} s after its return; "
-          f"every call's event on Kafka this long after its return: {delivered_after}; "
-          f"log lines written while it was down: {during}")
+    print(
+        f"\n{len(calls)} calls; Kafka down {returned_at - killed_at:.1f} s (killed, restarted, ready); "
+        f"the hotline's outbox empty {drained_after_s:.1f} s after its return; "
+        f"every call's event on Kafka this long after its return: {delivered_after}; "
+        f"log lines written while it was down: {during}"
+    )
     for name, lines in during.items():
         # The outage is logged when it starts and then every 15 s, not per reconnect attempt; the rest is
         # the work itself (the hotline logs each accepted call).

@@ -18,8 +18,9 @@ TOKENS = ServiceSettings(service_name="e2e")
 
 @pytest.fixture
 def services(kafka_bootstrap: str, mongodb_url: str, tmp_path):
-    stack = ServiceSet(kafka_bootstrap, mongodb_url, ("hotline", "router", "relief", "notify"), tmp_path,
-                       isolated_topics=True)
+    stack = ServiceSet(
+        kafka_bootstrap, mongodb_url, ("hotline", "router", "relief", "notify"), tmp_path, isolated_topics=True
+    )
     with stack:
         yield stack
 
@@ -34,8 +35,12 @@ def test_help_request_flows_from_hotline_through_router_to_notify(services: Serv
         "urgency": "emergency",
         "description": "一名老人在地下通道露宿，天气寒冷",
     }
-    posted = httpx.post(f"{services['hotline'].url}/api/v1/help-requests", json=call,
-                        headers={"Authorization": f"Bearer {operator}"}, timeout=10)
+    posted = httpx.post(
+        f"{services['hotline'].url}/api/v1/help-requests",
+        json=call,
+        headers={"Authorization": f"Bearer {operator}"},
+        timeout=10,
+    )
     assert posted.status_code == 201, posted.text
     case_id = posted.json()["case_id"]
     assert case_id.startswith("CQ-")
@@ -44,8 +49,9 @@ def test_help_request_flows_from_hotline_through_router_to_notify(services: Serv
     started = time.monotonic()
     found = None
     while time.monotonic() - started < 30 and not (found and found["department"]):
-        cases = httpx.get(f"{services['notify'].url}/api/v1/cases",
-                          headers={"Authorization": f"Bearer {coordinator}"}, timeout=10)
+        cases = httpx.get(
+            f"{services['notify'].url}/api/v1/cases", headers={"Authorization": f"Bearer {coordinator}"}, timeout=10
+        )
         assert cases.status_code == 200, cases.text
         found = next((c for c in cases.json() if c["case_id"] == case_id), None)
         time.sleep(0.1)

@@ -29,18 +29,23 @@ class Tally(BaseModel):
     outbox: list[dict[str, Any]] = []
 
 
-CODEC = Codec(load=lambda doc: Tally(id=doc["_id"], items=doc.get("items", []), outbox=doc.get("outbox", [])),
-              dump=lambda t: {"_id": t.id, "items": t.items, "outbox": t.outbox})
+CODEC = Codec(
+    load=lambda doc: Tally(id=doc["_id"], items=doc.get("items", []), outbox=doc.get("outbox", [])),
+    dump=lambda t: {"_id": t.id, "items": t.items, "outbox": t.outbox},
+)
 
 
 def add_to(doc_id: str, item: str):
     """A pure change: record the item and the event announcing it (nothing to change if it is there)."""
+
     def change(current: Tally | None) -> Tally | None:
         tally = current or Tally(id=doc_id)
         if item in tally.items:
             return None
-        return tally.model_copy(update={"items": [*tally.items, item],
-                                        "outbox": [*tally.outbox, {"event_id": f"{doc_id}:{item}"}]})
+        return tally.model_copy(
+            update={"items": [*tally.items, item], "outbox": [*tally.outbox, {"event_id": f"{doc_id}:{item}"}]}
+        )
+
     return change
 
 
@@ -180,8 +185,12 @@ CRASHING_WRITER = textwrap.dedent("""
 
 
 async def test_a_process_killed_between_the_write_and_the_publish_has_its_events_swept_once(db, mongodb_url) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", CRASHING_WRITER, mongodb_url, db.name], cwd=ROOT,
-                            stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_WRITER, mongodb_url, db.name],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         line = b""
         while line.strip() != b"publishing":  # (a log line may come first)
@@ -219,6 +228,7 @@ async def test_archived_documents_are_read_by_id_and_come_back_when_they_change(
 async def test_a_sweep_that_could_not_publish_looks_again_next_time(db) -> None:
     """The broker away for longer than the grace period: sweeps keep failing, and the first sweep after it
     is back publishes what was left (the sweep's window does not move past unpublished outboxes)."""
+
     async def down(batch) -> None:
         raise ConnectionError("kafka unreachable")
 
@@ -277,7 +287,8 @@ async def test_an_archived_document_is_forgotten_and_comes_back_whole(db) -> Non
 
 
 async def test_documents_believed_new_are_not_read_and_one_that_exists_after_all_loses_nothing(
-        db, mongodb_url: str) -> None:
+    db, mongodb_url: str
+) -> None:
     from pymongo import AsyncMongoClient
 
     await Aggregates(db["tallies"], db["tally_claims"], CODEC, Published()).change("old", add_to("old", "a"))

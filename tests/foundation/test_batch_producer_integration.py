@@ -28,9 +28,14 @@ def test_the_remembering_partitioner_picks_what_kafka_s_default_picks() -> None:
 
 
 def test_an_event_record_is_what_publish_event_sends() -> None:
-    event = CaseSignedFor(occurred_at=datetime(2026, 2, 15, 8, tzinfo=UTC), case_id="CQ-20260215-000001",
-                          task_id="CQ-20260215-000001-T1", department="civil_affairs", district="500103",
-                          actor="w-1")
+    event = CaseSignedFor(
+        occurred_at=datetime(2026, 2, 15, 8, tzinfo=UTC),
+        case_id="CQ-20260215-000001",
+        task_id="CQ-20260215-000001-T1",
+        department="civil_affairs",
+        district="500103",
+        actor="w-1",
+    )
     key, value, headers = event_record(event.model_dump(mode="json"))
     assert key == b"CQ-20260215-000001"
     assert CaseSignedFor.model_validate_json(value) == event
@@ -43,8 +48,15 @@ async def test_records_land_in_order_per_key_on_the_default_partitions(kafka_boo
     await create_topics(kafka_bootstrap, *topics, partitions=3)
     # A small batch size, so batches fill up and are sent in the middle of the records as well.
     producer = BatchProducer(kafka_bootstrap, client_id=unique_name("batch"), max_batch_size=1024)
-    sent = [(topics[n % 2], f"CQ-{n % 7}".encode(), json.dumps({"n": n, "pad": "x" * 100}).encode(),
-             [("n", str(n).encode())]) for n in range(300)]
+    sent = [
+        (
+            topics[n % 2],
+            f"CQ-{n % 7}".encode(),
+            json.dumps({"n": n, "pad": "x" * 100}).encode(),
+            [("n", str(n).encode())],
+        )
+        for n in range(300)
+    ]
     await producer.start()
     try:
         futures = await producer.send(sent)

@@ -41,8 +41,20 @@ def test_districts_are_the_38_districts_and_counties_plus_three_zones() -> None:
 
 def test_every_department_named_in_the_policy_has_a_code() -> None:
     names = {d.name_zh for d in departments().values()}
-    for zh in ("民政", "教育", "人力资源社会保障", "住房城乡建设", "医疗保障", "应急管理", "卫生健康", "残联",
-               "商务", "市场监管", "退役军人事务", "财政"):
+    for zh in (
+        "民政",
+        "教育",
+        "人力资源社会保障",
+        "住房城乡建设",
+        "医疗保障",
+        "应急管理",
+        "卫生健康",
+        "残联",
+        "商务",
+        "市场监管",
+        "退役军人事务",
+        "财政",
+    ):
         assert zh in names
 
 

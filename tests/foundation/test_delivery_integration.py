@@ -22,8 +22,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def settings(bootstrap: str) -> ServiceSettings:
-    return ServiceSettings(service_name=unique_name("it"), kafka_bootstrap_servers=bootstrap,
-                           consumer_max_attempts=3, consumer_backoff_initial_s=0.01, consumer_backoff_max_s=0.05)
+    return ServiceSettings(
+        service_name=unique_name("it"),
+        kafka_bootstrap_servers=bootstrap,
+        consumer_max_attempts=3,
+        consumer_backoff_initial_s=0.01,
+        consumer_backoff_max_s=0.05,
+    )
 
 
 async def test_message_produced_with_acks_all_reaches_a_faststream_subscriber(kafka_bootstrap: str) -> None:
@@ -98,8 +103,9 @@ async def test_body_that_fails_validation_goes_to_the_dlq_with_the_validation_er
     assert headers["x-dlq-attempts"] == "1"  # retrying cannot fix a bad body
 
 
-async def test_offset_is_committed_only_after_the_effect_is_durable(kafka_bootstrap: str, mongodb_url: str,
-                                                                     db, db_name: str) -> None:
+async def test_offset_is_committed_only_after_the_effect_is_durable(
+    kafka_bootstrap: str, mongodb_url: str, db, db_name: str
+) -> None:
     topic, group = unique_name("it-kill"), unique_name("g")
     await create_topics(kafka_bootstrap, topic)
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=True)
@@ -120,7 +126,9 @@ async def test_offset_is_committed_only_after_the_effect_is_durable(kafka_bootst
 
     second = subprocess.Popen(cmd, cwd=ROOT, env=env)
     try:
-        await eventually(lambda: _runs_at_least(db, 2), timeout=60, what="the message to be redelivered to the restarted consumer")
+        await eventually(
+            lambda: _runs_at_least(db, 2), timeout=60, what="the message to be redelivered to the restarted consumer"
+        )
         assert await db["effects"].count_documents({}) == 1  # exactly once in effect
 
         async def committed() -> int | None:
@@ -152,7 +160,8 @@ async def test_unique_index_and_upsert_deduplicate_a_redelivered_event(db) -> No
     with pytest.raises(DuplicateKeyError):
         await events.insert_one(dict(event))
     for _ in range(3):  # redelivery applies the same upsert
-        await events.update_one({"event_id": "e-2"}, {"$setOnInsert": {"case_id": "CQ-2"}, "$inc": {"seen": 1}},
-                                upsert=True)
+        await events.update_one(
+            {"event_id": "e-2"}, {"$setOnInsert": {"case_id": "CQ-2"}, "$inc": {"seen": 1}}, upsert=True
+        )
     assert await events.count_documents({}) == 2
     assert (await events.find_one({"event_id": "e-2"}))["seen"] == 3

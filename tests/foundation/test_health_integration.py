@@ -24,8 +24,9 @@ def _ready(client: TestClient, expect: int, timeout: float = 30) -> dict:
 
 
 def test_ready_when_kafka_and_store_answer(kafka_bootstrap: str, mongodb_url: str) -> None:
-    settings = ServiceSettings(service_name="health-it", kafka_bootstrap_servers=kafka_bootstrap,
-                               mongodb_url=mongodb_url)
+    settings = ServiceSettings(
+        service_name="health-it", kafka_bootstrap_servers=kafka_bootstrap, mongodb_url=mongodb_url
+    )
     with TestClient(create_service_app(settings, title="t")) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
         assert _ready(client, 200) == {"status": "ready", "checks": {"store": True, "kafka": True}}
@@ -41,8 +42,9 @@ def _pings(client: TestClient) -> int:
 
 
 def test_metrics_count_the_store_commands_the_process_sent(kafka_bootstrap: str, mongodb_url: str) -> None:
-    settings = ServiceSettings(service_name="metrics-it", kafka_bootstrap_servers=kafka_bootstrap,
-                               mongodb_url=mongodb_url)
+    settings = ServiceSettings(
+        service_name="metrics-it", kafka_bootstrap_servers=kafka_bootstrap, mongodb_url=mongodb_url
+    )
     with TestClient(create_service_app(settings, title="t")) as client:
         _ready(client, 200)  # /readyz pings the store
         before = _pings(client)
@@ -53,8 +55,7 @@ def test_metrics_count_the_store_commands_the_process_sent(kafka_bootstrap: str,
 
 
 def test_not_ready_names_what_is_unreachable(mongodb_url: str) -> None:
-    settings = ServiceSettings(service_name="health-it", kafka_bootstrap_servers="127.0.0.1:1",
-                               mongodb_url=mongodb_url)
+    settings = ServiceSettings(service_name="health-it", kafka_bootstrap_servers="127.0.0.1:1", mongodb_url=mongodb_url)
     with TestClient(create_service_app(settings, title="t")) as client:
         assert client.get("/healthz").status_code == 200  # alive even though Kafka is not there
         body = _ready(client, 503, timeout=5)
@@ -69,10 +70,15 @@ def test_every_service_prunes_old_version_claims_in_the_background(mongodb_url: 
     database = f"test_claims_{time.time_ns()}"
     client = MongoClient(mongodb_url)
     claims = client[database]["case_claims"]
-    claims.insert_many([{"_id": "CQ-1@1", "at": datetime.now(UTC) - timedelta(days=2)},
-                        {"_id": "CQ-1@2", "at": datetime.now(UTC)}])
-    settings = ServiceSettings(service_name="claims-it", kafka_bootstrap_servers="127.0.0.1:1",
-                               mongodb_url=mongodb_url, mongodb_database=database)
+    claims.insert_many(
+        [{"_id": "CQ-1@1", "at": datetime.now(UTC) - timedelta(days=2)}, {"_id": "CQ-1@2", "at": datetime.now(UTC)}]
+    )
+    settings = ServiceSettings(
+        service_name="claims-it",
+        kafka_bootstrap_servers="127.0.0.1:1",
+        mongodb_url=mongodb_url,
+        mongodb_database=database,
+    )
     try:
         with TestClient(create_service_app(settings, title="t")):
             deadline = time.monotonic() + 20

@@ -26,9 +26,14 @@ pytestmark = pytest.mark.integration
 
 
 def signed_for(n: int) -> CaseSignedFor:
-    return CaseSignedFor(occurred_at=datetime.now(UTC), case_id=f"CQ-20261202-{n:06d}",
-                         task_id=f"CQ-20261202-{n:06d}-T1", department="civil_affairs", district="500103",
-                         actor="w-1")
+    return CaseSignedFor(
+        occurred_at=datetime.now(UTC),
+        case_id=f"CQ-20261202-{n:06d}",
+        task_id=f"CQ-20261202-{n:06d}-T1",
+        department="civil_affairs",
+        district="500103",
+        actor="w-1",
+    )
 
 
 def break_session(producer: AIOKafkaProducer, topic: str) -> None:
@@ -65,6 +70,7 @@ async def test_the_batch_producer_is_renewed_after_its_session_broke(kafka_boots
     producer = BatchProducer(kafka_bootstrap, client_id=unique_name("it"))
     await producer.start()
     try:
+
         def records(*ns: int) -> list:
             return [(topic, *event_record(signed_for(n).model_dump(mode="json"))) for n in ns]
 

@@ -112,7 +112,10 @@ def test_every_service_serves_the_names_of_codes_for_its_page() -> None:
     app = create_service_app(ServiceSettings(service_name="t", kafka_bootstrap_servers="127.0.0.1:1"), title="t")
     with TestClient(app) as client:
         body = client.get("/api/v1/reference").json()
-    assert body["departments"]["civil_affairs"] == {"zh": "民政", "en": "Civil affairs (incl. homeless rescue stations)"}
+    assert body["departments"]["civil_affairs"] == {
+        "zh": "民政",
+        "en": "Civil affairs (incl. homeless rescue stations)",
+    }
     assert body["districts"]["500103"]["zh"] == "渝中区" and len(body["districts"]) == 41
     assert body["services"]["homeless_cold"]["emergency"] is True
 

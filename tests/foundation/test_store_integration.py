@@ -21,8 +21,7 @@ pytestmark = pytest.mark.integration
 async def test_of_concurrent_claims_on_one_key_exactly_one_wins(db) -> None:
     claims = db["claims"]
     for round_ in range(10):
-        results = await asyncio.gather(*(insert_once(claims, {"_id": f"case-1@{round_}", "by": i})
-                                         for i in range(20)))
+        results = await asyncio.gather(*(insert_once(claims, {"_id": f"case-1@{round_}", "by": i}) for i in range(20)))
         assert sum(results) == 1, f"round {round_}: {sum(results)} winners"
     assert await claims.count_documents({}) == 10
 
@@ -30,8 +29,9 @@ async def test_of_concurrent_claims_on_one_key_exactly_one_wins(db) -> None:
 async def test_a_unique_secondary_index_refuses_a_second_payment(db) -> None:
     ledger = db["ledger"]
     await ledger.create_index("idempotency_key", unique=True)
-    results = await asyncio.gather(*(insert_once(ledger, {"idempotency_key": "CQ-1:P5.2b:once", "n": i})
-                                     for i in range(20)))
+    results = await asyncio.gather(
+        *(insert_once(ledger, {"idempotency_key": "CQ-1:P5.2b:once", "n": i}) for i in range(20))
+    )
     assert sum(results) == 1
     assert await ledger.count_documents({}) == 1
 
@@ -100,6 +100,7 @@ async def test_old_version_claims_are_pruned_and_versioned_writes_go_on(db) -> N
     assert await db["audit"].count_documents({}) == 1
     updated = await docs.change("CQ-1", bump)
     assert updated is not None and updated.version == 4 and updated.value["n"] == 4
+
 
 def test_a_claims_collection_must_say_so_in_its_name(db) -> None:
     from common.store import VersionClaims

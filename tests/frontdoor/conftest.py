@@ -45,14 +45,21 @@ class FrontDoorUnderTest:
 
 @pytest.fixture
 async def fd(mongodb_url: str, db_name: str) -> AsyncIterator[FrontDoorUnderTest]:
-    settings = Settings(mongodb_url=mongodb_url, mongodb_database=db_name, environment="test",
-                        hotline_url="http://hotline.test", router_url="http://router.test",
-                        relief_url="http://relief.test", notify_url="http://notify.test")
+    settings = Settings(
+        mongodb_url=mongodb_url,
+        mongodb_database=db_name,
+        environment="test",
+        hotline_url="http://hotline.test",
+        router_url="http://router.test",
+        relief_url="http://relief.test",
+        notify_url="http://notify.test",
+    )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         under_test = FrontDoorUnderTest(app)
-        await under_test.frontdoor.accounts.create(actor="test", username=ADMIN, password=ADMIN_PASSWORD,
-                                                   display_name="管理员", role="admin")
+        await under_test.frontdoor.accounts.create(
+            actor="test", username=ADMIN, password=ADMIN_PASSWORD, display_name="管理员", role="admin"
+        )
         yield under_test
 
 
@@ -69,12 +76,16 @@ AccountFactory = Callable[..., Any]
 @pytest.fixture
 def new_account(admin: httpx.AsyncClient) -> AccountFactory:
     async def create(username: str = "li.qiang", **fields: Any) -> dict[str, Any]:
-        body = {"username": username, "display_name": "李强", "role": "dept_worker", "department": "civil_affairs",
-                "district": "500103", "password": PASSWORD} | fields
+        body = {
+            "username": username,
+            "display_name": "李强",
+            "role": "dept_worker",
+            "department": "civil_affairs",
+            "district": "500103",
+            "password": PASSWORD,
+        } | fields
         r = await admin.post("/api/v1/accounts", json=body)
         assert r.status_code == 201, r.text
         return r.json()
 
     return create
-
-

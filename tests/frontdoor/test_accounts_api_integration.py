@@ -49,8 +49,10 @@ async def test_an_account_the_admin_creates_signs_in_and_lands_in_its_workspace(
 async def test_five_wrong_passwords_lock_the_account_and_a_password_reset_lifts_it(fd, admin, new_account):
     await new_account()
     async with fd.client() as someone:
-        answers = [await someone.post("/auth/sign-in", json={"username": "li.qiang", "password": f"guess-{i}"})
-                   for i in range(5)]
+        answers = [
+            await someone.post("/auth/sign-in", json={"username": "li.qiang", "password": f"guess-{i}"})
+            for i in range(5)
+        ]
         assert [a.status_code for a in answers] == [401, 401, 401, 401, 423]
         assert answers[0].json()["message_zh"] == "用户名或密码错误"
         assert "锁定" in answers[4].json()["message_zh"] and "locked" in answers[4].json()["message_en"]
@@ -61,10 +63,17 @@ async def test_five_wrong_passwords_lock_the_account_and_a_password_reset_lifts_
         assert datetime.fromisoformat(locked["locked_until"])
         reset = await admin.post("/api/v1/accounts/li.qiang/password", json={"password": "a-new-password-2"})
         assert reset.status_code == 200 and reset.json()["locked_until"] is None
-        assert (await someone.post("/auth/sign-in", json={"username": "li.qiang",
-                                                           "password": "a-new-password-2"})).status_code == 200
+        assert (
+            await someone.post("/auth/sign-in", json={"username": "li.qiang", "password": "a-new-password-2"})
+        ).status_code == 200
     assert await audit_actions(admin, "li.qiang") == [
-        "account_created", *["sign_in_failed"] * 5, "account_locked", "sign_in_locked", "password_reset", "signed_in"]
+        "account_created",
+        *["sign_in_failed"] * 5,
+        "account_locked",
+        "sign_in_locked",
+        "password_reset",
+        "signed_in",
+    ]
 
 
 async def test_unknown_user_names_get_the_same_answer_as_wrong_passwords(fd):
@@ -94,7 +103,9 @@ async def test_api_tokens_are_short_lived_verify_at_the_services_and_refresh_unt
         forged = tokens["refresh_token"].split(".")[0] + ".not-the-secret"
         assert (await client.post("/auth/token/refresh", json={"refresh_token": forged})).status_code == 401
 
-        assert (await client.post("/auth/token/revoke", json={"refresh_token": tokens["refresh_token"]})).status_code == 204
+        assert (
+            await client.post("/auth/token/revoke", json={"refresh_token": tokens["refresh_token"]})
+        ).status_code == 204
         after = await client.post("/auth/token/refresh", json={"refresh_token": tokens["refresh_token"]})
         assert after.status_code == 401 and after.json()["code"] == "session_ended" and after.json()["message_zh"]
         assert (await client.get("/auth/session", headers=bearer)).status_code == 401
@@ -128,8 +139,9 @@ async def test_an_edit_changes_the_claims_of_the_next_request_and_is_audited_fie
     await new_account()
     async with fd.client() as person:
         await fd.signed_in(person, "li.qiang", PASSWORD)
-        r = await admin.patch("/api/v1/accounts/li.qiang", json={"role": "coordinator", "district": "city",
-                                                                  "display_name": "统筹 李强"})
+        r = await admin.patch(
+            "/api/v1/accounts/li.qiang", json={"role": "coordinator", "district": "city", "display_name": "统筹 李强"}
+        )
         assert r.status_code == 200, r.text
         assert (r.json()["role"], r.json()["department"], r.json()["district"]) == ("coordinator", None, "city")
         who = (await person.get("/auth/session")).json()
@@ -152,23 +164,33 @@ async def test_sign_out_ends_the_session_even_for_a_kept_copy_of_the_cookie(fd, 
         assert (await replayer.get("/auth/session")).status_code == 401
 
 
-@pytest.mark.parametrize(("body", "field", "zh"), [
-    ({"department": None}, "department", "部门工作人员须指定部门"),
-    ({"district": "999999"}, "district", "区县代码不存在"),
-    ({"password": "short"}, "password", "密码至少 10 个字符"),
-    ({"username": "王芳"}, "username", "用户名须为"),
-])
+@pytest.mark.parametrize(
+    ("body", "field", "zh"),
+    [
+        ({"department": None}, "department", "部门工作人员须指定部门"),
+        ({"district": "999999"}, "district", "区县代码不存在"),
+        ({"password": "short"}, "password", "密码至少 10 个字符"),
+        ({"username": "王芳"}, "username", "用户名须为"),
+    ],
+)
 async def test_bad_account_input_is_refused_in_chinese_and_english_naming_the_field(admin, body, field, zh):
-    account = {"username": "li.qiang", "display_name": "李强", "role": "dept_worker", "department": "civil_affairs",
-               "district": "500103", "password": PASSWORD} | body
+    account = {
+        "username": "li.qiang",
+        "display_name": "李强",
+        "role": "dept_worker",
+        "department": "civil_affairs",
+        "district": "500103",
+        "password": PASSWORD,
+    } | body
     r = await admin.post("/api/v1/accounts", json=account)
     assert r.status_code == 422, r.text
     assert r.json()["field"] == field and r.json()["message_zh"].startswith(zh) and r.json()["message_en"]
 
 
 async def test_schema_errors_name_the_field_too(admin):
-    r = await admin.post("/api/v1/accounts", json={"username": "li.qiang", "display_name": "李强", "role": "boss",
-                                                    "password": PASSWORD})
+    r = await admin.post(
+        "/api/v1/accounts", json={"username": "li.qiang", "display_name": "李强", "role": "boss", "password": PASSWORD}
+    )
     assert r.status_code == 422
     [error] = r.json()["errors"]
     assert error["field"] == "role" and error["reason_zh"] == "取值不在允许范围内"
@@ -176,8 +198,9 @@ async def test_schema_errors_name_the_field_too(admin):
 
 async def test_a_taken_user_name_is_refused(admin, new_account):
     await new_account()
-    again = await admin.post("/api/v1/accounts", json={"username": "LI.QIANG", "display_name": "x", "role": "admin",
-                                                       "password": PASSWORD})
+    again = await admin.post(
+        "/api/v1/accounts", json={"username": "LI.QIANG", "display_name": "x", "role": "admin", "password": PASSWORD}
+    )
     assert again.status_code == 409 and again.json()["field"] == "username"
 
 

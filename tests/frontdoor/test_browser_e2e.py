@@ -23,8 +23,9 @@ BEHIND = ("hotline", "router", "relief", "notify")
 
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap: str, mongodb_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceSet]:
-    services = ServiceSet(kafka_bootstrap, mongodb_url, (*BEHIND, "frontdoor"), tmp_path_factory.mktemp("frontdoor"),
-                          isolated_topics=True)
+    services = ServiceSet(
+        kafka_bootstrap, mongodb_url, (*BEHIND, "frontdoor"), tmp_path_factory.mktemp("frontdoor"), isolated_topics=True
+    )
     door = services["frontdoor"]
     door.env.update({f"FRONTDOOR_{name.upper()}_URL": services[name].url for name in BEHIND})
     door.env["FRONTDOOR_ENVIRONMENT"] = "development"  # the development accounts, as `make run` has them

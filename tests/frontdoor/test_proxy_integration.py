@@ -31,8 +31,11 @@ def upstream(fd):
         async def streamed():  # as a real service's reply arrives: not yet read
             yield body
 
-        return httpx.Response(201, content=streamed(), headers={"x-from": request.url.host, "connection": "close",
-                                                                "content-type": "application/json"})
+        return httpx.Response(
+            201,
+            content=streamed(),
+            headers={"x-from": request.url.host, "connection": "close", "content-type": "application/json"},
+        )
 
     fd.frontdoor.http = httpx.AsyncClient(transport=httpx.MockTransport(answer))
     return seen

@@ -85,20 +85,25 @@ def test_a_cached_access_token_is_renewed_a_minute_before_it_expires():
     assert needs_renewal(None, now=T0)
 
 
-@pytest.mark.parametrize(("state", "why"), [
-    (None, "unknown"),
-    (SessionState(expires_at=T0 + timedelta(hours=1), revoked_at=None, account_disabled=True), "disabled"),
-    (SessionState(expires_at=T0 + timedelta(hours=1), revoked_at=T0, account_disabled=False), "signed out"),
-    (SessionState(expires_at=T0, revoked_at=None, account_disabled=False), "expired"),
-])
+@pytest.mark.parametrize(
+    ("state", "why"),
+    [
+        (None, "unknown"),
+        (SessionState(expires_at=T0 + timedelta(hours=1), revoked_at=None, account_disabled=True), "disabled"),
+        (SessionState(expires_at=T0 + timedelta(hours=1), revoked_at=T0, account_disabled=False), "signed out"),
+        (SessionState(expires_at=T0, revoked_at=None, account_disabled=False), "expired"),
+    ],
+)
 def test_a_session_cannot_refresh_once_signed_out_expired_or_its_account_disabled(state, why):
     reason = refusal(state, now=T0)
     assert reason is not None and why in reason[1] and reason[0]
 
 
 def test_a_live_session_of_an_enabled_account_refreshes():
-    assert refusal(SessionState(expires_at=T0 + timedelta(hours=1), revoked_at=None, account_disabled=False),
-                   now=T0) is None
+    assert (
+        refusal(SessionState(expires_at=T0 + timedelta(hours=1), revoked_at=None, account_disabled=False), now=T0)
+        is None
+    )
 
 
 def test_a_department_worker_needs_a_known_department_and_district():
@@ -152,5 +157,7 @@ def test_each_role_lands_in_its_workspace_and_never_outside_the_front_door():
 def test_the_audit_records_what_changed_and_never_the_password():
     before = {"display_name": "王芳", "role": "operator", "district": "500103", "password_hash": "x"}
     after = {"display_name": "王芳", "role": "coordinator", "district": "city", "password_hash": "y"}
-    assert changes(before, after) == {"role": {"from": "operator", "to": "coordinator"},
-                                      "district": {"from": "500103", "to": "city"}}
+    assert changes(before, after) == {
+        "role": {"from": "operator", "to": "coordinator"},
+        "district": {"from": "500103", "to": "city"},
+    }

@@ -57,8 +57,17 @@ class Harness:
 
     async def deliver(self, *events: Any) -> None:
         """Downstream events arrive, in one batch, as the status consumer receives them from Kafka."""
-        records = [SimpleNamespace(topic=event.TOPIC, partition=0, offset=n, key=event.key, headers=[],
-                                   value=event.model_dump_json().encode()) for n, event in enumerate(events)]
+        records = [
+            SimpleNamespace(
+                topic=event.TOPIC,
+                partition=0,
+                offset=n,
+                key=event.key,
+                headers=[],
+                value=event.model_dump_json().encode(),
+            )
+            for n, event in enumerate(events)
+        ]
         rejected = await handlers.apply_downstream_events(self.hotline.store, records)
         assert not rejected, rejected
 
@@ -68,8 +77,9 @@ class Harness:
 
 @pytest.fixture
 async def harness(mongo_client: Any, db: AsyncDatabase[dict[str, Any]], db_name: str) -> AsyncIterator[Harness]:
-    settings = Settings(mongodb_database=db_name, environment="test", open311_api_keys={TEST_API_KEY: "tester"},
-                        publish_timeout_s=1.0)
+    settings = Settings(
+        mongodb_database=db_name, environment="test", open311_api_keys={TEST_API_KEY: "tester"}, publish_timeout_s=1.0
+    )
     broker = make_broker(settings)
     runtime = Runtime(settings=settings, broker=broker, mongo=mongo_client, db=db)
     published: list[dict[str, Any]] = []
@@ -86,5 +96,6 @@ async def harness(mongo_client: Any, db: AsyncDatabase[dict[str, Any]], db_name:
         await runtime.store.publisher.drain_once()  # what the relay does first: nothing left from before
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://hotline") as client:
-            yield Harness(client=client, runtime=runtime, hotline=runtime.store, broker=broker, db=db,
-                          published=published)
+            yield Harness(
+                client=client, runtime=runtime, hotline=runtime.store, broker=broker, db=db, published=published
+            )

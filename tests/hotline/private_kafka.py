@@ -50,38 +50,52 @@ class PrivateKafka:
         return f"{HOST}:{self.port}"
 
     def _java(self, *args: str) -> list[str]:
-        return [self.java, "-Xms128m", "-Xmx384m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-                "-Djava.awt.headless=true", f"-Dkafka.logs.dir={self.workdir}",
-                f"-Dlog4j2.configurationFile={LOG4J}", "-cp", f"{LIBS}/*", *args]
+        return [
+            self.java,
+            "-Xms128m",
+            "-Xmx384m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dkafka.logs.dir={self.workdir}",
+            f"-Dlog4j2.configurationFile={LOG4J}",
+            "-cp",
+            f"{LIBS}/*",
+            *args,
+        ]
 
     def _write_config(self) -> None:
-        self.config.write_text("\n".join([
-            "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@{HOST}:{self.controller_port}",
-            "controller.listener.names=CONTROLLER",
-            f"listeners=PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
-            f"advertised.listeners=PLAINTEXT://{HOST}:{self.port}",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            f"log.dirs={self.data}",
-            "default.replication.factor=1",
-            "min.insync.replicas=1",
-            "offsets.topic.replication.factor=1",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
-            "offsets.topic.num.partitions=3",
-            "transaction.state.log.num.partitions=3",
-            "num.partitions=1",
-            "auto.create.topics.enable=true",
-            "group.initial.rebalance.delay.ms=0",
-            "num.network.threads=2",
-            "num.io.threads=2",
-            "num.recovery.threads.per.data.dir=1",
-            "",
-        ]))
+        self.config.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@{HOST}:{self.controller_port}",
+                    "controller.listener.names=CONTROLLER",
+                    f"listeners=PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
+                    f"advertised.listeners=PLAINTEXT://{HOST}:{self.port}",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    f"log.dirs={self.data}",
+                    "default.replication.factor=1",
+                    "min.insync.replicas=1",
+                    "offsets.topic.replication.factor=1",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "offsets.topic.num.partitions=3",
+                    "transaction.state.log.num.partitions=3",
+                    "num.partitions=1",
+                    "auto.create.topics.enable=true",
+                    "group.initial.rebalance.delay.ms=0",
+                    "num.network.threads=2",
+                    "num.io.threads=2",
+                    "num.recovery.threads.per.data.dir=1",
+                    "",
+                ]
+            )
+        )
 
     def format(self) -> None:
         self.data.mkdir(parents=True, exist_ok=True)
@@ -90,16 +104,25 @@ class PrivateKafka:
         while cluster_id.startswith("-"):  # the storage tool would read a leading "-" as an option
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         with self.log.open("ab") as out:
-            subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config)),
-                           check=True, stdout=out, stderr=subprocess.STDOUT, timeout=120)
+            subprocess.run(
+                self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config)),
+                check=True,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=120,
+            )
 
     def start(self, timeout: float = 90) -> None:
         """Start the broker (formatting its storage the first time) and wait until it serves metadata."""
         if not (self.data / "meta.properties").exists():
             self.format()
         with self.log.open("ab") as out:
-            self.process = subprocess.Popen(self._java("kafka.Kafka", str(self.config)), stdout=out,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                self._java("kafka.Kafka", str(self.config)),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float) -> None:

@@ -26,8 +26,9 @@ async def test_a_repeated_submission_with_the_same_key_gets_the_same_case(harnes
     assert again.json()["case_id"] == first.json()["case_id"]
     assert first.json()["replayed"] is False and again.json()["replayed"] is True
     assert await harness.db["intakes"].count_documents({}) == 1
-    assert [b["case_id"] for b in harness.published if b["type"] == "hotline.help_requested"] == \
-        [first.json()["case_id"]]
+    assert [b["case_id"] for b in harness.published if b["type"] == "hotline.help_requested"] == [
+        first.json()["case_id"]
+    ]
 
 
 async def test_concurrent_submissions_with_one_key_open_one_case(harness: Harness) -> None:
@@ -55,13 +56,20 @@ async def test_a_malformed_key_is_refused_naming_the_header(harness: Harness) ->
 
 
 async def test_an_open311_post_repeated_with_its_key_gets_the_same_request_id(harness: Harness) -> None:
-    form = {"api_key": TEST_API_KEY, "service_code": "other", "description": "楼道里有老人需要帮助",
-            "address_string": "民族路 8 号", "attribute[district]": "500103", "first_name": "王",
-            "phone": "13812345678"}
+    form = {
+        "api_key": TEST_API_KEY,
+        "service_code": "other",
+        "description": "楼道里有老人需要帮助",
+        "address_string": "民族路 8 号",
+        "attribute[district]": "500103",
+        "first_name": "王",
+        "phone": "13812345678",
+    }
     ids = []
     for _ in range(2):
-        response = await harness.client.post("/open311/v2/requests.json", data=form,
-                                             headers={"Idempotency-Key": "city-app-42"})
+        response = await harness.client.post(
+            "/open311/v2/requests.json", data=form, headers={"Idempotency-Key": "city-app-42"}
+        )
         assert response.status_code == 201, response.text
         ids.append(response.json()[0]["service_request_id"])
     assert ids[0] == ids[1]

@@ -10,9 +10,12 @@ pytestmark = pytest.mark.component
 
 
 async def test_a_call_gets_a_case_number_at_once_and_is_published(harness: Harness) -> None:
-    accepted = await harness.take(caller={"name": "王五", "phone": "138-1234-5678", "id_card": "11010519491231002x"},
-                                  needs=["temp_assist_unemployed"], attributes={"unemployment_insured": "no"},
-                                  months_without_income=4)
+    accepted = await harness.take(
+        caller={"name": "王五", "phone": "138-1234-5678", "id_card": "11010519491231002x"},
+        needs=["temp_assist_unemployed"],
+        attributes={"unemployment_insured": "no"},
+        months_without_income=4,
+    )
     assert accepted["case_id"].startswith("CQ-") and accepted["published"] is True
     [event] = [b for b in harness.published if b["case_id"] == accepted["case_id"]]
     assert event["type"] == "hotline.help_requested" and event["operator_id"] == "op-1"
@@ -38,14 +41,25 @@ async def test_p2_2_homeless_in_the_cold_is_flagged_emergency_with_its_reasons(h
 
 
 async def test_bad_input_is_refused_naming_each_field_in_chinese_and_english(harness: Harness) -> None:
-    body = call(caller={"name": "王五", "phone": "12345", "id_card": "110105194912310021", "hukou_district": "x"},
-                place={"district": "999999"}, needs=["no_such_service"], description="长" * 4001,
-                household_status="rich")
+    body = call(
+        caller={"name": "王五", "phone": "12345", "id_card": "110105194912310021", "hukou_district": "x"},
+        place={"district": "999999"},
+        needs=["no_such_service"],
+        description="长" * 4001,
+        household_status="rich",
+    )
     response = await harness.client.post("/api/v1/help-requests", json=body, headers=harness.headers())
     assert response.status_code == 422
     errors = {e["field"]: e for e in response.json()["errors"]}
-    assert set(errors) >= {"caller.phone", "caller.id_card", "caller.hukou_district", "place.district", "needs",
-                           "description", "household_status"}
+    assert set(errors) >= {
+        "caller.phone",
+        "caller.id_card",
+        "caller.hukou_district",
+        "place.district",
+        "needs",
+        "description",
+        "household_status",
+    }
     assert "校验位" in errors["caller.id_card"]["reason_zh"] and "check digit" in errors["caller.id_card"]["reason_en"]
     assert all(e["reason_zh"] and e["reason_en"] for e in errors.values())
     assert harness.published == [] and await harness.hotline.outbox.pending_count() == 0
@@ -69,13 +83,18 @@ async def test_intake_needs_an_operator_token(harness: Harness) -> None:
 
 async def test_repeat_caller_sees_open_cases_of_same_phone_id_card_or_household(harness: Harness) -> None:
     first = await harness.take(caller={"name": "王五", "phone": "13812345678", "id_card": "11010519491231002X"})
-    same_home = await harness.take(caller={"name": "王妻", "phone": "13900000000"},
-                                   place={"district": "500103", "address": "民族路8号"})
+    same_home = await harness.take(
+        caller={"name": "王妻", "phone": "13900000000"}, place={"district": "500103", "address": "民族路8号"}
+    )
     assert [(d["case_id"], d["matched_on"]) for d in same_home["possible_duplicates"]] == [
-        (first["case_id"], ["household"])]
+        (first["case_id"], ["household"])
+    ]
     assert same_home["possible_duplicates"][0]["caller_name"] == "王*"
-    response = await harness.client.post("/api/v1/help-requests/matches", headers=harness.headers(),
-                                         json={"id_card": "11010519491231002x", "reason": "来电核对"})
+    response = await harness.client.post(
+        "/api/v1/help-requests/matches",
+        headers=harness.headers(),
+        json={"id_card": "11010519491231002x", "reason": "来电核对"},
+    )
     assert [m["case_id"] for m in response.json()] == [first["case_id"]]
     audit = await harness.db["audit"].find_one({"action": "duplicate_check", "reason": "来电核对"})
     assert audit and audit["actor"] == "op-1" and audit["case_ids"] == [first["case_id"]]
@@ -84,11 +103,13 @@ async def test_repeat_caller_sees_open_cases_of_same_phone_id_card_or_household(
 
 async def test_lookup_by_phone_is_for_operators_only_and_audited(harness: Harness) -> None:
     taken = await harness.take()
-    response = await harness.client.get("/api/v1/cases", params={"phone": "138 1234 5678", "reason": "来电人查询进度"},
-                                        headers=harness.headers())
+    response = await harness.client.get(
+        "/api/v1/cases", params={"phone": "138 1234 5678", "reason": "来电人查询进度"}, headers=harness.headers()
+    )
     assert [c["case_id"] for c in response.json()] == [taken["case_id"]]
-    forbidden = await harness.client.get("/api/v1/cases", params={"phone": "13812345678", "reason": "x查询"},
-                                         headers=harness.headers("dept_worker"))
+    forbidden = await harness.client.get(
+        "/api/v1/cases", params={"phone": "13812345678", "reason": "x查询"}, headers=harness.headers("dept_worker")
+    )
     assert forbidden.status_code == 403
     no_reason = await harness.client.get("/api/v1/cases", params={"phone": "13812345678"}, headers=harness.headers())
     assert no_reason.status_code == 422 and no_reason.json()["errors"][0]["field"] == "reason"
@@ -99,28 +120,35 @@ async def test_lookup_by_phone_is_for_operators_only_and_audited(harness: Harnes
 
 async def test_reading_a_case_with_personal_data_leaves_an_audit_record(harness: Harness) -> None:
     taken = await harness.take()
-    response = await harness.client.get(f"/api/v1/cases/{taken['case_id']}", params={"reason": "回访前核对"},
-                                        headers=harness.headers(sub="op-9"))
+    response = await harness.client.get(
+        f"/api/v1/cases/{taken['case_id']}", params={"reason": "回访前核对"}, headers=harness.headers(sub="op-9")
+    )
     assert response.status_code == 200 and response.json()["request"]["caller"]["phone"] == "13812345678"
-    trail = await harness.client.get(f"/api/v1/cases/{taken['case_id']}/audit",
-                                     headers=harness.headers("coordinator", sub="co-1"))
+    trail = await harness.client.get(
+        f"/api/v1/cases/{taken['case_id']}/audit", headers=harness.headers("coordinator", sub="co-1")
+    )
     assert [(a["actor"], a["reason"], a["action"]) for a in trail.json()] == [("op-9", "回访前核对", "read_case")]
-    missing = await harness.client.get("/api/v1/cases/CQ-20260101-999999", params={"reason": "核对"},
-                                       headers=harness.headers())
+    missing = await harness.client.get(
+        "/api/v1/cases/CQ-20260101-999999", params={"reason": "核对"}, headers=harness.headers()
+    )
     assert missing.status_code == 404 and missing.json()["message_zh"].startswith("案件不存在")
 
 
 async def test_warm_transfer_is_recorded_with_its_time(harness: Harness) -> None:
     taken = await harness.take(needs=["other"], description="老人在家晕倒了")
     assert taken["suggested_transfer"] == "120"
-    response = await harness.client.post(f"/api/v1/cases/{taken['case_id']}/warm-transfers",
-                                         json={"to": "120", "at": "2026-02-15T08:01:00+08:00"}, headers=harness.headers())
+    response = await harness.client.post(
+        f"/api/v1/cases/{taken['case_id']}/warm-transfers",
+        json={"to": "120", "at": "2026-02-15T08:01:00+08:00"},
+        headers=harness.headers(),
+    )
     assert response.status_code == 201
     status = (await harness.client.get(f"/api/v1/cases/{taken['case_id']}/status", headers=harness.headers())).json()
     assert status["warm_transfers"] == [{"to": "120", "at": "2026-02-15T08:01:00+08:00"}]
     assert "hotline.warm_transfer_recorded" in harness.published_types(taken["case_id"])
-    bad = await harness.client.post(f"/api/v1/cases/{taken['case_id']}/warm-transfers", json={"to": "911"},
-                                    headers=harness.headers())
+    bad = await harness.client.post(
+        f"/api/v1/cases/{taken['case_id']}/warm-transfers", json={"to": "911"}, headers=harness.headers()
+    )
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "to"
 
 

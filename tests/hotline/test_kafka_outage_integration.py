@@ -42,10 +42,16 @@ def private_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateK
 
 @pytest.fixture
 def stack(private_kafka: PrivateKafka, mongodb_url: str, tmp_path: Path) -> Iterator[ServiceSet]:
-    services = ServiceSet(private_kafka.bootstrap, mongodb_url, ("hotline", "router"), tmp_path, extra_env={
-        "HOTLINE_PUBLISH_TIMEOUT_S": "2",
-        "ROUTER_DESK_ENABLED": "false",  # the router's department desks are not under test here
-    })
+    services = ServiceSet(
+        private_kafka.bootstrap,
+        mongodb_url,
+        ("hotline", "router"),
+        tmp_path,
+        extra_env={
+            "HOTLINE_PUBLISH_TIMEOUT_S": "2",
+            "ROUTER_DESK_ENABLED": "false",  # the router's department desks are not under test here
+        },
+    )
     with services:
         yield services
 
@@ -53,18 +59,22 @@ def stack(private_kafka: PrivateKafka, mongodb_url: str, tmp_path: Path) -> Iter
 @pytest.fixture
 async def operator(stack: ServiceSet) -> AsyncIterator[httpx.AsyncClient]:
     token = issue_token(TOKENS, sub="op-outage", role="operator", district="500103")
-    async with httpx.AsyncClient(base_url=stack["hotline"].url, timeout=30,
-                                 headers={"Authorization": f"Bearer {token}"}) as client:
+    async with httpx.AsyncClient(
+        base_url=stack["hotline"].url, timeout=30, headers={"Authorization": f"Bearer {token}"}
+    ) as client:
         yield client
 
 
 async def take_call(client: httpx.AsyncClient, n: int) -> dict[str, Any]:
-    response = await client.post("/api/v1/help-requests", json={
-        "caller": {"name": f"来电人{n}", "phone": f"1380000{n:04d}"},
-        "place": {"district": "500103", "address": f"民生路{n}号"},
-        "needs": ["other"],
-        "description": f"第{n}个来电",
-    })
+    response = await client.post(
+        "/api/v1/help-requests",
+        json={
+            "caller": {"name": f"来电人{n}", "phone": f"1380000{n:04d}"},
+            "place": {"district": "500103", "address": f"民生路{n}号"},
+            "needs": ["other"],
+            "description": f"第{n}个来电",
+        },
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -119,8 +129,9 @@ async def test_no_call_is_lost_while_kafka_is_down_and_the_hotline_is_killed(
 
     # Kafka back: the relay publishes the backlog in order; the router dispatches every case once.
     await asyncio.to_thread(private_kafka.start)
-    final = await eventually(lambda: all_dispatched(operator, ids), timeout=120, interval=0.5,
-                             what="every call dispatched after the outage")
+    final = await eventually(
+        lambda: all_dispatched(operator, ids), timeout=120, interval=0.5, what="every call dispatched after the outage"
+    )
     assert final, hotline.log_tail()
 
     # A second outage, this time the same hotline process rides it out and its relay resumes.
@@ -129,8 +140,12 @@ async def test_no_call_is_lost_while_kafka_is_down_and_the_hotline_is_killed(
     assert not any(c["published"] for c in second)
     await asyncio.to_thread(private_kafka.start)
     ids += [c["case_id"] for c in second]
-    await eventually(lambda: all_dispatched(operator, ids), timeout=120, interval=0.5,
-                     what="every call dispatched after the second outage")
+    await eventually(
+        lambda: all_dispatched(operator, ids),
+        timeout=120,
+        interval=0.5,
+        what="every call dispatched after the second outage",
+    )
 
     records = await read_topic(private_kafka.bootstrap, HELP_REQUESTED_TOPIC, expect=len(ids), timeout_s=30)
     seen = [r.key.decode() for r in records]
@@ -138,8 +153,9 @@ async def test_no_call_is_lost_while_kafka_is_down_and_the_hotline_is_killed(
     assert list(dict.fromkeys(seen)) == ids  # first appearances in the order the calls were taken
 
     coordinator = issue_token(TOKENS, sub="co-outage", role="coordinator", district="500103")
-    async with httpx.AsyncClient(base_url=router.url, timeout=10,
-                                 headers={"Authorization": f"Bearer {coordinator}"}) as client:
+    async with httpx.AsyncClient(
+        base_url=router.url, timeout=10, headers={"Authorization": f"Bearer {coordinator}"}
+    ) as client:
         response = await client.get("/api/v1/coordinator/cases", params={"status": ["dispatched"]})
         assert response.status_code == 200, response.text
         known = [c["case_id"] for c in response.json() if c["case_id"] in ids]

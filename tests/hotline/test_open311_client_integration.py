@@ -38,13 +38,26 @@ NAMESPACE = f"it-{uuid.uuid4().hex[:8]}."
 
 @pytest.fixture(scope="module")
 def hotline(kafka_bootstrap: str, mongodb_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    asyncio.run(create_topics(kafka_bootstrap, *(NAMESPACE + t for t in (
-        HELP_REQUESTED_TOPIC, CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC, SLA_EVENTS_TOPIC))))
+    asyncio.run(
+        create_topics(
+            kafka_bootstrap,
+            *(
+                NAMESPACE + t
+                for t in (HELP_REQUESTED_TOPIC, CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC, SLA_EVENTS_TOPIC)
+            ),
+        )
+    )
     tmp: Path = tmp_path_factory.mktemp("open311")
-    services = ServiceSet(kafka_bootstrap, mongodb_url, ("hotline",), tmp, extra_env={
-        "HOTLINE_TOPIC_NAMESPACE": NAMESPACE,
-        "HOTLINE_OPEN311_API_KEYS": json.dumps({API_KEY: "integration-test"}),
-    })
+    services = ServiceSet(
+        kafka_bootstrap,
+        mongodb_url,
+        ("hotline",),
+        tmp,
+        extra_env={
+            "HOTLINE_TOPIC_NAMESPACE": NAMESPACE,
+            "HOTLINE_OPEN311_API_KEYS": json.dumps({API_KEY: "integration-test"}),
+        },
+    )
     try:
         services.start()
         yield services["hotline"].url
@@ -66,9 +79,18 @@ async def publish(bootstrap: str, *events: object) -> None:
 
 
 def post_request(url: str, **fields: str) -> httpx.Response:
-    data = {"api_key": API_KEY, "service_code": "homeless_cold", "last_name": "赵", "first_name": "六",
-            "phone": "13700001111", "description": "桥下有人露宿，很冷", "attribute[district]": "500106",
-            "attribute[person_condition]": "conscious", "lat": "29.56", "long": "106.45"}
+    data = {
+        "api_key": API_KEY,
+        "service_code": "homeless_cold",
+        "last_name": "赵",
+        "first_name": "六",
+        "phone": "13700001111",
+        "description": "桥下有人露宿，很冷",
+        "attribute[district]": "500106",
+        "attribute[person_condition]": "conscious",
+        "lat": "29.56",
+        "long": "106.45",
+    }
     data.update(fields)
     return httpx.post(f"{url}/open311/v2/requests.json", data=data, timeout=10)
 
@@ -103,12 +125,27 @@ async def test_a_posted_request_is_published_and_its_status_follows_downstream_e
     assert (fresh["status"], fresh["agency_responsible"], fresh["expected_datetime"]) == ("open", None, None)
 
     due = datetime.now(UTC) + timedelta(hours=2)
-    await publish(kafka_bootstrap,
-                  CaseDispatched(case_id=request_id, district="500106", needs=("homeless_cold",), emergency=True,
-                                 lead=Assignment(department="civil_affairs", district="500106", role="lead"),
-                                 sla_class="emergency", decision=Decision(rule_ids=("R-TEST",))),
-                  SlaWarningRaised(case_id=request_id, clock="citizen", target="resolution", district="500106",
-                                   due_at=due, sla_class="emergency", share_elapsed=0.5))
+    await publish(
+        kafka_bootstrap,
+        CaseDispatched(
+            case_id=request_id,
+            district="500106",
+            needs=("homeless_cold",),
+            emergency=True,
+            lead=Assignment(department="civil_affairs", district="500106", role="lead"),
+            sla_class="emergency",
+            decision=Decision(rule_ids=("R-TEST",)),
+        ),
+        SlaWarningRaised(
+            case_id=request_id,
+            clock="citizen",
+            target="resolution",
+            district="500106",
+            due_at=due,
+            sla_class="emergency",
+            share_elapsed=0.5,
+        ),
+    )
 
     async def dispatched() -> dict | None:
         entry = await asyncio.to_thread(client.get_service_request, request_id)

@@ -15,9 +15,16 @@ pytestmark = pytest.mark.component
 
 
 def form(service_code: str = "temp_assist_unemployed", **overrides: str) -> dict[str, str]:
-    data = {"api_key": TEST_API_KEY, "service_code": service_code, "first_name": "五", "last_name": "王",
-            "phone": "13812345678", "description": "失业三个多月没有收入",
-            "attribute[district]": "500106", "attribute[special_groups][]": "unemployed_uninsured"}
+    data = {
+        "api_key": TEST_API_KEY,
+        "service_code": service_code,
+        "first_name": "五",
+        "last_name": "王",
+        "phone": "13812345678",
+        "description": "失业三个多月没有收入",
+        "attribute[district]": "500106",
+        "attribute[special_groups][]": "unemployed_uninsured",
+    }
     if service_code == "temp_assist_unemployed":
         data["attribute[months_without_income]"] = "4"
     data.update(overrides)
@@ -37,10 +44,15 @@ async def test_form_encoded_post_creates_a_request_with_typed_attributes(harness
 
 
 async def test_multivaluelist_attributes_repeat_the_key(harness: Harness) -> None:
-    pairs = list(form(service_code="disaster_relief").items()) + [("attribute[relief_items][]", "food"),
-                                                                  ("attribute[relief_items][]", "bedding")]
-    response = await harness.client.post("/open311/v2/requests.json", content=urlencode(pairs),
-                                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+    pairs = list(form(service_code="disaster_relief").items()) + [
+        ("attribute[relief_items][]", "food"),
+        ("attribute[relief_items][]", "bedding"),
+    ]
+    response = await harness.client.post(
+        "/open311/v2/requests.json",
+        content=urlencode(pairs),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert response.status_code == 201, response.text
     event = harness.published[-1]
     assert event["attributes"]["relief_items"] == ["food", "bedding"]
@@ -56,8 +68,12 @@ async def test_missing_or_invalid_api_key_is_403_in_the_spec_error_format(harnes
 
 
 async def test_bad_fields_are_400_naming_each_one(harness: Harness) -> None:
-    response = await harness.client.post("/open311/v2/requests.json", data=form(**{
-        "phone": "12", "attribute[district]": "999999", "attribute[months_without_income]": "many", "lat": "95"}))
+    response = await harness.client.post(
+        "/open311/v2/requests.json",
+        data=form(
+            **{"phone": "12", "attribute[district]": "999999", "attribute[months_without_income]": "many", "lat": "95"}
+        ),
+    )
     assert response.status_code == 400
     descriptions = [e["description"] for e in response.json()]
     assert all(e["code"] == 400 for e in response.json())
@@ -80,13 +96,22 @@ async def test_unknown_service_definition_is_404(harness: Harness) -> None:
 
 async def test_get_requests_shows_agency_and_status_from_downstream_events(harness: Harness) -> None:
     created = (await harness.client.post("/open311/v2/requests.json", data=form())).json()[0]
-    other = (await harness.client.post("/open311/v2/requests.json",
-                                       data=form(service_code="price_gouging",
-                                                 **{"attribute[outlet_name]": "某超市"}))).json()[0]
+    other = (
+        await harness.client.post(
+            "/open311/v2/requests.json", data=form(service_code="price_gouging", **{"attribute[outlet_name]": "某超市"})
+        )
+    ).json()[0]
     request_id = created["service_request_id"]
-    await harness.deliver(CaseDispatched(case_id=request_id, district="500106", needs=("temp_assist_unemployed",),
-                                         lead=Assignment(department="hrss", district="500106", role="lead"),
-                                         sla_class="standard", decision=Decision(rule_ids=("R-TEST",))))
+    await harness.deliver(
+        CaseDispatched(
+            case_id=request_id,
+            district="500106",
+            needs=("temp_assist_unemployed",),
+            lead=Assignment(department="hrss", district="500106", role="lead"),
+            sla_class="standard",
+            decision=Decision(rule_ids=("R-TEST",)),
+        )
+    )
     [one] = (await harness.client.get(f"/open311/v2/requests/{request_id}.json")).json()
     assert one["status"] == "open" and one["agency_responsible"].startswith("沙坪坝区人力资源社会保障部门")
     await harness.deliver(CaseResolved(case_id=request_id, actor="w1", outcome="done"))
@@ -94,8 +119,9 @@ async def test_get_requests_shows_agency_and_status_from_downstream_events(harne
     assert [r["service_request_id"] for r in closed] == [request_id]
     by_code = (await harness.client.get("/open311/v2/requests.json", params={"service_code": "price_gouging"})).json()
     assert [r["service_request_id"] for r in by_code] == [other["service_request_id"]]
-    both = (await harness.client.get("/open311/v2/requests.json",
-                                     params={"service_request_id": f"{request_id},{other['service_request_id']}"}))
+    both = await harness.client.get(
+        "/open311/v2/requests.json", params={"service_request_id": f"{request_id},{other['service_request_id']}"}
+    )
     assert len(both.json()) == 2
     assert (await harness.client.get("/open311/v2/requests/CQ-20200101-000001.json")).status_code == 404
 
@@ -103,8 +129,9 @@ async def test_get_requests_shows_agency_and_status_from_downstream_events(harne
 async def test_date_range_is_checked(harness: Harness) -> None:
     bad = await harness.client.get("/open311/v2/requests.json", params={"start_date": "yesterday"})
     assert bad.status_code == 400 and bad.json()[0]["description"].startswith("start_date")
-    wide = await harness.client.get("/open311/v2/requests.json",
-                                    params={"start_date": "2026-01-01T00:00:00Z", "end_date": "2026-06-01T00:00:00Z"})
+    wide = await harness.client.get(
+        "/open311/v2/requests.json", params={"start_date": "2026-01-01T00:00:00Z", "end_date": "2026-06-01T00:00:00Z"}
+    )
     assert wide.status_code == 400
 
 

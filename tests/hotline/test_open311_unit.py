@@ -15,16 +15,37 @@ pytestmark = pytest.mark.unit
 
 T0 = datetime(2026, 2, 15, 0, 30, tzinfo=UTC)
 SERVICE_FIELDS = {"service_code", "service_name", "description", "metadata", "type", "keywords", "group"}
-REQUEST_FIELDS = {"service_request_id", "status", "status_notes", "service_name", "service_code", "description",
-                  "agency_responsible", "service_notice", "requested_datetime", "updated_datetime",
-                  "expected_datetime", "address", "address_id", "zipcode", "lat", "long", "media_url"}
+REQUEST_FIELDS = {
+    "service_request_id",
+    "status",
+    "status_notes",
+    "service_name",
+    "service_code",
+    "description",
+    "agency_responsible",
+    "service_notice",
+    "requested_datetime",
+    "updated_datetime",
+    "expected_datetime",
+    "address",
+    "address_id",
+    "zipcode",
+    "lat",
+    "long",
+    "media_url",
+}
 
 
 def intake() -> dict:
-    return {"event": {"case_id": "CQ-20260215-000001", "needs": ["homeless_cold"],
-                      "caller": {"name": "李四", "phone": "13912345678", "id_card": "11010519491231002X"},
-                      "place": {"district": "500103", "township": "解放碑街道", "address": "民族路 8 号"},
-                      "description": "老人露宿，联系电话13912345678"}}
+    return {
+        "event": {
+            "case_id": "CQ-20260215-000001",
+            "needs": ["homeless_cold"],
+            "caller": {"name": "李四", "phone": "13912345678", "id_card": "11010519491231002X"},
+            "place": {"district": "500103", "township": "解放碑街道", "address": "民族路 8 号"},
+            "description": "老人露宿，联系电话13912345678",
+        }
+    }
 
 
 def test_service_list_entries_have_exactly_the_spec_fields() -> None:
@@ -41,17 +62,35 @@ def test_service_definition_attributes_follow_the_spec() -> None:
     months = next(a for a in definition["attributes"] if a["code"] == "months_without_income")
     assert (months["datatype"], months["required"], months["variable"]) == ("number", True, True)
     district = definition["attributes"][0]
-    assert district["datatype"] == "singlevaluelist" and {"key": "500103", "name": "渝中区 / Yuzhong District"} in \
-        district["values"]
+    assert (
+        district["datatype"] == "singlevaluelist"
+        and {"key": "500103", "name": "渝中区 / Yuzhong District"} in district["values"]
+    )
 
 
 def test_request_view_is_public_safe_and_uses_w3_times_in_chongqing_time() -> None:
     due = T0 + timedelta(days=2)
-    status = project_status("CQ-20260215-000001", received_at=T0, emergency=True, events=[
-        {"type": "case.dispatched", "case_id": "CQ-20260215-000001", "occurred_at": T0.isoformat(),
-         "lead": {"department": "civil_affairs", "district": "500103", "role": "lead"}},
-        {"type": "sla.warning", "clock": "citizen", "target": "resolution", "due_at": due.isoformat(),
-         "occurred_at": T0.isoformat(), "case_id": "CQ-20260215-000001"}])
+    status = project_status(
+        "CQ-20260215-000001",
+        received_at=T0,
+        emergency=True,
+        events=[
+            {
+                "type": "case.dispatched",
+                "case_id": "CQ-20260215-000001",
+                "occurred_at": T0.isoformat(),
+                "lead": {"department": "civil_affairs", "district": "500103", "role": "lead"},
+            },
+            {
+                "type": "sla.warning",
+                "clock": "citizen",
+                "target": "resolution",
+                "due_at": due.isoformat(),
+                "occurred_at": T0.isoformat(),
+                "case_id": "CQ-20260215-000001",
+            },
+        ],
+    )
     entry = spec.request_entry(intake(), status)
     assert set(entry) == REQUEST_FIELDS
     assert entry["status"] == "open" and entry["agency_responsible"].startswith("渝中区民政部门")
@@ -79,8 +118,9 @@ def test_xml_rendering_nests_plural_elements_and_declares_utf8() -> None:
 def test_dev_api_key_only_in_development_and_real_keys_from_settings() -> None:
     assert Settings(environment="development").open311_client(DEV_OPEN311_KEY) == "dev"
     assert Settings(environment="test").open311_client(DEV_OPEN311_KEY) is None
-    real = Settings(environment="production", jwt_secret="s" * 40, lookup_pepper="p" * 20,
-                    open311_api_keys={"k-123": "city-app"})
+    real = Settings(
+        environment="production", jwt_secret="s" * 40, lookup_pepper="p" * 20, open311_api_keys={"k-123": "city-app"}
+    )
     assert real.open311_client("k-123") == "city-app" and real.open311_client(DEV_OPEN311_KEY) is None
     assert real.open311_client(None) is None
 

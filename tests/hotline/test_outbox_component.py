@@ -19,9 +19,14 @@ pytestmark = pytest.mark.component
 
 
 def help_requested(case_id: str) -> HelpRequested:
-    return HelpRequested(case_id=case_id, received_at=datetime.now(UTC), operator_id="op-1",
-                         caller=Caller(name="王五", phone="13812345678"), place=Place(district="500103"),
-                         needs=("other",))
+    return HelpRequested(
+        case_id=case_id,
+        received_at=datetime.now(UTC),
+        operator_id="op-1",
+        caller=Caller(name="王五", phone="13812345678"),
+        place=Place(district="500103"),
+        needs=("other",),
+    )
 
 
 def relayed_ids(harness: Harness) -> list[str]:
@@ -98,8 +103,9 @@ async def test_an_entry_abandoned_by_a_dead_process_is_taken_over(harness: Harne
     await harness.hotline.store.claim_intake(event)
     entry = await harness.hotline.outbox.append(event, direct=True)
     assert await harness.hotline.publisher.drain_once() == 0  # still within the takeover window
-    await harness.db["outbox"].update_one({"_id": entry["_id"]},
-                                          {"$set": {"claimed_at": datetime.now(UTC) - timedelta(minutes=5)}})
+    await harness.db["outbox"].update_one(
+        {"_id": entry["_id"]}, {"$set": {"claimed_at": datetime.now(UTC) - timedelta(minutes=5)}}
+    )
     assert await harness.hotline.publisher.drain_once() == 1
     assert relayed_ids(harness) == [event.case_id]
     assert await harness.hotline.outbox.pending_count() == 0

@@ -33,26 +33,39 @@ PHONE = "13812345678"
 
 
 @pytest.fixture(scope="module")
-def hotline(kafka_bootstrap: str, mongodb_url: str, tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[tuple[str, str, ServiceSet]]:
-    asyncio.run(create_topics(kafka_bootstrap, *(NAMESPACE + t for t in (
-        HELP_REQUESTED_TOPIC, CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC, SLA_EVENTS_TOPIC))))
+def hotline(
+    kafka_bootstrap: str, mongodb_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str, ServiceSet]]:
+    asyncio.run(
+        create_topics(
+            kafka_bootstrap,
+            *(
+                NAMESPACE + t
+                for t in (HELP_REQUESTED_TOPIC, CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC, SLA_EVENTS_TOPIC)
+            ),
+        )
+    )
     tmp: Path = tmp_path_factory.mktemp("repeat-caller")
-    with ServiceSet(kafka_bootstrap, mongodb_url, ("hotline",), tmp,
-                    extra_env={"HOTLINE_TOPIC_NAMESPACE": NAMESPACE}) as services:
+    with ServiceSet(
+        kafka_bootstrap, mongodb_url, ("hotline",), tmp, extra_env={"HOTLINE_TOPIC_NAMESPACE": NAMESPACE}
+    ) as services:
         yield services["hotline"].url, services.databases()[0], services
 
 
 def household(n: int) -> dict[str, Any]:
-    return {"caller": {"name": "刘网格", "phone": PHONE},
-            "place": {"district": "500103", "township": "解放碑街道", "address": f"民族路 {n} 号"},
-            "needs": ["temp_assist_major"], "household_status": "low_income",
-            "description": f"第 {n} 户：老人重病住院，医药费负担不起"}
+    return {
+        "caller": {"name": "刘网格", "phone": PHONE},
+        "place": {"district": "500103", "township": "解放碑街道", "address": f"民族路 {n} 号"},
+        "needs": ["temp_assist_major"],
+        "household_status": "low_income",
+        "description": f"第 {n} 户：老人重病住院，医药费负担不起",
+    }
 
 
 def operator() -> dict[str, str]:
-    token = issue_token(ServiceSettings(service_name="hotline", environment="test"), sub="op-7", role="operator",
-                        district="500103")
+    token = issue_token(
+        ServiceSettings(service_name="hotline", environment="test"), sub="op-7", role="operator", district="500103"
+    )
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -61,12 +74,15 @@ async def test_one_phone_calling_200_times_at_once_gets_200_cases_and_right_repe
 ) -> None:
     url, database, _ = hotline
     # No timed assert: the generous timeout only keeps a wedged intake from hanging the suite.
-    async with httpx.AsyncClient(base_url=url, headers=operator(), timeout=180,
-                                 limits=httpx.Limits(max_connections=CALLS)) as client:
-        responses = await asyncio.gather(*(client.post("/api/v1/help-requests", json=household(n))
-                                           for n in range(CALLS)))
-        assert [r.status_code for r in responses] == [201] * CALLS, next(r.text for r in responses
-                                                                          if r.status_code != 201)
+    async with httpx.AsyncClient(
+        base_url=url, headers=operator(), timeout=180, limits=httpx.Limits(max_connections=CALLS)
+    ) as client:
+        responses = await asyncio.gather(
+            *(client.post("/api/v1/help-requests", json=household(n)) for n in range(CALLS))
+        )
+        assert [r.status_code for r in responses] == [201] * CALLS, next(
+            r.text for r in responses if r.status_code != 201
+        )
         accepted = [r.json() for r in responses]
         case_ids = {a["case_id"] for a in accepted}
         assert len(case_ids) == CALLS
@@ -128,14 +144,16 @@ async def test_a_second_hotline_process_knows_the_calls_the_first_takes(
         await wait_for_log(first, "caller index loaded into memory")
         await wait_for_log(second, "caller index loaded into memory")
         async with httpx.AsyncClient(headers=operator(), timeout=60) as client:
+
             def call(n: int) -> dict[str, Any]:
                 return {**household(1000 + n), "caller": {"name": "赵来电", "phone": phone}}
 
             earlier = (await client.post(f"{url}/api/v1/help-requests", json=call(1))).json()["case_id"]
             deadline = asyncio.get_running_loop().time() + 30
             while True:  # the first's call reaches the second through Kafka, not through its store
-                listed = await client.get(f"{second.url}/api/v1/cases",
-                                          params={"phone": phone, "reason": "来电人查询进度"})
+                listed = await client.get(
+                    f"{second.url}/api/v1/cases", params={"phone": phone, "reason": "来电人查询进度"}
+                )
                 assert listed.status_code == 200, listed.text
                 if [c["case_id"] for c in listed.json()] == [earlier]:
                     break

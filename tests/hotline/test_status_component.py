@@ -8,17 +8,21 @@ import pytest
 
 from contracts.events.notify import SlaWarningRaised
 from contracts.events.relief import GrantPaid
-from contracts.events.router import Assignment, CaseDispatched, CaseResolved, CasesMerged, CaseSignedFor, Decision
+from contracts.events.router import Assignment, CaseDispatched, CaseResolved, CaseSignedFor, CasesMerged, Decision
 from tests.hotline.conftest import Harness
 
 pytestmark = pytest.mark.component
 
 
 def dispatched(case_id: str, department: str = "civil_affairs") -> CaseDispatched:
-    return CaseDispatched(case_id=case_id, district="500103",
-                          lead=Assignment(department=department, district="500103", role="lead"),
-                          needs=("temp_assist_major",), sla_class="standard",
-                          decision=Decision(rule_ids=("R-TEST",)))
+    return CaseDispatched(
+        case_id=case_id,
+        district="500103",
+        lead=Assignment(department=department, district="500103", role="lead"),
+        needs=("temp_assist_major",),
+        sla_class="standard",
+        decision=Decision(rule_ids=("R-TEST",)),
+    )
 
 
 async def status_of(harness: Harness, case_id: str) -> dict:
@@ -32,14 +36,31 @@ async def test_status_follows_router_relief_and_sla_events(harness: Harness) -> 
     assert (await status_of(harness, case_id))["status"] == "received"
     await harness.deliver(dispatched(case_id))
     due = datetime.now(UTC) + timedelta(days=3)
-    await harness.deliver(SlaWarningRaised(case_id=case_id, clock="citizen", target="resolution", district="500103",
-                                           due_at=due, sla_class="standard", share_elapsed=0.5))
+    await harness.deliver(
+        SlaWarningRaised(
+            case_id=case_id,
+            clock="citizen",
+            target="resolution",
+            district="500103",
+            due_at=due,
+            sla_class="standard",
+            share_elapsed=0.5,
+        )
+    )
     status = await status_of(harness, case_id)
     assert status["status"] == "dispatched" and status["agency"]["name_zh"] == "渝中区民政部门"
     assert datetime.fromisoformat(status["expected_at"].replace("Z", "+00:00")) == due
     await harness.deliver(CaseSignedFor(case_id=case_id, task_id=f"{case_id}:civil_affairs", actor="w1"))
-    await harness.deliver(GrantPaid(case_id=case_id, grant_id="g1", rule_id="P5.2c", district="500103",
-                                    amount_yuan="1500", payment_reference="PAY-1"))
+    await harness.deliver(
+        GrantPaid(
+            case_id=case_id,
+            grant_id="g1",
+            rule_id="P5.2c",
+            district="500103",
+            amount_yuan="1500",
+            payment_reference="PAY-1",
+        )
+    )
     status = await status_of(harness, case_id)
     assert status["status"] == "in_progress" and "1500" in status["history"][-1]["text_zh"]
 
@@ -54,7 +75,8 @@ async def test_a_redelivered_event_changes_nothing(harness: Harness) -> None:
 
 
 async def test_a_batch_of_events_for_many_cases_is_kept_once_in_a_bounded_number_of_round_trips(
-        harness: Harness, mongodb_url: str) -> None:
+    harness: Harness, mongodb_url: str
+) -> None:
     """The status consumer's batch: several cases, each with several events, one redelivered within the
     batch and one of a case this hotline never took; the store sees a fixed number of commands for it."""
     from types import SimpleNamespace
@@ -87,8 +109,11 @@ async def test_a_batch_of_events_for_many_cases_is_kept_once_in_a_bounded_number
     for case_id in cases:
         status = await status_of(harness, case_id)
         assert status["status"] == "signed_for"
-        assert [h["type"] for h in status["history"]] == ["hotline.help_requested", "case.dispatched",
-                                                          "case.signed_for"]
+        assert [h["type"] for h in status["history"]] == [
+            "hotline.help_requested",
+            "case.dispatched",
+            "case.signed_for",
+        ]
 
 
 async def test_events_of_cases_this_hotline_never_took_are_ignored(harness: Harness) -> None:
@@ -98,14 +123,17 @@ async def test_events_of_cases_this_hotline_never_took_are_ignored(harness: Harn
 
 async def test_callback_comes_after_resolution_and_dissatisfied_reopens_the_case(harness: Harness) -> None:
     case_id = (await harness.take())["case_id"]
-    early = await harness.client.post(f"/api/v1/cases/{case_id}/callbacks", json={"satisfaction": "satisfied"},
-                                      headers=harness.headers())
+    early = await harness.client.post(
+        f"/api/v1/cases/{case_id}/callbacks", json={"satisfaction": "satisfied"}, headers=harness.headers()
+    )
     assert early.status_code == 409 and early.json()["code"] == "not_resolved"
     await harness.deliver(dispatched(case_id))
     await harness.deliver(CaseResolved(case_id=case_id, actor="w1", outcome="已发放临时救助"))
-    response = await harness.client.post(f"/api/v1/cases/{case_id}/callbacks",
-                                         json={"satisfaction": "dissatisfied", "note": "钱还没到账"},
-                                         headers=harness.headers())
+    response = await harness.client.post(
+        f"/api/v1/cases/{case_id}/callbacks",
+        json={"satisfaction": "dissatisfied", "note": "钱还没到账"},
+        headers=harness.headers(),
+    )
     assert response.status_code == 201 and response.json()["reopened"] is True
     assert harness.published_types(case_id)[-2:] == ["hotline.callback_recorded", "hotline.case_reopened"]
     reopened = next(b for b in harness.published if b["type"] == "hotline.case_reopened")
@@ -117,15 +145,17 @@ async def test_callback_comes_after_resolution_and_dissatisfied_reopens_the_case
 async def test_satisfied_callback_does_not_reopen(harness: Harness) -> None:
     case_id = (await harness.take())["case_id"]
     await harness.deliver(CaseResolved(case_id=case_id, actor="w1", outcome="done"))
-    response = await harness.client.post(f"/api/v1/cases/{case_id}/callbacks", json={"satisfaction": "satisfied"},
-                                         headers=harness.headers())
+    response = await harness.client.post(
+        f"/api/v1/cases/{case_id}/callbacks", json={"satisfaction": "satisfied"}, headers=harness.headers()
+    )
     assert response.json()["reopened"] is False and "hotline.case_reopened" not in harness.published_types(case_id)
 
 
 async def test_a_repeat_call_is_attached_to_the_open_case_as_a_follow_up(harness: Harness) -> None:
     case_id = (await harness.take())["case_id"]
-    response = await harness.client.post(f"/api/v1/cases/{case_id}/follow-ups", json={"note": "来电人催问进度"},
-                                         headers=harness.headers())
+    response = await harness.client.post(
+        f"/api/v1/cases/{case_id}/follow-ups", json={"note": "来电人催问进度"}, headers=harness.headers()
+    )
     assert response.status_code == 201 and response.json()["follow_ups"] == 1
     assert harness.published_types(case_id)[-1] == "hotline.follow_up_attached"
     assert await harness.db["intakes"].count_documents({}) == 1  # no new case opened
@@ -137,9 +167,11 @@ async def test_merges_keep_child_links_and_follow_ups_go_to_the_surviving_case(h
     await harness.deliver(CasesMerged(case_id=child, into_case_id=parent, actor="w1"))
     assert (await status_of(harness, child))["merged_into"] == parent
     assert (await status_of(harness, parent))["children"] == [child]
-    response = await harness.client.post(f"/api/v1/cases/{child}/follow-ups", json={"note": "又打来了"},
-                                         headers=harness.headers())
+    response = await harness.client.post(
+        f"/api/v1/cases/{child}/follow-ups", json={"note": "又打来了"}, headers=harness.headers()
+    )
     assert response.json()["case_id"] == parent
-    matches = await harness.client.post("/api/v1/help-requests/matches", json={"phone": "13812345678"},
-                                        headers=harness.headers())
+    matches = await harness.client.post(
+        "/api/v1/help-requests/matches", json={"phone": "13812345678"}, headers=harness.headers()
+    )
     assert [m["case_id"] for m in matches.json()] == [parent]  # the merged child is no longer open

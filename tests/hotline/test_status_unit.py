@@ -17,8 +17,12 @@ def at(minutes: int) -> str:
 
 
 def dispatched(minutes: int = 1, department: str = "civil_affairs") -> dict:
-    return {"type": "case.dispatched", "case_id": CASE, "occurred_at": at(minutes),
-            "lead": {"department": department, "district": "500103", "role": "lead"}}
+    return {
+        "type": "case.dispatched",
+        "case_id": CASE,
+        "occurred_at": at(minutes),
+        "lead": {"department": department, "district": "500103", "role": "lead"},
+    }
 
 
 def project(*events: dict):
@@ -37,8 +41,11 @@ def test_dispatch_names_the_agency_in_chinese_and_english() -> None:
 
 
 def test_lifecycle_runs_signed_for_in_progress_resolved_closed() -> None:
-    events = [dispatched(1), {"type": "case.signed_for", "case_id": CASE, "occurred_at": at(2), "task_id": "t"},
-              {"type": "case.progress", "case_id": CASE, "occurred_at": at(3), "note": "x"}]
+    events = [
+        dispatched(1),
+        {"type": "case.signed_for", "case_id": CASE, "occurred_at": at(2), "task_id": "t"},
+        {"type": "case.progress", "case_id": CASE, "occurred_at": at(3), "note": "x"},
+    ]
     assert project(*events).status == "in_progress"
     resolved = project(*events, {"type": "case.resolved", "case_id": CASE, "occurred_at": at(4), "outcome": "ok"})
     assert (resolved.status, resolved.open, resolved.open311_status) == ("resolved", True, "closed")
@@ -52,15 +59,22 @@ def test_events_are_applied_in_the_order_they_happened_not_arrived() -> None:
 
 
 def test_a_return_redispatches_and_the_new_lead_is_shown() -> None:
-    status = project(dispatched(1), {"type": "case.returned", "case_id": CASE, "occurred_at": at(2)},
-                     dispatched(3, "hrss"))
+    status = project(
+        dispatched(1), {"type": "case.returned", "case_id": CASE, "occurred_at": at(2)}, dispatched(3, "hrss")
+    )
     assert status.status == "dispatched" and status.agency and status.agency.department == "hrss"
 
 
 def test_expected_time_comes_from_the_citizen_resolution_clock() -> None:
     due = (T0 + timedelta(days=3)).isoformat()
-    sla = {"type": "sla.warning", "case_id": CASE, "occurred_at": at(5), "clock": "citizen", "target": "resolution",
-           "due_at": due}
+    sla = {
+        "type": "sla.warning",
+        "case_id": CASE,
+        "occurred_at": at(5),
+        "clock": "citizen",
+        "target": "resolution",
+        "due_at": due,
+    }
     other_clock = {**sla, "clock": "department", "due_at": (T0 + timedelta(days=1)).isoformat()}
     assert project(dispatched(), sla, other_clock).expected_at == T0 + timedelta(days=3)
 
@@ -84,12 +98,19 @@ def test_merge_keeps_child_links_both_ways() -> None:
 
 
 def test_dissatisfied_callback_reopens_the_case() -> None:
-    events = [dispatched(), {"type": "case.resolved", "case_id": CASE, "occurred_at": at(4)},
-              {"type": "hotline.callback_recorded", "case_id": CASE, "occurred_at": at(6), "satisfaction": "dissatisfied"},
-              {"type": "hotline.case_reopened", "case_id": CASE, "occurred_at": at(6), "reason": "x"}]
+    events = [
+        dispatched(),
+        {"type": "case.resolved", "case_id": CASE, "occurred_at": at(4)},
+        {"type": "hotline.callback_recorded", "case_id": CASE, "occurred_at": at(6), "satisfaction": "dissatisfied"},
+        {"type": "hotline.case_reopened", "case_id": CASE, "occurred_at": at(6), "reason": "x"},
+    ]
     status = project(*events)
     assert (status.status, status.satisfaction, status.reopened_times, status.open311_status) == (
-        "reopened", "dissatisfied", 1, "open")
+        "reopened",
+        "dissatisfied",
+        1,
+        "open",
+    )
     assert project(*events, dispatched(8)).status == "dispatched"
 
 
@@ -99,8 +120,14 @@ def test_the_lead_task_deadline_is_the_expected_time_until_the_citizen_clock_is_
     event["lead"]["due_at"] = task_due
     status = project(event)
     assert (status.expected_at, status.expected_source) == (T0 + timedelta(days=5), "dispatch")
-    sla = {"type": "sla.warning", "case_id": CASE, "occurred_at": at(2), "clock": "citizen", "target": "resolution",
-           "due_at": (T0 + timedelta(days=3)).isoformat()}
+    sla = {
+        "type": "sla.warning",
+        "case_id": CASE,
+        "occurred_at": at(2),
+        "clock": "citizen",
+        "target": "resolution",
+        "due_at": (T0 + timedelta(days=3)).isoformat(),
+    }
     later_dispatch = dispatched(9)
     later_dispatch["lead"]["due_at"] = (T0 + timedelta(days=9)).isoformat()
     status = project(event, sla, later_dispatch)

@@ -21,12 +21,15 @@ def test_id_card_with_a_wrong_check_digit_is_refused_in_both_languages() -> None
     assert "校验位" in zh and "check digit" in en
 
 
-@pytest.mark.parametrize("raw, reason", [
-    ("1101051949123100", "18"),  # too short
-    ("990105194912310023", "region"),  # no province 99
-    ("110105194902300021", "birth date"),  # 30 February
-    ("110105209912310021", "birth date"),  # born in the future
-])
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        ("1101051949123100", "18"),  # too short
+        ("990105194912310023", "region"),  # no province 99
+        ("110105194902300021", "birth date"),  # 30 February
+        ("110105209912310021", "birth date"),  # born in the future
+    ],
+)
 def test_id_card_shape_region_and_birth_date_are_checked(raw: str, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         normalise_id_card(raw, today=date(2026, 2, 15))
@@ -37,16 +40,19 @@ def test_a_valid_chongqing_id_card_passes() -> None:
     assert normalise_id_card(first17 + id_card_check_char(first17)) == first17 + id_card_check_char(first17)
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("13812345678", "13812345678"),
-    ("138 1234 5678", "13812345678"),
-    ("+86 138-1234-5678", "13812345678"),
-    ("023-63891234", "023-63891234"),
-    ("(023) 6389 1234", "023-63891234"),
-    ("63891234", "023-63891234"),  # a local number is a Chongqing landline
-    ("010-62345678", "010-62345678"),
-    ("0571-87654321", "0571-87654321"),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("13812345678", "13812345678"),
+        ("138 1234 5678", "13812345678"),
+        ("+86 138-1234-5678", "13812345678"),
+        ("023-63891234", "023-63891234"),
+        ("(023) 6389 1234", "023-63891234"),
+        ("63891234", "023-63891234"),  # a local number is a Chongqing landline
+        ("010-62345678", "010-62345678"),
+        ("0571-87654321", "0571-87654321"),
+    ],
+)
 def test_phone_numbers_are_forgiven_and_normalised(raw: str, expected: str) -> None:
     assert normalise_phone(raw) == expected
 

@@ -20,8 +20,13 @@ from services.notify.settings import Settings
 DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "services" / "notify" / "data" / "sla_policy.yaml"
 
 
-def fast_policy(tmp_path: Path, *, sign_for: str = "PT4S", resolution: str = "PT8S",
-                escalation: tuple[str, str, str] = ("PT0S", "PT1S", "PT2S")) -> Path:
+def fast_policy(
+    tmp_path: Path,
+    *,
+    sign_for: str = "PT4S",
+    resolution: str = "PT8S",
+    escalation: tuple[str, str, str] = ("PT0S", "PT1S", "PT2S"),
+) -> Path:
     """The packaged policy plus a class `test_fast` measured in seconds, for real-time tests. The other
     classes keep their real targets, so other tests' cases on the shared topics fire nothing soon."""
     data = yaml.safe_load(DEFAULT_POLICY.read_text(encoding="utf-8"))
@@ -57,8 +62,13 @@ def batch_handler_on_test_broker(rt: Runtime) -> KafkaRouter:
 @pytest.fixture
 async def runtime(mongo_client, db_name: str, kafka_bootstrap: str) -> AsyncIterator[Runtime]:
     """Notify's runtime on a fresh database, its subscribers on a TestKafkaBroker (no real Kafka)."""
-    settings = Settings(mongodb_database=db_name, kafka_bootstrap_servers=kafka_bootstrap, environment="test",
-                        consumer_max_attempts=1, timer_bucket_s=60)
+    settings = Settings(
+        mongodb_database=db_name,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        environment="test",
+        consumer_max_attempts=1,
+        timer_bucket_s=60,
+    )
     broker = make_broker(settings)
     rt = Runtime(settings=settings, broker=broker, mongo=mongo_client, db=mongo_client[db_name])
     rt.store = await startup(rt)

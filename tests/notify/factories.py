@@ -30,28 +30,59 @@ def co(department: str, district: str = "500103") -> Assignment:
     return Assignment(department=department, district=district, role="co_handler")
 
 
-def dispatched(cid: str, *, at: datetime = T0, sla_class: str = "standard", hop: int = 1,
-               department: str = "civil_affairs", co_handlers: tuple[str, ...] = (), **extra: Any) -> CaseDispatched:
+def dispatched(
+    cid: str,
+    *,
+    at: datetime = T0,
+    sla_class: str = "standard",
+    hop: int = 1,
+    department: str = "civil_affairs",
+    co_handlers: tuple[str, ...] = (),
+    **extra: Any,
+) -> CaseDispatched:
     return CaseDispatched(
-        case_id=cid, occurred_at=at, district="500103", lead=lead(department),
-        co_handlers=tuple(co(d) for d in co_handlers), needs=("homeless_cold",), sla_class=sla_class,
-        emergency=sla_class == "emergency", decision=Decision(rule_ids=("R-TEST",)), hop=hop, **extra,
+        case_id=cid,
+        occurred_at=at,
+        district="500103",
+        lead=lead(department),
+        co_handlers=tuple(co(d) for d in co_handlers),
+        needs=("homeless_cold",),
+        sla_class=sla_class,
+        emergency=sla_class == "emergency",
+        decision=Decision(rule_ids=("R-TEST",)),
+        hop=hop,
+        **extra,
     )
 
 
 def signed(cid: str, *, at: datetime, department: str = "civil_affairs", role: str = "lead") -> CaseSignedFor:
-    return CaseSignedFor(case_id=cid, occurred_at=at, actor="w-1", department=department, district="500103",
-                         task_id=f"{cid}:{department}", role=role)
+    return CaseSignedFor(
+        case_id=cid,
+        occurred_at=at,
+        actor="w-1",
+        department=department,
+        district="500103",
+        task_id=f"{cid}:{department}",
+        role=role,
+    )
 
 
 def returned(cid: str, *, at: datetime, department: str = "civil_affairs") -> CaseReturned:
-    return CaseReturned(case_id=cid, occurred_at=at, actor="w-1", department=department, district="500103",
-                        task_id=f"{cid}:{department}", reason="not_our_responsibility")
+    return CaseReturned(
+        case_id=cid,
+        occurred_at=at,
+        actor="w-1",
+        department=department,
+        district="500103",
+        task_id=f"{cid}:{department}",
+        reason="not_our_responsibility",
+    )
 
 
 def resolved(cid: str, *, at: datetime, department: str = "civil_affairs") -> CaseResolved:
-    return CaseResolved(case_id=cid, occurred_at=at, actor="w-1", department=department, district="500103",
-                        outcome="rescued")
+    return CaseResolved(
+        case_id=cid, occurred_at=at, actor="w-1", department=department, district="500103", outcome="rescued"
+    )
 
 
 def minutes(n: float) -> timedelta:

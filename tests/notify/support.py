@@ -71,8 +71,13 @@ class CaptureServer:
 async def sla_events(bootstrap: str) -> AsyncIterator[list[dict[str, Any]]]:
     """Collect every SLA event published while the block runs (the topic is shared: filter by case id)."""
     seen: list[dict[str, Any]] = []
-    consumer = AIOKafkaConsumer(SLA_EVENTS_TOPIC, bootstrap_servers=bootstrap, group_id=unique_name("notify-it"),
-                                auto_offset_reset="latest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        SLA_EVENTS_TOPIC,
+        bootstrap_servers=bootstrap,
+        group_id=unique_name("notify-it"),
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     # Make sure the partitions are assigned (and positioned) before anything is published.
     while not consumer.assignment():

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from common.auth import issue_token
 from common.errors import install_error_handlers
-from contracts.events.router import ArbitrationRequested, CASE_LIFECYCLE_TOPIC
+from contracts.events.router import CASE_LIFECYCLE_TOPIC, ArbitrationRequested
 from services.notify import api
 from tests.notify.factories import case_id, dispatched, resolved, returned, signed
 
@@ -97,8 +97,9 @@ async def test_department_worker_pauses_and_resumes_its_case_clock(runtime, clie
     resumed = await client.post(f"/api/v1/cases/{cid}/resume", headers=worker)
     assert resumed.status_code == 200
     outsider = auth(runtime, role="dept_worker", district="500103", department="housing")
-    assert (await client.post(f"/api/v1/cases/{cid}/pause", json={"reason": "waiting_for_caller"},
-                              headers=outsider)).status_code == 403
+    assert (
+        await client.post(f"/api/v1/cases/{cid}/pause", json={"reason": "waiting_for_caller"}, headers=outsider)
+    ).status_code == 403
 
 
 async def test_pause_refusals_say_why_in_chinese_and_english(runtime, client) -> None:
@@ -110,16 +111,21 @@ async def test_pause_refusals_say_why_in_chinese_and_english(runtime, client) ->
     assert "P2.2" in refused.json()["message_zh"] and refused.json()["message_en"]
     bad = await client.post(f"/api/v1/cases/{cid}/pause", json={"reason": "lunch"}, headers=headers)
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "reason"
-    missing = await client.post("/api/v1/cases/CQ-20260215-999999/pause", json={"reason": "waiting_for_caller"},
-                                headers=headers)
+    missing = await client.post(
+        "/api/v1/cases/CQ-20260215-999999/pause", json={"reason": "waiting_for_caller"}, headers=headers
+    )
     assert missing.status_code == 404 and missing.json()["field"] == "case_id"
 
 
 async def test_rates_endpoint_gives_the_three_rates_and_backlog(runtime, client) -> None:
     now = datetime.now(UTC)
     cid = case_id()
-    await publish(runtime, dispatched(cid, at=now - timedelta(minutes=30), sla_class="emergency"),
-                  signed(cid, at=now - timedelta(minutes=25)), resolved(cid, at=now - timedelta(minutes=1)))
+    await publish(
+        runtime,
+        dispatched(cid, at=now - timedelta(minutes=30), sla_class="emergency"),
+        signed(cid, at=now - timedelta(minutes=25)),
+        resolved(cid, at=now - timedelta(minutes=1)),
+    )
     rows = (await client.get("/api/v1/rates", params={"by": "district"}, headers=auth(runtime))).json()
     row = next(r for r in rows if r["district"] == "500103")
     assert set(row) >= {"response_rate", "on_time_resolution_rate", "satisfaction_rate", "backlog"}

@@ -38,8 +38,11 @@ def test_emergency_sign_for_due_in_30_minutes_and_resolution_in_2_hours_P2_2() -
 
 def test_warning_fires_at_75_percent_of_the_target_then_breach_then_escalation_tiers_P6_2() -> None:
     cid = case_id()
-    specs = [t for t in timers(fold(dispatched(cid, sla_class="emergency")), POLICY)
-             if t.payload["clock"] == "citizen" and t.payload["target"] == "resolution"]
+    specs = [
+        t
+        for t in timers(fold(dispatched(cid, sla_class="emergency")), POLICY)
+        if t.payload["clock"] == "citizen" and t.payload["target"] == "resolution"
+    ]
     stages = [(t.payload["stage"], t.payload.get("tier"), t.at - T0) for t in specs]
     assert stages == [
         ("warning", None, timedelta(minutes=90)),
@@ -82,8 +85,13 @@ def test_each_co_handler_has_its_own_department_clock_closed_by_its_own_task() -
     by_dept = {c.department: c for c in state.assignments}
     assert set(by_dept) == {"civil_affairs", "health", "hrss"}
     assert set(by_dept["health"].targets) == {"sign_for", "resolution"}
-    state = apply(state, CoHandlerTaskClosed(case_id=cid, occurred_at=T0 + minutes(30), actor="w-2",
-                                             department="health", task_id="t", outcome="done"), POLICY)
+    state = apply(
+        state,
+        CoHandlerTaskClosed(
+            case_id=cid, occurred_at=T0 + minutes(30), actor="w-2", department="health", task_id="t", outcome="done"
+        ),
+        POLICY,
+    )
     health = next(c for c in state.assignments if c.department == "health")
     assert not health.open and health.targets["resolution"].met_at == T0 + minutes(30)
     assert next(c for c in state.assignments if c.department == "hrss").open
@@ -101,8 +109,9 @@ def test_a_redelivered_or_republished_dispatch_changes_nothing() -> None:
 
 def test_reassigning_the_lead_ends_the_old_department_clock_and_starts_a_new_one() -> None:
     cid = case_id()
-    state = fold(dispatched(cid), CaseReassigned(case_id=cid, occurred_at=T0 + minutes(20), actor="co-1",
-                                                 lead=lead("housing")))
+    state = fold(
+        dispatched(cid), CaseReassigned(case_id=cid, occurred_at=T0 + minutes(20), actor="co-1", lead=lead("housing"))
+    )
     assert [(c.department, c.open) for c in state.assignments] == [("civil_affairs", False), ("housing", True)]
     assert state.citizen.started_at == T0
 
@@ -110,8 +119,9 @@ def test_reassigning_the_lead_ends_the_old_department_clock_and_starts_a_new_one
 def test_pause_waiting_for_the_caller_shifts_unmet_targets_by_the_pause() -> None:
     cid = case_id()
     state = fold(dispatched(cid, sla_class="standard"), signed(cid, at=T0 + minutes(5)))
-    state = pause(state, POLICY, department="civil_affairs", reason="waiting_for_caller", by="w-1",
-                  at=T0 + timedelta(hours=1))
+    state = pause(
+        state, POLICY, department="civil_affairs", reason="waiting_for_caller", by="w-1", at=T0 + timedelta(hours=1)
+    )
     state = resume(state, by="w-1", at=T0 + timedelta(hours=4))
     assert state.citizen.due("resolution") == T0 + timedelta(days=5, hours=3)
     assert state.open_lead().due("resolution") == T0 + timedelta(days=5, hours=3)
@@ -137,8 +147,9 @@ def test_pauses_are_limited_in_number_and_refused_for_emergencies_P2_2() -> None
         pause(emergency, POLICY, department=None, reason="waiting_for_caller", by="w", at=T0)
     assert "P2.2" in refused.value.message_zh
     state = fold(dispatched(case_id(), sla_class="same_day"))
-    state = resume(pause(state, POLICY, department=None, reason="waiting_for_caller", by="w", at=T0), by="w",
-                   at=T0 + minutes(5))
+    state = resume(
+        pause(state, POLICY, department=None, reason="waiting_for_caller", by="w", at=T0), by="w", at=T0 + minutes(5)
+    )
     with pytest.raises(PauseRefused):
         pause(state, POLICY, department=None, reason="waiting_for_caller", by="w", at=T0 + minutes(6))
     with pytest.raises(PauseRefused) as bad_reason:
@@ -155,15 +166,33 @@ def test_same_day_hazard_is_due_at_local_midnight_with_a_floor_P4_1() -> None:
 
 def test_grant_approved_must_be_paid_in_the_same_month_P2_1() -> None:
     cid = case_id()
-    approved = GrantApproved(case_id=cid, occurred_at=T0, grant_id="G-1", rule_id="P5.2a", district="500103",
-                             amount_yuan="1400", approved_on=date(2026, 2, 15))
+    approved = GrantApproved(
+        case_id=cid,
+        occurred_at=T0,
+        grant_id="G-1",
+        rule_id="P5.2a",
+        district="500103",
+        amount_yuan="1400",
+        approved_on=date(2026, 2, 15),
+    )
     state = fold(approved)
     clock = state.payments[0]
     assert clock.due("payment") == datetime(2026, 2, 28, 16, 0, tzinfo=UTC)  # 1 March 00:00 in Chongqing
     assert clock.targets["payment"].provisions == ("P2.1", "P6.1")
     assert any(t.payload["target"] == "payment" for t in timers(state, POLICY))
-    paid = apply(state, GrantPaid(case_id=cid, occurred_at=T0 + timedelta(days=3), grant_id="G-1", rule_id="P5.2a",
-                                  district="500103", amount_yuan="1400", payment_reference="B-1"), POLICY)
+    paid = apply(
+        state,
+        GrantPaid(
+            case_id=cid,
+            occurred_at=T0 + timedelta(days=3),
+            grant_id="G-1",
+            rule_id="P5.2a",
+            district="500103",
+            amount_yuan="1400",
+            payment_reference="B-1",
+        ),
+        POLICY,
+    )
     assert paid.payments[0].met_on_time("payment") is True
     assert not [t for t in timers(paid, POLICY) if t.payload["target"] == "payment"]
 
@@ -177,10 +206,20 @@ def test_unknown_class_falls_back_to_standard_and_records_why_P6_3() -> None:
 
 def test_resolution_stops_the_case_timers_and_asks_for_one_resolution_text() -> None:
     cid = case_id()
-    state = fold(dispatched(cid, sla_class="emergency"), signed(cid, at=T0 + minutes(10)),
-                 CaseProgressRecorded(case_id=cid, occurred_at=T0 + minutes(20), actor="w", department="civil_affairs",
-                                      task_id="t", note="到达现场", first_contact=True),
-                 resolved(cid, at=T0 + minutes(90)))
+    state = fold(
+        dispatched(cid, sla_class="emergency"),
+        signed(cid, at=T0 + minutes(10)),
+        CaseProgressRecorded(
+            case_id=cid,
+            occurred_at=T0 + minutes(20),
+            actor="w",
+            department="civil_affairs",
+            task_id="t",
+            note="到达现场",
+            first_contact=True,
+        ),
+        resolved(cid, at=T0 + minutes(90)),
+    )
     assert timers(state, POLICY) == []
     assert state.texts == [f"{cid}|caller_dispatched", f"{cid}|caller_resolved|1"]
     facts = summary(state)
@@ -191,8 +230,11 @@ def test_resolution_stops_the_case_timers_and_asks_for_one_resolution_text() -> 
 
 def test_late_resolution_and_late_sign_for_count_as_late_once() -> None:
     cid = case_id()
-    state = fold(dispatched(cid, sla_class="emergency"), signed(cid, at=T0 + minutes(45)),
-                 resolved(cid, at=T0 + timedelta(hours=3)))
+    state = fold(
+        dispatched(cid, sla_class="emergency"),
+        signed(cid, at=T0 + minutes(45)),
+        resolved(cid, at=T0 + timedelta(hours=3)),
+    )
     facts = summary(state)
     assert (facts["m_res_decided"], facts["m_res_on_time"]) == (1, 0)
     assert (facts["dept_clocks"][0]["m_sign_decided"], facts["dept_clocks"][0]["m_sign_on_time"]) == (1, 0)
@@ -200,10 +242,14 @@ def test_late_resolution_and_late_sign_for_count_as_late_once() -> None:
 
 def test_dissatisfied_callback_reopens_with_a_new_resolution_round() -> None:
     cid = case_id()
-    state = fold(dispatched(cid), resolved(cid, at=T0 + timedelta(hours=5)),
-                 CallbackRecorded(case_id=cid, occurred_at=T0 + timedelta(hours=6), operator_id="op",
-                                  satisfaction="dissatisfied"),
-                 CaseReopened(case_id=cid, occurred_at=T0 + timedelta(hours=7), operator_id="op", reason="仍未解决"))
+    state = fold(
+        dispatched(cid),
+        resolved(cid, at=T0 + timedelta(hours=5)),
+        CallbackRecorded(
+            case_id=cid, occurred_at=T0 + timedelta(hours=6), operator_id="op", satisfaction="dissatisfied"
+        ),
+        CaseReopened(case_id=cid, occurred_at=T0 + timedelta(hours=7), operator_id="op", reason="仍未解决"),
+    )
     assert state.status == "open" and state.round == 2
     assert state.citizen.due("resolution") == T0 + timedelta(hours=7, days=5)
     assert summary(state)["m_res_decided"] == 0
@@ -213,8 +259,10 @@ def test_dissatisfied_callback_reopens_with_a_new_resolution_round() -> None:
 
 def test_a_merged_case_stops_its_clocks_without_breaching() -> None:
     cid = case_id()
-    state = fold(dispatched(cid), CasesMerged(case_id=cid, occurred_at=T0 + minutes(3), actor="op",
-                                              into_case_id="CQ-20260215-000001"))
+    state = fold(
+        dispatched(cid),
+        CasesMerged(case_id=cid, occurred_at=T0 + minutes(3), actor="op", into_case_id="CQ-20260215-000001"),
+    )
     assert state.status == "merged" and timers(state, POLICY) == []
 
 
@@ -246,8 +294,9 @@ def test_first_contact_breach_alerts_but_does_not_escalate() -> None:
 
 def test_a_sign_for_read_after_the_resolution_still_counts_for_its_department() -> None:
     cid = case_id()
-    state = fold(dispatched(cid, sla_class="emergency"), resolved(cid, at=T0 + minutes(90)),
-                 signed(cid, at=T0 + minutes(10)))
+    state = fold(
+        dispatched(cid, sla_class="emergency"), resolved(cid, at=T0 + minutes(90)), signed(cid, at=T0 + minutes(10))
+    )
     assert state.assignments[0].targets["sign_for"].met_at == T0 + minutes(10)
     assert summary(state)["dept_clocks"][0]["m_sign_on_time"] == 1
 
@@ -255,8 +304,9 @@ def test_a_sign_for_read_after_the_resolution_still_counts_for_its_department() 
 def test_department_head_escalation_follows_the_current_lead_other_stages_stay() -> None:
     cid = case_id()
     before = fold(dispatched(cid, sla_class="emergency"))
-    after = apply(before, CaseReassigned(case_id=cid, occurred_at=T0 + minutes(5), actor="co-1",
-                                         lead=lead("housing")), POLICY)
+    after = apply(
+        before, CaseReassigned(case_id=cid, occurred_at=T0 + minutes(5), actor="co-1", lead=lead("housing")), POLICY
+    )
 
     def citizen(state):
         return {t.id: t.payload for t in timers(state, POLICY) if t.payload["clock"] == "citizen"}

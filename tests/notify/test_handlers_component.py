@@ -27,9 +27,16 @@ async def publish(runtime, event, topic=CASE_LIFECYCLE_TOPIC) -> None:
 
 
 def help_requested(cid: str, at: datetime) -> HelpRequested:
-    return HelpRequested(case_id=cid, received_at=at, occurred_at=at, operator_id="op-1",
-                         caller=Caller(name="李四", phone="13912345678"), place=Place(district="500103"),
-                         needs=("homeless_cold",), emergency=True)
+    return HelpRequested(
+        case_id=cid,
+        received_at=at,
+        occurred_at=at,
+        operator_id="op-1",
+        caller=Caller(name="李四", phone="13912345678"),
+        place=Place(district="500103"),
+        needs=("homeless_cold",),
+        emergency=True,
+    )
 
 
 async def test_dispatch_starts_clocks_and_schedules_durable_timers(runtime) -> None:
@@ -72,13 +79,18 @@ async def test_sweep_fires_breach_and_escalations_once_with_stable_event_ids(run
     mine = [e for e in published if e["case_id"] == cid]
     tiers = sorted(e["tier"] for e in mine if e["type"] == "sla.escalated" and e["target"] == "resolution")
     assert tiers == ["city_coordinator", "department_head", "district_coordinator"]
-    breach = next(e for e in mine if e["type"] == "sla.breached" and e["clock"] == "citizen"
-                  and e["target"] == "sign_for")
+    breach = next(
+        e for e in mine if e["type"] == "sla.breached" and e["clock"] == "citizen" and e["target"] == "sign_for"
+    )
     assert breach["rule_id"] == "SLA-EMERGENCY-SIGN" and breach["provisions"] == ["P2.2"]
     alerts = await runtime.store.store.list_notifications({"case_id": cid})
     recipients = {n["recipient"] for n in alerts}
-    assert {"department:civil_affairs:500103", "coordinator:500103", "coordinator:city",
-            "department_head:civil_affairs:500103"} <= recipients
+    assert {
+        "department:civil_affairs:500103",
+        "coordinator:500103",
+        "coordinator:city",
+        "department_head:civil_affairs:500103",
+    } <= recipients
     # A new event after the breach does not bring the fired timers back.
     await publish(runtime, signed(cid, at=start + timedelta(hours=2, minutes=50)))
     assert await sweeper.sweep_once(runtime) == 0
@@ -121,8 +133,11 @@ async def test_grant_approval_starts_a_same_month_payment_clock_that_payment_sto
 
     cid, now = case_id(), datetime.now(UTC)
     common = {"case_id": cid, "grant_id": f"G-{cid}", "rule_id": "P5.2a", "district": "500103"}
-    await publish(runtime, GrantApproved(**common, amount_yuan="1400", approved_on=date(now.year, now.month, 1)),
-                  GRANT_EVENTS_TOPIC)
+    await publish(
+        runtime,
+        GrantApproved(**common, amount_yuan="1400", approved_on=date(now.year, now.month, 1)),
+        GRANT_EVENTS_TOPIC,
+    )
     doc = await runtime.store.store.load(cid)
     [clock] = doc["state"]["payments"]
     assert clock["targets"]["payment"]["rule_id"] == "SLA-PAYMENT-SAME-MONTH"
@@ -154,8 +169,13 @@ async def test_an_event_that_changes_nothing_writes_nothing(runtime) -> None:
 
     unknown = case_id()
     await publish(runtime, signed(unknown, at=datetime.now(UTC)))  # a case notify never saw dispatched
-    await publish(runtime, GrantProposed(case_id=unknown, grant_id="G-1", rule_id="P5.2a", district="500103",
-                                         amount_yuan="1400", period="once"), GRANT_EVENTS_TOPIC)
+    await publish(
+        runtime,
+        GrantProposed(
+            case_id=unknown, grant_id="G-1", rule_id="P5.2a", district="500103", amount_yuan="1400", period="once"
+        ),
+        GRANT_EVENTS_TOPIC,
+    )
     assert await runtime.store.store.load(unknown) is None
 
 

@@ -27,8 +27,15 @@ def gateway(statuses: list[int], seen: list[httpx.Request]) -> httpx.AsyncClient
 async def make_outbox(db) -> Outbox:
     store = NotifyStore(db, bucket_s=60)
     await store.ensure_indexes()
-    return Outbox(store, Settings(sms_gateway_url="http://sms.test/send", alert_webhook_url="http://hook.test/",
-                                  delivery_max_attempts=3, delivery_backoff_initial_s=1))
+    return Outbox(
+        store,
+        Settings(
+            sms_gateway_url="http://sms.test/send",
+            alert_webhook_url="http://hook.test/",
+            delivery_max_attempts=3,
+            delivery_backoff_initial_s=1,
+        ),
+    )
 
 
 async def run_due(outbox: Outbox, channels, at: datetime) -> list[str]:
@@ -41,8 +48,14 @@ async def test_caller_text_is_retried_with_backoff_then_recorded_as_sent(db) -> 
     seen: list[httpx.Request] = []
     async with gateway([503, 200], seen) as client:
         channels = {"log": LogChannel(), "sms": SmsGatewayChannel(client, "http://sms.test/send", "tkn")}
-        note = caller_dispatched(f"{cid}|caller_dispatched", cid, district="500103", department="civil_affairs",
-                                 due_at=now + timedelta(hours=2), tz=UTC)
+        note = caller_dispatched(
+            f"{cid}|caller_dispatched",
+            cid,
+            district="500103",
+            department="civil_affairs",
+            due_at=now + timedelta(hours=2),
+            tz=UTC,
+        )
         assert await outbox.enqueue(note, now) is True
         assert await outbox.enqueue(note, now) is False  # a redelivered event: no second record
         assert await run_due(outbox, channels, now) == ["retry"]
@@ -62,8 +75,9 @@ async def test_a_client_error_is_not_retried_and_the_record_says_failed(db) -> N
     await outbox.store.remember_caller(cid, "13912345678")
     async with gateway([400], []) as client:
         channels = {"log": LogChannel(), "sms": SmsGatewayChannel(client, "http://sms.test/send")}
-        note = caller_dispatched(f"{cid}|caller_dispatched", cid, district="500103", department="civil_affairs",
-                                 due_at=None, tz=UTC)
+        note = caller_dispatched(
+            f"{cid}|caller_dispatched", cid, district="500103", department="civil_affairs", due_at=None, tz=UTC
+        )
         await outbox.enqueue(note, now)
         assert await run_due(outbox, channels, now) == ["failed"]
     assert (await outbox.store.notification(note.key))["status"] == "failed"
@@ -86,8 +100,14 @@ async def test_department_alert_goes_to_the_webhook_with_its_recipient(db) -> No
     seen: list[httpx.Request] = []
     from services.notify.domain.texts import Notification
 
-    alert = Notification(f"{cid}|x|department:civil_affairs:500103", cid, "department_breach",
-                         "department:civil_affairs:500103", "【超时】…", "[Breach] …")
+    alert = Notification(
+        f"{cid}|x|department:civil_affairs:500103",
+        cid,
+        "department_breach",
+        "department:civil_affairs:500103",
+        "【超时】…",
+        "[Breach] …",
+    )
     async with gateway([], seen) as client:
         channels = {"log": LogChannel(), "webhook": WebhookChannel(client, "http://hook.test/")}
         await outbox.enqueue(alert, now)

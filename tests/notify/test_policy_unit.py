@@ -54,16 +54,19 @@ def test_a_later_version_applies_from_its_effective_date() -> None:
     assert policy.choose("emergency", later).policy_version == "2027-sla2"
 
 
-@pytest.mark.parametrize("breakage", [
-    lambda d: d["versions"][0]["classes"]["standard"]["targets"]["resolution"].update(provisions=[]),
-    lambda d: d["versions"][0]["classes"]["standard"]["targets"]["resolution"].update(provisions=["X9"]),
-    lambda d: d["versions"][0]["classes"]["standard"]["targets"]["resolution"].update(by="end_of_day"),
-    lambda d: d["versions"][0]["classes"]["standard"]["targets"].pop("sign_for"),
-    lambda d: d["versions"][0].update(fallback_class="nonexistent"),
-    lambda d: d["versions"][0].update(warning_share=1.2),
-    lambda d: d["versions"][0]["classes"]["emergency"]["escalation"].reverse(),
-    lambda d: d.update(timezone="Asia/Shanghai"),
-])
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        lambda d: d["versions"][0]["classes"]["standard"]["targets"]["resolution"].update(provisions=[]),
+        lambda d: d["versions"][0]["classes"]["standard"]["targets"]["resolution"].update(provisions=["X9"]),
+        lambda d: d["versions"][0]["classes"]["standard"]["targets"]["resolution"].update(by="end_of_day"),
+        lambda d: d["versions"][0]["classes"]["standard"]["targets"].pop("sign_for"),
+        lambda d: d["versions"][0].update(fallback_class="nonexistent"),
+        lambda d: d["versions"][0].update(warning_share=1.2),
+        lambda d: d["versions"][0]["classes"]["emergency"]["escalation"].reverse(),
+        lambda d: d.update(timezone="Asia/Shanghai"),
+    ],
+)
 def test_an_invalid_policy_file_is_refused_at_start_up(breakage) -> None:
     data = copy.deepcopy(RAW)
     breakage(data)

@@ -49,8 +49,12 @@ async def producer(kafka_bootstrap: str):
 
 def notify_service(kafka: str, mongodb_url: str, tmp_path, **env: str) -> ServiceSet:
     # Start at the topics' end: the shared topics' history is other tests' business.
-    base = {"NOTIFY_KAFKA_START_FROM": "latest", "NOTIFY_SWEEP_INTERVAL_S": "0.2", "NOTIFY_TIMER_BUCKET_S": "5",
-            "NOTIFY_DELIVERY_BACKOFF_INITIAL_S": "0.2"}
+    base = {
+        "NOTIFY_KAFKA_START_FROM": "latest",
+        "NOTIFY_SWEEP_INTERVAL_S": "0.2",
+        "NOTIFY_TIMER_BUCKET_S": "5",
+        "NOTIFY_DELIVERY_BACKOFF_INITIAL_S": "0.2",
+    }
     return ServiceSet(kafka, mongodb_url, ("notify",), tmp_path, extra_env={**base, **env})
 
 
@@ -70,10 +74,17 @@ async def subscribed(producer, url: str) -> None:
             if kind == "lifecycle":
                 await publish_event(producer, dispatched(probe, at=at))
             else:
-                await publish_event(producer, HelpRequested(
-                    case_id=probe, received_at=at, operator_id="op-probe",
-                    caller=Caller(name="探针", phone="13900000000"), place=Place(district="500103"),
-                    needs=("special_group_visit",)))
+                await publish_event(
+                    producer,
+                    HelpRequested(
+                        case_id=probe,
+                        received_at=at,
+                        operator_id="op-probe",
+                        caller=Caller(name="探针", phone="13900000000"),
+                        place=Place(district="500103"),
+                        needs=("special_group_visit",),
+                    ),
+                )
         return not missing
 
     await eventually(seen, timeout=60, interval=1.0, what="notify to subscribe to its topics")
@@ -87,12 +98,18 @@ def drop(stack: ServiceSet, mongodb_url: str) -> None:
 
 
 async def test_warning_breach_escalation_alerts_and_one_text_under_redelivery(
-        kafka_bootstrap: str, mongodb_url: str, tmp_path, producer) -> None:
+    kafka_bootstrap: str, mongodb_url: str, tmp_path, producer
+) -> None:
     policy = fast_policy(tmp_path, sign_for="PT4S", resolution="PT6S", escalation=("PT0S", "PT1S", "PT2S"))
     with CaptureServer() as capture:
-        stack = notify_service(kafka_bootstrap, mongodb_url, tmp_path, NOTIFY_SLA_POLICY_PATH=str(policy),
-                               NOTIFY_SMS_GATEWAY_URL=f"{capture.url}/sms",
-                               NOTIFY_ALERT_WEBHOOK_URL=f"{capture.url}/webhook")
+        stack = notify_service(
+            kafka_bootstrap,
+            mongodb_url,
+            tmp_path,
+            NOTIFY_SLA_POLICY_PATH=str(policy),
+            NOTIFY_SMS_GATEWAY_URL=f"{capture.url}/sms",
+            NOTIFY_ALERT_WEBHOOK_URL=f"{capture.url}/webhook",
+        )
         try:
             stack.start()
             url = stack["notify"].url
@@ -100,9 +117,14 @@ async def test_warning_breach_escalation_alerts_and_one_text_under_redelivery(
             async with sla_events(kafka_bootstrap) as seen:
                 cid, now = new_case_id(), datetime.now(UTC)
                 capture.fail_first[cid] = 1  # the gateway fails once: the text is retried with backoff
-                call = HelpRequested(case_id=cid, received_at=now, operator_id="op-1",
-                                     caller=Caller(name="王五", phone=PHONE), place=Place(district="500103"),
-                                     needs=("special_group_visit",))
+                call = HelpRequested(
+                    case_id=cid,
+                    received_at=now,
+                    operator_id="op-1",
+                    caller=Caller(name="王五", phone=PHONE),
+                    place=Place(district="500103"),
+                    needs=("special_group_visit",),
+                )
                 await publish_event(producer, call)
                 event = dispatched(cid, at=now, sla_class=FAST)
                 for _ in range(3):  # the same event delivered three times
@@ -136,15 +158,20 @@ async def test_warning_breach_escalation_alerts_and_one_text_under_redelivery(
             sms = capture.of("/sms", cid)
             assert len(sms) == 1 and sms[0]["to"] == PHONE and cid in sms[0]["text"]
             alerts = {b["recipient"] for b in capture.of("/webhook", cid)}
-            assert {"department:civil_affairs:500103", "department_head:civil_affairs:500103",
-                    "coordinator:500103", "coordinator:city"} <= alerts
+            assert {
+                "department:civil_affairs:500103",
+                "department_head:civil_affairs:500103",
+                "coordinator:500103",
+                "coordinator:city",
+            } <= alerts
             assert PHONE not in stack["notify"].log_path.read_text(errors="replace")
         finally:
             drop(stack, mongodb_url)
 
 
 async def test_timer_pending_when_the_process_is_killed_fires_after_restart(
-        kafka_bootstrap: str, mongodb_url: str, tmp_path, producer) -> None:
+    kafka_bootstrap: str, mongodb_url: str, tmp_path, producer
+) -> None:
     policy = fast_policy(tmp_path, sign_for="PT12S", resolution="PT60S")
     stack = notify_service(kafka_bootstrap, mongodb_url, tmp_path, NOTIFY_SLA_POLICY_PATH=str(policy))
     try:
@@ -163,14 +190,19 @@ async def test_timer_pending_when_the_process_is_killed_fires_after_restart(
             service.stop("kill")  # SIGKILL while the sign-for breach (due 12 s after dispatch) is pending
             sign_due = now + timedelta(seconds=12)
             assert datetime.now(UTC) < sign_due, "notify took too long to start the clock; nothing was pending"
-            await eventually(lambda: datetime.now(UTC) > sign_due + timedelta(seconds=1), timeout=15,
-                             what="the deadline to pass while notify is down")
+            await eventually(
+                lambda: datetime.now(UTC) > sign_due + timedelta(seconds=1),
+                timeout=15,
+                what="the deadline to pass while notify is down",
+            )
             assert of_case(seen, cid, type="sla.breached") == []
             service.start()
             service.wait_ready()
-            breach = await eventually(lambda: of_case(seen, cid, type="sla.breached", clock="citizen",
-                                                      target="sign_for"),
-                                      timeout=60, what="the breach after the restart")
+            breach = await eventually(
+                lambda: of_case(seen, cid, type="sla.breached", clock="citizen", target="sign_for"),
+                timeout=60,
+                what="the breach after the restart",
+            )
             assert datetime.fromisoformat(breach[0]["due_at"]) <= sign_due + timedelta(milliseconds=5)
             await asyncio.sleep(0)  # let the pump deliver anything already fetched
             assert len(of_case(seen, cid, type="sla.breached", clock="citizen", target="sign_for")) == 1

@@ -31,18 +31,21 @@ async def test_two_notify_instances_applying_events_of_one_case_lose_none(runtim
         await clockwork.record(cid, str(event.event_id), lambda s: case_rules.apply(s, event, notify.policy))
 
     await apply(notify.clockwork, dispatched(cid, at=now - timedelta(minutes=30), sla_class="emergency"))
-    events = [signed(cid, at=now - timedelta(minutes=20)), resolved(cid, at=now - timedelta(minutes=10)),
-              CallbackRecorded(case_id=cid, operator_id="op", satisfaction="satisfied")]
-    await asyncio.gather(*(apply(cw, e) for cw, e in zip([other, notify.clockwork, other], events, strict=True)),
-                         *(apply(cw, e) for cw, e in zip([notify.clockwork, other, notify.clockwork], events,
-                                                         strict=True)))  # each event twice, once per instance
+    events = [
+        signed(cid, at=now - timedelta(minutes=20)),
+        resolved(cid, at=now - timedelta(minutes=10)),
+        CallbackRecorded(case_id=cid, operator_id="op", satisfaction="satisfied"),
+    ]
+    await asyncio.gather(
+        *(apply(cw, e) for cw, e in zip([other, notify.clockwork, other], events, strict=True)),
+        *(apply(cw, e) for cw, e in zip([notify.clockwork, other, notify.clockwork], events, strict=True)),
+    )  # each event twice, once per instance
     doc = await notify.store.load(cid)
     assert doc["status"] == "resolved" and doc["m_sat"] == 1 and doc["version"] == 4
     assert len(doc["applied"]) == 4
 
 
-async def test_a_batch_of_dispatches_costs_the_same_store_commands_for_5_cases_as_for_50(
-        runtime, mongodb_url) -> None:
+async def test_a_batch_of_dispatches_costs_the_same_store_commands_for_5_cases_as_for_50(runtime, mongodb_url) -> None:
     counter = CommandCounter()
     client: AsyncMongoClient = AsyncMongoClient(mongodb_url, tz_aware=True, event_listeners=[counter])
     try:
@@ -56,8 +59,9 @@ async def test_a_batch_of_dispatches_costs_the_same_store_commands_for_5_cases_a
             steps = []
             for _ in range(cases):
                 event = dispatched(case_id(), at=now, sla_class="emergency")
-                steps.append((event.case_id, str(event.event_id),
-                              lambda s, e=event: case_rules.apply(s, e, notify.policy)))
+                steps.append(
+                    (event.case_id, str(event.event_id), lambda s, e=event: case_rules.apply(s, e, notify.policy))
+                )
             before = dict(counter.counts)
             assert await clockwork.record_many(steps) == {}
             spent = {k: v - before.get(k, 0) for k, v in counter.counts.items()}

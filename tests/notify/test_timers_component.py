@@ -17,8 +17,14 @@ pytestmark = pytest.mark.component
 
 async def test_due_finds_only_timers_whose_time_has_come_earliest_first(db) -> None:
     wheel, now = TimerWheel(db, "t", bucket_s=60), datetime.now(UTC)
-    await wheel.schedule([Timer("later", now + timedelta(minutes=10), {}), Timer("b", now - timedelta(seconds=5), {}),
-                          Timer("a", now - timedelta(minutes=3), {})], now)
+    await wheel.schedule(
+        [
+            Timer("later", now + timedelta(minutes=10), {}),
+            Timer("b", now - timedelta(seconds=5), {}),
+            Timer("a", now - timedelta(minutes=3), {}),
+        ],
+        now,
+    )
     assert [t.id for t in await wheel.due(now, 10)] == ["a", "b"]
     assert [t.id for t in await wheel.due(now, 1)] == ["a"]
     assert [t.id for t in await wheel.due(now + timedelta(minutes=11), 10)] == ["a", "b", "later"]

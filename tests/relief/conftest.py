@@ -37,31 +37,61 @@ def case_id(seq: int | None = None) -> str:
 
 
 def help_requested(case: str, needs: tuple[str, ...], *, district: str = "500103", **kw: Any) -> HelpRequested:
-    caller = kw.pop("caller", Caller(name="张三", phone="13800138000", id_card=kw.pop("id_card", None),
-                                     hukou_district=kw.pop("hukou_district", None)))
-    return HelpRequested(case_id=case, received_at=datetime(2021, 2, 15, 9, 30, tzinfo=UTC), operator_id="op-1",
-                         caller=caller, place=Place(district=district), needs=needs, **kw)
+    caller = kw.pop(
+        "caller",
+        Caller(
+            name="张三",
+            phone="13800138000",
+            id_card=kw.pop("id_card", None),
+            hukou_district=kw.pop("hukou_district", None),
+        ),
+    )
+    return HelpRequested(
+        case_id=case,
+        received_at=datetime(2021, 2, 15, 9, 30, tzinfo=UTC),
+        operator_id="op-1",
+        caller=caller,
+        place=Place(district=district),
+        needs=needs,
+        **kw,
+    )
 
 
 def dispatched(case: str, needs: tuple[str, ...], *, district: str = "500103") -> CaseDispatched:
-    return CaseDispatched(case_id=case, district=district, needs=needs, sla_class="standard",
-                          lead=Assignment(department="civil_affairs", district=district, role="lead"),
-                          decision=Decision(rule_ids=("R-TEST",)))
+    return CaseDispatched(
+        case_id=case,
+        district=district,
+        needs=needs,
+        sla_class="standard",
+        lead=Assignment(department="civil_affairs", district=district, role="lead"),
+        decision=Decision(rule_ids=("R-TEST",)),
+    )
 
 
 def relief_settings(kafka: str, mongodb_url: str, db_name: str, **kw: Any) -> Settings:
-    return Settings(kafka_bootstrap_servers=kafka, mongodb_url=mongodb_url, mongodb_database=db_name,
-                    kafka_group_id=unique_name("relief-test"), environment="test", log_json=True,
-                    major_second_approval_above_yuan="3000", outbox_grace_s=0.5,
-                    outbox_sweep_interval_s=0.2, **kw)
+    return Settings(
+        kafka_bootstrap_servers=kafka,
+        mongodb_url=mongodb_url,
+        mongodb_database=db_name,
+        kafka_group_id=unique_name("relief-test"),
+        environment="test",
+        log_json=True,
+        major_second_approval_above_yuan="3000",
+        outbox_grace_s=0.5,
+        outbox_sweep_interval_s=0.2,
+        **kw,
+    )
 
 
 @pytest.fixture
-async def relief_app(kafka_bootstrap: str, mongodb_url: str, db_name: str) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+async def relief_app(
+    kafka_bootstrap: str, mongodb_url: str, db_name: str
+) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
     """The relief app (HTTP routes, store, broker, outbox sweeper; no consumer), clock fixed at TODAY."""
     settings = relief_settings(kafka_bootstrap, mongodb_url, db_name)
-    app = create_service_app(settings, title="relief-test", routers=[api.router, api.page], startup=startup,
-                             wait_for_kafka=True)
+    app = create_service_app(
+        settings, title="relief-test", routers=[api.router, api.page], startup=startup, wait_for_kafka=True
+    )
     async with app.router.lifespan_context(app):
         app.state.runtime.store.clock = lambda: TODAY
         transport = httpx.ASGITransport(app=app)
@@ -89,7 +119,9 @@ async def grant_events(kafka: str, case: str, expect: int, topic: str = GRANT_EV
     async def probe():
         records = await read_topic(kafka, topic, expect=10**9, timeout_s=1.5)
         # Publishing is at least once; consumers dedupe on event_id, and so does this reader.
-        found = list({e["event_id"]: e for e in (json.loads(r.value) for r in records if r.key == case.encode())}
-                     .values())
+        found = list(
+            {e["event_id"]: e for e in (json.loads(r.value) for r in records if r.key == case.encode())}.values()
+        )
         return found if len(found) >= expect else None
+
     return await eventually(probe, timeout=30, what=f"{expect} events of {case} on {topic}")

@@ -30,21 +30,29 @@ async def test_p52c_four_eyes_above_threshold_the_proposer_cannot_approve(relief
     eid = f"{case}:P5.2c"
     a, b = token(app, "officer-a"), token(app, "officer-b")
 
-    r = await client.post(f"/api/v1/entitlements/{eid}/approve", json={"amount_yuan": "8000.00", "note": "重病"},
-                          headers=a)
+    r = await client.post(
+        f"/api/v1/entitlements/{eid}/approve", json={"amount_yuan": "8000.00", "note": "重病"}, headers=a
+    )
     assert r.status_code == 200 and r.json()["status"] == "pending_approval"
     r = await client.post(f"/api/v1/entitlements/{eid}/approve", json={}, headers=a)
     assert r.status_code == 403 and r.json()["code"] == "four_eyes" and r.json()["message_zh"]
     other_district = token(app, "officer-c", district="500106")
-    assert (await client.post(f"/api/v1/entitlements/{eid}/approve", json={}, headers=other_district)).status_code == 403
+    assert (
+        await client.post(f"/api/v1/entitlements/{eid}/approve", json={}, headers=other_district)
+    ).status_code == 403
     r = await client.post(f"/api/v1/entitlements/{eid}/approve", json={"note": "复核同意"}, headers=b)
-    assert r.status_code == 200 and r.json()["status"] == "approved" and r.json()["signed_by"] == ["officer-a", "officer-b"]
+    assert (
+        r.status_code == 200
+        and r.json()["status"] == "approved"
+        and r.json()["signed_by"] == ["officer-a", "officer-b"]
+    )
     decisions = r.json()["decisions"]
     assert [d["action"] for d in decisions] == ["proposed", "signed_pending_second_approval", "approved"]
     assert all(d["rule_id"] == "P5.2c" and "facts" in d and d["at"] for d in decisions)  # P6.3
 
-    r = await client.post(f"/api/v1/entitlements/{eid}/payments", json={"period": "once", "payment_reference": "BANK-1"},
-                          headers=b)
+    r = await client.post(
+        f"/api/v1/entitlements/{eid}/payments", json={"period": "once", "payment_reference": "BANK-1"}, headers=b
+    )
     assert r.status_code == 201 and r.json()["entry"]["amount"] == "8000.00"
     assert (await client.get(f"/api/v1/entitlements/{eid}", headers=a)).json()["status"] == "paid"
 
@@ -58,18 +66,29 @@ async def test_p52c_four_eyes_above_threshold_the_proposer_cannot_approve(relief
 async def test_concurrent_identical_payment_requests_make_exactly_one_ledger_entry(relief_app, kafka_bootstrap):
     """P6.1: N identical payment requests at once (a double click, retries) -> one ledger entry, one event."""
     app, client = relief_app
-    case = await open_case(app, ("temp_assist_unemployed",), months_without_income=3, household_status="none",
-                           special_groups=("unemployed_uninsured",), id_card=id_card(1))
+    case = await open_case(
+        app,
+        ("temp_assist_unemployed",),
+        months_without_income=3,
+        household_status="none",
+        special_groups=("unemployed_uninsured",),
+        id_card=id_card(1),
+    )
     eid = f"{case}:P5.2b"
     officer = token(app, "officer-a")
     r = await client.post(f"/api/v1/entitlements/{eid}/approve", json={"amount_yuan": "1240.01"}, headers=officer)
-    assert r.status_code == 422 and r.json()["field"] == "amount_yuan"  # cap: 2 x 620 (EXAMPLE urban standard on 2021-02-15)
+    assert (
+        r.status_code == 422 and r.json()["field"] == "amount_yuan"
+    )  # cap: 2 x 620 (EXAMPLE urban standard on 2021-02-15)
     r = await client.post(f"/api/v1/entitlements/{eid}/approve", json={"amount_yuan": "1240.00"}, headers=officer)
     assert r.status_code == 200
 
     async def pay(i: int):
-        return await client.post(f"/api/v1/entitlements/{eid}/payments",
-                                 json={"period": "once", "payment_reference": f"REF-{i}"}, headers=officer)
+        return await client.post(
+            f"/api/v1/entitlements/{eid}/payments",
+            json={"period": "once", "payment_reference": f"REF-{i}"},
+            headers=officer,
+        )
 
     responses = await asyncio.gather(*(pay(i) for i in range(12)))
     assert sorted(r.status_code for r in responses) == [200] * 11 + [201]
@@ -93,13 +112,19 @@ async def test_p52a_monthly_until_discharge_mid_month(relief_app):
     r = await client.post(f"/api/v1/entitlements/{eid}/approve", json={"confirmed_on": "2021-02-10"}, headers=officer)
     assert r.status_code == 200 and r.json()["amount"] == "1240.00"  # 2 x 620 (EXAMPLE standard on 2021-02-15)
     for period in ("2021-02", "2021-03"):
-        r = await client.post(f"/api/v1/entitlements/{eid}/payments",
-                              json={"period": period, "payment_reference": f"B-{period}"}, headers=officer)
+        r = await client.post(
+            f"/api/v1/entitlements/{eid}/payments",
+            json={"period": period, "payment_reference": f"B-{period}"},
+            headers=officer,
+        )
         assert r.status_code == 201, r.text
-    r = await client.post(f"/api/v1/entitlements/{eid}/discharge", json={"discharged_on": "2021-03-05"}, headers=officer)
+    r = await client.post(
+        f"/api/v1/entitlements/{eid}/discharge", json={"discharged_on": "2021-03-05"}, headers=officer
+    )
     assert r.status_code == 200 and r.json()["status"] == "stopped" and r.json()["end_on"] == "2021-03-05"
-    r = await client.post(f"/api/v1/entitlements/{eid}/payments",
-                          json={"period": "2021-04", "payment_reference": "B-04"}, headers=officer)
+    r = await client.post(
+        f"/api/v1/entitlements/{eid}/payments", json={"period": "2021-04", "payment_reference": "B-04"}, headers=officer
+    )
     assert r.status_code == 409 and r.json()["code"] == "period_not_payable"
     ledger = (await client.get(f"/api/v1/cases/{case}/ledger", headers=officer)).json()
     assert [e["period"] for e in ledger["entries"]] == ["2021-02", "2021-03"] and ledger["total_yuan"] == "2480.00"
@@ -108,8 +133,9 @@ async def test_p52a_monthly_until_discharge_mid_month(relief_app):
 async def test_bad_input_is_refused_in_chinese_and_english_naming_the_field(relief_app):
     app, client = relief_app
     officer = token(app, "officer-a")
-    r = await client.post("/api/v1/entitlements/x/payments", json={"period": "2021/02", "payment_reference": "r"},
-                          headers=officer)
+    r = await client.post(
+        "/api/v1/entitlements/x/payments", json={"period": "2021/02", "payment_reference": "r"}, headers=officer
+    )
     assert r.status_code == 422
     [err] = r.json()["errors"]
     assert err["field"] == "period" and err["reason_zh"].startswith("期间") and "YYYY-MM" in err["reason_en"]
@@ -123,8 +149,13 @@ async def test_admin_adds_a_standard_from_a_date_and_new_cases_use_it(relief_app
     """Standards are dated data: an admin adds one; a case reported after its date uses it."""
     app, client = relief_app
     admin = token(app, "admin-1", role="admin", district=None)
-    body = {"district": "500103", "effective_from": "2021-02-01", "urban": "700.00", "rural": "560.00",
-            "source": "test"}
+    body = {
+        "district": "500103",
+        "effective_from": "2021-02-01",
+        "urban": "700.00",
+        "rural": "560.00",
+        "source": "test",
+    }
     assert (await client.post("/api/v1/admin/standards", json=body, headers=token(app, "o"))).status_code == 403
     assert (await client.post("/api/v1/admin/standards", json=body, headers=admin)).status_code == 201
     assert (await client.post("/api/v1/admin/standards", json=body, headers=admin)).status_code == 409
@@ -145,14 +176,20 @@ async def test_p52a_due_months_and_discharge_before_approval(relief_app, kafka_b
     case = await open_case(app, ("temp_assist_epidemic",), household_status="tekun")
     eid = f"{case}:P5.2a"
     await client.post(f"/api/v1/entitlements/{eid}/approve", json={"confirmed_on": "2021-01-25"}, headers=officer)
-    await client.post(f"/api/v1/entitlements/{eid}/payments", json={"period": "2021-01", "payment_reference": "J"},
-                      headers=officer)
+    await client.post(
+        f"/api/v1/entitlements/{eid}/payments", json={"period": "2021-01", "payment_reference": "J"}, headers=officer
+    )
     doc = (await client.get(f"/api/v1/entitlements/{eid}", headers=officer)).json()
-    assert doc["due_periods"] == [{"period": "2021-02", "amount": "1240.00"}, {"period": "2021-03", "amount": "1240.00"}]
+    assert doc["due_periods"] == [
+        {"period": "2021-02", "amount": "1240.00"},
+        {"period": "2021-03", "amount": "1240.00"},
+    ]
 
     other = await open_case(app, ("temp_assist_epidemic",), household_status="dibao")
     oid = f"{other}:P5.2a"
-    r = await client.post(f"/api/v1/entitlements/{oid}/discharge", json={"discharged_on": "2021-02-20"}, headers=officer)
+    r = await client.post(
+        f"/api/v1/entitlements/{oid}/discharge", json={"discharged_on": "2021-02-20"}, headers=officer
+    )
     assert r.status_code == 200 and r.json()["status"] == "proposed" and r.json()["end_on"] == "2021-02-20"
     r = await client.post(f"/api/v1/entitlements/{oid}/approve", json={}, headers=officer)
     assert r.status_code == 200 and r.json()["status"] == "stopped"
@@ -169,19 +206,30 @@ async def test_reject_and_cancel_record_the_reason_and_cancel_stops_after_a_paym
     case = await open_case(app, ("temp_assist_major", "temp_assist_unemployed"), months_without_income=6)
     r = await client.post(f"/api/v1/entitlements/{case}:P5.2c/reject", json={"reason": "已获其他救助"}, headers=officer)
     assert r.status_code == 200 and r.json()["decisions"][-1] | {"at": None} == r.json()["decisions"][-1] | {
-        "action": "rejected", "by": "officer-a", "note": "已获其他救助", "rule_id": "P5.2c", "at": None}
-    assert (await client.post(f"/api/v1/entitlements/{case}:P5.2c/approve", json={"amount_yuan": "10"},
-                              headers=officer)).status_code == 409
+        "action": "rejected",
+        "by": "officer-a",
+        "note": "已获其他救助",
+        "rule_id": "P5.2c",
+        "at": None,
+    }
+    assert (
+        await client.post(f"/api/v1/entitlements/{case}:P5.2c/approve", json={"amount_yuan": "10"}, headers=officer)
+    ).status_code == 409
     bid = f"{case}:P5.2b"
     await client.post(f"/api/v1/entitlements/{bid}/approve", json={"amount_yuan": "500"}, headers=officer)
-    await client.post(f"/api/v1/entitlements/{bid}/payments", json={"period": "once", "payment_reference": "P"},
-                      headers=officer)
+    await client.post(
+        f"/api/v1/entitlements/{bid}/payments", json={"period": "once", "payment_reference": "P"}, headers=officer
+    )
     r = await client.post(f"/api/v1/entitlements/{bid}/cancel", json={"reason": "重复"}, headers=officer)
     assert r.status_code == 409
     events = await grant_events(kafka_bootstrap, case, 5)
-    assert sorted(e["type"] for e in events) == ["grant.approved", "grant.paid", "grant.proposed", "grant.proposed",
-                                                 "grant.rejected"]
-
+    assert sorted(e["type"] for e in events) == [
+        "grant.approved",
+        "grant.paid",
+        "grant.proposed",
+        "grant.proposed",
+        "grant.rejected",
+    ]
 
 
 def two_processes(app):
@@ -207,7 +255,8 @@ async def test_concurrent_decisions_on_one_version_have_exactly_one_winner(relie
     async def decide(i, version):
         try:
             await processes[i % 2].entitlements.change(
-                eid, decide_on(version, {"sla_class": f"writer {i}"}, {"action": "noted", "by": f"officer-{i}"}, []))
+                eid, decide_on(version, {"sla_class": f"writer {i}"}, {"action": "noted", "by": f"officer-{i}"}, [])
+            )
             return True
         except Conflict:
             return None
@@ -235,14 +284,28 @@ async def test_concurrent_payments_of_one_period_mark_it_paid_once(relief_app):
     doc = await store.get_entitlement(eid)
 
     def paid_event(i):
-        return GrantPaid(grant_id=eid, case_id=case, rule_id="P5.2c", district="500103", actor=f"officer-{i}",
-                         amount_yuan="100.00", payment_reference=f"REF-{i}", period="once")
+        return GrantPaid(
+            grant_id=eid,
+            case_id=case,
+            rule_id="P5.2c",
+            district="500103",
+            actor=f"officer-{i}",
+            amount_yuan="100.00",
+            payment_reference=f"REF-{i}",
+            period="once",
+        )
 
-    results = await asyncio.gather(*(
-        processes[i % 2].entitlements.change(eid, mark_paid("once", {"sla_class": f"writer {i}"},
-                                                             {"action": "paid", "by": f"officer-{i}"},
-                                                             [paid_event(i)]))
-        for i in range(12)))
+    results = await asyncio.gather(
+        *(
+            processes[i % 2].entitlements.change(
+                eid,
+                mark_paid(
+                    "once", {"sla_class": f"writer {i}"}, {"action": "paid", "by": f"officer-{i}"}, [paid_event(i)]
+                ),
+            )
+            for i in range(12)
+        )
+    )
     assert sum(r is not None for r in results) == 1
     final = await store.get_entitlement(eid)
     assert final["paid_periods"] == ["once"] and final["payments"] == 1
@@ -260,8 +323,9 @@ async def test_help_request_and_dispatch_arriving_at_once_are_both_kept(relief_a
     for i in range(5):
         case = f"CQ-20210215-9{i:05d}"
         needs = ("temp_assist_major",)
-        await asyncio.gather(first.on_help_requested(help_requested(case, needs)),
-                             second.on_dispatched(dispatched(case, needs)))
+        await asyncio.gather(
+            first.on_help_requested(help_requested(case, needs)), second.on_dispatched(dispatched(case, needs))
+        )
         final = await store.get_case(case)
         assert final["help"]["needs"] == list(needs) and final["dispatch"]["district"] == "500103"
         assert final["evaluation"]["rules"] == ["P5.2c"]  # whichever came second saw both

@@ -39,8 +39,16 @@ def records(cases: list[str], *, first: int = 0) -> list[SimpleNamespace]:
     for n, case in enumerate(cases):
         help_ = help_requested(case, NEEDS, id_card=id_card(first + n), household_status="dibao")
         for topic, event in ((HELP_REQUESTED_TOPIC, help_), (CASE_LIFECYCLE_TOPIC, dispatched(case, NEEDS))):
-            out.append(SimpleNamespace(topic=topic, partition=0, offset=len(out), key=case.encode(), headers=[],
-                                       value=event.model_dump_json().encode()))
+            out.append(
+                SimpleNamespace(
+                    topic=topic,
+                    partition=0,
+                    offset=len(out),
+                    key=case.encode(),
+                    headers=[],
+                    value=event.model_dump_json().encode(),
+                )
+            )
     return out
 
 
@@ -53,9 +61,20 @@ async def test_a_batch_costs_a_bounded_number_of_store_commands_whatever_its_siz
     some, two entitlements each) cost the same store commands; so does a redelivered batch (nothing new)."""
     settings = relief_settings("127.0.0.1:1", mongodb_url, db_name)
     await ReliefStore(db).ensure_indexes()
-    await db["registry"].insert_many([
-        {"_id": f"R-{n}", "id_card_hash": hash_id_card(id_card(n), "salt"), "district": "500103", "area": "urban",
-         "categories": ["dibao"], "approved_on": "2020-01-01", "ended_on": None} for n in range(0, 200, 3)])
+    await db["registry"].insert_many(
+        [
+            {
+                "_id": f"R-{n}",
+                "id_card_hash": hash_id_card(id_card(n), "salt"),
+                "district": "500103",
+                "area": "urban",
+                "categories": ["dibao"],
+                "approved_on": "2020-01-01",
+                "ended_on": None,
+            }
+            for n in range(0, 200, 3)
+        ]
+    )
     counter = CommandCounter()
     client: AsyncMongoClient = AsyncMongoClient(mongodb_url, tz_aware=True, event_listeners=[counter])
     published = Published()
@@ -104,15 +123,17 @@ async def test_two_relief_processes_taking_the_same_records_create_each_entitlem
     processes = [relief_on(db, settings, p) for p in published]
     for _ in range(2):
         halves = (batch, list(reversed(batch)))  # the second sees the records in another order
-        results = await asyncio.gather(*(take_records(r, b, help_topic=HELP_REQUESTED_TOPIC)
-                                         for r, b in zip(processes, halves, strict=True)))
+        results = await asyncio.gather(
+            *(take_records(r, b, help_topic=HELP_REQUESTED_TOPIC) for r, b in zip(processes, halves, strict=True))
+        )
         assert results == [[], []]
     docs = await db["entitlements"].find({"case_id": {"$in": cases}}).to_list(None)
     assert sorted(d["_id"] for d in docs) == sorted(f"{c}:{rule}" for c in cases for rule in ("P5.2a", "P5.2c"))
     assert all(d["version"] == 1 and len(d["decisions"]) == 1 for d in docs)
     events = [e for p in published for e in p.events]
     assert {(e["grant_id"], e["type"]) for e in events} == {
-        (d["_id"], "grant.proposed" if d["status"] == "proposed" else "grant.rejected") for d in docs}
+        (d["_id"], "grant.proposed" if d["status"] == "proposed" else "grant.rejected") for d in docs
+    }
     assert len({e["event_id"] for e in events}) == len(docs)  # one event per entitlement
     for case in cases:
         stored = await db["cases"].find_one({"_id": case})

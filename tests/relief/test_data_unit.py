@@ -29,24 +29,29 @@ def test_standard_in_force_is_the_latest_effective_on_or_before_the_day():
         "example: true\nstandards:\n"
         "  - {district: '500103', effective_from: 2021-01-01, urban: '620', rural: '496'}\n"
         "  - {district: '500103', effective_from: 2021-07-01, urban: '650', rural: '520'}\n",
-        require_every_district=False)
+        require_every_district=False,
+    )
     assert book.amount("500103", "urban", date(2021, 6, 30)) == Decimal("620")
     assert book.amount("500103", "urban", date(2021, 7, 1)) == Decimal("650")
     with pytest.raises(NoStandard):
         book.amount("500103", "urban", date(2020, 12, 31))
-    added = book.with_added([DibaoStandard(district="500103", effective_from=date(2022, 1, 1), urban=Decimal("700"),
-                                           rural=Decimal("560"))])
+    added = book.with_added(
+        [DibaoStandard(district="500103", effective_from=date(2022, 1, 1), urban=Decimal("700"), rural=Decimal("560"))]
+    )
     assert added.amount("500103", "rural", date(2022, 3, 1)) == Decimal("560")
 
 
-@pytest.mark.parametrize("bad", [
-    "example: true\nstandards:\n  - {district: '999999', effective_from: 2021-01-01, urban: '1', rural: '1'}\n",
-    "example: true\nstandards:\n  - {district: '500103', effective_from: 2021-01-01, urban: '-1', rural: '1'}\n",
-    "example: true\nstandards:\n  - {district: '500103', effective_from: 2021-01-01, urban: '1.234', rural: '1'}\n",
-    "example: true\nstandards:\n  - {district: '500103', effective_from: 2021-01-01, urban: '1', rural: '1'}\n"
-    "  - {district: '500103', effective_from: 2021-01-01, urban: '2', rural: '2'}\n",
-    "standards: []\n",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "example: true\nstandards:\n  - {district: '999999', effective_from: 2021-01-01, urban: '1', rural: '1'}\n",
+        "example: true\nstandards:\n  - {district: '500103', effective_from: 2021-01-01, urban: '-1', rural: '1'}\n",
+        "example: true\nstandards:\n  - {district: '500103', effective_from: 2021-01-01, urban: '1.234', rural: '1'}\n",
+        "example: true\nstandards:\n  - {district: '500103', effective_from: 2021-01-01, urban: '1', rural: '1'}\n"
+        "  - {district: '500103', effective_from: 2021-01-01, urban: '2', rural: '2'}\n",
+        "standards: []\n",
+    ],
+)
 def test_invalid_standards_fail_validation(bad):
     with pytest.raises(ValueError):
         load_standards(bad, require_every_district=False)
@@ -54,8 +59,9 @@ def test_invalid_standards_fail_validation(bad):
 
 def test_missing_districts_fail_start_up_validation():
     with pytest.raises(ValueError, match="no standard for districts"):
-        load_standards("example: true\nstandards:\n"
-                       "  - {district: '500103', effective_from: 2021-01-01, urban: '1', rural: '1'}\n")
+        load_standards(
+            "example: true\nstandards:\n  - {district: '500103', effective_from: 2021-01-01, urban: '1', rural: '1'}\n"
+        )
 
 
 def test_money_is_decimal_to_the_fen():
@@ -106,8 +112,13 @@ def test_registry_import_rejects_a_file_without_the_required_columns():
         parse_registry_csv("recipient_id,name\nR1,x\n", salt="s")
 
 
-SPEC = RunSpec("P2.1-2021-02-spring-city", RunKind.HOLIDAY, "2021-02", frozenset({"500103"}),
-               {Category.DIBAO: Decimal("200"), Category.ORPHAN: Decimal("300")})
+SPEC = RunSpec(
+    "P2.1-2021-02-spring-city",
+    RunKind.HOLIDAY,
+    "2021-02",
+    frozenset({"500103"}),
+    {Category.DIBAO: Decimal("200"), Category.ORPHAN: Decimal("300")},
+)
 
 
 def person(*cats, approved=date(2020, 1, 1), ended=None, district="500103"):

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 
+from common.kafka import event_headers
 from contracts.events.hotline import HELP_REQUESTED_TOPIC
 from contracts.events.relief import GRANT_EVENTS_TOPIC
 from contracts.events.router import CASE_LIFECYCLE_TOPIC, CaseSignedFor
-from common.kafka import event_headers
 from services.relief.app import create_app
 from services.relief.domain.facts import Category
 from services.relief.domain.runs import RunKind, RunSpec
@@ -37,7 +37,9 @@ async def test_redelivered_help_request_and_dispatch_propose_each_grant_once(kaf
     """The same events delivered twice (as after a producer retry or a consumer restart) -> one
     entitlement per (case, rule) and one GrantProposed each; other lifecycle events pass by."""
     ns = f"{unique_name('relief-it')}."  # topics of its own: no other consumer proposes for this case
-    await create_topics(kafka_bootstrap, *(ns + t for t in (HELP_REQUESTED_TOPIC, CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC)))
+    await create_topics(
+        kafka_bootstrap, *(ns + t for t in (HELP_REQUESTED_TOPIC, CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC))
+    )
     settings = relief_settings(kafka_bootstrap, mongodb_url, db_name, topic_namespace=ns)
     app = create_app(settings)
     case = case_id()
@@ -50,17 +52,25 @@ async def test_redelivered_help_request_and_dispatch_propose_each_grant_once(kaf
     last: dict[TopicPartition, int] = {}
     try:
         for event in (help_, dispatch, help_, signed, dispatch):  # each delivered twice
-            meta = await producer.send_and_wait(ns + event.TOPIC, event.model_dump_json().encode(), key=event.key,
-                                                headers=[(k, v.encode()) for k, v in event_headers(event).items()])
+            meta = await producer.send_and_wait(
+                ns + event.TOPIC,
+                event.model_dump_json().encode(),
+                key=event.key,
+                headers=[(k, v.encode()) for k, v in event_headers(event).items()],
+            )
             last[TopicPartition(meta.topic, meta.partition)] = meta.offset
     finally:
         await producer.stop()
 
     async with app.router.lifespan_context(app):
         for tp, offset in last.items():  # the group committed past our last record on each topic
-            await eventually(lambda tp=tp, offset=offset: committed_past(kafka_bootstrap, settings.consumer_group,
-                                                                         tp.topic, tp.partition, offset),
-                             timeout=90, what=f"relief to consume and commit {tp}")
+            await eventually(
+                lambda tp=tp, offset=offset: committed_past(
+                    kafka_bootstrap, settings.consumer_group, tp.topic, tp.partition, offset
+                ),
+                timeout=90,
+                what=f"relief to consume and commit {tp}",
+            )
         docs = await db["entitlements"].find({"case_id": case}).to_list(10)
         assert sorted(d["_id"] for d in docs) == [f"{case}:P5.2a", f"{case}:P5.2c"]
         assert await db["cases"].count_documents({"_id": case}) == 1
@@ -78,9 +88,19 @@ def make_registry(n: int) -> list[dict]:
     docs = []
     for i in range(n):
         cats = ["edge"] if i % 5 == 4 else (["dibao", "orphan"] if i % 7 == 0 else ["tekun"] if i % 2 else ["dibao"])
-        docs.append({"_id": f"R{i:07d}", "name": f"n{i}", "id_card_hash": f"h{i}", "id_card_masked": "x",
-                     "district": "500103", "area": "urban", "categories": cats, "approved_on": "2020-06-01",
-                     "ended_on": None})
+        docs.append(
+            {
+                "_id": f"R{i:07d}",
+                "name": f"n{i}",
+                "id_card_hash": f"h{i}",
+                "id_card_masked": "x",
+                "district": "500103",
+                "area": "urban",
+                "categories": cats,
+                "approved_on": "2020-06-01",
+                "ended_on": None,
+            }
+        )
     return docs
 
 
@@ -92,12 +112,22 @@ async def test_subsidy_run_killed_mid_run_resumes_and_pays_everyone_exactly_once
     n = 4000
     await store.upsert_registry(make_registry(n))
     eligible = sum(1 for i in range(n) if i % 5 != 4)
-    spec = RunSpec("P2.1-2021-02-spring-city", RunKind.HOLIDAY, "2021-02", frozenset({"500103"}),
-                   {Category.DIBAO: Decimal("200.00"), Category.TEKUN: Decimal("300.00"), Category.ORPHAN: Decimal("500.00")})
+    spec = RunSpec(
+        "P2.1-2021-02-spring-city",
+        RunKind.HOLIDAY,
+        "2021-02",
+        frozenset({"500103"}),
+        {Category.DIBAO: Decimal("200.00"), Category.TEKUN: Decimal("300.00"), Category.ORPHAN: Decimal("500.00")},
+    )
     assert await store.create_run(run_document(spec, "spring", "city", "coord-1", datetime.now(UTC)))
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RELIEF_MONGODB_URL": mongodb_url, "RELIEF_MONGODB_DATABASE": db_name,
-           "RELIEF_LOG_JSON": "true"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "RELIEF_MONGODB_URL": mongodb_url,
+        "RELIEF_MONGODB_DATABASE": db_name,
+        "RELIEF_LOG_JSON": "true",
+    }
     cmd = [sys.executable, "-m", "services.relief.subsidies", spec.run_id, "--batch-size", "100", "--pause-s", "0.1"]
     first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -132,8 +162,13 @@ async def test_p21_newly_approved_recipient_is_paid_by_the_same_month_top_up(db)
     store = ReliefStore(db)
     await store.ensure_indexes()
     await store.upsert_registry(make_registry(10))
-    spec = RunSpec("P2.1-2021-02-main-500103", RunKind.HOLIDAY, "2021-02", frozenset({"500103"}),
-                   {Category.DIBAO: Decimal("200.00"), Category.TEKUN: Decimal("300.00")})
+    spec = RunSpec(
+        "P2.1-2021-02-main-500103",
+        RunKind.HOLIDAY,
+        "2021-02",
+        frozenset({"500103"}),
+        {Category.DIBAO: Decimal("200.00"), Category.TEKUN: Decimal("300.00")},
+    )
     await store.create_run(run_document(spec, "main", "500103", "c", datetime.now(UTC)))
     first = await execute_run(store, spec.run_id, by="c")
     newcomer = make_registry(1)[0] | {"_id": "R9999999", "approved_on": date(2021, 2, 26).isoformat()}

@@ -29,18 +29,27 @@ def records_of(*bodies: tuple[str, object]) -> list[SimpleNamespace]:
     """Kafka records as the batch consumer receives them: (topic, event or JSON-able dict)."""
     import json
 
-    return [SimpleNamespace(topic=topic, partition=0, offset=n, key=None, headers=[],
-                            value=body.model_dump_json().encode() if hasattr(body, "model_dump_json")
-                            else json.dumps(body).encode())
-            for n, (topic, body) in enumerate(bodies)]
+    return [
+        SimpleNamespace(
+            topic=topic,
+            partition=0,
+            offset=n,
+            key=None,
+            headers=[],
+            value=body.model_dump_json().encode() if hasattr(body, "model_dump_json") else json.dumps(body).encode(),
+        )
+        for n, (topic, body) in enumerate(bodies)
+    ]
 
 
 class Wired(SimpleNamespace):
     async def deliver(self, *bodies: tuple[str, object]) -> None:
         """One batch, under the delivery rules of `common.batches` (rejected records go to the DLQ)."""
-        await handle_with_policy(self.policy, lambda batch: take_records(self.relief, batch,
-                                                                         help_topic=HELP_REQUESTED_TOPIC),
-                                 records_of(*bodies))
+        await handle_with_policy(
+            self.policy,
+            lambda batch: take_records(self.relief, batch, help_topic=HELP_REQUESTED_TOPIC),
+            records_of(*bodies),
+        )
 
 
 @pytest.fixture
@@ -74,9 +83,17 @@ async def test_dispatch_first_then_help_request_proposes_once_and_refusals_cite_
     """Order does not matter; a registry dibao recipient asking P5.2b is refused by the rule (P5.2b),
     with reasons, while P5.2a is proposed from the registry's facts (P5.2a, P2.3)."""
     broker, db, published = wired
-    await db["registry"].insert_one({"_id": "R-42", "id_card_hash": hash_id_card(id_card(42), "salt"),
-                                     "district": "500103", "area": "rural", "categories": ["dibao"],
-                                     "approved_on": "2020-01-01", "ended_on": None})
+    await db["registry"].insert_one(
+        {
+            "_id": "R-42",
+            "id_card_hash": hash_id_card(id_card(42), "salt"),
+            "district": "500103",
+            "area": "rural",
+            "categories": ["dibao"],
+            "approved_on": "2020-01-01",
+            "ended_on": None,
+        }
+    )
     case = case_id()
     needs = ("temp_assist_unemployed", "temp_assist_epidemic")
     await broker.deliver((CASE_LIFECYCLE_TOPIC, dispatched(case, needs)))
@@ -102,9 +119,19 @@ async def test_other_lifecycle_events_pass_by(wired):
     broker, db, published = wired
     case = case_id()
     await broker.deliver((CASE_LIFECYCLE_TOPIC, {"type": "case.some_future_event", "case_id": case}))
-    await broker.deliver((CASE_LIFECYCLE_TOPIC, {"type": "case.resolved", "case_id": case, "actor": "w",
-                                                 "outcome": "done", "occurred_at": datetime.now(UTC).isoformat()}),
-                         (CASE_LIFECYCLE_TOPIC, {"type": "case.some_future_event", "case_id": case}))
+    await broker.deliver(
+        (
+            CASE_LIFECYCLE_TOPIC,
+            {
+                "type": "case.resolved",
+                "case_id": case,
+                "actor": "w",
+                "outcome": "done",
+                "occurred_at": datetime.now(UTC).isoformat(),
+            },
+        ),
+        (CASE_LIFECYCLE_TOPIC, {"type": "case.some_future_event", "case_id": case}),
+    )
     assert published["dlq"] == [] and await db["cases"].count_documents({}) == 0
 
 
@@ -112,10 +139,12 @@ async def test_records_that_fail_validation_go_to_the_dlq_and_the_rest_of_the_ba
     broker, db, published = wired
     case = case_id()
     needs = ("temp_assist_major",)
-    await broker.deliver((HELP_REQUESTED_TOPIC, {"case_id": case, "not": "a help request"}),
-                         (HELP_REQUESTED_TOPIC, help_requested(case, needs)),
-                         (CASE_LIFECYCLE_TOPIC, {"type": "case.dispatched", "case_id": case}),  # no district
-                         (CASE_LIFECYCLE_TOPIC, dispatched(case, needs)))
+    await broker.deliver(
+        (HELP_REQUESTED_TOPIC, {"case_id": case, "not": "a help request"}),
+        (HELP_REQUESTED_TOPIC, help_requested(case, needs)),
+        (CASE_LIFECYCLE_TOPIC, {"type": "case.dispatched", "case_id": case}),  # no district
+        (CASE_LIFECYCLE_TOPIC, dispatched(case, needs)),
+    )
     assert len(published["help_dlq"]) == 1 and len(published["dlq"]) == 1
     assert (await db["entitlements"].find_one({"_id": f"{case}:P5.2c"}))["status"] == "proposed"
 
@@ -125,7 +154,8 @@ async def test_a_case_before_any_standard_goes_to_the_dlq_not_lost(wired):
     broker, db, published = wired
     case = case_id()
     old = help_requested(case, ("temp_assist_epidemic",), household_status="dibao").model_copy(
-        update={"received_at": datetime(2020, 6, 1, tzinfo=UTC)})
+        update={"received_at": datetime(2020, 6, 1, tzinfo=UTC)}
+    )
     await broker.deliver((HELP_REQUESTED_TOPIC, old))
     await broker.deliver((CASE_LIFECYCLE_TOPIC, dispatched(case, ("temp_assist_epidemic",))))
     assert len(published["dlq"]) == 1 and published["dlq"][0]["case_id"] == case
@@ -138,10 +168,14 @@ async def test_a_data_gap_rejects_only_that_cases_records_not_the_batch(wired):
     broker, db, published = wired
     gap, good = case_id(), case_id()
     old = help_requested(gap, ("temp_assist_epidemic",), household_status="dibao").model_copy(
-        update={"received_at": datetime(2020, 6, 1, tzinfo=UTC)})
-    await broker.deliver((HELP_REQUESTED_TOPIC, old), (HELP_REQUESTED_TOPIC, help_requested(good, ("temp_assist_major",))),
-                         (CASE_LIFECYCLE_TOPIC, dispatched(gap, ("temp_assist_epidemic",))),
-                         (CASE_LIFECYCLE_TOPIC, dispatched(good, ("temp_assist_major",))))
+        update={"received_at": datetime(2020, 6, 1, tzinfo=UTC)}
+    )
+    await broker.deliver(
+        (HELP_REQUESTED_TOPIC, old),
+        (HELP_REQUESTED_TOPIC, help_requested(good, ("temp_assist_major",))),
+        (CASE_LIFECYCLE_TOPIC, dispatched(gap, ("temp_assist_epidemic",))),
+        (CASE_LIFECYCLE_TOPIC, dispatched(good, ("temp_assist_major",))),
+    )
     assert [d["case_id"] for d in published["dlq"]] == [gap] and [d["case_id"] for d in published["help_dlq"]] == [gap]
     assert await db["entitlements"].count_documents({"case_id": gap}) == 0
     assert (await db["entitlements"].find_one({"_id": f"{good}:P5.2c"}))["status"] == "proposed"

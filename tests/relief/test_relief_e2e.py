@@ -36,8 +36,12 @@ async def publish(kafka: str, *events) -> list[tuple[str, int, int]]:
     sent = []
     try:
         for event in events:
-            meta = await producer.send_and_wait(event.TOPIC, event.model_dump_json().encode(), key=event.key,
-                                                headers=[(k, v.encode()) for k, v in event_headers(event).items()])
+            meta = await producer.send_and_wait(
+                event.TOPIC,
+                event.model_dump_json().encode(),
+                key=event.key,
+                headers=[(k, v.encode()) for k, v in event_headers(event).items()],
+            )
             sent.append((meta.topic, meta.partition, meta.offset))
     finally:
         await producer.stop()
@@ -47,8 +51,9 @@ async def publish(kafka: str, *events) -> list[tuple[str, int, int]]:
 async def test_officer_pays_once_across_a_killed_and_restarted_relief(relief_process, kafka_bootstrap):
     await create_topics(kafka_bootstrap, HELP_REQUESTED_TOPIC, CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC)
     relief = relief_process["relief"]
-    officer = {"Authorization": "Bearer " + issue_token(TOKENS, sub="officer-e2e", role="relief_officer",
-                                                        district="500103")}
+    officer = {
+        "Authorization": "Bearer " + issue_token(TOKENS, sub="officer-e2e", role="relief_officer", district="500103")
+    }
     case = case_id()
     needs = ("temp_assist_unemployed",)
     help_ = help_requested(case, needs, months_without_income=3, special_groups=("unemployed_uninsured",))
@@ -64,7 +69,9 @@ async def test_officer_pays_once_across_a_killed_and_restarted_relief(relief_pro
     assert doc["status"] == "proposed" and doc["cap"] == "1240.00"
     async with httpx.AsyncClient(timeout=10) as client:
         assert (await client.post(f"{url}/approve", json={"amount_yuan": "900.00"}, headers=officer)).status_code == 200
-        paid = await client.post(f"{url}/payments", json={"period": "once", "payment_reference": "B-1"}, headers=officer)
+        paid = await client.post(
+            f"{url}/payments", json={"period": "once", "payment_reference": "B-1"}, headers=officer
+        )
         assert paid.status_code == 201
 
     relief.stop("kill")  # SIGKILL: nothing shut down cleanly
@@ -72,11 +79,16 @@ async def test_officer_pays_once_across_a_killed_and_restarted_relief(relief_pro
     relief.wait_ready()
     group = relief.env["RELIEF_KAFKA_GROUP_ID"]
     for topic, partition, offset in await publish(kafka_bootstrap, help_, dispatched(case, needs)):  # again
-        await eventually(lambda t=topic, p=partition, o=offset: committed_past(kafka_bootstrap, group, t, p, o),
-                         timeout=90, what="the restarted relief to handle the redelivered events")
+        await eventually(
+            lambda t=topic, p=partition, o=offset: committed_past(kafka_bootstrap, group, t, p, o),
+            timeout=90,
+            what="the restarted relief to handle the redelivered events",
+        )
 
     async with httpx.AsyncClient(timeout=10) as client:
-        again = await client.post(f"{url}/payments", json={"period": "once", "payment_reference": "B-2"}, headers=officer)
+        again = await client.post(
+            f"{url}/payments", json={"period": "once", "payment_reference": "B-2"}, headers=officer
+        )
         assert again.status_code == 200 and again.json()["entry"]["payment_reference"] == "B-1"
         ledger = (await client.get(f"{relief.url}/api/v1/cases/{case}/ledger", headers=officer)).json()
         assert [e["amount"] for e in ledger["entries"]] == ["900.00"]

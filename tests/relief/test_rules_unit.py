@@ -13,11 +13,15 @@ from services.relief.domain.standards import Area, DibaoStandard, StandardsBook
 
 pytestmark = pytest.mark.unit
 
-BOOK = StandardsBook([
-    DibaoStandard(district="500103", effective_from=date(2021, 1, 1), urban=Decimal("620"), rural=Decimal("496")),
-    DibaoStandard(district="500103", effective_from=date(2021, 7, 1), urban=Decimal("650"), rural=Decimal("520")),
-    DibaoStandard(district="500106", effective_from=date(2021, 1, 1), urban=Decimal("600.50"), rural=Decimal("480")),
-])
+BOOK = StandardsBook(
+    [
+        DibaoStandard(district="500103", effective_from=date(2021, 1, 1), urban=Decimal("620"), rural=Decimal("496")),
+        DibaoStandard(district="500103", effective_from=date(2021, 7, 1), urban=Decimal("650"), rural=Decimal("520")),
+        DibaoStandard(
+            district="500106", effective_from=date(2021, 1, 1), urban=Decimal("600.50"), rural=Decimal("480")
+        ),
+    ]
+)
 
 
 def facts(need: str, **kw) -> CaseFacts:
@@ -44,8 +48,9 @@ def test_p52a_dibao_patient_gets_twice_the_local_standard_monthly():
 
 def test_p52a_uses_the_rural_standard_of_a_rural_registry_recipient_and_the_standard_in_force_that_day():
     """P5.2a: the standard is the one in force on the day reported (dated data), by the recipient's area."""
-    p = only(facts("temp_assist_epidemic", reported_on=date(2021, 7, 1), registry=registry(Category.TEKUN,
-                                                                                          area=Area.RURAL)))
+    p = only(
+        facts("temp_assist_epidemic", reported_on=date(2021, 7, 1), registry=registry(Category.TEKUN, area=Area.RURAL))
+    )
     assert p.amount == Decimal("1040.00") and p.area is Area.RURAL
 
 
@@ -71,30 +76,47 @@ def test_p52a_unknown_household_is_proposed_with_a_check_not_refused():
 
 def test_p52b_exactly_three_months_without_income_qualifies_with_a_cap_of_twice_the_urban_standard():
     """P5.2b boundary: exactly 3 consecutive months qualifies; cap = 2 x urban standard, officer sets amount."""
-    p = only(facts("temp_assist_unemployed", months_without_income=3, household_status="none",
-                   special_groups=frozenset({"unemployed_uninsured"})))
+    p = only(
+        facts(
+            "temp_assist_unemployed",
+            months_without_income=3,
+            household_status="none",
+            special_groups=frozenset({"unemployed_uninsured"}),
+        )
+    )
     assert p.eligible and p.schedule is Schedule.ONCE and p.amount_kind is AmountKind.CAPPED
     assert p.cap == Decimal("1240.00") and p.amount is None
 
 
 def test_p52b_two_months_without_income_does_not_qualify():
     """P5.2b boundary: 2 months is fewer than 3."""
-    p = only(facts("temp_assist_unemployed", months_without_income=2, special_groups=frozenset({"unemployed_uninsured"})))
+    p = only(
+        facts("temp_assist_unemployed", months_without_income=2, special_groups=frozenset({"unemployed_uninsured"}))
+    )
     assert not p.eligible and "fewer than 3" in p.reasons[0]
 
 
 def test_p52b_cap_uses_the_urban_standard_even_for_a_rural_registry_person():
     """P5.2b: the cap is the URBAN standard of the place of habitual residence."""
-    p = only(facts("temp_assist_unemployed", place_district="500106", months_without_income=5,
-                   registry=registry(Category.EDGE, area=Area.RURAL)))
+    p = only(
+        facts(
+            "temp_assist_unemployed",
+            place_district="500106",
+            months_without_income=5,
+            registry=registry(Category.EDGE, area=Area.RURAL),
+        )
+    )
     assert p.eligible and p.cap == Decimal("1201.00") and p.payer_district == "500106"
 
 
-@pytest.mark.parametrize("kw", [
-    {"household_status": "dibao"},
-    {"registry": registry(Category.DIBAO)},
-    {"registry": registry(Category.UNEMPLOYMENT_BENEFIT)},
-])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"household_status": "dibao"},
+        {"registry": registry(Category.DIBAO)},
+        {"registry": registry(Category.UNEMPLOYMENT_BENEFIT)},
+    ],
+)
 def test_p52b_dibao_recipients_and_insured_unemployed_are_excluded(kw):
     """P5.2b: not in dibao, not covered by unemployment insurance."""
     assert not only(facts("temp_assist_unemployed", months_without_income=4, **kw)).eligible

@@ -9,7 +9,14 @@ import pytest
 
 from common.errors import DomainError, Forbidden
 from services.relief.domain.lifecycle import (
-    Conflict, EntitlementState, Status, approve, cancel, check_payable, discharge, reject,
+    Conflict,
+    EntitlementState,
+    Status,
+    approve,
+    cancel,
+    check_payable,
+    discharge,
+    reject,
 )
 from services.relief.domain.rules import AmountKind, Schedule
 from services.relief.domain.schedule import NotPayable, PartMonthPolicy, monthly_payment, payable_months
@@ -60,8 +67,13 @@ def test_payable_months_run_from_confirmation_to_discharge():
 
 
 def state(**kw) -> EntitlementState:
-    base = dict(status=Status.PROPOSED, rule_id="P5.2c", schedule=Schedule.ONCE, amount_kind=AmountKind.CASE_BY_CASE,
-                four_eyes_above=Decimal("3000"))
+    base = dict(
+        status=Status.PROPOSED,
+        rule_id="P5.2c",
+        schedule=Schedule.ONCE,
+        amount_kind=AmountKind.CASE_BY_CASE,
+        four_eyes_above=Decimal("3000"),
+    )
     return EntitlementState(**(base | kw))
 
 

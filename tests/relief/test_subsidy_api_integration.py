@@ -25,8 +25,9 @@ async def test_p23_registry_csv_import_reports_bad_rows_and_keeps_good_ones(reli
     """P2.3: a district officer's import keeps good rows of their district and names every bad row."""
     app, client = relief_app
     officer = token(app, "officer-a")
-    r = await client.post("/api/v1/registry/import", headers=officer,
-                          files={"file": ("registry.csv", CSV.encode("utf-8"), "text/csv")})
+    r = await client.post(
+        "/api/v1/registry/import", headers=officer, files={"file": ("registry.csv", CSV.encode("utf-8"), "text/csv")}
+    )
     assert r.status_code == 200, r.text
     report = r.json()
     assert report["rows"] == 5 and report["accepted"] == 3
@@ -35,19 +36,27 @@ async def test_p23_registry_csv_import_reports_bad_rows_and_keeps_good_ones(reli
     assert bad["R4"]["line"] == 5 and bad["R4"]["errors"][0]["reason_en"] == "not in your district 500103"
     record = (await client.get("/api/v1/registry/R2", headers=officer)).json()
     assert record["categories"] == ["orphan", "tekun"] and id_card(12) not in str(record)
-    missing = await client.post("/api/v1/registry/import", headers=officer,
-                                files={"file": ("x.csv", b"recipient_id,name\nR1,x\n", "text/csv")})
+    missing = await client.post(
+        "/api/v1/registry/import", headers=officer, files={"file": ("x.csv", b"recipient_id,name\nR1,x\n", "text/csv")}
+    )
     assert missing.status_code == 422 and "missing columns" in missing.json()["message_en"]
 
 
 async def test_p21_run_opened_twice_and_executed_twice_pays_each_recipient_once(relief_app):
     """P2.1 holiday run: opening the same run again returns it; executing twice pays nobody twice."""
     app, client = relief_app
-    await client.post("/api/v1/registry/import", headers=token(app, "admin", role="admin", district=None),
-                      files={"file": ("registry.csv", CSV.encode("utf-8"), "text/csv")})
+    await client.post(
+        "/api/v1/registry/import",
+        headers=token(app, "admin", role="admin", district=None),
+        files={"file": ("registry.csv", CSV.encode("utf-8"), "text/csv")},
+    )
     coordinator = token(app, "coord-1", role="coordinator", district="500103")
-    body = {"kind": "holiday", "month": "2021-02", "label": "spring", "amounts": {"dibao": "200.00", "tekun": "300",
-                                                                                   "orphan": "500"}}
+    body = {
+        "kind": "holiday",
+        "month": "2021-02",
+        "label": "spring",
+        "amounts": {"dibao": "200.00", "tekun": "300", "orphan": "500"},
+    }
     first = await client.post("/api/v1/runs", json=body, headers=coordinator)
     assert first.status_code == 201 and first.json()["_id"] == "P2.1-2021-02-spring-500103"
     assert first.json()["due_on"] == "2021-02-28"
@@ -78,8 +87,9 @@ async def test_p51_approved_dibao_enters_the_registry_and_is_paid_by_the_month_t
     app, client = relief_app
     relief = app.state.runtime.store
     case = case_id()
-    await relief.on_help_requested(help_requested(case, ("dibao_application",), id_card=id_card(77),
-                                                  months_without_income=2))
+    await relief.on_help_requested(
+        help_requested(case, ("dibao_application",), id_card=id_card(77), months_without_income=2)
+    )
     await relief.on_dispatched(dispatched(case, ("dibao_application",)))
     officer = token(app, "officer-a")
     doc = (await client.get(f"/api/v1/entitlements/{case}:P5.1", headers=officer)).json()
@@ -92,8 +102,13 @@ async def test_p51_approved_dibao_enters_the_registry_and_is_paid_by_the_month_t
     assert record["categories"] == ["dibao"] and record["approved_on"] == "2021-03-20"
 
     coordinator = token(app, "coord-1", role="coordinator", district="500103")
-    run = (await client.post("/api/v1/runs", json={"kind": "holiday", "month": "2021-03", "amounts": {"dibao": "200"}},
-                             headers=coordinator)).json()
+    run = (
+        await client.post(
+            "/api/v1/runs",
+            json={"kind": "holiday", "month": "2021-03", "amounts": {"dibao": "200"}},
+            headers=coordinator,
+        )
+    ).json()
     await client.post(f"/api/v1/runs/{run['_id']}/execute", headers=coordinator)
 
     async def paid():

@@ -12,8 +12,9 @@ from tests.router.harness import RouterHarness, running_router
 
 
 @pytest.fixture(scope="module")
-async def router(kafka_bootstrap: str, mongodb_url: str, mongo_client: AsyncMongoClient) -> AsyncIterator[
-        RouterHarness]:
+async def router(
+    kafka_bootstrap: str, mongodb_url: str, mongo_client: AsyncMongoClient
+) -> AsyncIterator[RouterHarness]:
     database = f"test_router_{uuid.uuid4().hex[:10]}"
     try:
         async with running_router(kafka_bootstrap, mongodb_url, database) as harness:

@@ -23,14 +23,27 @@ from services.router.app import create_app
 from services.router.settings import Settings
 from tests.support.kafka import create_topics, unique_name
 
-DESK = ("civil_affairs", "market_regulation", "commerce", "hrss", "education", "health", "housing",
-        "emergency_management")
+DESK = (
+    "civil_affairs",
+    "market_regulation",
+    "commerce",
+    "hrss",
+    "education",
+    "health",
+    "housing",
+    "emergency_management",
+)
 
 
 def help_request(case_id: str, *needs: str, district: str = "500103", **fields: Any) -> HelpRequested:
     return HelpRequested(
-        case_id=case_id, received_at=fields.pop("received_at", datetime.now(UTC)), operator_id="op-1",
-        caller=Caller(name="张三", phone="13812345678"), place=Place(district=district), needs=needs, **fields,
+        case_id=case_id,
+        received_at=fields.pop("received_at", datetime.now(UTC)),
+        operator_id="op-1",
+        caller=Caller(name="张三", phone="13812345678"),
+        place=Place(district=district),
+        needs=needs,
+        **fields,
     )
 
 
@@ -57,10 +70,12 @@ class RouterHarness:
     def service(self) -> Any:
         return self.runtime.store
 
-    def token(self, role: str, department: str | None = None, district: str | None = "500103",
-              sub: str | None = None) -> dict[str, str]:
-        token = issue_token(self.settings, sub=sub or f"{role}-{department}", role=role, department=department,
-                            district=district)
+    def token(
+        self, role: str, department: str | None = None, district: str | None = "500103", sub: str | None = None
+    ) -> dict[str, str]:
+        token = issue_token(
+            self.settings, sub=sub or f"{role}-{department}", role=role, department=department, district=district
+        )
         return {"Authorization": f"Bearer {token}"}
 
     def worker(self, department: str, district: str = "500103") -> dict[str, str]:
@@ -82,8 +97,13 @@ class RouterHarness:
 
     async def events(self, case_id: str, topic: str = CASE_LIFECYCLE_TOPIC) -> list[dict[str, Any]]:
         """Every record of `case_id` on (the namespaced) `topic`, read from the beginning."""
-        consumer = AIOKafkaConsumer(self.settings.topic(topic), bootstrap_servers=self.bootstrap, group_id=None,
-                                    auto_offset_reset="earliest", enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            self.settings.topic(topic),
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
         await consumer.start()
         out: list[dict[str, Any]] = []
         try:
@@ -101,22 +121,31 @@ class RouterHarness:
 
 
 def all_topics(namespace: str) -> list[str]:
-    base = [HELP_REQUESTED_TOPIC, CASE_LIFECYCLE_TOPIC, CASE_EVENTS_TOPIC,
-            *(department_queue_topic(d) for d in DESK)]
+    base = [HELP_REQUESTED_TOPIC, CASE_LIFECYCLE_TOPIC, CASE_EVENTS_TOPIC, *(department_queue_topic(d) for d in DESK)]
     names = [namespace + t for t in base]
     return names + [f"{t}.dlq" for t in names]
 
 
 @contextlib.asynccontextmanager
-async def running_router(bootstrap: str, mongodb_url: str, database: str, **overrides: Any) -> AsyncIterator[
-        RouterHarness]:
+async def running_router(
+    bootstrap: str, mongodb_url: str, database: str, **overrides: Any
+) -> AsyncIterator[RouterHarness]:
     namespace = unique_name("rt") + "."
     await create_topics(bootstrap, *all_topics(namespace), partitions=3)
     settings = Settings(
-        kafka_bootstrap_servers=bootstrap, mongodb_url=mongodb_url, mongodb_database=database,
-        kafka_group_id=unique_name("router"), topic_namespace=namespace, desk_departments=DESK,
-        environment="test", consumer_max_attempts=2, consumer_backoff_initial_s=0.01, consumer_backoff_max_s=0.02,
-        outbox_sweep_interval_s=0.5, outbox_grace_s=1.0, **overrides,
+        kafka_bootstrap_servers=bootstrap,
+        mongodb_url=mongodb_url,
+        mongodb_database=database,
+        kafka_group_id=unique_name("router"),
+        topic_namespace=namespace,
+        desk_departments=DESK,
+        environment="test",
+        consumer_max_attempts=2,
+        consumer_backoff_initial_s=0.01,
+        consumer_backoff_max_s=0.02,
+        outbox_sweep_interval_s=0.5,
+        outbox_grace_s=1.0,
+        **overrides,
     )
     app = create_app(settings)
     try:

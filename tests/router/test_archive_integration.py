@@ -18,8 +18,9 @@ from tests.support.waiting import eventually
 pytestmark = pytest.mark.integration
 
 
-async def resolved_case(router: RouterHarness, need: str = "housing_aid", department: str = "housing",
-                        **fields: object) -> tuple[str, dict]:
+async def resolved_case(
+    router: RouterHarness, need: str = "housing_aid", department: str = "housing", **fields: object
+) -> tuple[str, dict]:
     case_id = new_case_id()
     await router.send_help(help_request(case_id, need, **fields))
     task = await dispatched(router, department, case_id)
@@ -33,8 +34,9 @@ async def resolved_case(router: RouterHarness, need: str = "housing_aid", depart
 async def archive_now(router: RouterHarness) -> int:
     """What the archiver does once `archive_after_s` has passed."""
     later = utcnow() + timedelta(seconds=1)
-    return await router.service.cases.archive_where({"status": {"$in": ["resolved", "merged"]},
-                                                     "updated_at": {"$lt": later}})
+    return await router.service.cases.archive_where(
+        {"status": {"$in": ["resolved", "merged"]}, "updated_at": {"$lt": later}}
+    )
 
 
 async def test_a_long_closed_case_leaves_the_queues_but_is_still_found(router: RouterHarness) -> None:
@@ -110,9 +112,17 @@ async def test_archiving_at_the_same_moment_as_a_change_loses_neither(router: Ro
     service = router.service
     for round_ in range(4):
         case_id, _ = await resolved_case(router)
-        change = service.update(case_id, lambda case, n=round_: reopen(
-            case, service.catalogue, event_id=f"reopen-{case_id}-{n}", actor="test", reason="回访不满意",
-            now=utcnow()))
+        change = service.update(
+            case_id,
+            lambda case, n=round_, case_id=case_id: reopen(
+                case,
+                service.catalogue,
+                event_id=f"reopen-{case_id}-{n}",
+                actor="test",
+                reason="回访不满意",
+                now=utcnow(),
+            ),
+        )
         await asyncio.gather(archive_now(router), change)
         live = await service.store.cases.find_one({"_id": case_id})
         assert live is not None, f"round {round_}: the reopened case is missing from the working set"

@@ -44,7 +44,9 @@ def test_open_case_makes_one_task_per_department_and_one_dispatch_event_P2_3() -
     facts = RoutingFacts(district="500103", needs=("homeless_cold",), received_at=NOW)
     case = open_case("CQ-20260215-000001", facts, decide(CATALOGUE, facts), CATALOGUE, now=NOW)
     assert [(t.department, t.role, t.status) for t in case.tasks] == [
-        ("civil_affairs", "lead", "pending"), ("health", "co_handler", "pending")]
+        ("civil_affairs", "lead", "pending"),
+        ("health", "co_handler", "pending"),
+    ]
     assert types(case) == ["dept.task", "dept.task", "case.dispatched"]
     assert [e.get("department") for e in case.outbox] == ["civil_affairs", "health", None]
     dispatched = case.outbox[-1]["body"]
@@ -79,8 +81,9 @@ def test_sign_for_is_only_for_the_own_department_and_district() -> None:
 def test_return_redispatches_without_the_refusing_department() -> None:
     case = new_case("price_gouging")
     lead = case.tasks[0]
-    step = desk.return_task(case, lead.task_id, worker("market_regulation"), "not_our_responsibility", "not ours",
-                            CATALOGUE, 2, NOW)
+    step = desk.return_task(
+        case, lead.task_id, worker("market_regulation"), "not_our_responsibility", "not ours", CATALOGUE, 2, NOW
+    )
     assert step == "redispatched"
     assert lead.status == "returned" and case.refused == ["market_regulation"] and case.returns == 1
     new_lead = case.lead_task()
@@ -93,11 +96,13 @@ def test_return_redispatches_without_the_refusing_department() -> None:
 
 def test_return_after_two_refusals_goes_to_the_coordinator_for_arbitration() -> None:
     case = new_case("price_gouging")
-    desk.return_task(case, case.tasks[0].task_id, worker("market_regulation"), "not_our_responsibility", "x",
-                     CATALOGUE, 2, NOW)
+    desk.return_task(
+        case, case.tasks[0].task_id, worker("market_regulation"), "not_our_responsibility", "x", CATALOGUE, 2, NOW
+    )
     mark_queued(case, case.lead_task().task_id, NOW)
-    step = desk.return_task(case, case.lead_task().task_id, worker("civil_affairs"), "not_our_responsibility",
-                            "y", CATALOGUE, 2, NOW)
+    step = desk.return_task(
+        case, case.lead_task().task_id, worker("civil_affairs"), "not_our_responsibility", "y", CATALOGUE, 2, NOW
+    )
     assert step == "arbitration" and case.status == "arbitration" and case.returns == 2
     assert types(case)[-1] == "case.arbitration_requested"
     coordination.settle_arbitration(case, COORDINATOR, "commerce", None, "commerce owns supply", CATALOGUE, NOW)
@@ -105,14 +110,16 @@ def test_return_after_two_refusals_goes_to_the_coordinator_for_arbitration() -> 
     assert types(case)[-2:] == ["dept.task", "case.arbitration_settled"]
     mark_queued(case, case.lead_task().task_id, NOW)
     with pytest.raises(DomainError, match="cannot be returned"):
-        desk.return_task(case, case.lead_task().task_id, worker("commerce"), "not_our_responsibility", "z",
-                         CATALOGUE, 2, NOW)
+        desk.return_task(
+            case, case.lead_task().task_id, worker("commerce"), "not_our_responsibility", "z", CATALOGUE, 2, NOW
+        )
 
 
 def test_wrong_district_goes_straight_to_arbitration_and_a_reassignment_settles_it() -> None:
     case = new_case("other")
-    step = desk.return_task(case, case.tasks[0].task_id, worker("civil_affairs"), "wrong_district", "elsewhere",
-                            CATALOGUE, 2, NOW)
+    step = desk.return_task(
+        case, case.tasks[0].task_id, worker("civil_affairs"), "wrong_district", "elsewhere", CATALOGUE, 2, NOW
+    )
     assert step == "arbitration" and case.status == "arbitration"
     city = Principal(sub="co-city", role="coordinator", district="city")
     coordination.reassign(case, city, "civil_affairs", "500101", "happened in Wanzhou", CATALOGUE, NOW)

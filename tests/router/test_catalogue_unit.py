@@ -15,8 +15,25 @@ pytestmark = pytest.mark.unit
 
 CATALOGUE = load_catalogue()
 # Provisions marked `core` or `route` in POLICY.md (P5.2 is split into its four sub-provisions).
-CORE_AND_ROUTE = ["P1.1", "P1.2", "P1.3", "P2.1", "P2.2", "P2.3", "P3.1", "P3.2", "P4.1", "P5.1", "P5.2a",
-                  "P5.2b", "P5.2c", "P5.2d", "P5.3", "P6.1", "P6.2"]
+CORE_AND_ROUTE = [
+    "P1.1",
+    "P1.2",
+    "P1.3",
+    "P2.1",
+    "P2.2",
+    "P2.3",
+    "P3.1",
+    "P3.2",
+    "P4.1",
+    "P5.1",
+    "P5.2a",
+    "P5.2b",
+    "P5.2c",
+    "P5.2d",
+    "P5.3",
+    "P6.1",
+    "P6.2",
+]
 RECEIVED = datetime(2026, 2, 15, 8, 0, tzinfo=UTC)
 
 
@@ -80,9 +97,12 @@ def test_each_modifier_applies_when_its_conditions_hold(rule: Rule) -> None:
 
 @pytest.mark.parametrize("rule", [r for r in CATALOGUE.rules if r.when.size()], ids=lambda r: r.id)
 def test_conditional_rules_do_not_apply_when_their_conditions_fail(rule: Rule) -> None:
-    facts = RoutingFacts(district="500103", needs=(rule.service or (rule.services or ("other",))[0],),
-                         received_at=RECEIVED, emergency=not rule.when.emergency if rule.when.emergency is not None
-                         else False)
+    facts = RoutingFacts(
+        district="500103",
+        needs=(rule.service or (rule.services or ("other",))[0],),
+        received_at=RECEIVED,
+        emergency=not rule.when.emergency if rule.when.emergency is not None else False,
+    )
     assert rule.id not in decide(CATALOGUE, facts).decision.rule_ids
 
 
@@ -109,16 +129,19 @@ def test_a_closed_rule_gives_way_to_its_successor() -> None:
     assert after.decision.rule_ids[0] == "R-P1.1-SUPPLY-2026" and after.lead.department == "market_regulation"
 
 
-@pytest.mark.parametrize(("patch", "message"), [
-    ({"service": "no_such_service"}, "rule R-P1.1-SUPPLY: unknown service code 'no_such_service'"),
-    ({"lead": "ministry_of_magic"}, "rule R-P1.1-SUPPLY: unknown department 'ministry_of_magic'"),
-    ({"sla_class": "yesterday"}, "rule R-P1.1-SUPPLY: unknown sla_class 'yesterday'"),
-    ({"provisions": ["5.2"]}, "rule R-P1.1-SUPPLY: provisions"),
-    ({"provisions": []}, "rule R-P1.1-SUPPLY: provisions"),
-    ({"when": {"household_status_in": ["rich"]}}, "rule R-P1.1-SUPPLY: when.household_status_in"),
-    ({"co_handlers": ["commerce"]}, "rule R-P1.1-SUPPLY: the lead 'commerce' cannot also be a co-handler"),
-    ({"effective_to": "2020-01-01"}, "rule R-P1.1-SUPPLY: effective_to must be after effective_from"),
-])
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"service": "no_such_service"}, "rule R-P1.1-SUPPLY: unknown service code 'no_such_service'"),
+        ({"lead": "ministry_of_magic"}, "rule R-P1.1-SUPPLY: unknown department 'ministry_of_magic'"),
+        ({"sla_class": "yesterday"}, "rule R-P1.1-SUPPLY: unknown sla_class 'yesterday'"),
+        ({"provisions": ["5.2"]}, "rule R-P1.1-SUPPLY: provisions"),
+        ({"provisions": []}, "rule R-P1.1-SUPPLY: provisions"),
+        ({"when": {"household_status_in": ["rich"]}}, "rule R-P1.1-SUPPLY: when.household_status_in"),
+        ({"co_handlers": ["commerce"]}, "rule R-P1.1-SUPPLY: the lead 'commerce' cannot also be a co-handler"),
+        ({"effective_to": "2020-01-01"}, "rule R-P1.1-SUPPLY: effective_to must be after effective_from"),
+    ],
+)
 def test_a_bad_rule_is_refused_at_start_up_naming_the_rule(patch: dict, message: str) -> None:
     data = raw()
     data["rules"][0].update(patch)

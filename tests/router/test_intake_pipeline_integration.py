@@ -24,8 +24,12 @@ pytestmark = pytest.mark.integration
 
 
 def make_settings(bootstrap: str, chunk: int) -> Settings:
-    return Settings(kafka_bootstrap_servers=bootstrap, topic_namespace=unique_name("pipe") + ".",
-                    intake_chunk_size=chunk, environment="test")
+    return Settings(
+        kafka_bootstrap_servers=bootstrap,
+        topic_namespace=unique_name("pipe") + ".",
+        intake_chunk_size=chunk,
+        environment="test",
+    )
 
 
 async def test_a_batch_worked_in_chunks_dispatches_each_case_once_and_in_order(kafka_bootstrap: str, db) -> None:
@@ -34,8 +38,12 @@ async def test_a_batch_worked_in_chunks_dispatches_each_case_once_and_in_order(k
     await create_topics(kafka_bootstrap, *topics, partitions=3)
     store = RouterStore(db)
     await store.ensure_indexes()
-    service = CaseService(store=store, broker=None,  # type: ignore[arg-type]  # the intake publishes by `producer`
-                          settings=settings, catalogue=catalogue_of(settings))
+    service = CaseService(
+        store=store,
+        broker=None,  # type: ignore[arg-type]  # the intake publishes by `producer`
+        settings=settings,
+        catalogue=catalogue_of(settings),
+    )
     case_ids = [f"CQ-20260215-{n:06d}" for n in range(1, 8)]
     requests = [help_request(case_id, "housing_aid", "education_aid") for case_id in case_ids]
     reused = help_request(case_ids[3], "other")  # a different request with a case id already in the batch
@@ -79,14 +87,20 @@ async def test_a_failing_chunk_fails_the_batch_with_its_own_error(kafka_bootstra
                 raise AutoReconnect("store went away")
             return await super().insert_cases(cases, remember)
 
-    service = CaseService(store=FlakyStore(db), broker=None, settings=settings,  # type: ignore[arg-type]
-                          catalogue=catalogue_of(settings))
+    service = CaseService(
+        store=FlakyStore(db),
+        broker=None,
+        settings=settings,  # type: ignore[arg-type]
+        catalogue=catalogue_of(settings),
+    )
     producer = BatchProducer(kafka_bootstrap, client_id=unique_name("pipe"))
     await create_topics(kafka_bootstrap, settings.lifecycle_topic, settings.department_topic("civil_affairs"))
     await producer.start()
     try:
         with pytest.raises(AutoReconnect):
-            await service.dispatch_requests([help_request(f"CQ-20260215-{uuid.uuid4().int % 10**6:06d}", "other")
-                                             for _ in range(3)], producer=producer)
+            await service.dispatch_requests(
+                [help_request(f"CQ-20260215-{uuid.uuid4().int % 10**6:06d}", "other") for _ in range(3)],
+                producer=producer,
+            )
     finally:
         await producer.stop()

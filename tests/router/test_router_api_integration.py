@@ -22,8 +22,9 @@ pytestmark = pytest.mark.integration
 
 
 async def queued(router: RouterHarness, department: str, case_id: str, role: str = "lead") -> dict:
-    return await eventually(lambda: router.task_in_queue(department, case_id, role), timeout=30,
-                            what=f"{department}'s task of {case_id}")
+    return await eventually(
+        lambda: router.task_in_queue(department, case_id, role), timeout=30, what=f"{department}'s task of {case_id}"
+    )
 
 
 async def test_queue_lists_emergencies_first_then_the_oldest(router: RouterHarness) -> None:
@@ -31,8 +32,9 @@ async def test_queue_lists_emergencies_first_then_the_oldest(router: RouterHarne
     older, newer, urgent = new_case_id(), new_case_id(), new_case_id()
     await router.send_help(help_request(newer, "other", district="500104", received_at=base + timedelta(minutes=2)))
     await router.send_help(help_request(older, "other", district="500104", received_at=base))
-    await router.send_help(help_request(urgent, "homeless_cold", district="500104",
-                                        received_at=base + timedelta(minutes=5)))
+    await router.send_help(
+        help_request(urgent, "homeless_cold", district="500104", received_at=base + timedelta(minutes=5))
+    )
     for case_id in (older, newer, urgent):
         await eventually(lambda c=case_id: router.service.store.get(c), what=f"case {case_id}")
     worker = router.worker("civil_affairs", "500104")
@@ -68,15 +70,19 @@ async def test_bad_input_names_the_field_in_chinese_and_english(router: RouterHa
     case_id = new_case_id()
     await router.send_help(help_request(case_id, "employment_aid"))
     task = await queued(router, "hrss", case_id)
-    response = await router.client.post(f"/api/v1/tasks/{task['task_id']}/return", headers=router.worker("hrss"),
-                                        json={"reason": "too_busy", "note": "x"})
+    response = await router.client.post(
+        f"/api/v1/tasks/{task['task_id']}/return",
+        headers=router.worker("hrss"),
+        json={"reason": "too_busy", "note": "x"},
+    )
     assert response.status_code == 422
     error = response.json()["errors"][0]
     assert error["field"] == "reason" and error["reason_zh"] == "取值不在允许范围内" and error["reason_en"]
     missing = await router.client.post("/api/v1/tasks/CQ-20260101-999999-T1/sign-for", headers=router.worker("hrss"))
     assert missing.status_code == 404 and missing.json()["message_zh"].startswith("案件")
-    early = await router.client.post(f"/api/v1/tasks/{task['task_id']}/progress", headers=router.worker("hrss"),
-                                     json={"note": "未签收先记录"})
+    early = await router.client.post(
+        f"/api/v1/tasks/{task['task_id']}/progress", headers=router.worker("hrss"), json={"note": "未签收先记录"}
+    )
     assert early.status_code == 409 and early.json()["message_en"] == "sign for the task before recording progress"
 
 
@@ -89,23 +95,41 @@ async def test_coordinator_reassigns_changes_the_lead_and_merges_duplicates(rout
     coordinator = router.token("coordinator", district="500103", sub="co-yz")
     elsewhere = router.token("coordinator", district="500101", sub="co-wz")
 
-    response = await router.client.post(f"/api/v1/coordinator/cases/{first}/reassign", headers=elsewhere,
-                                        json={"department": "civil_affairs", "reason": "x"})
+    response = await router.client.post(
+        f"/api/v1/coordinator/cases/{first}/reassign",
+        headers=elsewhere,
+        json={"department": "civil_affairs", "reason": "x"},
+    )
     assert response.status_code == 403
 
-    case = (await router.client.post(f"/api/v1/coordinator/cases/{first}/lead", headers=coordinator,
-                                     json={"department": "emergency_management", "reason": "以救灾为主"})).json()
+    case = (
+        await router.client.post(
+            f"/api/v1/coordinator/cases/{first}/lead",
+            headers=coordinator,
+            json={"department": "emergency_management", "reason": "以救灾为主"},
+        )
+    ).json()
     assert case["tasks"][-2]["department"] == "emergency_management" and case["tasks"][-2]["role"] == "lead"
     await queued(router, "emergency_management", first)
     await queued(router, "housing", first, "co_handler")
 
-    case = (await router.client.post(f"/api/v1/coordinator/cases/{first}/reassign", headers=coordinator,
-                                     json={"department": "civil_affairs", "reason": "先安置"})).json()
+    case = (
+        await router.client.post(
+            f"/api/v1/coordinator/cases/{first}/reassign",
+            headers=coordinator,
+            json={"department": "civil_affairs", "reason": "先安置"},
+        )
+    ).json()
     assert case["tasks"][-1]["department"] == "civil_affairs"
     await queued(router, "civil_affairs", first)
 
-    merged = (await router.client.post(f"/api/v1/coordinator/cases/{duplicate}/merge", headers=coordinator,
-                                       json={"into_case_id": first, "note": "同一户"})).json()
+    merged = (
+        await router.client.post(
+            f"/api/v1/coordinator/cases/{duplicate}/merge",
+            headers=coordinator,
+            json={"into_case_id": first, "note": "同一户"},
+        )
+    ).json()
     assert merged["status"] == "merged" and merged["merged_into"] == first
     parent = (await router.client.get(f"/api/v1/cases/{first}", headers=coordinator)).json()
     assert parent["children"] == [duplicate]
@@ -115,8 +139,7 @@ async def test_coordinator_reassigns_changes_the_lead_and_merges_duplicates(rout
     assert "case.merged" in [e["type"] for e in await router.events(duplicate)]
 
 
-async def test_a_bad_help_request_is_dead_lettered_and_the_rest_of_its_batch_dispatched(
-        router: RouterHarness) -> None:
+async def test_a_bad_help_request_is_dead_lettered_and_the_rest_of_its_batch_dispatched(router: RouterHarness) -> None:
     topic = router.settings.topic(HELP_REQUESTED_TOPIC)
     good = new_case_id()
     broker = router.runtime.broker
@@ -166,7 +189,8 @@ async def test_events_left_in_the_outbox_by_a_crash_are_published_by_the_sweeper
     assert await crashing.change(case_id, sign)  # stored with its outbox, then "crashed" before publishing
     assert (await store.get(case_id)).outbox
     events = await eventually(
-        lambda: _types_of(router, case_id, "case.signed_for"), timeout=30, what="the sweeper to publish")
+        lambda: _types_of(router, case_id, "case.signed_for"), timeout=30, what="the sweeper to publish"
+    )
     assert events.count("case.signed_for") == 1
     await eventually(lambda: _outbox_published(store, case_id), what="the outbox to be recorded as published")
 
@@ -179,12 +203,19 @@ async def test_two_writers_on_one_case_never_lose_a_change(router: RouterHarness
     lead = await queued(router, "civil_affairs", case_id)
     hrss = await queued(router, "hrss", case_id, "co_handler")
     edu = await queued(router, "education", case_id, "co_handler")
-    other = CaseService(store=RouterStore(router.service.store.db), broker=router.runtime.broker,
-                        settings=router.settings, catalogue=router.service.catalogue)
+    other = CaseService(
+        store=RouterStore(router.service.store.db),
+        broker=router.runtime.broker,
+        settings=router.settings,
+        catalogue=router.service.catalogue,
+    )
     signers = [(router.service, lead, "civil_affairs"), (other, hrss, "hrss"), (router.service, edu, "education")]
-    await asyncio.gather(*(svc.update(case_id, lambda c, t=t, d=d: desk.sign_for(c, t["task_id"], _principal(d),
-                                                                                    utcnow()))
-                           for svc, t, d in signers))
+    await asyncio.gather(
+        *(
+            svc.update(case_id, lambda c, t=t, d=d: desk.sign_for(c, t["task_id"], _principal(d), utcnow()))
+            for svc, t, d in signers
+        )
+    )
     case = await router.service.store.get(case_id)
     assert sorted(t.status for t in case.tasks) == ["signed_for"] * 3
 

@@ -17,8 +17,11 @@ pytestmark = pytest.mark.integration
 
 
 async def dispatched(router: RouterHarness, department: str, case_id: str, role: str = "lead") -> dict:
-    return await eventually(lambda: router.task_in_queue(department, case_id, role), timeout=30,
-                            what=f"{department}'s {role} task of {case_id} in its queue")
+    return await eventually(
+        lambda: router.task_in_queue(department, case_id, role),
+        timeout=30,
+        what=f"{department}'s {role} task of {case_id} in its queue",
+    )
 
 
 async def lifecycle(router: RouterHarness, case_id: str, *types: str) -> list[dict]:
@@ -61,7 +64,8 @@ async def test_redelivered_help_request_dispatches_once(router: RouterHarness) -
     events = await lifecycle(router, case_id, "case.dispatched")
     assert len({e["event_id"] for e in events if e["type"] == "case.dispatched"}) == 1
     assert len(await router.queue("market_regulation")) == len(
-        {r["task_id"] for r in await router.queue("market_regulation")})
+        {r["task_id"] for r in await router.queue("market_regulation")}
+    )
     assert sum(r["case_id"] == case_id for r in await router.queue("market_regulation")) == 1
 
 
@@ -85,31 +89,55 @@ async def test_two_returns_lead_to_arbitration_and_the_coordinator_names_the_own
     case_id = new_case_id()
     await router.send_help(help_request(case_id, "price_gouging"))
     first = await dispatched(router, "market_regulation", case_id)
-    answer = await post(router, f"/api/v1/tasks/{first['task_id']}/return", router.worker("market_regulation"),
-                        {"reason": "not_our_responsibility", "note": "不是价格问题"})
+    answer = await post(
+        router,
+        f"/api/v1/tasks/{first['task_id']}/return",
+        router.worker("market_regulation"),
+        {"reason": "not_our_responsibility", "note": "不是价格问题"},
+    )
     assert answer["next_step"] == "redispatched"
     second = await dispatched(router, "civil_affairs", case_id)  # re-dispatched by the catalogue, without them
-    answer = await post(router, f"/api/v1/tasks/{second['task_id']}/return", router.worker("civil_affairs"),
-                        {"reason": "not_our_responsibility", "note": "属商务部门"})
+    answer = await post(
+        router,
+        f"/api/v1/tasks/{second['task_id']}/return",
+        router.worker("civil_affairs"),
+        {"reason": "not_our_responsibility", "note": "属商务部门"},
+    )
     assert answer["next_step"] == "arbitration"
 
     coordinator = router.token("coordinator", district="500103", sub="co-yuzhong")
-    waiting = (await router.client.get("/api/v1/coordinator/cases", headers=coordinator,
-                                       params={"status": "arbitration"})).json()
+    waiting = (
+        await router.client.get("/api/v1/coordinator/cases", headers=coordinator, params={"status": "arbitration"})
+    ).json()
     assert [c["case_id"] for c in waiting if c["case_id"] == case_id] == [case_id]
     assert next(c for c in waiting if c["case_id"] == case_id)["refused"] == ["market_regulation", "civil_affairs"]
-    settled = await post(router, f"/api/v1/coordinator/cases/{case_id}/arbitration", coordinator,
-                         {"department": "commerce", "reason": "供应问题归商务"})
+    settled = await post(
+        router,
+        f"/api/v1/coordinator/cases/{case_id}/arbitration",
+        coordinator,
+        {"department": "commerce", "reason": "供应问题归商务"},
+    )
     assert settled["status"] == "dispatched" and settled["arbitrated"] is True
     await dispatched(router, "commerce", case_id)
 
     events = await lifecycle(router, case_id, "case.arbitration_requested", "case.arbitration_settled")
     assert [e["type"] for e in events] == [
-        "case.dispatched", "case.returned", "case.dispatched", "case.returned", "case.arbitration_requested",
-        "case.arbitration_settled"]  # per-case order kept on the lifecycle topic
+        "case.dispatched",
+        "case.returned",
+        "case.dispatched",
+        "case.returned",
+        "case.arbitration_requested",
+        "case.arbitration_settled",
+    ]  # per-case order kept on the lifecycle topic
     hops = [h["action"] for h in settled["history"]]
-    assert hops == ["dispatched:help_requested", "returned", "dispatched:returned", "returned",
-                    "arbitration_requested", "arbitration_settled"]
+    assert hops == [
+        "dispatched:help_requested",
+        "returned",
+        "dispatched:returned",
+        "returned",
+        "arbitration_requested",
+        "arbitration_settled",
+    ]
     assert [h["actor"] for h in settled["history"]][-1] == "co-yuzhong"
 
 
@@ -122,8 +150,12 @@ async def test_case_resolves_only_when_every_co_handler_is_done_or_waived(router
     ca = router.worker("civil_affairs")
     await post(router, f"/api/v1/tasks/{lead['task_id']}/sign-for", ca)
     due = (datetime.now(UTC) + timedelta(days=2)).isoformat()
-    extra = await post(router, f"/api/v1/tasks/{lead['task_id']}/co-handling", ca,
-                       {"department": "housing", "note": "需要临时住所", "due_at": due})
+    extra = await post(
+        router,
+        f"/api/v1/tasks/{lead['task_id']}/co-handling",
+        ca,
+        {"department": "housing", "note": "需要临时住所", "due_at": due},
+    )
     assert extra["role"] == "co_handler" and extra["department"] == "housing"
     housing = await dispatched(router, "housing", case_id, "co_handler")
 
@@ -134,11 +166,13 @@ async def test_case_resolves_only_when_every_co_handler_is_done_or_waived(router
     case = (await router.client.get(f"/api/v1/cases/{case_id}", headers=ca)).json()
     assert case["status"] == "awaiting_co_handlers"  # education has not finished
 
-    bad = await router.client.post(f"/api/v1/tasks/{lead['task_id']}/waive", headers=ca,
-                                   json={"co_task_id": edu["task_id"], "reason": ""})
+    bad = await router.client.post(
+        f"/api/v1/tasks/{lead['task_id']}/waive", headers=ca, json={"co_task_id": edu["task_id"], "reason": ""}
+    )
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "reason"
-    await post(router, f"/api/v1/tasks/{lead['task_id']}/waive", ca,
-               {"co_task_id": edu["task_id"], "reason": "非在校学生"})
+    await post(
+        router, f"/api/v1/tasks/{lead['task_id']}/waive", ca, {"co_task_id": edu["task_id"], "reason": "非在校学生"}
+    )
     events = await lifecycle(router, case_id, "case.resolved")
     assert [e["type"] for e in events].count("case.resolved") == 1
     resolved = next(e for e in events if e["type"] == "case.resolved")
@@ -146,7 +180,8 @@ async def test_case_resolves_only_when_every_co_handler_is_done_or_waived(router
 
 
 async def test_poison_message_on_a_department_queue_is_dead_lettered_and_the_queue_moves_on(
-        router: RouterHarness) -> None:
+    router: RouterHarness,
+) -> None:
     topic = router.settings.department_topic("commerce")
     case_id = new_case_id()
     producer_broker = router.runtime.broker

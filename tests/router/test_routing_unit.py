@@ -22,9 +22,13 @@ def facts(*needs: str, **fields: object) -> RoutingFacts:
 
 def test_place_of_hardship_acts_not_the_household_registration_P5_2d() -> None:
     request = HelpRequested(
-        case_id="CQ-20260215-000001", received_at=RECEIVED, operator_id="op-1",
+        case_id="CQ-20260215-000001",
+        received_at=RECEIVED,
+        operator_id="op-1",
         caller=Caller(name="王五", phone="13912345678", hukou_district="500101"),
-        place=Place(district="500103"), needs=("temp_assist_major",), emergency=True,
+        place=Place(district="500103"),
+        needs=("temp_assist_major",),
+        emergency=True,
     )
     routing = decide(CATALOGUE, RoutingFacts.of(request))
     assert routing.lead.district == "500103"
@@ -37,9 +41,12 @@ def test_place_of_hardship_acts_not_the_household_registration_P5_2d() -> None:
 
 def test_facts_carry_no_name_phone_or_id_card() -> None:
     request = HelpRequested(
-        case_id="CQ-20260215-000002", received_at=RECEIVED, operator_id="op-1",
+        case_id="CQ-20260215-000002",
+        received_at=RECEIVED,
+        operator_id="op-1",
         caller=Caller(name="王五", phone="13912345678", id_card="500103199001011234"),
-        place=Place(district="500103"), needs=("other",),
+        place=Place(district="500103"),
+        needs=("other",),
     )
     recorded = str(decide(CATALOGUE, RoutingFacts.of(request)).decision.model_dump())
     assert "13912345678" not in recorded and "500103199001011234" not in recorded and "王五" not in recorded
@@ -121,8 +128,13 @@ def test_a_remembered_selection_decides_exactly_as_a_fresh_one_for_every_rule() 
     from services.router.domain.catalogue import parse_catalogue
 
     needs = sorted({r.service for r in CATALOGUE.rules if r.kind == "dispatch"} | {"other"})
-    variants = [{}, {"household_status": "dibao"}, {"emergency": True}, {"special_groups": ("elderly_alone",)},
-                {"months_without_income": 3, "household_status": "low_income"}]
+    variants = [
+        {},
+        {"household_status": "dibao"},
+        {"emergency": True},
+        {"special_groups": ("elderly_alone",)},
+        {"months_without_income": 3, "household_status": "low_income"},
+    ]
     cold = parse_catalogue(CATALOGUE.model_dump(mode="json"))  # same rules, empty memory
     for need in needs:
         for extra in variants:
@@ -137,8 +149,12 @@ def test_a_remembered_selection_decides_exactly_as_a_fresh_one_for_every_rule() 
 
 def test_remembered_selections_keep_each_case_s_own_facts_and_day() -> None:
     early = decide(CATALOGUE, facts("stranded_person"))
-    later = RoutingFacts(district="500103", needs=("stranded_person",),
-                         received_at=datetime(2026, 2, 15, 9, 0, tzinfo=UTC), hukou_district="500104")
+    later = RoutingFacts(
+        district="500103",
+        needs=("stranded_person",),
+        received_at=datetime(2026, 2, 15, 9, 0, tzinfo=UTC),
+        hukou_district="500104",
+    )
     second = decide(CATALOGUE, later)
     assert second.decision.rule_ids == early.decision.rule_ids
     assert second.decision.facts["received_at"] != early.decision.facts["received_at"]

@@ -11,16 +11,25 @@ from playwright.async_api import Browser, BrowserContext, Page, Playwright
 from tests.support.processes import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 INSTALL = "apt-get install -y chromium"
 
 
 async def launch(playwright: Playwright) -> Browser:
     if not CHROMIUM.exists():
-        raise AssertionError(f"{CHROMIUM} is missing: the browser tests need Debian's Chromium ({INSTALL}, "
-                             "which `make test` runs when it is root)")
+        raise AssertionError(
+            f"{CHROMIUM} is missing: the browser tests need Debian's Chromium ({INSTALL}, "
+            "which `make test` runs when it is root)"
+        )
     return await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
 
 
@@ -34,8 +43,9 @@ class Pages:
 
     async def person(self, who: str) -> Page:
         """A browser of its own for one person (own cookies), with one page."""
-        context = await self.browser.new_context(base_url=self.base_url, locale="zh-CN",
-                                                 viewport={"width": 1280, "height": 900})
+        context = await self.browser.new_context(
+            base_url=self.base_url, locale="zh-CN", viewport={"width": 1280, "height": 900}
+        )
         context.set_default_timeout(30_000)
         self.contexts[who] = context
         return await context.new_page()

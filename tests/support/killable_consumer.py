@@ -30,8 +30,14 @@ async def main() -> None:
     broker = make_broker(ServiceSettings(service_name="killable", kafka_bootstrap_servers=args.bootstrap))
     router = KafkaRouter()
 
-    @router.subscriber(args.topic, group_id=args.group, auto_offset_reset="earliest",
-                       ack_policy=SUBSCRIBER_ACK_POLICY, session_timeout_ms=6000, heartbeat_interval_ms=1000)
+    @router.subscriber(
+        args.topic,
+        group_id=args.group,
+        auto_offset_reset="earliest",
+        ack_policy=SUBSCRIBER_ACK_POLICY,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+    )
     async def handle(body: dict) -> None:
         await db["runs"].insert_one({"key": body["key"]})
         await insert_once(db["effects"], {"_id": body["key"]})  # idempotent effect, durable here

@@ -64,9 +64,22 @@ class ServiceProcess:
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", f"services.{self.name}.app:create_app",
-             "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                f"services.{self.name}.app:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--no-access-log",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
     def stop(self, sig: str = "term") -> None:
@@ -117,14 +130,16 @@ class ServiceSet:
         for name in self.names:
             prefix = name.upper()
             env = {**os.environ, "PYTHONPATH": str(ROOT)}
-            env.update({
-                f"{prefix}_KAFKA_BOOTSTRAP_SERVERS": self.kafka,
-                f"{prefix}_MONGODB_URL": self.mongodb_url,
-                f"{prefix}_MONGODB_DATABASE": f"e2e_{run}_{name}",
-                f"{prefix}_KAFKA_GROUP_ID": f"e2e-{run}-{name}",
-                f"{prefix}_ENVIRONMENT": "test",
-                f"{prefix}_LOG_JSON": "true",
-            })
+            env.update(
+                {
+                    f"{prefix}_KAFKA_BOOTSTRAP_SERVERS": self.kafka,
+                    f"{prefix}_MONGODB_URL": self.mongodb_url,
+                    f"{prefix}_MONGODB_DATABASE": f"e2e_{run}_{name}",
+                    f"{prefix}_KAFKA_GROUP_ID": f"e2e-{run}-{name}",
+                    f"{prefix}_ENVIRONMENT": "test",
+                    f"{prefix}_LOG_JSON": "true",
+                }
+            )
             if self.isolated_topics:
                 # Topics of their own: other tests' history on the shared broker stays out of this run.
                 env[f"{prefix}_TOPIC_NAMESPACE"] = self.namespace

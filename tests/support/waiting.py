@@ -11,8 +11,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-async def eventually(probe: Callable[[], Awaitable[T] | T], *, timeout: float = 20.0, interval: float = 0.1,
-                     what: str = "condition") -> T:
+async def eventually(
+    probe: Callable[[], Awaitable[T] | T], *, timeout: float = 20.0, interval: float = 0.1, what: str = "condition"
+) -> T:
     """Poll `probe` (sync or async) until it returns a truthy value; fail with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     last: T | None = None

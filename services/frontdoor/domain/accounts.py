@@ -35,16 +35,19 @@ def normalise_username(raw: str) -> str:
 def check_username(username: str) -> str:
     name = normalise_username(username)
     if not USERNAME.match(name):
-        raise InvalidAccount("用户名须为 3–32 位小写字母、数字或 . _ -，以字母或数字开头",
-                             "user name: 3-32 lower-case letters, digits or . _ -, starting with a letter or digit",
-                             field="username")
+        raise InvalidAccount(
+            "用户名须为 3–32 位小写字母、数字或 . _ -，以字母或数字开头",
+            "user name: 3-32 lower-case letters, digits or . _ -, starting with a letter or digit",
+            field="username",
+        )
     return name
 
 
 def check_password(password: str, *, min_length: int, username: str, field: str = "password") -> str:
     if len(password) < min_length:
-        raise InvalidAccount(f"密码至少 {min_length} 个字符", f"the password needs at least {min_length} characters",
-                             field=field)
+        raise InvalidAccount(
+            f"密码至少 {min_length} 个字符", f"the password needs at least {min_length} characters", field=field
+        )
     if len(password) > PASSWORD_MAX:
         raise InvalidAccount("密码过长", "the password is too long", field=field)
     if password.strip().lower() == username:

@@ -25,8 +25,9 @@ class Attempt:
     ok: bool
 
 
-def locked_until(attempts: Iterable[Attempt], policy: LockoutPolicy, *,
-                 reset_at: datetime | None = None) -> datetime | None:
+def locked_until(
+    attempts: Iterable[Attempt], policy: LockoutPolicy, *, reset_at: datetime | None = None
+) -> datetime | None:
     """When the lock the attempts earned ends (None: never locked). `max_failures` failures within
     `window` lock the account for `lockout` from the last of them; a successful sign-in, or an admin's
     reset (`reset_at`: new password, re-enabled account), starts the count afresh, and so does the end
@@ -48,8 +49,9 @@ def locked_until(attempts: Iterable[Attempt], policy: LockoutPolicy, *,
     return until
 
 
-def is_locked(attempts: Iterable[Attempt], policy: LockoutPolicy, *, now: datetime,
-              reset_at: datetime | None = None) -> datetime | None:
+def is_locked(
+    attempts: Iterable[Attempt], policy: LockoutPolicy, *, now: datetime, reset_at: datetime | None = None
+) -> datetime | None:
     """The end of the lock in force at `now`, or None."""
     until = locked_until(attempts, policy, reset_at=reset_at)
     return until if until is not None and now < until else None

@@ -24,7 +24,8 @@ def decide_callback(status: str, satisfaction: Satisfaction) -> CallbackOutcome:
         raise DomainError(
             f"案件尚未办结（当前：{status}），办结后才能回访",
             f"the case is not resolved yet (now: {status}); call back after resolution",
-            field="case_id", code="not_resolved",
+            field="case_id",
+            code="not_resolved",
         )
     if satisfaction == "dissatisfied":
         return CallbackOutcome(True, f"{REOPEN_RULE}: caller dissatisfied at callback (P6.2)")
@@ -37,7 +38,9 @@ def follow_up_target(case_id: str, status: str, merged_into: str | None) -> str:
         return merged_into
     if status == "closed":
         raise DomainError(
-            "案件已关闭，请作为新来电受理", "the case is closed; take the call as a new request",
-            field="case_id", code="case_closed",
+            "案件已关闭，请作为新来电受理",
+            "the case is closed; take the call as a new request",
+            field="case_id",
+            code="case_closed",
         )
     return case_id

@@ -81,8 +81,12 @@ class Triage:
     matched_keywords: tuple[str, ...] = field(default=())
 
 
-def triage(needs: tuple[str, ...] | list[str], description: str, operator_says_emergency: bool,
-           rules: TriageRules | None = None) -> Triage:
+def triage(
+    needs: tuple[str, ...] | list[str],
+    description: str,
+    operator_says_emergency: bool,
+    rules: TriageRules | None = None,
+) -> Triage:
     """Emergency when a need is an emergency service, the description names a life-safety danger, or
     the operator says so. Each reason reads `rule-id: fact (provisions)`."""
     rules = rules or triage_rules()
@@ -91,7 +95,9 @@ def triage(needs: tuple[str, ...] | list[str], description: str, operator_says_e
     rule_ids: list[str] = []
     for code in needs:
         if code in catalogue and catalogue[code].emergency:
-            reasons.append(f"{rules.catalogue_rule}: emergency service {code} ({', '.join(rules.catalogue_provisions)})")
+            reasons.append(
+                f"{rules.catalogue_rule}: emergency service {code} ({', '.join(rules.catalogue_provisions)})"
+            )
             rule_ids.append(rules.catalogue_rule)
     text = unicodedata.normalize("NFKC", description or "").lower()
     suggested: TransferTarget | None = None
@@ -104,11 +110,17 @@ def triage(needs: tuple[str, ...] | list[str], description: str, operator_says_e
             rule_ids.append(rule.id)
             suggested = suggested or rule.suggest_transfer
     if operator_says_emergency:
-        reasons.append(f"{rules.operator_rule}: operator marked the call an emergency "
-                       f"({', '.join(rules.operator_provisions)})")
+        reasons.append(
+            f"{rules.operator_rule}: operator marked the call an emergency ({', '.join(rules.operator_provisions)})"
+        )
         rule_ids.append(rules.operator_rule)
-    return Triage(emergency=bool(reasons), reasons=tuple(reasons), rule_ids=tuple(dict.fromkeys(rule_ids)),
-                  suggested_transfer=suggested, matched_keywords=tuple(matched))
+    return Triage(
+        emergency=bool(reasons),
+        reasons=tuple(reasons),
+        rule_ids=tuple(dict.fromkeys(rule_ids)),
+        suggested_transfer=suggested,
+        matched_keywords=tuple(matched),
+    )
 
 
 # ------------------------------------------------------------------------------------ lookup keys
@@ -126,8 +138,9 @@ def lookup_key(pepper: str, kind: str, normalised: str) -> str:
     return hmac.new(pepper.encode(), f"{kind}:{normalised}".encode(), hashlib.sha256).hexdigest()
 
 
-def caller_keys(pepper: str, *, phone: str | None, id_card: str | None, district: str | None,
-                address: str | None) -> dict[str, str]:
+def caller_keys(
+    pepper: str, *, phone: str | None, id_card: str | None, district: str | None, address: str | None
+) -> dict[str, str]:
     """The repeat-caller keys of a call: same phone, same ID-card, or same household (district + address).
 
     `phone` and `id_card` must already be normalised (contracts.validation)."""

@@ -60,8 +60,7 @@ def attribute_entry(attribute: ServiceAttribute) -> dict[str, Any]:
 
 def service_definition(code: str) -> dict[str, Any]:
     """GET services/{code}: the service's attributes in `order`."""
-    return {"service_code": code,
-            "attributes": [attribute_entry(a) for a in service_catalogue().attributes_of(code)]}
+    return {"service_code": code, "attributes": [attribute_entry(a) for a in service_catalogue().attributes_of(code)]}
 
 
 def public_address(place: dict[str, Any]) -> str:

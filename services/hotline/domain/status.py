@@ -15,7 +15,14 @@ from pydantic import BaseModel, ConfigDict
 from contracts.codes import departments, districts
 
 StatusCode = Literal[
-    "received", "dispatched", "redispatching", "signed_for", "in_progress", "resolved", "closed", "reopened",
+    "received",
+    "dispatched",
+    "redispatching",
+    "signed_for",
+    "in_progress",
+    "resolved",
+    "closed",
+    "reopened",
     "merged",
 ]
 LABELS: dict[str, tuple[str, str]] = {
@@ -126,13 +133,23 @@ def _sort_key(event: dict[str, Any]) -> tuple[datetime, int]:
     return (_time(event.get("occurred_at")) or _EPOCH, int(event.get("_arrival", 0)))
 
 
-def project_status(case_id: str, *, received_at: datetime, emergency: bool,
-                   events: list[dict[str, Any]]) -> CaseStatus:
+def project_status(case_id: str, *, received_at: datetime, emergency: bool, events: list[dict[str, Any]]) -> CaseStatus:
     """Fold the case's events, in the order they happened, into its caller-facing status."""
-    state = CaseStatus(case_id=case_id, status="received", label_zh="", label_en="", open=True,
-                       emergency=emergency, received_at=received_at, updated_at=received_at,
-                       history=[StatusNote(at=received_at, type="hotline.help_requested",
-                                           text_zh="热线已受理", text_en="received by the hotline")])
+    state = CaseStatus(
+        case_id=case_id,
+        status="received",
+        label_zh="",
+        label_en="",
+        open=True,
+        emergency=emergency,
+        received_at=received_at,
+        updated_at=received_at,
+        history=[
+            StatusNote(
+                at=received_at, type="hotline.help_requested", text_zh="热线已受理", text_en="received by the hotline"
+            )
+        ],
+    )
     for event in sorted(events, key=_sort_key):
         _apply(state, case_id, event)
     state.events_seen = len(events)
@@ -149,8 +166,11 @@ def _apply(state: CaseStatus, case_id: str, event: dict[str, Any]) -> None:  # n
     kind = str(event.get("type", "unknown"))
     at = _time(event.get("occurred_at")) or state.updated_at
     state.updated_at = max(state.updated_at, at)
-    if kind.startswith("case.") and state.expected_source != "sla" and (
-            due := next((_time(event.get(f)) for f in _DUE_FIELDS if event.get(f)), None)):
+    if (
+        kind.startswith("case.")
+        and state.expected_source != "sla"
+        and (due := next((_time(event.get(f)) for f in _DUE_FIELDS if event.get(f)), None))
+    ):
         state.expected_at, state.expected_source = due, "dispatch"
     if kind == "case.dispatched":
         state.agency = _lead(state, event) or state.agency
@@ -161,8 +181,13 @@ def _apply(state: CaseStatus, case_id: str, event: dict[str, Any]) -> None:  # n
     elif kind in ("case.reassigned", "case.arbitration_settled"):
         state.agency = _lead(state, event) or state.agency
         state.status = "dispatched"
-        _note(state, at, kind, f"改派至{state.agency.name_zh if state.agency else ''}",
-              f"reassigned to {state.agency.name_en if state.agency else '?'}")
+        _note(
+            state,
+            at,
+            kind,
+            f"改派至{state.agency.name_zh if state.agency else ''}",
+            f"reassigned to {state.agency.name_en if state.agency else '?'}",
+        )
     elif kind == "case.signed_for":
         if event.get("role", "lead") == "lead" and state.status in ("dispatched", "redispatching", "received"):
             state.status = "signed_for"

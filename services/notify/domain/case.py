@@ -23,8 +23,8 @@ from contracts.events.router import (
     CaseReassigned,
     CaseResolved,
     CaseReturned,
-    CasesMerged,
     CaseSignedFor,
+    CasesMerged,
     CoHandlerTaskClosed,
     CoHandlingRequested,
 )
@@ -32,8 +32,9 @@ from services.notify.domain.clocks import Clock, TimerSpec, clock_timers, new_ta
 from services.notify.domain.policy import SlaPolicy
 
 Status = Literal["open", "resolved", "closed", "merged"]
-Stage = Literal["awaiting_dispatch", "dispatched", "signed_for", "returned", "arbitration", "resolved", "closed",
-                "merged"]
+Stage = Literal[
+    "awaiting_dispatch", "dispatched", "signed_for", "returned", "arbitration", "resolved", "closed", "merged"
+]
 SATISFIED = ("satisfied", "basically_satisfied")
 
 
@@ -71,8 +72,12 @@ class CaseState(BaseModel):
         """The department's assignment that was running at `at` (events of one case may arrive out of order
         across topics, e.g. a sign-for read after the resolution)."""
         for clock in reversed(self.assignments):
-            if clock.department == department and (role is None or clock.role == role) and clock.started_at <= at \
-                    and (clock.ended_at is None or clock.ended_at >= at):
+            if (
+                clock.department == department
+                and (role is None or clock.role == role)
+                and clock.started_at <= at
+                and (clock.ended_at is None or clock.ended_at >= at)
+            ):
                 return clock
         return self.open_assignment(department, role)
 
@@ -91,9 +96,17 @@ def _new_assignment(state: CaseState, policy: SlaPolicy, assignment: Assignment,
     sla_class = policy.class_named(state.sla_class or "", at)
     n = sum(1 for c in state.assignments if c.department == assignment.department) + 1
     targets = None if assignment.role == "lead" else ("sign_for", "resolution")
-    clock = start_clock(key=f"dept:{assignment.department}:{n}", kind="department", sla_class=sla_class, start=at,
-                        tz=policy.tz, district=assignment.district, department=assignment.department,
-                        role=assignment.role, targets=targets)
+    clock = start_clock(
+        key=f"dept:{assignment.department}:{n}",
+        kind="department",
+        sla_class=sla_class,
+        start=at,
+        tz=policy.tz,
+        district=assignment.district,
+        department=assignment.department,
+        role=assignment.role,
+        targets=targets,
+    )
     clock.targets.pop("payment", None)
     state.assignments.append(clock)
     return clock
@@ -119,15 +132,25 @@ def _dispatched(state: CaseState, e: CaseDispatched, policy: SlaPolicy) -> None:
     state.district = state.district or e.district
     state.emergency = state.emergency or e.emergency
     if state.citizen is None or state.sla_class != choice.sla_class.name:
-        state.decide(at, "notify", choice.sla_class.rule_id, "sla_class", requested=e.sla_class,
-                     applied=choice.sla_class.name, fell_back=choice.fell_back, policy_version=choice.policy_version,
-                     provisions=list(choice.sla_class.provisions), hop=e.hop)
+        state.decide(
+            at,
+            "notify",
+            choice.sla_class.rule_id,
+            "sla_class",
+            requested=e.sla_class,
+            applied=choice.sla_class.name,
+            fell_back=choice.fell_back,
+            policy_version=choice.policy_version,
+            provisions=list(choice.sla_class.provisions),
+            hop=e.hop,
+        )
     state.sla_class, state.sla_class_requested = choice.sla_class.name, e.sla_class
     if state.citizen is None:
         # The caller's time starts at the call when notify has seen it, else at the first dispatch.
         start = min(at, state.received_at) if state.received_at else at
-        state.citizen = start_clock(key="citizen", kind="citizen", sla_class=choice.sla_class, start=start,
-                                    tz=policy.tz, district=e.district)
+        state.citizen = start_clock(
+            key="citizen", kind="citizen", sla_class=choice.sla_class, start=start, tz=policy.tz, district=e.district
+        )
         state.citizen.targets.pop("payment", None)
         state.texts.append(f"{state.case_id}|caller_dispatched")
     elif state.citizen.sla_class != choice.sla_class.name:
@@ -223,15 +246,30 @@ def _grant(state: CaseState, e: Any, policy: SlaPolicy) -> None:
         if clock is not None:
             return
         sla_class = policy.payment_class(e.occurred_at)
-        clock = start_clock(key=key, kind="citizen", sla_class=sla_class, start=e.occurred_at, tz=policy.tz,
-                            district=e.district, department="civil_affairs", targets=("payment",))
+        clock = start_clock(
+            key=key,
+            kind="citizen",
+            sla_class=sla_class,
+            start=e.occurred_at,
+            tz=policy.tz,
+            district=e.district,
+            department="civil_affairs",
+            targets=("payment",),
+        )
         # P2.1: paid in the month of approval, whenever the approval event is processed.
         approved = datetime.combine(e.approved_on, datetime.min.time(), policy.tz).replace(hour=12)
         clock.targets["payment"].base_due = sla_class.targets["payment"].due(approved, policy.tz)
         state.payments.append(clock)
         state.district = state.district or e.district
-        state.decide(e.occurred_at, e.actor, sla_class.targets["payment"].rule_id, "payment_clock",
-                     grant_id=e.grant_id, rule=e.rule_id, approved_on=e.approved_on.isoformat())
+        state.decide(
+            e.occurred_at,
+            e.actor,
+            sla_class.targets["payment"].rule_id,
+            "payment_clock",
+            grant_id=e.grant_id,
+            rule=e.rule_id,
+            approved_on=e.approved_on.isoformat(),
+        )
     elif clock is not None and isinstance(e, GrantPaid):
         clock.meet("payment", e.occurred_at)
         clock.end(e.occurred_at, "paid")
@@ -259,8 +297,12 @@ def apply(state: CaseState | None, event: Any, policy: SlaPolicy) -> CaseState:
         case CoHandlingRequested():
             if state.open_assignment(event.requested_department, "co_handler") is None and state.status == "open":
                 district = event.district or state.district or ""
-                _new_assignment(state, policy, Assignment(department=event.requested_department, district=district,
-                                                          role="co_handler"), at)
+                _new_assignment(
+                    state,
+                    policy,
+                    Assignment(department=event.requested_department, district=district, role="co_handler"),
+                    at,
+                )
         case CoHandlerTaskClosed():
             clock = state.open_assignment(event.department, "co_handler")
             if clock is not None:
@@ -301,6 +343,12 @@ def timers(state: CaseState, policy: SlaPolicy) -> list[TimerSpec]:
         if state.status == "open" or payment:
             last_lead = next((c.department for c in reversed(state.assignments) if c.role == "lead"), None)
             lead = clock.department if payment else (state.lead_department or last_lead)
-            out += clock_timers(state.case_id, clock, sla_class, policy.warning_share(when),
-                                escalate=clock.kind == "citizen", lead_department=lead)
+            out += clock_timers(
+                state.case_id,
+                clock,
+                sla_class,
+                policy.warning_share(when),
+                escalate=clock.kind == "citizen",
+                lead_department=lead,
+            )
     return sorted(out, key=lambda t: t.at)

@@ -112,14 +112,29 @@ def new_target(rule: TargetRule, start: datetime, tz: timezone) -> TargetState:
     return TargetState(rule_id=rule.rule_id, provisions=rule.provisions, span_start=start, base_due=rule.due(start, tz))
 
 
-def start_clock(*, key: str, kind: ClockKind, sla_class: SlaClass, start: datetime, tz: timezone, district: str,
-                department: str | None = None, role: Literal["lead", "co_handler"] | None = None,
-                targets: tuple[str, ...] | None = None) -> Clock:
+def start_clock(
+    *,
+    key: str,
+    kind: ClockKind,
+    sla_class: SlaClass,
+    start: datetime,
+    tz: timezone,
+    district: str,
+    department: str | None = None,
+    role: Literal["lead", "co_handler"] | None = None,
+    targets: tuple[str, ...] | None = None,
+) -> Clock:
     """A clock with the class's targets (or the named subset), its deadlines computed from `start`."""
     names = [t for t in sla_class.targets if targets is None or t in targets]
     return Clock(
-        key=key, kind=kind, department=department, district=district, role=role, sla_class=sla_class.name,
-        started_at=start, pause_max_total_s=sla_class.pause.max_total.total_seconds(),
+        key=key,
+        kind=kind,
+        department=department,
+        district=district,
+        role=role,
+        sla_class=sla_class.name,
+        started_at=start,
+        pause_max_total_s=sla_class.pause.max_total.total_seconds(),
         targets={name: new_target(sla_class.targets[name], start, tz) for name in names},
     )
 
@@ -133,8 +148,15 @@ class TimerSpec:
     payload: dict[str, Any] = field(hash=False, compare=False)
 
 
-def clock_timers(case_id: str, clock: Clock, sla_class: SlaClass, warning_share: float, *,
-                 escalate: bool, lead_department: str | None) -> list[TimerSpec]:
+def clock_timers(
+    case_id: str,
+    clock: Clock,
+    sla_class: SlaClass,
+    warning_share: float,
+    *,
+    escalate: bool,
+    lead_department: str | None,
+) -> list[TimerSpec]:
     """Every pending stage of every unmet target of an open clock, in time order."""
     if not clock.open:
         return []
@@ -145,10 +167,16 @@ def clock_timers(case_id: str, clock: Clock, sla_class: SlaClass, warning_share:
         due = clock.due(target)
         span = state.base_due - state.span_start
         base = {
-            "case_id": case_id, "clock": clock.kind, "clock_key": clock.key, "target": target,
+            "case_id": case_id,
+            "clock": clock.kind,
+            "clock_key": clock.key,
+            "target": target,
             "department": clock.department if clock.kind == "department" else lead_department,
-            "district": clock.district, "due_at": due, "sla_class": clock.sla_class,
-            "rule_id": state.rule_id, "provisions": list(state.provisions),
+            "district": clock.district,
+            "due_at": due,
+            "sla_class": clock.sla_class,
+            "rule_id": state.rule_id,
+            "provisions": list(state.provisions),
         }
         stages: list[tuple[str, datetime, dict[str, Any]]] = [
             ("warning", due - span * (1 - warning_share), {"share_elapsed": warning_share}),
@@ -156,8 +184,10 @@ def clock_timers(case_id: str, clock: Clock, sla_class: SlaClass, warning_share:
         ]
         rule = sla_class.targets.get(target)
         if escalate and (rule is None or rule.escalate):
-            stages += [(f"escalation:{step.tier}", due + step.after_breach, {"tier": step.tier})
-                       for step in sla_class.escalation]
+            stages += [
+                (f"escalation:{step.tier}", due + step.after_breach, {"tier": step.tier})
+                for step in sla_class.escalation
+            ]
         for stage, at, extra in stages:
             # The department head is the current lead's: a new lead gets its own escalation.
             who = f"|{base['department']}" if stage == "escalation:department_head" else ""

@@ -28,15 +28,20 @@ def summary(state: CaseState) -> dict[str, Any]:
         sign = clock.targets.get("sign_for")
         sign_due = clock.due("sign_for") if sign else None
         signed = sign is not None and sign.met_at is not None
-        late_unsigned = (not signed and sign_due is not None and clock.ended_at is not None
-                         and clock.ended_at > sign_due)
-        dept_clocks.append({
-            "key": clock.key, "department": clock.department, "district": clock.district, "role": clock.role,
-            "open": clock.open, "sign_due": sign_due,
-            "m_sign_decided": 1 if signed or late_unsigned else 0,
-            "m_sign_on_time": 1 if signed and clock.met_on_time("sign_for") else 0,
-            "m_sign_pending": 1 if not signed and clock.open and case_open else 0,
-        })
+        late_unsigned = not signed and sign_due is not None and clock.ended_at is not None and clock.ended_at > sign_due
+        dept_clocks.append(
+            {
+                "key": clock.key,
+                "department": clock.department,
+                "district": clock.district,
+                "role": clock.role,
+                "open": clock.open,
+                "sign_due": sign_due,
+                "m_sign_decided": 1 if signed or late_unsigned else 0,
+                "m_sign_on_time": 1 if signed and clock.met_on_time("sign_for") else 0,
+                "m_sign_pending": 1 if not signed and clock.open and case_open else 0,
+            }
+        )
     return {
         "district": state.district,
         "sla_class": state.sla_class,

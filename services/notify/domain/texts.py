@@ -14,9 +14,12 @@ from typing import Any
 from contracts.codes import departments, districts
 
 TARGET_ZH = {"sign_for": "签收", "first_contact": "首次联系", "resolution": "办结", "payment": "资金发放"}
-TARGET_EN = {"sign_for": "sign-for", "first_contact": "first contact", "resolution": "resolution",
-             "payment": "payment"}
-TIER_ZH = {"department_head": "部门负责人", "district_coordinator": "区县统筹协调人", "city_coordinator": "市级统筹协调人（督办）"}
+TARGET_EN = {"sign_for": "sign-for", "first_contact": "first contact", "resolution": "resolution", "payment": "payment"}
+TIER_ZH = {
+    "department_head": "部门负责人",
+    "district_coordinator": "区县统筹协调人",
+    "city_coordinator": "市级统筹协调人（督办）",
+}
 
 
 @dataclass(frozen=True)
@@ -43,14 +46,18 @@ def local(at: datetime, tz: timezone) -> str:
     return at.astimezone(tz).strftime("%m月%d日%H:%M")
 
 
-def caller_dispatched(key: str, case_id: str, *, district: str | None, department: str | None,
-                      due_at: datetime | None, tz: timezone) -> Notification:
+def caller_dispatched(
+    key: str, case_id: str, *, district: str | None, department: str | None, due_at: datetime | None, tz: timezone
+) -> Notification:
     dept_zh, dept_en = _dept(department)
     dist_zh, dist_en = _district(district)
     when_zh = f"，将于{local(due_at, tz)}前办结" if due_at else ""
     when_en = f", due by {due_at.astimezone(tz):%Y-%m-%d %H:%M}" if due_at else ""
     return Notification(
-        key, case_id, "caller_dispatched", "caller",
+        key,
+        case_id,
+        "caller_dispatched",
+        "caller",
         f"【社会救助热线】您的求助已受理（编号{case_id}），已转{dist_zh}{dept_zh}部门办理{when_zh}。",
         f"Your request {case_id} has been passed to {dept_en}, {dist_en}{when_en}.",
     )
@@ -58,7 +65,10 @@ def caller_dispatched(key: str, case_id: str, *, district: str | None, departmen
 
 def caller_resolved(key: str, case_id: str, *, outcome: str | None) -> Notification:
     return Notification(
-        key, case_id, "caller_resolved", "caller",
+        key,
+        case_id,
+        "caller_resolved",
+        "caller",
         f"【社会救助热线】您的求助（编号{case_id}）已办结。如仍有困难，请再次致电救助热线。",
         f"Your request {case_id} has been resolved ({outcome or 'done'}). "
         "If you still need help, call the hotline again.",
@@ -76,13 +86,21 @@ def sla_alerts(timer_id: str, payload: dict[str, Any], tz: timezone) -> list[Not
     when = local(due, tz)
     if stage == "escalation":
         tier = payload["tier"]
-        recipient = {"department_head": f"department_head:{department}:{district}",
-                     "district_coordinator": f"coordinator:{district}", "city_coordinator": "coordinator:city"}[tier]
-        return [Notification(
-            f"{timer_id}|{recipient}", case_id, f"escalation_{tier}", recipient,
-            f"【督办】案件{case_id}（{dist_zh}{dept_zh}）{t_zh}已超时（时限{when}），现提交{TIER_ZH[tier]}督办。",
-            f"[Escalation] Case {case_id} ({dept_en}) missed its {t_en} deadline; escalated to the {tier}.",
-        )]
+        recipient = {
+            "department_head": f"department_head:{department}:{district}",
+            "district_coordinator": f"coordinator:{district}",
+            "city_coordinator": "coordinator:city",
+        }[tier]
+        return [
+            Notification(
+                f"{timer_id}|{recipient}",
+                case_id,
+                f"escalation_{tier}",
+                recipient,
+                f"【督办】案件{case_id}（{dist_zh}{dept_zh}）{t_zh}已超时（时限{when}），现提交{TIER_ZH[tier]}督办。",
+                f"[Escalation] Case {case_id} ({dept_en}) missed its {t_en} deadline; escalated to the {tier}.",
+            )
+        ]
     if payload["clock"] == "department" or payload["clock_key"].startswith("payment:"):
         recipient = f"department:{department}:{district}"
         if stage == "warning":

@@ -73,5 +73,4 @@ class CaseFacts:
         return record | self.extra
 
     def registry_has(self, *categories: Category) -> bool:
-        return (self.registry is not None and self.registry.active
-                and bool(self.registry.categories & set(categories)))
+        return self.registry is not None and self.registry.active and bool(self.registry.categories & set(categories))

@@ -63,8 +63,9 @@ def resolve_amount(state: EntitlementState, given: Decimal | None) -> Decimal | 
     kind = state.amount_kind
     if kind is AmountKind.FIXED:
         if given is not None and given != state.amount:
-            raise _amount_error(f"本项金额由规则确定为 {state.amount} 元", f"this amount is fixed by the rule at "
-                                f"{state.amount} yuan")
+            raise _amount_error(
+                f"本项金额由规则确定为 {state.amount} 元", f"this amount is fixed by the rule at {state.amount} yuan"
+            )
         return state.amount
     if kind is AmountKind.NONE:
         if given is not None:
@@ -82,12 +83,16 @@ def approve(state: EntitlementState, officer: str, given: Decimal | None) -> App
     leaves it pending; a second, different officer approves it; the proposer cannot approve."""
     if state.status is Status.PENDING_APPROVAL:
         if officer in state.signed_by:
-            raise Forbidden("提出金额的经办人不能自行审批，须由另一名经办人审批",
-                            "the officer who proposed the amount cannot approve it: a second officer must",
-                            code="four_eyes")
+            raise Forbidden(
+                "提出金额的经办人不能自行审批，须由另一名经办人审批",
+                "the officer who proposed the amount cannot approve it: a second officer must",
+                code="four_eyes",
+            )
         if given is not None and given != state.amount:
-            raise _amount_error(f"复核金额须与拟定金额 {state.amount} 元一致",
-                                f"the second approval must keep the proposed amount of {state.amount} yuan")
+            raise _amount_error(
+                f"复核金额须与拟定金额 {state.amount} 元一致",
+                f"the second approval must keep the proposed amount of {state.amount} yuan",
+            )
         return ApprovalOutcome(Status.APPROVED, state.amount, needs_second_approval=False)
     if state.status is not Status.PROPOSED:
         raise Conflict(f"当前状态为 {state.status}，不能审批", f"cannot approve an entitlement that is {state.status}")
@@ -127,5 +132,6 @@ def check_payable(state: EntitlementState) -> None:
         raise Conflict("低保申请审核不在此发放", "a dibao review is not paid here", code="not_payable")
     if state.status is Status.APPROVED or (state.status is Status.STOPPED and state.schedule is Schedule.MONTHLY):
         return
-    raise Conflict(f"当前状态为 {state.status}，不能发放", f"cannot pay an entitlement that is {state.status}",
-                   code="not_payable")
+    raise Conflict(
+        f"当前状态为 {state.status}，不能发放", f"cannot pay an entitlement that is {state.status}", code="not_payable"
+    )

@@ -58,11 +58,17 @@ class RegistryRow:
     ended_on: date | None = None
 
     def document(self) -> dict[str, Any]:
-        return {"_id": self.recipient_id, "name": self.name, "id_card_hash": self.id_card_hash,
-                "id_card_masked": self.id_card_masked, "district": self.district, "area": str(self.area),
-                "categories": sorted(str(c) for c in self.categories),
-                "approved_on": self.approved_on.isoformat(),
-                "ended_on": self.ended_on.isoformat() if self.ended_on else None}
+        return {
+            "_id": self.recipient_id,
+            "name": self.name,
+            "id_card_hash": self.id_card_hash,
+            "id_card_masked": self.id_card_masked,
+            "district": self.district,
+            "area": str(self.area),
+            "categories": sorted(str(c) for c in self.categories),
+            "approved_on": self.approved_on.isoformat(),
+            "ended_on": self.ended_on.isoformat() if self.ended_on else None,
+        }
 
 
 @dataclass
@@ -96,10 +102,13 @@ def parse_row(raw: dict[str, str | None], salt: str) -> tuple[RegistryRow | None
         return None, errors
     id_card = values["id_card"].upper()
     if not id_card_checksum_ok(id_card):
-        errors.append(_err("id_card", "身份证号码格式或校验位不正确", "ID-card number malformed or its check digit is wrong"))
+        errors.append(
+            _err("id_card", "身份证号码格式或校验位不正确", "ID-card number malformed or its check digit is wrong")
+        )
     if not is_district(values["district"]):
-        errors.append(_err("district", f"未知的区县代码 {values['district']}",
-                           f"unknown district code {values['district']}"))
+        errors.append(
+            _err("district", f"未知的区县代码 {values['district']}", f"unknown district code {values['district']}")
+        )
     if values["area"] not in {a.value for a in Area}:
         errors.append(_err("area", "城乡类别应为 urban 或 rural", "area must be urban or rural"))
     categories: set[Category] = set()
@@ -114,8 +123,17 @@ def parse_row(raw: dict[str, str | None], salt: str) -> tuple[RegistryRow | None
         errors.append(_err("ended_on", "终止日期早于认定日期", "ended_on is before approved_on"))
     if errors or approved_on is None:
         return None, errors
-    return RegistryRow(values["recipient_id"], values["name"], hash_id_card(id_card, salt), mask_id_card(id_card),
-                       values["district"], Area(values["area"]), frozenset(categories), approved_on, ended_on), []
+    return RegistryRow(
+        values["recipient_id"],
+        values["name"],
+        hash_id_card(id_card, salt),
+        mask_id_card(id_card),
+        values["district"],
+        Area(values["area"]),
+        frozenset(categories),
+        approved_on,
+        ended_on,
+    ), []
 
 
 def parse_registry_csv(text: str, salt: str) -> ImportReport:
@@ -132,8 +150,10 @@ def parse_registry_csv(text: str, salt: str) -> ImportReport:
         row, errors = parse_row(raw, salt)
         rid = (raw.get("recipient_id") or "").strip()
         if row is not None and rid in first_line:
-            row, errors = None, [_err("recipient_id", f"与第{first_line[rid]}行重复",
-                                      f"duplicate of line {first_line[rid]}")]
+            row, errors = (
+                None,
+                [_err("recipient_id", f"与第{first_line[rid]}行重复", f"duplicate of line {first_line[rid]}")],
+            )
         if row is None:
             report.rejected.append({"line": line, "recipient_id": rid or None, "errors": errors})
             continue

@@ -77,8 +77,14 @@ def _area(facts: CaseFacts) -> tuple[Area, tuple[str, ...]]:
 
 def _base(facts: CaseFacts, rule_id: str, need: str, provisions: tuple[str, ...]) -> dict[str, Any]:
     pay, notice = payer(facts)
-    return {"rule_id": rule_id, "need": need, "provisions": provisions, "payer_district": pay,
-            "hukou_notice_district": notice, "facts": facts.as_record()}
+    return {
+        "rule_id": rule_id,
+        "need": need,
+        "provisions": provisions,
+        "payer_district": pay,
+        "hukou_notice_district": notice,
+        "facts": facts.as_record(),
+    }
 
 
 def p52a_epidemic_patient(facts: CaseFacts, book: StandardsBook) -> Proposal:
@@ -93,23 +99,42 @@ def p52a_epidemic_patient(facts: CaseFacts, book: StandardsBook) -> Proposal:
     if in_registry:
         reasons.append("低收入人口数据库在册 | listed in the low-income population database")
     elif declared or child:
-        reasons.append(f"来电申报身份：{declared or ', '.join(sorted(child))} | declared group: "
-                       f"{declared or ', '.join(sorted(child))}")
+        reasons.append(
+            f"来电申报身份：{declared or ', '.join(sorted(child))} | declared group: "
+            f"{declared or ', '.join(sorted(child))}"
+        )
         verify.append("数据库未匹配，核实困难身份 | not matched in the database: verify the group")
     elif facts.household_status == "unknown":
         verify.append("困难身份未知，须核实 | household group unknown: verify")
     else:
-        return Proposal(**base, eligible=False, schedule=Schedule.MONTHLY, amount_kind=AmountKind.FIXED,
-                        reasons=("非低保、特困、困境儿童或低收入家庭成员 | not dibao, tekun, a child in difficulty "
-                                 "or a low-income family member",))
+        return Proposal(
+            **base,
+            eligible=False,
+            schedule=Schedule.MONTHLY,
+            amount_kind=AmountKind.FIXED,
+            reasons=(
+                "非低保、特困、困境儿童或低收入家庭成员 | not dibao, tekun, a child in difficulty "
+                "or a low-income family member",
+            ),
+        )
     area, area_note = _area(facts)
     verify.extend(area_note)
     standard = book.amount(facts.place_district, area, facts.reported_on)
     monthly = yuan(P52A_MULTIPLIER * standard)
-    reasons.append(f"按当地{'城市' if area is Area.URBAN else '农村'}低保标准{standard}元的2倍按月发放，至出院止 | "
-                   f"2 x the local {area} dibao standard {standard} yuan, monthly until discharge")
-    return Proposal(**base, eligible=True, schedule=Schedule.MONTHLY, amount_kind=AmountKind.FIXED, amount=monthly,
-                    reasons=tuple(reasons), to_verify=tuple(verify), area=area)
+    reasons.append(
+        f"按当地{'城市' if area is Area.URBAN else '农村'}低保标准{standard}元的2倍按月发放，至出院止 | "
+        f"2 x the local {area} dibao standard {standard} yuan, monthly until discharge"
+    )
+    return Proposal(
+        **base,
+        eligible=True,
+        schedule=Schedule.MONTHLY,
+        amount_kind=AmountKind.FIXED,
+        amount=monthly,
+        reasons=tuple(reasons),
+        to_verify=tuple(verify),
+        area=area,
+    )
 
 
 def p52b_uninsured_unemployed(facts: CaseFacts, book: StandardsBook) -> Proposal:
@@ -130,25 +155,41 @@ def p52b_uninsured_unemployed(facts: CaseFacts, book: StandardsBook) -> Proposal
     if "unemployed_uninsured" not in facts.special_groups:
         verify.append("未参加失业保险情况 | that the person is not covered by unemployment insurance")
     if refusals:
-        return Proposal(**base, eligible=False, schedule=Schedule.ONCE, amount_kind=AmountKind.CAPPED,
-                        reasons=tuple(refusals))
+        return Proposal(
+            **base, eligible=False, schedule=Schedule.ONCE, amount_kind=AmountKind.CAPPED, reasons=tuple(refusals)
+        )
     # The place of habitual residence is taken to be where the hardship was reported (P5.2d).
     standard = book.amount(facts.place_district, Area.URBAN, facts.reported_on)
     cap = yuan(P52B_MULTIPLIER * standard)
-    reasons = [f"一次性救助，不超过经常居住地城市低保标准{standard}元的2倍（{cap}元），由经办人员确定金额 | "
-               f"one-time grant up to 2 x the urban dibao standard {standard} yuan ({cap} yuan); the officer sets it"]
+    reasons = [
+        f"一次性救助，不超过经常居住地城市低保标准{standard}元的2倍（{cap}元），由经办人员确定金额 | "
+        f"one-time grant up to 2 x the urban dibao standard {standard} yuan ({cap} yuan); the officer sets it"
+    ]
     if months is not None:
         reasons.insert(0, f"连续无收入{months}个月 | {months} consecutive months without income")
-    return Proposal(**base, eligible=True, schedule=Schedule.ONCE, amount_kind=AmountKind.CAPPED, cap=cap,
-                    reasons=tuple(reasons), to_verify=tuple(verify), area=Area.URBAN)
+    return Proposal(
+        **base,
+        eligible=True,
+        schedule=Schedule.ONCE,
+        amount_kind=AmountKind.CAPPED,
+        cap=cap,
+        reasons=tuple(reasons),
+        to_verify=tuple(verify),
+        area=Area.URBAN,
+    )
 
 
 def p52c_major_hardship(facts: CaseFacts, book: StandardsBook) -> Proposal:
     """P5.2c: major living difficulty, case by case (一事一议); the officer proposes the amount."""
     base = _base(facts, "P5.2c", "temp_assist_major", ("P5.2c", "P5.2d"))
-    return Proposal(**base, eligible=True, schedule=Schedule.ONCE, amount_kind=AmountKind.CASE_BY_CASE,
-                    reasons=("重大生活困难，一事一议确定救助金额 | major hardship: amount decided case by case",),
-                    to_verify=("困难情况及拟救助金额依据 | the hardship and the basis for the amount",))
+    return Proposal(
+        **base,
+        eligible=True,
+        schedule=Schedule.ONCE,
+        amount_kind=AmountKind.CASE_BY_CASE,
+        reasons=("重大生活困难，一事一议确定救助金额 | major hardship: amount decided case by case",),
+        to_verify=("困难情况及拟救助金额依据 | the hardship and the basis for the amount",),
+    )
 
 
 def p51_dibao_fast_track(facts: CaseFacts, book: StandardsBook) -> Proposal:
@@ -160,17 +201,26 @@ def p51_dibao_fast_track(facts: CaseFacts, book: StandardsBook) -> Proposal:
         signs.append(f"months_without_income={facts.months_without_income}")
     already = facts.household_status == "dibao" or facts.registry_has(Category.DIBAO)
     if signs:
-        reasons = [f"因疫情收入下降（{', '.join(signs)}），简化审核、快速办理；无争议的免于民主评议 | income fell in the "
-                   f"epidemic ({', '.join(signs)}): fast track; uncontested applications skip public appraisal"]
+        reasons = [
+            f"因疫情收入下降（{', '.join(signs)}），简化审核、快速办理；无争议的免于民主评议 | income fell in the "
+            f"epidemic ({', '.join(signs)}): fast track; uncontested applications skip public appraisal"
+        ]
         sla, steps = "dibao_fast_track", P51_FAST_STEPS
     else:
         reasons = ["常规低保审核 | standard dibao review"]
         sla, steps = "dibao_standard", P51_STANDARD_STEPS
     if already:
         reasons.append("已是低保对象：按收入下降调整补差金额 | already in dibao: adjust the top-up to the lower income")
-    return Proposal(**base, eligible=True, schedule=Schedule.REVIEW, amount_kind=AmountKind.NONE,
-                    reasons=tuple(reasons), sla_class=sla, review_steps=steps,
-                    to_verify=("家庭收入和财产 | household income and assets",))
+    return Proposal(
+        **base,
+        eligible=True,
+        schedule=Schedule.REVIEW,
+        amount_kind=AmountKind.NONE,
+        reasons=tuple(reasons),
+        sla_class=sla,
+        review_steps=steps,
+        to_verify=("家庭收入和财产 | household income and assets",),
+    )
 
 
 def p51_steps_followed(sla_class: str | None, contested: bool) -> tuple[str, ...]:

@@ -61,23 +61,34 @@ def payable_months(start: date, end: date | None, today: date) -> list[str]:
     return out
 
 
-def monthly_payment(monthly: Decimal, period: str, *, start: date, end: date | None, today: date,
-                    policy: PartMonthPolicy = PartMonthPolicy.FULL_MONTH) -> Decimal:
+def monthly_payment(
+    monthly: Decimal,
+    period: str,
+    *,
+    start: date,
+    end: date | None,
+    today: date,
+    policy: PartMonthPolicy = PartMonthPolicy.FULL_MONTH,
+) -> Decimal:
     """The P5.2a payment due for `period`; raises NotPayable when that month is outside the entitlement."""
     first, last = month_bounds(period)
     if last < start:
         raise NotPayable(f"{period} 早于确诊月份", f"{period} is before the month of confirmation", field="period")
     if end is not None and first > end:
-        raise NotPayable(f"{period} 晚于出院月份，已停发", f"{period} is after discharge: payments stopped",
-                         field="period")
+        raise NotPayable(
+            f"{period} 晚于出院月份，已停发", f"{period} is after discharge: payments stopped", field="period"
+        )
     if first > today:
         raise NotPayable(f"{period} 尚未到来", f"{period} has not begun yet", field="period")
     if PartMonthPolicy(policy) is PartMonthPolicy.FULL_MONTH:
         return yuan(monthly)
     covered_to = min(last, end) if end is not None else last
     if covered_to > today or (end is None and last >= today):
-        raise NotPayable(f"{period} 按天计发，须月末或出院后发放", f"{period} is paid pro rata, once the month "
-                         "ended or the patient was discharged", field="period")
+        raise NotPayable(
+            f"{period} 按天计发，须月末或出院后发放",
+            f"{period} is paid pro rata, once the month ended or the patient was discharged",
+            field="period",
+        )
     covered_from = max(first, start)
     days = (covered_to - covered_from).days + 1
     return yuan(monthly * days / last.day)

@@ -3,5 +3,12 @@
 from services.router.domain.catalogue import CatalogueError, DispatchCatalogue, load_catalogue, parse_catalogue
 from services.router.domain.routing import Routing, RoutingFacts, decide
 
-__all__ = ["CatalogueError", "DispatchCatalogue", "Routing", "RoutingFacts", "decide", "load_catalogue",
-           "parse_catalogue"]
+__all__ = [
+    "CatalogueError",
+    "DispatchCatalogue",
+    "Routing",
+    "RoutingFacts",
+    "decide",
+    "load_catalogue",
+    "parse_catalogue",
+]

@@ -57,8 +57,9 @@ class Task(_Mutable):
         return self.status in OPEN_TASK
 
     def assignment(self) -> Assignment:
-        return Assignment(department=self.department, district=self.district, role=self.role,
-                          task_id=self.task_id, due_at=self.due_at)
+        return Assignment(
+            department=self.department, district=self.district, role=self.role, task_id=self.task_id, due_at=self.due_at
+        )
 
 
 class HistoryEntry(_Mutable):

@@ -31,12 +31,14 @@ def _target(department: str, district: str) -> Assignment:
 
 def _open(case: Case) -> None:
     if case.status in FINAL:
-        raise wrong_state(f"案件已是 {case.status}，不能再调整", f"case is {case.status}; it cannot be changed",
-                          field="case_id")
+        raise wrong_state(
+            f"案件已是 {case.status}，不能再调整", f"case is {case.status}; it cannot be changed", field="case_id"
+        )
 
 
-def _replace_lead(case: Case, lead: Assignment, coordinator: Principal, catalogue: DispatchCatalogue,
-                  now: datetime, reason: str) -> Assignment | None:
+def _replace_lead(
+    case: Case, lead: Assignment, coordinator: Principal, catalogue: DispatchCatalogue, now: datetime, reason: str
+) -> Assignment | None:
     previous = case.lead_task()
     if previous is not None and previous.is_open:
         withdraw(case, previous, reason=reason, actor=coordinator.sub, now=now)
@@ -47,8 +49,15 @@ def _replace_lead(case: Case, lead: Assignment, coordinator: Principal, catalogu
     return previous.assignment() if previous is not None else None
 
 
-def settle_arbitration(case: Case, coordinator: Principal, department: str, district: str | None, note: str,
-                       catalogue: DispatchCatalogue, now: datetime) -> None:
+def settle_arbitration(
+    case: Case,
+    coordinator: Principal,
+    department: str,
+    district: str | None,
+    note: str,
+    catalogue: DispatchCatalogue,
+    now: datetime,
+) -> None:
     """The coordinator names the owner of a case that was returned too often; it can no longer be returned."""
     in_scope(case, coordinator)
     if case.status != "arbitration":
@@ -57,15 +66,33 @@ def settle_arbitration(case: Case, coordinator: Principal, department: str, dist
     _replace_lead(case, lead, coordinator, catalogue, now, "arbitration")
     lead = case.tasks[-1].assignment()
     case.arbitrated = True
-    case.history.append(HistoryEntry(at=now, actor=coordinator.sub, action="arbitration_settled",
-                                     department=department, note=note))
-    emit(case, ArbitrationSettled(occurred_at=now, case_id=case.case_id, correlation_id=case.correlation_id,
-                                  actor=coordinator.sub, department=department, district=lead.district, lead=lead,
-                                  note=note))
+    case.history.append(
+        HistoryEntry(at=now, actor=coordinator.sub, action="arbitration_settled", department=department, note=note)
+    )
+    emit(
+        case,
+        ArbitrationSettled(
+            occurred_at=now,
+            case_id=case.case_id,
+            correlation_id=case.correlation_id,
+            actor=coordinator.sub,
+            department=department,
+            district=lead.district,
+            lead=lead,
+            note=note,
+        ),
+    )
 
 
-def reassign(case: Case, coordinator: Principal, department: str, district: str | None, reason: str,
-             catalogue: DispatchCatalogue, now: datetime) -> None:
+def reassign(
+    case: Case,
+    coordinator: Principal,
+    department: str,
+    district: str | None,
+    reason: str,
+    catalogue: DispatchCatalogue,
+    now: datetime,
+) -> None:
     """Send the case to another lead department (or the right district)."""
     in_scope(case, coordinator)
     _open(case)
@@ -75,34 +102,69 @@ def reassign(case: Case, coordinator: Principal, department: str, district: str 
     lead = case.tasks[-1].assignment()
     if in_arbitration:  # naming an owner while arbitrating settles it
         case.arbitrated = True
-    case.history.append(HistoryEntry(at=now, actor=coordinator.sub, action="reassigned", department=department,
-                                     reason=reason))
-    emit(case, CaseReassigned(occurred_at=now, case_id=case.case_id, correlation_id=case.correlation_id,
-                              actor=coordinator.sub, department=department, district=lead.district, lead=lead,
-                              reason=reason, previous_lead=previous, kind="reassign"))
+    case.history.append(
+        HistoryEntry(at=now, actor=coordinator.sub, action="reassigned", department=department, reason=reason)
+    )
+    emit(
+        case,
+        CaseReassigned(
+            occurred_at=now,
+            case_id=case.case_id,
+            correlation_id=case.correlation_id,
+            actor=coordinator.sub,
+            department=department,
+            district=lead.district,
+            lead=lead,
+            reason=reason,
+            previous_lead=previous,
+            kind="reassign",
+        ),
+    )
 
 
-def change_lead(case: Case, coordinator: Principal, department: str, reason: str, catalogue: DispatchCatalogue,
-                now: datetime) -> None:
+def change_lead(
+    case: Case, coordinator: Principal, department: str, reason: str, catalogue: DispatchCatalogue, now: datetime
+) -> None:
     """A co-handler becomes the lead; the old lead stays on as a co-handler."""
     in_scope(case, coordinator)
     _open(case)
     co = next((t for t in case.open_co_tasks() if t.department == department), None)
     if co is None:
-        raise wrong_state(f"{department} 不是本案的协办部门", f"{department} is not co-handling this case",
-                          field="department")
+        raise wrong_state(
+            f"{department} 不是本案的协办部门", f"{department} is not co-handling this case", field="department"
+        )
     withdraw(case, co, reason="became lead", actor=coordinator.sub, now=now)
     lead = Assignment(department=department, district=co.district, role="lead")
     previous = _replace_lead(case, lead, coordinator, catalogue, now, "lead changed")
     lead = case.tasks[-1].assignment()
     if previous is not None:
-        new_task(case, department=previous.department, district=previous.district, role="co_handler",
-                 catalogue=catalogue, now=now, requested_by=department)
-    case.history.append(HistoryEntry(at=now, actor=coordinator.sub, action="lead_changed", department=department,
-                                     reason=reason))
-    emit(case, CaseReassigned(occurred_at=now, case_id=case.case_id, correlation_id=case.correlation_id,
-                              actor=coordinator.sub, department=department, district=lead.district, lead=lead,
-                              reason=reason, previous_lead=previous, kind="change_lead"))
+        new_task(
+            case,
+            department=previous.department,
+            district=previous.district,
+            role="co_handler",
+            catalogue=catalogue,
+            now=now,
+            requested_by=department,
+        )
+    case.history.append(
+        HistoryEntry(at=now, actor=coordinator.sub, action="lead_changed", department=department, reason=reason)
+    )
+    emit(
+        case,
+        CaseReassigned(
+            occurred_at=now,
+            case_id=case.case_id,
+            correlation_id=case.correlation_id,
+            actor=coordinator.sub,
+            department=department,
+            district=lead.district,
+            lead=lead,
+            reason=reason,
+            previous_lead=previous,
+            kind="change_lead",
+        ),
+    )
 
 
 def merge_into(child: Case, parent: Case, coordinator: Principal, note: str, now: datetime) -> None:
@@ -121,10 +183,18 @@ def merge_into(child: Case, parent: Case, coordinator: Principal, note: str, now
     for task in [t for t in child.tasks if t.is_open]:
         withdraw(child, task, reason=f"merged into {parent.case_id}", actor=coordinator.sub, now=now)
     child.status, child.merged_into = "merged", parent.case_id
-    child.history.append(HistoryEntry(at=now, actor=coordinator.sub, action="merged", reason=parent.case_id,
-                                      note=note))
-    emit(child, CasesMerged(occurred_at=now, case_id=child.case_id, correlation_id=child.correlation_id,
-                            actor=coordinator.sub, district=child.district, into_case_id=parent.case_id))
+    child.history.append(HistoryEntry(at=now, actor=coordinator.sub, action="merged", reason=parent.case_id, note=note))
+    emit(
+        child,
+        CasesMerged(
+            occurred_at=now,
+            case_id=child.case_id,
+            correlation_id=child.correlation_id,
+            actor=coordinator.sub,
+            district=child.district,
+            into_case_id=parent.case_id,
+        ),
+    )
 
 
 def link_child(parent: Case, child_id: str, coordinator: Principal, now: datetime) -> bool:

@@ -14,8 +14,11 @@ def task_not_found(task_id: str) -> NotFound:
 
 
 def not_your_task(task_id: str) -> Forbidden:
-    return Forbidden(f"任务 {task_id} 不属于本部门本区县", f"task {task_id} belongs to another department or district",
-                     field="task_id")
+    return Forbidden(
+        f"任务 {task_id} 不属于本部门本区县",
+        f"task {task_id} belongs to another department or district",
+        field="task_id",
+    )
 
 
 def not_your_district(case_id: str) -> Forbidden:

@@ -72,11 +72,8 @@ def matches(conditions: Conditions, facts: RoutingFacts) -> bool:
         return False
     if conditions.emergency is not None and conditions.emergency != facts.emergency:
         return False
-    if conditions.min_months_without_income is not None and (
-        facts.months_without_income is None or facts.months_without_income < conditions.min_months_without_income
-    ):
-        return False
-    return True
+    least = conditions.min_months_without_income
+    return least is None or (facts.months_without_income is not None and facts.months_without_income >= least)
 
 
 def _candidates(catalogue: DispatchCatalogue, need: str, facts: RoutingFacts, day: Any) -> list[Rule]:
@@ -122,8 +119,16 @@ def decide(
     memoised per catalogue; the facts record is the case's own."""
     excluded = frozenset(exclude)
     day = facts.received_at.date() if isinstance(facts.received_at, datetime) else facts.received_at
-    key = (facts.district, facts.needs, facts.household_status, facts.special_groups, facts.emergency,
-           facts.months_without_income, day, excluded)
+    key = (
+        facts.district,
+        facts.needs,
+        facts.household_status,
+        facts.special_groups,
+        facts.emergency,
+        facts.months_without_income,
+        day,
+        excluded,
+    )
     cache = catalogue.selection_cache
     selection = cache.get(key)
     if selection is None:
