@@ -24,7 +24,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from common.aggregates import Aggregates
-from common.errors import install_error_handlers
+from common.http_errors import install_error_handlers
 from common.kafka import make_broker
 from common.logs import configure_logging
 from common.reference import reference_router

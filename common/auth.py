@@ -4,43 +4,14 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Annotated
 
 import jwt
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict
 
+from common.principal import Principal, Role
 from common.settings import ServiceSettings
-
-CITY = "city"  # the district claim of a city-level user
-
-
-class Role(StrEnum):
-    OPERATOR = "operator"
-    DEPT_WORKER = "dept_worker"
-    RELIEF_OFFICER = "relief_officer"
-    COORDINATOR = "coordinator"
-    ADMIN = "admin"
-
-
-class Principal(BaseModel):
-    """The authenticated user, from the token's claims."""
-
-    model_config = ConfigDict(frozen=True)
-
-    sub: str
-    role: Role
-    department: str | None = None
-    district: str | None = None
-
-    @property
-    def city_level(self) -> bool:
-        return self.district in (None, CITY) or self.role is Role.ADMIN
-
-    def can_see_district(self, district: str) -> bool:
-        return self.city_level or self.district == district
 
 
 def issue_token(

@@ -1,12 +1,11 @@
-"""One base class for domain errors, and HTTP error bodies an operator can read (zh first, en too)."""
+"""One base class for domain errors, and field errors an operator can read (zh first, en too).
+
+Pure: the domain raises these; `common.http_errors` turns them into HTTP replies.
+"""
 
 from __future__ import annotations
 
 from typing import Any
-
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 
 
 class DomainError(Exception):
@@ -89,23 +88,3 @@ def field_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
             {"field": ".".join(loc) or "body", "reason_zh": reason_zh, "reason_en": reason_en, "type": err.get("type")}
         )
     return out
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(
-            status_code=422,
-            content={
-                "message_zh": "提交内容有误，请检查以下字段",
-                "message_en": "The request has invalid fields",
-                "errors": field_errors(list(exc.errors())),
-            },
-        )
-
-    @app.exception_handler(DomainError)
-    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
-        body: dict[str, Any] = {"code": exc.code, "message_zh": exc.message_zh, "message_en": exc.message_en}
-        if exc.field:
-            body["field"] = exc.field
-        return JSONResponse(status_code=exc.status, content=body)

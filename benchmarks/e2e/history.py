@@ -20,7 +20,7 @@ from pymongo import AsyncMongoClient
 
 from benchmarks.e2e import captured
 from benchmarks.e2e.settings import SERVICES, E2eBench
-from common.auth import Principal, Role
+from common.principal import Principal, Role
 from contracts.events.hotline import Caller, HelpRequested, Place
 from contracts.events.relief import grant_event
 from contracts.events.router import case_lifecycle_event

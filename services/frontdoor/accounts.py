@@ -16,8 +16,9 @@ import structlog
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from common.auth import Role, issue_token
+from common.auth import issue_token
 from common.errors import DomainError, Forbidden, NotFound
+from common.principal import Role
 from services.frontdoor.domain.accounts import Profile, check_password, check_profile, check_username
 from services.frontdoor.domain.audit import Action, changes
 from services.frontdoor.domain.lockout import Attempt, LockoutPolicy, is_locked

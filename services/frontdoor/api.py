@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from common.auth import Role
+from common.principal import Role
 from services.frontdoor.accounts import SessionEnded, now_utc, public
 from services.frontdoor.domain.accounts import after_sign_in, workspace
 from services.frontdoor.schemas import (

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from common.auth import Role
+from common.principal import Role
 
 
 class Body(BaseModel):

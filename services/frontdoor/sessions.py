@@ -18,8 +18,8 @@ import jwt
 from fastapi import Depends, Request, Response
 
 from common.app import get_runtime
-from common.auth import Role
 from common.errors import Forbidden
+from common.principal import Role
 from services.frontdoor.accounts import Accounts, Session, SessionEnded, now_utc
 from services.frontdoor.domain.accounts import WORKSPACES
 from services.frontdoor.domain.tokens import needs_renewal

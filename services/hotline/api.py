@@ -12,8 +12,9 @@ from fastapi import APIRouter, Depends, Header, Path, Query, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 
-from common.auth import Principal, Role, require_roles
+from common.auth import require_roles
 from common.errors import NotFound
+from common.principal import Principal, Role
 from contracts.events.hotline import (
     CallbackRecorded,
     Caller,

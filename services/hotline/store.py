@@ -18,7 +18,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from common.aggregates import Aggregates, Codec
-from common.auth import Principal
+from common.principal import Principal
 from common.store import GroupInserts, busy_retry, create_query_indexes, find_by
 from contracts.events.hotline import HelpRequested
 from services.hotline.callers import CallerIndex, KeyView

@@ -12,8 +12,9 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.app import RuntimeDep
-from common.auth import Principal, Role, require_roles
+from common.auth import require_roles
 from common.errors import Forbidden, NotFound
+from common.principal import Principal, Role
 from services.notify import views
 from services.notify.clockwork import Notify
 from services.notify.domain.case import CaseState

@@ -13,8 +13,9 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from common.app import RuntimeDep
-from common.auth import CITY, Principal, Role, require_roles
+from common.auth import require_roles
 from common.errors import DomainError, Forbidden, NotFound
+from common.principal import CITY, Principal, Role
 from contracts.codes import districts, is_district
 from services.relief.domain.facts import Category
 from services.relief.domain.money import yuan

@@ -18,9 +18,9 @@ import structlog
 from faststream.kafka import KafkaBroker
 
 from common.aggregates import Aggregates
-from common.auth import Principal, Role
 from common.errors import DomainError, Forbidden, NotFound
 from common.kafka import publish_event
+from common.principal import Principal, Role
 from contracts.events.relief import (
     GrantApproved,
     GrantCancelled,

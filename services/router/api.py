@@ -10,8 +10,9 @@ from fastapi.responses import HTMLResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from common.app import RuntimeDep
-from common.auth import Principal, Role, require_roles
+from common.auth import require_roles
 from common.errors import Forbidden
+from common.principal import Principal, Role
 from services.router.cases import CaseService
 from services.router.domain import coordination, desk
 from services.router.domain.case import WORKABLE, Case, TaskStatus

@@ -5,9 +5,10 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 
-from common.auth import Principal, Role, decode_token, issue_token
+from common.auth import decode_token, issue_token
 from common.consumer import DeliveryPolicy
 from common.logs import mask_personal_data, mask_text
+from common.principal import Principal, Role
 from common.settings import ServiceSettings
 from services.hotline.domain import case_day, format_case_number
 

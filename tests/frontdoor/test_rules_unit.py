@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from common.auth import Role
+from common.principal import Role
 from services.frontdoor.domain.accounts import (
     InvalidAccount,
     after_sign_in,

@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI
 
 from common.auth import issue_token
-from common.errors import install_error_handlers
+from common.http_errors import install_error_handlers
 from contracts.events.router import CASE_LIFECYCLE_TOPIC, ArbitrationRequested
 from services.notify import api
 from tests.notify.factories import case_id, dispatched, resolved, returned, signed

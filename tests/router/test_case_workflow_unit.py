@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from common.auth import Principal
 from common.errors import DomainError, Forbidden
+from common.principal import Principal
 from services.router.domain import coordination, desk
 from services.router.domain.case import Case
 from services.router.domain.catalogue import load_catalogue

@@ -221,7 +221,7 @@ async def test_two_writers_on_one_case_never_lose_a_change(router: RouterHarness
 
 
 def _principal(department: str):
-    from common.auth import Principal
+    from common.principal import Principal
 
     return Principal(sub=f"w-{department}", role="dept_worker", department=department, district="500103")
 

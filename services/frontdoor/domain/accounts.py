@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from common.auth import CITY, Role
 from common.errors import DomainError
+from common.principal import CITY, Role
 from contracts.codes import is_department, is_district
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,31}$")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from common.auth import Principal
+from common.principal import Principal
 from contracts.codes import is_department, is_district
 from contracts.events.router import ArbitrationSettled, Assignment, CaseReassigned, CasesMerged
 from services.router.domain.case import Case, HistoryEntry

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from common.auth import Principal
+from common.principal import Principal
 from contracts.codes import is_department
 from contracts.events.router import (
     ArbitrationRequested,
