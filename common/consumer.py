@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from pymongo.errors import AutoReconnect, ConnectionFailure, ExecutionTimeout, NetworkTimeout
 
 from common.store import store_busy
+from contracts.events import dlq_topic
 
 if TYPE_CHECKING:
     from aiokafka import ConsumerRecord
@@ -61,10 +62,6 @@ def backoff_delay(attempt: int, initial_s: float, max_s: float) -> float:
     """Bounded exponential backoff with jitter (half to all of the step), `attempt` counting from 1: the one
     backoff of every retry loop here, so that many clients failing at once do not retry in step."""
     return min(max_s, initial_s * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-
-
-def dlq_topic(topic: str) -> str:
-    return f"{topic}.dlq"
 
 
 def _header(record: ConsumerRecord, name: str) -> str | None:

@@ -2,7 +2,7 @@
 
 from contracts.codes import departments
 
-from .base import CASE_ID_PATTERN, Event
+from .base import BUSINESS_TZ, CASE_ID_PATTERN, Event, utcnow
 from .hotline import CASE_EVENTS_TOPIC, HELP_REQUESTED_TOPIC
 from .notify import SLA_EVENTS_TOPIC
 from .relief import GRANT_EVENTS_TOPIC, HUKOU_NOTICE_TOPIC
@@ -37,10 +37,12 @@ def all_topics() -> list[str]:
 
 
 def dlq_topic(topic: str) -> str:
+    """Where a topic's records that cannot be handled go, with the error."""
     return f"{topic}.dlq"
 
 
 __all__ = [
+    "BUSINESS_TZ",
     "CASE_EVENTS_TOPIC",
     "CASE_ID_PATTERN",
     "CASE_LIFECYCLE_TOPIC",
@@ -53,4 +55,5 @@ __all__ = [
     "all_topics",
     "department_queue_topic",
     "dlq_topic",
+    "utcnow",
 ]

@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import ClassVar
 from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 CASE_ID_PATTERN = r"^CQ-\d{8}-\d{6}$"
+# The city's local time: case numbers, working days and the times people read are in it.
+BUSINESS_TZ = ZoneInfo("Asia/Shanghai")
 
 
 def utcnow() -> datetime:

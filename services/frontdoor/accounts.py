@@ -10,7 +10,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import structlog
 from argon2 import PasswordHasher
@@ -19,6 +18,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from common.auth import issue_token
 from common.errors import DomainError, Forbidden, NotFound
 from common.principal import Role
+from contracts.events.base import BUSINESS_TZ
 from services.frontdoor.domain.accounts import Profile, check_password, check_profile, check_username
 from services.frontdoor.domain.audit import Action, changes
 from services.frontdoor.domain.lockout import Attempt, LockoutPolicy, is_locked
@@ -27,7 +27,6 @@ from services.frontdoor.settings import Settings
 from services.frontdoor.store import Doc, FrontdoorStore, digest
 
 log = structlog.get_logger("frontdoor.accounts")
-CHONGQING = ZoneInfo("Asia/Shanghai")
 
 
 class SignInRefused(DomainError):
@@ -180,7 +179,7 @@ class Accounts:
 
     @staticmethod
     def _locked(until: datetime) -> AccountLocked:
-        local = until.astimezone(CHONGQING).strftime("%H:%M")
+        local = until.astimezone(BUSINESS_TZ).strftime("%H:%M")
         return AccountLocked(
             f"登录失败次数过多，账户已锁定，请于 {local} 后再试",
             f"too many failed sign-ins: the account is locked until {local} (Chongqing time)",

@@ -13,10 +13,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from contracts.catalogue import service_codes, validate_attributes
 from contracts.codes import is_district
+from contracts.events.base import CASE_ID_PATTERN
 from contracts.events.hotline import HouseholdStatus, SpecialGroup, Urgency
 from contracts.validation import normalise_id_card, normalise_phone
 
-CASE_ID = r"^CQ-\d{8}-\d{6}$"
+CASE_ID = CASE_ID_PATTERN
 
 
 def check_district(value: str | None) -> str | None:

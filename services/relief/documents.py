@@ -14,22 +14,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
 from common.aggregates import Aggregates, Codec
 from common.errors import NotFound
+from contracts.events.base import utcnow
 from contracts.events.relief import HukouDistrictNotified, grant_event
 from services.relief.domain.lifecycle import Conflict
 
 Doc = dict[str, Any]
 Publish = Callable[[Sequence[tuple[str, list[Doc]]]], Awaitable[None]]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 # ---------------------------------------------------------------------------- the case

@@ -34,10 +34,11 @@ import structlog
 
 from common.aggregates import Aggregates
 from common.consumer import PermanentError
+from contracts.events import utcnow
 from contracts.events.hotline import HelpRequested
 from contracts.events.relief import GrantProposed, GrantRejected
 from contracts.events.router import CaseDispatched, CasesMerged
-from services.relief.documents import Entitlement, ReliefCase, create_only, outbox_item, utcnow
+from services.relief.documents import Entitlement, ReliefCase, create_only, outbox_item
 from services.relief.domain.facts import CaseFacts, Category, RegistryMatch
 from services.relief.domain.lifecycle import Status
 from services.relief.domain.money import as_str, yuan

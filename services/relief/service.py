@@ -21,6 +21,7 @@ from common.aggregates import Aggregates
 from common.errors import DomainError, Forbidden, NotFound
 from common.kafka import publish_event
 from common.principal import Principal, Role
+from contracts.events import utcnow
 from contracts.events.relief import (
     GrantApproved,
     GrantCancelled,
@@ -39,7 +40,6 @@ from services.relief.documents import (
     entitlements_of,
     from_outbox,
     mark_paid,
-    utcnow,
 )
 from services.relief.domain import lifecycle
 from services.relief.domain.facts import Category

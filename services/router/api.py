@@ -13,11 +13,11 @@ from common.app import RuntimeDep
 from common.auth import require_roles
 from common.errors import Forbidden
 from common.principal import Principal, Role
+from contracts.events import utcnow
 from services.router.cases import CaseService
 from services.router.domain import coordination, desk
 from services.router.domain.case import WORKABLE, Case, TaskStatus
 from services.router.domain.catalogue import ReturnReason
-from services.router.domain.dispatching import utcnow
 from services.router.domain.errors import case_not_found, not_your_district, task_not_found
 
 PAGE = Path(__file__).parent / "static" / "index.html"

@@ -20,13 +20,14 @@ from faststream.kafka import KafkaBroker
 
 from common.aggregates import Aggregates, Codec
 from common.kafka import BatchProducer, event_record, publish_event
+from contracts.events import utcnow
 from contracts.events.base import Event
 from contracts.events.hotline import HelpRequested
 from contracts.events.router import case_lifecycle_event, department_queue_message
 from services.router.domain.case import Case
 from services.router.domain.catalogue import DispatchCatalogue
 from services.router.domain.coordination import FINAL
-from services.router.domain.dispatching import open_case, utcnow
+from services.router.domain.dispatching import open_case
 from services.router.domain.errors import case_not_found
 from services.router.domain.routing import RoutingFacts, decide
 from services.router.settings import Settings

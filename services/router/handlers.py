@@ -19,11 +19,12 @@ from common.app import Runtime
 from common.batches import BatchConsumer, Rejected
 from common.kafka import SUBSCRIBER_ACK_POLICY
 from contracts.codes import departments
+from contracts.events import utcnow
 from contracts.events.hotline import CaseReopened, HotlineCaseEvent
 from contracts.events.router import DepartmentTask, department_queue_message
 from services.router.cases import CaseService
 from services.router.domain.case import Case
-from services.router.domain.dispatching import mark_queued, reopen, utcnow
+from services.router.domain.dispatching import mark_queued, reopen
 from services.router.settings import Settings
 
 if TYPE_CHECKING:

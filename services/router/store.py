@@ -18,8 +18,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from common.store import create_query_indexes
+from contracts.events import utcnow
 from services.router.domain.case import Case, queue_key
-from services.router.domain.dispatching import utcnow
 
 
 class RouterStore:

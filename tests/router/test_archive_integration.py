@@ -8,9 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from contracts.events import CASE_EVENTS_TOPIC
+from contracts.events import CASE_EVENTS_TOPIC, utcnow
 from contracts.events.hotline import CaseReopened
-from services.router.domain.dispatching import utcnow
 from tests.router.harness import RouterHarness, help_request, new_case_id
 from tests.router.test_router_integration import dispatched, lifecycle, post
 from tests.support.waiting import eventually

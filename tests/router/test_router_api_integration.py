@@ -9,10 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from common.aggregates import Aggregates
-from contracts.events import HELP_REQUESTED_TOPIC
+from contracts.events import HELP_REQUESTED_TOPIC, utcnow
 from services.router.cases import CaseService
 from services.router.domain import desk
-from services.router.domain.dispatching import utcnow
 from services.router.store import RouterStore
 from tests.router.harness import RouterHarness, help_request, new_case_id
 from tests.support.kafka import read_topic

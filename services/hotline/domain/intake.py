@@ -11,14 +11,14 @@ from datetime import datetime
 from functools import cache
 from importlib import resources
 from typing import Literal
-from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.catalogue import service_catalogue
+from contracts.events.base import BUSINESS_TZ
 
-CHONGQING_TZ = ZoneInfo("Asia/Shanghai")
+CHONGQING_TZ = BUSINESS_TZ
 TransferTarget = Literal["110", "119", "120"]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from contracts.events.base import Event
@@ -16,10 +16,6 @@ from services.router.domain.catalogue import DispatchCatalogue
 from services.router.domain.routing import Routing, RoutingFacts
 
 ROUTER = "router"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def emit(case: Case, event: Event, *, department: str | None = None) -> None:
