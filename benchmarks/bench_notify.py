@@ -132,7 +132,7 @@ async def breach_delays(runtime: Runtime, bootstrap: str) -> list[float]:
         f"CQ-DELAY-{i:03d}": now + timedelta(seconds=2) + timedelta(milliseconds=150 * i) for i in range(DELAY_SAMPLES)
     }
     timers = [Timer(f"{c}|breach", d, payload(c, d)) for c, d in dues.items()]
-    await runtime.store.store.sla_timers.schedule(timers, now)
+    await runtime.service.store.sla_timers.schedule(timers, now)
 
     async def loop() -> None:
         while True:
@@ -174,7 +174,7 @@ async def run(settings: BenchSettings, n: int) -> None:
     await store.ensure_indexes()
     policy = load_policy()
     outbox = Outbox(store, service)
-    runtime.store = Notify(store, policy, Clockwork(store, policy, outbox, caller_texts=False), outbox)
+    runtime.service = Notify(store, policy, Clockwork(store, policy, outbox, caller_texts=False), outbox)
     await broker.start()
     try:
         now = datetime.now(UTC)

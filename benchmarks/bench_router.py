@@ -201,7 +201,7 @@ async def run_router(settings: Settings, stop: asyncio.Event, clock: Clock) -> N
     await store.ensure_indexes()
     service = TimedCaseService(store=store, broker=broker, settings=settings, catalogue=catalogue_of(settings))
     service.clock = clock
-    runtime.store = service
+    runtime.service = service
     settle_heap()  # as the service's lifespan does
     runtime.kafka_connected.set()
     intake = asyncio.create_task(run_intake(runtime))

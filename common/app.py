@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -35,22 +35,36 @@ log = structlog.get_logger("app")
 
 KAFKA_CONNECT_RETRY_S = 2.0
 
+ServiceT = TypeVar("ServiceT")
+
 
 @dataclass
-class Runtime:
-    """The resources a running service holds; built in the lifespan, handed to handlers and routes."""
+class Runtime(Generic[ServiceT]):
+    """The resources a running service holds; built in the lifespan, handed to handlers and routes.
+    `service` is the service's own object (its store, rules and publishers), made by its start-up hook."""
 
     settings: ServiceSettings
     broker: KafkaBroker | None  # None for a service without Kafka (the front door)
     mongo: AsyncMongoClient[dict[str, Any]]
     db: AsyncDatabase[dict[str, Any]]
-    store: Any = None  # the service's own store object, returned by its start-up hook
     kafka_connected: asyncio.Event = field(default_factory=asyncio.Event)
     store_commands: CommandCounter = field(default_factory=CommandCounter)
     # Every document collection written through `common.aggregates`: their outboxes are swept for the
     # service (`outbox_sweeper`). A service registers them in its start-up hook.
     aggregates: list[Aggregates[Any]] = field(default_factory=list)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _service: ServiceT | None = field(default=None, init=False, repr=False)
+
+    @property
+    def service(self) -> ServiceT:
+        if self._service is None:
+            raise RuntimeError("the service's start-up hook has not run yet")
+        return self._service
+
+    def bind(self, service: ServiceT) -> ServiceT:
+        """Hold the object the start-up hook made (the lifespan does this; tests that build a runtime too)."""
+        self._service = service
+        return service
 
     def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         """Run a background loop for the life of the service (cancelled at shutdown)."""
@@ -63,7 +77,7 @@ class Runtime:
 LOOP_RESTART_DELAY_S = 1.0
 
 
-async def supervise(loop: Callable[[Runtime], Awaitable[None]], runtime: Runtime) -> None:
+async def supervise(loop: Callable[[Runtime[Any]], Awaitable[None]], runtime: Runtime[Any]) -> None:
     """Run a background loop for the life of the service: a crash is logged and the loop restarted,
     never left to die silently (an outbox relay that stopped would strand everything behind it)."""
     while True:
@@ -77,16 +91,17 @@ async def supervise(loop: Callable[[Runtime], Awaitable[None]], runtime: Runtime
             await asyncio.sleep(LOOP_RESTART_DELAY_S)
 
 
-def get_runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
+def get_runtime(request: Request) -> Runtime[Any]:
+    runtime: Runtime[Any] = request.app.state.runtime
+    return runtime
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+RuntimeDep = Annotated[Runtime[Any], Depends(get_runtime)]
 
-SubscribersFactory = Callable[[Runtime], KafkaRouter | None]
-StartupHook = Callable[[Runtime], Awaitable[Any]]
-ShutdownHook = Callable[[Runtime], Awaitable[None]]
-BackgroundLoop = Callable[[Runtime], Awaitable[None]]
+SubscribersFactory = Callable[[Runtime[Any]], KafkaRouter | None]
+StartupHook = Callable[[Runtime[Any]], Awaitable[Any]]
+ShutdownHook = Callable[[Runtime[Any]], Awaitable[None]]
+BackgroundLoop = Callable[[Runtime[Any]], Awaitable[None]]
 
 
 async def _tcp_probe(bootstrap: str, timeout: float = 2.0) -> None:
@@ -104,7 +119,7 @@ async def _tcp_probe(bootstrap: str, timeout: float = 2.0) -> None:
     raise ConnectionError("; ".join(errors))
 
 
-async def _connect_broker(runtime: Runtime) -> None:
+async def _connect_broker(runtime: Runtime[Any]) -> None:
     """Start the broker, retrying while Kafka is unreachable, so the service (and its HTTP API) stays up."""
     attempt = 0
     while True:
@@ -188,7 +203,7 @@ async def every(interval_s: float, work: Callable[[], Awaitable[Any]], *, what: 
         await asyncio.sleep(interval_s)
 
 
-async def claims_pruner(runtime: Runtime) -> None:
+async def claims_pruner(runtime: Runtime[Any]) -> None:
     """Every service: trim old version claims from its database (`common.store.prune_claims`)."""
     retention = timedelta(seconds=runtime.settings.claims_retention_s)
 
@@ -199,7 +214,7 @@ async def claims_pruner(runtime: Runtime) -> None:
     await every(runtime.settings.claims_prune_interval_s, prune, what="pruning version claims")
 
 
-async def outbox_sweeper(runtime: Runtime) -> None:
+async def outbox_sweeper(runtime: Runtime[Any]) -> None:
     """Every service: publish what a crash or an outage left in the outboxes of its documents, once older
     than `outbox_grace_s` (`common.aggregates.Aggregates.sweep`)."""
     if runtime.broker is not None:
@@ -248,14 +263,14 @@ def create_service_app(
         counter = CommandCounter()
         mongo = open_mongo(settings, counter=counter)
         broker = make_broker(settings) if kafka else None
-        runtime = Runtime(
+        runtime: Runtime[Any] = Runtime(
             settings=settings, broker=broker, mongo=mongo, db=mongo[settings.database_name], store_commands=counter
         )
         if broker is not None and subscribers is not None and (kafka_router := subscribers(runtime)) is not None:
             broker.include_router(kafka_router)
         app.state.runtime = runtime
         if startup is not None:
-            runtime.store = await startup(runtime)
+            runtime.bind(await startup(runtime))
         if broker is not None:
             connect = runtime.spawn(_connect_broker(runtime), "kafka-connect")
             if wait_for_kafka:

@@ -36,12 +36,12 @@ async def startup(runtime: Runtime) -> FrontDoor:
 
 
 async def shutdown(runtime: Runtime) -> None:
-    await runtime.store.http.aclose()
+    await runtime.service.http.aclose()
 
 
 async def pruner(runtime: Runtime) -> None:
     """Expired sessions and old sign-in attempts go, so the collections every sign-in reads stay small."""
-    frontdoor: FrontDoor = runtime.store
+    frontdoor: FrontDoor = runtime.service
     settings = frontdoor.settings
 
     async def prune() -> None:

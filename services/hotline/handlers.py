@@ -66,7 +66,7 @@ def build_subscribers(runtime: Runtime) -> KafkaRouter | None:
 async def status_consumer(runtime: Runtime) -> None:
     """Background loop: the caller-facing status projection, a batch of downstream events at a time."""
     settings: Settings = runtime.settings  # type: ignore[assignment]
-    store: HotlineStore = runtime.store.store
+    store: HotlineStore = runtime.service.store
     await BatchConsumer(
         name="status",
         topics=tuple(settings.topic(t) for t in STATUS_TOPICS),
@@ -92,7 +92,7 @@ async def caller_feed(runtime: Runtime) -> None:
     group, from the latest), so the repeat-caller index it keeps in memory knows the calls the other
     processes take; once the feed runs, the index is loaded from the store."""
     settings: Settings = runtime.settings  # type: ignore[assignment]
-    store: HotlineStore = runtime.store.store
+    store: HotlineStore = runtime.service.store
     feed_running = asyncio.Event()
     loading = asyncio.ensure_future(_load_callers(store, feed_running))
     try:
@@ -122,4 +122,4 @@ async def _load_callers(store: HotlineStore, feed_running: asyncio.Event) -> Non
 
 async def outbox_relay(runtime: Runtime) -> None:
     """Publish what the API left in the outbox, in order, once Kafka is (back) up."""
-    await runtime.store.publisher.run_relay()
+    await runtime.service.publisher.run_relay()

@@ -87,7 +87,7 @@ class Hotline:
 
 
 def get_hotline(runtime: RuntimeDep) -> Hotline:
-    return runtime.store
+    return runtime.service
 
 
 HotlineDep = Annotated[Hotline, Depends(get_hotline)]

@@ -25,7 +25,7 @@ Worker = Annotated[Principal, Depends(require_roles(Role.COORDINATOR, Role.DEPT_
 
 
 def get_notify(runtime: RuntimeDep) -> Notify:
-    return runtime.store
+    return runtime.service
 
 
 NotifyDep = Annotated[Notify, Depends(get_notify)]

@@ -214,7 +214,7 @@ class Clockwork:
 
 @dataclass
 class Notify:
-    """What the running service holds (Runtime.store): the store, the policy, the clockwork, the outbox."""
+    """What the running service holds (Runtime.service): the store, the policy, the clockwork, the outbox."""
 
     store: NotifyStore
     policy: SlaPolicy

@@ -54,7 +54,7 @@ async def apply_records(runtime: Runtime, records: Sequence[ConsumerRecord]) -> 
     """Apply a batch of records: one write-path pass for all the cases they concern (events of one case
     in the order they came); records that are not valid events, or whose case refused them, come back
     to be dead-lettered."""
-    notify: Notify = runtime.store
+    notify: Notify = runtime.service
     adapters = {runtime.settings.topic(name): adapter for name, adapter in ADAPTERS.items()}
     rejected: Rejected = []
     steps, records_of, phones = [], {}, {}

@@ -54,7 +54,7 @@ def sla_event(timer: DueTimer, now: datetime) -> SlaWarningRaised | SlaBreached 
 
 
 async def fire(runtime: Runtime, timer: DueTimer, now: datetime, topic: str | None = None) -> None:
-    notify = runtime.store
+    notify = runtime.service
     event = sla_event(timer, now)
     await publish_event(runtime.broker, event, topic=topic or runtime.settings.topic(event.TOPIC))
     await notify.store.record_sla_event(
@@ -93,7 +93,7 @@ async def sweep_once(runtime: Runtime, now: datetime | None = None, topic: str |
     Cases are fired concurrently (publishing is mostly waiting for the broker's acknowledgement); the
     timers of one case in order, so its warning is published before its breach."""
     now = now or datetime.now(UTC)
-    due = await runtime.store.store.sla_timers.due(now, runtime.settings.sweep_batch)
+    due = await runtime.service.store.sla_timers.due(now, runtime.settings.sweep_batch)
     by_case: dict[str, list[DueTimer]] = {}
     for timer in due:
         by_case.setdefault(timer.payload["case_id"], []).append(timer)
@@ -120,7 +120,7 @@ async def sla_sweeper(runtime: Runtime) -> None:
             fired = await sweep_once(runtime)
             ticks += 1
             if ticks % REAP_EVERY == 0:
-                await runtime.store.store.sla_timers.reap(datetime.now(UTC))
+                await runtime.service.store.sla_timers.reap(datetime.now(UTC))
         except Exception as exc:  # noqa: BLE001 - the timers stay in the store; next tick retries
             log.warning("sla sweep failed; retrying", error=repr(exc))
         if fired < runtime.settings.sweep_batch:
@@ -136,13 +136,13 @@ async def outbox_relay(runtime: Runtime) -> None:
         while True:
             handled = 0
             try:
-                due = await runtime.store.store.outbox_timers.due(datetime.now(UTC), settings.sweep_batch)
+                due = await runtime.service.store.outbox_timers.due(datetime.now(UTC), settings.sweep_batch)
                 for timer in due:
-                    await runtime.store.outbox.deliver(timer, channels)
+                    await runtime.service.outbox.deliver(timer, channels)
                 handled = len(due)
                 ticks += 1
                 if ticks % REAP_EVERY == 0:
-                    await runtime.store.store.outbox_timers.reap(datetime.now(UTC))
+                    await runtime.service.store.outbox_timers.reap(datetime.now(UTC))
             except Exception as exc:  # noqa: BLE001 - attempts stay in the store; next tick retries
                 log.warning("outbox relay failed; retrying", error=repr(exc))
             if handled < settings.sweep_batch:

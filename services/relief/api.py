@@ -33,7 +33,7 @@ Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 
 
 def get_relief(runtime: RuntimeDep) -> Relief:
-    return runtime.store
+    return runtime.service
 
 
 ReliefDep = Annotated[Relief, Depends(get_relief)]

@@ -73,7 +73,7 @@ def build_subscribers(runtime: Runtime) -> KafkaRouter | None:
 async def intake_consumer(runtime: Runtime) -> None:
     """Background loop: relief's batch consumer of help requests and case lifecycle events."""
     settings: Settings = runtime.settings  # type: ignore[assignment]
-    relief: Relief = runtime.store
+    relief: Relief = runtime.service
     help_topic = settings.topic(HELP_REQUESTED_TOPIC)
     await BatchConsumer(
         name="intake",

@@ -24,7 +24,7 @@ PAGE = Path(__file__).parent / "static" / "index.html"
 
 
 def get_service(runtime: RuntimeDep) -> CaseService:
-    return runtime.store
+    return runtime.service
 
 
 async def dept_worker(principal: Annotated[Principal, Depends(require_roles(Role.DEPT_WORKER))]) -> Principal:

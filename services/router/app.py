@@ -22,7 +22,7 @@ def catalogue_of(settings: Settings) -> DispatchCatalogue:
 
 async def archiver(runtime: Runtime) -> None:
     """Move long-closed cases out of the working set (`CaseService.archive_closed`)."""
-    service: CaseService = runtime.store
+    service: CaseService = runtime.service
 
     async def archive() -> None:
         if moved := await service.archive_closed():

@@ -67,7 +67,7 @@ async def desk_consumer(runtime: Runtime) -> None:
         name="desk",
         topics=tuple(settings.department_topic(d) for d in desk),
         group_id=f"{settings.consumer_group}.desk",
-        handler=lambda records: mark_tasks_queued(runtime.store, records),
+        handler=lambda records: mark_tasks_queued(runtime.service, records),
     ).run(runtime)
 
 
@@ -77,7 +77,7 @@ def build_subscribers(runtime: Runtime) -> KafkaRouter:
     group = settings.consumer_group
 
     def service() -> CaseService:
-        return runtime.store
+        return runtime.service
 
     @router.subscriber(
         settings.hotline_case_events_topic,

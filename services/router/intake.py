@@ -71,7 +71,7 @@ async def run_intake(runtime: Runtime) -> None:
     producer, for the life of the service. Each owns whole partitions, so one case's requests stay in order,
     and one consumer's store write overlaps another's publishing."""
     settings: Settings = runtime.settings  # type: ignore[assignment]
-    service: CaseService = runtime.store
+    service: CaseService = runtime.service
 
     def consumer(n: int) -> BatchConsumer:
         producer = BatchProducer(settings.kafka_bootstrap_servers, client_id=f"{settings.service_name}-dispatch-{n}")

@@ -31,7 +31,7 @@ class FrontDoorUnderTest:
 
     @property
     def frontdoor(self):
-        return self.app.state.runtime.store
+        return self.app.state.runtime.service
 
     def client(self) -> AbstractAsyncContextManager[httpx.AsyncClient]:
         """A browser of its own (its own cookie jar)."""

@@ -88,14 +88,14 @@ async def harness(mongo_client: Any, db: AsyncDatabase[dict[str, Any]], db_name:
     async def capture(body: dict[str, Any]) -> None:
         published.append(body)
 
-    runtime.store = await startup(runtime)
+    runtime.bind(await startup(runtime))
     app = create_app(settings)
     app.state.runtime = runtime  # the lifespan would build this; here the test owns it
     async with TestKafkaBroker(broker):
         runtime.kafka_connected.set()
-        await runtime.store.publisher.drain_once()  # what the relay does first: nothing left from before
+        await runtime.service.publisher.drain_once()  # what the relay does first: nothing left from before
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://hotline") as client:
             yield Harness(
-                client=client, runtime=runtime, hotline=runtime.store, broker=broker, db=db, published=published
+                client=client, runtime=runtime, hotline=runtime.service, broker=broker, db=db, published=published
             )

@@ -71,7 +71,7 @@ async def runtime(mongo_client, db_name: str, kafka_bootstrap: str) -> AsyncIter
     )
     broker = make_broker(settings)
     rt = Runtime(settings=settings, broker=broker, mongo=mongo_client, db=mongo_client[db_name])
-    rt.store = await startup(rt)
+    rt.bind(await startup(rt))
     broker.include_router(batch_handler_on_test_broker(rt))
     async with TestKafkaBroker(broker):
         rt.kafka_connected.set()

@@ -42,11 +42,11 @@ def help_requested(cid: str, at: datetime) -> HelpRequested:
 async def test_dispatch_starts_clocks_and_schedules_durable_timers(runtime) -> None:
     cid, now = case_id(), datetime.now(UTC)
     await publish(runtime, dispatched(cid, at=now, sla_class="emergency", co_handlers=("health",)))
-    doc = await runtime.store.store.load(cid)
+    doc = await runtime.service.store.load(cid)
     assert doc["lead_department"] == "civil_affairs" and doc["sla_class"] == "emergency"
     assert [c["department"] for c in doc["dept_clocks"]] == ["civil_affairs", "health"]
     assert abs((doc["due_at"] - (now + timedelta(hours=2))).total_seconds()) < 0.01
-    assert await runtime.store.store.sla_timers.pending() == len(doc["scheduled"]) > 0
+    assert await runtime.service.store.sla_timers.pending() == len(doc["scheduled"]) > 0
 
 
 async def test_redelivered_and_republished_dispatch_queue_one_caller_text(runtime) -> None:
@@ -56,10 +56,10 @@ async def test_redelivered_and_republished_dispatch_queue_one_caller_text(runtim
     for _ in range(3):
         await publish(runtime, event)
     await publish(runtime, dispatched(cid, at=now, sla_class="emergency"))  # the router republished: new event id
-    notes = await runtime.store.store.list_notifications({"case_id": cid, "recipient": "caller"})
+    notes = await runtime.service.store.list_notifications({"case_id": cid, "recipient": "caller"})
     assert [n["kind"] for n in notes] == ["caller_dispatched"]
     assert "已转渝中区民政部门办理" in notes[0]["text_zh"] and "13912345678" not in str(notes)
-    doc = await runtime.store.store.load(cid)
+    doc = await runtime.service.store.load(cid)
     assert "phone" not in str(doc)
 
 
@@ -83,7 +83,7 @@ async def test_sweep_fires_breach_and_escalations_once_with_stable_event_ids(run
         e for e in mine if e["type"] == "sla.breached" and e["clock"] == "citizen" and e["target"] == "sign_for"
     )
     assert breach["rule_id"] == "SLA-EMERGENCY-SIGN" and breach["provisions"] == ["P2.2"]
-    alerts = await runtime.store.store.list_notifications({"case_id": cid})
+    alerts = await runtime.service.store.list_notifications({"case_id": cid})
     recipients = {n["recipient"] for n in alerts}
     assert {
         "department:civil_affairs:500103",
@@ -112,7 +112,7 @@ async def test_rates_count_each_case_once_under_redelivery(runtime) -> None:
         for event in events:
             await publish(runtime, event)
         await publish(runtime, callback, CASE_EVENTS_TOPIC)
-    [row] = await views.rates(runtime.store.store, now, by="department", district="500103", department=None)
+    [row] = await views.rates(runtime.service.store, now, by="department", district="500103", department=None)
     assert row["department"] == "civil_affairs"
     assert row["counts"]["res_decided"] == 2 and row["on_time_resolution_rate"] == 0.5
     assert row["counts"]["sign_decided"] == 2 and row["response_rate"] == 0.5
@@ -123,7 +123,7 @@ async def test_unknown_event_type_is_skipped_not_dead_lettered(runtime) -> None:
     cid = case_id()
     body = {"type": "case.something_new", "case_id": cid, "occurred_at": datetime.now(UTC).isoformat()}
     await runtime.broker.publish(body, topic=CASE_LIFECYCLE_TOPIC)
-    assert await runtime.store.store.load(cid) is None
+    assert await runtime.service.store.load(cid) is None
 
 
 async def test_grant_approval_starts_a_same_month_payment_clock_that_payment_stops_P2_1(runtime) -> None:
@@ -138,12 +138,12 @@ async def test_grant_approval_starts_a_same_month_payment_clock_that_payment_sto
         GrantApproved(**common, amount_yuan="1400", approved_on=date(now.year, now.month, 1)),
         GRANT_EVENTS_TOPIC,
     )
-    doc = await runtime.store.store.load(cid)
+    doc = await runtime.service.store.load(cid)
     [clock] = doc["state"]["payments"]
     assert clock["targets"]["payment"]["rule_id"] == "SLA-PAYMENT-SAME-MONTH"
     assert any("|payment:" in s["id"] for s in doc["scheduled"])
     await publish(runtime, GrantPaid(**common, amount_yuan="1400", payment_reference="B-1"), GRANT_EVENTS_TOPIC)
-    doc = await runtime.store.store.load(cid)
+    doc = await runtime.service.store.load(cid)
     assert not any("|payment:" in s["id"] for s in doc["scheduled"])
     assert doc["state"]["payments"][0]["end_reason"] == "paid"
 
@@ -153,13 +153,13 @@ async def test_the_callers_phone_is_kept_only_until_the_case_is_closed_and_the_l
     from services.notify.outbox import LogChannel
 
     cid, now = case_id(), datetime.now(UTC)
-    store = runtime.store.store
+    store = runtime.service.store
     await publish(runtime, help_requested(cid, now), HELP_REQUESTED_TOPIC)
     await publish(runtime, dispatched(cid, at=now, sla_class="emergency"))
     await publish(runtime, CaseClosed(case_id=cid, actor="co-1", reason="duplicate of another case"))
     assert await store.caller_phone(cid) == "13912345678"  # the dispatch text is still to be sent
     for timer in await store.outbox_timers.due(datetime.now(UTC), 100):
-        await runtime.store.outbox.deliver(timer, {"log": LogChannel()})
+        await runtime.service.outbox.deliver(timer, {"log": LogChannel()})
     assert (await store.notification(f"{cid}|caller_dispatched"))["status"] == "sent"
     assert await store.caller_phone(cid) is None
 
@@ -176,7 +176,7 @@ async def test_an_event_that_changes_nothing_writes_nothing(runtime) -> None:
         ),
         GRANT_EVENTS_TOPIC,
     )
-    assert await runtime.store.store.load(unknown) is None
+    assert await runtime.service.store.load(unknown) is None
 
 
 async def test_unknown_sla_class_falls_back_to_standard_with_a_logged_warning(runtime) -> None:
@@ -186,4 +186,4 @@ async def test_unknown_sla_class_falls_back_to_standard_with_a_logged_warning(ru
     with capture_logs() as logs:
         await publish(runtime, dispatched(cid, at=datetime.now(UTC), sla_class="turbo"))
     assert any(e["log_level"] == "warning" and e.get("requested") == "turbo" for e in logs)
-    assert (await runtime.store.store.load(cid))["sla_class"] == "standard"
+    assert (await runtime.service.store.load(cid))["sla_class"] == "standard"

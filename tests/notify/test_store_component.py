@@ -23,7 +23,7 @@ pytestmark = pytest.mark.component
 async def test_two_notify_instances_applying_events_of_one_case_lose_none(runtime) -> None:
     """Each instance serialises its own writers in memory; between instances only the version claims
     decide, and the loser reads again: every event is applied once."""
-    notify = runtime.store
+    notify = runtime.service
     other = Clockwork(notify.store, notify.policy, notify.outbox)  # another process: locks of its own
     cid, now = case_id(), datetime.now(UTC)
 
@@ -49,7 +49,7 @@ async def test_a_batch_of_dispatches_costs_the_same_store_commands_for_5_cases_a
     counter = CommandCounter()
     client: AsyncMongoClient = AsyncMongoClient(mongodb_url, tz_aware=True, event_listeners=[counter])
     try:
-        notify = runtime.store
+        notify = runtime.service
         store = NotifyStore(client[runtime.settings.database_name], bucket_s=runtime.settings.timer_bucket_s)
         clockwork = Clockwork(store, notify.policy, Outbox(store, runtime.settings))
         now = datetime.now(UTC)

@@ -52,7 +52,7 @@ async def test_scheduling_the_same_timer_twice_stores_it_once_and_cancel_removes
 
 async def test_concurrent_events_of_one_case_are_all_applied(runtime) -> None:
     cid, now = case_id(), datetime.now(UTC)
-    notify = runtime.store
+    notify = runtime.service
 
     async def apply(event) -> None:
         await notify.clockwork.record(cid, str(event.event_id), lambda s: case_rules.apply(s, event, notify.policy))

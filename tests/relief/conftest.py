@@ -93,7 +93,7 @@ async def relief_app(
         settings, title="relief-test", routers=[api.router, api.page], startup=startup, wait_for_kafka=True
     )
     async with app.router.lifespan_context(app):
-        app.state.runtime.store.clock = lambda: TODAY
+        app.state.runtime.service.clock = lambda: TODAY
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://relief") as client:
             yield app, client

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 async def open_case(app, needs, **kw):
     case = case_id()
-    relief = app.state.runtime.store
+    relief = app.state.runtime.service
     await relief.on_help_requested(help_requested(case, needs, **kw))
     await relief.on_dispatched(dispatched(case, needs, district=kw.get("district", "500103")))
     return case
@@ -236,7 +236,7 @@ def two_processes(app):
     """The app's Relief and a second one on the same database: two processes' write paths."""
     from services.relief.service import Relief
 
-    relief = app.state.runtime.store
+    relief = app.state.runtime.service
     return relief, Relief(store=relief.store, book=relief.book, broker=relief.broker)
 
 

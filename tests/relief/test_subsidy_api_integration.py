@@ -85,7 +85,7 @@ async def test_p51_approved_dibao_enters_the_registry_and_is_paid_by_the_month_t
     """P5.1 fast track -> approval (uncontested: no appraisal) -> registry (P2.3) -> paid by this
     month's holiday run (P2.1: newly approved in the month are paid in that month)."""
     app, client = relief_app
-    relief = app.state.runtime.store
+    relief = app.state.runtime.service
     case = case_id()
     await relief.on_help_requested(
         help_requested(case, ("dibao_application",), id_card=id_card(77), months_without_income=2)

@@ -68,7 +68,7 @@ class RouterHarness:
 
     @property
     def service(self) -> Any:
-        return self.runtime.store
+        return self.runtime.service
 
     def token(
         self, role: str, department: str | None = None, district: str | None = "500103", sub: str | None = None
