@@ -1,12 +1,52 @@
 """Every event schema, with its topic beside it. Import topics from here; never retype them."""
 
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
 from contracts.codes import departments
 
 from .base import BUSINESS_TZ, CASE_ID_PATTERN, Event, utcnow
-from .hotline import CASE_EVENTS_TOPIC, HELP_REQUESTED_TOPIC
-from .notify import SLA_EVENTS_TOPIC
-from .relief import GRANT_EVENTS_TOPIC, HUKOU_NOTICE_TOPIC
-from .router import CASE_LIFECYCLE_TOPIC, department_queue_topic
+from .hotline import CASE_EVENTS_TOPIC, HELP_REQUESTED_TOPIC, HelpRequested, hotline_case_event
+from .notify import SLA_EVENTS_TOPIC, sla_event
+from .relief import GRANT_EVENTS_TOPIC, HUKOU_NOTICE_TOPIC, HukouDistrictNotified, grant_event
+from .router import (
+    CASE_LIFECYCLE_TOPIC,
+    DEPARTMENT_QUEUE_PREFIX,
+    case_lifecycle_event,
+    department_queue_message,
+    department_queue_topic,
+)
+
+# What each topic carries: one model, or a union discriminated by `type`.
+TOPIC_EVENTS: dict[str, TypeAdapter[Any]] = {
+    HELP_REQUESTED_TOPIC: TypeAdapter(HelpRequested),
+    CASE_EVENTS_TOPIC: hotline_case_event,
+    CASE_LIFECYCLE_TOPIC: case_lifecycle_event,
+    GRANT_EVENTS_TOPIC: grant_event,
+    HUKOU_NOTICE_TOPIC: TypeAdapter(HukouDistrictNotified),
+    SLA_EVENTS_TOPIC: sla_event,
+}
+
+
+def topic_events(topic: str) -> TypeAdapter[Any]:
+    """The schema of a topic's records (by its contract name; a department's queue by its prefix)."""
+    if topic.startswith(DEPARTMENT_QUEUE_PREFIX):
+        return department_queue_message
+    return TOPIC_EVENTS[topic]
+
+
+def read_event(topic: str, value: bytes | None) -> Event | None:
+    """The one way a consumer reads a record: the contract event it carries, typed by its `type`; None
+    for a type this version does not know (types added later pass by). Raises `ValidationError` for a
+    record that is not a valid event of the topic (not JSON, no `type`, a field wrong): dead-letter it."""
+    try:
+        event: Event = topic_events(topic).validate_json(value or b"")
+    except ValidationError as exc:
+        if any(error["type"] == "union_tag_invalid" for error in exc.errors()):
+            return None
+        raise
+    return event
 
 
 def all_event_classes() -> list[type[Event]]:
@@ -51,9 +91,12 @@ __all__ = [
     "HUKOU_NOTICE_TOPIC",
     "SLA_EVENTS_TOPIC",
     "Event",
+    "TOPIC_EVENTS",
     "all_event_classes",
     "all_topics",
     "department_queue_topic",
     "dlq_topic",
+    "read_event",
+    "topic_events",
     "utcnow",
 ]

@@ -1,5 +1,6 @@
 """Contracts: every event is frozen, identified, timed and versioned; codes come from the data."""
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -101,3 +102,32 @@ def test_lifecycle_union_picks_the_type_by_discriminator() -> None:
         {"type": "case.signed_for", "case_id": "CQ-20260215-000123", "task_id": "t", "actor": "u1"}
     )
     assert type(parsed).__name__ == "CaseSignedFor"
+
+
+def test_read_event_types_a_record_by_its_topic_and_type():
+    from contracts.events import CASE_LIFECYCLE_TOPIC, read_event
+    from contracts.events.router import CaseSignedFor
+
+    body = {
+        "type": "case.signed_for",
+        "case_id": "CQ-20260215-000123",
+        "occurred_at": "2026-02-15T08:00:00+08:00",
+        "actor": "w1",
+        "department": "civil_affairs",
+        "task_id": "t1",
+    }
+    event = read_event(CASE_LIFECYCLE_TOPIC, json.dumps(body).encode())
+    assert isinstance(event, CaseSignedFor)
+    assert event.case_id == "CQ-20260215-000123"
+
+
+def test_read_event_passes_by_unknown_types_and_refuses_bad_records():
+    from pydantic import ValidationError
+
+    from contracts.events import CASE_LIFECYCLE_TOPIC, read_event
+
+    later = {"type": "case.added_in_a_later_version", "case_id": "CQ-20260215-000123"}
+    assert read_event(CASE_LIFECYCLE_TOPIC, json.dumps(later).encode()) is None
+    for bad in (b"not json", b"{}", json.dumps({"type": "case.signed_for"}).encode()):
+        with pytest.raises(ValidationError):
+            read_event(CASE_LIFECYCLE_TOPIC, bad)
