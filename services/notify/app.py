@@ -13,8 +13,10 @@ from services.notify.settings import Settings
 from services.notify.store import NotifyStore
 
 
-async def startup(runtime: Runtime) -> Notify:
-    settings: Settings = runtime.settings  # type: ignore[assignment]
+async def startup(runtime: Runtime[Notify]) -> Notify:
+    settings = runtime.settings
+    if not isinstance(settings, Settings):  # create_app passes notify's own; a test runtime must too
+        raise TypeError("notify starts with services.notify.settings.Settings")
     policy = load_policy(settings.sla_policy_path, warning_share=settings.warning_share)  # invalid: refuse to start
     store = NotifyStore(runtime.db, bucket_s=settings.timer_bucket_s)
     await store.ensure_indexes()

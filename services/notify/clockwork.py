@@ -27,6 +27,7 @@ from services.notify.domain.case import CaseState
 from services.notify.domain.policy import SlaPolicy
 from services.notify.domain.summary import summary
 from services.notify.outbox import Outbox
+from services.notify.settings import Settings
 from services.notify.store import APPLIED_KEPT, NotifyStore
 from services.notify.timers import Timer
 
@@ -79,7 +80,7 @@ class Clockwork:
     cases: Aggregates[NotifyCase] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.cases = Aggregates(self.store.cases, self.store.db["case_claims"], CODEC, self.run_effects)
+        self.cases = Aggregates(self.store.cases, self.store.case_claims, CODEC, self.run_effects)
 
     # ------------------------------------------------------------------ folding (pure)
 
@@ -135,7 +136,7 @@ class Clockwork:
         )
 
     def caller_notifications(self, state: CaseState) -> list[texts.Notification]:
-        out = []
+        out: list[texts.Notification] = []
         for key in state.texts:
             if key.endswith("|caller_dispatched"):
                 due = state.citizen.due("resolution") if state.citizen else None
@@ -220,3 +221,8 @@ class Notify:
     policy: SlaPolicy
     clockwork: Clockwork
     outbox: Outbox
+
+    @property
+    def settings(self) -> Settings:
+        """Notify's own settings (`Runtime.settings` is typed as the common base)."""
+        return self.outbox.settings

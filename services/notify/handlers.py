@@ -1,74 +1,68 @@
-"""Notify's Kafka consumer (thin): a batch of router, hotline and relief records at a time, parsed into
-contract events and handed to the clockwork in one pass of the write path.
+"""Notify's Kafka consumer (thin): a batch of router, hotline and relief records at a time, read into
+contract events (`contracts.events.read_event`) and handed to the clockwork in one pass of the write path.
 
-Bodies are parsed here rather than by FastStream so that an event type this version does not know (the
-router may add some) is logged and skipped instead of dead-lettered; a known type that fails validation
-is returned to be dead-lettered, and the rest of the batch goes on.
+An event type this version does not know (the router may add some) is logged and skipped instead of
+dead-lettered; a record that is not a valid event of its topic is returned to be dead-lettered, and the
+rest of the batch goes on.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from common.app import Runtime
 from common.batches import BatchConsumer, Rejected
-from common.consumer import PermanentError
-from contracts.events.hotline import CASE_EVENTS_TOPIC, HELP_REQUESTED_TOPIC, HelpRequested, hotline_case_event
-from contracts.events.relief import GRANT_EVENTS_TOPIC, grant_event
-from contracts.events.router import CASE_LIFECYCLE_TOPIC, CaseDispatched, case_lifecycle_event
+from contracts.events import Event, read_event
+from contracts.events.hotline import CASE_EVENTS_TOPIC, HELP_REQUESTED_TOPIC, HelpRequested
+from contracts.events.relief import GRANT_EVENTS_TOPIC
+from contracts.events.router import CASE_LIFECYCLE_TOPIC, CaseDispatched
 from services.notify.domain import case as case_rules
-from services.notify.settings import Settings
 
 if TYPE_CHECKING:
     from aiokafka import ConsumerRecord
 
-    from services.notify.clockwork import Notify
+    from services.notify.clockwork import Notify, StateChange
 
 log = structlog.get_logger("notify.handlers")
 
-ADAPTERS: dict[str, TypeAdapter[Any]] = {
-    CASE_LIFECYCLE_TOPIC: case_lifecycle_event,
-    CASE_EVENTS_TOPIC: hotline_case_event,
-    GRANT_EVENTS_TOPIC: grant_event,
-    HELP_REQUESTED_TOPIC: TypeAdapter(HelpRequested),
-}
+# The contract topics notify follows (each under the deployment's namespace, `settings.topic`).
+TOPICS = (CASE_LIFECYCLE_TOPIC, CASE_EVENTS_TOPIC, GRANT_EVENTS_TOPIC, HELP_REQUESTED_TOPIC)
 
 
-def parse(adapter: TypeAdapter[Any], body: Any) -> Any | None:
-    """The contract event, or None for an event type this version does not know."""
-    try:
-        return adapter.validate_python(body)
-    except ValidationError as exc:
-        if any(err["type"] == "union_tag_invalid" for err in exc.errors()):
-            log.info("event type not used by notify; skipped", type=body.get("type"), case_id=body.get("case_id"))
-            return None
-        raise
+def _skipped(value: bytes | None) -> None:
+    """Log an event of a type notify does not use (the record was valid JSON with a `type`)."""
+    body = json.loads(value or b"{}")
+    log.info("event type not used by notify; skipped", type=body.get("type"), case_id=body.get("case_id"))
 
 
-async def apply_records(runtime: Runtime, records: Sequence[ConsumerRecord]) -> Rejected:
+def _step(event: Event, notify: Notify) -> StateChange:
+    return lambda state: case_rules.apply(state, event, notify.policy)
+
+
+async def apply_records(runtime: Runtime[Notify], records: Sequence[ConsumerRecord]) -> Rejected:
     """Apply a batch of records: one write-path pass for all the cases they concern (events of one case
     in the order they came); records that are not valid events, or whose case refused them, come back
     to be dead-lettered."""
-    notify: Notify = runtime.service
-    adapters = {runtime.settings.topic(name): adapter for name, adapter in ADAPTERS.items()}
+    notify = runtime.service
+    contract_topic = {runtime.settings.topic(name): name for name in TOPICS}
     rejected: Rejected = []
-    steps, records_of, phones = [], {}, {}
+    steps: list[tuple[str, str, StateChange]] = []
+    records_of: dict[str, list[ConsumerRecord]] = {}
+    phones: dict[str, str] = {}
     opened: set[str] = set()  # cases whose first event in this batch is the call that opens them
     for record in records:
         try:
-            body = json.loads(record.value or b"")
-            if not isinstance(body, dict):
-                raise PermanentError("an event is a JSON object")
-            event = parse(adapters[record.topic], body)
-        except (ValueError, PermanentError) as exc:  # ValidationError is a ValueError
+            event = read_event(contract_topic[record.topic], record.value)
+        except ValidationError as exc:
             rejected.append((record, exc))
             continue
         if event is None:
+            _skipped(record.value)
             continue
         if isinstance(event, HelpRequested):
             if event.case_id not in records_of:
@@ -85,9 +79,7 @@ async def apply_records(runtime: Runtime, records: Sequence[ConsumerRecord]) -> 
                     applied=choice.sla_class.name,
                     policy_version=choice.policy_version,
                 )
-        steps.append(
-            (event.case_id, str(event.event_id), lambda state, e=event: case_rules.apply(state, e, notify.policy))
-        )
+        steps.append((event.case_id, str(event.event_id), _step(event, notify)))
         records_of.setdefault(event.case_id, []).append(record)
     await notify.store.remember_callers(phones)
     failed = await notify.clockwork.record_many(steps, new=opened)
@@ -99,12 +91,12 @@ async def apply_records(runtime: Runtime, records: Sequence[ConsumerRecord]) -> 
     return rejected
 
 
-async def case_events_consumer(runtime: Runtime) -> None:
+async def case_events_consumer(runtime: Runtime[Notify]) -> None:
     """Background loop: every topic notify follows, a batch of records at a time, in one consumer group."""
-    settings: Settings = runtime.settings  # type: ignore[assignment]
+    settings = runtime.service.settings
     await BatchConsumer(
         name="cases",
-        topics=tuple(settings.topic(t) for t in ADAPTERS),
+        topics=tuple(settings.topic(t) for t in TOPICS),
         group_id=settings.consumer_group,
         handler=lambda records: apply_records(runtime, records),
         max_records=settings.case_batch_size,

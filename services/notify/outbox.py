@@ -13,11 +13,12 @@ import asyncio
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 import httpx
 import structlog
 
+from services.notify.documents import FailedAttempt, NotificationRecord, SentAttempt
 from services.notify.domain.texts import Notification
 from services.notify.settings import Settings
 from services.notify.store import NotifyStore
@@ -35,7 +36,7 @@ class DeliveryError(Exception):
 class Channel(Protocol):
     name: str
 
-    async def send(self, notification: dict[str, Any], address: str | None) -> str | None:
+    async def send(self, notification: NotificationRecord, address: str | None) -> str | None:
         """Deliver; return the provider's reference, raise DeliveryError on failure."""
 
 
@@ -44,14 +45,14 @@ class LogChannel:
 
     name = "log"
 
-    async def send(self, notification: dict[str, Any], address: str | None) -> str | None:
+    async def send(self, notification: NotificationRecord, address: str | None) -> str | None:
         log.info(
             "notification",
             channel="log",
-            recipient=notification["recipient"],
-            kind=notification["kind"],
-            case_id=notification["case_id"],
-            text=notification["text_zh"],
+            recipient=notification.recipient,
+            kind=notification.kind,
+            case_id=notification.case_id,
+            text=notification.text_zh,
         )
         return None
 
@@ -71,14 +72,14 @@ class SmsGatewayChannel:
     def __init__(self, client: httpx.AsyncClient, url: str, token: str = "") -> None:
         self.client, self.url, self.token = client, url, token
 
-    async def send(self, notification: dict[str, Any], address: str | None) -> str | None:
+    async def send(self, notification: NotificationRecord, address: str | None) -> str | None:
         if not address:
             raise DeliveryError("no phone number known for this case yet", transient=True)
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
             response = await self.client.post(
                 self.url,
-                json={"to": address, "text": notification["text_zh"], "reference": notification["_id"]},
+                json={"to": address, "text": notification.text_zh, "reference": notification.key},
                 headers=headers,
             )
         except httpx.HTTPError as exc:
@@ -98,9 +99,9 @@ class WebhookChannel:
     def __init__(self, client: httpx.AsyncClient, url: str) -> None:
         self.client, self.url = client, url
 
-    async def send(self, notification: dict[str, Any], address: str | None) -> str | None:
-        body = {k: notification[k] for k in ("recipient", "kind", "case_id", "text_zh", "text_en")}
-        body["reference"] = notification["_id"]
+    async def send(self, notification: NotificationRecord, address: str | None) -> str | None:
+        body = notification.model_dump(include={"recipient", "kind", "case_id", "text_zh", "text_en"})
+        body["reference"] = notification.key
         try:
             response = await self.client.post(self.url, json=body)
         except httpx.HTTPError as exc:
@@ -128,22 +129,20 @@ class Outbox:
         timer bucket); returns the keys that were new. Scheduling again is harmless: an attempt that is not
         the next one expected does nothing."""
         now = now or datetime.now(UTC)
-        docs = [
-            {
-                "_id": n.key,
-                "case_id": n.case_id,
-                "kind": n.kind,
-                "recipient": n.recipient,
-                "channel": self.channel_for(n.recipient),
-                "text_zh": n.text_zh,
-                "text_en": n.text_en,
-                "status": "pending",
-                "attempts": [],
-                "created_at": now,
-            }
+        records = [
+            NotificationRecord(
+                key=n.key,
+                case_id=n.case_id,
+                kind=n.kind,
+                recipient=n.recipient,
+                channel=self.channel_for(n.recipient),
+                text_zh=n.text_zh,
+                text_en=n.text_en,
+                created_at=now,
+            )
             for n in notifications
         ]
-        created = await self.store.add_notifications(docs)
+        created = await self.store.add_notifications(records)
         await self.store.outbox_timers.schedule(
             [Timer(f"{n.key}|1", now, {"key": n.key, "attempt": 1}) for n in notifications], now
         )
@@ -157,35 +156,33 @@ class Outbox:
         """Run one attempt; returns what happened (sent, retry, failed, skipped)."""
         now = now or datetime.now(UTC)
         key, attempt = timer.payload["key"], timer.payload["attempt"]
-        doc = await self.store.notification(key)
-        if doc is None or doc["status"] != "pending" or len(doc.get("attempts", [])) != attempt - 1:
+        record = await self.store.notification(key)
+        if record is None or record.status != "pending" or len(record.attempts) != attempt - 1:
             await self.store.outbox_timers.done(timer)
             return "skipped"
-        channel = channels.get(doc["channel"]) or channels["log"]
-        address = await self.store.caller_phone(doc["case_id"]) if doc["recipient"] == "caller" else None
+        channel = channels.get(record.channel) or channels["log"]
+        address = await self.store.caller_phone(record.case_id) if record.recipient == "caller" else None
         try:
-            reference = await asyncio.wait_for(channel.send(doc, address), self.settings.delivery_timeout_s)
+            reference = await asyncio.wait_for(channel.send(record, address), self.settings.delivery_timeout_s)
         except (DeliveryError, TimeoutError) as exc:
             transient = isinstance(exc, TimeoutError) or exc.transient
             retry = transient and attempt < self.settings.delivery_max_attempts
-            record = {"at": now, "ok": False, "channel": channel.name, "error": str(exc) or type(exc).__name__}
+            failed = FailedAttempt(at=now, channel=channel.name, error=str(exc) or type(exc).__name__)
             if retry:
                 next_at = now + self.backoff(attempt)
                 await self.store.outbox_timers.schedule(
                     [Timer(f"{key}|{attempt + 1}", next_at, {"key": key, "attempt": attempt + 1})], now
                 )
-            await self.store.record_attempt(key, record, "pending" if retry else "failed")
+            await self.store.record_attempt(key, failed, "pending" if retry else "failed")
             await self.store.outbox_timers.done(timer)
-            log.warning("notification attempt failed", key=key, attempt=attempt, retry=retry, error=record["error"])
+            log.warning("notification attempt failed", key=key, attempt=attempt, retry=retry, error=failed.error)
             return "retry" if retry else "failed"
-        await self.store.record_attempt(
-            key, {"at": now, "ok": True, "channel": channel.name, "reference": reference}, "sent"
-        )
+        await self.store.record_attempt(key, SentAttempt(at=now, channel=channel.name, reference=reference), "sent")
         await self.store.outbox_timers.done(timer)
-        if doc["recipient"] == "caller":
-            case = await self.store.load(doc["case_id"])
+        if record.recipient == "caller":
+            case = await self.store.load(record.case_id)
             if case and case.get("status") in ("closed", "merged"):
-                await self.store.forget_caller(doc["case_id"])
+                await self.store.forget_caller(record.case_id)
         return "sent"
 
 

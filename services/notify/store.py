@@ -1,31 +1,179 @@
-"""Notify's MongoDB access: case clocks, caller contacts, the notification outbox, fired SLA events.
+"""Notify's MongoDB access: case clocks, the coordinator's queries over them, caller contacts, the
+notification outbox, fired SLA events, and the durable timer wheels. Every query notify sends is here.
 
 One document per case holds its clocks (the state), the flat facts the views filter on, the timers it
 placed, the ids of the events already applied and an outbox of effects; it is changed only through the
 shared write path (`common.aggregates`, built over `cases` by the clockwork), so one event changes it
 once, even with several notify instances.
+
+Everything stays inside what FerretDB 1.24 supports: filters, sort, limit, and aggregation with `$match`,
+`$unwind` and `$group` + `$sum`.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from common.store import create_query_indexes, delete_by_ids, find_by, insert_once
-from services.notify.timers import TimerWheel
+from services.notify.documents import Attempt, DeliveryStatus, NotificationRecord, SlaEventRecord
+from services.notify.timers import DueTimer, Timer, bucket_of, past_horizon
 
 APPLIED_KEPT = 500
 DUPLICATE_KEY = 11000
+
+View = Literal["open", "overdue", "at_risk", "unassigned", "returned", "arbitration", "all"]
+GroupBy = Literal["department", "district"]
+CaseOrder = Literal["lateness", "recent"]
+# What a row of a view needs: the case document without its history and bookkeeping.
+ROW_PROJECTION = {"state.decisions": 0, "applied": 0, "scheduled": 0, "cancelled": 0, "outbox": 0}
+
+
+def _ignore_duplicates(exc: BulkWriteError) -> set[int]:
+    """The indexes refused as duplicates of a natural key; re-raise for any other write error."""
+    errors = exc.details.get("writeErrors", [])
+    if any(e.get("code") != DUPLICATE_KEY for e in errors):
+        raise exc
+    return {e["index"] for e in errors}
+
+
+def view_filter(
+    view: View, now: datetime, *, hours: float, district: str | None, department: str | None, sla_class: str | None
+) -> dict[str, Any]:
+    """The cases a coordinator's view covers: open (or all), narrowed by lateness, stage and scope."""
+    query: dict[str, Any] = {} if view == "all" else {"status": "open"}
+    if view == "overdue":
+        query["next_due_at"] = {"$lte": now}
+    elif view == "at_risk":
+        query["next_due_at"] = {"$gt": now, "$lte": now + timedelta(hours=hours)}
+    elif view == "unassigned":
+        query["lead_department"] = None
+    elif view == "returned":
+        query["stage"] = "returned"
+    elif view == "arbitration":
+        query["stage"] = "arbitration"
+    if district:
+        query["district"] = district
+    if department:
+        query["lead_department"] = department
+    if sla_class:
+        query["sla_class"] = sla_class
+    return query
+
+
+class TimerWheel:
+    """Schedule, cancel and find due timers, one collection per time bucket (see `timers`); ids are
+    natural, so scheduling twice is harmless."""
+
+    def __init__(
+        self, db: AsyncDatabase[dict[str, Any]], prefix: str, *, bucket_s: int = 300, grace_s: float | None = None
+    ) -> None:
+        self.db = db
+        self.prefix = prefix
+        self.bucket_s = bucket_s
+        self.grace = timedelta(seconds=grace_s if grace_s is not None else 2 * bucket_s)
+        self.registry = db[f"{prefix}_buckets"]
+        self._known: set[int] = set()
+
+    def bucket_of(self, due_at: datetime, now: datetime) -> int:
+        """The bucket of a timer: its own, or the current one when its time is already past."""
+        return bucket_of(due_at, now, self.bucket_s)
+
+    def collection(self, bucket: int) -> AsyncCollection[dict[str, Any]]:
+        return self.db[f"{self.prefix}_{bucket}"]
+
+    async def _ensure_bucket(self, bucket: int) -> None:
+        if bucket in self._known:
+            return
+        if await insert_once(self.registry, {"_id": bucket, "starts_at": datetime.fromtimestamp(bucket, UTC)}):
+            await create_query_indexes(self.db, [(self.collection(bucket), [("due_at", ASCENDING)])])
+        self._known.add(bucket)
+
+    async def schedule(self, timers: Iterable[Timer], now: datetime | None = None) -> dict[str, int]:
+        """Store the timers (an id already stored is left as it is); returns each id's bucket."""
+        now = now or datetime.now(UTC)
+        by_bucket: dict[int, list[Timer]] = defaultdict(list)
+        for timer in timers:
+            by_bucket[self.bucket_of(timer.due_at, now)].append(timer)
+        await self.place(by_bucket)
+        return {t.id: bucket for bucket, group in by_bucket.items() for t in group}
+
+    async def place(self, by_bucket: dict[int, list[Timer]]) -> None:
+        """Store timers in the buckets chosen when they were decided (an id already stored is left as it
+        is). Placed moments after the decision, a bucket may have begun meanwhile: that is harmless, a sweep
+        reads every begun bucket; one long past is registered again if it was dropped."""
+        horizon = past_horizon(datetime.now(UTC), self.grace, self.bucket_s)
+        for bucket, group in by_bucket.items():
+            if bucket <= horizon:
+                self._known.discard(bucket)  # possibly reaped by another process: register it again
+            await self._ensure_bucket(bucket)
+            docs = [{"_id": t.id, "due_at": t.due_at, "payload": t.payload} for t in group]
+            try:
+                await self.collection(bucket).insert_many(docs, ordered=False)
+            except BulkWriteError as exc:
+                _ignore_duplicates(exc)
+
+    async def insert_bulk(self, bucket: int, docs: list[dict[str, Any]]) -> None:
+        """Load pre-built timer documents into one bucket (benchmarks and migrations)."""
+        await self._ensure_bucket(bucket)
+        await self.collection(bucket).insert_many(docs, ordered=False)
+
+    async def cancel(self, refs: Iterable[tuple[str, int]]) -> None:
+        by_bucket: dict[int, list[str]] = defaultdict(list)
+        for timer_id, bucket in refs:
+            by_bucket[bucket].append(timer_id)
+        for bucket, ids in by_bucket.items():
+            await delete_by_ids(self.collection(bucket), ids)
+
+    async def due(self, now: datetime, limit: int) -> list[DueTimer]:
+        """Up to `limit` timers whose `due_at` has passed, earliest first."""
+        current = self.bucket_of(now, now)
+        buckets = [d["_id"] for d in await self.registry.find({"_id": {"$lte": current}}).to_list(None)]
+        out: list[DueTimer] = []
+        for bucket in sorted(buckets):
+            if len(out) >= limit:
+                break
+            cursor = self.collection(bucket).find({"due_at": {"$lte": now}}).sort("due_at", ASCENDING)
+            for doc in await cursor.limit(limit - len(out)).to_list(None):
+                out.append(DueTimer(bucket, doc["_id"], doc["due_at"], doc["payload"]))
+        return sorted(out, key=lambda t: t.due_at)
+
+    async def done(self, timer: DueTimer) -> None:
+        await self.collection(timer.bucket).delete_one({"_id": timer.id})
+
+    async def reap(self, now: datetime) -> int:
+        """Drop past buckets that are empty; returns how many were dropped."""
+        horizon = past_horizon(now, self.grace, self.bucket_s)
+        dropped = 0
+        for doc in await self.registry.find({"_id": {"$lte": horizon}}).to_list(None):
+            bucket = doc["_id"]
+            if await self.collection(bucket).find_one({}) is None:
+                await self.collection(bucket).drop()
+                await self.registry.delete_one({"_id": bucket})
+                self._known.discard(bucket)
+                dropped += 1
+        return dropped
+
+    async def pending(self) -> int:
+        """How many timers are stored (all buckets); for tests and diagnostics."""
+        total = 0
+        for doc in await self.registry.find({}).to_list(None):
+            total += await self.collection(doc["_id"]).count_documents({})
+        return total
 
 
 class NotifyStore:
     def __init__(self, db: AsyncDatabase[dict[str, Any]], *, bucket_s: int = 300) -> None:
         self.db = db
         self.cases = db["cases"]
+        self.case_claims = db["case_claims"]
         self.contacts = db["contacts"]
         self.notifications = db["notifications"]
         self.sla_events = db["sla_events"]
@@ -50,13 +198,61 @@ class NotifyStore:
         return await self.cases.find_one({"_id": case_id})
 
     async def find_cases(
-        self, query: dict[str, Any], *, sort: list[tuple[str, int]], limit: int
+        self,
+        view: View,
+        now: datetime,
+        *,
+        hours: float,
+        district: str | None,
+        department: str | None,
+        sla_class: str | None,
+        sort: CaseOrder,
+        limit: int,
     ) -> list[dict[str, Any]]:
-        projection = {"state.decisions": 0, "applied": 0, "scheduled": 0, "cancelled": 0, "outbox": 0}
-        return await self.cases.find(query, projection).sort(sort).limit(limit).to_list(None)
+        """The case documents of a view (without their history), earliest unmet deadline first, or the
+        most recently changed first."""
+        query = view_filter(view, now, hours=hours, district=district, department=department, sla_class=sla_class)
+        order = [("next_due_at", ASCENDING), ("_id", ASCENDING)] if sort == "lateness" else [("updated_at", DESCENDING)]
+        return await self.cases.find(query, ROW_PROJECTION).sort(order).limit(limit).to_list(None)
 
-    async def aggregate(self, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return await (await self.cases.aggregate(pipeline)).to_list(None)
+    async def _sum_by(
+        self,
+        match: dict[str, Any],
+        key: str,
+        field: str | int,
+        *,
+        unwind: str | None = None,
+        then: dict[str, Any] | None = None,
+    ) -> dict[Any, int]:
+        """One `$sum` per pipeline: FerretDB 1.24 computes only the first accumulator of a `$group` (the
+        others come back 0), so every counter gets its own pipeline."""
+        pipeline: list[dict[str, Any]] = [{"$match": match}]
+        if unwind:
+            pipeline.append({"$unwind": unwind})
+        if then:
+            pipeline.append({"$match": then})
+        pipeline.append({"$group": {"_id": key, "n": {"$sum": field}}})
+        return {doc["_id"]: doc["n"] for doc in await (await self.cases.aggregate(pipeline)).to_list(None)}
+
+    async def rate_counts(self, now: datetime, *, by: GroupBy, district: str | None) -> dict[str, dict[Any, int]]:
+        """Each rate counter of the cases in scope, summed per department or district (counter -> name ->
+        sum). Targets still open whose deadline has passed count as decided at query time."""
+        scope: dict[str, Any] = {"district": district} if district else {}
+        key = "$lead_department" if by == "department" else "$district"
+        dept_key = "$dept_clocks.department" if by == "department" else "$dept_clocks.district"
+        sign_overdue = {"dept_clocks.m_sign_pending": 1, "dept_clocks.sign_due": {"$lte": now}}
+        return {
+            "res_on_time": await self._sum_by(scope, key, "$m_res_on_time"),
+            "res_decided": await self._sum_by(scope, key, "$m_res_decided"),
+            "res_overdue": await self._sum_by({**scope, "m_res_pending": 1, "due_at": {"$lte": now}}, key, 1),
+            "callbacks": await self._sum_by(scope, key, "$m_cb"),
+            "satisfied": await self._sum_by(scope, key, "$m_sat"),
+            "backlog": await self._sum_by(scope, key, "$m_open"),
+            "sign_on_time": await self._sum_by(scope, dept_key, "$dept_clocks.m_sign_on_time", unwind="$dept_clocks"),
+            "sign_decided": await self._sum_by(scope, dept_key, "$dept_clocks.m_sign_decided", unwind="$dept_clocks"),
+            "sign_overdue": await self._sum_by(scope, dept_key, 1, unwind="$dept_clocks", then=sign_overdue),
+            "assignments": await self._sum_by(scope, dept_key, 1, unwind="$dept_clocks"),
+        }
 
     # -------------------------------------------------------------------------- contacts
 
@@ -71,8 +267,7 @@ class NotifyStore:
                 [{"_id": case_id, "phone": phone, "stored_at": now} for case_id, phone in phones.items()], ordered=False
             )
         except BulkWriteError as exc:
-            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-                raise
+            _ignore_duplicates(exc)
 
     async def remember_caller(self, case_id: str, phone: str) -> None:
         await self.remember_callers({case_id: phone})
@@ -99,40 +294,53 @@ class NotifyStore:
 
     # --------------------------------------------------------------------- notifications
 
-    async def add_notification(self, document: dict[str, Any]) -> bool:
+    async def add_notification(self, record: NotificationRecord) -> bool:
         """Insert a notification under its natural key (`_id`); False if it already exists."""
-        return await insert_once(self.notifications, document)
+        return await insert_once(self.notifications, record.document())
 
-    async def add_notifications(self, documents: list[dict[str, Any]]) -> set[str]:
+    async def add_notifications(self, records: list[NotificationRecord]) -> set[str]:
         """Insert notifications under their natural keys in one insert; the keys that were new."""
-        if not documents:
+        if not records:
             return set()
         try:
-            await self.notifications.insert_many(documents, ordered=False)
-            return {d["_id"] for d in documents}
+            await self.notifications.insert_many([r.document() for r in records], ordered=False)
         except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            refused = {e["index"] for e in errors}
-            return {d["_id"] for i, d in enumerate(documents) if i not in refused}
+            refused = _ignore_duplicates(exc)
+            return {r.key for i, r in enumerate(records) if i not in refused}
+        return {r.key for r in records}
 
-    async def notification(self, key: str) -> dict[str, Any] | None:
-        return await self.notifications.find_one({"_id": key})
+    async def notification(self, key: str) -> NotificationRecord | None:
+        doc = await self.notifications.find_one({"_id": key})
+        return NotificationRecord.model_validate(doc) if doc else None
 
-    async def record_attempt(self, key: str, attempt: dict[str, Any], status: str) -> None:
-        update: dict[str, Any] = {"$push": {"attempts": attempt}, "$set": {"status": status}}
+    async def record_attempt(self, key: str, attempt: Attempt, status: DeliveryStatus) -> None:
+        update: dict[str, Any] = {"$push": {"attempts": attempt.model_dump()}, "$set": {"status": status}}
         if status == "sent":
-            update["$set"]["sent_at"] = attempt["at"]
+            update["$set"]["sent_at"] = attempt.at
         await self.notifications.update_one({"_id": key}, update)
 
-    async def list_notifications(self, query: dict[str, Any], limit: int = 200) -> list[dict[str, Any]]:
-        return await self.notifications.find(query).sort("created_at", ASCENDING).limit(limit).to_list(None)
+    async def list_notifications(
+        self,
+        *,
+        case_id: str | None = None,
+        status: DeliveryStatus | None = None,
+        recipient: str | None = None,
+        limit: int = 200,
+    ) -> list[NotificationRecord]:
+        """Delivery records, oldest first: of one case, in one status, to one recipient (each if given)."""
+        query = {
+            name: value
+            for name, value in (("case_id", case_id), ("status", status), ("recipient", recipient))
+            if value is not None
+        }
+        found = await self.notifications.find(query).sort("created_at", ASCENDING).limit(limit).to_list(None)
+        return [NotificationRecord.model_validate(doc) for doc in found]
 
     # ------------------------------------------------------------------------ SLA events
 
-    async def record_sla_event(self, document: dict[str, Any]) -> bool:
-        return await insert_once(self.sla_events, document)
+    async def record_sla_event(self, record: SlaEventRecord) -> bool:
+        return await insert_once(self.sla_events, record.document())
 
-    async def sla_events_of(self, case_id: str) -> list[dict[str, Any]]:
-        return await self.sla_events.find({"case_id": case_id}).sort("fired_at", ASCENDING).to_list(200)
+    async def sla_events_of(self, case_id: str) -> list[SlaEventRecord]:
+        found = await self.sla_events.find({"case_id": case_id}).sort("fired_at", ASCENDING).to_list(200)
+        return [SlaEventRecord.model_validate(doc) for doc in found]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import structlog
@@ -18,9 +18,13 @@ import structlog
 from common.app import Runtime
 from common.kafka import publish_event
 from contracts.events.notify import SlaBreached, SlaEscalated, SlaWarningRaised
+from services.notify.documents import SlaEventRecord
 from services.notify.domain import texts
 from services.notify.outbox import build_channels
 from services.notify.timers import DueTimer
+
+if TYPE_CHECKING:
+    from services.notify.clockwork import Notify
 
 log = structlog.get_logger("notify.sweeper")
 EVENT_NAMESPACE = uuid.UUID("5b0f3f55-8d0e-4f1e-9a43-2f1d7c1a9e10")
@@ -53,25 +57,27 @@ def sla_event(timer: DueTimer, now: datetime) -> SlaWarningRaised | SlaBreached 
     return SlaEscalated(**common, tier=p["tier"], recipient=recipient)
 
 
-async def fire(runtime: Runtime, timer: DueTimer, now: datetime, topic: str | None = None) -> None:
+async def fire(runtime: Runtime[Notify], timer: DueTimer, now: datetime, topic: str | None = None) -> None:
     notify = runtime.service
+    if runtime.broker is None:
+        raise RuntimeError("the SLA sweeper publishes SLA events: notify runs with a broker")
     event = sla_event(timer, now)
     await publish_event(runtime.broker, event, topic=topic or runtime.settings.topic(event.TOPIC))
     await notify.store.record_sla_event(
-        {
-            "_id": str(event.event_id),
-            "case_id": event.case_id,
-            "type": event.type,
-            "target": event.target,
-            "clock_key": event.clock_key,
-            "department": event.department,
-            "district": event.district,
-            "due_at": event.due_at,
-            "tier": getattr(event, "tier", None),
-            "rule_id": event.rule_id,
-            "fired_at": now,
-            "timer_due_at": timer.due_at,
-        }
+        SlaEventRecord(
+            event_id=str(event.event_id),
+            case_id=event.case_id,
+            type=event.type,
+            target=event.target,
+            clock_key=event.clock_key,
+            department=event.department,
+            district=event.district,
+            due_at=event.due_at,
+            tier=getattr(event, "tier", None),
+            rule_id=event.rule_id,
+            fired_at=now,
+            timer_due_at=timer.due_at,
+        )
     )
     for alert in texts.sla_alerts(timer.id, timer.payload, notify.policy.tz):
         await notify.outbox.enqueue(alert, now)
@@ -87,13 +93,13 @@ async def fire(runtime: Runtime, timer: DueTimer, now: datetime, topic: str | No
     )
 
 
-async def sweep_once(runtime: Runtime, now: datetime | None = None, topic: str | None = None) -> int:
+async def sweep_once(runtime: Runtime[Notify], now: datetime | None = None, topic: str | None = None) -> int:
     """Fire every timer due by `now` (up to one batch); returns how many were due.
 
     Cases are fired concurrently (publishing is mostly waiting for the broker's acknowledgement); the
     timers of one case in order, so its warning is published before its breach."""
     now = now or datetime.now(UTC)
-    due = await runtime.service.store.sla_timers.due(now, runtime.settings.sweep_batch)
+    due = await runtime.service.store.sla_timers.due(now, runtime.service.settings.sweep_batch)
     by_case: dict[str, list[DueTimer]] = {}
     for timer in due:
         by_case.setdefault(timer.payload["case_id"], []).append(timer)
@@ -110,8 +116,9 @@ async def sweep_once(runtime: Runtime, now: datetime | None = None, topic: str |
     return len(due)
 
 
-async def sla_sweeper(runtime: Runtime) -> None:
+async def sla_sweeper(runtime: Runtime[Notify]) -> None:
     """Fire due SLA timers for the life of the service; a failure is logged and retried next tick."""
+    settings = runtime.service.settings
     ticks = 0
     while True:
         await runtime.kafka_connected.wait()
@@ -123,13 +130,13 @@ async def sla_sweeper(runtime: Runtime) -> None:
                 await runtime.service.store.sla_timers.reap(datetime.now(UTC))
         except Exception as exc:  # noqa: BLE001 - the timers stay in the store; next tick retries
             log.warning("sla sweep failed; retrying", error=repr(exc))
-        if fired < runtime.settings.sweep_batch:
-            await asyncio.sleep(runtime.settings.sweep_interval_s)
+        if fired < settings.sweep_batch:
+            await asyncio.sleep(settings.sweep_interval_s)
 
 
-async def outbox_relay(runtime: Runtime) -> None:
+async def outbox_relay(runtime: Runtime[Notify]) -> None:
     """Deliver due notification attempts through their channels, for the life of the service."""
-    settings = runtime.settings
+    settings = runtime.service.settings
     ticks = 0
     async with httpx.AsyncClient(timeout=settings.delivery_timeout_s) as client:
         channels = build_channels(settings, client)

@@ -7,14 +7,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]  # PyYAML ships no type hints; types-PyYAML is not installed
 from faststream.kafka import KafkaRouter, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from common.app import Runtime
 from common.kafka import make_broker
 from services.notify.app import startup
-from services.notify.handlers import ADAPTERS, apply_records
+from services.notify.clockwork import Notify
+from services.notify.handlers import TOPICS, apply_records
 from services.notify.settings import Settings
 
 DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "services" / "notify" / "data" / "sla_policy.yaml"
@@ -45,13 +46,13 @@ def fast_policy(
     return path
 
 
-def batch_handler_on_test_broker(rt: Runtime) -> KafkaRouter:
+def batch_handler_on_test_broker(rt: Runtime[Notify]) -> KafkaRouter:
     """Notify consumes in batches on a broker of its own (`handlers.case_events_consumer`); here each
     record published on the test broker goes to the same batch handler as a batch of one, and a record
     the handler rejects fails the publish."""
     router = KafkaRouter()
 
-    @router.subscriber(*(rt.settings.topic(name) for name in ADAPTERS), group_id="notify")
+    @router.subscriber(*(rt.settings.topic(name) for name in TOPICS), group_id="notify")
     async def forward(_: object, message: KafkaMessage) -> None:
         if rejected := await apply_records(rt, [message.raw_message]):
             raise rejected[0][1]
@@ -60,7 +61,7 @@ def batch_handler_on_test_broker(rt: Runtime) -> KafkaRouter:
 
 
 @pytest.fixture
-async def runtime(mongo_client, db_name: str, kafka_bootstrap: str) -> AsyncIterator[Runtime]:
+async def runtime(mongo_client, db_name: str, kafka_bootstrap: str) -> AsyncIterator[Runtime[Notify]]:
     """Notify's runtime on a fresh database, its subscribers on a TestKafkaBroker (no real Kafka)."""
     settings = Settings(
         mongodb_database=db_name,
@@ -70,7 +71,7 @@ async def runtime(mongo_client, db_name: str, kafka_bootstrap: str) -> AsyncIter
         timer_bucket_s=60,
     )
     broker = make_broker(settings)
-    rt = Runtime(settings=settings, broker=broker, mongo=mongo_client, db=mongo_client[db_name])
+    rt: Runtime[Notify] = Runtime(settings=settings, broker=broker, mongo=mongo_client, db=mongo_client[db_name])
     rt.bind(await startup(rt))
     broker.include_router(batch_handler_on_test_broker(rt))
     async with TestKafkaBroker(broker):

@@ -123,20 +123,24 @@ def test_pause_waiting_for_the_caller_shifts_unmet_targets_by_the_pause() -> Non
         state, POLICY, department="civil_affairs", reason="waiting_for_caller", by="w-1", at=T0 + timedelta(hours=1)
     )
     state = resume(state, by="w-1", at=T0 + timedelta(hours=4))
+    lead = state.open_lead()
+    assert state.citizen is not None and lead is not None
     assert state.citizen.due("resolution") == T0 + timedelta(days=5, hours=3)
-    assert state.open_lead().due("resolution") == T0 + timedelta(days=5, hours=3)
+    assert lead.due("resolution") == T0 + timedelta(days=5, hours=3)
     assert state.citizen.due("sign_for") == T0 + timedelta(hours=8)  # already met before the pause
     assert state.citizen.pauses[0].reason == "waiting_for_caller"
-    assert state.decisions[-2]["what"] == "pause" and state.decisions[-2]["by"] == "w-1"
+    assert state.decisions[-2].what == "pause" and state.decisions[-2].by == "w-1"
 
 
 def test_an_open_pause_is_capped_by_the_allowance_so_the_deadline_is_always_known() -> None:
     cid = case_id()
     state = fold(dispatched(cid, sla_class="same_day"))
     state = pause(state, POLICY, department=None, reason="caller_unreachable", by="w-1", at=T0 + minutes(10))
+    assert state.citizen is not None
     # same_day allows one pause of at most 2 hours (P4.1): while paused, the deadline is that much later
     assert state.citizen.due("resolution") == datetime(2026, 2, 15, 16, 0, tzinfo=UTC) + timedelta(hours=2)
     state = resume(state, by="w-1", at=T0 + timedelta(hours=5))
+    assert state.citizen is not None
     assert state.citizen.due("resolution") == datetime(2026, 2, 15, 18, 0, tzinfo=UTC)
 
 
@@ -201,7 +205,7 @@ def test_unknown_class_falls_back_to_standard_and_records_why_P6_3() -> None:
     state = fold(dispatched(case_id(), sla_class="turbo"))
     assert state.sla_class == "standard" and state.sla_class_requested == "turbo"
     decision = state.decisions[0]
-    assert decision["facts"]["fell_back"] is True and decision["rule_id"] == "SLA-STANDARD"
+    assert decision.facts["fell_back"] is True and decision.rule_id == "SLA-STANDARD"
 
 
 def test_resolution_stops_the_case_timers_and_asks_for_one_resolution_text() -> None:

@@ -17,6 +17,7 @@ from contracts.events.hotline import (
 from contracts.events.notify import SLA_EVENTS_TOPIC
 from contracts.events.router import CASE_LIFECYCLE_TOPIC
 from services.notify import sweeper, views
+from services.notify.schemas import DepartmentRates
 from tests.notify.factories import case_id, dispatched, resolved, signed
 
 pytestmark = pytest.mark.component
@@ -56,9 +57,9 @@ async def test_redelivered_and_republished_dispatch_queue_one_caller_text(runtim
     for _ in range(3):
         await publish(runtime, event)
     await publish(runtime, dispatched(cid, at=now, sla_class="emergency"))  # the router republished: new event id
-    notes = await runtime.service.store.list_notifications({"case_id": cid, "recipient": "caller"})
-    assert [n["kind"] for n in notes] == ["caller_dispatched"]
-    assert "已转渝中区民政部门办理" in notes[0]["text_zh"] and "13912345678" not in str(notes)
+    notes = await runtime.service.store.list_notifications(case_id=cid, recipient="caller")
+    assert [n.kind for n in notes] == ["caller_dispatched"]
+    assert "已转渝中区民政部门办理" in notes[0].text_zh and "13912345678" not in str(notes)
     doc = await runtime.service.store.load(cid)
     assert "phone" not in str(doc)
 
@@ -83,8 +84,8 @@ async def test_sweep_fires_breach_and_escalations_once_with_stable_event_ids(run
         e for e in mine if e["type"] == "sla.breached" and e["clock"] == "citizen" and e["target"] == "sign_for"
     )
     assert breach["rule_id"] == "SLA-EMERGENCY-SIGN" and breach["provisions"] == ["P2.2"]
-    alerts = await runtime.service.store.list_notifications({"case_id": cid})
-    recipients = {n["recipient"] for n in alerts}
+    alerts = await runtime.service.store.list_notifications(case_id=cid)
+    recipients = {n.recipient for n in alerts}
     assert {
         "department:civil_affairs:500103",
         "coordinator:500103",
@@ -113,17 +114,21 @@ async def test_rates_count_each_case_once_under_redelivery(runtime) -> None:
             await publish(runtime, event)
         await publish(runtime, callback, CASE_EVENTS_TOPIC)
     [row] = await views.rates(runtime.service.store, now, by="department", district="500103", department=None)
-    assert row["department"] == "civil_affairs"
-    assert row["counts"]["res_decided"] == 2 and row["on_time_resolution_rate"] == 0.5
-    assert row["counts"]["sign_decided"] == 2 and row["response_rate"] == 0.5
-    assert row["satisfaction_rate"] == 1.0 and row["backlog"] == 0
+    assert isinstance(row, DepartmentRates) and row.department == "civil_affairs"
+    assert row.counts.res_decided == 2 and row.on_time_resolution_rate == 0.5
+    assert row.counts.sign_decided == 2 and row.response_rate == 0.5
+    assert row.satisfaction_rate == 1.0 and row.backlog == 0
 
 
 async def test_unknown_event_type_is_skipped_not_dead_lettered(runtime) -> None:
     cid = case_id()
+    from structlog.testing import capture_logs
+
     body = {"type": "case.something_new", "case_id": cid, "occurred_at": datetime.now(UTC).isoformat()}
-    await runtime.broker.publish(body, topic=CASE_LIFECYCLE_TOPIC)
+    with capture_logs() as logs:
+        await runtime.broker.publish(body, topic=CASE_LIFECYCLE_TOPIC)
     assert await runtime.service.store.load(cid) is None
+    assert any(e.get("type") == "case.something_new" and e.get("case_id") == cid for e in logs)
 
 
 async def test_grant_approval_starts_a_same_month_payment_clock_that_payment_stops_P2_1(runtime) -> None:
@@ -160,7 +165,8 @@ async def test_the_callers_phone_is_kept_only_until_the_case_is_closed_and_the_l
     assert await store.caller_phone(cid) == "13912345678"  # the dispatch text is still to be sent
     for timer in await store.outbox_timers.due(datetime.now(UTC), 100):
         await runtime.service.outbox.deliver(timer, {"log": LogChannel()})
-    assert (await store.notification(f"{cid}|caller_dispatched"))["status"] == "sent"
+    text = await store.notification(f"{cid}|caller_dispatched")
+    assert text is not None and text.status == "sent"
     assert await store.caller_phone(cid) is None
 
 

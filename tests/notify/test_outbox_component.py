@@ -63,7 +63,7 @@ async def test_caller_text_is_retried_with_backoff_then_recorded_as_sent(db) -> 
         assert await run_due(outbox, channels, now + timedelta(seconds=5)) == ["sent"]
         assert await run_due(outbox, channels, now + timedelta(seconds=60)) == []
     record = await outbox.store.notification(note.key)
-    assert record["status"] == "sent" and [a["ok"] for a in record["attempts"]] == [False, True]
+    assert record is not None and record.status == "sent" and [a.ok for a in record.attempts] == [False, True]
     assert len(seen) == 2 and seen[1].headers["Authorization"] == "Bearer tkn"
     body = httpx.Request("POST", "x", content=seen[1].content).read().decode()
     assert "13912345678" in body and note.key in body  # the phone goes to the gateway, nowhere else
@@ -80,7 +80,8 @@ async def test_a_client_error_is_not_retried_and_the_record_says_failed(db) -> N
         )
         await outbox.enqueue(note, now)
         assert await run_due(outbox, channels, now) == ["failed"]
-    assert (await outbox.store.notification(note.key))["status"] == "failed"
+    record = await outbox.store.notification(note.key)
+    assert record is not None and record.status == "failed"
 
 
 async def test_text_waits_for_the_callers_number_and_gives_up_after_max_attempts(db) -> None:

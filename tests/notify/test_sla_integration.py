@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -92,6 +93,7 @@ async def subscribed(producer, url: str) -> None:
 
 def drop(stack: ServiceSet, mongodb_url: str) -> None:
     stack.stop()
+    client: MongoClient[dict[str, Any]]
     with MongoClient(mongodb_url) as client:
         for name in stack.databases():
             client.drop_database(name)

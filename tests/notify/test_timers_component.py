@@ -9,7 +9,8 @@ import pytest
 
 from contracts.events.hotline import CallbackRecorded
 from services.notify.domain import case as case_rules
-from services.notify.timers import Timer, TimerWheel
+from services.notify.store import TimerWheel
+from services.notify.timers import Timer
 from tests.notify.factories import case_id, dispatched, resolved, signed
 
 pytestmark = pytest.mark.component

@@ -38,6 +38,18 @@ Stage = Literal[
 SATISFIED = ("satisfied", "basically_satisfied")
 
 
+class ClockDecision(BaseModel):
+    """A decision about the case's clocks: when, who or which rule, and on what facts (P6.3)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    at: datetime
+    by: str
+    rule_id: str
+    what: str
+    facts: dict[str, Any] = {}
+
+
 class CaseState(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -60,7 +72,7 @@ class CaseState(BaseModel):
     satisfaction: str | None = None
     merged_into: str | None = None
     texts: list[str] = []  # natural keys of the caller texts this case calls for
-    decisions: list[dict[str, Any]] = []
+    decisions: list[ClockDecision] = []
 
     def open_assignment(self, department: str | None, role: str | None = None) -> Clock | None:
         for clock in reversed(self.assignments):
@@ -89,7 +101,7 @@ class CaseState(BaseModel):
 
     def decide(self, at: datetime, by: str, rule_id: str, what: str, **facts: Any) -> None:
         """Record a decision with who or which rule made it and on what facts (P6.3)."""
-        self.decisions.append({"at": at, "by": by, "rule_id": rule_id, "what": what, "facts": facts})
+        self.decisions.append(ClockDecision(at=at, by=by, rule_id=rule_id, what=what, facts=facts))
 
 
 def _new_assignment(state: CaseState, policy: SlaPolicy, assignment: Assignment, at: datetime) -> Clock:

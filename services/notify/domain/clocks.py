@@ -182,7 +182,7 @@ def clock_timers(
             ("warning", due - span * (1 - warning_share), {"share_elapsed": warning_share}),
             ("breach", due, {}),
         ]
-        rule = sla_class.targets.get(target)
+        rule = sla_class.rule_for(target)
         if escalate and (rule is None or rule.escalate):
             stages += [
                 (f"escalation:{step.tier}", due + step.after_breach, {"tier": step.tier})

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
+import yaml  # type: ignore[import-untyped]  # PyYAML ships no type hints; types-PyYAML is not installed
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 TargetName = Literal["sign_for", "first_contact", "resolution", "payment"]
@@ -94,6 +94,10 @@ class SlaClass(_Strict):
     targets: dict[TargetName, TargetRule]
     pause: PauseRule = PauseRule()
     escalation: tuple[EscalationStep, ...] = ()
+
+    def rule_for(self, target: str) -> TargetRule | None:
+        """The rule of a target named by a clock (clocks name targets by plain strings)."""
+        return next((rule for name, rule in self.targets.items() if name == target), None)
 
     @model_validator(mode="after")
     def _complete(self) -> SlaClass:
