@@ -122,7 +122,7 @@ async def flat_collection_sweep(client: AsyncMongoClient, n: int) -> float:
         await client.drop_database(name)
 
 
-async def breach_delays(runtime: Runtime, bootstrap: str) -> list[float]:
+async def breach_delays(runtime: Runtime[Notify], bootstrap: str, sweep_interval_s: float) -> list[float]:
     """Schedule timers due over the next few seconds, run the sweeper, measure deadline -> event received."""
     topic = f"bench-notify-sla-{uuid.uuid4().hex[:8]}"
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
@@ -137,7 +137,7 @@ async def breach_delays(runtime: Runtime, bootstrap: str) -> list[float]:
     async def loop() -> None:
         while True:
             await sweeper.sweep_once(runtime, topic=topic)
-            await asyncio.sleep(runtime.settings.sweep_interval_s)
+            await asyncio.sleep(sweep_interval_s)
 
     task = asyncio.create_task(loop())
     delays: list[float] = []
@@ -169,12 +169,12 @@ async def run(settings: BenchSettings, n: int) -> None:
     )
     client: AsyncMongoClient = AsyncMongoClient(settings.mongodb_url, tz_aware=True)
     broker = make_broker(service)
-    runtime = Runtime(settings=service, broker=broker, mongo=client, db=client[db_name])
+    runtime: Runtime[Notify] = Runtime(settings=service, broker=broker, mongo=client, db=client[db_name])
     store = NotifyStore(runtime.db, bucket_s=service.timer_bucket_s)
     await store.ensure_indexes()
     policy = load_policy()
     outbox = Outbox(store, service)
-    runtime.service = Notify(store, policy, Clockwork(store, policy, outbox, caller_texts=False), outbox)
+    runtime.bind(Notify(store, policy, Clockwork(store, policy, outbox, caller_texts=False), outbox))
     await broker.start()
     try:
         now = datetime.now(UTC)
@@ -187,7 +187,7 @@ async def run(settings: BenchSettings, n: int) -> None:
         )
         for k, seconds in (await time_sweeps(store, datetime.now(UTC))).items():
             print(f"  sweep finding {k:>5,} due among {n:,} open: {seconds * 1000:8.1f} ms", flush=True)
-        delays = await breach_delays(runtime, settings.kafka_bootstrap_servers)
+        delays = await breach_delays(runtime, settings.kafka_bootstrap_servers, service.sweep_interval_s)
         if delays:
             print(
                 f"  deadline -> breach event received ({len(delays)} timers, sweep every "

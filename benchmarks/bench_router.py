@@ -28,14 +28,14 @@ from pymongo import AsyncMongoClient
 
 from benchmarks.support import BenchSettings
 from common.app import Runtime, settle_heap
-from common.kafka import make_broker
+from common.kafka import BatchProducer, make_broker
 from common.logs import configure_logging
 from common.store import open_mongo
 from contracts.codes import departments
 from contracts.events import CASE_LIFECYCLE_TOPIC, HELP_REQUESTED_TOPIC, department_queue_topic
 from contracts.events.hotline import Caller, HelpRequested, Place
 from services.router.app import catalogue_of
-from services.router.cases import CaseService
+from services.router.cases import BatchOutcome, CaseService
 from services.router.intake import run_intake
 from services.router.settings import Settings
 from services.router.store import RouterStore
@@ -187,21 +187,23 @@ async def run_relay(
 class TimedCaseService(CaseService):
     clock: Clock
 
-    async def dispatch_requests(self, requests: list[HelpRequested], **kwargs: Any) -> int:
+    async def dispatch_requests(self, requests: list[HelpRequested], *, producer: BatchProducer) -> BatchOutcome:
         self.clock.start()
-        return await super().dispatch_requests(requests, **kwargs)
+        return await super().dispatch_requests(requests, producer=producer)
 
 
 async def run_router(settings: Settings, stop: asyncio.Event, clock: Clock) -> None:
     """The router's help-request intake exactly as the service runs it (desk and API left out)."""
     mongo = open_mongo(settings)
     broker = make_broker(settings)
-    runtime = Runtime(settings=settings, broker=broker, mongo=mongo, db=mongo[settings.database_name])
+    runtime: Runtime[CaseService] = Runtime(
+        settings=settings, broker=broker, mongo=mongo, db=mongo[settings.database_name]
+    )
     store = RouterStore(runtime.db, batch_timeout_s=settings.batch_timeout_s)
     await store.ensure_indexes()
     service = TimedCaseService(store=store, broker=broker, settings=settings, catalogue=catalogue_of(settings))
     service.clock = clock
-    runtime.service = service
+    runtime.bind(service)
     settle_heap()  # as the service's lifespan does
     runtime.kafka_connected.set()
     intake = asyncio.create_task(run_intake(runtime))

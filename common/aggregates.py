@@ -338,7 +338,7 @@ class Aggregates(Generic[A]):
                 continue
             version = (stored.get("version", 0) if stored is not None else 0) + 1
             doc = self.codec.dump(new)
-            if archived:  # back into the working set whole, not only the fields this write sets
+            if archived and stored is not None:  # back into the working set whole, not only the fields this write sets
                 doc = {**stored, **doc}
             now = datetime.now(UTC)
             doc.update(

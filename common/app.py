@@ -121,18 +121,21 @@ async def _tcp_probe(bootstrap: str, timeout: float = 2.0) -> None:
 
 async def _connect_broker(runtime: Runtime[Any]) -> None:
     """Start the broker, retrying while Kafka is unreachable, so the service (and its HTTP API) stays up."""
+    broker = runtime.broker
+    if broker is None:
+        raise RuntimeError("this service has no Kafka broker to connect")
     attempt = 0
     while True:
         attempt += 1
         try:
             # A cheap TCP probe first: a failed broker start leaves an unclosed producer behind.
             await _tcp_probe(runtime.settings.kafka_bootstrap_servers)
-            await runtime.broker.start()
+            await broker.start()
         except Exception as exc:  # noqa: BLE001 - any start failure means "not yet"
             if attempt == 1 or attempt % 15 == 0:
                 log.warning("kafka not reachable yet; retrying", attempt=attempt, error=repr(exc))
             with contextlib.suppress(Exception):
-                await runtime.broker.stop()
+                await broker.stop()
             await asyncio.sleep(KAFKA_CONNECT_RETRY_S)
         else:
             runtime.kafka_connected.set()
@@ -153,7 +156,7 @@ def health_router() -> APIRouter:
         try:
             await asyncio.wait_for(runtime.db.command("ping"), timeout=2)
             checks["store"] = True
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - any failure of the ping means the store is not ready
             checks["store"] = False
         if runtime.broker is not None:
             checks["kafka"] = runtime.kafka_connected.is_set() and await runtime.broker.ping(timeout=2)

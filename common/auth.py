@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -76,7 +77,7 @@ async def current_principal(
         raise _unauthorized("登录凭证无效或已过期", f"invalid or expired token: {exc}") from exc
 
 
-def require_roles(*roles: Role):
+def require_roles(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that admits only the given roles (admin is always admitted)."""
 
     async def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:

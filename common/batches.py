@@ -22,7 +22,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import structlog
 from faststream import AckPolicy
@@ -41,9 +42,11 @@ if TYPE_CHECKING:
     from common.settings import ServiceSettings
 
 log = structlog.get_logger("batches")
+T = TypeVar("T")
 
 Rejected = list[tuple["ConsumerRecord", BaseException]]  # records to dead-letter, each with its error
 BatchHandler = Callable[[Sequence["ConsumerRecord"]], Awaitable[Rejected]]
+OffsetReset = Literal["latest", "earliest", "none"]  # where a consumer without a committed offset starts
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -86,7 +89,7 @@ async def dead_letter(policy: DeliveryPolicy, record: ConsumerRecord, exc: BaseE
         raise NackMessage() from dlq_exc
 
 
-async def with_retries(policy: DeliveryPolicy, work: Callable[[], Awaitable[Any]]) -> Any:
+async def with_retries(policy: DeliveryPolicy, work: Callable[[], Awaitable[T]]) -> T:
     """Run `work`, retrying with the policy's backoff; the last error escapes."""
     attempt = 0
     while True:
@@ -114,7 +117,7 @@ async def handle_with_policy(policy: DeliveryPolicy, handler: BatchHandler, reco
         rejected = []
         for record in records:
             try:
-                rejected += await with_retries(policy, lambda r=record: handler([r]))
+                rejected += await with_retries(policy, partial(handler, [record]))
             except Exception as one_exc:
                 if is_transient(one_exc):
                     raise NackMessage() from one_exc
@@ -145,12 +148,12 @@ class BatchConsumer:
     handler: BatchHandler
     max_records: int = 500
     batch_timeout_ms: int = 50
-    auto_offset_reset: str = "earliest"
+    auto_offset_reset: OffsetReset = "earliest"
     # Started (with the broker, as the loop's first step) and stopped with it, e.g. a producer.
     resources: tuple[Any, ...] = ()
     started: asyncio.Event | None = None  # set once the subscriber is running
 
-    async def run(self, runtime: Runtime) -> None:
+    async def run(self, runtime: Runtime[Any]) -> None:
         broker, policy = make_batch_broker(runtime.settings, self.name)
 
         @broker.subscriber(

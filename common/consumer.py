@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -61,11 +61,12 @@ def _is_permanent(exc: BaseException) -> bool:
 def backoff_delay(attempt: int, initial_s: float, max_s: float) -> float:
     """Bounded exponential backoff with jitter (half to all of the step), `attempt` counting from 1: the one
     backoff of every retry loop here, so that many clients failing at once do not retry in step."""
-    return min(max_s, initial_s * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+    return min(max_s, initial_s * 2.0 ** (attempt - 1)) * (0.5 + random.random() / 2)
 
 
 def _header(record: ConsumerRecord, name: str) -> str | None:
-    for key, value in record.headers or ():
+    headers: Sequence[tuple[str, bytes | None]] = record.headers or ()
+    for key, value in headers:
         if key == name and value is not None:
             return value.decode("utf-8", "replace")
     return None

@@ -96,7 +96,8 @@ class KeyHashPartitioner:
 
     def __call__(self, key: bytes | None, all_partitions: Sequence[int], available: Sequence[int]) -> int:
         if key is None:
-            return _DEFAULT_PARTITIONER(key, all_partitions, available)
+            partition: int = _DEFAULT_PARTITIONER(key, all_partitions, available)
+            return partition
         hashed = self._hashes.get(key)
         if hashed is None:
             if len(self._hashes) >= self._max_keys:

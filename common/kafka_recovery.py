@@ -65,7 +65,7 @@ PRODUCER_STATE_LOST: tuple[type[BaseException], ...] = (
 )
 
 
-class ProducerStateLost(KafkaError):
+class ProducerStateLost(KafkaError):  # type: ignore[misc]  # aiokafka ships no type information
     """The producer was replaced after its idempotent session broke; this send must be made again."""
 
 
@@ -139,12 +139,17 @@ async def replace_producer(
 
 async def renew_broker_producer(broker: KafkaBroker, failed: AIOKafkaProducer, reason: BaseException) -> bool:
     """`replace_producer` for the FastStream broker's own producer."""
+    from faststream.kafka.publisher.producer import AioKafkaFastProducerImpl
     from faststream.kafka.publisher.state import RealProducer
 
     fast = broker.config.producer
 
     def install(fresh: AIOKafkaProducer) -> None:
-        fast._producer = RealProducer(fresh)  # type: ignore[attr-defined] - FastStream has no public swap
+        # Only a connected broker's producer gets here (`current_producer` found it); FastStream has no
+        # public way to swap it, so its private slot is set.
+        if not isinstance(fast, AioKafkaFastProducerImpl):
+            raise TypeError(f"cannot renew the producer of {type(fast).__name__}")
+        fast._producer = RealProducer(fresh)
 
     return await replace_producer(
         _RENEWALS.setdefault(broker, asyncio.Lock()),
@@ -216,12 +221,12 @@ def install_reconnect_backoff() -> None:
     update, get_conn = AIOKafkaClient._metadata_update, AIOKafkaClient._get_conn
 
     async def metadata_update_with_backoff(self: AIOKafkaClient, cluster_metadata: Any, topics: Any) -> bool:
-        ok = await update(self, cluster_metadata, topics)
+        ok: bool = await update(self, cluster_metadata, topics)
         failures = getattr(self, "_md_failures", 0)
         if ok:
-            self._md_failures = 0  # type: ignore[attr-defined]
+            self._md_failures = 0
             return ok
-        self._md_failures = failures + 1  # type: ignore[attr-defined]
+        self._md_failures = failures + 1
         await asyncio.sleep(reconnect_delay(failures + 1))
         return ok
 
@@ -234,9 +239,9 @@ def install_reconnect_backoff() -> None:
             OUTAGE.succeeded()
         return conn
 
-    AIOKafkaClient._metadata_update = metadata_update_with_backoff  # type: ignore[method-assign]
-    AIOKafkaClient._get_conn = get_conn_watched  # type: ignore[method-assign]
-    AIOKafkaClient._backoff_installed = True  # type: ignore[attr-defined]
+    AIOKafkaClient._metadata_update = metadata_update_with_backoff
+    AIOKafkaClient._get_conn = get_conn_watched
+    AIOKafkaClient._backoff_installed = True
 
 
 def reconnect_delay(failures: int) -> float:

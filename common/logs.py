@@ -100,4 +100,5 @@ def configure_logging(service: str, level: str = "INFO", json: bool | None = Non
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name)
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
+    return logger

@@ -14,12 +14,15 @@ import subprocess
 import sys
 import time
 
+from common.settings import ServiceSettings
+
 SERVICES = ("hotline", "router", "relief", "notify", "frontdoor")
 BEHIND_FRONTDOOR = ("hotline", "router", "relief", "notify")
 
 
-def settings_of(name: str):
-    return importlib.import_module(f"services.{name}.settings").Settings()
+def settings_of(name: str) -> ServiceSettings:
+    settings: ServiceSettings = importlib.import_module(f"services.{name}.settings").Settings()
+    return settings
 
 
 def command(name: str) -> list[str]:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
@@ -54,7 +55,7 @@ class CommandCounter(CommandListener):
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
-        self.seconds: Counter[tuple[str, str]] = Counter()  # (command, collection) -> seconds waited
+        self.seconds: defaultdict[tuple[str, str], float] = defaultdict(float)  # (command, collection) -> seconds
         self._started: dict[int, tuple[str, str]] = {}
 
     def started(self, event: CommandStartedEvent) -> None:
@@ -308,6 +309,6 @@ async def prune_claims(db: AsyncDatabase[dict[str, Any]], older_than: timedelta)
     pruned: dict[str, int] = {}
     for name in sorted(await db.list_collection_names()):
         if name.endswith(CLAIMS_SUFFIX):
-            result = await busy_retry(lambda name=name: db[name].delete_many({"at": {"$lt": cutoff}}))
+            result = await busy_retry(partial(db[name].delete_many, {"at": {"$lt": cutoff}}))
             pruned[name] = result.deleted_count
     return pruned

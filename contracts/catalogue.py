@@ -14,7 +14,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
-import yaml
+import yaml  # type: ignore[import-untyped]  # no PyYAML stubs in the environment
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from contracts.codes import districts
@@ -179,14 +179,14 @@ def validate_attributes(
     values: dict[str, AttributeValue] = {}
     errors: dict[str, str] = {}
     for code, raw in submitted.items():
-        attribute = known.get(code)
-        if attribute is None:
+        definition = known.get(code)
+        if definition is None:
             errors[code] = f"所选服务没有此属性：{code} | no such attribute for the chosen services: {code}"
             continue
         if raw is None or raw == "" or raw == []:
             continue
         try:
-            values[code] = attribute.parse(raw)
+            values[code] = definition.parse(raw)
         except ValueError as exc:
             errors[code] = str(exc)
     for code, attribute in known.items():

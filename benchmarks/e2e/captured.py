@@ -72,14 +72,15 @@ def relief_intake(db: Any) -> tuple[Relief, ReliefMemory]:
     settings = ReliefSettings()
     memory = ReliefMemory(db)
     relief = Relief(
-        store=memory,
+        store=memory,  # type: ignore[arg-type]  # an in-memory stand-in for the part of ReliefStore intake uses
         book=load_standards_book(settings),
-        broker=None,  # type: ignore[arg-type]
+        broker=None,
         four_eyes_above=settings.major_second_approval_above_yuan,
         part_month_policy=settings.part_month_policy,
         id_hash_salt=settings.id_hash_salt.get_secret_value(),
     )
-    relief.cases, relief.entitlements = memory.case_path, memory.entitlement_path  # type: ignore[assignment]
+    # In-memory stand-ins for the service's write paths (the same `change_many` over a dict).
+    relief.cases, relief.entitlements = memory.case_path, memory.entitlement_path  # type: ignore[assignment]  # in memory
     return relief, memory
 
 
@@ -96,7 +97,8 @@ class NotifyHistory:
 
     def __init__(self, db: Any) -> None:
         self.policy = load_policy("")
-        self.clockwork = Clockwork(NotifyStore(db), self.policy, outbox=None, caller_texts=False)  # type: ignore[arg-type]
+        # Folding only computes changes and never publishes, so it is given no outbox.
+        self.clockwork = Clockwork(NotifyStore(db), self.policy, outbox=None, caller_texts=False)  # type: ignore[arg-type]  # no outbox
         self.cases: dict[str, NotifyCase] = {}
         self.versions: dict[str, int] = {}
         self.contacts: dict[str, Doc] = {}
@@ -132,5 +134,7 @@ class NotifyHistory:
             for case_id, case in self.cases.items()
         ]
         contacts = list(self.contacts.values())
-        self.cases.clear(), self.versions.clear(), self.contacts.clear()
+        self.cases.clear()
+        self.versions.clear()
+        self.contacts.clear()
         return cases, contacts

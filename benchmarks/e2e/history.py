@@ -23,10 +23,10 @@ from benchmarks.e2e.settings import SERVICES, E2eBench
 from common.principal import Principal, Role
 from contracts.events.hotline import Caller, HelpRequested, Place
 from contracts.events.relief import grant_event
-from contracts.events.router import case_lifecycle_event
+from contracts.events.router import CaseDispatched, case_lifecycle_event
 from services.hotline.domain import case_day, format_case_number, project_status, triage
 from services.hotline.settings import Settings as HotlineSettings
-from services.hotline.store import HotlineStore
+from services.hotline.store import HotlineStore, kept_event
 from services.router.app import catalogue_of
 from services.router.domain import desk
 from services.router.domain.dispatching import mark_queued, open_case
@@ -121,7 +121,7 @@ class HistoryBuilder:
         request = history_request(i, at, case_id)
         router_doc, lifecycle = self.route(request)
         await self.relief.on_help_requested(request)
-        await self.relief.on_dispatched(case_lifecycle_event.validate_python(lifecycle[0]))
+        await self.relief.on_dispatched(CaseDispatched.model_validate(lifecycle[0]))  # routing's first event
         grants = [
             body
             for key, ent in self.relief_memory.entitlements.items()
@@ -139,7 +139,7 @@ class HistoryBuilder:
             case_id,
             received_at=at,
             emergency=request.emergency,
-            events=[{**e, "_arrival": n} for n, e in enumerate(intake["events"])],
+            events=[kept_event(entry) for entry in intake["events"]],  # in arrival order, as the store projects
         )
         intake.update(HotlineStore._status_fields(status), version=2 * len(downstream), created_at=at)
         for kind, value in intake["keys"].items():
@@ -152,7 +152,8 @@ class HistoryBuilder:
         relief = self.relief_memory
         notify_cases, contacts = self.notify.drain()
         out = (list(relief.cases.values()), list(relief.entitlements.values()), notify_cases, contacts)
-        relief.cases.clear(), relief.entitlements.clear()
+        relief.cases.clear()
+        relief.entitlements.clear()
         return out
 
 
@@ -160,7 +161,8 @@ def history_times(opts: E2eBench, now: datetime) -> list[tuple[datetime, int]]:
     """(received at, sequence number of its day) for every case, evenly over `history_days`."""
     start = now - timedelta(days=opts.history_ends_days_ago + opts.history_days)
     span = timedelta(days=opts.history_days).total_seconds()
-    times, seqs = [], {}
+    times: list[tuple[datetime, int]] = []
+    seqs: dict[str, int] = {}
     for i in range(opts.history):
         at = start + timedelta(seconds=span * i / max(opts.history, 1))
         day = case_day(at)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import os
 import socket
 import struct
 import sys
 import time
+from typing import Any
 
 # ---------------------------------------------------------------- Kafka probes
 
@@ -60,7 +62,9 @@ def kafka_ready_stdlib(bootstrap: str) -> bool:
 async def mongo_ready_pymongo(url: str) -> bool:
     from pymongo import AsyncMongoClient
 
-    client = AsyncMongoClient(url, serverSelectionTimeoutMS=2000, connectTimeoutMS=2000)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        url, serverSelectionTimeoutMS=2000, connectTimeoutMS=2000
+    )
     try:
         reply = await client.admin.command("ping")
         return reply.get("ok") == 1
@@ -140,13 +144,8 @@ async def main() -> int:
 
     # aiokafka logs every refused connection at ERROR; while waiting that is expected noise.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    try:
-        import aiokafka  # noqa: F401
-        import pymongo  # noqa: F401
-
-        use_libs = not args.stdlib
-    except ImportError:
-        use_libs = False
+    installed = all(importlib.util.find_spec(name) is not None for name in ("aiokafka", "pymongo"))
+    use_libs = installed and not args.stdlib
 
     pending = {}
     if args.kafka:

@@ -6,7 +6,7 @@ import importlib
 from pathlib import Path
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]  # no PyYAML stubs in the environment
 
 from common.settings import PRODUCTION_REQUIRED
 

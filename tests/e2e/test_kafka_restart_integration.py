@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -143,7 +144,8 @@ class TopicWatch:
 
 async def outbox_drained(stack: ServiceSet, *, since: float) -> float:
     """Seconds from `since` until the hotline's outbox first held nothing (the outage's backlog relayed)."""
-    with MongoClient(stack.mongodb_url) as client:
+    client: MongoClient[dict[str, Any]] = MongoClient(stack.mongodb_url)
+    with client:
         outbox = client[stack.databases()[0]]["outbox"]
         while await asyncio.to_thread(outbox.count_documents, {}):
             await asyncio.sleep(0.2)
@@ -185,10 +187,14 @@ async def test_every_service_publishes_again_after_kafka_is_killed_and_restarted
     }
     async with TopicWatch(private_kafka.bootstrap, tuple(t for t, _ in expected.values())) as watch:
         delivered_after: dict[str, float] = {}
+
+        def every_call_seen(topic: str, event_type: str) -> Callable[[], bool]:
+            return lambda: calls <= watch.cases(topic, event_type)
+
         for name, (topic, event_type) in expected.items():
             try:
                 await eventually(
-                    lambda t=topic, e=event_type: calls <= watch.cases(t, e),
+                    every_call_seen(topic, event_type),
                     timeout=150,
                     interval=0.5,
                     what=f"{name}: {event_type} for every accepted call",
@@ -213,6 +219,7 @@ async def test_every_service_publishes_again_after_kafka_is_killed_and_restarted
         allowed = 60 + (CALLS_PER_S * (returned_at - killed_at) if name == "hotline" else 0)
         assert lines < allowed, f"{name} wrote {lines} log lines during a {returned_at - killed_at:.0f} s outage"
 
-    with MongoClient(stack.mongodb_url) as client:
+    client: MongoClient[dict[str, Any]] = MongoClient(stack.mongodb_url)
+    with client:
         outbox = client[stack.databases()[0]]["outbox"]
         await eventually(lambda: outbox.count_documents({}) == 0, timeout=30, what="an empty hotline outbox")

@@ -84,8 +84,8 @@ async def test_a_batch_from_two_processes_keeps_every_change(db) -> None:
     batches = [first.change_many({i: add_to(i, f"a{n}") for i in ids}) for n in range(3)]
     batches += [second.change_many({i: add_to(i, f"b{n}") for i in ids}) for n in range(3)]
     singles = [second.change(i, add_to(i, f"s{n}")) for n in range(2) for i in ids]
-    outcomes = await asyncio.gather(*batches, *singles)
-    assert all(set(o.written) == set(ids) for o in outcomes[:6])
+    outcomes, _ = await asyncio.gather(asyncio.gather(*batches), asyncio.gather(*singles))
+    assert all(set(o.written) == set(ids) for o in outcomes)
     expected = sorted([f"a{n}" for n in range(3)] + [f"b{n}" for n in range(3)] + [f"s{n}" for n in range(2)])
     for doc in await db["tallies"].find({}).to_list():
         assert sorted(doc["items"]) == expected, doc["_id"]
@@ -191,6 +191,7 @@ async def test_a_process_killed_between_the_write_and_the_publish_has_its_events
         stdout=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
+    assert proc.stdout is not None
     try:
         line = b""
         while line.strip() != b"publishing":  # (a log line may come first)

@@ -82,7 +82,7 @@ def _request(**overrides: object) -> HelpRequested:
 def test_events_are_frozen_and_reject_unknown_fields() -> None:
     event = _request()
     with pytest.raises(ValidationError):
-        event.case_id = "CQ-20260215-000124"  # type: ignore[misc]
+        event.case_id = "CQ-20260215-000124"  # type: ignore[misc]  # assigning to a frozen event is the point
     with pytest.raises(ValidationError):
         _request(unexpected="x")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -68,7 +69,7 @@ def test_every_service_prunes_old_version_claims_in_the_background(mongodb_url: 
     from pymongo import MongoClient
 
     database = f"test_claims_{time.time_ns()}"
-    client = MongoClient(mongodb_url)
+    client: MongoClient[dict[str, Any]] = MongoClient(mongodb_url)
     claims = client[database]["case_claims"]
     claims.insert_many(
         [{"_id": "CQ-1@1", "at": datetime.now(UTC) - timedelta(days=2)}, {"_id": "CQ-1@2", "at": datetime.now(UTC)}]

@@ -10,6 +10,7 @@ case number per call) is therefore a unique-index insert.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -72,8 +73,10 @@ async def test_query_indexes_are_created_on_a_store_that_uses_them() -> None:
     class Client:
         admin = Admin()
 
-    fake_db = SimpleNamespace(client=Client())
-    assert await create_query_indexes(fake_db, [(Collection(), [("district", 1)]), (Collection(), [("a", 1)])])
+    # Stand-ins with only the parts of a database and its collections that the function uses.
+    fake_db: Any = SimpleNamespace(client=Client())
+    fake_indexes: list[Any] = [(Collection(), [("district", 1)]), (Collection(), [("a", 1)])]
+    assert await create_query_indexes(fake_db, fake_indexes)
     assert made == [[("district", 1)], [("a", 1)]]
 
 

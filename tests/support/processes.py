@@ -11,6 +11,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from pymongo import MongoClient
@@ -173,6 +174,7 @@ class ServiceSet:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
-        with MongoClient(self.mongodb_url) as client:
+        client: MongoClient[dict[str, Any]] = MongoClient(self.mongodb_url)
+        with client:
             for name in self.databases():
                 client.drop_database(name)

@@ -6,17 +6,27 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
 
+# A probe (sync, or async and awaited) returns None or another falsy value until the condition holds, so the
+# result is typed without None.
+@overload
 async def eventually(
-    probe: Callable[[], Awaitable[T] | T], *, timeout: float = 20.0, interval: float = 0.1, what: str = "condition"
-) -> T:
+    probe: Callable[[], Awaitable[T | None]], *, timeout: float = ..., interval: float = ..., what: str = ...
+) -> T: ...
+@overload
+async def eventually(
+    probe: Callable[[], T | None], *, timeout: float = ..., interval: float = ..., what: str = ...
+) -> T: ...
+async def eventually(
+    probe: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.1, what: str = "condition"
+) -> Any:
     """Poll `probe` (sync or async) until it returns a truthy value; fail with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    last: T | None = None
+    last: Any = None
     while time.monotonic() < deadline:
         last = probe()
         if inspect.isawaitable(last):
