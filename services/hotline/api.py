@@ -15,11 +15,13 @@ from fastapi.responses import HTMLResponse
 from common.auth import require_roles
 from common.errors import NotFound
 from common.principal import Principal, Role
+from contracts.events import Event
 from contracts.events.hotline import (
     CallbackRecorded,
     Caller,
     CaseReopened,
     FollowUpAttached,
+    HelpRequested,
     Place,
     WarmTransfer,
     WarmTransferRecorded,
@@ -32,12 +34,17 @@ from services.hotline.intake import Hotline, HotlineDep, take_help_request
 from services.hotline.schemas import (
     CASE_ID,
     Accepted,
+    AuditEntryOut,
     CallbackIn,
+    CallbackOut,
+    CaseOut,
     FollowUpIn,
+    FollowUpOut,
     HelpRequestIn,
     MatchOut,
     MatchQuery,
     WarmTransferIn,
+    WarmTransferOut,
 )
 
 log = structlog.get_logger("hotline.api")
@@ -194,12 +201,16 @@ async def recent_cases(
     return sorted((match_out(d) for d in docs), key=lambda m: not m.emergency)
 
 
-@router.get("/cases/{case_id}")
-async def get_case(case_id: CaseId, reason: Reason, operator: Operator, hotline: HotlineDep) -> dict[str, Any]:
+@router.get("/cases/{case_id}", response_model=CaseOut)
+async def get_case(case_id: CaseId, reason: Reason, operator: Operator, hotline: HotlineDep) -> CaseOut:
     """The full case with the caller's personal data; the read is audited (who, when, why)."""
     doc = await _case(hotline, case_id)
     await hotline.store.audit_read(operator, action="read_case", reason=reason, case_ids=[case_id])
-    return {"case_id": case_id, "request": doc["event"], "status": doc["status"]}
+    return CaseOut(
+        case_id=case_id,
+        request=HelpRequested.model_validate(doc["event"]),
+        status=CaseStatus.model_validate(doc["status"]),
+    )
 
 
 @router.get("/cases/{case_id}/status", response_model=CaseStatus)
@@ -209,23 +220,21 @@ async def case_status(case_id: CaseId, operator: Operator, hotline: HotlineDep) 
     return CaseStatus.model_validate(doc["status"])
 
 
-@router.get("/cases/{case_id}/audit")
-async def case_audit(case_id: CaseId, supervisor: Supervisor, hotline: HotlineDep) -> list[dict[str, Any]]:
+@router.get("/cases/{case_id}/audit", response_model=list[AuditEntryOut])
+async def case_audit(case_id: CaseId, supervisor: Supervisor, hotline: HotlineDep) -> list[AuditEntryOut]:
     """Who read this case's personal data, when and why."""
     await _case(hotline, case_id)
-    return await hotline.store.audit_trail(case_id)
+    return [AuditEntryOut.model_validate(entry) for entry in await hotline.store.audit_trail(case_id)]
 
 
-async def _emit(hotline: Hotline, event: Any) -> bool:
+async def _emit(hotline: Hotline, event: Event) -> bool:
     published = await hotline.publisher.accept(event)
-    await hotline.store.record_event(event.case_id, event.model_dump(mode="json"), event_id=str(event.event_id))
+    await hotline.store.record_event(event)
     return published
 
 
-@router.post("/cases/{case_id}/follow-ups", status_code=status.HTTP_201_CREATED)
-async def attach_follow_up(
-    case_id: CaseId, body: FollowUpIn, operator: Operator, hotline: HotlineDep
-) -> dict[str, Any]:
+@router.post("/cases/{case_id}/follow-ups", status_code=status.HTTP_201_CREATED, response_model=FollowUpOut)
+async def attach_follow_up(case_id: CaseId, body: FollowUpIn, operator: Operator, hotline: HotlineDep) -> FollowUpOut:
     """A repeat call about an open case: attached to it instead of opening a new one (并单)."""
     doc = await _case(hotline, case_id)
     target = follow_up_target(case_id, doc["status"]["status"], doc["status"].get("merged_into"))
@@ -240,18 +249,18 @@ async def attach_follow_up(
     )
     published = await _emit(hotline, event)
     state = await hotline.store.refresh_status(target)
-    return {
-        "case_id": target,
-        "event_id": str(event.event_id),
-        "published": published,
-        "follow_ups": state.follow_ups if state else None,
-    }
+    return FollowUpOut(
+        case_id=target,
+        event_id=str(event.event_id),
+        published=published,
+        follow_ups=state.follow_ups if state else None,
+    )
 
 
-@router.post("/cases/{case_id}/warm-transfers", status_code=status.HTTP_201_CREATED)
+@router.post("/cases/{case_id}/warm-transfers", status_code=status.HTTP_201_CREATED, response_model=WarmTransferOut)
 async def record_warm_transfer(
     case_id: CaseId, body: WarmTransferIn, operator: Operator, hotline: HotlineDep
-) -> dict[str, Any]:
+) -> WarmTransferOut:
     """The operator handed the call to 110/119/120 and stayed on the line; the time is recorded (P2.2)."""
     await _case(hotline, case_id)
     transfer = WarmTransfer(to=body.to, at=body.at or datetime.now(UTC))
@@ -260,11 +269,11 @@ async def record_warm_transfer(
     )
     published = await _emit(hotline, event)
     await hotline.store.refresh_status(case_id)
-    return {"case_id": case_id, "to": transfer.to, "at": transfer.at, "published": published}
+    return WarmTransferOut(case_id=case_id, to=transfer.to, at=transfer.at, published=published)
 
 
-@router.post("/cases/{case_id}/callbacks", status_code=status.HTTP_201_CREATED)
-async def record_callback(case_id: CaseId, body: CallbackIn, operator: Operator, hotline: HotlineDep) -> dict[str, Any]:
+@router.post("/cases/{case_id}/callbacks", status_code=status.HTTP_201_CREATED, response_model=CallbackOut)
+async def record_callback(case_id: CaseId, body: CallbackIn, operator: Operator, hotline: HotlineDep) -> CallbackOut:
     """回访 after resolution; a dissatisfied caller reopens the case (CaseReopened, P6.2)."""
     doc = await _case(hotline, case_id)
     outcome = decide_callback(doc["status"]["status"], body.satisfaction)
@@ -285,10 +294,10 @@ async def record_callback(case_id: CaseId, body: CallbackIn, operator: Operator,
         )
         published = await _emit(hotline, reopened) and published
     state = await hotline.store.refresh_status(case_id)
-    return {
-        "case_id": case_id,
-        "satisfaction": body.satisfaction,
-        "reopened": outcome.reopen,
-        "published": published,
-        "status": state.status if state else None,
-    }
+    return CallbackOut(
+        case_id=case_id,
+        satisfaction=body.satisfaction,
+        reopened=outcome.reopen,
+        published=published,
+        status=state.status if state else None,
+    )

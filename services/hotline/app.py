@@ -10,13 +10,15 @@ from common.app import Runtime, create_service_app
 from services.hotline import api, handlers, open311
 from services.hotline.domain import triage_rules
 from services.hotline.intake import CaseNumbers, Hotline
-from services.hotline.outbox import Outbox, Publisher
+from services.hotline.outbox import Publisher
 from services.hotline.settings import Settings
-from services.hotline.store import HotlineStore
+from services.hotline.store import HotlineStore, Outbox
 
 
-async def startup(runtime: Runtime) -> Hotline:
-    settings: Settings = runtime.settings  # type: ignore[assignment]
+async def startup(runtime: Runtime[Hotline]) -> Hotline:
+    settings = runtime.settings
+    if not isinstance(settings, Settings) or runtime.broker is None:
+        raise RuntimeError("the hotline runs with its own settings and a Kafka broker")
     triage_rules()  # rules as data: validated at start-up, not on the first emergency call
     store = HotlineStore(runtime.db, pepper=settings.lookup_pepper.get_secret_value())
     outbox = Outbox(runtime.db)

@@ -25,6 +25,7 @@ the collection and concurrent updates of one document lose writes):
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -249,14 +250,14 @@ class CallerIndex:
             if not slots:
                 continue
             try:
-                await busy_retry(lambda slots=slots: self.slots.insert_many(slots, ordered=False))
+                await busy_retry(functools.partial(self.slots.insert_many, slots, ordered=False))
             except BulkWriteError as exc:
                 if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
                     raise
             if last_chunk := (len(cases) - 1) // self.per_chunk:
                 await busy_retry(
-                    lambda key=doc["_id"], c=last_chunk: self.heads.update_one(
-                        {"_id": key}, {"$max": {"chunk": c}}, upsert=True
+                    functools.partial(
+                        self.heads.update_one, {"_id": doc["_id"]}, {"$max": {"chunk": last_chunk}}, upsert=True
                     )
                 )
             copied += 1

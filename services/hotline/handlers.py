@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import structlog
 from faststream.kafka import KafkaRouter
+from pydantic import ValidationError
 
 from common.app import Runtime
 from common.batches import BatchConsumer, Rejected
-from common.consumer import PermanentError, backoff_delay
-from contracts.events import CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC, HELP_REQUESTED_TOPIC, SLA_EVENTS_TOPIC
+from common.consumer import backoff_delay
+from contracts.events import (
+    CASE_LIFECYCLE_TOPIC,
+    GRANT_EVENTS_TOPIC,
+    HELP_REQUESTED_TOPIC,
+    SLA_EVENTS_TOPIC,
+    read_event,
+)
 from contracts.events.hotline import HelpRequested
-from services.hotline.settings import Settings
+from contracts.events.router import CasesMerged
+from services.hotline.domain import OtherUpdate, StatusEvent
+from services.hotline.intake import Hotline
 from services.hotline.store import HotlineStore
 
 if TYPE_CHECKING:
@@ -26,52 +34,59 @@ log = structlog.get_logger("hotline.handlers")
 STATUS_TOPICS = (CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC, SLA_EVENTS_TOPIC)
 
 
-def downstream_targets(body: dict[str, Any]) -> list[tuple[str, str]]:
-    """The cases a router / relief / notify event concerns, each with the id it is kept under there: a merge
-    concerns two cases, the child (case_id) and the case it went into."""
-    case_id, event_id = body.get("case_id"), body.get("event_id")
-    if not isinstance(case_id, str) or not isinstance(event_id, str):
-        raise PermanentError("event without case_id or event_id")
-    targets = [(case_id, event_id)]
-    if body.get("type") == "case.merged" and isinstance(into := body.get("into_case_id"), str):
-        targets.append((into, f"{event_id}:{into}"))
+def read_downstream(topic: str, value: bytes | None) -> StatusEvent:
+    """A router / relief / notify record as its contract event; one of a type this version does not know
+    is kept as an `OtherUpdate` (the status shows it as a generic update). Raises `ValidationError` for a
+    record that is not an event of the topic."""
+    event = read_event(topic, value)
+    return event if event is not None else OtherUpdate.model_validate_json(value or b"")
+
+
+def downstream_targets(event: StatusEvent) -> list[tuple[str, str]]:
+    """The cases an event concerns, each with the id it is kept under there: a merge concerns two cases,
+    the child (case_id) and the case it went into."""
+    targets = [(event.case_id, str(event.event_id))]
+    if isinstance(event, CasesMerged):
+        targets.append((event.into_case_id, f"{event.event_id}:{event.into_case_id}"))
     return targets
 
 
-async def apply_downstream_events(store: HotlineStore, records: Sequence[ConsumerRecord]) -> Rejected:
+async def apply_downstream_events(
+    store: HotlineStore, records: Sequence[ConsumerRecord], topics: Mapping[str, str] | None = None
+) -> Rejected:
     """Record a batch of downstream events for the caller-facing status of the cases they concern (one
     bounded set of round trips for the batch); a record that is not an event is returned to be
-    dead-lettered."""
+    dead-lettered. `topics` maps the topics consumed (a namespace applied) to their contract names."""
     rejected: Rejected = []
-    events: list[tuple[str, str, dict[str, Any]]] = []
+    events: list[tuple[str, str, StatusEvent]] = []
     for record in records:
         try:
-            body = json.loads(record.value or b"")
-            if not isinstance(body, dict):
-                raise PermanentError("an event is a JSON object")
-            events += [(case_id, event_id, body) for case_id, event_id in downstream_targets(body)]
-        except (ValueError, PermanentError) as exc:
+            event = read_downstream((topics or {}).get(record.topic, record.topic), record.value)
+        except ValidationError as exc:
             rejected.append((record, exc))
+            continue
+        events += [(case_id, kept_as, event) for case_id, kept_as in downstream_targets(event)]
     changed = await store.apply_events(events)
     if changed:
         log.debug("case statuses updated", cases=len(changed), records=len(records))
     return rejected
 
 
-def build_subscribers(runtime: Runtime) -> KafkaRouter | None:
+def build_subscribers(runtime: Runtime[Hotline]) -> KafkaRouter | None:
     """The hotline's downstream events are consumed in batches (`status_consumer`), not one by one."""
     return None
 
 
-async def status_consumer(runtime: Runtime) -> None:
+async def status_consumer(runtime: Runtime[Hotline]) -> None:
     """Background loop: the caller-facing status projection, a batch of downstream events at a time."""
-    settings: Settings = runtime.settings  # type: ignore[assignment]
-    store: HotlineStore = runtime.service.store
+    settings = runtime.service.settings
+    store = runtime.service.store
+    topics = {settings.topic(topic): topic for topic in STATUS_TOPICS}
     await BatchConsumer(
         name="status",
-        topics=tuple(settings.topic(t) for t in STATUS_TOPICS),
+        topics=tuple(topics),
         group_id=settings.consumer_group,
-        handler=lambda records: apply_downstream_events(store, records),
+        handler=lambda records: apply_downstream_events(store, records, topics),
         max_records=settings.status_batch_size,
     ).run(runtime)
 
@@ -80,19 +95,20 @@ async def observe_calls(store: HotlineStore, records: Sequence[ConsumerRecord]) 
     """Calls taken by any hotline process (this one's too), into this process's repeat-caller memory."""
     for record in records:
         try:
-            event = HelpRequested.model_validate_json(record.value or b"")
-        except ValueError:
+            event = read_event(HELP_REQUESTED_TOPIC, record.value)
+        except ValidationError:
             continue  # not a call: nothing to remember (the router dead-letters it)
-        store.callers.observe(event.case_id, store.caller_key_ids(store.keys_of(event)))
+        if isinstance(event, HelpRequested):
+            store.callers.observe(event.case_id, store.caller_key_ids(store.keys_of(event)))
     return []
 
 
-async def caller_feed(runtime: Runtime) -> None:
+async def caller_feed(runtime: Runtime[Hotline]) -> None:
     """Background loop: every hotline process reads every call from the help-request topic (no consumer
     group, from the latest), so the repeat-caller index it keeps in memory knows the calls the other
     processes take; once the feed runs, the index is loaded from the store."""
-    settings: Settings = runtime.settings  # type: ignore[assignment]
-    store: HotlineStore = runtime.service.store
+    settings = runtime.service.settings
+    store = runtime.service.store
     feed_running = asyncio.Event()
     loading = asyncio.ensure_future(_load_callers(store, feed_running))
     try:
@@ -120,6 +136,6 @@ async def _load_callers(store: HotlineStore, feed_running: asyncio.Event) -> Non
             await asyncio.sleep(backoff_delay(failures, 1.0, 30.0))
 
 
-async def outbox_relay(runtime: Runtime) -> None:
+async def outbox_relay(runtime: Runtime[Hotline]) -> None:
     """Publish what the API left in the outbox, in order, once Kafka is (back) up."""
     await runtime.service.publisher.run_relay()

@@ -16,9 +16,9 @@ from common.errors import DomainError
 from contracts.events.hotline import Caller, HelpRequested, HouseholdStatus, Place, SpecialGroup, Urgency, WarmTransfer
 from services.hotline.callers import KeyView
 from services.hotline.domain import Triage, caller_keys, case_day, format_case_number, triage
-from services.hotline.outbox import Outbox, Publisher
+from services.hotline.outbox import Publisher
 from services.hotline.settings import Settings
-from services.hotline.store import HotlineStore
+from services.hotline.store import HotlineStore, Outbox
 
 log = structlog.get_logger("hotline.intake")
 
@@ -190,7 +190,7 @@ async def _replayed(hotline: Hotline, case_id: str, scoped_key: str) -> Taken:
         await asyncio.sleep(0.1)
     event = HelpRequested.model_validate(doc["event"])
     verdict = triage(list(event.needs), event.description, event.urgency is Urgency.EMERGENCY)
-    published = await hotline.outbox.entries.find_one({"_id": str(event.event_id)}, {"_id": 1}) is None
+    published = not await hotline.outbox.holds(str(event.event_id))
     return Taken(event=event, verdict=verdict, duplicates=[], published=published, replayed=True)
 
 

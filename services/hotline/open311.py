@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from xml.sax.saxutils import escape
@@ -16,13 +17,21 @@ from xml.sax.saxutils import escape
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 
 from contracts.catalogue import service_catalogue, validate_attributes
-from contracts.events.hotline import Caller, HouseholdStatus, Place, SpecialGroup
+from contracts.events.hotline import Caller, HelpRequested, HouseholdStatus, Place, SpecialGroup
 from contracts.validation import normalise_phone
 from services.hotline.domain import open311 as spec
 from services.hotline.domain.status import CaseStatus
 from services.hotline.intake import HotlineDep, take_help_request
+from services.hotline.schemas import (
+    Open311Created,
+    Open311Error,
+    Open311Request,
+    Open311Service,
+    Open311ServiceDefinition,
+)
 
 log = structlog.get_logger("hotline.open311")
 
@@ -39,7 +48,7 @@ _PLURAL = {
 }
 
 
-class Open311Error(Exception):
+class Open311Failure(Exception):
     def __init__(self, status: int, *descriptions: str) -> None:
         super().__init__(descriptions)
         self.status = status
@@ -63,22 +72,24 @@ def _xml(tag: str, value: Any) -> str:
     return f"<{tag}>{inner}</{tag}>"
 
 
-def render(fmt: str, root: str, body: Any, status: int = 200) -> Response:
+def render(fmt: str, root: str, body: BaseModel | Sequence[BaseModel], status: int = 200) -> Response:
+    """The response models as the format asks: JSON, or XML under `root` with the spec's element names."""
+    plain = body.model_dump(mode="json") if isinstance(body, BaseModel) else [m.model_dump(mode="json") for m in body]
     if fmt == "xml":
-        text = '<?xml version="1.0" encoding="UTF-8"?>' + _xml(root, body)
+        text = '<?xml version="1.0" encoding="UTF-8"?>' + _xml(root, plain)
         return Response(text, status_code=status, media_type="text/xml; charset=utf-8")
     return Response(
-        json.dumps(body, ensure_ascii=False), status_code=status, media_type="application/json; charset=utf-8"
+        json.dumps(plain, ensure_ascii=False), status_code=status, media_type="application/json; charset=utf-8"
     )
 
 
 def _format(fmt: str) -> Format:
     if fmt not in ("json", "xml"):
-        raise Open311Error(404, f"不支持的格式：{fmt}（可用 json、xml） / unsupported format: {fmt} (json or xml)")
+        raise Open311Failure(404, f"不支持的格式：{fmt}（可用 json、xml） / unsupported format: {fmt} (json or xml)")
     return fmt  # type: ignore[return-value]
 
 
-def _errors(exc: Open311Error, fmt: str) -> Response:
+def _errors(exc: Open311Failure, fmt: str) -> Response:
     return render(
         fmt if fmt in ("json", "xml") else "json", "errors", spec.error_list(exc.status, *exc.descriptions), exc.status
     )
@@ -92,22 +103,35 @@ def _zh_en(reason: str) -> str:
 # ------------------------------------------------------------------------------------ services
 
 
-@router.get("/services.{fmt}", summary="GET Service List")
+# What a failed request gets back (OpenAPI): the spec's error list, with the same HTTP status.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": list[Open311Error], "description": "bad or missing fields, each named"},
+    403: {"model": list[Open311Error], "description": "api_key missing or invalid"},
+    404: {"model": list[Open311Error], "description": "unknown service, request or format"},
+}
+
+
+@router.get("/services.{fmt}", summary="GET Service List", response_model=list[Open311Service], responses=ERRORS)
 async def services(fmt: str) -> Response:
     try:
         fmt = _format(fmt)
-    except Open311Error as exc:
+    except Open311Failure as exc:
         return _errors(exc, fmt)
     return render(fmt, "services", [spec.service_entry(s) for s in service_catalogue().services])
 
 
-@router.get("/services/{code}.{fmt}", summary="GET Service Definition")
+@router.get(
+    "/services/{code}.{fmt}",
+    summary="GET Service Definition",
+    response_model=Open311ServiceDefinition,
+    responses=ERRORS,
+)
 async def service_definition(code: str, fmt: str) -> Response:
     try:
         fmt = _format(fmt)
         if code not in service_catalogue().by_code():
-            raise Open311Error(404, f"服务代码不存在：{code} / service_code not found: {code}")
-    except Open311Error as exc:
+            raise Open311Failure(404, f"服务代码不存在：{code} / service_code not found: {code}")
+    except Open311Failure as exc:
         return _errors(exc, fmt)
     return render(fmt, "service_definition", spec.service_definition(code))
 
@@ -121,7 +145,7 @@ def _w3(name: str, raw: str | None) -> datetime | None:
     try:
         at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise Open311Error(
+        raise Open311Failure(
             400,
             f"{name} 应为 w3 时间格式，如 2026-02-15T08:00:00Z / {name} must be a w3 datetime, "
             "e.g. 2026-02-15T08:00:00Z",
@@ -133,11 +157,14 @@ def _csv(raw: str | None) -> list[str]:
     return [v.strip() for v in (raw or "").split(",") if v.strip()]
 
 
-def _request_entries(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [spec.request_entry(d, CaseStatus.model_validate(d["status"])) for d in docs]
+def _request_entries(docs: list[dict[str, Any]]) -> list[Open311Request]:
+    return [
+        spec.request_entry(HelpRequested.model_validate(d["event"]), CaseStatus.model_validate(d["status"]))
+        for d in docs
+    ]
 
 
-@router.get("/requests.{fmt}", summary="GET Service Requests")
+@router.get("/requests.{fmt}", summary="GET Service Requests", response_model=list[Open311Request], responses=ERRORS)
 async def list_requests(fmt: str, request: Request, hotline: HotlineDep) -> Response:
     params = request.query_params
     try:
@@ -149,30 +176,32 @@ async def list_requests(fmt: str, request: Request, hotline: HotlineDep) -> Resp
         end = end or (start + DEFAULT_WINDOW if start else datetime.now(UTC))
         start = start or end - DEFAULT_WINDOW
         if end - start > DEFAULT_WINDOW or end < start:
-            raise Open311Error(
+            raise Open311Failure(
                 400, "start_date 与 end_date 之间不得超过90天 / start_date to end_date may not span more than 90 days"
             )
         statuses = set(_csv(params.get("status")))
         if statuses - {"open", "closed"}:
-            raise Open311Error(400, "status 只能是 open 或 closed / status must be open or closed")
+            raise Open311Failure(400, "status 只能是 open 或 closed / status must be open or closed")
         codes = _csv(params.get("service_code"))
         docs = await hotline.store.recent(since=start, until=end, needs=codes or None, limit=MAX_RESULTS)
-    except Open311Error as exc:
+    except Open311Failure as exc:
         return _errors(exc, fmt)
     entries = _request_entries(docs)
     if statuses:
-        entries = [e for e in entries if e["status"] in statuses]
+        entries = [e for e in entries if e.status in statuses]
     return render(fmt, "service_requests", entries)
 
 
-@router.get("/requests/{request_id}.{fmt}", summary="GET Service Request")
+@router.get(
+    "/requests/{request_id}.{fmt}", summary="GET Service Request", response_model=list[Open311Request], responses=ERRORS
+)
 async def get_request(request_id: str, fmt: str, hotline: HotlineDep) -> Response:
     try:
         fmt = _format(fmt)
         doc = await hotline.store.get_intake(request_id)
         if doc is None:
-            raise Open311Error(404, f"请求不存在：{request_id} / service_request_id not found: {request_id}")
-    except Open311Error as exc:
+            raise Open311Failure(404, f"请求不存在：{request_id} / service_request_id not found: {request_id}")
+    except Open311Failure as exc:
         return _errors(exc, fmt)
     return render(fmt, "service_requests", _request_entries([doc]))
 
@@ -184,7 +213,7 @@ async def _submitted(request: Request) -> tuple[dict[str, str], dict[str, Any]]:
     if request.headers.get("content-type", "").startswith("application/json"):
         body = await request.json()
         if not isinstance(body, dict):
-            raise Open311Error(400, "请求体应为对象 / the body must be an object")
+            raise Open311Failure(400, "请求体应为对象 / the body must be an object")
         attributes = dict(body.pop("attribute", None) or {})
         return {k: str(v) for k, v in body.items() if v is not None}, attributes
     form = await request.form()
@@ -203,13 +232,13 @@ async def _submitted(request: Request) -> tuple[dict[str, str], dict[str, Any]]:
 
 
 def _call_from(fields: dict[str, str], attributes: dict[str, Any]) -> dict[str, Any]:
-    """The help request an Open311 POST describes, or Open311Error(400) naming every bad field."""
+    """The help request an Open311 POST describes, or Open311Failure(400) naming every bad field."""
     errors: list[str] = []
     code = fields.get("service_code", "")
     if not code:
-        raise Open311Error(400, "service_code 必填 / service_code is required")
+        raise Open311Failure(400, "service_code 必填 / service_code is required")
     if code not in service_catalogue().by_code():
-        raise Open311Error(400, f"service_code 不存在：{code} / service_code not found: {code}")
+        raise Open311Failure(400, f"service_code 不存在：{code} / service_code not found: {code}")
     values, bad = validate_attributes([code], attributes)
     errors += [f"attribute[{c}]: {_zh_en(r)}" for c, r in bad.items()]
     phone = None
@@ -230,44 +259,55 @@ def _call_from(fields: dict[str, str], attributes: dict[str, Any]) -> dict[str, 
     if len(description) > 4000:
         errors.append("description: 内容过长（最多4000字） / too long (at most 4000 characters)")
     if errors:
-        raise Open311Error(400, *errors)
+        raise Open311Failure(400, *errors)
     name = (fields.get("last_name", "") + fields.get("first_name", "")).strip() or "匿名"
     return {
         "code": code,
         "caller": Caller(name=name[:50], phone=phone or ""),
         "place": Place(
             district=str(values.pop("district")),
-            township=values.pop("township", None),  # type: ignore[arg-type]
+            township=str(township) if (township := values.pop("township", None)) is not None else None,
             address=(fields.get("address_string") or None),
             **coords,
         ),
-        "household_status": HouseholdStatus(values.pop("household_status", "unknown")),
-        "special_groups": [SpecialGroup(g) for g in values.pop("special_groups", [])],
+        "household_status": HouseholdStatus(str(values.pop("household_status", "unknown"))),
+        "special_groups": [SpecialGroup(g) for g in _listed(values.pop("special_groups", []))],
         "description": description,
         "attributes": values,
     }
 
 
+def _listed(value: str | float | list[str]) -> list[str]:
+    """A multivaluelist attribute's values (validate_attributes gives a list for those)."""
+    return value if isinstance(value, list) else [str(value)]
+
+
 IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,200}")
 
 
-@router.post("/requests.{fmt}", summary="POST Service Request")
+@router.post(
+    "/requests.{fmt}",
+    summary="POST Service Request",
+    status_code=201,
+    response_model=list[Open311Created],
+    responses=ERRORS,
+)
 async def create_request(fmt: str, request: Request, hotline: HotlineDep) -> Response:
     try:
         fmt = _format(fmt)
         fields, attributes = await _submitted(request)
         client = hotline.settings.open311_client(fields.get("api_key"))
         if client is None:
-            raise Open311Error(403, "api_key 缺失或无效 / api_key missing or invalid")
+            raise Open311Failure(403, "api_key 缺失或无效 / api_key missing or invalid")
         call = _call_from(fields, attributes)
         idempotency_key = request.headers.get("idempotency-key")
         if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
-            raise Open311Error(
+            raise Open311Failure(
                 400,
                 "Idempotency-Key 须为 1–200 个可打印 ASCII 字符 / Idempotency-Key must be 1-200 "
                 "printable ASCII characters",
             )
-    except Open311Error as exc:
+    except Open311Failure as exc:
         return _errors(exc, fmt)
     taken = await take_help_request(
         hotline,
@@ -292,6 +332,10 @@ async def create_request(fmt: str, request: Request, hotline: HotlineDep) -> Res
     return render(
         fmt,
         "service_requests",
-        [{"service_request_id": taken.event.case_id, "service_notice": notice, "account_id": fields.get("account_id")}],
+        [
+            Open311Created(
+                service_request_id=taken.event.case_id, service_notice=notice, account_id=fields.get("account_id")
+            )
+        ],
         201,
     )

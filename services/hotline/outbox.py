@@ -1,6 +1,7 @@
 """No call is ever lost: every event the hotline emits is first stored in its outbox, then published.
 
-- `Outbox.append` stores the event with a sequence number. Once it returns, the call is safe.
+- `Outbox.append` (the collection, in store.py) stores the event with a sequence number. Once it returns,
+  the call is safe.
 - The API publishes directly only while this process has no backlog, so an outage never lets a new call
   overtake an older one; otherwise the relay is woken. A direct publish runs alongside the outbox write:
   the call is accepted once either has succeeded (Kafka's ack, or the stored entry).
@@ -19,103 +20,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime, timedelta
+import json
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from pydantic import BaseModel, TypeAdapter
-from pymongo import ASCENDING, DESCENDING
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from common.consumer import backoff_delay
 from common.kafka import publish_event, publish_events
-from common.store import GroupInserts, busy_retry, delete_by_ids
-from contracts.events.hotline import HelpRequested, HotlineCaseEvent
+from contracts.events import Event, read_event
 
 if TYPE_CHECKING:
     from faststream.kafka import KafkaBroker
 
     from services.hotline.settings import Settings
+    from services.hotline.store import Outbox
 
 log = structlog.get_logger("hotline.outbox")
 
-QUEUED, INFLIGHT = "queued", "inflight"
-_CASE_EVENT: TypeAdapter[Any] = TypeAdapter(HotlineCaseEvent)
 
-
-def decode(entry: dict[str, Any]) -> BaseModel:
-    body = entry["event"]
-    if body.get("type") == "hotline.help_requested":
-        return HelpRequested.model_validate(body)
-    return _CASE_EVENT.validate_python(body)
-
-
-class Outbox:
-    """The outbox collection: entries `{_id: event_id, seq, state, event, ...}` not yet acknowledged."""
-
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
-        self.entries = db["outbox"]
-        self._inserts = GroupInserts(self.entries)  # concurrent calls' entries in one insert
-        self._next: int | None = None
-
-    async def ensure_indexes(self) -> None:
-        await self.entries.create_index("seq", unique=True)
-
-    async def _take_seq(self) -> int:
-        """The next sequence number, counted in memory from the highest stored one; the unique index on
-        `seq` settles a race with another process."""
-        if self._next is None:
-            last = await self.entries.find_one({}, {"seq": 1}, sort=[("seq", DESCENDING)])
-            self._next = max(self._next or 1, (last["seq"] + 1) if last else 1)
-        seq = self._next
-        self._next = seq + 1
-        return seq
-
-    async def append(self, event: Any, *, direct: bool) -> dict[str, Any]:
-        """Store the event; `direct` claims it for an immediate publish by the caller."""
-        now = datetime.now(UTC)
-        entry = {
-            "_id": str(event.event_id),
-            "topic": event.TOPIC,
-            "case_id": event.case_id,
-            "type": event.type,
-            "event": event.model_dump(mode="json"),
-            "state": INFLIGHT if direct else QUEUED,
-            "claimed_at": now,
-            "created_at": now,
-        }
-        while True:
-            entry["seq"] = await self._take_seq()
-            try:
-                await self._inserts.insert(entry)
-            except DuplicateKeyError:
-                if await self.entries.find_one({"_id": entry["_id"]}, {"_id": 1}) is not None:
-                    return entry  # the same event appended twice: once is enough
-                self._next = None  # another process took that seq: recount from the highest
-                continue
-            return entry
-
-    async def remove(self, *entry_ids: str) -> None:
-        """Kafka acknowledged these: they leave the outbox (the intake record keeps the call)."""
-        await delete_by_ids(self.entries, entry_ids)
-
-    async def release(self, entry_id: str) -> None:
-        """A direct publish failed: hand the entry to the relay."""
-        await busy_retry(lambda: self.entries.update_one({"_id": entry_id}, {"$set": {"state": QUEUED}}))
-
-    async def waiting(self, limit: int, takeover_s: float) -> list[dict[str, Any]]:
-        """Entries for the relay, oldest first: queued ones and abandoned in-flight ones."""
-        cutoff = datetime.now(UTC) - timedelta(seconds=takeover_s)
-        cursor = (
-            self.entries.find({"$or": [{"state": QUEUED}, {"claimed_at": {"$lt": cutoff}}]})
-            .sort("seq", ASCENDING)
-            .limit(limit)
-        )
-        return await cursor.to_list()
-
-    async def pending_count(self) -> int:
-        return await self.entries.count_documents({})
+def decode(entry: dict[str, Any]) -> Event:
+    """The event an outbox entry holds, read back as a record of its topic is."""
+    event = read_event(entry["topic"], json.dumps(entry["event"]).encode())
+    if event is None:
+        raise ValueError(f"outbox entry {entry['_id']} holds an event of an unknown type")
+    return event
 
 
 class Publisher:
@@ -134,10 +62,10 @@ class Publisher:
         self._to_mark: list[str] = []
         self._marking: asyncio.Task[None] | None = None
 
-    async def _publish(self, event: Any, timeout: float) -> None:
+    async def _publish(self, event: Event, timeout: float) -> None:
         await asyncio.wait_for(publish_event(self.broker, event, topic=self.settings.topic(event.TOPIC)), timeout)
 
-    async def accept(self, event: Any) -> bool:
+    async def accept(self, event: Event) -> bool:
         """Store the event (the call is safe from here), then publish it if the way is clear.
 
         Returns True when Kafka acknowledged it now, False when the relay will publish it."""

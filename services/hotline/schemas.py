@@ -1,4 +1,4 @@
-"""The operator API's request and response bodies, validated field by field.
+"""The hotline's request and response bodies (operator API and Open311), validated field by field.
 
 Every validator's message reads "中文原因 | English reason"; common.errors turns a failed request into a
 422 listing each bad field with reason_zh and reason_en. Nothing half-valid goes further.
@@ -14,8 +14,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from contracts.catalogue import service_codes, validate_attributes
 from contracts.codes import is_district
 from contracts.events.base import CASE_ID_PATTERN
-from contracts.events.hotline import HouseholdStatus, SpecialGroup, Urgency
+from contracts.events.hotline import HelpRequested, HouseholdStatus, SpecialGroup, Urgency
 from contracts.validation import normalise_id_card, normalise_phone
+from services.hotline.domain.status import CaseStatus
 
 CASE_ID = CASE_ID_PATTERN
 
@@ -174,3 +175,113 @@ class Accepted(BaseModel):
     emergency_reasons: list[str]
     suggested_transfer: str | None
     possible_duplicates: list[MatchOut]
+
+
+class CaseOut(BaseModel):
+    """A case with the caller's personal data (an audited read)."""
+
+    case_id: str
+    request: HelpRequested
+    status: CaseStatus
+
+
+class AuditEntryOut(BaseModel):
+    """One read of a case's personal data: who, when, why."""
+
+    at: datetime
+    actor: str
+    role: str
+    district: str | None
+    action: str
+    reason: str
+    case_ids: list[str]
+    query: dict[str, str]
+
+
+class FollowUpOut(BaseModel):
+    case_id: str  # the case it went to (a merged child's follow-up goes to the surviving case)
+    event_id: str
+    published: bool
+    follow_ups: int | None
+
+
+class WarmTransferOut(BaseModel):
+    case_id: str
+    to: Literal["110", "119", "120"]
+    at: datetime
+    published: bool
+
+
+class CallbackOut(BaseModel):
+    case_id: str
+    satisfaction: Literal["satisfied", "basically_satisfied", "dissatisfied"]
+    reopened: bool
+    published: bool
+    status: str | None
+
+
+# ------------------------------------------------------------------ Open311 GeoReport v2 (field names as the spec's)
+
+
+class Open311Service(BaseModel):
+    service_code: str
+    service_name: str | None
+    description: str | None
+    metadata: bool
+    type: Literal["realtime", "batch", "blackbox"]
+    keywords: str
+    group: str | None
+
+
+class Open311Value(BaseModel):
+    key: str
+    name: str | None
+
+
+class Open311Attribute(BaseModel):
+    variable: bool
+    code: str
+    datatype: str
+    required: bool
+    datatype_description: str | None
+    order: int
+    description: str | None
+    values: list[Open311Value] | None = Field(default=None, exclude_if=lambda v: v is None)  # list datatypes only
+
+
+class Open311ServiceDefinition(BaseModel):
+    service_code: str
+    attributes: list[Open311Attribute]
+
+
+class Open311Request(BaseModel):
+    """A public view of a case: no name, phone, ID-card or street address; the description masked."""
+
+    service_request_id: str
+    status: Literal["open", "closed"]
+    status_notes: str
+    service_name: str | None
+    service_code: str
+    description: str
+    agency_responsible: str | None
+    service_notice: str | None
+    requested_datetime: str | None  # w3 format in Chongqing time
+    updated_datetime: str | None
+    expected_datetime: str | None
+    address: str
+    address_id: str | None
+    zipcode: str | None
+    lat: float | None
+    long: float | None
+    media_url: str | None
+
+
+class Open311Created(BaseModel):
+    service_request_id: str
+    service_notice: str
+    account_id: str | None
+
+
+class Open311Error(BaseModel):
+    code: int
+    description: str

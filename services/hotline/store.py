@@ -3,26 +3,36 @@
 On FerretDB every find and update scans its collection (by `_id` too) and only inserts are cheap, so the
 intake path inserts and reads in batches: the repeat-caller index is insert-only slots (callers.py), the
 matching intake records come in one batched read (`common.store.find_by`), and a case's downstream
-events live inside its intake document. The intake outbox is in outbox.py.
+events live inside its intake document. The outbox collection is here too (`Outbox`); how its entries
+are published is outbox.py's.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from common.aggregates import Aggregates, Codec
 from common.principal import Principal
-from common.store import GroupInserts, busy_retry, create_query_indexes, find_by
+from common.store import GroupInserts, busy_retry, create_query_indexes, delete_by_ids, find_by
+from contracts.events import (
+    CASE_EVENTS_TOPIC,
+    CASE_LIFECYCLE_TOPIC,
+    GRANT_EVENTS_TOPIC,
+    SLA_EVENTS_TOPIC,
+    Event,
+    read_event,
+)
 from contracts.events.hotline import HelpRequested
 from services.hotline.callers import CallerIndex, KeyView
-from services.hotline.domain import caller_keys, project_status
+from services.hotline.domain import OtherUpdate, StatusEvent, caller_keys, project_status
 from services.hotline.domain.status import CLOSED_STATUSES, CaseStatus
 
 MAX_MATCHES = 20
@@ -54,6 +64,31 @@ RECORD_CODEC = Codec(
     dump=lambda r: {"_id": r.case_id, "events": r.events, "status": r.status, "open": r.open, "outbox": r.outbox},
 )
 CASES_PER_KEY = 50  # the most recent cases looked at per phone / ID-card / household
+# The topics whose events an intake record keeps (the downstream ones and the hotline's own case events).
+KEPT_TOPICS = (CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC, SLA_EVENTS_TOPIC, CASE_EVENTS_TOPIC)
+
+
+def kept_entry(event: StatusEvent, kept_as: str) -> dict[str, Any]:
+    """How an intake record keeps an event: its contract JSON under the id it is deduplicated by (a merge's
+    copy for the surviving case is kept as `<event id>:<case id>`), with the time it arrived."""
+    return {**event.model_dump(mode="json"), "event_id": kept_as, "_arrived_at": datetime.now(UTC)}
+
+
+def kept_event(entry: dict[str, Any]) -> StatusEvent:
+    """An event an intake record keeps, typed again (`kept_entry` read back). The record does not say which
+    topic it came from: its type does. One kept before events were validated that does not fit its type any
+    more, or has none, is an update of an unknown type."""
+    body = {key: value for key, value in entry.items() if key != "_arrived_at"}
+    body["event_id"] = str(entry.get("event_id", "")).split(":", 1)[0]
+    value = json.dumps(body, default=str).encode()
+    for topic in KEPT_TOPICS:
+        try:
+            event = read_event(topic, value)
+        except ValidationError:
+            break
+        if event is not None:
+            return event
+    return OtherUpdate.model_validate({"type": "unknown", **body, "event_id": str(entry.get("event_id", ""))})
 
 
 class HotlineStore:
@@ -223,19 +258,19 @@ class HotlineStore:
 
     # ------------------------------------------------------------------------ events and status
 
-    async def record_event(self, case_id: str, body: dict[str, Any], *, event_id: str) -> bool:
-        """Keep one event in the case's record; False if it was there already (redelivery) or the case is
-        not this hotline's."""
-        return bool(await self.apply_events([(case_id, event_id, body)], project=False))
+    async def record_event(self, event: Event) -> bool:
+        """Keep one of the hotline's own case events in its case's record; False if it was there already
+        (redelivery) or the case is not this hotline's."""
+        return bool(await self.apply_events([(event.case_id, str(event.event_id), event)], project=False))
 
-    async def apply_events(self, events: list[tuple[str, str, dict[str, Any]]], *, project: bool = True) -> set[str]:
-        """Keep a batch of downstream events, `(case_id, event_id, body)` each, in their cases' records and
-        re-project each case's status (unless `project` is False): one pass of the shared write path for the
-        whole batch. Events of cases this hotline never took are ignored, one seen before (redelivery) is
-        not kept twice. Returns the cases whose record changed."""
-        arriving: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-        for case_id, event_id, body in events:
-            arriving.setdefault(case_id, []).append((event_id, body))
+    async def apply_events(self, events: list[tuple[str, str, StatusEvent]], *, project: bool = True) -> set[str]:
+        """Keep a batch of events, `(case_id, kept_as, event)` each (`kept_entry`), in their cases' records
+        and re-project each case's status (unless `project` is False): one pass of the shared write path for
+        the whole batch. Events of cases this hotline never took are ignored, one seen before (redelivery)
+        is not kept twice. Returns the cases whose record changed."""
+        arriving: dict[str, list[tuple[str, StatusEvent]]] = {}
+        for case_id, kept_as, event in events:
+            arriving.setdefault(case_id, []).append((kept_as, event))
 
         def change_for(case_id: str) -> Callable[[IntakeRecord | None], IntakeRecord | None]:
             def change(record: IntakeRecord | None) -> IntakeRecord | None:
@@ -243,10 +278,10 @@ class HotlineStore:
                     return None  # not a call this hotline took
                 seen = {e.get("event_id") for e in record.events}
                 new = []
-                for event_id, body in arriving[case_id]:
-                    if event_id not in seen:
-                        seen.add(event_id)
-                        new.append({**body, "event_id": event_id, "_arrived_at": datetime.now(UTC)})
+                for kept_as, event in arriving[case_id]:
+                    if kept_as not in seen:
+                        seen.add(kept_as)
+                        new.append(kept_entry(event, kept_as))
                 kept = record.events + new
                 fields = self._status_fields(self._project(record, kept)) if project else {}
                 if not new and (not project or record.status == fields["status"]):
@@ -259,12 +294,14 @@ class HotlineStore:
         return set(outcome.written)
 
     @staticmethod
-    def _project(record: IntakeRecord, events: list[dict[str, Any]]) -> CaseStatus:
+    def _project(record: IntakeRecord, kept: list[dict[str, Any]]) -> CaseStatus:
+        """The status from the record's events, in the order they arrived (the projection sorts them by
+        when they happened)."""
         return project_status(
             record.case_id,
             received_at=record.received_at,
             emergency=record.emergency,
-            events=[{**e, "_arrival": i} for i, e in enumerate(events)],
+            events=[kept_event(entry) for entry in kept],
         )
 
     async def refresh_status(self, case_id: str) -> CaseStatus | None:
@@ -316,3 +353,80 @@ class HotlineStore:
     async def audit_trail(self, case_id: str, limit: int = 200) -> list[dict[str, Any]]:
         cursor = self.audit.find({"case_ids": case_id}, {"_id": 0}).sort("at", DESCENDING).limit(limit)
         return await cursor.to_list()
+
+
+# ---------------------------------------------------------------------------- outbox
+
+QUEUED, INFLIGHT = "queued", "inflight"
+
+
+class Outbox:
+    """The outbox collection: entries `{_id: event_id, seq, state, event, ...}` not yet acknowledged."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self.entries = db["outbox"]
+        self._inserts = GroupInserts(self.entries)  # concurrent calls' entries in one insert
+        self._next: int | None = None
+
+    async def ensure_indexes(self) -> None:
+        await self.entries.create_index("seq", unique=True)
+
+    async def _take_seq(self) -> int:
+        """The next sequence number, counted in memory from the highest stored one; the unique index on
+        `seq` settles a race with another process."""
+        if self._next is None:
+            last = await self.entries.find_one({}, {"seq": 1}, sort=[("seq", DESCENDING)])
+            self._next = max(self._next or 1, (last["seq"] + 1) if last else 1)
+        seq = self._next
+        self._next = seq + 1
+        return seq
+
+    async def append(self, event: Event, *, direct: bool) -> dict[str, Any]:
+        """Store the event; `direct` claims it for an immediate publish by the caller."""
+        now = datetime.now(UTC)
+        body = event.model_dump(mode="json")
+        entry = {
+            "_id": str(event.event_id),
+            "topic": event.TOPIC,
+            "case_id": event.case_id,
+            "type": body["type"],
+            "event": body,
+            "state": INFLIGHT if direct else QUEUED,
+            "claimed_at": now,
+            "created_at": now,
+        }
+        while True:
+            entry["seq"] = await self._take_seq()
+            try:
+                await self._inserts.insert(entry)
+            except DuplicateKeyError:
+                if await self.holds(entry["_id"]):
+                    return entry  # the same event appended twice: once is enough
+                self._next = None  # another process took that seq: recount from the highest
+                continue
+            return entry
+
+    async def holds(self, entry_id: str) -> bool:
+        """Whether the entry still waits for Kafka's acknowledgement."""
+        return await self.entries.find_one({"_id": entry_id}, {"_id": 1}) is not None
+
+    async def remove(self, *entry_ids: str) -> None:
+        """Kafka acknowledged these: they leave the outbox (the intake record keeps the call)."""
+        await delete_by_ids(self.entries, entry_ids)
+
+    async def release(self, entry_id: str) -> None:
+        """A direct publish failed: hand the entry to the relay."""
+        await busy_retry(lambda: self.entries.update_one({"_id": entry_id}, {"$set": {"state": QUEUED}}))
+
+    async def waiting(self, limit: int, takeover_s: float) -> list[dict[str, Any]]:
+        """Entries for the relay, oldest first: queued ones and abandoned in-flight ones."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=takeover_s)
+        cursor = (
+            self.entries.find({"$or": [{"state": QUEUED}, {"claimed_at": {"$lt": cutoff}}]})
+            .sort("seq", ASCENDING)
+            .limit(limit)
+        )
+        return await cursor.to_list()
+
+    async def pending_count(self) -> int:
+        return await self.entries.count_documents({})

@@ -40,7 +40,7 @@ def call(**overrides: Any) -> dict[str, Any]:
 @dataclass
 class Harness:
     client: httpx.AsyncClient
-    runtime: Runtime
+    runtime: Runtime[Hotline]
     hotline: Hotline
     broker: KafkaBroker
     db: AsyncDatabase[dict[str, Any]]
@@ -81,7 +81,7 @@ async def harness(mongo_client: Any, db: AsyncDatabase[dict[str, Any]], db_name:
         mongodb_database=db_name, environment="test", open311_api_keys={TEST_API_KEY: "tester"}, publish_timeout_s=1.0
     )
     broker = make_broker(settings)
-    runtime = Runtime(settings=settings, broker=broker, mongo=mongo_client, db=db)
+    runtime: Runtime[Hotline] = Runtime(settings=settings, broker=broker, mongo=mongo_client, db=db)
     published: list[dict[str, Any]] = []
 
     @broker.subscriber(HELP_REQUESTED_TOPIC, CASE_EVENTS_TOPIC, group_id="test-capture")

@@ -161,6 +161,6 @@ async def test_no_call_is_lost_while_kafka_is_down_and_the_hotline_is_killed(
         known = [c["case_id"] for c in response.json() if c["case_id"] in ids]
     assert sorted(known) == ids  # each case exactly once in the router's state, however often it was sent
 
-    with MongoClient(stack.mongodb_url) as client:
+    with MongoClient[dict[str, Any]](stack.mongodb_url) as client:
         outbox = client[stack.databases()[0]]["outbox"]
         assert outbox.count_documents({}) == 0

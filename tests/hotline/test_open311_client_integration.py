@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +23,7 @@ from pymongo import MongoClient
 from common.kafka import make_broker, publish_event
 from common.settings import ServiceSettings
 from contracts.catalogue import service_catalogue
-from contracts.events import CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC, HELP_REQUESTED_TOPIC, SLA_EVENTS_TOPIC
+from contracts.events import CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC, HELP_REQUESTED_TOPIC, SLA_EVENTS_TOPIC, Event
 from contracts.events.hotline import HelpRequested
 from contracts.events.notify import SlaWarningRaised
 from contracts.events.router import Assignment, CaseDispatched, CaseResolved, Decision
@@ -63,17 +64,17 @@ def hotline(kafka_bootstrap: str, mongodb_url: str, tmp_path_factory: pytest.Tem
         yield services["hotline"].url
     finally:
         services.stop()
-        with MongoClient(mongodb_url) as client:
+        with MongoClient[dict[str, Any]](mongodb_url) as client:
             for name in services.databases():
                 client.drop_database(name)
 
 
-async def publish(bootstrap: str, *events: object) -> None:
+async def publish(bootstrap: str, *events: Event) -> None:
     broker = make_broker(ServiceSettings(service_name="open311-test", kafka_bootstrap_servers=bootstrap))
     await broker.start()
     try:
         for event in events:
-            await publish_event(broker, event, topic=NAMESPACE + event.TOPIC)  # type: ignore[attr-defined]
+            await publish_event(broker, event, topic=NAMESPACE + event.TOPIC)
     finally:
         await broker.stop()
 

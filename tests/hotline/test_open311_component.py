@@ -136,7 +136,7 @@ async def test_date_range_is_checked(harness: Harness) -> None:
 
 
 async def test_a_json_post_with_an_attribute_object_is_accepted_too(harness: Harness) -> None:
-    body = {k: v for k, v in form().items() if not k.startswith("attribute")}
+    body: dict[str, object] = {k: v for k, v in form().items() if not k.startswith("attribute")}
     body["attribute"] = {"district": "500106", "months_without_income": 5, "special_groups": ["stranded"]}
     response = await harness.client.post("/open311/v2/requests.json", json=body)
     assert response.status_code == 201, response.text

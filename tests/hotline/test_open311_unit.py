@@ -6,6 +6,9 @@ from xml.etree import ElementTree
 import pytest
 
 from contracts.catalogue import service_catalogue
+from contracts.events.hotline import Caller, HelpRequested, Place
+from contracts.events.notify import SlaWarningRaised
+from contracts.events.router import Assignment, CaseDispatched, Decision
 from services.hotline.domain import open311 as spec
 from services.hotline.domain import project_status
 from services.hotline.open311 import render
@@ -36,27 +39,27 @@ REQUEST_FIELDS = {
 }
 
 
-def intake() -> dict:
-    return {
-        "event": {
-            "case_id": "CQ-20260215-000001",
-            "needs": ["homeless_cold"],
-            "caller": {"name": "李四", "phone": "13912345678", "id_card": "11010519491231002X"},
-            "place": {"district": "500103", "township": "解放碑街道", "address": "民族路 8 号"},
-            "description": "老人露宿，联系电话13912345678",
-        }
-    }
+def help_request() -> HelpRequested:
+    return HelpRequested(
+        case_id="CQ-20260215-000001",
+        received_at=T0,
+        operator_id="op-1",
+        needs=("homeless_cold",),
+        caller=Caller(name="李四", phone="13912345678", id_card="11010519491231002X"),
+        place=Place(district="500103", township="解放碑街道", address="民族路 8 号"),
+        description="老人露宿，联系电话13912345678",
+    )
 
 
 def test_service_list_entries_have_exactly_the_spec_fields() -> None:
-    entry = spec.service_entry(service_catalogue().by_code()["homeless_cold"])
+    entry = spec.service_entry(service_catalogue().by_code()["homeless_cold"]).model_dump(mode="json")
     assert set(entry) == SERVICE_FIELDS
     assert entry["type"] == "realtime" and entry["metadata"] is True
     assert entry["service_name"].startswith("流浪乞讨人员") and "Homeless" in entry["service_name"]
 
 
 def test_service_definition_attributes_follow_the_spec() -> None:
-    definition = spec.service_definition("temp_assist_unemployed")
+    definition = spec.service_definition("temp_assist_unemployed").model_dump(mode="json")
     codes = [a["code"] for a in definition["attributes"]]
     assert codes[:4] == ["district", "township", "household_status", "special_groups"]
     months = next(a for a in definition["attributes"] if a["code"] == "months_without_income")
@@ -75,23 +78,28 @@ def test_request_view_is_public_safe_and_uses_w3_times_in_chongqing_time() -> No
         received_at=T0,
         emergency=True,
         events=[
-            {
-                "type": "case.dispatched",
-                "case_id": "CQ-20260215-000001",
-                "occurred_at": T0.isoformat(),
-                "lead": {"department": "civil_affairs", "district": "500103", "role": "lead"},
-            },
-            {
-                "type": "sla.warning",
-                "clock": "citizen",
-                "target": "resolution",
-                "due_at": due.isoformat(),
-                "occurred_at": T0.isoformat(),
-                "case_id": "CQ-20260215-000001",
-            },
+            CaseDispatched(
+                case_id="CQ-20260215-000001",
+                occurred_at=T0,
+                district="500103",
+                lead=Assignment(department="civil_affairs", district="500103", role="lead"),
+                needs=("homeless_cold",),
+                sla_class="emergency",
+                decision=Decision(rule_ids=("R-TEST",)),
+            ),
+            SlaWarningRaised(
+                case_id="CQ-20260215-000001",
+                occurred_at=T0,
+                clock="citizen",
+                target="resolution",
+                district="500103",
+                due_at=due,
+                sla_class="emergency",
+                share_elapsed=0.5,
+            ),
         ],
     )
-    entry = spec.request_entry(intake(), status)
+    entry = spec.request_entry(help_request(), status).model_dump(mode="json")
     assert set(entry) == REQUEST_FIELDS
     assert entry["status"] == "open" and entry["agency_responsible"].startswith("渝中区民政部门")
     assert entry["requested_datetime"] == "2026-02-15T08:30:00+08:00"
@@ -102,12 +110,12 @@ def test_request_view_is_public_safe_and_uses_w3_times_in_chongqing_time() -> No
 
 
 def test_errors_are_a_list_of_code_and_description() -> None:
-    assert spec.error_list(403, "bad key") == [{"code": 403, "description": "bad key"}]
+    assert [e.model_dump() for e in spec.error_list(403, "bad key")] == [{"code": 403, "description": "bad key"}]
 
 
 def test_xml_rendering_nests_plural_elements_and_declares_utf8() -> None:
     response = render("xml", "service_definition", spec.service_definition("child_allowance"))
-    body = response.body.decode()
+    body = bytes(response.body).decode()
     assert body.startswith('<?xml version="1.0" encoding="UTF-8"?>')
     root = ElementTree.fromstring(body)
     first = root.find("attributes/attribute")

@@ -91,7 +91,7 @@ async def test_a_batch_of_events_for_many_cases_is_kept_once_in_a_bounded_number
         first = dispatched(case_id)
         batch += [first, CaseSignedFor(case_id=case_id, task_id=f"{case_id}:civil_affairs", actor="w1"), first]
     batch.append(dispatched("CQ-20200101-000001"))
-    records = [SimpleNamespace(value=event.model_dump_json().encode()) for event in batch]
+    records = [SimpleNamespace(topic=event.TOPIC, value=event.model_dump_json().encode()) for event in batch]
 
     counter = CommandCounter()
     client = open_mongo(harness.runtime.settings.model_copy(update={"mongodb_url": mongodb_url}), counter=counter)
@@ -175,3 +175,28 @@ async def test_merges_keep_child_links_and_follow_ups_go_to_the_surviving_case(h
         "/api/v1/help-requests/matches", json={"phone": "13812345678"}, headers=harness.headers()
     )
     assert [m["case_id"] for m in matches.json()] == [parent]  # the merged child is no longer open
+
+
+async def test_an_unknown_event_type_shows_as_an_update_and_a_bad_record_is_dead_lettered(harness: Harness) -> None:
+    """Records are read by their contract topic (a deployment's namespace mapped back); a type added later
+    is kept, one that is not an event of the topic goes to the dead-letter topic."""
+    import json
+    from types import SimpleNamespace
+
+    from contracts.events import CASE_LIFECYCLE_TOPIC
+    from services.hotline.handlers import apply_downstream_events
+
+    case_id = (await harness.take())["case_id"]
+    topic = "ns." + CASE_LIFECYCLE_TOPIC
+    later = {"type": "case.something_new", "case_id": case_id, "event_id": "e-1", "occurred_at": "2030-01-01T00:00:00Z"}
+    incomplete = json.loads(dispatched(case_id).model_dump_json())
+    del incomplete["lead"]
+    records = [
+        SimpleNamespace(topic=topic, value=json.dumps(later).encode()),
+        SimpleNamespace(topic=topic, value=b"not json"),
+        SimpleNamespace(topic=topic, value=json.dumps(incomplete).encode()),
+    ]
+    rejected = await apply_downstream_events(harness.hotline.store, records, {topic: CASE_LIFECYCLE_TOPIC})
+    assert [record for record, _ in rejected] == records[1:]
+    status = await status_of(harness, case_id)
+    assert status["status"] == "received" and status["history"][-1]["type"] == "case.something_new"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
+from contracts.events.relief import GrantProposed
 from contracts.events.router import Assignment, CaseDispatched, Decision
 from services.hotline.store import HotlineStore
 from tests.hotline.test_outbox_component import help_requested
@@ -14,19 +16,26 @@ from tests.hotline.test_outbox_component import help_requested
 pytestmark = pytest.mark.component
 
 
+def proposed(case_id: str, grant_id: str) -> GrantProposed:
+    return GrantProposed(
+        case_id=case_id, grant_id=grant_id, rule_id="P5.2a", district="500103", amount_yuan=Decimal(0), period="once"
+    )
+
+
 async def test_events_arriving_at_once_from_several_topics_are_all_kept(db) -> None:
     """Lifecycle, grant and SLA events of one case handled concurrently: none is lost, none doubled."""
     store = HotlineStore(db, pepper="test-pepper")
     case_id = "CQ-20260215-000001"
     await store.claim_intake(help_requested(case_id))
-    bodies = [{"type": "grant.proposed", "case_id": case_id, "n": i} for i in range(12)]
+    events = [proposed(case_id, f"g-{i}") for i in range(12)]
     kept = await asyncio.gather(
-        *(store.record_event(case_id, b, event_id=f"e-{i}") for i, b in enumerate(bodies)),
-        *(store.record_event(case_id, bodies[0], event_id="e-0") for _ in range(4)),
+        *(store.record_event(event) for event in events),
+        *(store.record_event(events[0]) for _ in range(4)),
     )
-    assert sum(kept) == 12  # each event once; the four redeliveries of e-0 change nothing
+    assert sum(kept) == 12  # each event once; the four redeliveries of the first change nothing
     intake = await store.get_intake(case_id)
-    assert sorted(e["event_id"] for e in intake["events"]) == sorted(f"e-{i}" for i in range(12))
+    assert intake is not None
+    assert sorted(e["event_id"] for e in intake["events"]) == sorted(str(e.event_id) for e in events)
 
 
 async def test_status_refreshed_while_events_arrive_loses_no_event(db) -> None:
@@ -43,15 +52,13 @@ async def test_status_refreshed_while_events_arrive_loses_no_event(db) -> None:
         occurred_at=datetime.now(UTC),
     )
     await asyncio.gather(
-        store.record_event(case_id, dispatched.model_dump(mode="json"), event_id=str(dispatched.event_id)),
+        store.record_event(dispatched),
         *(store.refresh_status(case_id) for _ in range(5)),
-        *(
-            store.record_event(case_id, {"type": "grant.proposed", "case_id": case_id}, event_id=f"g-{i}")
-            for i in range(5)
-        ),
+        *(store.record_event(proposed(case_id, f"g-{i}")) for i in range(5)),
     )
     status = await store.refresh_status(case_id)
     intake = await store.get_intake(case_id)
+    assert intake is not None
     assert len(intake["events"]) == 6
     assert status is not None and status.status == "dispatched"
     assert intake["status"]["status"] == "dispatched"

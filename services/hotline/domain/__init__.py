@@ -12,11 +12,13 @@ from services.hotline.domain.intake import (
     triage,
     triage_rules,
 )
-from services.hotline.domain.status import CaseStatus, project_status
+from services.hotline.domain.status import CaseStatus, OtherUpdate, StatusEvent, project_status
 
 __all__ = [
     "CHONGQING_TZ",
     "CaseStatus",
+    "OtherUpdate",
+    "StatusEvent",
     "Triage",
     "caller_keys",
     "case_day",

@@ -8,13 +8,21 @@ description is masked (common.logs.mask_text) and the address is the district an
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from common.logs import mask_text
 from contracts.catalogue import ServiceAttribute, ServiceDefinition, service_catalogue
 from contracts.codes import districts
+from contracts.events.hotline import HelpRequested, Place
 from services.hotline.domain.intake import CHONGQING_TZ
 from services.hotline.domain.status import CaseStatus
+from services.hotline.schemas import (
+    Open311Attribute,
+    Open311Error,
+    Open311Request,
+    Open311Service,
+    Open311ServiceDefinition,
+    Open311Value,
+)
 
 PUBLIC_DESCRIPTION_LIMIT = 500
 
@@ -30,42 +38,45 @@ def w3_time(at: datetime | None) -> str | None:
     return at.astimezone(CHONGQING_TZ).isoformat(timespec="seconds") if at else None
 
 
-def service_entry(service: ServiceDefinition) -> dict[str, Any]:
+def service_entry(service: ServiceDefinition) -> Open311Service:
     """One element of GET services: every service has attributes (at least the common ones)."""
-    return {
-        "service_code": service.code,
-        "service_name": bilingual(service.name_zh, service.name_en),
-        "description": bilingual(service.description_zh, service.description_en),
-        "metadata": True,
-        "type": "realtime",
-        "keywords": ", ".join(service.keywords),
-        "group": service.group,
-    }
+    return Open311Service(
+        service_code=service.code,
+        service_name=bilingual(service.name_zh, service.name_en),
+        description=bilingual(service.description_zh, service.description_en),
+        metadata=True,
+        type="realtime",
+        keywords=", ".join(service.keywords),
+        group=service.group,
+    )
 
 
-def attribute_entry(attribute: ServiceAttribute) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "variable": attribute.variable,
-        "code": attribute.code,
-        "datatype": attribute.datatype,
-        "required": attribute.required,
-        "datatype_description": bilingual(attribute.datatype_description_zh, attribute.datatype_description_en),
-        "order": attribute.order,
-        "description": bilingual(attribute.description_zh, attribute.description_en),
-    }
+def attribute_entry(attribute: ServiceAttribute) -> Open311Attribute:
+    values = None
     if attribute.datatype in ("singlevaluelist", "multivaluelist"):
-        entry["values"] = [{"key": o.key, "name": bilingual(o.name_zh, o.name_en)} for o in attribute.options()]
-    return entry
+        values = [Open311Value(key=o.key, name=bilingual(o.name_zh, o.name_en)) for o in attribute.options()]
+    return Open311Attribute(
+        variable=attribute.variable,
+        code=attribute.code,
+        datatype=attribute.datatype,
+        required=attribute.required,
+        datatype_description=bilingual(attribute.datatype_description_zh, attribute.datatype_description_en),
+        order=attribute.order,
+        description=bilingual(attribute.description_zh, attribute.description_en),
+        values=values,
+    )
 
 
-def service_definition(code: str) -> dict[str, Any]:
+def service_definition(code: str) -> Open311ServiceDefinition:
     """GET services/{code}: the service's attributes in `order`."""
-    return {"service_code": code, "attributes": [attribute_entry(a) for a in service_catalogue().attributes_of(code)]}
+    return Open311ServiceDefinition(
+        service_code=code, attributes=[attribute_entry(a) for a in service_catalogue().attributes_of(code)]
+    )
 
 
-def public_address(place: dict[str, Any]) -> str:
-    district = districts().get(str(place.get("district")))
-    parts = [district.name_zh if district else str(place.get("district") or ""), place.get("township") or ""]
+def public_address(place: Place) -> str:
+    district = districts().get(place.district)
+    parts = [district.name_zh if district else place.district, place.township or ""]
     return "".join(p for p in parts if p)
 
 
@@ -79,33 +90,31 @@ def status_notes(status: CaseStatus) -> str:
     return "; ".join(dict.fromkeys(notes))
 
 
-def request_entry(intake: dict[str, Any], status: CaseStatus) -> dict[str, Any]:
-    """One element of GET requests / GET requests/{id}, from the intake and its projected status."""
-    event = intake["event"]
-    code = event["needs"][0]
+def request_entry(request: HelpRequested, status: CaseStatus) -> Open311Request:
+    """One element of GET requests / GET requests/{id}, from the help request and its projected status."""
+    code = request.needs[0]
     service = service_catalogue().by_code().get(code)
-    description = mask_text(event.get("description") or "")[:PUBLIC_DESCRIPTION_LIMIT]
-    return {
-        "service_request_id": event["case_id"],
-        "status": status.open311_status,
-        "status_notes": status_notes(status),
-        "service_name": bilingual(service.name_zh, service.name_en) if service else code,
-        "service_code": code,
-        "description": description,
-        "agency_responsible": bilingual(status.agency.name_zh, status.agency.name_en) if status.agency else None,
-        "service_notice": None,
-        "requested_datetime": w3_time(status.received_at),
-        "updated_datetime": w3_time(status.updated_at),
-        "expected_datetime": w3_time(status.expected_at),
-        "address": public_address(event.get("place") or {}),
-        "address_id": None,
-        "zipcode": None,
-        "lat": None,
-        "long": None,
-        "media_url": None,
-    }
+    return Open311Request(
+        service_request_id=request.case_id,
+        status=status.open311_status,
+        status_notes=status_notes(status),
+        service_name=bilingual(service.name_zh, service.name_en) if service else code,
+        service_code=code,
+        description=mask_text(request.description)[:PUBLIC_DESCRIPTION_LIMIT],
+        agency_responsible=bilingual(status.agency.name_zh, status.agency.name_en) if status.agency else None,
+        service_notice=None,
+        requested_datetime=w3_time(status.received_at),
+        updated_datetime=w3_time(status.updated_at),
+        expected_datetime=w3_time(status.expected_at),
+        address=public_address(request.place),
+        address_id=None,
+        zipcode=None,
+        lat=None,
+        long=None,
+        media_url=None,
+    )
 
 
-def error_list(code: int, *descriptions: str) -> list[dict[str, Any]]:
+def error_list(code: int, *descriptions: str) -> list[Open311Error]:
     """The GeoReport error body: a list of {code, description}."""
-    return [{"code": code, "description": d} for d in descriptions]
+    return [Open311Error(code=code, description=d) for d in descriptions]
