@@ -67,11 +67,6 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def public(doc: Doc) -> Doc:
-    """An account as the API shows it: never the password hash."""
-    return {k: v for k, v in doc.items() if k != "password_hash"} | {"username": doc["_id"]}
-
-
 class Accounts:
     def __init__(self, store: FrontdoorStore, settings: Settings, *, hasher: PasswordHasher | None = None) -> None:
         self.store = store
@@ -276,12 +271,12 @@ class Accounts:
         await self.store.audit(
             Action.ACCOUNT_CREATED, at=now, account=name, actor=actor, client=client, details=changes({}, doc)
         )
-        return public(doc)
+        return doc
 
     async def update(self, username: str, *, actor: str, client: str | None = None, **fields: Any) -> Doc:
         """Change the display name, role, department or district (fields not given stay as they are)."""
         before = await self.get(username)
-        merged = {k: before.get(k) for k in ("role", "department", "district")} | {
+        merged: dict[str, Any] = {k: before.get(k) for k in ("role", "department", "district")} | {
             k: v for k, v in fields.items() if k in ("role", "department", "district")
         }
         profile = check_profile(merged["role"], merged["department"], merged["district"])
@@ -301,7 +296,7 @@ class Accounts:
                 client=client,
                 details=diff,
             )
-        return public(after)
+        return after
 
     async def set_disabled(self, username: str, disabled: bool, *, actor: str, client: str | None = None) -> Doc:
         """Disable (every session of the account ends at once) or re-enable (the failure count starts afresh)."""
@@ -323,7 +318,7 @@ class Accounts:
             details={"sessions_revoked": revoked} if disabled else {},
         )
         assert after is not None
-        return public(after)
+        return after
 
     async def reset_password(self, username: str, password: str, *, actor: str, client: str | None = None) -> Doc:
         """A new password: it also lifts a lock, and ends the account's sessions."""
@@ -349,7 +344,7 @@ class Accounts:
             details={"sessions_revoked": revoked},
         )
         assert after is not None
-        return public(after)
+        return after
 
     async def lock_state(self, username: str) -> datetime | None:
         account = await self.get(username)

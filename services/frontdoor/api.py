@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from importlib import resources
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from common.principal import Role
-from services.frontdoor.accounts import SessionEnded, now_utc, public
+from services.frontdoor.accounts import SessionEnded, now_utc
 from services.frontdoor.domain.accounts import after_sign_in, workspace
 from services.frontdoor.schemas import (
     AccountIn,
@@ -28,6 +28,7 @@ from services.frontdoor.schemas import (
 )
 from services.frontdoor.sessions import (
     AdminDep,
+    FrontDoor,
     FrontDoorDep,
     SessionDep,
     browser_session,
@@ -126,14 +127,14 @@ async def revoke(body: RefreshIn, request: Request, frontdoor: FrontDoorDep) -> 
 
 
 # ---- the admin's accounts API
-async def _out(frontdoor: FrontDoorDep, doc: dict) -> AccountOut:
-    return AccountOut(**public(doc), locked_until=await frontdoor.accounts.lock_state(doc["username"]))
+async def _out(frontdoor: FrontDoor, account: dict[str, Any]) -> AccountOut:
+    return AccountOut.of(account, locked_until=await frontdoor.accounts.lock_state(account["_id"]))
 
 
 @accounts_api.get("/accounts", response_model=list[AccountOut], summary="Every account")
 async def list_accounts(admin: AdminDep, frontdoor: FrontDoorDep) -> list[AccountOut]:
     docs = await frontdoor.accounts.store.list_accounts()
-    return [await _out(frontdoor, public(d)) for d in docs]
+    return [await _out(frontdoor, d) for d in docs]
 
 
 @accounts_api.post(
@@ -146,7 +147,7 @@ async def create_account(body: AccountIn, admin: AdminDep, request: Request, fro
 
 @accounts_api.get("/accounts/{username}", response_model=AccountOut, summary="One account")
 async def get_account(username: Username, admin: AdminDep, frontdoor: FrontDoorDep) -> AccountOut:
-    return await _out(frontdoor, public(await frontdoor.accounts.get(username)))
+    return await _out(frontdoor, await frontdoor.accounts.get(username))
 
 
 @accounts_api.patch(

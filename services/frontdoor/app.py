@@ -20,8 +20,8 @@ from services.frontdoor.store import FrontdoorStore
 log = structlog.get_logger("frontdoor")
 
 
-async def startup(runtime: Runtime) -> FrontDoor:
-    settings: Settings = runtime.settings  # type: ignore[assignment]
+async def open_frontdoor(runtime: Runtime[FrontDoor], settings: Settings) -> FrontDoor:
+    """The start-up hook's work: the account store (indexes, development accounts) and the proxy's client."""
     store = FrontdoorStore(runtime.db)
     await store.ensure_indexes()
     accounts = Accounts(store, settings)
@@ -35,13 +35,13 @@ async def startup(runtime: Runtime) -> FrontDoor:
     return FrontDoor(settings=settings, accounts=accounts, http=http)
 
 
-async def shutdown(runtime: Runtime) -> None:
+async def shutdown(runtime: Runtime[FrontDoor]) -> None:
     await runtime.service.http.aclose()
 
 
-async def pruner(runtime: Runtime) -> None:
+async def pruner(runtime: Runtime[FrontDoor]) -> None:
     """Expired sessions and old sign-in attempts go, so the collections every sign-in reads stay small."""
-    frontdoor: FrontDoor = runtime.service
+    frontdoor = runtime.service
     settings = frontdoor.settings
 
     async def prune() -> None:
@@ -58,6 +58,10 @@ async def pruner(runtime: Runtime) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+
+    async def startup(runtime: Runtime[FrontDoor]) -> FrontDoor:
+        return await open_frontdoor(runtime, settings)
+
     return create_service_app(
         settings,
         title="Front door / 统一入口",

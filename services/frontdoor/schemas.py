@@ -70,6 +70,8 @@ class PasswordIn(Body):
 
 
 class AccountOut(BaseModel):
+    """An account as the admin sees it: never its password hash."""
+
     username: str
     display_name: str
     role: Role
@@ -80,6 +82,22 @@ class AccountOut(BaseModel):
     updated_at: datetime
     password_changed_at: datetime | None = None
     locked_until: datetime | None = None
+
+    @classmethod
+    def of(cls, account: dict[str, Any], *, locked_until: datetime | None) -> AccountOut:
+        """From the stored account (keyed by user name); only the fields above are read."""
+        return cls(
+            username=account["_id"],
+            display_name=account["display_name"],
+            role=account["role"],
+            department=account.get("department"),
+            district=account.get("district"),
+            disabled=account["disabled"],
+            created_at=account["created_at"],
+            updated_at=account["updated_at"],
+            password_changed_at=account.get("password_changed_at"),
+            locked_until=locked_until,
+        )
 
 
 class AuditOut(BaseModel):

@@ -17,7 +17,7 @@ import httpx
 import jwt
 from fastapi import Depends, Request, Response
 
-from common.app import get_runtime
+from common.app import Runtime, get_runtime
 from common.errors import Forbidden
 from common.principal import Role
 from services.frontdoor.accounts import Accounts, Session, SessionEnded, now_utc
@@ -58,7 +58,8 @@ class FrontDoor:
 
 
 def get_frontdoor(request: Request) -> FrontDoor:
-    return get_runtime(request).store
+    runtime: Runtime[FrontDoor] = get_runtime(request)
+    return runtime.service
 
 
 FrontDoorDep = Annotated[FrontDoor, Depends(get_frontdoor)]

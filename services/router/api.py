@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from common.app import RuntimeDep
+from common.app import Runtime, get_runtime
 from common.auth import require_roles
 from common.errors import Forbidden
 from common.principal import Principal, Role
@@ -19,11 +20,12 @@ from services.router.domain import coordination, desk
 from services.router.domain.case import WORKABLE, Case, TaskStatus
 from services.router.domain.catalogue import ReturnReason
 from services.router.domain.errors import case_not_found, not_your_district, task_not_found
+from services.router.schemas import CaseSummary, CaseView, ReturnedTaskView, TaskView
 
 PAGE = Path(__file__).parent / "static" / "index.html"
 
 
-def get_service(runtime: RuntimeDep) -> CaseService:
+def get_service(runtime: Annotated[Runtime[CaseService], Depends(get_runtime)]) -> CaseService:
     return runtime.service
 
 
@@ -96,32 +98,11 @@ def case_of_task(task_id: str) -> str:
     return case_id
 
 
-def task_row(case: Case, task_id: str) -> dict[str, Any]:
+def task_view(case: Case, task_id: str) -> TaskView:
     task = case.task(task_id)
-    assert task is not None
-    return {
-        "case_id": case.case_id,
-        "task_id": task.task_id,
-        "role": task.role,
-        "status": task.status,
-        "department": task.department,
-        "district": task.district,
-        "emergency": case.emergency,
-        "sla_class": case.sla_class,
-        "needs": list(case.needs),
-        "summary": case.summary,
-        "received_at": case.received_at,
-        "due_at": task.due_at,
-        "hop": task.hop,
-        "case_status": case.status,
-        "requested_by": task.requested_by,
-    }
-
-
-def case_view(case: Case) -> dict[str, Any]:
-    view = case.model_dump(mode="json", exclude={"outbox", "applied_events"})
-    view["decision"] = case.decision.model_dump(mode="json")
-    return view
+    if task is None:
+        raise task_not_found(task_id)
+    return TaskView.of(case, task)
 
 
 @pages.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -132,18 +113,18 @@ async def page() -> HTMLResponse:
 @router.get("/queue", summary="My department's queue in my district: emergencies first, then oldest")
 async def my_queue(
     worker: Worker, service: Service, status: Annotated[list[TaskStatus] | None, Query()] = None
-) -> list[dict[str, Any]]:
+) -> list[TaskView]:
     wanted = list(status or sorted(WORKABLE))
-    rows = []
-    for case in await service.store.queue(worker.department or "", worker.district or "", wanted):
-        for task in case.tasks:
-            if task.department == worker.department and task.district == worker.district and task.status in wanted:
-                rows.append(task_row(case, task.task_id))
-    return rows
+    return [
+        TaskView.of(case, task)
+        for case in await service.store.queue(worker.department or "", worker.district or "", wanted)
+        for task in case.tasks
+        if task.department == worker.department and task.district == worker.district and task.status in wanted
+    ]
 
 
 @router.get("/cases/{case_id}", summary="One case with its tasks and history (who did what, by which rule)")
-async def get_case(case_id: str, principal: Anyone, service: Service) -> dict[str, Any]:
+async def get_case(case_id: str, principal: Anyone, service: Service) -> CaseView:
     case = await service.store.get(case_id)
     if case is None:
         raise case_not_found(case_id)
@@ -152,31 +133,28 @@ async def get_case(case_id: str, principal: Anyone, service: Service) -> dict[st
             raise not_your_district(case_id)
     elif not principal.can_see_district(case.district):
         raise not_your_district(case_id)
-    return case_view(case)
+    return CaseView.of(case)
 
 
-async def _task_action(service: CaseService, task_id: str, action: Any) -> dict[str, Any]:
-    case, result = await service.update(case_of_task(task_id), action)
-    row = task_row(case, task_id)
-    if isinstance(result, str):
-        row["next_step"] = result
-    return row
+async def _task_action(service: CaseService, task_id: str, action: Callable[[Case], object]) -> TaskView:
+    case, _ = await service.update(case_of_task(task_id), action)
+    return task_view(case, task_id)
 
 
 @router.post("/tasks/{task_id}/sign-for", summary="签收 Sign for a task")
-async def sign_for(task_id: str, worker: Worker, service: Service) -> dict[str, Any]:
+async def sign_for(task_id: str, worker: Worker, service: Service) -> TaskView:
     return await _task_action(service, task_id, lambda c: desk.sign_for(c, task_id, worker, utcnow()))
 
 
 @router.post("/tasks/{task_id}/progress", summary="Record progress")
-async def progress(task_id: str, body: ProgressBody, worker: Worker, service: Service) -> dict[str, Any]:
+async def progress(task_id: str, body: ProgressBody, worker: Worker, service: Service) -> TaskView:
     return await _task_action(
         service, task_id, lambda c: desk.record_progress(c, task_id, worker, body.note, body.first_contact, utcnow())
     )
 
 
 @router.post("/tasks/{task_id}/co-handling", summary="Ask another department to co-handle (lead only)")
-async def co_handling(task_id: str, body: CoHandlingBody, worker: Worker, service: Service) -> dict[str, Any]:
+async def co_handling(task_id: str, body: CoHandlingBody, worker: Worker, service: Service) -> TaskView:
     case, co_task_id = await service.update(
         case_of_task(task_id),
         lambda c: (
@@ -185,65 +163,50 @@ async def co_handling(task_id: str, body: CoHandlingBody, worker: Worker, servic
             ).task_id
         ),
     )
-    return task_row(case, co_task_id)
+    return task_view(case, co_task_id)
 
 
 @router.post("/tasks/{task_id}/resolve", summary="Resolve (lead) or finish a co-handling subtask")
-async def resolve(task_id: str, body: ResolveBody, worker: Worker, service: Service) -> dict[str, Any]:
+async def resolve(task_id: str, body: ResolveBody, worker: Worker, service: Service) -> TaskView:
     return await _task_action(
         service, task_id, lambda c: desk.resolve(c, task_id, worker, body.outcome, body.note, utcnow())
     )
 
 
 @router.post("/tasks/{task_id}/waive", summary="Waive a co-handler subtask, with a reason (lead only)")
-async def waive(task_id: str, body: WaiveBody, worker: Worker, service: Service) -> dict[str, Any]:
+async def waive(task_id: str, body: WaiveBody, worker: Worker, service: Service) -> TaskView:
     return await _task_action(
         service, task_id, lambda c: desk.waive_co_handler(c, task_id, body.co_task_id, worker, body.reason, utcnow())
     )
 
 
 @router.post("/tasks/{task_id}/return", summary="退单 Return a task with a reason code and a note")
-async def return_task(task_id: str, body: ReturnBody, worker: Worker, service: Service) -> dict[str, Any]:
-    return await _task_action(
-        service,
-        task_id,
+async def return_task(task_id: str, body: ReturnBody, worker: Worker, service: Service) -> ReturnedTaskView:
+    case, next_step = await service.update(
+        case_of_task(task_id),
         lambda c: desk.return_task(
             c, task_id, worker, body.reason, body.note, service.catalogue, service.max_returns, utcnow()
         ),
     )
+    return ReturnedTaskView(**task_view(case, task_id).model_dump(), next_step=next_step)
 
 
 @coordinator.get("/cases", summary="Cases in my district (all, at city level) by status")
 async def coordinator_cases(
     who: Coordinator, service: Service, status: Annotated[list[str] | None, Query()] = None
-) -> list[dict[str, Any]]:
+) -> list[CaseSummary]:
     district = None if who.city_level else who.district
     wanted = status or ["arbitration", "dispatched", "in_progress", "awaiting_co_handlers"]
-    return [
-        {
-            "case_id": c.case_id,
-            "status": c.status,
-            "district": c.district,
-            "emergency": c.emergency,
-            "sla_class": c.sla_class,
-            "needs": list(c.needs),
-            "returns": c.returns,
-            "refused": c.refused,
-            "lead": (lt.department if (lt := c.lead_task()) else None),
-            "received_at": c.received_at,
-            "hop": c.hop,
-        }
-        for c in await service.store.district_cases(district, wanted)
-    ]
+    return [CaseSummary.of(c) for c in await service.store.district_cases(district, wanted)]
 
 
-async def _case_action(service: CaseService, case_id: str, action: Any) -> dict[str, Any]:
+async def _case_action(service: CaseService, case_id: str, action: Callable[[Case], object]) -> CaseView:
     case, _ = await service.update(case_id, action)
-    return case_view(case)
+    return CaseView.of(case)
 
 
 @coordinator.post("/cases/{case_id}/arbitration", summary="Settle arbitration: name the owner")
-async def settle(case_id: str, body: AssignBody, who: Coordinator, service: Service) -> dict[str, Any]:
+async def settle(case_id: str, body: AssignBody, who: Coordinator, service: Service) -> CaseView:
     return await _case_action(
         service,
         case_id,
@@ -254,7 +217,7 @@ async def settle(case_id: str, body: AssignBody, who: Coordinator, service: Serv
 
 
 @coordinator.post("/cases/{case_id}/reassign", summary="Reassign to another lead department or district")
-async def reassign(case_id: str, body: AssignBody, who: Coordinator, service: Service) -> dict[str, Any]:
+async def reassign(case_id: str, body: AssignBody, who: Coordinator, service: Service) -> CaseView:
     return await _case_action(
         service,
         case_id,
@@ -265,7 +228,7 @@ async def reassign(case_id: str, body: AssignBody, who: Coordinator, service: Se
 
 
 @coordinator.post("/cases/{case_id}/lead", summary="Make a co-handler the lead")
-async def change_lead(case_id: str, body: LeadBody, who: Coordinator, service: Service) -> dict[str, Any]:
+async def change_lead(case_id: str, body: LeadBody, who: Coordinator, service: Service) -> CaseView:
     return await _case_action(
         service,
         case_id,
@@ -274,7 +237,7 @@ async def change_lead(case_id: str, body: LeadBody, who: Coordinator, service: S
 
 
 @coordinator.post("/cases/{case_id}/merge", summary="并单 Merge this duplicate into another case")
-async def merge(case_id: str, body: MergeBody, who: Coordinator, service: Service) -> dict[str, Any]:
+async def merge(case_id: str, body: MergeBody, who: Coordinator, service: Service) -> CaseView:
     parent = await service.store.get(body.into_case_id)
     if parent is None:
         raise case_not_found(body.into_case_id)

@@ -20,22 +20,24 @@ def catalogue_of(settings: Settings) -> DispatchCatalogue:
     return load_catalogue(settings.catalogue_path or None)
 
 
-async def archiver(runtime: Runtime) -> None:
+async def archiver(runtime: Runtime[CaseService]) -> None:
     """Move long-closed cases out of the working set (`CaseService.archive_closed`)."""
-    service: CaseService = runtime.service
+    service = runtime.service
 
     async def archive() -> None:
         if moved := await service.archive_closed():
             log.info("closed cases archived", cases=moved)
 
-    await every(runtime.settings.archive_interval_s, archive, what="archiving")  # type: ignore[attr-defined]
+    await every(service.settings.archive_interval_s, archive, what="archiving")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     catalogue = catalogue_of(settings)  # a bad catalogue stops start-up here, naming the rule
 
-    async def startup(runtime: Runtime) -> CaseService:
+    async def startup(runtime: Runtime[CaseService]) -> CaseService:
+        if runtime.broker is None:  # made for every service built with Kafka, as the router is
+            raise RuntimeError("the router needs its Kafka broker")
         store = RouterStore(runtime.db, batch_timeout_s=settings.batch_timeout_s)
         await store.ensure_indexes()
         service = CaseService(store=store, broker=runtime.broker, settings=settings, catalogue=catalogue)

@@ -20,10 +20,9 @@ from faststream.kafka import KafkaBroker
 
 from common.aggregates import Aggregates, Codec
 from common.kafka import BatchProducer, event_record, publish_event
-from contracts.events import utcnow
+from contracts.events import CASE_LIFECYCLE_TOPIC, department_queue_topic, topic_events, utcnow
 from contracts.events.base import Event
 from contracts.events.hotline import HelpRequested
-from contracts.events.router import case_lifecycle_event, department_queue_message
 from services.router.domain.case import Case
 from services.router.domain.catalogue import DispatchCatalogue
 from services.router.domain.coordination import FINAL
@@ -64,12 +63,17 @@ class CaseService:
     def max_returns(self) -> int:
         return self.settings.max_returns or self.catalogue.max_returns
 
-    def _event(self, entry: dict[str, Any]) -> tuple[str, Event]:
+    @staticmethod
+    def _contract_topic(entry: dict[str, Any]) -> str:
+        """The contract topic of an outbox entry: its department's queue, or the case lifecycle."""
         if entry["queue"] == "department":
-            return self.settings.department_topic(entry["department"]), department_queue_message.validate_python(
-                entry["body"]
-            )
-        return self.settings.lifecycle_topic, case_lifecycle_event.validate_python(entry["body"])
+            return department_queue_topic(entry["department"])
+        return CASE_LIFECYCLE_TOPIC
+
+    def _event(self, entry: dict[str, Any]) -> tuple[str, Event]:
+        topic = self._contract_topic(entry)
+        event: Event = topic_events(topic).validate_python(entry["body"])
+        return self.settings.topic(topic), event
 
     async def publish(self, entries: list[dict[str, Any]]) -> None:
         """Publish outbox entries: in order per case and topic, everything else concurrently."""
@@ -130,12 +134,7 @@ class CaseService:
         Same records as `common.kafka.publish_event` (`event_record`), without re-validating the bodies."""
         records = []
         for entry in entries:
-            topic = (
-                self.settings.department_topic(entry["department"])
-                if entry["queue"] == "department"
-                else self.settings.lifecycle_topic
-            )
-            records.append((topic, *event_record(entry["body"])))
+            records.append((self.settings.topic(self._contract_topic(entry)), *event_record(entry["body"])))
         # Bounded like the store write: a stuck acknowledgement fails the batch, which is then redelivered.
         await producer.deliver(records, timeout=self.settings.batch_timeout_s)
 
@@ -220,4 +219,4 @@ class CaseService:
         """Move cases closed longer than `archive_after_s` out of the working set (worker queues and
         coordinator lists read it whole on FerretDB, so it must not grow with history). Returns how many."""
         before = utcnow() - timedelta(seconds=self.settings.archive_after_s)
-        return await self.cases.archive_where({"status": {"$in": sorted(FINAL)}, "updated_at": {"$lt": before}})
+        return await self.cases.archive_where(self.store.closed_before(before, FINAL))

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import structlog
@@ -16,16 +17,15 @@ from faststream.kafka import KafkaRouter
 from pydantic import ValidationError
 
 from common.app import Runtime
-from common.batches import BatchConsumer, Rejected
+from common.batches import BatchConsumer, Rejected, raw_bodies
 from common.kafka import SUBSCRIBER_ACK_POLICY
 from contracts.codes import departments
-from contracts.events import utcnow
-from contracts.events.hotline import CaseReopened, HotlineCaseEvent
-from contracts.events.router import DepartmentTask, department_queue_message
+from contracts.events import CASE_EVENTS_TOPIC, read_event, utcnow
+from contracts.events.hotline import CaseReopened
+from contracts.events.router import DepartmentTask
 from services.router.cases import CaseService
 from services.router.domain.case import Case
 from services.router.domain.dispatching import mark_queued, reopen
-from services.router.settings import Settings
 
 if TYPE_CHECKING:
     from aiokafka import ConsumerRecord
@@ -33,33 +33,39 @@ if TYPE_CHECKING:
 log = structlog.get_logger("router.handlers")
 
 
+def _mark_queued(task_id: str, now: datetime) -> Callable[[Case], bool]:
+    return lambda case: mark_queued(case, task_id, now)
+
+
 async def mark_tasks_queued(service: CaseService, records: Sequence[ConsumerRecord]) -> Rejected:
     """The desk: every task of a batch of department-queue records marked queued, one write-path pass for
-    all their cases. Withdrawals were applied when decided; records that are not queue messages, or whose
-    case refused the change, come back to be dead-lettered."""
+    all their cases. Withdrawals were applied when decided, and types this version does not know pass by;
+    records that are not valid queue messages, or whose case refused the change, come back to be
+    dead-lettered."""
     rejected: Rejected = []
     changes: dict[str, list[Callable[[Case], object]]] = {}
     records_of: dict[str, list[ConsumerRecord]] = {}
     now = utcnow()
+    namespace = service.settings.topic_namespace
     for record in records:
         try:
-            message = department_queue_message.validate_json(record.value or b"")
+            # The record's topic carries this deployment's namespace; the contract knows the bare name.
+            message = read_event(record.topic.removeprefix(namespace), record.value)
         except ValidationError as exc:
             rejected.append((record, exc))
             continue
         if isinstance(message, DepartmentTask):
-            changes.setdefault(message.case_id, []).append(
-                lambda case, task_id=message.task_id: mark_queued(case, task_id, now)
-            )
+            changes.setdefault(message.case_id, []).append(_mark_queued(message.task_id, now))
             records_of.setdefault(message.case_id, []).append(record)
     for case_id, error in (await service.update_many(changes)).items():
         rejected += [(record, error) for record in records_of[case_id]]
     return rejected
 
 
-async def desk_consumer(runtime: Runtime) -> None:
+async def desk_consumer(runtime: Runtime[CaseService]) -> None:
     """Background loop: the router's own desk over the department queues it serves (all by default)."""
-    settings: Settings = runtime.settings  # type: ignore[assignment]
+    service = runtime.service
+    settings = service.settings
     if not settings.desk_enabled:
         return
     desk = settings.desk_departments or tuple(departments())
@@ -67,42 +73,46 @@ async def desk_consumer(runtime: Runtime) -> None:
         name="desk",
         topics=tuple(settings.department_topic(d) for d in desk),
         group_id=f"{settings.consumer_group}.desk",
-        handler=lambda records: mark_tasks_queued(runtime.service, records),
+        handler=lambda records: mark_tasks_queued(service, records),
     ).run(runtime)
 
 
-def build_subscribers(runtime: Runtime) -> KafkaRouter:
-    settings: Settings = runtime.settings  # type: ignore[assignment]
-    router = KafkaRouter()
-    group = settings.consumer_group
+async def reopen_case(service: CaseService, event: CaseReopened) -> None:
+    """A case the hotline reopened (a dissatisfied callback) is routed again."""
+    if await service.store.get(event.case_id) is None:
+        log.warning("reopened case unknown to the router; skipped", case_id=event.case_id)
+        return
+    await service.update(
+        event.case_id,
+        lambda case: reopen(
+            case,
+            service.catalogue,
+            event_id=str(event.event_id),
+            actor=f"hotline:{event.operator_id}",
+            reason=event.reason,
+            now=utcnow(),
+        ),
+    )
+    log.info("case reopened", case_id=event.case_id)
 
-    def service() -> CaseService:
-        return runtime.service
+
+def build_subscribers(runtime: Runtime[CaseService]) -> KafkaRouter:
+    settings = runtime.settings
+    router = KafkaRouter()
 
     @router.subscriber(
-        settings.hotline_case_events_topic,
-        group_id=group,
+        settings.topic(CASE_EVENTS_TOPIC),
+        group_id=settings.consumer_group,
         auto_offset_reset="earliest",
         ack_policy=SUBSCRIBER_ACK_POLICY,
+        decoder=raw_bodies,
     )
-    async def on_hotline_case_event(event: HotlineCaseEvent) -> None:
-        if not isinstance(event, CaseReopened):
-            return
-        svc = service()
-        if await svc.store.get(event.case_id) is None:
-            log.warning("reopened case unknown to the router; skipped", case_id=event.case_id)
-            return
-        await svc.update(
-            event.case_id,
-            lambda case: reopen(
-                case,
-                svc.catalogue,
-                event_id=str(event.event_id),
-                actor=f"hotline:{event.operator_id}",
-                reason=event.reason,
-                now=utcnow(),
-            ),
-        )
-        log.info("case reopened", case_id=event.case_id)
+    async def on_hotline_case_event(body: bytes | None) -> None:
+        # A record that is not a valid case event raises ValidationError: the delivery policy dead-letters it.
+        match read_event(CASE_EVENTS_TOPIC, body):
+            case CaseReopened() as event:
+                await reopen_case(runtime.service, event)
+            case _:
+                pass  # the router acts only on reopened cases
 
     return router

@@ -10,6 +10,7 @@ is redelivered; the offsets are committed only after every case is stored and it
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import structlog
@@ -18,7 +19,9 @@ from pydantic import ValidationError
 from common.batches import BatchConsumer, Rejected, handle_with_policy
 from common.consumer import DeliveryPolicy
 from common.kafka import BatchProducer
+from contracts.events import HELP_REQUESTED_TOPIC, read_event
 from contracts.events.hotline import HelpRequested
+from services.router.cases import BatchOutcome
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -27,27 +30,30 @@ if TYPE_CHECKING:
 
     from common.app import Runtime
     from services.router.cases import CaseService
-    from services.router.settings import Settings
 
 log = structlog.get_logger("router.intake")
+
+# Route, store and publish a batch of requests (`CaseService.dispatch_requests` with the consumer's producer).
+Dispatch = Callable[[list[HelpRequested]], Awaitable[BatchOutcome]]
 
 
 class CaseIdConflict(ValueError):
     """A different request carries a case id the router already dispatched: never dispatched twice."""
 
 
-async def dispatch_batch(
-    service: CaseService, producer: BatchProducer | None, records: Sequence[ConsumerRecord], created: list[int]
-) -> Rejected:
+async def dispatch_batch(dispatch: Dispatch, records: Sequence[ConsumerRecord], created: list[int]) -> Rejected:
     """Dispatch a batch of help requests; the records to dead-letter are returned, new cases counted."""
     rejected: Rejected = []
     parsed: list[tuple[ConsumerRecord, HelpRequested]] = []
     for record in records:
         try:
-            parsed.append((record, HelpRequested.model_validate_json(record.value or b"")))
+            request = read_event(HELP_REQUESTED_TOPIC, record.value)
         except (ValidationError, ValueError) as exc:
             rejected.append((record, exc))
-    outcome = await service.dispatch_requests([r for _, r in parsed], producer=producer)
+            continue
+        if isinstance(request, HelpRequested):
+            parsed.append((record, request))
+    outcome = await dispatch([r for _, r in parsed])
     created.append(outcome.created)
     rejected += [
         (record, CaseIdConflict(reason))
@@ -57,28 +63,28 @@ async def dispatch_batch(
     return rejected
 
 
-async def handle_batch(
-    service: CaseService, policy: DeliveryPolicy, producer: BatchProducer | None, records: tuple[ConsumerRecord, ...]
-) -> int:
+async def handle_batch(dispatch: Dispatch, policy: DeliveryPolicy, records: tuple[ConsumerRecord, ...]) -> int:
     """Dispatch a batch under the delivery rules; returns how many new cases. Raises `NackMessage` to redeliver."""
     created: list[int] = []
-    await handle_with_policy(policy, lambda batch: dispatch_batch(service, producer, batch, created), records)
+    await handle_with_policy(policy, lambda batch: dispatch_batch(dispatch, batch, created), records)
     return sum(created)
 
 
-async def run_intake(runtime: Runtime) -> None:
+async def run_intake(runtime: Runtime[CaseService]) -> None:
     """Background loop: `intake_consumers` batch consumers in the router's group, each with its own broker and
     producer, for the life of the service. Each owns whole partitions, so one case's requests stay in order,
     and one consumer's store write overlaps another's publishing."""
-    settings: Settings = runtime.settings  # type: ignore[assignment]
-    service: CaseService = runtime.service
+    service = runtime.service
+    settings = service.settings
 
     def consumer(n: int) -> BatchConsumer:
         producer = BatchProducer(settings.kafka_bootstrap_servers, client_id=f"{settings.service_name}-dispatch-{n}")
 
         async def dispatch(records: Sequence[ConsumerRecord]) -> Rejected:
             created: list[int] = []
-            rejected = await dispatch_batch(service, producer, records, created)
+            rejected = await dispatch_batch(
+                lambda requests: service.dispatch_requests(requests, producer=producer), records, created
+            )
             log.debug("help requests dispatched", records=len(records), new_cases=sum(created))
             return rejected
 

@@ -8,7 +8,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import ServiceSettings
-from contracts.events import CASE_EVENTS_TOPIC, CASE_LIFECYCLE_TOPIC, HELP_REQUESTED_TOPIC, department_queue_topic
+from contracts.events import CASE_LIFECYCLE_TOPIC, HELP_REQUESTED_TOPIC, department_queue_topic
 
 
 class Settings(ServiceSettings):
@@ -50,10 +50,6 @@ class Settings(ServiceSettings):
     @property
     def lifecycle_topic(self) -> str:
         return self.topic(CASE_LIFECYCLE_TOPIC)
-
-    @property
-    def hotline_case_events_topic(self) -> str:
-        return self.topic(CASE_EVENTS_TOPIC)
 
     def department_topic(self, department: str) -> str:
         return self.topic(department_queue_topic(department))

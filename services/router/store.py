@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 import pydantic_core
@@ -91,16 +92,21 @@ class RouterStore:
         )
         return doc.get("request_event_id"), json.loads(doc.get("initial_events") or "[]")
 
-    async def queue(self, department: str, district: str, statuses: list[str], limit: int = 200) -> list[Case]:
+    async def queue(self, department: str, district: str, statuses: Iterable[str], limit: int = 200) -> list[Case]:
         """Cases with a task of this department and district in one of `statuses`: emergencies first, oldest first."""
         keys = [queue_key(department, district, s) for s in statuses]
         return await self._sorted({"queue_keys": {"$in": keys}}, limit)
 
-    async def district_cases(self, district: str | None, statuses: list[str], limit: int = 200) -> list[Case]:
-        query: dict[str, Any] = {"status": {"$in": statuses}}
+    async def district_cases(self, district: str | None, statuses: Iterable[str], limit: int = 200) -> list[Case]:
+        query: dict[str, Any] = {"status": {"$in": list(statuses)}}
         if district is not None:
             query["district"] = district
         return await self._sorted(query, limit)
+
+    @staticmethod
+    def closed_before(before: datetime, statuses: Iterable[str]) -> dict[str, Any]:
+        """The filter of cases in one of these (final) statuses, unchanged since `before`: what is archived."""
+        return {"status": {"$in": sorted(statuses)}, "updated_at": {"$lt": before}}
 
     async def _sorted(self, query: dict[str, Any], limit: int) -> list[Case]:
         """Emergencies first, then the oldest. Sorted here, not by the store: FerretDB 1.24 sorts in its own

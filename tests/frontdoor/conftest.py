@@ -9,7 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
+from common.app import Runtime
 from services.frontdoor.app import create_app
+from services.frontdoor.sessions import FrontDoor
 from services.frontdoor.settings import Settings
 
 ADMIN, ADMIN_PASSWORD = "root.admin", "admin-password-1"
@@ -30,8 +32,9 @@ class FrontDoorUnderTest:
         self.transport = httpx.ASGITransport(app=app, client=("10.1.2.3", 5555))
 
     @property
-    def frontdoor(self):
-        return self.app.state.runtime.service
+    def frontdoor(self) -> FrontDoor:
+        runtime: Runtime[FrontDoor] = self.app.state.runtime
+        return runtime.service
 
     def client(self) -> AbstractAsyncContextManager[httpx.AsyncClient]:
         """A browser of its own (its own cookie jar)."""

@@ -91,7 +91,9 @@ async def test_an_operator_takes_an_emergency_call_and_the_lead_department_sees_
     result = operator.locator("#intake-result")
     await expect(result).to_contain_text(re.compile(r"CQ-\d{8}-\d{6}"))
     await expect(result).to_contain_text("紧急")
-    case_id = re.search(r"CQ-\d{8}-\d{6}", await result.inner_text()).group(0)
+    found = re.search(r"CQ-\d{8}-\d{6}", await result.inner_text())
+    assert found is not None
+    case_id = found.group(0)
 
     # The lead department of a homeless_cold emergency in 500103 is civil affairs: its worker's desk.
     worker = await pages.person("worker")

@@ -4,6 +4,7 @@ token in place of the cookie; an ended session is refused before it reaches any 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from common.auth import decode_token
 from common.settings import ServiceSettings
 from services.frontdoor.sessions import COOKIE
-from tests.frontdoor.conftest import PASSWORD
+from tests.frontdoor.conftest import PASSWORD, FrontDoorUnderTest
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +20,7 @@ SERVICES = ServiceSettings(service_name="any-service")
 
 
 @pytest.fixture
-def upstream(fd):
+def upstream(fd: FrontDoorUnderTest) -> list[httpx.Request]:
     """The services, as one recording stand-in behind the proxy's HTTP client."""
     seen: list[httpx.Request] = []
 
@@ -28,7 +29,7 @@ def upstream(fd):
         seen.append(request)
         body = json.dumps({"path": request.url.path, "query": request.url.query.decode()}).encode()
 
-        async def streamed():  # as a real service's reply arrives: not yet read
+        async def streamed() -> AsyncIterator[bytes]:  # as a real service's reply arrives: not yet read
             yield body
 
         return httpx.Response(

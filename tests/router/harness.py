@@ -13,13 +13,17 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
 
+from common.app import Runtime
 from common.auth import issue_token
 from common.kafka import publish_event
 from contracts.events import CASE_EVENTS_TOPIC, CASE_LIFECYCLE_TOPIC, HELP_REQUESTED_TOPIC, department_queue_topic
 from contracts.events.base import Event
 from contracts.events.hotline import Caller, HelpRequested, Place
 from services.router.app import create_app
+from services.router.cases import CaseService
+from services.router.domain.case import Case
 from services.router.settings import Settings
 from tests.support.kafka import create_topics, unique_name
 
@@ -63,11 +67,12 @@ class RouterHarness:
     bootstrap: str
 
     @property
-    def runtime(self) -> Any:
-        return self.app.state.runtime
+    def runtime(self) -> Runtime[CaseService]:
+        runtime: Runtime[CaseService] = self.app.state.runtime
+        return runtime
 
     @property
-    def service(self) -> Any:
+    def service(self) -> CaseService:
         return self.runtime.service
 
     def token(
@@ -81,8 +86,19 @@ class RouterHarness:
     def worker(self, department: str, district: str = "500103") -> dict[str, str]:
         return self.token("dept_worker", department, district)
 
+    @property
+    def broker(self) -> KafkaBroker:
+        broker = self.runtime.broker
+        assert broker is not None, "the router runs with Kafka"
+        return broker
+
+    async def stored_case(self, case_id: str) -> Case:
+        case = await self.service.store.get(case_id)
+        assert case is not None, f"case {case_id} is not stored"
+        return case
+
     async def publish(self, event: Event, topic: str) -> None:
-        await publish_event(self.runtime.broker, event, topic=self.settings.topic(topic))
+        await publish_event(self.broker, event, topic=self.settings.topic(topic))
 
     async def send_help(self, request: HelpRequested) -> None:
         await self.publish(request, HELP_REQUESTED_TOPIC)

@@ -5,11 +5,14 @@ their help request is replayed."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from contracts.events import CASE_EVENTS_TOPIC, utcnow
 from contracts.events.hotline import CaseReopened
+from services.router.domain.case import Case
+from services.router.domain.coordination import FINAL
 from tests.router.harness import RouterHarness, help_request, new_case_id
 from tests.router.test_router_integration import dispatched, lifecycle, post
 from tests.support.waiting import eventually
@@ -18,8 +21,8 @@ pytestmark = pytest.mark.integration
 
 
 async def resolved_case(
-    router: RouterHarness, need: str = "housing_aid", department: str = "housing", **fields: object
-) -> tuple[str, dict]:
+    router: RouterHarness, need: str = "housing_aid", department: str = "housing", **fields: Any
+) -> tuple[str, dict[str, Any]]:
     case_id = new_case_id()
     await router.send_help(help_request(case_id, need, **fields))
     task = await dispatched(router, department, case_id)
@@ -33,9 +36,7 @@ async def resolved_case(
 async def archive_now(router: RouterHarness) -> int:
     """What the archiver does once `archive_after_s` has passed."""
     later = utcnow() + timedelta(seconds=1)
-    return await router.service.cases.archive_where(
-        {"status": {"$in": ["resolved", "merged"]}, "updated_at": {"$lt": later}}
-    )
+    return await router.service.cases.archive_where(router.service.store.closed_before(later, FINAL))
 
 
 async def test_a_long_closed_case_leaves_the_queues_but_is_still_found(router: RouterHarness) -> None:
@@ -59,7 +60,9 @@ async def test_a_long_closed_case_leaves_the_queues_but_is_still_found(router: R
 async def test_a_case_changed_after_archiving_comes_back_and_goes_on(router: RouterHarness) -> None:
     case_id, task = await resolved_case(router)
     assert await archive_now(router) >= 1
-    archived_version = (await router.service.store.archive.find_one({"_id": case_id}))["version"]
+    archived = await router.service.store.archive.find_one({"_id": case_id})
+    assert archived is not None
+    archived_version = archived["version"]
 
     await router.publish(CaseReopened(case_id=case_id, operator_id="op-2", reason="回访不满意"), CASE_EVENTS_TOPIC)
     again = await eventually(lambda: router.task_in_queue("housing", case_id), timeout=30, what="a new task")
@@ -72,13 +75,15 @@ async def test_a_case_changed_after_archiving_comes_back_and_goes_on(router: Rou
 
     # Closed and archived again: the archived copy is the new one.
     again_task = await router.task_in_queue("housing", case_id)
+    assert again_task is not None
     me = router.worker("housing")
     await post(router, f"/api/v1/tasks/{again_task['task_id']}/sign-for", me)
     await post(router, f"/api/v1/tasks/{again_task['task_id']}/resolve", me, {"outcome": "再次解决"})
     assert await archive_now(router) >= 1
     copy = await store.archive.find_one({"_id": case_id})
-    assert await store.cases.find_one({"_id": case_id}) is None and copy["version"] > back["version"]
-    assert (await store.get(case_id)).outcome == "再次解决"
+    assert copy is not None and copy["version"] > back["version"]
+    assert await store.cases.find_one({"_id": case_id}) is None
+    assert (await router.stored_case(case_id)).outcome == "再次解决"
 
 
 async def test_a_replayed_help_request_of_an_archived_case_is_not_dispatched_again(router: RouterHarness) -> None:
@@ -89,6 +94,7 @@ async def test_a_replayed_help_request_of_an_archived_case_is_not_dispatched_aga
     assert await archive_now(router) >= 1
 
     stored = await router.service.store.archive.find_one({"_id": case_id})
+    assert stored is not None
     replay = help_request(case_id, "housing_aid", received_at=long_ago)
     replay = replay.model_copy(update={"event_id": stored["request_event_id"]})  # the very same request
 
@@ -111,17 +117,18 @@ async def test_archiving_at_the_same_moment_as_a_change_loses_neither(router: Ro
     service = router.service
     for round_ in range(4):
         case_id, _ = await resolved_case(router)
-        change = service.update(
-            case_id,
-            lambda case, n=round_, case_id=case_id: reopen(
+
+        def reopened(case: Case, n: int = round_, case_id: str = case_id) -> bool:
+            return reopen(
                 case,
                 service.catalogue,
                 event_id=f"reopen-{case_id}-{n}",
                 actor="test",
                 reason="回访不满意",
                 now=utcnow(),
-            ),
-        )
+            )
+
+        change = service.update(case_id, reopened)
         await asyncio.gather(archive_now(router), change)
         live = await service.store.cases.find_one({"_id": case_id})
         assert live is not None, f"round {round_}: the reopened case is missing from the working set"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]  # PyYAML ships no type hints; types-PyYAML is not installed
 
 from contracts.catalogue import service_codes
 from services.router.domain.catalogue import CatalogueError, Rule, load_catalogue, parse_catalogue
@@ -82,6 +82,7 @@ def test_each_dispatch_rule_decides_when_its_conditions_hold(rule: Rule) -> None
     for dept in rule.co_handlers:
         assert dept in {a.department for a in routing.co_handlers}
     assert set(rule.provisions) <= set(routing.decision.provisions)
+    assert rule.sla_class is not None  # every dispatch rule names its class (validated)
     assert CATALOGUE.sla_rank[routing.sla_class] <= CATALOGUE.sla_rank[rule.sla_class]
 
 
@@ -125,6 +126,7 @@ def test_a_closed_rule_gives_way_to_its_successor() -> None:
     catalogue = parse_catalogue(data)
     before = decide(catalogue, facts_for(catalogue.rules[0], received_at=datetime(2025, 12, 1, tzinfo=UTC)))
     after = decide(catalogue, facts_for(catalogue.rules[0]))
+    assert before.lead is not None and after.lead is not None
     assert before.decision.rule_ids[0] == "R-P1.1-SUPPLY" and before.lead.department == "commerce"
     assert after.decision.rule_ids[0] == "R-P1.1-SUPPLY-2026" and after.lead.department == "market_regulation"
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from pymongo.errors import AutoReconnect
@@ -15,6 +17,7 @@ from common.kafka import BatchProducer
 from contracts.codes import departments
 from services.router.app import catalogue_of
 from services.router.cases import CaseService
+from services.router.domain.case import Case
 from services.router.settings import Settings
 from services.router.store import RouterStore
 from tests.router.harness import help_request
@@ -81,7 +84,11 @@ async def test_a_failing_chunk_fails_the_batch_with_its_own_error(kafka_bootstra
     class FlakyStore(RouterStore):
         calls = 0
 
-        async def insert_cases(self, cases, remember=None):  # type: ignore[no-untyped-def]
+        async def insert_cases(
+            self,
+            cases: list[tuple[Case, list[dict[str, Any]]]],
+            remember: Callable[[dict[str, Any]], None] | None = None,
+        ) -> dict[str, bool]:
             FlakyStore.calls += 1
             if FlakyStore.calls == 2:
                 raise AutoReconnect("store went away")
@@ -89,8 +96,8 @@ async def test_a_failing_chunk_fails_the_batch_with_its_own_error(kafka_bootstra
 
     service = CaseService(
         store=FlakyStore(db),
-        broker=None,
-        settings=settings,  # type: ignore[arg-type]
+        broker=None,  # type: ignore[arg-type]  # the intake publishes by `producer`
+        settings=settings,
         catalogue=catalogue_of(settings),
     )
     producer = BatchProducer(kafka_bootstrap, client_id=unique_name("pipe"))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from faststream.exceptions import NackMessage
 from pymongo.errors import AutoReconnect
 
+from common.consumer import DeliveryPolicy
+from contracts.events.hotline import HelpRequested
 from services.router.cases import BatchOutcome
 from services.router.intake import handle_batch
 from tests.router.harness import help_request
@@ -15,16 +18,14 @@ from tests.router.harness import help_request
 pytestmark = pytest.mark.unit
 
 
-class Policy:
-    max_attempts = 2
+class Policy(DeliveryPolicy):
+    """Two attempts without backoff; dead letters are kept here instead of sent."""
 
     def __init__(self) -> None:
+        super().__init__("router", max_attempts=2, backoff_initial_s=0, backoff_max_s=0)
         self.dead: list[tuple[bytes, str]] = []
 
-    def backoff(self, attempt: int) -> float:
-        return 0
-
-    async def dead_letter(self, record, exc, attempts) -> None:
+    async def dead_letter(self, record: Any, exc: BaseException, attempts: int) -> None:
         self.dead.append((record.key, type(exc).__name__))
 
 
@@ -35,7 +36,7 @@ class Service:
         self.poisoned, self.down, self.taken = poisoned, down, taken
         self.dispatched: list[str] = []
 
-    async def dispatch_requests(self, requests, *, producer) -> BatchOutcome:
+    async def dispatch_requests(self, requests: list[HelpRequested]) -> BatchOutcome:
         if self.down:
             raise AutoReconnect("store down")
         if any(r.case_id == self.poisoned for r in requests):
@@ -58,7 +59,7 @@ def record(case_id: str, value: bytes | None = None) -> SimpleNamespace:
 async def test_an_invalid_record_is_dead_lettered_and_the_rest_dispatched() -> None:
     policy, service = Policy(), Service()
     records = (record("CQ-20260215-000001"), record("bad", b"{not json"), record("CQ-20260215-000002"))
-    assert await handle_batch(service, policy, None, records) == 2
+    assert await handle_batch(service.dispatch_requests, policy, records) == 2
     assert policy.dead == [(b"bad", "ValidationError")]
     assert service.dispatched == ["CQ-20260215-000001", "CQ-20260215-000002"]
 
@@ -66,7 +67,7 @@ async def test_an_invalid_record_is_dead_lettered_and_the_rest_dispatched() -> N
 async def test_a_request_that_cannot_be_dispatched_is_found_and_dead_lettered() -> None:
     policy, service = Policy(), Service(poisoned="CQ-20260215-000002")
     records = tuple(record(f"CQ-20260215-00000{i}") for i in (1, 2, 3))
-    assert await handle_batch(service, policy, None, records) == 2
+    assert await handle_batch(service.dispatch_requests, policy, records) == 2
     assert policy.dead == [(b"CQ-20260215-000002", "RuntimeError")]
     assert service.dispatched == ["CQ-20260215-000001", "CQ-20260215-000003"]
 
@@ -74,14 +75,14 @@ async def test_a_request_that_cannot_be_dispatched_is_found_and_dead_lettered() 
 async def test_a_store_outage_redelivers_the_batch_instead_of_dropping_it() -> None:
     policy = Policy()
     with pytest.raises(NackMessage):
-        await handle_batch(Service(down=True), policy, None, (record("CQ-20260215-000001"),))
+        await handle_batch(Service(down=True).dispatch_requests, policy, (record("CQ-20260215-000001"),))
     assert policy.dead == []
 
 
 async def test_a_different_request_reusing_a_case_id_is_dead_lettered_not_dispatched() -> None:
     policy, service = Policy(), Service(taken="CQ-20260215-000001")
     records = (record("CQ-20260215-000001"), record("CQ-20260215-000002"))
-    assert await handle_batch(service, policy, None, records) == 1
+    assert await handle_batch(service.dispatch_requests, policy, records) == 1
     assert policy.dead == [(b"CQ-20260215-000001", "CaseIdConflict")]
 
 
@@ -89,10 +90,12 @@ async def test_a_store_error_that_is_not_a_lost_connection_still_redelivers_and_
     from pymongo.errors import OperationFailure
 
     class Busy(Service):
-        async def dispatch_requests(self, requests, *, producer) -> BatchOutcome:
+        async def dispatch_requests(self, requests: list[HelpRequested]) -> BatchOutcome:
             raise OperationFailure("database is locked")
 
     policy = Policy()
     with pytest.raises(NackMessage):
-        await handle_batch(Busy(), policy, None, (record("CQ-20260215-000001"), record("CQ-20260215-000002")))
+        await handle_batch(
+            Busy().dispatch_requests, policy, (record("CQ-20260215-000001"), record("CQ-20260215-000002"))
+        )
     assert policy.dead == []

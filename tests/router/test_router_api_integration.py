@@ -4,14 +4,19 @@ rules, bilingual errors, coordinator actions, bad help requests, crash recovery 
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from common.aggregates import Aggregates
+from common.principal import Principal
 from contracts.events import HELP_REQUESTED_TOPIC, utcnow
 from services.router.cases import CaseService
 from services.router.domain import desk
+from services.router.domain.case import Case
 from services.router.store import RouterStore
 from tests.router.harness import RouterHarness, help_request, new_case_id
 from tests.support.kafka import read_topic
@@ -35,7 +40,7 @@ async def test_queue_lists_emergencies_first_then_the_oldest(router: RouterHarne
         help_request(urgent, "homeless_cold", district="500104", received_at=base + timedelta(minutes=5))
     )
     for case_id in (older, newer, urgent):
-        await eventually(lambda c=case_id: router.service.store.get(c), what=f"case {case_id}")
+        await eventually(functools.partial(router.service.store.get, case_id), what=f"case {case_id}")
     worker = router.worker("civil_affairs", "500104")
 
     async def listed() -> list[str] | None:
@@ -141,7 +146,7 @@ async def test_coordinator_reassigns_changes_the_lead_and_merges_duplicates(rout
 async def test_a_bad_help_request_is_dead_lettered_and_the_rest_of_its_batch_dispatched(router: RouterHarness) -> None:
     topic = router.settings.topic(HELP_REQUESTED_TOPIC)
     good = new_case_id()
-    broker = router.runtime.broker
+    broker = router.broker
     await broker.publish({"case_id": "CQ-20260101-000000", "needs": []}, topic=topic, key=b"bad")
     await router.send_help(help_request(good, "supply_shortage"))
     await queued(router, "commerce", good)
@@ -165,7 +170,7 @@ async def test_a_different_request_reusing_a_taken_case_id_is_refused_not_dispat
     assert len(conflict) == 1
     headers = dict((k, v.decode()) for k, v in conflict[0].headers)
     assert headers["x-dlq-error-type"] == "CaseIdConflict"
-    case = await router.service.store.get(case_id)
+    case = await router.stored_case(case_id)
     assert case.needs == ("price_gouging",) and [t.department for t in case.tasks] == ["market_regulation"]
 
 
@@ -186,7 +191,7 @@ async def test_events_left_in_the_outbox_by_a_crash_are_published_by_the_sweeper
         return case
 
     assert await crashing.change(case_id, sign)  # stored with its outbox, then "crashed" before publishing
-    assert (await store.get(case_id)).outbox
+    assert (await router.stored_case(case_id)).outbox
     events = await eventually(
         lambda: _types_of(router, case_id, "case.signed_for"), timeout=30, what="the sweeper to publish"
     )
@@ -204,24 +209,21 @@ async def test_two_writers_on_one_case_never_lose_a_change(router: RouterHarness
     edu = await queued(router, "education", case_id, "co_handler")
     other = CaseService(
         store=RouterStore(router.service.store.db),
-        broker=router.runtime.broker,
+        broker=router.broker,
         settings=router.settings,
         catalogue=router.service.catalogue,
     )
     signers = [(router.service, lead, "civil_affairs"), (other, hrss, "hrss"), (router.service, edu, "education")]
-    await asyncio.gather(
-        *(
-            svc.update(case_id, lambda c, t=t, d=d: desk.sign_for(c, t["task_id"], _principal(d), utcnow()))
-            for svc, t, d in signers
-        )
-    )
-    case = await router.service.store.get(case_id)
+
+    def sign_for(task: dict[str, Any], department: str) -> Callable[[Case], None]:
+        return lambda case: desk.sign_for(case, task["task_id"], _principal(department), utcnow())
+
+    await asyncio.gather(*(svc.update(case_id, sign_for(t, d)) for svc, t, d in signers))
+    case = await router.stored_case(case_id)
     assert sorted(t.status for t in case.tasks) == ["signed_for"] * 3
 
 
-def _principal(department: str):
-    from common.principal import Principal
-
+def _principal(department: str) -> Principal:
     return Principal(sub=f"w-{department}", role="dept_worker", department=department, district="500103")
 
 
@@ -232,4 +234,5 @@ async def _types_of(router: RouterHarness, case_id: str, wanted: str) -> list[st
 
 async def _outbox_published(store: RouterStore, case_id: str) -> bool:
     case = await store.get(case_id)
+    assert case is not None
     return await store.db["cases_published_claims"].find_one({"_id": f"{case_id}@{case.version}"}) is not None

@@ -184,7 +184,7 @@ async def test_poison_message_on_a_department_queue_is_dead_lettered_and_the_que
 ) -> None:
     topic = router.settings.department_topic("commerce")
     case_id = new_case_id()
-    producer_broker = router.runtime.broker
+    producer_broker = router.broker
     await producer_broker.publish(b"{not json", topic=topic, key=case_id.encode())
     await producer_broker.publish({"type": "dept.task", "case_id": case_id}, topic=topic, key=case_id.encode())
     await router.send_help(help_request(case_id, "supply_shortage"))  # lands on the same partition (same key)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from contracts.events.hotline import Caller, HelpRequested, Place
+from contracts.events.router import Assignment
 from services.router.domain.catalogue import load_catalogue
-from services.router.domain.routing import RoutingFacts, decide
+from services.router.domain.routing import Routing, RoutingFacts, decide
 
 pytestmark = pytest.mark.unit
 
@@ -16,8 +18,13 @@ CATALOGUE = load_catalogue()
 RECEIVED = datetime(2026, 2, 15, 8, 0, tzinfo=UTC)
 
 
-def facts(*needs: str, **fields: object) -> RoutingFacts:
+def facts(*needs: str, **fields: Any) -> RoutingFacts:
     return RoutingFacts(district=fields.pop("district", "500103"), needs=needs, received_at=RECEIVED, **fields)
+
+
+def lead(routing: Routing) -> Assignment:
+    assert routing.lead is not None, "no lead: the coordinator must arbitrate"
+    return routing.lead
 
 
 def test_place_of_hardship_acts_not_the_household_registration_P5_2d() -> None:
@@ -31,7 +38,7 @@ def test_place_of_hardship_acts_not_the_household_registration_P5_2d() -> None:
         emergency=True,
     )
     routing = decide(CATALOGUE, RoutingFacts.of(request))
-    assert routing.lead.district == "500103"
+    assert lead(routing).district == "500103"
     assert all(a.district == "500103" for a in routing.co_handlers)
     assert "P5.2d" in routing.decision.provisions
     assert routing.decision.facts["hukou_district"] == "500101"
@@ -54,7 +61,7 @@ def test_facts_carry_no_name_phone_or_id_card() -> None:
 
 def test_homeless_in_the_cold_is_an_emergency_for_civil_affairs_with_health_P2_2() -> None:
     routing = decide(CATALOGUE, facts("homeless_cold"))
-    assert routing.lead.department == "civil_affairs"
+    assert lead(routing).department == "civil_affairs"
     assert [a.department for a in routing.co_handlers] == ["health"]
     assert routing.sla_class == "emergency" and routing.emergency is True
     assert routing.decision.rule_ids == ("R-P2.2-HOMELESS-COLD",)
@@ -62,7 +69,7 @@ def test_homeless_in_the_cold_is_an_emergency_for_civil_affairs_with_health_P2_2
 
 def test_institution_hazard_goes_to_civil_affairs_the_same_day_P4_1() -> None:
     routing = decide(CATALOGUE, facts("institution_hazard"))
-    assert (routing.lead.department, routing.sla_class) == ("civil_affairs", "same_day")
+    assert (lead(routing).department, routing.sla_class) == ("civil_affairs", "same_day")
 
 
 def test_dibao_applications_are_fast_tracked_P5_1() -> None:
@@ -70,12 +77,12 @@ def test_dibao_applications_are_fast_tracked_P5_1() -> None:
 
 
 def test_price_gouging_goes_to_market_regulation_P1_2() -> None:
-    assert decide(CATALOGUE, facts("price_gouging")).lead.department == "market_regulation"
+    assert lead(decide(CATALOGUE, facts("price_gouging"))).department == "market_regulation"
 
 
 def test_special_aid_of_a_low_income_household_brings_in_civil_affairs_P2_3() -> None:
     routing = decide(CATALOGUE, facts("medical_aid", household_status="dibao"))
-    assert routing.lead.department == "medical_security"
+    assert lead(routing).department == "medical_security"
     assert [a.department for a in routing.co_handlers] == ["civil_affairs"]
     assert routing.decision.rule_ids == ("R-P2.3-MEDICAL-AID", "M-P2.3-LOW-INCOME-LEDGER")
     assert decide(CATALOGUE, facts("medical_aid", household_status="none")).co_handlers == ()
@@ -83,7 +90,7 @@ def test_special_aid_of_a_low_income_household_brings_in_civil_affairs_P2_3() ->
 
 def test_several_needs_make_one_case_with_the_most_urgent_need_leading_P2_3() -> None:
     routing = decide(CATALOGUE, facts("housing_aid", "homeless_cold", "education_aid"))
-    assert routing.lead.department == "civil_affairs"
+    assert lead(routing).department == "civil_affairs"
     assert [a.department for a in routing.co_handlers] == ["health", "housing", "education"]
     assert routing.decision.rule_ids == ("R-P2.2-HOMELESS-COLD", "R-P2.3-HOUSING-AID", "R-P2.3-EDUCATION-AID")
 
@@ -95,13 +102,13 @@ def test_an_emergency_flag_raises_any_case_to_the_emergency_class_P6_2() -> None
 
 def test_an_unknown_need_falls_back_to_civil_affairs_of_the_place_P6_2() -> None:
     routing = decide(CATALOGUE, facts("something_new", district="LJXQ"))
-    assert routing.lead.department == "civil_affairs" and routing.lead.district == "LJXQ"
+    assert lead(routing).department == "civil_affairs" and lead(routing).district == "LJXQ"
     assert routing.decision.rule_ids == ("R-FALLBACK",)
 
 
 def test_a_refusing_department_is_left_out_and_the_next_candidate_leads() -> None:
     routing = decide(CATALOGUE, facts("price_subsidy", special_groups=("unemployed_uninsured",)), exclude={"hrss"})
-    assert routing.lead.department == "civil_affairs"
+    assert lead(routing).department == "civil_affairs"
     assert routing.decision.rule_ids[0] == "R-P1.3-PRICE-SUBSIDY"
     assert routing.decision.facts["excluded_departments"] == ["hrss"]
     assert routing.decision.facts["refused_candidates"] == {"price_subsidy": ["R-P1.3-PRICE-SUBSIDY-UNEMPLOYED"]}
@@ -109,7 +116,7 @@ def test_a_refusing_department_is_left_out_and_the_next_candidate_leads() -> Non
 
 def test_when_every_candidate_refused_civil_affairs_is_the_fallback() -> None:
     routing = decide(CATALOGUE, facts("price_gouging"), exclude={"market_regulation"})
-    assert routing.lead.department == "civil_affairs" and "R-FALLBACK" in routing.decision.rule_ids
+    assert lead(routing).department == "civil_affairs" and "R-FALLBACK" in routing.decision.rule_ids
 
 
 def test_when_civil_affairs_refused_too_the_coordinator_must_arbitrate() -> None:
@@ -127,8 +134,8 @@ def test_a_remembered_selection_decides_exactly_as_a_fresh_one_for_every_rule() 
     """`decide` memoises the rule selection per catalogue; the facts record stays each case's own."""
     from services.router.domain.catalogue import parse_catalogue
 
-    needs = sorted({r.service for r in CATALOGUE.rules if r.kind == "dispatch"} | {"other"})
-    variants = [
+    needs = sorted({r.service for r in CATALOGUE.rules if r.kind == "dispatch" and r.service} | {"other"})
+    variants: list[dict[str, Any]] = [
         {},
         {"household_status": "dibao"},
         {"emergency": True},

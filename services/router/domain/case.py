@@ -24,9 +24,9 @@ TaskStatus = Literal[
     "withdrawn",  # taken back (re-dispatch, reassignment, merge)
 ]
 CaseStatus = Literal["dispatched", "in_progress", "awaiting_co_handlers", "arbitration", "resolved", "merged"]
-OPEN_TASK = frozenset({"pending", "queued", "signed_for", "in_progress"})
-WORKABLE = frozenset({"queued", "signed_for", "in_progress"})
-CLOSED_CO_TASK = frozenset({"done", "waived", "returned", "withdrawn"})
+OPEN_TASK: frozenset[TaskStatus] = frozenset({"pending", "queued", "signed_for", "in_progress"})
+WORKABLE: frozenset[TaskStatus] = frozenset({"queued", "signed_for", "in_progress"})
+CLOSED_CO_TASK: frozenset[TaskStatus] = frozenset({"done", "waived", "returned", "withdrawn"})
 
 
 class _Mutable(BaseModel):
