@@ -34,8 +34,10 @@ def load_standards_book(settings: Settings) -> StandardsBook:
     return book
 
 
-async def startup(runtime: Runtime) -> Relief:
-    settings: Settings = runtime.settings  # type: ignore[assignment]
+async def startup(runtime: Runtime[Relief]) -> Relief:
+    settings = runtime.settings
+    if not isinstance(settings, Settings):
+        raise TypeError("relief starts with its own settings (services.relief.settings.Settings)")
     book = load_standards_book(settings)
     store = ReliefStore(runtime.db)
     await store.ensure_indexes()
@@ -47,6 +49,7 @@ async def startup(runtime: Runtime) -> Relief:
         four_eyes_above=settings.major_second_approval_above_yuan,
         part_month_policy=settings.part_month_policy,
         id_hash_salt=settings.id_hash_salt.get_secret_value(),
+        run_batch_size=settings.run_batch_size,
     )
     # The entitlements' outboxes a failed publish (Kafka down) or a crash left are swept by the common
     # outbox sweeper (cases carry no events: nothing to sweep).

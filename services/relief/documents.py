@@ -1,75 +1,106 @@
 """Relief's two aggregates and how they are stored: the case (its help part, its dispatch part, the record
-of its evaluation) and the entitlement (with its event outbox). Both are written only through the shared
-write path, `common.aggregates.Aggregates` (read, pure change, claim the next version, write with the
-outbox, publish, mark the outbox published); `cases_of` and `entitlements_of` build them.
+of its evaluation) and the entitlement (with its event outbox). Both are pydantic models written only
+through the shared write path, `common.aggregates.Aggregates` (read, pure change, claim the next version,
+write with the outbox, publish, mark the outbox published); `cases_of` and `entitlements_of` build them.
 
-The stored documents keep the fields the API and the queries read (`status`, `district`, `case_id`, …);
-the write path adds `version`, `updated_at` and `outbox_pending`. An entitlement's outbox entries are
-`outbox_item`s: the event as JSON with its kind (`grant` for `relief.grant-events.v1`, `hukou` for
-`relief.hukou-district-notified.v1`), turned back into contract events by `from_outbox`.
+The stored documents keep the fields the API and the queries read (`status`, `district`, `case_id`, …):
+amounts as strings to the fen, days as ISO strings, the id as `_id`; the write path adds `version`,
+`updated_at` and `outbox_pending`. An entitlement's outbox entries are `outbox_item`s: the event as JSON
+with its kind (`grant` for `relief.grant-events.v1`, `hukou` for `relief.hukou-district-notified.v1`),
+turned back into contract events by `from_outbox`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, TypedDict
 
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from pymongo.asynchronous.database import AsyncDatabase
 
-from common.aggregates import Aggregates, Codec
+from common.aggregates import Aggregates, Codec, Entry
 from common.errors import NotFound
 from contracts.events.base import utcnow
-from contracts.events.relief import HukouDistrictNotified, grant_event
-from services.relief.domain.lifecycle import Conflict
+from contracts.events.relief import GrantEvent, HukouDistrictNotified, grant_event
+from services.relief.domain.lifecycle import Conflict, Status
+from services.relief.domain.money import as_str
+from services.relief.domain.rules import AmountKind, Schedule
 
 Doc = dict[str, Any]
-Publish = Callable[[Sequence[tuple[str, list[Doc]]]], Awaitable[None]]
+Publish = Callable[[Sequence[tuple[str, list[Entry]]]], Awaitable[None]]
+OutboxEvent = GrantEvent | HukouDistrictNotified
+
+# How a value is stored (and shown): yuan as a string to the fen (FerretDB has no Decimal128), a day as
+# its ISO string (BSON has no date without a time).
+StoredYuan = Annotated[Decimal, PlainSerializer(as_str, return_type=str)]
+StoredDay = Annotated[date, PlainSerializer(date.isoformat, return_type=str)]
 
 
 # ---------------------------------------------------------------------------- the case
 
 
-@dataclass(frozen=True)
-class ReliefCase:
-    """What relief knows of a case: the caller's facts (`help`, from HelpRequested), the place of hardship
-    (`dispatch`, from CaseDispatched), and which rules it was evaluated by (`evaluation`: at, rules)."""
+class HelpPart(BaseModel):
+    """The caller's facts, from HelpRequested."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    needs: list[str]
+    place_district: str | None = None
+    hukou_district: str | None = None
+    household_status: str
+    special_groups: list[str] = Field(default_factory=list)
+    months_without_income: int | None = None
+    reported_on: StoredDay
+    id_card_hash: str | None = None
+    event_id: str
+
+
+class DispatchPart(BaseModel):
+    """The place of hardship (the paying district) and the needs, from CaseDispatched."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    district: str
+    needs: list[str]
+    lead: Doc  # the lead assignment as the router sent it
+    sla_class: str | None = None
+    event_id: str
+
+
+class Evaluation(BaseModel):
+    """When the rules evaluated the case and which rules proposed."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    at: datetime
+    rules: list[str]
+
+
+class ReliefCase(BaseModel):
+    """What relief knows of a case: the caller's facts (`help`), the place of hardship (`dispatch`), and
+    which rules it was evaluated by (`evaluation`)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     id: str
-    help: Doc | None = None
-    dispatch: Doc | None = None
-    evaluation: Doc | None = None
+    help: HelpPart | None = None
+    dispatch: DispatchPart | None = None
+    evaluation: Evaluation | None = None
     version: int = 0
 
     @property
     def ready(self) -> bool:
         """Both parts known: the rules can evaluate it."""
-        return bool(self.help) and bool(self.dispatch)
-
-    def with_part(self, part: str, value: Doc) -> ReliefCase:
-        return dataclasses.replace(self, **{part: value})
+        return self.help is not None and self.dispatch is not None
 
     @staticmethod
     def from_document(doc: Doc) -> ReliefCase:
-        return ReliefCase(
-            id=doc["_id"],
-            help=doc.get("help"),
-            dispatch=doc.get("dispatch"),
-            evaluation=doc.get("evaluation"),
-            version=doc.get("version", 0),
-        )
+        return ReliefCase.model_validate({**doc, "id": doc["_id"]})
 
     def to_document(self) -> Doc:
-        return {
-            "_id": self.id,
-            "help": self.help,
-            "dispatch": self.dispatch,
-            "evaluation": self.evaluation,
-            "version": self.version,
-            "outbox": [],
-        }
+        return {"_id": self.id, **self.model_dump(exclude={"id"}), "outbox": []}
 
 
 CASE_CODEC: Codec[ReliefCase] = Codec(ReliefCase.from_document, ReliefCase.to_document)
@@ -78,75 +109,116 @@ CASE_CODEC: Codec[ReliefCase] = Codec(ReliefCase.from_document, ReliefCase.to_do
 # ---------------------------------------------------------------------------- the entitlement
 
 
-@dataclass(frozen=True)
-class Entitlement:
+class Decision(BaseModel):
+    """One decision on an entitlement (P6.3): who, when, by which rule, on which facts, and its details.
+    Stored as recorded: the fields a decision did not set are left out of its document."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    action: str
+    by: str
+    at: datetime | None = None
+    role: str | None = None
+    district: str | None = None
+    rule_id: str | None = None
+    facts: Doc | None = None
+    note: str | None = None
+    reasons: list[str] | None = None
+    amount: str | None = None
+    period: str | None = None
+    payment_reference: str | None = None
+    discharged_on: str | None = None
+    contested: bool | None = None
+    steps: list[str] | None = None
+
+    def to_document(self) -> Doc:
+        return self.model_dump(exclude_unset=True)
+
+
+class Changes(TypedDict, total=False):
+    """The fields a decision sets on an entitlement (`Entitlement.decided`)."""
+
+    status: Status
+    amount: Decimal | None
+    signed_by: list[str]
+    start_on: date | None
+    end_on: date | None
+    approved_on: date | None
+    sla_class: str | None
+    updated_at: datetime
+
+
+class Entitlement(BaseModel):
     """One (case, rule) proposal or grant, as stored (`services/relief/README.md`, lifecycle and ledger)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     id: str
     case_id: str
     rule_id: str
     need: str
-    status: str
-    schedule: str
-    amount_kind: str
+    status: Status
+    schedule: Schedule
+    amount_kind: AmountKind
     district: str
     recipient_id: str
-    provisions: list[str] = field(default_factory=list)
-    amount: str | None = None
-    cap: str | None = None
-    four_eyes_above: str | None = None
+    provisions: list[str] = Field(default_factory=list)
+    amount: StoredYuan | None = None
+    cap: StoredYuan | None = None
+    four_eyes_above: StoredYuan | None = None
     hukou_notice_district: str | None = None
     id_card_hash: str | None = None
     area: str | None = None
-    reasons: list[str] = field(default_factory=list)
-    to_verify: list[str] = field(default_factory=list)
-    facts: Doc = field(default_factory=dict)
+    reasons: list[str] = Field(default_factory=list)
+    to_verify: list[str] = Field(default_factory=list)
+    facts: Doc = Field(default_factory=dict)
     sla_class: str | None = None
-    review_steps: list[str] = field(default_factory=list)
-    start_on: str | None = None
-    end_on: str | None = None
-    approved_on: str | None = None
-    signed_by: list[str] = field(default_factory=list)
-    paid_periods: list[str] = field(default_factory=list)
+    review_steps: list[str] = Field(default_factory=list)
+    start_on: StoredDay | None = None
+    end_on: StoredDay | None = None
+    approved_on: StoredDay | None = None
+    signed_by: list[str] = Field(default_factory=list)
+    paid_periods: list[str] = Field(default_factory=list)
     payments: int = 0
-    decisions: list[Doc] = field(default_factory=list)
-    outbox: list[Doc] = field(default_factory=list)  # events not yet published (`outbox_item`)
+    decisions: list[Decision] = Field(default_factory=list)
+    outbox: list[Entry] = Field(default_factory=list)  # events not yet published (`outbox_item`)
     created_at: datetime | None = None
     updated_at: datetime | None = None
     version: int = 0
 
-    def decided(self, fields: Doc, decision: Doc | None, events: Sequence[Any] = ()) -> Entitlement:
-        """A copy with `fields` set, the decision appended and the events queued in the outbox."""
-        return dataclasses.replace(
-            self,
-            **fields,
-            decisions=[*self.decisions, *([decision] if decision is not None else [])],
-            outbox=[*self.outbox, *(outbox_item(e) for e in events)],
+    def decided(self, changes: Changes, decision: Decision | None, events: Sequence[OutboxEvent] = ()) -> Entitlement:
+        """A copy with `changes` set, the decision appended and the events queued in the outbox."""
+        return self.model_copy(
+            update={
+                **changes,
+                "decisions": [*self.decisions, *([decision] if decision is not None else [])],
+                "outbox": [*self.outbox, *(outbox_item(e) for e in events)],
+            }
         )
 
     @staticmethod
     def from_document(doc: Doc) -> Entitlement:
-        names = {f.name for f in dataclasses.fields(Entitlement)} - {"id"}
-        return Entitlement(id=doc["_id"], **{k: v for k, v in doc.items() if k in names})
+        return Entitlement.model_validate({**doc, "id": doc["_id"]})
 
     def to_document(self) -> Doc:
-        doc = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        doc["_id"] = doc.pop("id")
+        doc = {"_id": self.id, **self.model_dump(exclude={"id", "decisions"})}
+        doc["decisions"] = [d.to_document() for d in self.decisions]
         return doc
 
 
 ENTITLEMENT_CODEC: Codec[Entitlement] = Codec(Entitlement.from_document, Entitlement.to_document)
 
 
-def outbox_item(event: Any) -> Doc:
+def outbox_item(event: OutboxEvent) -> Entry:
     kind = "hukou" if isinstance(event, HukouDistrictNotified) else "grant"
     return {"event_id": str(event.event_id), "kind": kind, "queued_at": utcnow(), "body": event.model_dump(mode="json")}
 
 
-def from_outbox(item: Doc) -> Any:
+def from_outbox(item: Entry) -> OutboxEvent:
     if item["kind"] == "hukou":
         return HukouDistrictNotified.model_validate(item["body"])
-    return grant_event.validate_python(item["body"])
+    event: GrantEvent = grant_event.validate_python(item["body"])
+    return event
 
 
 # ---------------------------------------------------------------------------- the write paths
@@ -164,7 +236,7 @@ def entitlements_of(db: AsyncDatabase[Doc], publish: Publish | None) -> Aggregat
 
 
 def decide_on(
-    version: int, fields: Doc, decision: Doc, events: Sequence[Any]
+    version: int, changes: Changes, decision: Decision, events: Sequence[OutboxEvent]
 ) -> Callable[[Entitlement | None], Entitlement]:
     """A decision taken on `version` of an entitlement: refused (409) if it changed since."""
 
@@ -175,13 +247,13 @@ def decide_on(
                 "someone else changed this entitlement: reload and retry",
                 code="concurrent_change",
             )
-        return current.decided(fields, decision, events)
+        return current.decided(changes, decision, events)
 
     return change
 
 
 def mark_paid(
-    period: str, fields: Doc, decision: Doc, events: Sequence[Any]
+    period: str, changes: Changes, decision: Decision, events: Sequence[OutboxEvent]
 ) -> Callable[[Entitlement | None], Entitlement | None]:
     """Mark `period` paid once: a retry or a concurrent call finds it paid and changes nothing."""
 
@@ -190,8 +262,10 @@ def mark_paid(
             raise NotFound("未找到该救助事项", "no such entitlement")
         if period in current.paid_periods:
             return None
-        paid = current.decided(fields, decision, events)
-        return dataclasses.replace(paid, paid_periods=[*current.paid_periods, period], payments=current.payments + 1)
+        paid = current.decided(changes, decision, events)
+        return paid.model_copy(
+            update={"paid_periods": [*current.paid_periods, period], "payments": current.payments + 1}
+        )
 
     return change
 

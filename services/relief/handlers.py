@@ -11,16 +11,17 @@ nothing twice.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import structlog
 from pydantic import ValidationError
 
 from common.batches import BatchConsumer, Rejected
+from contracts.events import read_event
 from contracts.events.hotline import HELP_REQUESTED_TOPIC, HelpRequested
 from contracts.events.router import CASE_LIFECYCLE_TOPIC, CaseDispatched, CasesMerged
+from services.relief.settings import Settings
 
 if TYPE_CHECKING:
     from aiokafka import ConsumerRecord
@@ -29,32 +30,35 @@ if TYPE_CHECKING:
     from common.app import Runtime
     from services.relief.intake import IntakeEvent
     from services.relief.service import Relief
-    from services.relief.settings import Settings
 
 log = structlog.get_logger("relief.handlers")
-LIFECYCLE_TYPES = {"case.dispatched": CaseDispatched, "case.merged": CasesMerged}
+CONSUMED = (HELP_REQUESTED_TOPIC, CASE_LIFECYCLE_TOPIC)  # by their contract names
 
 
-def parse(record: ConsumerRecord, help_topic: str) -> IntakeEvent | None:
+def contract_topics(settings: Settings) -> dict[str, str]:
+    """The topics relief consumes, as configured (a prefix, maybe), mapped back to their contract names."""
+    return {settings.topic(name): name for name in CONSUMED}
+
+
+def parse(record: ConsumerRecord, topics: Mapping[str, str]) -> IntakeEvent | None:
     """The event a record carries; None for lifecycle events relief does not use (signed for, resolved, …,
-    and types added later: they pass by). Raises ValueError (a ValidationError) for a bad record."""
-    if record.topic == help_topic:
-        return HelpRequested.model_validate_json(record.value or b"")
-    body: Any = json.loads(record.value or b"")
-    if not isinstance(body, dict):
-        raise ValueError("an event is a JSON object")
-    kind = LIFECYCLE_TYPES.get(body.get("type"))  # type: ignore[arg-type]
-    return kind.model_validate(body) if kind is not None else None
+    and types added later: they pass by). Raises ValidationError for a bad record."""
+    match read_event(topics[record.topic], record.value):
+        case HelpRequested() | CaseDispatched() | CasesMerged() as event:
+            return event
+        case _:
+            return None
 
 
-async def take_records(relief: Relief, records: Sequence[ConsumerRecord], *, help_topic: str) -> Rejected:
-    """Take a batch of records (both topics, any mix); the records to dead-letter, each with its error."""
+async def take_records(relief: Relief, records: Sequence[ConsumerRecord], *, topics: Mapping[str, str]) -> Rejected:
+    """Take a batch of records (both topics, any mix); the records to dead-letter, each with its error.
+    `topics` maps the consumed topic names to their contract names (`contract_topics`)."""
     rejected: Rejected = []
     events: list[tuple[ConsumerRecord, IntakeEvent]] = []
     for record in records:
         try:
-            event = parse(record, help_topic)
-        except (ValidationError, ValueError) as exc:
+            event = parse(record, topics)
+        except ValidationError as exc:
             rejected.append((record, exc))
             continue
         if event is not None:
@@ -65,20 +69,22 @@ async def take_records(relief: Relief, records: Sequence[ConsumerRecord], *, hel
     return rejected
 
 
-def build_subscribers(runtime: Runtime) -> KafkaRouter | None:
+def build_subscribers(runtime: Runtime[Relief]) -> KafkaRouter | None:
     """Relief consumes in batches (`intake_consumer`), not one record at a time."""
     return None
 
 
-async def intake_consumer(runtime: Runtime) -> None:
+async def intake_consumer(runtime: Runtime[Relief]) -> None:
     """Background loop: relief's batch consumer of help requests and case lifecycle events."""
-    settings: Settings = runtime.settings  # type: ignore[assignment]
-    relief: Relief = runtime.service
-    help_topic = settings.topic(HELP_REQUESTED_TOPIC)
+    settings = runtime.settings
+    if not isinstance(settings, Settings):
+        raise TypeError("relief runs with its own settings (services.relief.settings.Settings)")
+    relief = runtime.service
+    topics = contract_topics(settings)
     await BatchConsumer(
         name="intake",
-        topics=(help_topic, settings.topic(CASE_LIFECYCLE_TOPIC)),
+        topics=tuple(topics),
         group_id=settings.consumer_group,
-        handler=lambda records: take_records(relief, records, help_topic=help_topic),
+        handler=lambda records: take_records(relief, records, topics=topics),
         max_records=settings.intake_batch_size,
     ).run(runtime)

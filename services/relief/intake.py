@@ -25,35 +25,43 @@ are handled one by one after the batch's proposals, through the same write path 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import date, timedelta, timezone
+from collections.abc import Callable, Sequence
+from datetime import date
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Literal, TypeVar
 
 import structlog
 
 from common.aggregates import Aggregates
 from common.consumer import PermanentError
-from contracts.events import utcnow
+from contracts.events import BUSINESS_TZ, utcnow
 from contracts.events.hotline import HelpRequested
 from contracts.events.relief import GrantProposed, GrantRejected
 from contracts.events.router import CaseDispatched, CasesMerged
-from services.relief.documents import Entitlement, ReliefCase, create_only, outbox_item
+from services.relief.documents import (
+    Decision,
+    DispatchPart,
+    Entitlement,
+    Evaluation,
+    HelpPart,
+    OutboxEvent,
+    ReliefCase,
+    create_only,
+    outbox_item,
+)
 from services.relief.domain.facts import CaseFacts, Category, RegistryMatch
 from services.relief.domain.lifecycle import Status
-from services.relief.domain.money import as_str, yuan
+from services.relief.domain.money import yuan
 from services.relief.domain.registry import hash_id_card
 from services.relief.domain.rules import AmountKind, Proposal, Schedule, evaluate_case
-from services.relief.domain.standards import Area, DibaoStandard, NoStandard, StandardsBook
-from services.relief.store import Doc, ReliefStore
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from services.relief.domain.standards import Area, NoStandard, StandardsBook
+from services.relief.records import RegistryRecord
+from services.relief.store import ReliefStore
 
 log = structlog.get_logger("relief.intake")
-CHINA = timezone(timedelta(hours=8), "CST")  # business dates are Beijing time (no DST)
 T = TypeVar("T")  # what the caller tags each event with (its Kafka record)
 IntakeEvent = HelpRequested | CaseDispatched | CasesMerged
+Part = tuple[Literal["help"], HelpPart] | tuple[Literal["dispatch"], DispatchPart]
 
 
 class CaseIntake:
@@ -61,7 +69,7 @@ class CaseIntake:
     book: StandardsBook
     id_hash_salt: str
     four_eyes_above: Decimal
-    clock: Any
+    clock: Callable[[], date]
     cases: Aggregates[ReliefCase]
     entitlements: Aggregates[Entitlement]
 
@@ -85,14 +93,14 @@ class CaseIntake:
     async def take(self, events: Sequence[tuple[T, IntakeEvent]]) -> list[tuple[T, Exception]]:
         """Take a batch of events (each tagged, e.g. with its Kafka record), in their order per case; returns
         the tagged events to reject (a data gap in the standards), each with its error (module docstring)."""
-        parts: dict[str, list[tuple[str, Doc]]] = {}
+        parts: dict[str, list[Part]] = {}
         tags: dict[str, list[T]] = {}
         merges: list[CasesMerged] = []
         for tag, event in events:
             if isinstance(event, CasesMerged):
                 merges.append(event)
                 continue
-            part = (
+            part: Part = (
                 ("help", self._help_part(event))
                 if isinstance(event, HelpRequested)
                 else ("dispatch", _dispatch_part(event))
@@ -106,7 +114,7 @@ class CaseIntake:
             opened = {case_id for case_id, case_parts in parts.items() if case_parts[0][0] == "help"}
             stored = await self.cases.current(list(parts), new=opened)
             expected = {
-                case_id: _merged(stored.get(case_id) or ReliefCase(case_id), case_parts)
+                case_id: _merged(stored.get(case_id) or ReliefCase(id=case_id), case_parts)
                 for case_id, case_parts in parts.items()
             }
             evaluations = await self._evaluate([case for case in expected.values() if case.ready], refused)
@@ -114,7 +122,7 @@ class CaseIntake:
 
             def merge(case_id: str) -> Callable[[ReliefCase | None], ReliefCase | None]:
                 def change(current: ReliefCase | None) -> ReliefCase | None:
-                    case = _merged(current or ReliefCase(case_id), parts[case_id])
+                    case = _merged(current or ReliefCase(id=case_id), parts[case_id])
                     ours = expected[case_id]
                     if (case.help, case.dispatch) == (ours.help, ours.dispatch) and case_id in evaluations:
                         case = _with_evaluation(case, evaluations[case_id])
@@ -139,25 +147,22 @@ class CaseIntake:
             (tag, refused[case_id]) for case_id, case_tags in tags.items() if case_id in refused for tag in case_tags
         ]
 
-    def _help_part(self, event: HelpRequested) -> Doc:
-        return {
-            "needs": list(event.needs),
-            "place_district": event.place.district,
-            "hukou_district": event.caller.hukou_district,
-            "household_status": str(event.household_status),
-            "special_groups": [str(g) for g in event.special_groups],
-            "months_without_income": event.months_without_income,
-            "reported_on": event.received_at.astimezone(CHINA).date().isoformat(),
-            "id_card_hash": hash_id_card(event.caller.id_card, self.id_hash_salt) if event.caller.id_card else None,
-            "event_id": str(event.event_id),
-        }
+    def _help_part(self, event: HelpRequested) -> HelpPart:
+        return HelpPart(
+            needs=list(event.needs),
+            place_district=event.place.district,
+            hukou_district=event.caller.hukou_district,
+            household_status=str(event.household_status),
+            special_groups=[str(g) for g in event.special_groups],
+            months_without_income=event.months_without_income,
+            reported_on=event.received_at.astimezone(BUSINESS_TZ).date(),
+            id_card_hash=hash_id_card(event.caller.id_card, self.id_hash_salt) if event.caller.id_card else None,
+            event_id=str(event.event_id),
+        )
 
     async def standards_book(self) -> StandardsBook:
-        fields = DibaoStandard.model_fields
-        added = [
-            DibaoStandard.model_validate({k: v for k, v in d.items() if k in fields})
-            for d in await self.store.added_standards()
-        ]
+        """The shipped standards with those an admin added."""
+        added = await self.store.added_standards()
         return self.book.with_added(added) if added else self.book
 
     async def _evaluate(self, cases: Sequence[ReliefCase], refused: dict[str, Exception]) -> dict[str, list[str]]:
@@ -165,34 +170,25 @@ class CaseIntake:
         one `change_many`); the rules each case was evaluated by. A case without a standard goes to `refused`."""
         if not cases:
             return {}
-        hashes = sorted({case.help["id_card_hash"] for case in cases if case.help and case.help.get("id_card_hash")})
+        hashes = sorted({case.help.id_card_hash for case in cases if case.help and case.help.id_card_hash})
         registry = await self.store.registry_by_id_hashes(hashes) if hashes else {}
         book = await self.standards_book()
         created: dict[str, Entitlement] = {}
         evaluations: dict[str, list[str]] = {}
         for case in cases:
-            help_, dispatch = case.help or {}, case.dispatch or {}
-            rec = registry.get(help_.get("id_card_hash") or "")
-            match = (
-                RegistryMatch(
-                    rec["_id"],
-                    frozenset(Category(c) for c in rec["categories"]),
-                    rec["district"],
-                    Area(rec["area"]),
-                    active=not rec.get("ended_on"),
-                )
-                if rec
-                else None
-            )
+            help_, dispatch = case.help, case.dispatch
+            assert help_ is not None and dispatch is not None  # only ready cases are evaluated
+            rec = registry.get(help_.id_card_hash or "")
+            match = _registry_match(rec) if rec else None
             facts = CaseFacts(
                 case_id=case.id,
-                needs=tuple(dispatch["needs"] or help_["needs"]),
-                place_district=dispatch["district"],
-                reported_on=date.fromisoformat(help_["reported_on"]),
-                household_status=help_["household_status"],
-                special_groups=frozenset(help_["special_groups"]),
-                months_without_income=help_["months_without_income"],
-                hukou_district=help_["hukou_district"],
+                needs=tuple(dispatch.needs or help_.needs),
+                place_district=dispatch.district,
+                reported_on=help_.reported_on,
+                household_status=help_.household_status,
+                special_groups=frozenset(help_.special_groups),
+                months_without_income=help_.months_without_income,
+                hukou_district=help_.hukou_district,
                 registry=match,
             )
             try:
@@ -204,10 +200,10 @@ class CaseIntake:
             recipient = (
                 match.recipient_id
                 if match
-                else (f"H-{help_['id_card_hash'][:16]}" if help_.get("id_card_hash") else f"C-{case.id}")
+                else (f"H-{help_.id_card_hash[:16]}" if help_.id_card_hash else f"C-{case.id}")
             )
             for proposal in proposals:
-                entitlement = self._entitlement(case.id, proposal, recipient, help_.get("id_card_hash"))
+                entitlement = self._entitlement(case.id, proposal, recipient, help_.id_card_hash)
                 created[entitlement.id] = entitlement
             evaluations[case.id] = [p.rule_id for p in proposals]
         outcome = await self.entitlements.change_many({eid: create_only(e) for eid, e in created.items()})
@@ -229,8 +225,9 @@ class CaseIntake:
         four_eyes = self.four_eyes_above if p.amount_kind is AmountKind.CASE_BY_CASE else None
         status = Status.PROPOSED if p.eligible else Status.REJECTED
         common = {"grant_id": eid, "case_id": case_id, "rule_id": p.rule_id, "district": p.payer_district}
+        event: OutboxEvent
         if p.eligible:
-            event: Any = GrantProposed(
+            event = GrantProposed(
                 **common,
                 amount_yuan=p.amount or p.cap or yuan(0),
                 period=p.facts["reported_on"][:7] if p.schedule is Schedule.MONTHLY else str(p.schedule),
@@ -251,12 +248,12 @@ class CaseIntake:
             rule_id=p.rule_id,
             need=p.need,
             provisions=list(p.provisions),
-            status=str(status),
-            schedule=str(p.schedule),
-            amount_kind=str(p.amount_kind),
-            amount=as_str(p.amount) if p.amount is not None else None,
-            cap=as_str(p.cap) if p.cap is not None else None,
-            four_eyes_above=as_str(four_eyes) if four_eyes is not None else None,
+            status=status,
+            schedule=p.schedule,
+            amount_kind=p.amount_kind,
+            amount=yuan(p.amount) if p.amount is not None else None,
+            cap=yuan(p.cap) if p.cap is not None else None,
+            four_eyes_above=yuan(four_eyes) if four_eyes is not None else None,
             district=p.payer_district,
             hukou_notice_district=p.hukou_notice_district,
             recipient_id=recipient_id,
@@ -271,40 +268,54 @@ class CaseIntake:
             created_at=now,
             updated_at=now,
             decisions=[
-                {
-                    "action": "proposed" if p.eligible else "rejected_by_rule",
-                    "by": f"rule:{p.rule_id}",
-                    "at": now,
-                    "rule_id": p.rule_id,
-                    "facts": p.facts,
-                    "reasons": list(p.reasons),
-                }
+                Decision(
+                    action="proposed" if p.eligible else "rejected_by_rule",
+                    by=f"rule:{p.rule_id}",
+                    at=now,
+                    rule_id=p.rule_id,
+                    facts=p.facts,
+                    reasons=list(p.reasons),
+                )
             ],
             outbox=[outbox_item(event)],
         )
 
 
-def _dispatch_part(event: CaseDispatched) -> Doc:
-    return {
-        "district": event.district,
-        "needs": list(event.needs),
-        "lead": event.lead.model_dump(),
-        "sla_class": event.sla_class,
-        "event_id": str(event.event_id),
-    }
+def _registry_match(rec: RegistryRecord) -> RegistryMatch:
+    return RegistryMatch(
+        rec.id,
+        frozenset(Category(c) for c in rec.categories),
+        rec.district,
+        Area(rec.area),
+        active=not rec.ended_on,
+    )
 
 
-def _merged(case: ReliefCase, parts: Sequence[tuple[str, Doc]]) -> ReliefCase:
-    for part, value in parts:  # in the order the records came: a later part of the same kind wins
-        case = case.with_part(part, value)
+def _dispatch_part(event: CaseDispatched) -> DispatchPart:
+    return DispatchPart(
+        district=event.district,
+        needs=list(event.needs),
+        lead=event.lead.model_dump(),
+        sla_class=event.sla_class,
+        event_id=str(event.event_id),
+    )
+
+
+def _merged(case: ReliefCase, parts: Sequence[Part]) -> ReliefCase:
+    for part in parts:  # in the order the records came: a later part of the same kind wins
+        match part:
+            case ("help", HelpPart() as help_):
+                case = case.model_copy(update={"help": help_})
+            case ("dispatch", DispatchPart() as dispatch):
+                case = case.model_copy(update={"dispatch": dispatch})
     return case
 
 
 def _with_evaluation(case: ReliefCase, rules: list[str]) -> ReliefCase:
     """Record the evaluation, unless the same rules are recorded already (a redelivery writes nothing)."""
-    if case.evaluation is not None and list(case.evaluation.get("rules") or []) == rules:
+    if case.evaluation is not None and case.evaluation.rules == rules:
         return case
-    return ReliefCase(case.id, case.help, case.dispatch, {"at": utcnow(), "rules": rules}, case.version)
+    return case.model_copy(update={"evaluation": Evaluation(at=utcnow(), rules=rules)})
 
 
 def _recording(rules: list[str]) -> Callable[[ReliefCase | None], ReliefCase | None]:

@@ -8,7 +8,7 @@ Every decision appends to the entitlement's `decisions`: who, when, which rule, 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -17,11 +17,11 @@ from typing import Any
 import structlog
 from faststream.kafka import KafkaBroker
 
-from common.aggregates import Aggregates
+from common.aggregates import Aggregates, Entry
 from common.errors import DomainError, Forbidden, NotFound
 from common.kafka import publish_event
 from common.principal import Principal, Role
-from contracts.events import utcnow
+from contracts.events import BUSINESS_TZ, utcnow
 from contracts.events.relief import (
     GrantApproved,
     GrantCancelled,
@@ -33,7 +33,10 @@ from contracts.events.relief import (
 )
 from contracts.events.router import CasesMerged
 from services.relief.documents import (
+    Changes,
+    Decision,
     Entitlement,
+    OutboxEvent,
     ReliefCase,
     cases_of,
     decide_on,
@@ -45,18 +48,19 @@ from services.relief.domain import lifecycle
 from services.relief.domain.facts import Category
 from services.relief.domain.lifecycle import Conflict, EntitlementState, Status
 from services.relief.domain.money import as_str, to_fen, yuan
-from services.relief.domain.rules import AmountKind, Schedule, p51_steps_followed
+from services.relief.domain.rules import Schedule, p51_steps_followed
 from services.relief.domain.schedule import PartMonthPolicy, monthly_payment, payable_months
 from services.relief.domain.standards import Area, StandardsBook
-from services.relief.intake import CHINA, CaseIntake
-from services.relief.store import Doc, ReliefStore
+from services.relief.intake import CaseIntake
+from services.relief.records import LedgerEntry, RegistryRecord
+from services.relief.store import ReliefStore
 
 log = structlog.get_logger("relief.service")
 
 
 def today() -> date:
     """Business dates are Beijing time."""
-    return datetime.now(CHINA).date()
+    return datetime.now(BUSINESS_TZ).date()
 
 
 @dataclass
@@ -68,7 +72,8 @@ class Relief(CaseIntake):
     four_eyes_above: Decimal = Decimal("5000.00")
     part_month_policy: PartMonthPolicy = PartMonthPolicy.FULL_MONTH
     id_hash_salt: str = ""
-    clock: Any = field(default=today)
+    run_batch_size: int = 1000  # ledger inserts per batch in subsidy runs
+    clock: Callable[[], date] = field(default=today)
     cases: Aggregates[ReliefCase] = field(init=False)
     entitlements: Aggregates[Entitlement] = field(init=False)
 
@@ -77,27 +82,44 @@ class Relief(CaseIntake):
         # Without a broker (a tool, a test) the outboxes wait for a service's sweeper.
         self.entitlements = entitlements_of(self.store.db, self._publish_outboxes if self.broker is not None else None)
 
-    async def _publish_outboxes(self, outboxes: Sequence[tuple[str, list[Doc]]]) -> None:
+    async def _publish_outboxes(self, outboxes: Sequence[tuple[str, list[Entry]]]) -> None:
         """Publish entitlements' outbox entries (`Aggregates` calls this after a write, and the sweeper for
         what a failed publish left): each entitlement's in order, different entitlements concurrently.
         At least once: consumers dedupe on event_id."""
+        broker = self.broker
+        if broker is None:  # pragma: no cover - the write path is given no publisher then
+            raise RuntimeError("no broker to publish on")
 
-        async def in_order(entries: list[Doc]) -> None:
+        async def in_order(entries: list[Entry]) -> None:
             for entry in entries:
                 event = from_outbox(entry)
-                await publish_event(self.broker, event, topic=f"{self.topic_namespace}{event.TOPIC}")  # type: ignore[arg-type]
+                await publish_event(broker, event, topic=f"{self.topic_namespace}{event.TOPIC}")
 
         await asyncio.gather(*(in_order(entries) for _, entries in outboxes if entries))
 
     # ------------------------------------------------------------------ officer decisions
 
-    async def get(self, entitlement_id: str, officer: Principal) -> Doc:
-        doc = await self.store.get_entitlement(entitlement_id)
-        if doc is None:
+    async def get(self, entitlement_id: str, officer: Principal) -> Entitlement:
+        entitlement = await self.store.get_entitlement(entitlement_id)
+        if entitlement is None:
             raise NotFound("未找到该救助事项", f"no entitlement {entitlement_id}")
-        if not officer.can_see_district(doc["district"]):
+        if not officer.can_see_district(entitlement.district):
             raise Forbidden("只能办理本区县的救助", "officers act only on entitlements of their own district")
-        return doc
+        return entitlement
+
+    async def visible_to(
+        self,
+        reader: Principal,
+        *,
+        status: str | None = None,
+        rule_id: str | None = None,
+        case_id: str | None = None,
+        limit: int = 200,
+    ) -> list[Entitlement]:
+        """Entitlements of the reader's district (city level: all), newest first."""
+        return await self.store.list_entitlements(
+            district=district_scope(reader), status=status, rule_id=rule_id, case_id=case_id, limit=limit
+        )
 
     async def approve(
         self,
@@ -107,109 +129,111 @@ class Relief(CaseIntake):
         note: str,
         confirmed_on: date | None = None,
         contested: bool = False,
-    ) -> Doc:
-        doc = await self.get(entitlement_id, officer)
-        outcome = lifecycle.approve(_state(doc), officer.sub, amount)
+    ) -> Entitlement:
+        grant = await self.get(entitlement_id, officer)
+        outcome = lifecycle.approve(_state(grant), officer.sub, amount)
         now, on = utcnow(), self.clock()
-        signed = [*doc["signed_by"], officer.sub]
-        fields: Doc = {
-            "status": str(outcome.status),
+        signed = [*grant.signed_by, officer.sub]
+        changes: Changes = {
+            "status": outcome.status,
             "signed_by": signed,
             "updated_at": now,
-            "amount": as_str(outcome.amount) if outcome.amount is not None else None,
+            "amount": yuan(outcome.amount) if outcome.amount is not None else None,
         }
         if confirmed_on is not None:
-            if doc["schedule"] != Schedule.MONTHLY:
+            if grant.schedule != Schedule.MONTHLY:
                 raise DomainError(
                     "只有按月发放的救助有确诊日期",
                     "only a monthly grant has a confirmation date",
                     field="confirmed_on",
                     status=422,
                 )
-            fields["start_on"] = confirmed_on.isoformat()
-        common = _common(doc, officer.sub)
-        events: list[Any] = []
+            changes["start_on"] = confirmed_on
+        common = _common(grant, officer.sub)
+        events: list[OutboxEvent] = []
         if outcome.status is Status.PENDING_APPROVAL:
             events.append(
                 GrantProposed(
                     **common,
                     amount_yuan=outcome.amount,
-                    period=_period_label(doc, on),
-                    reasons=tuple(doc["reasons"]),
-                    facts=doc["facts"],
+                    period=_period_label(grant, on),
+                    reasons=tuple(grant.reasons),
+                    facts=grant.facts,
                     needs_second_approval=True,
-                    schedule=doc["schedule"],
+                    schedule=str(grant.schedule),
                 )
             )
         else:
-            fields["approved_on"] = on.isoformat()
+            changes["approved_on"] = on
             events.append(
                 GrantApproved(
                     **common,
                     amount_yuan=outcome.amount or yuan(0),
                     approved_on=on,
                     approved_by=tuple(signed),
-                    schedule=doc["schedule"],
+                    schedule=str(grant.schedule),
                 )
             )
-            if doc["schedule"] == Schedule.MONTHLY and doc.get("end_on"):  # discharged before approval
-                fields["status"] = str(Status.STOPPED)
-                events.append(GrantStopped(**common, reason="discharged", stopped_on=date.fromisoformat(doc["end_on"])))
+            if grant.schedule == Schedule.MONTHLY and grant.end_on:  # discharged before approval
+                changes["status"] = Status.STOPPED
+                events.append(GrantStopped(**common, reason="discharged", stopped_on=grant.end_on))
         action = "signed_pending_second_approval" if outcome.needs_second_approval else "approved"
-        details: Doc = {"amount": outcome.amount}
-        if doc["rule_id"] == "P5.1":
-            details |= {"contested": contested, "steps": list(p51_steps_followed(doc.get("sla_class"), contested))}
-        updated = await self._apply(doc, fields, _decision(doc, officer, action, now, note, **details), events)
-        if doc["rule_id"] == "P5.1" and updated["status"] == Status.APPROVED:
+        details: dict[str, Any] = {"amount": outcome.amount}
+        if grant.rule_id == "P5.1":
+            details |= {"contested": contested, "steps": list(p51_steps_followed(grant.sla_class, contested))}
+        updated = await self._apply(grant, changes, _decision(grant, officer, action, now, note, **details), events)
+        if grant.rule_id == "P5.1" and updated.status == Status.APPROVED:
             await self._enter_registry(updated, on)
         return updated
 
-    async def _enter_registry(self, doc: Doc, on: date) -> None:
+    async def _enter_registry(self, grant: Entitlement, on: date) -> None:
         """P5.1 -> P2.3: an approved dibao application enters the low-income population database, dated
         today, so this month's open holiday run pays the person in the same month (P2.1)."""
-        if not doc.get("id_card_hash"):
+        if not grant.id_card_hash:
             log.warning(
-                "approved dibao recipient has no ID-card number: not entered in the registry", case_id=doc["case_id"]
+                "approved dibao recipient has no ID-card number: not entered in the registry", case_id=grant.case_id
             )
             return
-        existing = await self.store.registry_by_id_hash(doc["id_card_hash"])
-        categories = sorted({*(existing or {}).get("categories", []), str(Category.DIBAO)})
-        record = (existing or {}) | {
-            "_id": (existing or {}).get("_id", doc["recipient_id"]),
-            "id_card_hash": doc["id_card_hash"],
-            "id_card_masked": (existing or {}).get("id_card_masked", "-"),
-            "name": (existing or {}).get("name", ""),
-            "district": doc["district"],
-            "area": doc.get("area") or (existing or {}).get("area") or str(Area.URBAN),
-            "categories": categories,
-            "approved_on": on.isoformat(),
+        existing = await self.store.registry_by_id_hash(grant.id_card_hash)
+        entered: dict[str, Any] = {
+            "id_card_hash": grant.id_card_hash,
+            "district": grant.district,
+            "area": grant.area or (existing.area if existing else None) or str(Area.URBAN),
+            "categories": sorted({*(existing.categories if existing else []), str(Category.DIBAO)}),
+            "approved_on": on,
             "ended_on": None,
-            "source_case_id": doc["case_id"],
+            "source_case_id": grant.case_id,
         }
+        if existing is not None:
+            record = existing.model_copy(update=entered)
+        else:
+            record = RegistryRecord.model_validate(
+                {"_id": grant.recipient_id, "id_card_masked": "-", "name": ""} | entered
+            )
         await self.store.upsert_registry([record])
 
-    async def reject(self, entitlement_id: str, officer: Principal, reason: str) -> Doc:
-        doc = await self.get(entitlement_id, officer)
-        status = lifecycle.reject(_state(doc))
+    async def reject(self, entitlement_id: str, officer: Principal, reason: str) -> Entitlement:
+        grant = await self.get(entitlement_id, officer)
+        status = lifecycle.reject(_state(grant))
         now = utcnow()
         return await self._apply(
-            doc,
-            {"status": str(status), "updated_at": now},
-            _decision(doc, officer, "rejected", now, reason),
-            [GrantRejected(**_common(doc, officer.sub), reason=reason)],
+            grant,
+            {"status": status, "updated_at": now},
+            _decision(grant, officer, "rejected", now, reason),
+            [GrantRejected(**_common(grant, officer.sub), reason=reason)],
         )
 
-    async def cancel(self, entitlement_id: str, officer: Principal, reason: str) -> Doc:
-        doc = await self.get(entitlement_id, officer)
-        if await self.store.ledger_count({"entitlement_id": entitlement_id}):
+    async def cancel(self, entitlement_id: str, officer: Principal, reason: str) -> Entitlement:
+        grant = await self.get(entitlement_id, officer)
+        if await self.store.has_payments(entitlement_id):
             raise Conflict("已有发放记录，不能撤销", "payments are recorded: cannot cancel")
-        status = lifecycle.cancel(_state(doc))
+        status = lifecycle.cancel(_state(grant))
         now = utcnow()
         return await self._apply(
-            doc,
-            {"status": str(status), "updated_at": now},
-            _decision(doc, officer, "cancelled", now, reason),
-            [GrantCancelled(**_common(doc, officer.sub), reason=reason)],
+            grant,
+            {"status": status, "updated_at": now},
+            _decision(grant, officer, "cancelled", now, reason),
+            [GrantCancelled(**_common(grant, officer.sub), reason=reason)],
         )
 
     async def on_cases_merged(self, event: CasesMerged) -> None:
@@ -217,18 +241,17 @@ class Relief(CaseIntake):
         is not granted twice (the surviving case has its own); approved or paid grants stay with the officer."""
         system = Principal(sub="relief:case-merged", role=Role.RELIEF_OFFICER, district=None)
         reason = f"已并入案件 {event.into_case_id} | merged into case {event.into_case_id}"
-        query = {"case_id": event.case_id, "status": {"$in": [str(s) for s in lifecycle.OPEN]}}
-        for doc in await self.store.list_entitlements(query):
+        for grant in await self.store.open_entitlements_of_case(event.case_id):
             try:
-                await self.cancel(doc["_id"], system, reason)
+                await self.cancel(grant.id, system, reason)
             except Conflict:  # changed meanwhile (e.g. approved): the officer decides
-                log.info("merged case entitlement left to the officer", entitlement_id=doc["_id"])
+                log.info("merged case entitlement left to the officer", entitlement_id=grant.id)
 
-    async def discharge(self, entitlement_id: str, officer: Principal, discharged_on: date, note: str) -> Doc:
+    async def discharge(self, entitlement_id: str, officer: Principal, discharged_on: date, note: str) -> Entitlement:
         """P5.2a: the patient left hospital; the monthly payment stops after the discharge month."""
-        doc = await self.get(entitlement_id, officer)
-        status = lifecycle.discharge(_state(doc))
-        if doc.get("start_on") and discharged_on < date.fromisoformat(doc["start_on"]):
+        grant = await self.get(entitlement_id, officer)
+        status = lifecycle.discharge(_state(grant))
+        if grant.start_on and discharged_on < grant.start_on:
             raise DomainError(
                 "出院日期早于确诊日期",
                 "the discharge date is before the confirmation date",
@@ -236,164 +259,173 @@ class Relief(CaseIntake):
                 status=422,
             )
         now = utcnow()
-        events = []
+        events: list[OutboxEvent] = []
         if status is Status.STOPPED:
-            events.append(GrantStopped(**_common(doc, officer.sub), reason="discharged", stopped_on=discharged_on))
+            events.append(GrantStopped(**_common(grant, officer.sub), reason="discharged", stopped_on=discharged_on))
         return await self._apply(
-            doc,
-            {"status": str(status), "end_on": discharged_on.isoformat(), "updated_at": now},
-            _decision(doc, officer, "discharged", now, note, discharged_on=discharged_on.isoformat()),
+            grant,
+            {"status": status, "end_on": discharged_on, "updated_at": now},
+            _decision(grant, officer, "discharged", now, note, discharged_on=discharged_on.isoformat()),
             events,
         )
 
-    async def _apply(self, doc: Doc, fields: Doc, decision: Doc, events: list[Any]) -> Doc:
-        """Write one decision through the write path if nobody changed the entitlement since `doc` was
+    async def _apply(
+        self, grant: Entitlement, changes: Changes, decision: Decision, events: Sequence[OutboxEvent]
+    ) -> Entitlement:
+        """Write one decision through the write path if nobody changed the entitlement since `grant` was
         read (compare-and-set on its version: two officers acting at once, the second gets 409)."""
-        written = await self.entitlements.change(doc["_id"], decide_on(doc["version"], fields, decision, events))
-        assert written is not None
-        return written.value.to_document()
+        written = await self.entitlements.change(grant.id, decide_on(grant.version, changes, decision, events))
+        assert written is not None  # decide_on always changes (or raises)
+        return written.value
 
     # ------------------------------------------------------------------ payments (P6.1)
 
-    async def pay(self, entitlement_id: str, officer: Principal, period: str, reference: str) -> tuple[bool, Doc]:
+    async def pay(
+        self, entitlement_id: str, officer: Principal, period: str, reference: str
+    ) -> tuple[bool, LedgerEntry]:
         """Record a payment once per (case, rule, period): retries and double clicks return the same entry."""
-        doc = await self.get(entitlement_id, officer)
-        state = _state(doc)
-        key = f"{doc['case_id']}|{doc['rule_id']}|{period}"
-        if period in doc["paid_periods"]:
-            existing = await self.store.ledger_entries({"idempotency_key": key}, limit=1)
-            if existing:
-                return False, existing[0]
+        grant = await self.get(entitlement_id, officer)
+        state = _state(grant)
+        key = f"{grant.case_id}|{grant.rule_id}|{period}"
+        if period in grant.paid_periods:
+            existing = await self.store.ledger_entry(key)
+            if existing is not None:
+                return False, existing
         lifecycle.check_payable(state)
-        amount = self._amount_for(doc, period)
+        amount = yuan(self._amount_for(grant, period))
         now = utcnow()
-        entry = {
-            "idempotency_key": key,
-            "entitlement_id": doc["_id"],
-            "case_id": doc["case_id"],
-            "rule_id": doc["rule_id"],
-            "period": period,
-            "run_id": None,
-            "recipient_id": doc["recipient_id"],
-            "district": doc["district"],
-            "amount": as_str(amount),
-            "amount_fen": to_fen(amount),
-            "payment_reference": reference,
-            "recorded_by": officer.sub,
-            "recorded_at": now,
-        }
-        created, entry = await self.store.append_ledger(entry)
-        common = _common(doc, officer.sub)
-        approved_on = date.fromisoformat(doc["approved_on"]) if doc.get("approved_on") else None
-        events: list[Any] = [
+        created, entry = await self.store.append_ledger(
+            LedgerEntry(
+                idempotency_key=key,
+                entitlement_id=grant.id,
+                case_id=grant.case_id,
+                rule_id=grant.rule_id,
+                period=period,
+                run_id=None,
+                recipient_id=grant.recipient_id,
+                district=grant.district,
+                amount=amount,
+                amount_fen=to_fen(amount),
+                payment_reference=reference,
+                recorded_by=officer.sub,
+                recorded_at=now,
+            )
+        )
+        common = _common(grant, officer.sub)
+        events: list[OutboxEvent] = [
             GrantPaid(
                 **common,
-                amount_yuan=Decimal(entry["amount"]),
-                payment_reference=entry["payment_reference"],
-                approved_on=approved_on,
+                amount_yuan=entry.amount,
+                payment_reference=entry.payment_reference,
+                approved_on=grant.approved_on,
                 period=period,
             )
         ]
-        if doc.get("hukou_notice_district") and not doc["paid_periods"]:  # P5.2d, with the first payment
+        if grant.hukou_notice_district and not grant.paid_periods:  # P5.2d, with the first payment
             events.append(
                 HukouDistrictNotified(
-                    case_id=doc["case_id"],
-                    paying_district=doc["district"],
-                    hukou_district=doc["hukou_notice_district"],
-                    grant_id=doc["_id"],
-                    rule_id=doc["rule_id"],
-                    amount_yuan=Decimal(entry["amount"]),
+                    case_id=grant.case_id,
+                    paying_district=grant.district,
+                    hukou_district=grant.hukou_notice_district,
+                    grant_id=grant.id,
+                    rule_id=grant.rule_id,
+                    amount_yuan=entry.amount,
                 )
             )
-        fields: Doc = {"updated_at": now}
-        if doc["schedule"] == Schedule.ONCE:
-            fields["status"] = str(Status.PAID)
+        changes: Changes = {"updated_at": now}
+        if grant.schedule == Schedule.ONCE:
+            changes["status"] = Status.PAID
         decision = _decision(
-            doc,
+            grant,
             officer,
             "paid",
             now,
             "",
-            amount=Decimal(entry["amount"]),
+            amount=entry.amount,
             period=period,
-            payment_reference=entry["payment_reference"],
+            payment_reference=entry.payment_reference,
         )
-        await self.entitlements.change(doc["_id"], mark_paid(period, fields, decision, events))
+        await self.entitlements.change(grant.id, mark_paid(period, changes, decision, events))
         return created, entry
 
-    def due_periods(self, doc: Doc) -> list[dict[str, str]]:
+    def due_periods(self, grant: Entitlement) -> list[tuple[str, Decimal]]:
         """P5.2a: the months payable today and not yet paid, with their amounts (the officer's to-do)."""
-        if doc["schedule"] != Schedule.MONTHLY or doc["status"] not in (Status.APPROVED, Status.STOPPED):
+        if grant.schedule != Schedule.MONTHLY or grant.status not in (Status.APPROVED, Status.STOPPED):
             return []
-        end = date.fromisoformat(doc["end_on"]) if doc.get("end_on") else None
+        assert grant.start_on is not None  # a monthly grant starts on the day reported, or as confirmed
         due = []
-        for period in payable_months(date.fromisoformat(doc["start_on"]), end, self.clock()):
-            if period in doc["paid_periods"]:
+        for period in payable_months(grant.start_on, grant.end_on, self.clock()):
+            if period in grant.paid_periods:
                 continue
             try:
-                due.append({"period": period, "amount": as_str(self._amount_for(doc, period))})
+                due.append((period, yuan(self._amount_for(grant, period))))
             except DomainError:  # e.g. pro rata: the running month is not payable yet
                 continue
         return due
 
-    def _amount_for(self, doc: Doc, period: str) -> Decimal:
-        if doc["schedule"] == Schedule.ONCE:
+    def _amount_for(self, grant: Entitlement, period: str) -> Decimal:
+        assert grant.amount is not None  # an approved grant has its amount
+        if grant.schedule == Schedule.ONCE:
             if period != "once":
                 raise DomainError(
                     "一次性救助的期间应为 once", "a one-time grant's period is `once`", field="period", status=422
                 )
-            return Decimal(doc["amount"])
-        end = date.fromisoformat(doc["end_on"]) if doc.get("end_on") else None
+            return grant.amount
+        assert grant.start_on is not None  # a monthly grant starts on the day reported, or as confirmed
         return monthly_payment(
-            Decimal(doc["amount"]),
+            grant.amount,
             period,
-            start=date.fromisoformat(doc["start_on"]),
-            end=end,
+            start=grant.start_on,
+            end=grant.end_on,
             today=self.clock(),
             policy=self.part_month_policy,
         )
 
 
-def _state(doc: Doc) -> EntitlementState:
-    dec = lambda v: Decimal(v) if v is not None else None  # noqa: E731
+def district_scope(reader: Principal) -> str | None:
+    """The district a reader sees; None at city level (every district)."""
+    return None if reader.city_level else reader.district
+
+
+def _state(grant: Entitlement) -> EntitlementState:
     return EntitlementState(
-        status=Status(doc["status"]),
-        rule_id=doc["rule_id"],
-        schedule=Schedule(doc["schedule"]),
-        amount_kind=AmountKind(doc["amount_kind"]),
-        amount=dec(doc.get("amount")),
-        cap=dec(doc.get("cap")),
-        four_eyes_above=dec(doc.get("four_eyes_above")),
-        signed_by=tuple(doc.get("signed_by") or ()),
-        payments=int(doc.get("payments") or 0),
+        status=grant.status,
+        rule_id=grant.rule_id,
+        schedule=grant.schedule,
+        amount_kind=grant.amount_kind,
+        amount=grant.amount,
+        cap=grant.cap,
+        four_eyes_above=grant.four_eyes_above,
+        signed_by=tuple(grant.signed_by),
+        payments=grant.payments,
     )
 
 
-def _common(doc: Doc, actor: str) -> Doc:
+def _common(grant: Entitlement, actor: str) -> dict[str, Any]:
     return {
-        "grant_id": doc["_id"],
-        "case_id": doc["case_id"],
-        "rule_id": doc["rule_id"],
-        "district": doc["district"],
+        "grant_id": grant.id,
+        "case_id": grant.case_id,
+        "rule_id": grant.rule_id,
+        "district": grant.district,
         "actor": actor,
     }
 
 
-def _period_label(doc: Doc, on: date) -> str:
-    return on.strftime("%Y-%m") if doc["schedule"] == Schedule.MONTHLY else doc["schedule"]
+def _period_label(grant: Entitlement, on: date) -> str:
+    return on.strftime("%Y-%m") if grant.schedule == Schedule.MONTHLY else str(grant.schedule)
 
 
-def _decision(doc: Doc, officer: Principal, action: str, at: datetime, note: str, **details: Any) -> Doc:
+def _decision(grant: Entitlement, officer: Principal, action: str, at: datetime, note: str, **details: Any) -> Decision:
     """Who, when, which rule and which facts (P6.3)."""
-    record = {
+    record: dict[str, Any] = {
         "action": action,
         "by": officer.sub,
         "role": str(officer.role),
         "district": officer.district,
         "at": at,
-        "rule_id": doc["rule_id"],
-        "facts": doc["facts"],
+        "rule_id": grant.rule_id,
+        "facts": grant.facts,
         "note": note,
     }
     record.update({k: as_str(v) if isinstance(v, Decimal) else v for k, v in details.items() if v is not None})
-    return record
+    return Decision.model_validate(record)

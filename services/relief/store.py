@@ -1,5 +1,6 @@
-"""Relief's MongoDB access: reads of cases and entitlements, the append-only payment ledger, the
-registry, added standards and subsidy runs.
+"""Relief's MongoDB access, every query of the service in one place: reads of cases and entitlements, the
+append-only payment ledger, the registry, added standards and subsidy runs. Its methods take and return
+the typed records (`services.relief.documents`, `services.relief.records`), never filter dicts.
 
 Cases and entitlements are written only through the shared write path, `common.aggregates.Aggregates`
 (`services.relief.documents`): FerretDB 1.24 has no transactions and concurrent updates of one document
@@ -11,6 +12,8 @@ Decimal128).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Collection, Sequence
+from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -18,9 +21,21 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from common.store import create_query_indexes, find_by, insert_once
+from services.relief.documents import Entitlement, ReliefCase
+from services.relief.domain.lifecycle import OPEN
+from services.relief.domain.standards import DibaoStandard
+from services.relief.records import LedgerEntry, RegistryRecord, RunExecution, SubsidyRun
 
 DUPLICATE_KEY = 11000
 Doc = dict[str, Any]
+# Left out of entitlement lists: the outbox is the write path's, the ID-card hash is never shown.
+LISTED_WITHOUT = {"outbox": 0, "outbox_pending": 0, "id_card_hash": 0}
+
+
+def _scoped(district: str | None, **equal: Any) -> Doc:
+    """Equality filters; `district` None is city level (every district)."""
+    query = {k: v for k, v in equal.items() if v is not None}
+    return query if district is None else query | {"district": district}
 
 
 class ReliefStore:
@@ -55,38 +70,54 @@ class ReliefStore:
     # ---------------------------------------------------------------- cases and entitlements (reads)
     # Both are written only through `common.aggregates` (`services.relief.documents`).
 
-    async def get_case(self, case_id: str) -> Doc | None:
-        return await self.cases.find_one({"_id": case_id})
+    async def get_case(self, case_id: str) -> ReliefCase | None:
+        doc = await self.cases.find_one({"_id": case_id})
+        return ReliefCase.from_document(doc) if doc is not None else None
 
-    async def get_entitlement(self, entitlement_id: str) -> Doc | None:
-        return await self.entitlements.find_one({"_id": entitlement_id})
+    async def get_entitlement(self, entitlement_id: str) -> Entitlement | None:
+        doc = await self.entitlements.find_one({"_id": entitlement_id})
+        return Entitlement.from_document(doc) if doc is not None else None
 
-    async def list_entitlements(self, query: Doc, limit: int = 200) -> list[Doc]:
-        cursor = (
-            self.entitlements.find(query, {"outbox": 0, "outbox_pending": 0, "id_card_hash": 0})
-            .sort("created_at", DESCENDING)
-            .limit(limit)
-        )
-        return await cursor.to_list(limit)
+    async def list_entitlements(
+        self,
+        *,
+        district: str | None,
+        status: str | None = None,
+        rule_id: str | None = None,
+        case_id: str | None = None,
+        limit: int = 200,
+    ) -> list[Entitlement]:
+        """Entitlements of a district (None: all), newest first, without their outboxes (`LISTED_WITHOUT`):
+        to show, not to write back."""
+        query = _scoped(district, status=status or None, rule_id=rule_id or None, case_id=case_id or None)
+        return await self._entitlements(query, limit)
+
+    async def open_entitlements_of_case(self, case_id: str) -> list[Entitlement]:
+        """A case's entitlements still open (proposed or waiting for a second approval)."""
+        return await self._entitlements({"case_id": case_id, "status": {"$in": [str(s) for s in OPEN]}}, 200)
+
+    async def _entitlements(self, query: Doc, limit: int) -> list[Entitlement]:
+        cursor = self.entitlements.find(query, LISTED_WITHOUT).sort("created_at", DESCENDING).limit(limit)
+        return [Entitlement.from_document(doc) for doc in await cursor.to_list(limit)]
 
     # ---------------------------------------------------------------- the append-only ledger
 
-    async def append_ledger(self, entry: Doc) -> tuple[bool, Doc]:
+    async def append_ledger(self, entry: LedgerEntry) -> tuple[bool, LedgerEntry]:
         """Append a payment once per idempotency key; on a duplicate return the entry already there."""
         try:
-            await self.ledger.insert_one(entry)
+            await self.ledger.insert_one(entry.to_document())
             return True, entry
         except DuplicateKeyError:
-            existing = await self.ledger.find_one({"idempotency_key": entry["idempotency_key"]})
+            existing = await self.ledger_entry(entry.idempotency_key)
             assert existing is not None
             return False, existing
 
-    async def append_ledger_many(self, entries: list[Doc]) -> int:
+    async def append_ledger_many(self, entries: Sequence[LedgerEntry]) -> int:
         """Insert a batch unordered; entries already there (a resumed or repeated run) are skipped."""
         if not entries:
             return 0
         try:
-            result = await self.ledger.insert_many(entries, ordered=False)
+            result = await self.ledger.insert_many([e.to_document() for e in entries], ordered=False)
             return len(result.inserted_ids)
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
@@ -94,21 +125,37 @@ class ReliefStore:
                 raise
             return int(exc.details.get("nInserted", 0))
 
-    async def ledger_entries(self, query: Doc, limit: int = 1000) -> list[Doc]:
+    async def ledger_entry(self, idempotency_key: str) -> LedgerEntry | None:
+        doc = await self.ledger.find_one({"idempotency_key": idempotency_key}, {"_id": 0})
+        return LedgerEntry.model_validate(doc) if doc is not None else None
+
+    async def ledger_of_case(self, case_id: str, *, district: str | None) -> list[LedgerEntry]:
+        """Every payment of a case (in `district`; None: all), oldest first."""
+        return await self._ledger(_scoped(district, case_id=case_id))
+
+    async def ledger_of_recipients(self, recipient_ids: Collection[str], *, district: str | None) -> list[LedgerEntry]:
+        """Every payment to these recipient ids (in `district`; None: all), oldest first."""
+        return await self._ledger(_scoped(district, recipient_id={"$in": sorted(recipient_ids)}))
+
+    async def _ledger(self, query: Doc, limit: int = 1000) -> list[LedgerEntry]:
         cursor = self.ledger.find(query, {"_id": 0}).sort("recorded_at", ASCENDING).limit(limit)
-        return await cursor.to_list(limit)
+        return [LedgerEntry.model_validate(doc) for doc in await cursor.to_list(limit)]
 
-    async def ledger_count(self, query: Doc) -> int:
-        return await self.ledger.count_documents(query)
+    async def has_payments(self, entitlement_id: str) -> bool:
+        return bool(await self.ledger.count_documents({"entitlement_id": entitlement_id}))
 
-    async def ledger_totals(self, query: Doc) -> Doc:
-        """Count and sum (fen) of matching entries. One accumulator per $group: FerretDB 1.24 computes
+    async def run_ledger_count(self, run_id: str) -> int:
+        return await self.ledger.count_documents({"run_id": run_id})
+
+    async def run_totals(self, run_id: str) -> tuple[int, int]:
+        """Count and sum (fen) of a run's entries. One accumulator per $group: FerretDB 1.24 computes
         only the first accumulator of a $group stage (a second one comes back 0)."""
+        query = {"run_id": run_id}
         cursor = await self.ledger.aggregate(
             [{"$match": query}, {"$group": {"_id": None, "fen": {"$sum": "$amount_fen"}}}]
         )
         rows = await cursor.to_list(1)
-        return {"count": await self.ledger.count_documents(query), "fen": rows[0]["fen"] if rows else 0}
+        return await self.ledger.count_documents(query), int(rows[0]["fen"]) if rows else 0
 
     async def paid_recipients(self, run_id: str) -> set[str]:
         """Every recipient the run already paid: one streaming read, so a repeat or resume skips them."""
@@ -117,11 +164,12 @@ class ReliefStore:
 
     # ---------------------------------------------------------------- registry (P2.3)
 
-    async def upsert_registry(self, docs: list[Doc], batch: int = 1000) -> int:
+    async def upsert_registry(self, records: Sequence[RegistryRecord], batch: int = 1000) -> int:
         """Insert or replace registry records by recipient id; returns how many were written.
 
         New records go in with unordered bulk inserts; existing ones are replaced one by one (bulk
         upserts are slow on FerretDB's SQLite backend: tens of milliseconds each)."""
+        docs = [record.to_document() for record in records]
         written = 0
         for i in range(0, len(docs), batch):
             chunk = docs[i : i + batch]
@@ -144,59 +192,82 @@ class ReliefStore:
                     written += 1
         return written
 
-    async def registry_by_id_hash(self, id_card_hash: str) -> Doc | None:
-        return await self.registry.find_one({"id_card_hash": id_card_hash})
+    async def registry_by_id_hash(self, id_card_hash: str) -> RegistryRecord | None:
+        doc = await self.registry.find_one({"id_card_hash": id_card_hash})
+        return RegistryRecord.model_validate(doc) if doc is not None else None
 
-    async def registry_by_id_hashes(self, id_card_hashes: list[str]) -> dict[str, Doc]:
+    async def registry_by_id_hashes(self, id_card_hashes: list[str]) -> dict[str, RegistryRecord]:
         """Registry records by ID-card hash, in one batched read (the first record of a hash, as `find_one`)."""
-        found: dict[str, Doc] = {}
+        found: dict[str, RegistryRecord] = {}
         for doc in await find_by(self.registry, "id_card_hash", id_card_hashes):
-            found.setdefault(doc["id_card_hash"], doc)
+            if doc["id_card_hash"] not in found:
+                found[doc["id_card_hash"]] = RegistryRecord.model_validate(doc)
         return found
 
-    async def registry_get(self, recipient_id: str) -> Doc | None:
-        return await self.registry.find_one({"_id": recipient_id}, {"id_card_hash": 0})
+    async def registry_get(self, recipient_id: str) -> RegistryRecord | None:
+        """One record, without its ID-card hash."""
+        doc = await self.registry.find_one({"_id": recipient_id}, {"id_card_hash": 0})
+        return RegistryRecord.model_validate(doc) if doc is not None else None
 
-    def registry_scan(self, districts: list[str], batch_size: int = 1000) -> Any:
-        """A cursor over the districts' records by recipient id. One streaming cursor, not keyset pages:
-        on FerretDB each page query costs a scan of the collection."""
-        return (
+    async def registry_scan(self, districts: list[str], batch_size: int = 1000) -> AsyncIterator[RegistryRecord]:
+        """The districts' records by recipient id, without names and ID-card hashes. One streaming cursor,
+        not keyset pages: on FerretDB each page query costs a scan of the collection."""
+        cursor = (
             self.registry.find({"district": {"$in": districts}}, {"id_card_hash": 0, "name": 0})
             .sort("_id", ASCENDING)
             .batch_size(batch_size)
         )
+        async for doc in cursor:
+            yield RegistryRecord.model_validate(doc)
 
     # ---------------------------------------------------------------- standards and runs
 
-    async def added_standards(self) -> list[Doc]:
-        return await self.standards.find({}, {"_id": 0}).to_list(10_000)
+    async def added_standards(self) -> list[DibaoStandard]:
+        """The standards an admin added at run time (merged with the shipped file)."""
+        fields = DibaoStandard.model_fields
+        docs = await self.standards.find({}, {"_id": 0}).to_list(10_000)
+        return [DibaoStandard.model_validate({k: v for k, v in d.items() if k in fields}) for d in docs]
 
-    async def add_standard(self, doc: Doc) -> bool:
+    async def add_standard(self, standard: DibaoStandard, added_by: str) -> bool:
+        """Store an added standard (its document: the standard as JSON and who added it); False if one of the
+        same district and date was added before."""
         try:
-            await self.standards.insert_one(doc)
+            await self.standards.insert_one(standard.model_dump(mode="json") | {"added_by": added_by})
         except DuplicateKeyError:
             return False
         return True
 
-    async def create_run(self, doc: Doc) -> bool:
-        return await insert_once(self.runs, doc)
+    async def create_run(self, run: SubsidyRun) -> bool:
+        return await insert_once(self.runs, run.to_document())
 
-    async def get_run(self, run_id: str) -> Doc | None:
+    async def get_run(self, run_id: str) -> SubsidyRun | None:
         run = await self.runs.find_one({"_id": run_id})
         return await self._with_executions(run) if run else None
 
-    async def list_runs(self, query: Doc, limit: int = 100) -> list[Doc]:
+    async def list_runs(self, *, scope: str | None, limit: int = 100) -> list[SubsidyRun]:
+        """Runs of a scope (a district, or `city`; None: every scope), newest first."""
+        query = {} if scope is None else {"scope": scope}
         runs = await self.runs.find(query).sort("opened_at", DESCENDING).limit(limit).to_list(limit)
         return [await self._with_executions(run) for run in runs]
 
-    async def update_run(self, run_id: str, set_fields: Doc) -> None:
-        await self.runs.update_one({"_id": run_id}, {"$set": set_fields})
+    async def run_started(self, run_id: str, at: datetime) -> None:
+        await self.runs.update_one({"_id": run_id}, {"$set": {"status": "running", "last_started_at": at}})
 
-    async def record_execution(self, run_id: str, execution: Doc) -> None:
+    async def run_completed(self, run_id: str, *, paid_count: int, paid_fen: int, eligible: int, at: datetime) -> None:
+        fields = {
+            "status": "completed",
+            "paid_count": paid_count,
+            "paid_fen": paid_fen,
+            "eligible": eligible,
+            "last_finished_at": at,
+        }
+        await self.runs.update_one({"_id": run_id}, {"$set": fields})
+
+    async def record_execution(self, run_id: str, execution: RunExecution) -> None:
         """One document per execution: concurrent executions of a run each keep their record (a `$push`
         onto the run would lose one on FerretDB, whose updates are read-then-write)."""
-        await self.run_executions.insert_one({"run_id": run_id, **execution})
+        await self.run_executions.insert_one({"run_id": run_id, **execution.to_document()})
 
-    async def _with_executions(self, run: Doc) -> Doc:
+    async def _with_executions(self, run: Doc) -> SubsidyRun:
         cursor = self.run_executions.find({"run_id": run["_id"]}, {"_id": 0, "run_id": 0}).sort("started_at", ASCENDING)
-        return run | {"executions": await cursor.to_list(None)}
+        return SubsidyRun.model_validate(run | {"executions": await cursor.to_list(None)})

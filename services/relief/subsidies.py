@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -23,19 +23,21 @@ import structlog
 from common.aggregates import Aggregates
 from common.store import open_mongo
 from contracts.events.relief import GrantPaid
-from services.relief.documents import Entitlement, entitlements_of, mark_paid
+from services.relief.documents import Decision, Entitlement, entitlements_of, mark_paid
 from services.relief.domain.facts import Category
+from services.relief.domain.lifecycle import Status
 from services.relief.domain.money import as_str, to_fen
-from services.relief.domain.registry import parse_registry_csv
+from services.relief.domain.registry import ImportReport, parse_registry_csv
 from services.relief.domain.runs import RUN_PROVISION, Recipient, RunKind, RunSpec, run_payment
-from services.relief.store import Doc, ReliefStore
+from services.relief.records import LedgerEntry, RegistryRecord, RunExecution, SubsidyRun
+from services.relief.store import ReliefStore
 
 log = structlog.get_logger("relief.subsidies")
 
 
 async def import_registry(
     store: ReliefStore, csv_text: str, salt: str, *, only_district: str | None = None
-) -> dict[str, Any]:
+) -> ImportReport:
     """Validate a registry CSV, keep the good rows (insert or replace by recipient id), report the bad.
 
     A district officer's file may only hold their own district's rows; other rows are reported as bad.
@@ -57,46 +59,49 @@ async def import_registry(
                     ],
                 }
             )
-    await store.upsert_registry([row.document() for row in report.accepted])
-    return report.summary()
+    await store.upsert_registry([RegistryRecord.of_row(row) for row in report.accepted])
+    return report
 
 
-def spec_of(run: Doc) -> RunSpec:
+def spec_of(run: SubsidyRun) -> RunSpec:
     return RunSpec(
-        run["_id"],
-        RunKind(run["kind"]),
-        run["month"],
-        frozenset(run["districts"]),
-        {Category(c): Decimal(a) for c, a in run["amounts"].items()},
+        run.id,
+        RunKind(run.kind),
+        run.month,
+        frozenset(run.districts),
+        {Category(c): Decimal(a) for c, a in run.amounts.items()},
     )
 
 
-def run_document(spec: RunSpec, label: str, scope: str, opened_by: str, now: datetime) -> Doc:
-    return {
-        "_id": spec.run_id,
-        "kind": str(spec.kind),
-        "provision": RUN_PROVISION[spec.kind],
-        "month": spec.month,
-        "label": label,
-        "scope": scope,
-        "districts": sorted(spec.districts),
-        "amounts": {str(c): as_str(a) for c, a in spec.amounts.items()},
-        "due_on": spec.due_on.isoformat(),
-        "status": "open",
-        "opened_by": opened_by,
-        "opened_at": now,
-        "paid_count": 0,
-        "paid_fen": 0,
-    }
+def run_document(spec: RunSpec, label: str, scope: str, opened_by: str, now: datetime) -> SubsidyRun:
+    """A run as opened (status `open`, nothing paid yet)."""
+    return SubsidyRun.model_validate(
+        {
+            "_id": spec.run_id,
+            "kind": str(spec.kind),
+            "provision": RUN_PROVISION[spec.kind],
+            "month": spec.month,
+            "label": label,
+            "scope": scope,
+            "districts": sorted(spec.districts),
+            "amounts": {str(c): as_str(a) for c, a in spec.amounts.items()},
+            "due_on": spec.due_on.isoformat(),
+            "status": "open",
+            "opened_by": opened_by,
+            "opened_at": now,
+            "paid_count": 0,
+            "paid_fen": 0,
+        }
+    )
 
 
-def _recipient(doc: Doc) -> Recipient:
+def _recipient(record: RegistryRecord) -> Recipient:
     return Recipient(
-        doc["_id"],
-        doc["district"],
-        frozenset(Category(c) for c in doc["categories"]),
-        date.fromisoformat(doc["approved_on"]),
-        date.fromisoformat(doc["ended_on"]) if doc.get("ended_on") else None,
+        record.id,
+        record.district,
+        frozenset(Category(c) for c in record.categories),
+        record.approved_on,
+        record.ended_on,
     )
 
 
@@ -130,9 +135,9 @@ async def execute_run(
     spec = spec_of(run)
     started = time.perf_counter()
     started_at = datetime.now(UTC)
-    await store.update_run(run_id, {"status": "running", "last_started_at": started_at})
+    await store.run_started(run_id, started_at)
     scanned = eligible = inserted = 0
-    entries: list[Doc] = []
+    entries: list[LedgerEntry] = []
     # Skip those already paid (a repeat or a resume); the unique index on the idempotency key still
     # refuses any duplicate that a concurrent execution of the same run inserts in between.
     paid = await store.paid_recipients(run_id)
@@ -147,73 +152,64 @@ async def execute_run(
         if pause_s:
             await asyncio.sleep(pause_s)
 
-    async for doc in store.registry_scan(sorted(spec.districts), batch_size):
+    async for record in store.registry_scan(sorted(spec.districts), batch_size):
         scanned += 1
-        due = run_payment(spec, _recipient(doc))
+        due = run_payment(spec, _recipient(record))
         if due is None:
             continue
         eligible += 1
-        if doc.get("source_case_id"):
-            newcomers.append((doc["source_case_id"], due[0]))
-        if doc["_id"] in paid:
+        if record.source_case_id:
+            newcomers.append((record.source_case_id, due[0]))
+        if record.id in paid:
             continue
         amount, category = due
         entries.append(
-            {
-                "idempotency_key": f"{run_id}|{doc['_id']}",
-                "run_id": run_id,
-                "rule_id": RUN_PROVISION[spec.kind],
-                "period": spec.month,
-                "recipient_id": doc["_id"],
-                "district": doc["district"],
-                "category": str(category),
-                "amount": as_str(amount),
-                "amount_fen": to_fen(amount),
-                "case_id": None,
-                "entitlement_id": None,
-                "payment_reference": run_id,
-                "recorded_by": by,
-                "recorded_at": datetime.now(UTC),
-            }
+            LedgerEntry(
+                idempotency_key=f"{run_id}|{record.id}",
+                run_id=run_id,
+                rule_id=RUN_PROVISION[spec.kind],
+                period=spec.month,
+                recipient_id=record.id,
+                district=record.district,
+                category=str(category),
+                amount=amount,
+                amount_fen=to_fen(amount),
+                case_id=None,
+                entitlement_id=None,
+                payment_reference=run_id,
+                recorded_by=by,
+                recorded_at=datetime.now(UTC),
+            )
         )
         if len(entries) >= batch_size:
             await flush()
     await flush()
     for case_id, amount in newcomers:
         await _close_dibao_grant(store, grants or entitlements_of(store.db, None), case_id, spec, amount, by)
-    totals = await store.ledger_totals({"run_id": run_id})
+    paid_count, paid_fen = await store.run_totals(run_id)
     seconds = time.perf_counter() - started
     await store.record_execution(
         run_id,
-        {
-            "by": by,
-            "started_at": started_at,
-            "scanned": scanned,
-            "eligible": eligible,
-            "inserted": inserted,
-            "seconds": round(seconds, 3),
-        },
+        RunExecution(
+            by=by,
+            started_at=started_at,
+            scanned=scanned,
+            eligible=eligible,
+            inserted=inserted,
+            seconds=round(seconds, 3),
+        ),
     )
-    await store.update_run(
-        run_id,
-        {
-            "status": "completed",
-            "paid_count": totals["count"],
-            "paid_fen": totals["fen"],
-            "eligible": eligible,
-            "last_finished_at": datetime.now(UTC),
-        },
-    )
+    await store.run_completed(run_id, paid_count=paid_count, paid_fen=paid_fen, eligible=eligible, at=datetime.now(UTC))
     log.info(
         "subsidy run executed",
         run_id=run_id,
         scanned=scanned,
         eligible=eligible,
         inserted=inserted,
-        ledger_count=totals["count"],
+        ledger_count=paid_count,
         seconds=round(seconds, 2),
     )
-    return RunResult(run_id, scanned, eligible, inserted, totals["count"], totals["fen"], seconds)
+    return RunResult(run_id, scanned, eligible, inserted, paid_count, paid_fen, seconds)
 
 
 async def _close_dibao_grant(
@@ -223,31 +219,31 @@ async def _close_dibao_grant(
     for the run's month: its `grant.paid` (queued in the entitlement's outbox, published by the write path)
     closes the same-month payment deadline notify keeps. Once per grant and month."""
     grant = await store.get_entitlement(f"{case_id}:P5.1")
-    if grant is None or grant["status"] != "approved" or spec.month in grant.get("paid_periods", []):
+    if grant is None or grant.status != Status.APPROVED or spec.month in grant.paid_periods:
         return
-    if not grant.get("approved_on") or grant["approved_on"][:7] != spec.month:
+    if grant.approved_on is None or f"{grant.approved_on:%Y-%m}" != spec.month:
         return  # the same-month deadline concerns the month of approval only
     now = datetime.now(UTC)
     event = GrantPaid(
-        grant_id=grant["_id"],
+        grant_id=grant.id,
         case_id=case_id,
-        rule_id=grant["rule_id"],
-        district=grant["district"],
+        rule_id=grant.rule_id,
+        district=grant.district,
         actor=by,
         amount_yuan=amount,
         payment_reference=spec.run_id,
-        approved_on=date.fromisoformat(grant["approved_on"]),
+        approved_on=grant.approved_on,
         period=spec.month,
     )
-    decision = {
-        "action": "paid_by_run",
-        "by": by,
-        "at": now,
-        "rule_id": RUN_PROVISION[spec.kind],
-        "facts": {"run_id": spec.run_id, "month": spec.month, "amount": as_str(amount)},
-        "note": "",
-    }
-    await grants.change(grant["_id"], mark_paid(spec.month, {"updated_at": now}, decision, [event]))
+    decision = Decision(
+        action="paid_by_run",
+        by=by,
+        at=now,
+        rule_id=RUN_PROVISION[spec.kind],
+        facts={"run_id": spec.run_id, "month": spec.month, "amount": as_str(amount)},
+        note="",
+    )
+    await grants.change(grant.id, mark_paid(spec.month, {"updated_at": now}, decision, [event]))
 
 
 async def _cli() -> None:

@@ -243,7 +243,7 @@ def two_processes(app):
 async def test_concurrent_decisions_on_one_version_have_exactly_one_winner(relief_app):
     """P6.3: N writers (in two processes) holding the same version of an entitlement; exactly one decision
     is recorded (FerretDB's conditional update alone lets several win: the version claim decides)."""
-    from services.relief.documents import decide_on
+    from services.relief.documents import Decision, decide_on
     from services.relief.domain.lifecycle import Conflict
 
     app, _ = relief_app
@@ -255,7 +255,7 @@ async def test_concurrent_decisions_on_one_version_have_exactly_one_winner(relie
     async def decide(i, version):
         try:
             await processes[i % 2].entitlements.change(
-                eid, decide_on(version, {"sla_class": f"writer {i}"}, {"action": "noted", "by": f"officer-{i}"}, [])
+                eid, decide_on(version, {"sla_class": f"writer {i}"}, Decision(action="noted", by=f"officer-{i}"), [])
             )
             return True
         except Conflict:
@@ -263,18 +263,18 @@ async def test_concurrent_decisions_on_one_version_have_exactly_one_winner(relie
 
     for _ in range(5):
         doc = await store.get_entitlement(eid)
-        results = await asyncio.gather(*(decide(i, doc["version"]) for i in range(12)))
+        results = await asyncio.gather(*(decide(i, doc.version) for i in range(12)))
         assert sum(r is not None for r in results) == 1
     final = await store.get_entitlement(eid)
-    assert final["version"] == doc["version"] + 1
-    assert [d["action"] for d in final["decisions"]].count("noted") == 5
+    assert final.version == doc.version + 1
+    assert [d.action for d in final.decisions].count("noted") == 5
 
 
 async def test_concurrent_payments_of_one_period_mark_it_paid_once(relief_app):
     """P6.1: N writers (in two processes) recording the same period paid at once; one records it (one
     grant.paid queued)."""
     from contracts.events.relief import GrantPaid
-    from services.relief.documents import mark_paid
+    from services.relief.documents import Decision, mark_paid
 
     app, _ = relief_app
     case = await open_case(app, ("temp_assist_major",))
@@ -300,7 +300,7 @@ async def test_concurrent_payments_of_one_period_mark_it_paid_once(relief_app):
             processes[i % 2].entitlements.change(
                 eid,
                 mark_paid(
-                    "once", {"sla_class": f"writer {i}"}, {"action": "paid", "by": f"officer-{i}"}, [paid_event(i)]
+                    "once", {"sla_class": f"writer {i}"}, Decision(action="paid", by=f"officer-{i}"), [paid_event(i)]
                 ),
             )
             for i in range(12)
@@ -308,10 +308,10 @@ async def test_concurrent_payments_of_one_period_mark_it_paid_once(relief_app):
     )
     assert sum(r is not None for r in results) == 1
     final = await store.get_entitlement(eid)
-    assert final["paid_periods"] == ["once"] and final["payments"] == 1
-    assert [d["action"] for d in final["decisions"]].count("paid") == 1
-    assert final["version"] == doc["version"] + 1
-    assert [e["body"]["type"] for e in final["outbox"]].count("grant.paid") <= 1
+    assert final.paid_periods == ["once"] and final.payments == 1
+    assert [d.action for d in final.decisions].count("paid") == 1
+    assert final.version == doc.version + 1
+    assert [e["body"]["type"] for e in final.outbox].count("grant.paid") <= 1
 
 
 async def test_help_request_and_dispatch_arriving_at_once_are_both_kept(relief_app):
@@ -327,6 +327,6 @@ async def test_help_request_and_dispatch_arriving_at_once_are_both_kept(relief_a
             first.on_help_requested(help_requested(case, needs)), second.on_dispatched(dispatched(case, needs))
         )
         final = await store.get_case(case)
-        assert final["help"]["needs"] == list(needs) and final["dispatch"]["district"] == "500103"
-        assert final["evaluation"]["rules"] == ["P5.2c"]  # whichever came second saw both
+        assert final.help.needs == list(needs) and final.dispatch.district == "500103"
+        assert final.evaluation.rules == ["P5.2c"]  # whichever came second saw both
         assert await store.entitlements.count_documents({"case_id": case}) == 1

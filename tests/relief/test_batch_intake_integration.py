@@ -14,7 +14,7 @@ from contracts.events.hotline import HELP_REQUESTED_TOPIC
 from contracts.events.router import CASE_LIFECYCLE_TOPIC
 from services.relief.app import load_standards_book
 from services.relief.domain.registry import hash_id_card
-from services.relief.handlers import take_records
+from services.relief.handlers import contract_topics, take_records
 from services.relief.service import Relief
 from services.relief.store import ReliefStore
 from tests.relief.conftest import dispatched, help_requested, id_card, relief_settings
@@ -35,7 +35,7 @@ class Published:
 
 def records(cases: list[str], *, first: int = 0) -> list[SimpleNamespace]:
     """Each case's help request and dispatch, as the batch consumer receives them (both topics mixed)."""
-    out = []
+    out: list[SimpleNamespace] = []
     for n, case in enumerate(cases):
         help_ = help_requested(case, NEEDS, id_card=id_card(first + n), household_status="dibao")
         for topic, event in ((HELP_REQUESTED_TOPIC, help_), (CASE_LIFECYCLE_TOPIC, dispatched(case, NEEDS))):
@@ -83,7 +83,7 @@ async def test_a_batch_costs_a_bounded_number_of_store_commands_whatever_its_siz
 
         async def cost(batch: list[SimpleNamespace]) -> dict[str, int]:
             before = dict(counter.counts)
-            assert await take_records(relief, batch, help_topic=HELP_REQUESTED_TOPIC) == []
+            assert await take_records(relief, batch, topics=contract_topics(settings)) == []
             return {k: v - before.get(k, 0) for k, v in counter.counts.items() if v - before.get(k, 0)}
 
         small = await cost(records([f"CQ-20210215-1{n:05d}" for n in range(2)]))
@@ -124,7 +124,7 @@ async def test_two_relief_processes_taking_the_same_records_create_each_entitlem
     for _ in range(2):
         halves = (batch, list(reversed(batch)))  # the second sees the records in another order
         results = await asyncio.gather(
-            *(take_records(r, b, help_topic=HELP_REQUESTED_TOPIC) for r, b in zip(processes, halves, strict=True))
+            *(take_records(r, b, topics=contract_topics(settings)) for r, b in zip(processes, halves, strict=True))
         )
         assert results == [[], []]
     docs = await db["entitlements"].find({"case_id": {"$in": cases}}).to_list(None)

@@ -23,6 +23,7 @@ from contracts.events.router import CASE_LIFECYCLE_TOPIC, CaseSignedFor
 from services.relief.app import create_app
 from services.relief.domain.facts import Category
 from services.relief.domain.runs import RunKind, RunSpec
+from services.relief.records import RegistryRecord
 from services.relief.store import ReliefStore
 from services.relief.subsidies import execute_run, run_document
 from tests.relief.conftest import case_id, committed_past, dispatched, help_requested, relief_settings
@@ -83,7 +84,7 @@ async def test_redelivered_help_request_and_dispatch_propose_each_grant_once(kaf
         assert await eventually(proposed, timeout=30, what="grant events") == ["P5.2a", "P5.2c"]
 
 
-def make_registry(n: int) -> list[dict]:
+def make_registry(n: int) -> list[RegistryRecord]:
     """n recipients in 500103: every 5th is an edge household (not eligible for the holiday subsidy)."""
     docs = []
     for i in range(n):
@@ -101,7 +102,7 @@ def make_registry(n: int) -> list[dict]:
                 "ended_on": None,
             }
         )
-    return docs
+    return [RegistryRecord.model_validate(doc) for doc in docs]
 
 
 async def test_subsidy_run_killed_mid_run_resumes_and_pays_everyone_exactly_once(mongodb_url, db_name, db):
@@ -150,7 +151,7 @@ async def test_subsidy_run_killed_mid_run_resumes_and_pays_everyone_exactly_once
     assert orphan["amount"] == "500.00" and orphan["category"] == "orphan"  # highest category, paid once
     assert await db["ledger"].count_documents({"recipient_id": "R0000004"}) == 0  # edge household
     run = await store.get_run(spec.run_id)
-    assert run["status"] == "completed" and run["paid_count"] == eligible and len(run["executions"]) == 2
+    assert run.status == "completed" and run.paid_count == eligible and len(run.executions) == 2
 
 
 async def _ledger_at_least(db, n: int) -> bool:
@@ -171,8 +172,8 @@ async def test_p21_newly_approved_recipient_is_paid_by_the_same_month_top_up(db)
     )
     await store.create_run(run_document(spec, "main", "500103", "c", datetime.now(UTC)))
     first = await execute_run(store, spec.run_id, by="c")
-    newcomer = make_registry(1)[0] | {"_id": "R9999999", "approved_on": date(2021, 2, 26).isoformat()}
+    newcomer = make_registry(1)[0].model_copy(update={"id": "R9999999", "approved_on": date(2021, 2, 26)})
     await store.upsert_registry([newcomer])
     top_up = await execute_run(store, spec.run_id, by="c")
     assert top_up.inserted == 1 and top_up.ledger_count == first.ledger_count + 1
-    assert (await store.get_run(spec.run_id))["due_on"] == "2021-02-28"
+    assert (await store.get_run(spec.run_id)).due_on == "2021-02-28"

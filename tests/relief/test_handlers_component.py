@@ -17,7 +17,7 @@ from contracts.events.relief import GRANT_EVENTS_TOPIC
 from contracts.events.router import CASE_LIFECYCLE_TOPIC, CasesMerged
 from services.relief.app import load_standards_book
 from services.relief.domain.registry import hash_id_card
-from services.relief.handlers import take_records
+from services.relief.handlers import contract_topics, take_records
 from services.relief.service import Relief
 from services.relief.store import ReliefStore
 from tests.relief.conftest import case_id, dispatched, help_requested, id_card, relief_settings
@@ -47,7 +47,7 @@ class Wired(SimpleNamespace):
         """One batch, under the delivery rules of `common.batches` (rejected records go to the DLQ)."""
         await handle_with_policy(
             self.policy,
-            lambda batch: take_records(self.relief, batch, help_topic=HELP_REQUESTED_TOPIC),
+            lambda batch: take_records(self.relief, batch, topics=self.topics),
             records_of(*bodies),
         )
 
@@ -76,7 +76,7 @@ async def wired(mongo_client, db, db_name, mongodb_url):
 
     async with TestKafkaBroker(broker):
         policy.bind(broker)
-        yield Wired(relief=relief, policy=policy), db, published
+        yield Wired(relief=relief, policy=policy, topics=contract_topics(settings)), db, published
 
 
 async def test_dispatch_first_then_help_request_proposes_once_and_refusals_cite_the_rule(wired):
@@ -201,22 +201,22 @@ async def test_events_written_while_kafka_is_down_are_swept_once_it_is_back(db, 
     await store.ensure_indexes()
     broker = FlakyBroker()
     settings = relief_settings("127.0.0.1:1", mongodb_url, db_name)
-    relief = Relief(store=store, book=load_standards_book(settings), broker=broker)  # type: ignore[arg-type]
+    relief = Relief(store=store, book=load_standards_book(settings), broker=broker)
     case = case_id()
     await relief.on_help_requested(help_requested(case, ("temp_assist_major",)))
     await relief.on_dispatched(dispatched(case, ("temp_assist_major",)))
-    doc = await store.get_entitlement(f"{case}:P5.2c")
+    doc = await db["entitlements"].find_one({"_id": f"{case}:P5.2c"})
     assert len(doc["outbox"]) == 1 and doc["outbox_pending"] and broker.published == []
     await relief.entitlements.sweep(datetime.now(UTC))
     assert broker.published == []  # still down
     broker.down = False
-    fresh = Relief(store=store, book=relief.book, broker=broker)  # type: ignore[arg-type]  # a restarted process
+    fresh = Relief(store=store, book=relief.book, broker=broker)  # a restarted process
     assert await fresh.entitlements.sweep(datetime.now(UTC) - timedelta(seconds=60)) == 0  # too fresh: left alone
     assert await fresh.entitlements.sweep(datetime.now(UTC)) == 1
     assert await fresh.entitlements.sweep(datetime.now(UTC)) == 0
     assert [e["type"] for e in broker.published] == ["grant.proposed"] and broker.published[0]["case_id"] == case
-    doc = await store.get_entitlement(f"{case}:P5.2c")
-    assert await db["entitlements_published_claims"].count_documents({"_id": f"{doc['_id']}@{doc['version']}"}) == 1
+    grant = await store.get_entitlement(f"{case}:P5.2c")
+    assert await db["entitlements_published_claims"].count_documents({"_id": f"{grant.id}@{grant.version}"}) == 1
 
 
 async def test_a_case_merged_into_another_has_its_open_proposals_cancelled(wired):
@@ -244,7 +244,7 @@ async def test_an_outbox_whose_sweep_failed_while_kafka_was_down_is_swept_once_i
     await store.ensure_indexes()
     broker = FlakyBroker()
     settings = relief_settings("127.0.0.1:1", mongodb_url, db_name)
-    relief = Relief(store=store, book=load_standards_book(settings), broker=broker)  # type: ignore[arg-type]
+    relief = Relief(store=store, book=load_standards_book(settings), broker=broker)
     case = case_id()
     await relief.on_help_requested(help_requested(case, ("temp_assist_major",)))
     await relief.on_dispatched(dispatched(case, ("temp_assist_major",)))

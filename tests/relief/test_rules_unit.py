@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,12 @@ BOOK = StandardsBook(
 
 
 def facts(need: str, **kw) -> CaseFacts:
-    base = dict(case_id="CQ-20210215-000001", needs=(need,), place_district="500103", reported_on=date(2021, 2, 15))
+    base: dict[str, Any] = {
+        "case_id": "CQ-20210215-000001",
+        "needs": (need,),
+        "place_district": "500103",
+        "reported_on": date(2021, 2, 15),
+    }
     return CaseFacts(**(base | kw))
 
 

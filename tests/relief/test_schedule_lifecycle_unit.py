@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -67,13 +68,13 @@ def test_payable_months_run_from_confirmation_to_discharge():
 
 
 def state(**kw) -> EntitlementState:
-    base = dict(
-        status=Status.PROPOSED,
-        rule_id="P5.2c",
-        schedule=Schedule.ONCE,
-        amount_kind=AmountKind.CASE_BY_CASE,
-        four_eyes_above=Decimal("3000"),
-    )
+    base: dict[str, Any] = {
+        "status": Status.PROPOSED,
+        "rule_id": "P5.2c",
+        "schedule": Schedule.ONCE,
+        "amount_kind": AmountKind.CASE_BY_CASE,
+        "four_eyes_above": Decimal("3000"),
+    }
     return EntitlementState(**(base | kw))
 
 

@@ -138,4 +138,4 @@ async def test_p51_approved_dibao_enters_the_registry_and_is_paid_by_the_month_t
 
     await eventually(executed_twice, timeout=30, what="the second execution")
     assert await paid() == [entry]
-    assert (await relief.store.get_entitlement(f"{case}:P5.1"))["payments"] == 1
+    assert (await relief.store.get_entitlement(f"{case}:P5.1")).payments == 1

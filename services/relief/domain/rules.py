@@ -59,8 +59,8 @@ P52B_MULTIPLIER = Decimal(2)
 P52B_MONTHS_WITHOUT_INCOME = 3
 # P5.1: signs that the household's income fell because of the epidemic.
 P51_EPIDEMIC_GROUPS = {"covid_hospitalised", "unemployed_uninsured", "stranded"}
-P51_FAST_STEPS = ("application", "household_check", "approval")
-P51_STANDARD_STEPS = ("application", "household_check", "public_appraisal", "approval")
+P51_FAST_STEPS: tuple[str, ...] = ("application", "household_check", "approval")
+P51_STANDARD_STEPS: tuple[str, ...] = ("application", "household_check", "public_appraisal", "approval")
 
 
 def payer(facts: CaseFacts) -> tuple[str, str | None]:
