@@ -86,7 +86,7 @@ async def supervise(loop: Callable[[Runtime[Any]], Awaitable[None]], runtime: Ru
             return
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - logged with its traceback, then restarted
+        except Exception:  # logged with its traceback, then restarted
             log.exception("background loop crashed; restarting", loop=loop.__name__)
             await asyncio.sleep(LOOP_RESTART_DELAY_S)
 

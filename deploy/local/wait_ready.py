@@ -128,7 +128,7 @@ async def _probe(name: str, target: str, use_libs: bool) -> tuple[bool, str]:
             else:
                 ok = await asyncio.to_thread(mongo_ready_stdlib, target)
         return ok, "" if ok else "not ready yet"
-    except Exception as exc:  # any failure just means "not ready yet"
+    except Exception as exc:  # noqa: BLE001 - any failure just means "not ready yet"
         return False, f"{type(exc).__name__}: {exc}"
 
 

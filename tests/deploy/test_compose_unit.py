@@ -6,7 +6,7 @@ import importlib
 from pathlib import Path
 
 import pytest
-import yaml  # type: ignore[import-untyped]  # no PyYAML stubs in the environment
+import yaml
 
 from common.settings import PRODUCTION_REQUIRED
 

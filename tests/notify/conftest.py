@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import yaml  # type: ignore[import-untyped]  # PyYAML ships no type hints; types-PyYAML is not installed
+import yaml
 from faststream.kafka import KafkaRouter, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 

@@ -28,7 +28,7 @@ class CaptureServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:  # http.server names its handlers so
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}"
                 body = json.loads(raw)
                 text = json.dumps(body, ensure_ascii=False)

@@ -6,7 +6,7 @@ import copy
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import yaml  # type: ignore[import-untyped]  # PyYAML ships no type hints; types-PyYAML is not installed
+import yaml
 
 from services.notify.domain.policy import PolicyError, load_policy, parse_policy
 from tests.notify.conftest import DEFAULT_POLICY

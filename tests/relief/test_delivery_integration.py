@@ -11,6 +11,7 @@ import subprocess
 import sys
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -66,9 +67,7 @@ async def test_redelivered_help_request_and_dispatch_propose_each_grant_once(kaf
     async with app.router.lifespan_context(app):
         for tp, offset in last.items():  # the group committed past our last record on each topic
             await eventually(
-                lambda tp=tp, offset=offset: committed_past(
-                    kafka_bootstrap, settings.consumer_group, tp.topic, tp.partition, offset
-                ),
+                partial(committed_past, kafka_bootstrap, settings.consumer_group, tp.topic, tp.partition, offset),
                 timeout=90,
                 what=f"relief to consume and commit {tp}",
             )
@@ -151,6 +150,7 @@ async def test_subsidy_run_killed_mid_run_resumes_and_pays_everyone_exactly_once
     assert orphan["amount"] == "500.00" and orphan["category"] == "orphan"  # highest category, paid once
     assert await db["ledger"].count_documents({"recipient_id": "R0000004"}) == 0  # edge household
     run = await store.get_run(spec.run_id)
+    assert run is not None
     assert run.status == "completed" and run.paid_count == eligible and len(run.executions) == 2
 
 
@@ -176,4 +176,5 @@ async def test_p21_newly_approved_recipient_is_paid_by_the_same_month_top_up(db)
     await store.upsert_registry([newcomer])
     top_up = await execute_run(store, spec.run_id, by="c")
     assert top_up.inserted == 1 and top_up.ledger_count == first.ledger_count + 1
-    assert (await store.get_run(spec.run_id)).due_on == "2021-02-28"
+    again = await store.get_run(spec.run_id)
+    assert again is not None and again.due_on == "2021-02-28"

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
+from typing import cast
 
 import pytest
-from faststream.kafka import TestKafkaBroker
+from faststream.kafka import KafkaBroker, TestKafkaBroker
 
 from common.batches import handle_with_policy
 from common.consumer import DeliveryPolicy
@@ -201,7 +202,7 @@ async def test_events_written_while_kafka_is_down_are_swept_once_it_is_back(db, 
     await store.ensure_indexes()
     broker = FlakyBroker()
     settings = relief_settings("127.0.0.1:1", mongodb_url, db_name)
-    relief = Relief(store=store, book=load_standards_book(settings), broker=broker)
+    relief = Relief(store=store, book=load_standards_book(settings), broker=cast(KafkaBroker, broker))
     case = case_id()
     await relief.on_help_requested(help_requested(case, ("temp_assist_major",)))
     await relief.on_dispatched(dispatched(case, ("temp_assist_major",)))
@@ -210,12 +211,13 @@ async def test_events_written_while_kafka_is_down_are_swept_once_it_is_back(db, 
     await relief.entitlements.sweep(datetime.now(UTC))
     assert broker.published == []  # still down
     broker.down = False
-    fresh = Relief(store=store, book=relief.book, broker=broker)  # a restarted process
+    fresh = Relief(store=store, book=relief.book, broker=cast(KafkaBroker, broker))  # a restarted process
     assert await fresh.entitlements.sweep(datetime.now(UTC) - timedelta(seconds=60)) == 0  # too fresh: left alone
     assert await fresh.entitlements.sweep(datetime.now(UTC)) == 1
     assert await fresh.entitlements.sweep(datetime.now(UTC)) == 0
     assert [e["type"] for e in broker.published] == ["grant.proposed"] and broker.published[0]["case_id"] == case
     grant = await store.get_entitlement(f"{case}:P5.2c")
+    assert grant is not None
     assert await db["entitlements_published_claims"].count_documents({"_id": f"{grant.id}@{grant.version}"}) == 1
 
 
@@ -244,7 +246,7 @@ async def test_an_outbox_whose_sweep_failed_while_kafka_was_down_is_swept_once_i
     await store.ensure_indexes()
     broker = FlakyBroker()
     settings = relief_settings("127.0.0.1:1", mongodb_url, db_name)
-    relief = Relief(store=store, book=load_standards_book(settings), broker=broker)
+    relief = Relief(store=store, book=load_standards_book(settings), broker=cast(KafkaBroker, broker))
     case = case_id()
     await relief.on_help_requested(help_requested(case, ("temp_assist_major",)))
     await relief.on_dispatched(dispatched(case, ("temp_assist_major",)))

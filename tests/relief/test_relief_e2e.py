@@ -3,6 +3,8 @@ process is killed (SIGKILL) and restarted, and nothing is proposed or paid twice
 
 from __future__ import annotations
 
+from functools import partial
+
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -80,7 +82,7 @@ async def test_officer_pays_once_across_a_killed_and_restarted_relief(relief_pro
     group = relief.env["RELIEF_KAFKA_GROUP_ID"]
     for topic, partition, offset in await publish(kafka_bootstrap, help_, dispatched(case, needs)):  # again
         await eventually(
-            lambda t=topic, p=partition, o=offset: committed_past(kafka_bootstrap, group, t, p, o),
+            partial(committed_past, kafka_bootstrap, group, topic, partition, offset),
             timeout=90,
             what="the restarted relief to handle the redelivered events",
         )

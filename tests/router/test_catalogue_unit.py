@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-import yaml  # type: ignore[import-untyped]  # PyYAML ships no type hints; types-PyYAML is not installed
+import yaml
 
 from contracts.catalogue import service_codes
 from services.router.domain.catalogue import CatalogueError, Rule, load_catalogue, parse_catalogue

@@ -12,7 +12,7 @@ from functools import cache
 from importlib import resources
 from typing import Literal
 
-import yaml  # type: ignore[import-untyped]  # no PyYAML stubs in the environment
+import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.catalogue import service_catalogue

@@ -238,7 +238,7 @@ def _agency_names(state: CaseStatus) -> tuple[str, str]:
     return (state.agency.name_zh, state.agency.name_en) if state.agency else ("", "?")
 
 
-def _apply(state: CaseStatus, case_id: str, event: StatusEvent) -> None:  # noqa: C901 - one branch per type
+def _apply(state: CaseStatus, case_id: str, event: StatusEvent) -> None:
     kind = str(getattr(event, "type", "unknown"))  # every concrete contract event has its `type` literal
     at = _occurred(event) or state.updated_at
     state.updated_at = max(state.updated_at, at)

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml  # type: ignore[import-untyped]  # PyYAML ships no type hints; types-PyYAML is not installed
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 TargetName = Literal["sign_for", "first_contact", "resolution", "payment"]

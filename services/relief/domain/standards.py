@@ -13,7 +13,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
-import yaml  # type: ignore[import-untyped]  # PyYAML ships no type hints; types-PyYAML is not installed
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from contracts.codes import districts, is_district
