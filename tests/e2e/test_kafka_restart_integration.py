@@ -31,7 +31,7 @@ from common.auth import issue_token
 from common.settings import ServiceSettings
 from contracts.events import CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC, HELP_REQUESTED_TOPIC, SLA_EVENTS_TOPIC
 from services.notify.settings import Settings as NotifySettings
-from tests.hotline.private_kafka import PrivateKafka
+from tests.support.private_kafka import PrivateKafka
 from tests.support.processes import ROOT, ServiceSet
 from tests.support.waiting import eventually
 

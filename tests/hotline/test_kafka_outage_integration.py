@@ -2,7 +2,7 @@
 and restarted, Kafka comes back, and every call reaches the router exactly once in effect, in order; then
 a second outage that the same hotline process rides out.
 
-The broker is a private one (tests/hotline/private_kafka.py) so stopping it never disturbs the shared
+The broker is a private one (tests/support/private_kafka.py) so stopping it never disturbs the shared
 broker; the hotline and the router run as real uvicorn processes against it and the shared store.
 """
 
@@ -20,8 +20,8 @@ from pymongo import MongoClient
 from common.auth import issue_token
 from common.settings import ServiceSettings
 from contracts.events import HELP_REQUESTED_TOPIC
-from tests.hotline.private_kafka import PrivateKafka
 from tests.support.kafka import read_topic
+from tests.support.private_kafka import PrivateKafka
 from tests.support.processes import ServiceSet
 from tests.support.waiting import eventually
 

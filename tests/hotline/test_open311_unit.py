@@ -13,6 +13,7 @@ from services.hotline.domain import open311 as spec
 from services.hotline.domain import project_status
 from services.hotline.open311 import render
 from services.hotline.settings import DEV_OPEN311_KEY, Settings
+from tests.support.events import help_requested
 
 pytestmark = pytest.mark.unit
 
@@ -40,11 +41,10 @@ REQUEST_FIELDS = {
 
 
 def help_request() -> HelpRequested:
-    return HelpRequested(
-        case_id="CQ-20260215-000001",
-        received_at=T0,
-        operator_id="op-1",
-        needs=("homeless_cold",),
+    return help_requested(
+        "CQ-20260215-000001",
+        "homeless_cold",
+        at=T0,
         caller=Caller(name="李四", phone="13912345678", id_card="11010519491231002X"),
         place=Place(district="500103", township="解放碑街道", address="民族路 8 号"),
         description="老人露宿，联系电话13912345678",

@@ -9,24 +9,13 @@ from typing import Any
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
-from contracts.events.hotline import Caller, HelpRequested, Place
 from services.hotline import handlers
 from services.hotline import outbox as outbox_module
 from tests.hotline.conftest import Harness
+from tests.support.events import help_requested
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.component
-
-
-def help_requested(case_id: str) -> HelpRequested:
-    return HelpRequested(
-        case_id=case_id,
-        received_at=datetime.now(UTC),
-        operator_id="op-1",
-        caller=Caller(name="王五", phone="13812345678"),
-        place=Place(district="500103"),
-        needs=("other",),
-    )
 
 
 def relayed_ids(harness: Harness) -> list[str]:

@@ -11,7 +11,7 @@ import pytest
 from contracts.events.relief import GrantProposed
 from contracts.events.router import Assignment, CaseDispatched, Decision
 from services.hotline.store import HotlineStore
-from tests.hotline.test_outbox_component import help_requested
+from tests.support.events import help_requested
 
 pytestmark = pytest.mark.component
 

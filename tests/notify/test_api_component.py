@@ -12,7 +12,7 @@ from common.auth import issue_token
 from common.http_errors import install_error_handlers
 from contracts.events.router import CASE_LIFECYCLE_TOPIC, ArbitrationRequested
 from services.notify import api
-from tests.notify.factories import case_id, dispatched, resolved, returned, signed
+from tests.support.events import dispatched, new_case_id, resolved, returned, signed
 
 pytestmark = pytest.mark.component
 
@@ -41,7 +41,7 @@ async def publish(runtime, *events) -> None:
 
 async def test_overdue_at_risk_and_unassigned_views_sorted_by_lateness(runtime, client) -> None:
     now = datetime.now(UTC)
-    very_late, late, soon, returned_case = case_id(), case_id(), case_id(), case_id()
+    very_late, late, soon, returned_case = new_case_id(), new_case_id(), new_case_id(), new_case_id()
     await publish(
         runtime,
         dispatched(very_late, at=now - timedelta(hours=5), sla_class="emergency"),
@@ -68,7 +68,7 @@ async def test_overdue_at_risk_and_unassigned_views_sorted_by_lateness(runtime, 
 
 
 async def test_cases_list_keeps_the_walking_skeleton_fields_and_scopes_by_district(runtime, client) -> None:
-    mine, other = case_id(), case_id()
+    mine, other = new_case_id(), new_case_id()
     await publish(runtime, dispatched(mine, sla_class="emergency", at=datetime.now(UTC)))
     other_event = dispatched(other, at=datetime.now(UTC)).model_copy(update={"district": "500101"})
     await publish(runtime, other_event)
@@ -86,7 +86,7 @@ async def test_cases_list_keeps_the_walking_skeleton_fields_and_scopes_by_distri
 
 
 async def test_department_worker_pauses_and_resumes_its_case_clock(runtime, client) -> None:
-    cid = case_id()
+    cid = new_case_id()
     await publish(runtime, dispatched(cid, at=datetime.now(UTC), sla_class="standard"))
     worker = auth(runtime, role="dept_worker", district="500103", department="civil_affairs")
     paused = await client.post(f"/api/v1/cases/{cid}/pause", json={"reason": "waiting_for_caller"}, headers=worker)
@@ -103,7 +103,7 @@ async def test_department_worker_pauses_and_resumes_its_case_clock(runtime, clie
 
 
 async def test_pause_refusals_say_why_in_chinese_and_english(runtime, client) -> None:
-    cid = case_id()
+    cid = new_case_id()
     await publish(runtime, dispatched(cid, at=datetime.now(UTC), sla_class="emergency"))
     headers = auth(runtime)
     refused = await client.post(f"/api/v1/cases/{cid}/pause", json={"reason": "waiting_for_caller"}, headers=headers)
@@ -119,7 +119,7 @@ async def test_pause_refusals_say_why_in_chinese_and_english(runtime, client) ->
 
 async def test_rates_endpoint_gives_the_three_rates_and_backlog(runtime, client) -> None:
     now = datetime.now(UTC)
-    cid = case_id()
+    cid = new_case_id()
     await publish(
         runtime,
         dispatched(cid, at=now - timedelta(minutes=30), sla_class="emergency"),

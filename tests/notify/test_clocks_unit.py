@@ -13,7 +13,7 @@ from services.notify.domain.case import apply, timers
 from services.notify.domain.pauses import PauseRefused, pause, resume
 from services.notify.domain.policy import load_policy
 from services.notify.domain.summary import summary
-from tests.notify.factories import T0, case_id, dispatched, lead, minutes, resolved, returned, signed
+from tests.support.events import T0, dispatched, lead, minutes, new_case_id, resolved, returned, signed
 
 pytestmark = pytest.mark.unit
 POLICY = load_policy()
@@ -27,7 +27,7 @@ def fold(*events):
 
 
 def test_emergency_sign_for_due_in_30_minutes_and_resolution_in_2_hours_P2_2() -> None:
-    cid = case_id()
+    cid = new_case_id()
     state = fold(dispatched(cid, sla_class="emergency"))
     assert state.citizen.due("sign_for") == T0 + minutes(30)
     assert state.citizen.due("resolution") == T0 + timedelta(hours=2)
@@ -37,7 +37,7 @@ def test_emergency_sign_for_due_in_30_minutes_and_resolution_in_2_hours_P2_2() -
 
 
 def test_warning_fires_at_75_percent_of_the_target_then_breach_then_escalation_tiers_P6_2() -> None:
-    cid = case_id()
+    cid = new_case_id()
     specs = [
         t
         for t in timers(fold(dispatched(cid, sla_class="emergency")), POLICY)
@@ -55,13 +55,13 @@ def test_warning_fires_at_75_percent_of_the_target_then_breach_then_escalation_t
 
 
 def test_department_clocks_only_warn_and_breach_they_do_not_escalate() -> None:
-    cid = case_id()
+    cid = new_case_id()
     specs = [t for t in timers(fold(dispatched(cid)), POLICY) if t.payload["clock"] == "department"]
     assert {t.payload["stage"] for t in specs} == {"warning", "breach"}
 
 
 def test_citizen_clock_keeps_running_across_a_return_and_redispatch() -> None:
-    cid = case_id()
+    cid = new_case_id()
     state = fold(
         dispatched(cid, sla_class="standard"),
         signed(cid, at=T0 + minutes(10)),
@@ -80,7 +80,7 @@ def test_citizen_clock_keeps_running_across_a_return_and_redispatch() -> None:
 
 
 def test_each_co_handler_has_its_own_department_clock_closed_by_its_own_task() -> None:
-    cid = case_id()
+    cid = new_case_id()
     state = fold(dispatched(cid, co_handlers=("health", "hrss")))
     by_dept = {c.department: c for c in state.assignments}
     assert set(by_dept) == {"civil_affairs", "health", "hrss"}
@@ -98,7 +98,7 @@ def test_each_co_handler_has_its_own_department_clock_closed_by_its_own_task() -
 
 
 def test_a_redelivered_or_republished_dispatch_changes_nothing() -> None:
-    cid = case_id()
+    cid = new_case_id()
     event = dispatched(cid)
     once = fold(event)
     twice = apply(once, event, POLICY)
@@ -108,7 +108,7 @@ def test_a_redelivered_or_republished_dispatch_changes_nothing() -> None:
 
 
 def test_reassigning_the_lead_ends_the_old_department_clock_and_starts_a_new_one() -> None:
-    cid = case_id()
+    cid = new_case_id()
     state = fold(
         dispatched(cid), CaseReassigned(case_id=cid, occurred_at=T0 + minutes(20), actor="co-1", lead=lead("housing"))
     )
@@ -117,7 +117,7 @@ def test_reassigning_the_lead_ends_the_old_department_clock_and_starts_a_new_one
 
 
 def test_pause_waiting_for_the_caller_shifts_unmet_targets_by_the_pause() -> None:
-    cid = case_id()
+    cid = new_case_id()
     state = fold(dispatched(cid, sla_class="standard"), signed(cid, at=T0 + minutes(5)))
     state = pause(
         state, POLICY, department="civil_affairs", reason="waiting_for_caller", by="w-1", at=T0 + timedelta(hours=1)
@@ -133,7 +133,7 @@ def test_pause_waiting_for_the_caller_shifts_unmet_targets_by_the_pause() -> Non
 
 
 def test_an_open_pause_is_capped_by_the_allowance_so_the_deadline_is_always_known() -> None:
-    cid = case_id()
+    cid = new_case_id()
     state = fold(dispatched(cid, sla_class="same_day"))
     state = pause(state, POLICY, department=None, reason="caller_unreachable", by="w-1", at=T0 + minutes(10))
     assert state.citizen is not None
@@ -145,31 +145,31 @@ def test_an_open_pause_is_capped_by_the_allowance_so_the_deadline_is_always_know
 
 
 def test_pauses_are_limited_in_number_and_refused_for_emergencies_P2_2() -> None:
-    cid = case_id()
+    cid = new_case_id()
     emergency = fold(dispatched(cid, sla_class="emergency"))
     with pytest.raises(PauseRefused) as refused:
         pause(emergency, POLICY, department=None, reason="waiting_for_caller", by="w", at=T0)
     assert "P2.2" in refused.value.message_zh
-    state = fold(dispatched(case_id(), sla_class="same_day"))
+    state = fold(dispatched(new_case_id(), sla_class="same_day"))
     state = resume(
         pause(state, POLICY, department=None, reason="waiting_for_caller", by="w", at=T0), by="w", at=T0 + minutes(5)
     )
     with pytest.raises(PauseRefused):
         pause(state, POLICY, department=None, reason="waiting_for_caller", by="w", at=T0 + minutes(6))
     with pytest.raises(PauseRefused) as bad_reason:
-        pause(fold(dispatched(case_id())), POLICY, department=None, reason="lunch", by="w", at=T0)
+        pause(fold(dispatched(new_case_id())), POLICY, department=None, reason="lunch", by="w", at=T0)
     assert bad_reason.value.status == 422 and bad_reason.value.field == "reason"
 
 
 def test_same_day_hazard_is_due_at_local_midnight_with_a_floor_P4_1() -> None:
-    morning = fold(dispatched(case_id(), sla_class="same_day"))
+    morning = fold(dispatched(new_case_id(), sla_class="same_day"))
     assert morning.citizen.due("resolution") == datetime(2026, 2, 15, 16, 0, tzinfo=UTC)  # 24:00 Chongqing
-    late = fold(dispatched(case_id(), sla_class="same_day", at=datetime(2026, 2, 15, 15, 0, tzinfo=UTC)))
+    late = fold(dispatched(new_case_id(), sla_class="same_day", at=datetime(2026, 2, 15, 15, 0, tzinfo=UTC)))
     assert late.citizen.due("resolution") == datetime(2026, 2, 15, 19, 0, tzinfo=UTC)  # at least 4 hours
 
 
 def test_grant_approved_must_be_paid_in_the_same_month_P2_1() -> None:
-    cid = case_id()
+    cid = new_case_id()
     approved = GrantApproved(
         case_id=cid,
         occurred_at=T0,
@@ -202,14 +202,14 @@ def test_grant_approved_must_be_paid_in_the_same_month_P2_1() -> None:
 
 
 def test_unknown_class_falls_back_to_standard_and_records_why_P6_3() -> None:
-    state = fold(dispatched(case_id(), sla_class="turbo"))
+    state = fold(dispatched(new_case_id(), sla_class="turbo"))
     assert state.sla_class == "standard" and state.sla_class_requested == "turbo"
     decision = state.decisions[0]
     assert decision.facts["fell_back"] is True and decision.rule_id == "SLA-STANDARD"
 
 
 def test_resolution_stops_the_case_timers_and_asks_for_one_resolution_text() -> None:
-    cid = case_id()
+    cid = new_case_id()
     state = fold(
         dispatched(cid, sla_class="emergency"),
         signed(cid, at=T0 + minutes(10)),
@@ -233,7 +233,7 @@ def test_resolution_stops_the_case_timers_and_asks_for_one_resolution_text() -> 
 
 
 def test_late_resolution_and_late_sign_for_count_as_late_once() -> None:
-    cid = case_id()
+    cid = new_case_id()
     state = fold(
         dispatched(cid, sla_class="emergency"),
         signed(cid, at=T0 + minutes(45)),
@@ -245,7 +245,7 @@ def test_late_resolution_and_late_sign_for_count_as_late_once() -> None:
 
 
 def test_dissatisfied_callback_reopens_with_a_new_resolution_round() -> None:
-    cid = case_id()
+    cid = new_case_id()
     state = fold(
         dispatched(cid),
         resolved(cid, at=T0 + timedelta(hours=5)),
@@ -262,7 +262,7 @@ def test_dissatisfied_callback_reopens_with_a_new_resolution_round() -> None:
 
 
 def test_a_merged_case_stops_its_clocks_without_breaching() -> None:
-    cid = case_id()
+    cid = new_case_id()
     state = fold(
         dispatched(cid),
         CasesMerged(case_id=cid, occurred_at=T0 + minutes(3), actor="op", into_case_id="CQ-20260215-000001"),
@@ -271,14 +271,14 @@ def test_a_merged_case_stops_its_clocks_without_breaching() -> None:
 
 
 def test_timer_ids_are_stable_for_the_same_state() -> None:
-    cid = case_id()
+    cid = new_case_id()
     first = [t.id for t in timers(fold(dispatched(cid)), POLICY)]
     again = [t.id for t in timers(fold(dispatched(cid)), POLICY)]
     assert first == again and len(set(first)) == len(first)
 
 
 def test_reopen_counts_once_whether_the_redispatch_or_the_callback_event_comes_first() -> None:
-    cid = case_id()
+    cid = new_case_id()
     base = (dispatched(cid), resolved(cid, at=T0 + timedelta(hours=5)))
     reopen = CaseReopened(case_id=cid, occurred_at=T0 + timedelta(hours=7), operator_id="op", reason="仍未解决")
     redispatch = dispatched(cid, hop=2, at=T0 + timedelta(hours=7, seconds=1), cause="reopened")
@@ -290,14 +290,14 @@ def test_reopen_counts_once_whether_the_redispatch_or_the_callback_event_comes_f
 
 
 def test_first_contact_breach_alerts_but_does_not_escalate() -> None:
-    specs = timers(fold(dispatched(case_id(), sla_class="emergency")), POLICY)
+    specs = timers(fold(dispatched(new_case_id(), sla_class="emergency")), POLICY)
     escalated = {t.payload["target"] for t in specs if t.payload["stage"] == "escalation"}
     assert escalated == {"sign_for", "resolution"}
     assert any(t.payload["target"] == "first_contact" and t.payload["stage"] == "breach" for t in specs)
 
 
 def test_a_sign_for_read_after_the_resolution_still_counts_for_its_department() -> None:
-    cid = case_id()
+    cid = new_case_id()
     state = fold(
         dispatched(cid, sla_class="emergency"), resolved(cid, at=T0 + minutes(90)), signed(cid, at=T0 + minutes(10))
     )
@@ -306,7 +306,7 @@ def test_a_sign_for_read_after_the_resolution_still_counts_for_its_department() 
 
 
 def test_department_head_escalation_follows_the_current_lead_other_stages_stay() -> None:
-    cid = case_id()
+    cid = new_case_id()
     before = fold(dispatched(cid, sla_class="emergency"))
     after = apply(
         before, CaseReassigned(case_id=cid, occurred_at=T0 + minutes(5), actor="co-1", lead=lead("housing")), POLICY

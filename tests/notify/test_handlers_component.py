@@ -10,15 +10,12 @@ from contracts.events.hotline import (
     CASE_EVENTS_TOPIC,
     HELP_REQUESTED_TOPIC,
     CallbackRecorded,
-    Caller,
-    HelpRequested,
-    Place,
 )
 from contracts.events.notify import SLA_EVENTS_TOPIC
 from contracts.events.router import CASE_LIFECYCLE_TOPIC
 from services.notify import sweeper, views
 from services.notify.schemas import DepartmentRates
-from tests.notify.factories import case_id, dispatched, resolved, signed
+from tests.support.events import dispatched, help_requested, new_case_id, resolved, signed
 
 pytestmark = pytest.mark.component
 
@@ -27,21 +24,8 @@ async def publish(runtime, event, topic=CASE_LIFECYCLE_TOPIC) -> None:
     await runtime.broker.publish(event.model_dump(mode="json"), topic=topic, key=event.key)
 
 
-def help_requested(cid: str, at: datetime) -> HelpRequested:
-    return HelpRequested(
-        case_id=cid,
-        received_at=at,
-        occurred_at=at,
-        operator_id="op-1",
-        caller=Caller(name="李四", phone="13912345678"),
-        place=Place(district="500103"),
-        needs=("homeless_cold",),
-        emergency=True,
-    )
-
-
 async def test_dispatch_starts_clocks_and_schedules_durable_timers(runtime) -> None:
-    cid, now = case_id(), datetime.now(UTC)
+    cid, now = new_case_id(), datetime.now(UTC)
     await publish(runtime, dispatched(cid, at=now, sla_class="emergency", co_handlers=("health",)))
     doc = await runtime.service.store.load(cid)
     assert doc["lead_department"] == "civil_affairs" and doc["sla_class"] == "emergency"
@@ -51,9 +35,11 @@ async def test_dispatch_starts_clocks_and_schedules_durable_timers(runtime) -> N
 
 
 async def test_redelivered_and_republished_dispatch_queue_one_caller_text(runtime) -> None:
-    cid, now = case_id(), datetime.now(UTC)
+    cid, now = new_case_id(), datetime.now(UTC)
     event = dispatched(cid, at=now, sla_class="emergency")
-    await publish(runtime, help_requested(cid, now), HELP_REQUESTED_TOPIC)
+    await publish(
+        runtime, help_requested(cid, "homeless_cold", at=now, phone="13912345678", emergency=True), HELP_REQUESTED_TOPIC
+    )
     for _ in range(3):
         await publish(runtime, event)
     await publish(runtime, dispatched(cid, at=now, sla_class="emergency"))  # the router republished: new event id
@@ -65,7 +51,7 @@ async def test_redelivered_and_republished_dispatch_queue_one_caller_text(runtim
 
 
 async def test_sweep_fires_breach_and_escalations_once_with_stable_event_ids(runtime) -> None:
-    cid, start = case_id(), datetime.now(UTC) - timedelta(hours=3)
+    cid, start = new_case_id(), datetime.now(UTC) - timedelta(hours=3)
     await publish(runtime, dispatched(cid, at=start, sla_class="emergency"))
     published = []
     subscriber = runtime.broker.subscriber(SLA_EVENTS_TOPIC)
@@ -99,7 +85,7 @@ async def test_sweep_fires_breach_and_escalations_once_with_stable_event_ids(run
 
 async def test_rates_count_each_case_once_under_redelivery(runtime) -> None:
     now = datetime.now(UTC)
-    on_time, late = case_id(), case_id()
+    on_time, late = new_case_id(), new_case_id()
     events = [
         dispatched(on_time, at=now - timedelta(minutes=40), sla_class="emergency"),
         signed(on_time, at=now - timedelta(minutes=30)),
@@ -121,7 +107,7 @@ async def test_rates_count_each_case_once_under_redelivery(runtime) -> None:
 
 
 async def test_unknown_event_type_is_skipped_not_dead_lettered(runtime) -> None:
-    cid = case_id()
+    cid = new_case_id()
     from structlog.testing import capture_logs
 
     body = {"type": "case.something_new", "case_id": cid, "occurred_at": datetime.now(UTC).isoformat()}
@@ -136,7 +122,7 @@ async def test_grant_approval_starts_a_same_month_payment_clock_that_payment_sto
 
     from contracts.events.relief import GRANT_EVENTS_TOPIC, GrantApproved, GrantPaid
 
-    cid, now = case_id(), datetime.now(UTC)
+    cid, now = new_case_id(), datetime.now(UTC)
     common = {"case_id": cid, "grant_id": f"G-{cid}", "rule_id": "P5.2a", "district": "500103"}
     await publish(
         runtime,
@@ -157,9 +143,11 @@ async def test_the_callers_phone_is_kept_only_until_the_case_is_closed_and_the_l
     from contracts.events.router import CaseClosed
     from services.notify.outbox import LogChannel
 
-    cid, now = case_id(), datetime.now(UTC)
+    cid, now = new_case_id(), datetime.now(UTC)
     store = runtime.service.store
-    await publish(runtime, help_requested(cid, now), HELP_REQUESTED_TOPIC)
+    await publish(
+        runtime, help_requested(cid, "homeless_cold", at=now, phone="13912345678", emergency=True), HELP_REQUESTED_TOPIC
+    )
     await publish(runtime, dispatched(cid, at=now, sla_class="emergency"))
     await publish(runtime, CaseClosed(case_id=cid, actor="co-1", reason="duplicate of another case"))
     assert await store.caller_phone(cid) == "13912345678"  # the dispatch text is still to be sent
@@ -173,7 +161,7 @@ async def test_the_callers_phone_is_kept_only_until_the_case_is_closed_and_the_l
 async def test_an_event_that_changes_nothing_writes_nothing(runtime) -> None:
     from contracts.events.relief import GRANT_EVENTS_TOPIC, GrantProposed
 
-    unknown = case_id()
+    unknown = new_case_id()
     await publish(runtime, signed(unknown, at=datetime.now(UTC)))  # a case notify never saw dispatched
     await publish(
         runtime,
@@ -188,7 +176,7 @@ async def test_an_event_that_changes_nothing_writes_nothing(runtime) -> None:
 async def test_unknown_sla_class_falls_back_to_standard_with_a_logged_warning(runtime) -> None:
     from structlog.testing import capture_logs
 
-    cid = case_id()
+    cid = new_case_id()
     with capture_logs() as logs:
         await publish(runtime, dispatched(cid, at=datetime.now(UTC), sla_class="turbo"))
     assert any(e["log_level"] == "warning" and e.get("requested") == "turbo" for e in logs)

@@ -11,7 +11,7 @@ from services.notify.domain.texts import caller_dispatched
 from services.notify.outbox import LogChannel, Outbox, SmsGatewayChannel, WebhookChannel
 from services.notify.settings import Settings
 from services.notify.store import NotifyStore
-from tests.notify.factories import case_id
+from tests.support.events import new_case_id
 
 pytestmark = pytest.mark.component
 
@@ -43,7 +43,7 @@ async def run_due(outbox: Outbox, channels, at: datetime) -> list[str]:
 
 
 async def test_caller_text_is_retried_with_backoff_then_recorded_as_sent(db) -> None:
-    outbox, cid, now = await make_outbox(db), case_id(), datetime.now(UTC)
+    outbox, cid, now = await make_outbox(db), new_case_id(), datetime.now(UTC)
     await outbox.store.remember_caller(cid, "13912345678")
     seen: list[httpx.Request] = []
     async with gateway([503, 200], seen) as client:
@@ -71,7 +71,7 @@ async def test_caller_text_is_retried_with_backoff_then_recorded_as_sent(db) -> 
 
 
 async def test_a_client_error_is_not_retried_and_the_record_says_failed(db) -> None:
-    outbox, cid, now = await make_outbox(db), case_id(), datetime.now(UTC)
+    outbox, cid, now = await make_outbox(db), new_case_id(), datetime.now(UTC)
     await outbox.store.remember_caller(cid, "13912345678")
     async with gateway([400], []) as client:
         channels = {"log": LogChannel(), "sms": SmsGatewayChannel(client, "http://sms.test/send")}
@@ -85,7 +85,7 @@ async def test_a_client_error_is_not_retried_and_the_record_says_failed(db) -> N
 
 
 async def test_text_waits_for_the_callers_number_and_gives_up_after_max_attempts(db) -> None:
-    outbox, cid, now = await make_outbox(db), case_id(), datetime.now(UTC)
+    outbox, cid, now = await make_outbox(db), new_case_id(), datetime.now(UTC)
     async with gateway([], []) as client:
         channels = {"log": LogChannel(), "sms": SmsGatewayChannel(client, "http://sms.test/send")}
         note = caller_dispatched(f"{cid}|caller_dispatched", cid, district=None, department=None, due_at=None, tz=UTC)
@@ -97,7 +97,7 @@ async def test_text_waits_for_the_callers_number_and_gives_up_after_max_attempts
 
 
 async def test_department_alert_goes_to_the_webhook_with_its_recipient(db) -> None:
-    outbox, cid, now = await make_outbox(db), case_id(), datetime.now(UTC)
+    outbox, cid, now = await make_outbox(db), new_case_id(), datetime.now(UTC)
     seen: list[httpx.Request] = []
     from services.notify.domain.texts import Notification
 

@@ -4,7 +4,6 @@ caller texts, one text per event under redelivery, and timers that survive a SIG
 from __future__ import annotations
 
 import asyncio
-import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,8 +18,8 @@ from contracts.events.hotline import Caller, HelpRequested, Place
 from contracts.events.notify import SLA_EVENTS_TOPIC
 from contracts.events.router import CASE_LIFECYCLE_TOPIC
 from tests.notify.conftest import fast_policy
-from tests.notify.factories import dispatched
-from tests.notify.support import CaptureServer, of_case, sla_events
+from tests.support.capture import CaptureServer, of_case, sla_events
+from tests.support.events import dispatched, new_case_id
 from tests.support.kafka import create_topics
 from tests.support.processes import ServiceSet
 from tests.support.waiting import eventually
@@ -29,10 +28,6 @@ pytestmark = pytest.mark.integration
 TOKENS = ServiceSettings(service_name="notify-it")
 PHONE = "13900001111"
 FAST = "test_fast"  # a class measured in seconds, only in the test policy
-
-
-def new_case_id() -> str:
-    return f"CQ-{datetime.now(UTC):%Y%m%d}-{random.randint(0, 999_999):06d}"
 
 
 def coordinator() -> dict[str, str]:

@@ -15,7 +15,7 @@ from services.notify.clockwork import Clockwork
 from services.notify.domain import case as case_rules
 from services.notify.outbox import Outbox
 from services.notify.store import NotifyStore
-from tests.notify.factories import case_id, dispatched, resolved, signed
+from tests.support.events import dispatched, new_case_id, resolved, signed
 
 pytestmark = pytest.mark.component
 
@@ -25,7 +25,7 @@ async def test_two_notify_instances_applying_events_of_one_case_lose_none(runtim
     decide, and the loser reads again: every event is applied once."""
     notify = runtime.service
     other = Clockwork(notify.store, notify.policy, notify.outbox)  # another process: locks of its own
-    cid, now = case_id(), datetime.now(UTC)
+    cid, now = new_case_id(), datetime.now(UTC)
 
     async def apply(clockwork: Clockwork, event) -> None:
         await clockwork.record(cid, str(event.event_id), lambda s: case_rules.apply(s, event, notify.policy))
@@ -58,7 +58,7 @@ async def test_a_batch_of_dispatches_costs_the_same_store_commands_for_5_cases_a
         async def cost(cases: int) -> int:
             steps = []
             for _ in range(cases):
-                event = dispatched(case_id(), at=now, sla_class="emergency")
+                event = dispatched(new_case_id(), at=now, sla_class="emergency")
                 steps.append(
                     (event.case_id, str(event.event_id), lambda s, e=event: case_rules.apply(s, e, notify.policy))
                 )

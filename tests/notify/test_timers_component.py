@@ -11,7 +11,7 @@ from contracts.events.hotline import CallbackRecorded
 from services.notify.domain import case as case_rules
 from services.notify.store import TimerWheel
 from services.notify.timers import Timer
-from tests.notify.factories import case_id, dispatched, resolved, signed
+from tests.support.events import dispatched, new_case_id, resolved, signed
 
 pytestmark = pytest.mark.component
 
@@ -52,7 +52,7 @@ async def test_scheduling_the_same_timer_twice_stores_it_once_and_cancel_removes
 
 
 async def test_concurrent_events_of_one_case_are_all_applied(runtime) -> None:
-    cid, now = case_id(), datetime.now(UTC)
+    cid, now = new_case_id(), datetime.now(UTC)
     notify = runtime.service
 
     async def apply(event) -> None:

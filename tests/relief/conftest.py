@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 
 import httpx
@@ -12,13 +13,13 @@ import pytest
 
 from common.app import create_service_app
 from common.auth import issue_token
-from contracts.events.hotline import Caller, HelpRequested, Place
 from contracts.events.relief import GRANT_EVENTS_TOPIC
-from contracts.events.router import Assignment, CaseDispatched, Decision
 from services.relief import api
 from services.relief.app import startup
 from services.relief.domain.registry import id_card_check_char
 from services.relief.settings import Settings
+from tests.support import events
+from tests.support.events import new_case_id
 from tests.support.kafka import read_topic, unique_name
 from tests.support.waiting import eventually
 
@@ -31,41 +32,11 @@ def id_card(n: int) -> str:
 
 
 def case_id(seq: int | None = None) -> str:
-    import random
-
-    return f"CQ-{TODAY:%Y%m%d}-{seq if seq is not None else random.randint(0, 999_999):06d}"
+    return new_case_id(TODAY, seq)
 
 
-def help_requested(case: str, needs: tuple[str, ...], *, district: str = "500103", **kw: Any) -> HelpRequested:
-    caller = kw.pop(
-        "caller",
-        Caller(
-            name="张三",
-            phone="13800138000",
-            id_card=kw.pop("id_card", None),
-            hukou_district=kw.pop("hukou_district", None),
-        ),
-    )
-    return HelpRequested(
-        case_id=case,
-        received_at=datetime(2021, 2, 15, 9, 30, tzinfo=UTC),
-        operator_id="op-1",
-        caller=caller,
-        place=Place(district=district),
-        needs=needs,
-        **kw,
-    )
-
-
-def dispatched(case: str, needs: tuple[str, ...], *, district: str = "500103") -> CaseDispatched:
-    return CaseDispatched(
-        case_id=case,
-        district=district,
-        needs=needs,
-        sla_class="standard",
-        lead=Assignment(department="civil_affairs", district=district, role="lead"),
-        decision=Decision(rule_ids=("R-TEST",)),
-    )
+# Calls received on the day relief's reference data is dated for.
+help_requested = partial(events.help_requested, at=datetime(2021, 2, 15, 9, 30, tzinfo=UTC))
 
 
 def relief_settings(kafka: str, mongodb_url: str, db_name: str, **kw: Any) -> Settings:

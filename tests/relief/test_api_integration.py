@@ -8,7 +8,8 @@ import asyncio
 import pytest
 
 from contracts.events.relief import GRANT_EVENTS_TOPIC, HUKOU_NOTICE_TOPIC
-from tests.relief.conftest import case_id, dispatched, grant_events, help_requested, id_card, token
+from tests.relief.conftest import case_id, grant_events, help_requested, id_card, token
+from tests.support.events import dispatched
 from tests.support.kafka import create_topics
 
 pytestmark = pytest.mark.integration
@@ -17,8 +18,8 @@ pytestmark = pytest.mark.integration
 async def open_case(app, needs, **kw):
     case = case_id()
     relief = app.state.runtime.service
-    await relief.on_help_requested(help_requested(case, needs, **kw))
-    await relief.on_dispatched(dispatched(case, needs, district=kw.get("district", "500103")))
+    await relief.on_help_requested(help_requested(case, *needs, **kw))
+    await relief.on_dispatched(dispatched(case, needs=tuple(needs), district=kw.get("district", "500103")))
     return case
 
 
@@ -324,7 +325,7 @@ async def test_help_request_and_dispatch_arriving_at_once_are_both_kept(relief_a
         case = f"CQ-20210215-9{i:05d}"
         needs = ("temp_assist_major",)
         await asyncio.gather(
-            first.on_help_requested(help_requested(case, needs)), second.on_dispatched(dispatched(case, needs))
+            first.on_help_requested(help_requested(case, *needs)), second.on_dispatched(dispatched(case, needs=needs))
         )
         final = await store.get_case(case)
         assert final.help.needs == list(needs) and final.dispatch.district == "500103"

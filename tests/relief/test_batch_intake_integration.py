@@ -17,7 +17,8 @@ from services.relief.domain.registry import hash_id_card
 from services.relief.handlers import contract_topics, take_records
 from services.relief.service import Relief
 from services.relief.store import ReliefStore
-from tests.relief.conftest import dispatched, help_requested, id_card, relief_settings
+from tests.relief.conftest import help_requested, id_card, relief_settings
+from tests.support.events import dispatched
 
 pytestmark = pytest.mark.integration
 NEEDS = ("temp_assist_major", "temp_assist_epidemic")  # two entitlements per case
@@ -37,8 +38,8 @@ def records(cases: list[str], *, first: int = 0) -> list[SimpleNamespace]:
     """Each case's help request and dispatch, as the batch consumer receives them (both topics mixed)."""
     out: list[SimpleNamespace] = []
     for n, case in enumerate(cases):
-        help_ = help_requested(case, NEEDS, id_card=id_card(first + n), household_status="dibao")
-        for topic, event in ((HELP_REQUESTED_TOPIC, help_), (CASE_LIFECYCLE_TOPIC, dispatched(case, NEEDS))):
+        help_ = help_requested(case, *NEEDS, id_card=id_card(first + n), household_status="dibao")
+        for topic, event in ((HELP_REQUESTED_TOPIC, help_), (CASE_LIFECYCLE_TOPIC, dispatched(case, needs=NEEDS))):
             out.append(
                 SimpleNamespace(
                     topic=topic,

@@ -27,7 +27,8 @@ from services.relief.domain.runs import RunKind, RunSpec
 from services.relief.records import RegistryRecord
 from services.relief.store import ReliefStore
 from services.relief.subsidies import execute_run, run_document
-from tests.relief.conftest import case_id, committed_past, dispatched, help_requested, relief_settings
+from tests.relief.conftest import case_id, committed_past, help_requested, relief_settings
+from tests.support.events import dispatched
 from tests.support.kafka import create_topics, read_topic, unique_name
 from tests.support.waiting import eventually
 
@@ -46,8 +47,8 @@ async def test_redelivered_help_request_and_dispatch_propose_each_grant_once(kaf
     app = create_app(settings)
     case = case_id()
     needs = ("temp_assist_major", "temp_assist_epidemic", "homeless_cold")
-    help_ = help_requested(case, needs, household_status="low_income")
-    dispatch = dispatched(case, needs)
+    help_ = help_requested(case, *needs, household_status="low_income")
+    dispatch = dispatched(case, needs=needs)
     signed = CaseSignedFor(case_id=case, actor="w-1", task_id=f"{case}:civil_affairs")
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=True)
     await producer.start()

@@ -21,7 +21,8 @@ from services.relief.domain.registry import hash_id_card
 from services.relief.handlers import contract_topics, take_records
 from services.relief.service import Relief
 from services.relief.store import ReliefStore
-from tests.relief.conftest import case_id, dispatched, help_requested, id_card, relief_settings
+from tests.relief.conftest import case_id, help_requested, id_card, relief_settings
+from tests.support.events import dispatched
 
 pytestmark = pytest.mark.component
 
@@ -97,9 +98,9 @@ async def test_dispatch_first_then_help_request_proposes_once_and_refusals_cite_
     )
     case = case_id()
     needs = ("temp_assist_unemployed", "temp_assist_epidemic")
-    await broker.deliver((CASE_LIFECYCLE_TOPIC, dispatched(case, needs)))
+    await broker.deliver((CASE_LIFECYCLE_TOPIC, dispatched(case, needs=needs)))
     assert await db["entitlements"].count_documents({"case_id": case}) == 0  # waits for the facts
-    help_ = help_requested(case, needs, id_card=id_card(42), months_without_income=4)
+    help_ = help_requested(case, *needs, id_card=id_card(42), months_without_income=4)
     await broker.deliver((HELP_REQUESTED_TOPIC, help_), (HELP_REQUESTED_TOPIC, help_))  # redelivered in the batch
     await broker.deliver((HELP_REQUESTED_TOPIC, help_))  # and in a later one
 
@@ -142,9 +143,9 @@ async def test_records_that_fail_validation_go_to_the_dlq_and_the_rest_of_the_ba
     needs = ("temp_assist_major",)
     await broker.deliver(
         (HELP_REQUESTED_TOPIC, {"case_id": case, "not": "a help request"}),
-        (HELP_REQUESTED_TOPIC, help_requested(case, needs)),
+        (HELP_REQUESTED_TOPIC, help_requested(case, *needs)),
         (CASE_LIFECYCLE_TOPIC, {"type": "case.dispatched", "case_id": case}),  # no district
-        (CASE_LIFECYCLE_TOPIC, dispatched(case, needs)),
+        (CASE_LIFECYCLE_TOPIC, dispatched(case, needs=needs)),
     )
     assert len(published["help_dlq"]) == 1 and len(published["dlq"]) == 1
     assert (await db["entitlements"].find_one({"_id": f"{case}:P5.2c"}))["status"] == "proposed"
@@ -154,11 +155,11 @@ async def test_a_case_before_any_standard_goes_to_the_dlq_not_lost(wired):
     """No dibao standard in force on the day reported is a data gap: the message is dead-lettered."""
     broker, db, published = wired
     case = case_id()
-    old = help_requested(case, ("temp_assist_epidemic",), household_status="dibao").model_copy(
+    old = help_requested(case, "temp_assist_epidemic", household_status="dibao").model_copy(
         update={"received_at": datetime(2020, 6, 1, tzinfo=UTC)}
     )
     await broker.deliver((HELP_REQUESTED_TOPIC, old))
-    await broker.deliver((CASE_LIFECYCLE_TOPIC, dispatched(case, ("temp_assist_epidemic",))))
+    await broker.deliver((CASE_LIFECYCLE_TOPIC, dispatched(case, needs=("temp_assist_epidemic",))))
     assert len(published["dlq"]) == 1 and published["dlq"][0]["case_id"] == case
     assert await db["entitlements"].count_documents({"case_id": case}) == 0
 
@@ -168,14 +169,14 @@ async def test_a_data_gap_rejects_only_that_cases_records_not_the_batch(wired):
     (proposed)."""
     broker, db, published = wired
     gap, good = case_id(), case_id()
-    old = help_requested(gap, ("temp_assist_epidemic",), household_status="dibao").model_copy(
+    old = help_requested(gap, "temp_assist_epidemic", household_status="dibao").model_copy(
         update={"received_at": datetime(2020, 6, 1, tzinfo=UTC)}
     )
     await broker.deliver(
         (HELP_REQUESTED_TOPIC, old),
-        (HELP_REQUESTED_TOPIC, help_requested(good, ("temp_assist_major",))),
-        (CASE_LIFECYCLE_TOPIC, dispatched(gap, ("temp_assist_epidemic",))),
-        (CASE_LIFECYCLE_TOPIC, dispatched(good, ("temp_assist_major",))),
+        (HELP_REQUESTED_TOPIC, help_requested(good, "temp_assist_major")),
+        (CASE_LIFECYCLE_TOPIC, dispatched(gap, needs=("temp_assist_epidemic",))),
+        (CASE_LIFECYCLE_TOPIC, dispatched(good, needs=("temp_assist_major",))),
     )
     assert [d["case_id"] for d in published["dlq"]] == [gap] and [d["case_id"] for d in published["help_dlq"]] == [gap]
     assert await db["entitlements"].count_documents({"case_id": gap}) == 0
@@ -204,8 +205,8 @@ async def test_events_written_while_kafka_is_down_are_swept_once_it_is_back(db, 
     settings = relief_settings("127.0.0.1:1", mongodb_url, db_name)
     relief = Relief(store=store, book=load_standards_book(settings), broker=cast(KafkaBroker, broker))
     case = case_id()
-    await relief.on_help_requested(help_requested(case, ("temp_assist_major",)))
-    await relief.on_dispatched(dispatched(case, ("temp_assist_major",)))
+    await relief.on_help_requested(help_requested(case, "temp_assist_major"))
+    await relief.on_dispatched(dispatched(case, needs=("temp_assist_major",)))
     doc = await db["entitlements"].find_one({"_id": f"{case}:P5.2c"})
     assert len(doc["outbox"]) == 1 and doc["outbox_pending"] and broker.published == []
     await relief.entitlements.sweep(datetime.now(UTC))
@@ -227,8 +228,8 @@ async def test_a_case_merged_into_another_has_its_open_proposals_cancelled(wired
     broker, db, published = wired
     child, parent = case_id(), case_id()
     for case in (child, parent):
-        await broker.deliver((HELP_REQUESTED_TOPIC, help_requested(case, ("temp_assist_major",))))
-        await broker.deliver((CASE_LIFECYCLE_TOPIC, dispatched(case, ("temp_assist_major",))))
+        await broker.deliver((HELP_REQUESTED_TOPIC, help_requested(case, "temp_assist_major")))
+        await broker.deliver((CASE_LIFECYCLE_TOPIC, dispatched(case, needs=("temp_assist_major",))))
     merged = CasesMerged(case_id=child, into_case_id=parent, actor="router")
     await broker.deliver((CASE_LIFECYCLE_TOPIC, merged), (CASE_LIFECYCLE_TOPIC, merged))  # redelivered: nothing more
     await broker.deliver((CASE_LIFECYCLE_TOPIC, merged))
@@ -248,8 +249,8 @@ async def test_an_outbox_whose_sweep_failed_while_kafka_was_down_is_swept_once_i
     settings = relief_settings("127.0.0.1:1", mongodb_url, db_name)
     relief = Relief(store=store, book=load_standards_book(settings), broker=cast(KafkaBroker, broker))
     case = case_id()
-    await relief.on_help_requested(help_requested(case, ("temp_assist_major",)))
-    await relief.on_dispatched(dispatched(case, ("temp_assist_major",)))
+    await relief.on_help_requested(help_requested(case, "temp_assist_major"))
+    await relief.on_dispatched(dispatched(case, needs=("temp_assist_major",)))
     later = datetime.now(UTC) + timedelta(seconds=30)  # the grace period has passed
     await relief.entitlements.sweep(later)  # Kafka still down: the publish fails
     broker.down = False

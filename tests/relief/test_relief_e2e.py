@@ -15,7 +15,8 @@ from common.settings import ServiceSettings
 from contracts.events.hotline import HELP_REQUESTED_TOPIC
 from contracts.events.relief import GRANT_EVENTS_TOPIC
 from contracts.events.router import CASE_LIFECYCLE_TOPIC
-from tests.relief.conftest import case_id, committed_past, dispatched, help_requested
+from tests.relief.conftest import case_id, committed_past, help_requested
+from tests.support.events import dispatched
 from tests.support.kafka import create_topics
 from tests.support.processes import ServiceSet
 from tests.support.waiting import eventually
@@ -58,8 +59,8 @@ async def test_officer_pays_once_across_a_killed_and_restarted_relief(relief_pro
     }
     case = case_id()
     needs = ("temp_assist_unemployed",)
-    help_ = help_requested(case, needs, months_without_income=3, special_groups=("unemployed_uninsured",))
-    await publish(kafka_bootstrap, help_, dispatched(case, needs))
+    help_ = help_requested(case, *needs, months_without_income=3, special_groups=("unemployed_uninsured",))
+    await publish(kafka_bootstrap, help_, dispatched(case, needs=needs))
     url = f"{relief.url}/api/v1/entitlements/{case}:P5.2b"
 
     async def proposed():
@@ -80,7 +81,7 @@ async def test_officer_pays_once_across_a_killed_and_restarted_relief(relief_pro
     relief.start()
     relief.wait_ready()
     group = relief.env["RELIEF_KAFKA_GROUP_ID"]
-    for topic, partition, offset in await publish(kafka_bootstrap, help_, dispatched(case, needs)):  # again
+    for topic, partition, offset in await publish(kafka_bootstrap, help_, dispatched(case, needs=needs)):  # again
         await eventually(
             partial(committed_past, kafka_bootstrap, group, topic, partition, offset),
             timeout=90,

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.relief.conftest import case_id, dispatched, grant_events, help_requested, id_card, token
+from tests.relief.conftest import case_id, grant_events, help_requested, id_card, token
+from tests.support.events import dispatched
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -88,9 +89,9 @@ async def test_p51_approved_dibao_enters_the_registry_and_is_paid_by_the_month_t
     relief = app.state.runtime.service
     case = case_id()
     await relief.on_help_requested(
-        help_requested(case, ("dibao_application",), id_card=id_card(77), months_without_income=2)
+        help_requested(case, "dibao_application", id_card=id_card(77), months_without_income=2)
     )
-    await relief.on_dispatched(dispatched(case, ("dibao_application",)))
+    await relief.on_dispatched(dispatched(case, needs=("dibao_application",)))
     officer = token(app, "officer-a")
     doc = (await client.get(f"/api/v1/entitlements/{case}:P5.1", headers=officer)).json()
     assert doc["sla_class"] == "dibao_fast_track" and "public_appraisal" not in doc["review_steps"]

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from pymongo import AsyncMongoClient
 
-from tests.router.harness import RouterHarness, running_router
+from tests.support.router_harness import RouterHarness, running_router
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,9 @@ from contracts.events import CASE_EVENTS_TOPIC, utcnow
 from contracts.events.hotline import CaseReopened
 from services.router.domain.case import Case
 from services.router.domain.coordination import FINAL
-from tests.router.harness import RouterHarness, help_request, new_case_id
 from tests.router.test_router_integration import dispatched, lifecycle, post
+from tests.support.events import help_requested, new_case_id
+from tests.support.router_harness import RouterHarness
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -24,7 +25,7 @@ async def resolved_case(
     router: RouterHarness, need: str = "housing_aid", department: str = "housing", **fields: Any
 ) -> tuple[str, dict[str, Any]]:
     case_id = new_case_id()
-    await router.send_help(help_request(case_id, need, **fields))
+    await router.send_help(help_requested(case_id, need, **fields))
     task = await dispatched(router, department, case_id)
     me = router.worker(department)
     await post(router, f"/api/v1/tasks/{task['task_id']}/sign-for", me)
@@ -41,7 +42,7 @@ async def archive_now(router: RouterHarness) -> int:
 
 async def test_a_long_closed_case_leaves_the_queues_but_is_still_found(router: RouterHarness) -> None:
     open_id = new_case_id()
-    await router.send_help(help_request(open_id, "housing_aid"))
+    await router.send_help(help_requested(open_id, "housing_aid"))
     await dispatched(router, "housing", open_id)
     case_id, task = await resolved_case(router)
     resolved = await router.queue("housing", status=["resolved"])
@@ -95,7 +96,7 @@ async def test_a_replayed_help_request_of_an_archived_case_is_not_dispatched_aga
 
     stored = await router.service.store.archive.find_one({"_id": case_id})
     assert stored is not None
-    replay = help_request(case_id, "housing_aid", received_at=long_ago)
+    replay = help_requested(case_id, "housing_aid", received_at=long_ago)
     replay = replay.model_copy(update={"event_id": stored["request_event_id"]})  # the very same request
 
     await router.send_help(replay)

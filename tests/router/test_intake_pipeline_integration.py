@@ -20,7 +20,7 @@ from services.router.cases import CaseService
 from services.router.domain.case import Case
 from services.router.settings import Settings
 from services.router.store import RouterStore
-from tests.router.harness import help_request
+from tests.support.events import help_requested
 from tests.support.kafka import create_topics, read_topic, unique_name
 
 pytestmark = pytest.mark.integration
@@ -48,8 +48,8 @@ async def test_a_batch_worked_in_chunks_dispatches_each_case_once_and_in_order(k
         catalogue=catalogue_of(settings),
     )
     case_ids = [f"CQ-20260215-{n:06d}" for n in range(1, 8)]
-    requests = [help_request(case_id, "housing_aid", "education_aid") for case_id in case_ids]
-    reused = help_request(case_ids[3], "other")  # a different request with a case id already in the batch
+    requests = [help_requested(case_id, "housing_aid", "education_aid") for case_id in case_ids]
+    reused = help_requested(case_ids[3], "other")  # a different request with a case id already in the batch
     batch = [*requests[:3], requests[0], *requests[3:5], reused, *requests[5:]]  # and one request twice
     producer = BatchProducer(kafka_bootstrap, client_id=unique_name("pipe"))
     await producer.start()
@@ -106,7 +106,7 @@ async def test_a_failing_chunk_fails_the_batch_with_its_own_error(kafka_bootstra
     try:
         with pytest.raises(AutoReconnect):
             await service.dispatch_requests(
-                [help_request(f"CQ-20260215-{uuid.uuid4().int % 10**6:06d}", "other") for _ in range(3)],
+                [help_requested(f"CQ-20260215-{uuid.uuid4().int % 10**6:06d}", "other") for _ in range(3)],
                 producer=producer,
             )
     finally:

@@ -13,7 +13,7 @@ from common.consumer import DeliveryPolicy
 from contracts.events.hotline import HelpRequested
 from services.router.cases import BatchOutcome
 from services.router.intake import handle_batch
-from tests.router.harness import help_request
+from tests.support.events import help_requested
 
 pytestmark = pytest.mark.unit
 
@@ -52,7 +52,7 @@ class Service:
 
 
 def record(case_id: str, value: bytes | None = None) -> SimpleNamespace:
-    body = value if value is not None else help_request(case_id, "other").model_dump_json().encode()
+    body = value if value is not None else help_requested(case_id, "other").model_dump_json().encode()
     return SimpleNamespace(key=case_id.encode(), value=body, topic="t", partition=0, offset=0, headers=[])
 
 

@@ -18,8 +18,9 @@ from services.router.cases import CaseService
 from services.router.domain import desk
 from services.router.domain.case import Case
 from services.router.store import RouterStore
-from tests.router.harness import RouterHarness, help_request, new_case_id
+from tests.support.events import help_requested, new_case_id
 from tests.support.kafka import read_topic
+from tests.support.router_harness import RouterHarness
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -34,10 +35,10 @@ async def queued(router: RouterHarness, department: str, case_id: str, role: str
 async def test_queue_lists_emergencies_first_then_the_oldest(router: RouterHarness) -> None:
     base = datetime.now(UTC) - timedelta(hours=1)
     older, newer, urgent = new_case_id(), new_case_id(), new_case_id()
-    await router.send_help(help_request(newer, "other", district="500104", received_at=base + timedelta(minutes=2)))
-    await router.send_help(help_request(older, "other", district="500104", received_at=base))
+    await router.send_help(help_requested(newer, "other", district="500104", received_at=base + timedelta(minutes=2)))
+    await router.send_help(help_requested(older, "other", district="500104", received_at=base))
     await router.send_help(
-        help_request(urgent, "homeless_cold", district="500104", received_at=base + timedelta(minutes=5))
+        help_requested(urgent, "homeless_cold", district="500104", received_at=base + timedelta(minutes=5))
     )
     for case_id in (older, newer, urgent):
         await eventually(functools.partial(router.service.store.get, case_id), what=f"case {case_id}")
@@ -72,7 +73,7 @@ async def test_requests_without_a_token_or_with_the_wrong_role_are_refused(route
 
 async def test_bad_input_names_the_field_in_chinese_and_english(router: RouterHarness) -> None:
     case_id = new_case_id()
-    await router.send_help(help_request(case_id, "employment_aid"))
+    await router.send_help(help_requested(case_id, "employment_aid"))
     task = await queued(router, "hrss", case_id)
     response = await router.client.post(
         f"/api/v1/tasks/{task['task_id']}/return",
@@ -92,8 +93,8 @@ async def test_bad_input_names_the_field_in_chinese_and_english(router: RouterHa
 
 async def test_coordinator_reassigns_changes_the_lead_and_merges_duplicates(router: RouterHarness) -> None:
     first, duplicate = new_case_id(), new_case_id()
-    await router.send_help(help_request(first, "disaster_housing"))  # housing leads, emergency management co-handles
-    await router.send_help(help_request(duplicate, "disaster_housing"))
+    await router.send_help(help_requested(first, "disaster_housing"))  # housing leads, emergency management co-handles
+    await router.send_help(help_requested(duplicate, "disaster_housing"))
     await queued(router, "housing", first)
     await queued(router, "housing", duplicate)
     coordinator = router.token("coordinator", district="500103", sub="co-yz")
@@ -148,7 +149,7 @@ async def test_a_bad_help_request_is_dead_lettered_and_the_rest_of_its_batch_dis
     good = new_case_id()
     broker = router.broker
     await broker.publish({"case_id": "CQ-20260101-000000", "needs": []}, topic=topic, key=b"bad")
-    await router.send_help(help_request(good, "supply_shortage"))
+    await router.send_help(help_requested(good, "supply_shortage"))
     await queued(router, "commerce", good)
     dead = await read_topic(router.bootstrap, f"{topic}.dlq", expect=1)
     assert [d.key for d in dead] == [b"bad"]
@@ -157,9 +158,9 @@ async def test_a_bad_help_request_is_dead_lettered_and_the_rest_of_its_batch_dis
 
 async def test_a_different_request_reusing_a_taken_case_id_is_refused_not_dispatched(router: RouterHarness) -> None:
     case_id = new_case_id()
-    await router.send_help(help_request(case_id, "price_gouging"))
+    await router.send_help(help_requested(case_id, "price_gouging"))
     await queued(router, "market_regulation", case_id)
-    await router.send_help(help_request(case_id, "homeless_cold"))  # another request, same case id
+    await router.send_help(help_requested(case_id, "homeless_cold"))  # another request, same case id
     topic = router.settings.topic(HELP_REQUESTED_TOPIC)
 
     async def dead_letters() -> list | None:
@@ -176,7 +177,7 @@ async def test_a_different_request_reusing_a_taken_case_id_is_refused_not_dispat
 
 async def test_events_left_in_the_outbox_by_a_crash_are_published_by_the_sweeper(router: RouterHarness) -> None:
     case_id = new_case_id()
-    await router.send_help(help_request(case_id, "chronic_followup"))
+    await router.send_help(help_requested(case_id, "chronic_followup"))
     task = await queued(router, "health", case_id)
     store: RouterStore = router.service.store
 
@@ -202,7 +203,7 @@ async def test_events_left_in_the_outbox_by_a_crash_are_published_by_the_sweeper
 async def test_two_writers_on_one_case_never_lose_a_change(router: RouterHarness, mongo_client) -> None:
     """Two processes (two services with their own locks) change one case at once: both changes survive."""
     case_id = new_case_id()
-    await router.send_help(help_request(case_id, "stranded_person"))  # three tasks
+    await router.send_help(help_requested(case_id, "stranded_person"))  # three tasks
     await queued(router, "education", case_id, "co_handler")
     lead = await queued(router, "civil_affairs", case_id)
     hrss = await queued(router, "hrss", case_id, "co_handler")

@@ -9,8 +9,9 @@ import pytest
 
 from contracts.events import CASE_EVENTS_TOPIC, department_queue_topic
 from contracts.events.hotline import CaseReopened
-from tests.router.harness import RouterHarness, help_request, new_case_id
+from tests.support.events import help_requested, new_case_id
 from tests.support.kafka import read_topic
+from tests.support.router_harness import RouterHarness
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -41,7 +42,7 @@ async def post(router: RouterHarness, path: str, headers: dict, body: dict | Non
 
 async def test_help_request_is_dispatched_to_department_queues_with_rules_and_facts_P2_3(router: RouterHarness) -> None:
     case_id = new_case_id()
-    await router.send_help(help_request(case_id, "homeless_cold", description="桥下露宿"))
+    await router.send_help(help_requested(case_id, "homeless_cold", description="桥下露宿"))
     lead = await dispatched(router, "civil_affairs", case_id)
     co = await dispatched(router, "health", case_id, "co_handler")
     assert lead["emergency"] is True and lead["sla_class"] == "emergency" and lead["summary"] == "桥下露宿"
@@ -57,7 +58,7 @@ async def test_help_request_is_dispatched_to_department_queues_with_rules_and_fa
 
 async def test_redelivered_help_request_dispatches_once(router: RouterHarness) -> None:
     case_id = new_case_id()
-    request = help_request(case_id, "price_gouging")
+    request = help_requested(case_id, "price_gouging")
     await router.send_help(request)
     await router.send_help(request)  # the same event again, as after a crash before the commit
     await dispatched(router, "market_regulation", case_id)
@@ -71,7 +72,7 @@ async def test_redelivered_help_request_dispatches_once(router: RouterHarness) -
 
 async def test_sign_for_and_progress_are_recorded_and_published(router: RouterHarness) -> None:
     case_id = new_case_id()
-    await router.send_help(help_request(case_id, "education_aid"))
+    await router.send_help(help_requested(case_id, "education_aid"))
     task = await dispatched(router, "education", case_id)
     me = router.worker("education")
     signed = await post(router, f"/api/v1/tasks/{task['task_id']}/sign-for", me)
@@ -87,7 +88,7 @@ async def test_sign_for_and_progress_are_recorded_and_published(router: RouterHa
 
 async def test_two_returns_lead_to_arbitration_and_the_coordinator_names_the_owner(router: RouterHarness) -> None:
     case_id = new_case_id()
-    await router.send_help(help_request(case_id, "price_gouging"))
+    await router.send_help(help_requested(case_id, "price_gouging"))
     first = await dispatched(router, "market_regulation", case_id)
     answer = await post(
         router,
@@ -143,7 +144,7 @@ async def test_two_returns_lead_to_arbitration_and_the_coordinator_names_the_own
 
 async def test_case_resolves_only_when_every_co_handler_is_done_or_waived(router: RouterHarness) -> None:
     case_id = new_case_id()
-    await router.send_help(help_request(case_id, "stranded_person"))  # civil affairs + hrss + education
+    await router.send_help(help_requested(case_id, "stranded_person"))  # civil affairs + hrss + education
     lead = await dispatched(router, "civil_affairs", case_id)
     hrss = await dispatched(router, "hrss", case_id, "co_handler")
     edu = await dispatched(router, "education", case_id, "co_handler")
@@ -187,7 +188,7 @@ async def test_poison_message_on_a_department_queue_is_dead_lettered_and_the_que
     producer_broker = router.broker
     await producer_broker.publish(b"{not json", topic=topic, key=case_id.encode())
     await producer_broker.publish({"type": "dept.task", "case_id": case_id}, topic=topic, key=case_id.encode())
-    await router.send_help(help_request(case_id, "supply_shortage"))  # lands on the same partition (same key)
+    await router.send_help(help_requested(case_id, "supply_shortage"))  # lands on the same partition (same key)
     await dispatched(router, "commerce", case_id)
     dead = await read_topic(router.bootstrap, f"{topic}.dlq", expect=2)
     assert [d.key for d in dead] == [case_id.encode()] * 2
@@ -197,7 +198,7 @@ async def test_poison_message_on_a_department_queue_is_dead_lettered_and_the_que
 
 async def test_a_reopened_case_is_dispatched_again(router: RouterHarness) -> None:
     case_id = new_case_id()
-    await router.send_help(help_request(case_id, "housing_aid"))
+    await router.send_help(help_requested(case_id, "housing_aid"))
     task = await dispatched(router, "housing", case_id)
     me = router.worker("housing")
     await post(router, f"/api/v1/tasks/{task['task_id']}/sign-for", me)

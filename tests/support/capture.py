@@ -1,4 +1,4 @@
-"""Helpers for notify's integration tests: a capturing HTTP endpoint, an SLA topic reader, events."""
+"""A capturing HTTP endpoint (for texts and alerts sent out) and an SLA topic reader, for integration tests."""
 
 from __future__ import annotations
 

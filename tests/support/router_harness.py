@@ -1,4 +1,4 @@
-"""Run the router app in-process against the real Kafka and store, on its own topics and database."""
+"""The router app in-process against the real Kafka and store, on its own topics and database."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -20,7 +19,7 @@ from common.auth import issue_token
 from common.kafka import publish_event
 from contracts.events import CASE_EVENTS_TOPIC, CASE_LIFECYCLE_TOPIC, HELP_REQUESTED_TOPIC, department_queue_topic
 from contracts.events.base import Event
-from contracts.events.hotline import Caller, HelpRequested, Place
+from contracts.events.hotline import HelpRequested
 from services.router.app import create_app
 from services.router.cases import CaseService
 from services.router.domain.case import Case
@@ -37,26 +36,6 @@ DESK = (
     "housing",
     "emergency_management",
 )
-
-
-def help_request(case_id: str, *needs: str, district: str = "500103", **fields: Any) -> HelpRequested:
-    return HelpRequested(
-        case_id=case_id,
-        received_at=fields.pop("received_at", datetime.now(UTC)),
-        operator_id="op-1",
-        caller=Caller(name="张三", phone="13812345678"),
-        place=Place(district=district),
-        needs=needs,
-        **fields,
-    )
-
-
-_counter = iter(range(1, 999_999))
-
-
-def new_case_id() -> str:
-    """Unique within a run (each run has its own database and topics)."""
-    return f"CQ-{datetime.now(UTC):%Y%m%d}-{next(_counter):06d}"
 
 
 @dataclass
