@@ -14,12 +14,13 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from faststream.kafka import KafkaBroker, KafkaRouter
+from pydantic import BaseModel
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -143,6 +144,13 @@ async def _connect_broker(runtime: Runtime[Any]) -> None:
             return
 
 
+class Readiness(BaseModel):
+    """`/readyz`: ready when every dependency answers (503 with the same body when one does not)."""
+
+    status: Literal["ready", "not ready"]
+    checks: dict[str, bool]
+
+
 def health_router() -> APIRouter:
     router = APIRouter(tags=["health"])
 
@@ -150,7 +158,12 @@ def health_router() -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Kafka and the store are reachable")
+    @router.get(
+        "/readyz",
+        summary="Kafka and the store are reachable",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "A dependency does not answer"}},
+    )
     async def readyz(runtime: RuntimeDep) -> JSONResponse:
         checks: dict[str, bool] = {}
         try:
@@ -161,9 +174,8 @@ def health_router() -> APIRouter:
         if runtime.broker is not None:
             checks["kafka"] = runtime.kafka_connected.is_set() and await runtime.broker.ping(timeout=2)
         ok = all(checks.values())
-        return JSONResponse(
-            {"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503
-        )
+        body = Readiness(status="ready" if ok else "not ready", checks=checks)
+        return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
     @router.get(
         "/metrics",
