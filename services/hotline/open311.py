@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from xml.sax.saxutils import escape
 
 import structlog
@@ -86,7 +86,7 @@ def render(fmt: str, root: str, body: BaseModel | Sequence[BaseModel], status: i
 def _format(fmt: str) -> Format:
     if fmt not in ("json", "xml"):
         raise Open311Failure(404, f"不支持的格式：{fmt}（可用 json、xml） / unsupported format: {fmt} (json or xml)")
-    return fmt  # type: ignore[return-value]
+    return cast(Format, fmt)
 
 
 def _errors(exc: Open311Failure, fmt: str) -> Response:

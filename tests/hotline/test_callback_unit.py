@@ -15,7 +15,7 @@ def test_p6_2_dissatisfied_caller_reopens_the_case_citing_the_rule() -> None:
 
 @pytest.mark.parametrize("satisfaction", ["satisfied", "basically_satisfied"])
 def test_satisfied_callbacks_do_not_reopen(satisfaction: str) -> None:
-    assert not decide_callback("closed", satisfaction).reopen  # type: ignore[arg-type]
+    assert not decide_callback("closed", satisfaction).reopen  # type: ignore[arg-type]  # parametrised as plain text
 
 
 def test_no_callback_before_resolution() -> None:

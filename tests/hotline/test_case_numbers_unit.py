@@ -28,7 +28,7 @@ class SlowCounter:
 
 async def test_calls_during_a_raise_leave_their_number_to_it_and_do_not_wait() -> None:
     counter = SlowCounter()
-    numbers = CaseNumbers(counter)  # type: ignore[arg-type]
+    numbers = CaseNumbers(counter)  # type: ignore[arg-type]  # a stand-in for the store's counter
     first = asyncio.ensure_future(numbers.claimed("CQ-20260215-000020"))
     await asyncio.sleep(0)
     others = [numbers.claimed(f"CQ-20260215-{n:06d}") for n in (21, 40, 60, 80)]
@@ -43,7 +43,7 @@ async def test_a_failed_raise_does_not_fail_the_call() -> None:
     counter = SlowCounter()
     counter.gate.set()
     counter.fail = True
-    numbers = CaseNumbers(counter)  # type: ignore[arg-type]
+    numbers = CaseNumbers(counter)  # type: ignore[arg-type]  # a stand-in for the store's counter
     await numbers.claimed("CQ-20260215-000020")
     counter.fail = False
     await numbers.claimed("CQ-20260215-000040")
