@@ -24,9 +24,11 @@ def issue_token(
     district: str | None = None,
     ttl: timedelta = timedelta(hours=12),
     session: str | None = None,
+    name: str | None = None,
     now: datetime | None = None,
 ) -> str:
-    """Sign a token; `session` names the front door's sign-in session the token belongs to (claim `sid`)."""
+    """Sign a token; `session` names the front door's sign-in session the token belongs to (claim `sid`),
+    `name` the person's display name (what records and pages show beside the account id)."""
     now = now or datetime.now(UTC)
     claims = {
         "sub": sub,
@@ -39,6 +41,8 @@ def issue_token(
     }
     if session is not None:
         claims["sid"] = session
+    if name is not None:
+        claims["name"] = name
     return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=settings.jwt_algorithm)
 
 
@@ -51,7 +55,11 @@ def decode_token(settings: ServiceSettings, token: str) -> Principal:
         options={"require": ["sub", "role", "exp"]},
     )
     return Principal(
-        sub=claims["sub"], role=claims["role"], department=claims.get("department"), district=claims.get("district")
+        sub=claims["sub"],
+        role=claims["role"],
+        department=claims.get("department"),
+        district=claims.get("district"),
+        name=claims.get("name"),
     )
 
 

@@ -26,10 +26,16 @@ class Principal(BaseModel):
     role: Role
     department: str | None = None
     district: str | None = None
+    name: str | None = None  # display name, when the token carries one (the front door's do)
 
     @property
     def city_level(self) -> bool:
         return self.district in (None, CITY) or self.role is Role.ADMIN
+
+    @property
+    def shown_as(self) -> str:
+        """How a record names this person: the display name with the account id, or the id alone."""
+        return f"{self.name}（{self.sub}）" if self.name else self.sub
 
     def can_see_district(self, district: str) -> bool:
         return self.city_level or self.district == district

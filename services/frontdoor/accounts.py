@@ -217,6 +217,7 @@ class Accounts:
             district=a.get("district"),
             ttl=expires_at - now,
             session=session.sid,
+            name=a.get("display_name"),
             now=now,
         )
         return token, expires_at

@@ -11,6 +11,7 @@ DEV_ACCOUNTS = (
     ("operator", "接线员 王芳", "operator", None, "500103"),
     ("worker", "民政局 李强（渝中区）", "dept_worker", "civil_affairs", "500103"),
     ("relief", "救助经办 张敏（渝中区）", "relief_officer", None, "500103"),
+    ("relief2", "救助复核 陈静（渝中区）", "relief_officer", None, "500103"),  # the second signature (P6.1)
     ("coordinator", "统筹 刘洋（渝中区）", "coordinator", None, "500103"),
     ("admin", "系统管理员", "admin", None, None),
 )

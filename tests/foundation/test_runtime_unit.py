@@ -40,6 +40,12 @@ def test_token_round_trip_carries_role_department_district() -> None:
     )
 
 
+def test_a_token_may_carry_the_persons_display_name_for_records_to_show() -> None:
+    named = decode_token(SETTINGS, issue_token(SETTINGS, sub="r2", role="relief_officer", name="救助复核 陈静"))
+    assert named.name == "救助复核 陈静" and named.shown_as == "救助复核 陈静（r2）"
+    assert decode_token(SETTINGS, issue_token(SETTINGS, sub="r2", role="relief_officer")).shown_as == "r2"
+
+
 def test_expired_or_foreign_tokens_are_refused() -> None:
     expired = issue_token(SETTINGS, sub="w1", role="operator", ttl=timedelta(seconds=-1))
     with pytest.raises(jwt.ExpiredSignatureError):
