@@ -18,14 +18,6 @@ ADMIN, ADMIN_PASSWORD = "root.admin", "admin-password-1"
 PASSWORD = "worker-password-1"
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]):
-    """Keep each phase's report on the test, so a browser fixture can tell that its test failed."""
-    report = yield
-    setattr(item, f"report_{report.when}", report)
-    return report
-
-
 class FrontDoorUnderTest:
     def __init__(self, app: Any) -> None:
         self.app = app

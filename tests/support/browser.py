@@ -4,10 +4,13 @@ every open page when a test fails, kept under the git-ignored `test-artifacts/`.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
-from playwright.async_api import Browser, BrowserContext, Page, Playwright
+import httpx
+from playwright.async_api import Browser, BrowserContext, Page, Playwright, ViewportSize, expect
 
+from services.frontdoor.dev_accounts import DEV_PASSWORD
 from tests.support.processes import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -22,6 +25,8 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 INSTALL = "apt-get install -y chromium"
+BEHIND = ("hotline", "router", "relief", "notify")  # the services behind the front door
+SCREEN: ViewportSize = {"width": 1366, "height": 768}  # the smallest screen the workspaces are made for
 
 
 async def launch(playwright: Playwright) -> Browser:
@@ -43,9 +48,7 @@ class Pages:
 
     async def person(self, who: str) -> Page:
         """A browser of its own for one person (own cookies), with one page."""
-        context = await self.browser.new_context(
-            base_url=self.base_url, locale="zh-CN", viewport={"width": 1280, "height": 900}
-        )
+        context = await self.browser.new_context(base_url=self.base_url, locale="zh-CN", viewport=SCREEN)
         context.set_default_timeout(30_000)
         self.contexts[who] = context
         return await context.new_page()
@@ -66,3 +69,32 @@ class Pages:
     async def close(self) -> None:
         for context in self.contexts.values():
             await context.close()
+
+
+async def sign_in(page: Page, username: str, password: str = DEV_PASSWORD) -> None:
+    """Sign in at the front door as a person does: the sign-in page, user name, password, the button."""
+    await page.goto("/")
+    await page.locator("#username").fill(username)
+    await page.locator("#password").fill(password)
+    await page.locator("#submit").click()
+
+
+async def until_listed(page: Page, reload_button: str, table: str, text: str, *, timeout: float = 120) -> None:
+    """Press the page's own reload button until the row shows up (the case travels through Kafka)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        await page.locator(reload_button).click()
+        try:
+            await expect(page.locator(table)).to_contain_text(text, timeout=3_000)
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+
+
+def api_token(front_door_url: str, username: str, password: str = DEV_PASSWORD) -> dict[str, str]:
+    """Headers for an API client signed in at the front door as `username`: for a test's steps that
+    belong to another role than the page under test."""
+    reply = httpx.post(f"{front_door_url}/auth/token", json={"username": username, "password": password}, timeout=10)
+    reply.raise_for_status()
+    return {"Authorization": f"Bearer {reply.json()['access_token']}"}

@@ -6,70 +6,13 @@ that person's next request is refused. A failing test keeps screenshots (test-ar
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import expect
 
-from services.frontdoor.dev_accounts import DEV_PASSWORD
-from tests.support.browser import Pages, launch
-from tests.support.processes import ServiceSet
+from tests.support.browser import Pages, sign_in, until_listed
 
 pytestmark = pytest.mark.e2e
-
-BEHIND = ("hotline", "router", "relief", "notify")
-
-
-@pytest.fixture(scope="module")
-def stack(kafka_bootstrap: str, mongodb_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceSet]:
-    services = ServiceSet(
-        kafka_bootstrap, mongodb_url, (*BEHIND, "frontdoor"), tmp_path_factory.mktemp("frontdoor"), isolated_topics=True
-    )
-    door = services["frontdoor"]
-    door.env.update({f"FRONTDOOR_{name.upper()}_URL": services[name].url for name in BEHIND})
-    door.env["FRONTDOOR_ENVIRONMENT"] = "development"  # the development accounts, as `make run` has them
-    with services:
-        yield services
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator:
-    async with async_playwright() as playwright:
-        chromium = await launch(playwright)
-        yield chromium
-        await chromium.close()
-
-
-@pytest.fixture
-async def pages(request: pytest.FixtureRequest, stack: ServiceSet, browser) -> AsyncIterator[Pages]:
-    people = Pages(browser, stack["frontdoor"].url)
-    yield people
-    report = getattr(request.node, "report_call", None)
-    if report is not None and report.failed:
-        kept = await people.keep_screenshots(request.node.name)
-        print("screenshots of the failing step:", *map(str, kept), sep="\n  ")
-    await people.close()
-
-
-async def sign_in(page: Page, username: str, password: str = DEV_PASSWORD) -> None:
-    await page.goto("/")
-    await page.locator("#username").fill(username)
-    await page.locator("#password").fill(password)
-    await page.locator("#submit").click()
-
-
-async def until_listed(page: Page, reload_button: str, table: str, text: str, *, timeout: float = 120) -> None:
-    """Press the page's own reload button until the row shows up (the case travels through Kafka)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        await page.locator(reload_button).click()
-        try:
-            await expect(page.locator(table)).to_contain_text(text, timeout=3_000)
-            return
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
 
 
 async def test_an_operator_takes_an_emergency_call_and_the_lead_department_sees_the_task(pages: Pages):
