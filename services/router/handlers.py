@@ -100,9 +100,11 @@ def build_subscribers(runtime: Runtime[CaseService]) -> KafkaRouter:
     settings = runtime.settings
     router = KafkaRouter()
 
+    # A group of its own: sharing the intake's group with another subscription made every start (and every
+    # return of the broker) a chain of rebalances in which the leader could assign the intake nothing.
     @router.subscriber(
         settings.topic(CASE_EVENTS_TOPIC),
-        group_id=settings.consumer_group,
+        group_id=f"{settings.consumer_group}.case-events",
         auto_offset_reset="earliest",
         ack_policy=SUBSCRIBER_ACK_POLICY,
         decoder=raw_bodies,
