@@ -17,7 +17,7 @@ from common.principal import Principal, Role
 from contracts.events import utcnow
 from services.router.cases import CaseService
 from services.router.domain import coordination, desk
-from services.router.domain.case import WORKABLE, Case, TaskStatus
+from services.router.domain.case import WORKABLE, Case, Task, TaskStatus
 from services.router.domain.catalogue import ReturnReason
 from services.router.domain.errors import case_not_found, not_your_district, task_not_found
 from services.router.schemas import CaseSummary, CaseView, ReturnedTaskView, TaskView
@@ -112,15 +112,25 @@ async def page() -> HTMLResponse:
 
 @router.get("/queue", summary="My department's queue in my district: emergencies first, then oldest")
 async def my_queue(
-    worker: Worker, service: Service, status: Annotated[list[TaskStatus] | None, Query()] = None
+    worker: Worker,
+    service: Service,
+    status: Annotated[list[TaskStatus] | None, Query()] = None,
+    awaiting_co_handlers: Annotated[
+        bool, Query(description="also the cases this department resolved as lead that still wait for a co-handler")
+    ] = False,
 ) -> list[TaskView]:
     wanted = list(status or sorted(WORKABLE))
-    return [
-        TaskView.of(case, task)
-        for case in await service.store.queue(worker.department or "", worker.district or "", wanted)
-        for task in case.tasks
-        if task.department == worker.department and task.district == worker.district and task.status in wanted
-    ]
+    cases = await service.store.queue(
+        worker.department or "", worker.district or "", wanted, awaiting_co_handlers=awaiting_co_handlers
+    )
+
+    def listed(case: Case, task: Task) -> bool:
+        if task.department != worker.department or task.district != worker.district:
+            return False
+        waiting = task.role == "lead" and task.status == "resolved" and case.status == "awaiting_co_handlers"
+        return task.status in wanted or (awaiting_co_handlers and waiting)
+
+    return [TaskView.of(case, task) for case in cases for task in case.tasks if listed(case, task)]
 
 
 @router.get("/cases/{case_id}", summary="One case with its tasks and history (who did what, by which rule)")
@@ -188,7 +198,10 @@ async def return_task(task_id: str, body: ReturnBody, worker: Worker, service: S
             c, task_id, worker, body.reason, body.note, service.catalogue, service.max_returns, utcnow()
         ),
     )
-    return ReturnedTaskView(**task_view(case, task_id).model_dump(), next_step=next_step)
+    lead = case.lead_task() if next_step == "redispatched" else None
+    return ReturnedTaskView(
+        **task_view(case, task_id).model_dump(), next_step=next_step, redispatched_to=lead.department if lead else None
+    )
 
 
 @coordinator.get("/cases", summary="Cases in my district (all, at city level) by status")

@@ -13,6 +13,26 @@ from services.router.domain.case import Case, CaseStatus, HistoryEntry, Role, Ta
 from services.router.domain.routing import RoutingFacts
 
 
+class CoTaskView(BaseModel):
+    """A co-handler's subtask as the lead sees it: whether it is still open, signed for, late."""
+
+    task_id: str
+    department: str
+    status: TaskStatus
+    due_at: datetime | None
+    signed_for_at: datetime | None
+
+    @classmethod
+    def of(cls, task: Task) -> CoTaskView:
+        return cls(
+            task_id=task.task_id,
+            department=task.department,
+            status=task.status,
+            due_at=task.due_at,
+            signed_for_at=task.signed_for_at,
+        )
+
+
 class TaskView(BaseModel):
     """One task with its case's headline facts: a row of a department's queue, or a task action's answer."""
 
@@ -31,6 +51,11 @@ class TaskView(BaseModel):
     hop: int
     case_status: CaseStatus
     requested_by: str | None
+    first_contact_at: datetime | None = Field(description="when this department first reached the caller")
+    arbitrated: bool = Field(description="the coordinator named this owner: the lead cannot return it")
+    co_tasks: list[CoTaskView] = Field(
+        description="the lead's view of the co-handlers' open subtasks (empty for a co-handler's task)"
+    )
 
     @classmethod
     def of(cls, case: Case, task: Task) -> TaskView:
@@ -50,6 +75,9 @@ class TaskView(BaseModel):
             hop=task.hop,
             case_status=case.status,
             requested_by=task.requested_by,
+            first_contact_at=task.first_contact_at,
+            arbitrated=case.arbitrated,
+            co_tasks=[CoTaskView.of(t) for t in case.open_co_tasks()] if task.role == "lead" else [],
         )
 
 
@@ -57,6 +85,9 @@ class ReturnedTaskView(TaskView):
     """A returned task, with what the return led to."""
 
     next_step: str = Field(description="redispatched, arbitration (to the district coordinator) or none")
+    redispatched_to: str | None = Field(
+        default=None, description="the department that now leads the case, when it was re-dispatched"
+    )
 
 
 class CaseView(BaseModel):

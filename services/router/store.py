@@ -92,10 +92,23 @@ class RouterStore:
         )
         return doc.get("request_event_id"), json.loads(doc.get("initial_events") or "[]")
 
-    async def queue(self, department: str, district: str, statuses: Iterable[str], limit: int = 200) -> list[Case]:
-        """Cases with a task of this department and district in one of `statuses`: emergencies first, oldest first."""
-        keys = [queue_key(department, district, s) for s in statuses]
-        return await self._sorted({"queue_keys": {"$in": keys}}, limit)
+    async def queue(
+        self,
+        department: str,
+        district: str,
+        statuses: Iterable[str],
+        limit: int = 200,
+        *,
+        awaiting_co_handlers: bool = False,
+    ) -> list[Case]:
+        """Cases with a task of this department and district in one of `statuses` (and, with
+        `awaiting_co_handlers`, cases it resolved that still wait for a co-handler): emergencies first,
+        oldest first."""
+        query: dict[str, Any] = {"queue_keys": {"$in": [queue_key(department, district, s) for s in statuses]}}
+        if awaiting_co_handlers:
+            waiting = {"queue_keys": queue_key(department, district, "resolved"), "status": "awaiting_co_handlers"}
+            query = {"$or": [query, waiting]}
+        return await self._sorted(query, limit)
 
     async def district_cases(self, district: str | None, statuses: Iterable[str], limit: int = 200) -> list[Case]:
         query: dict[str, Any] = {"status": {"$in": list(statuses)}}

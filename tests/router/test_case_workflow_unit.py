@@ -209,3 +209,23 @@ def test_case_document_round_trips() -> None:
     doc = case.to_document()
     assert doc["_id"] == case.case_id and "civil_affairs|500103|queued" in doc["queue_keys"]
     assert Case.from_document(doc) == case
+
+
+def test_first_contact_is_kept_on_the_task_and_marked_in_the_history() -> None:
+    case = new_case("homeless_cold")
+    lead = case.tasks[0]
+    desk.sign_for(case, lead.task_id, worker("civil_affairs"), NOW)
+    desk.record_progress(case, lead.task_id, worker("civil_affairs"), "on the way", False, NOW)
+    assert lead.first_contact_at is None and case.history[-1].first_contact is None
+    later = NOW + timedelta(minutes=20)
+    desk.record_progress(case, lead.task_id, worker("civil_affairs"), "phoned the caller", True, later)
+    desk.record_progress(case, lead.task_id, worker("civil_affairs"), "phoned again", True, later + timedelta(hours=1))
+    contacted = case.tasks[0]  # mypy keeps `lead.first_contact_at` narrowed to None from above
+    assert (contacted.first_contact_at, contacted.first_contact_by) == (later, "w-civil_affairs")  # the first counts
+    assert [h.first_contact for h in case.history if h.action == "progress"] == [None, True, True]
+    assert [e["body"]["first_contact"] for e in case.outbox if e["body"]["type"] == "case.progress"] == [
+        False,
+        True,
+        True,
+    ]
+    assert Case.from_document(case.to_document()).tasks[0].first_contact_at == later

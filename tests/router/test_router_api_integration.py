@@ -59,7 +59,8 @@ async def test_the_desk_page_is_served_in_chinese_with_english_available(router:
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     # Relative API paths: the same page works here and behind the front door at /router/.
     assert "部门工作台" in page.text and "Department desk" in page.text and '"api/v1/queue' in page.text
-    assert '"api/v1/coordinator/cases' in page.text and "并单" in page.text
+    # The desk is the department worker's: a coordinator settles arbitration in the coordination workspace.
+    assert "api/v1/coordinator" not in page.text and "已联系来电人（首次联系）" in page.text
 
 
 async def test_requests_without_a_token_or_with_the_wrong_role_are_refused(router: RouterHarness) -> None:
@@ -89,6 +90,50 @@ async def test_bad_input_names_the_field_in_chinese_and_english(router: RouterHa
         f"/api/v1/tasks/{task['task_id']}/progress", headers=router.worker("hrss"), json={"note": "未签收先记录"}
     )
     assert early.status_code == 409 and early.json()["message_en"] == "sign for the task before recording progress"
+
+
+async def test_the_lead_keeps_a_case_awaiting_a_silent_co_handler_in_view_and_waives_it(router: RouterHarness) -> None:
+    case_id = new_case_id()
+    await router.send_help(help_requested(case_id, "homeless_cold"))  # civil affairs leads, health co-handles
+    task = await queued(router, "civil_affairs", case_id)
+    health = await queued(router, "health", case_id, role="co_handler")
+    assert [(t["task_id"], t["department"]) for t in task["co_tasks"]] == [(health["task_id"], "health")]
+    civil = router.worker("civil_affairs")
+    base = f"/api/v1/tasks/{task['task_id']}"
+    assert (await router.client.post(f"{base}/sign-for", headers=civil)).status_code == 200
+    contacted = await router.client.post(
+        f"{base}/progress", headers=civil, json={"note": "已电话联系来电人", "first_contact": True}
+    )
+    assert contacted.status_code == 200 and contacted.json()["first_contact_at"]
+    resolved = await router.client.post(f"{base}/resolve", headers=civil, json={"outcome": "已送救助站", "note": ""})
+    assert resolved.json()["case_status"] == "awaiting_co_handlers"
+
+    def listed(rows: list[dict]) -> list[str]:
+        return [r["status"] for r in rows if r["case_id"] == case_id]
+
+    assert listed(await router.queue("civil_affairs")) == []  # the default queue: workable tasks only
+    assert listed(await router.queue("civil_affairs", awaiting_co_handlers="true")) == ["resolved"]
+    waived = await router.client.post(
+        f"{base}/waive", headers=civil, json={"co_task_id": health["task_id"], "reason": "两小时未响应"}
+    )
+    assert waived.status_code == 200 and waived.json()["case_status"] == "resolved"
+    assert listed(await router.queue("civil_affairs", awaiting_co_handlers="true")) == []
+    case = (await router.client.get(f"/api/v1/cases/{case_id}", headers=civil)).json()
+    assert case["tasks"][0]["first_contact_at"]
+    assert [h["note"] for h in case["history"] if h.get("first_contact")] == ["已电话联系来电人"]
+
+
+async def test_a_return_says_which_department_leads_now(router: RouterHarness) -> None:
+    case_id = new_case_id()
+    await router.send_help(help_requested(case_id, "price_gouging"))  # market regulation, then civil affairs
+    task = await queued(router, "market_regulation", case_id)
+    returned = await router.client.post(
+        f"/api/v1/tasks/{task['task_id']}/return",
+        headers=router.worker("market_regulation"),
+        json={"reason": "not_our_responsibility", "note": "非价格违法"},
+    )
+    assert returned.status_code == 200, returned.text
+    assert (returned.json()["next_step"], returned.json()["redispatched_to"]) == ("redispatched", "civil_affairs")
 
 
 async def test_coordinator_reassigns_changes_the_lead_and_merges_duplicates(router: RouterHarness) -> None:

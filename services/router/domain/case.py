@@ -47,6 +47,8 @@ class Task(_Mutable):
     queued_at: datetime | None = None
     signed_for_by: str | None = None
     signed_for_at: datetime | None = None
+    first_contact_by: str | None = None  # the department reached the caller (the first-contact target)
+    first_contact_at: datetime | None = None
     closed_by: str | None = None
     closed_at: datetime | None = None
     outcome: str | None = None
@@ -72,6 +74,7 @@ class HistoryEntry(_Mutable):
     department: str | None = None
     reason: str | None = None
     note: str | None = None
+    first_contact: bool | None = None  # a progress step that reached the caller
     rule_ids: list[str] = Field(default_factory=list)
     event_id: str | None = None
 

@@ -39,7 +39,7 @@ def _workable(task: Task) -> None:
         )
 
 
-def _step(case: Case, worker: Principal, action: str, task: Task, now: datetime, **extra: str | None) -> None:
+def _step(case: Case, worker: Principal, action: str, task: Task, now: datetime, **extra: str | bool | None) -> None:
     case.history.append(
         HistoryEntry(at=now, actor=worker.sub, action=action, task_id=task.task_id, department=task.department, **extra)
     )
@@ -74,6 +74,7 @@ def sign_for(case: Case, task_id: str, worker: Principal, now: datetime) -> None
 
 
 def record_progress(case: Case, task_id: str, worker: Principal, note: str, first_contact: bool, now: datetime) -> None:
+    """A step of the work; `first_contact` says the department reached the caller (the first one is kept)."""
     task = own_task(case, task_id, worker)
     _workable(task)
     if task.status == "queued":
@@ -81,7 +82,9 @@ def record_progress(case: Case, task_id: str, worker: Principal, note: str, firs
     task.status = "in_progress"
     if task.role == "lead" and case.status == "dispatched":
         case.status = "in_progress"
-    _step(case, worker, "progress", task, now, note=note)
+    if first_contact and task.first_contact_at is None:
+        task.first_contact_by, task.first_contact_at = worker.sub, now
+    _step(case, worker, "progress", task, now, note=note, first_contact=first_contact or None)
     emit(
         case,
         CaseProgressRecorded(
