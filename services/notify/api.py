@@ -34,6 +34,7 @@ from services.notify.schemas import (
     SlaEventView,
     SlaPolicyView,
     TargetView,
+    ViewCounts,
 )
 from services.notify.store import CaseOrder, GroupBy, View
 
@@ -91,6 +92,25 @@ async def cases(
     )
 
 
+@router.get("/counts", summary="How many cases each view holds (the page's tabs), with the same filters")
+async def counts(
+    principal: Coordinator,
+    notify: NotifyDep,
+    district: str | None = None,
+    department: str | None = None,
+    sla_class: str | None = None,
+    hours: Annotated[float | None, Query(gt=0, le=720, description="at_risk horizon")] = None,
+) -> ViewCounts:
+    return await views.count_views(
+        notify.store,
+        datetime.now(UTC),
+        hours=hours or notify.settings.at_risk_hours,
+        district=scope(principal, district),
+        department=department,
+        sla_class=sla_class,
+    )
+
+
 @router.get("/overdue", summary="Open cases with a deadline already passed, latest first")
 async def overdue(
     principal: Coordinator, notify: NotifyDep, district: str | None = None, department: str | None = None
@@ -114,12 +134,13 @@ async def unassigned(principal: Coordinator, notify: NotifyDep, district: str | 
     return await cases(principal, notify, "unassigned", district)
 
 
-@router.get("/returned", summary="Cases returned (退单) or waiting for arbitration")
+@router.get("/returned", summary="Open cases returned (退单) at least once, or waiting for arbitration")
 async def returned(principal: Coordinator, notify: NotifyDep, district: str | None = None) -> list[CaseItem]:
     both = await cases(principal, notify, "returned", district) + await cases(
         principal, notify, "arbitration", district
     )
-    return sorted(both, key=lambda i: -(i.late_s or 0))
+    unique = {i.case_id: i for i in both}
+    return sorted(unique.values(), key=lambda i: -(i.late_s or 0))
 
 
 @router.get("/rates", summary="Response, on-time resolution and satisfaction rates (三率) and backlog")

@@ -43,6 +43,19 @@ class CaseItem(BaseModel):
     late_s: int | None
     returns: int
     round: int
+    needs: list[str] = Field(description="service codes of the case's needs (names: /api/v1/reference)")
+    summary: str = Field(description="the start of the caller's description")
+
+
+class ViewCounts(BaseModel):
+    """How many cases each of the coordinator's views holds, under the same filters as `/cases`."""
+
+    overdue: int
+    at_risk: int
+    unassigned: int
+    returned: int
+    arbitration: int
+    open: int
 
 
 class TargetView(BaseModel):

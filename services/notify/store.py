@@ -56,7 +56,9 @@ def view_filter(
     elif view == "unassigned":
         query["lead_department"] = None
     elif view == "returned":
-        query["stage"] = "returned"
+        # Every open case a department has returned (退单), wherever it went next: re-dispatched by the
+        # router, or waiting for the coordinator's arbitration; a returned case rarely stays "returned".
+        query["state.returns"] = {"$gt": 0}
     elif view == "arbitration":
         query["stage"] = "arbitration"
     if district:
@@ -214,6 +216,20 @@ class NotifyStore:
         query = view_filter(view, now, hours=hours, district=district, department=department, sla_class=sla_class)
         order = [("next_due_at", ASCENDING), ("_id", ASCENDING)] if sort == "lateness" else [("updated_at", DESCENDING)]
         return await self.cases.find(query, ROW_PROJECTION).sort(order).limit(limit).to_list(None)
+
+    async def count_cases(
+        self,
+        view: View,
+        now: datetime,
+        *,
+        hours: float,
+        district: str | None,
+        department: str | None,
+        sla_class: str | None,
+    ) -> int:
+        """How many cases a view holds (the same filter as `find_cases`)."""
+        query = view_filter(view, now, hours=hours, district=district, department=department, sla_class=sla_class)
+        return await self.cases.count_documents(query)
 
     async def _sum_by(
         self,

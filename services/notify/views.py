@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from services.notify.schemas import CaseItem, DepartmentRates, DistrictRates, RateCounts
+from services.notify.schemas import CaseItem, DepartmentRates, DistrictRates, RateCounts, ViewCounts
 from services.notify.store import CaseOrder, GroupBy, NotifyStore, View
 
 
@@ -39,6 +39,8 @@ def case_item(doc: dict[str, Any], now: datetime) -> CaseItem:
         late_s=round((now - next_due).total_seconds()) if next_due else None,
         returns=state.get("returns", 0),
         round=state.get("round", 1),
+        needs=list(state.get("needs") or []),
+        summary=state.get("summary") or "",
     )
 
 
@@ -62,6 +64,26 @@ async def list_cases(
     if sort == "lateness":  # closed cases have no deadline: after the others
         items.sort(key=lambda i: (i.late_s is None, -(i.late_s or 0)))
     return items
+
+
+async def count_views(
+    store: NotifyStore,
+    now: datetime,
+    *,
+    hours: float,
+    district: str | None,
+    department: str | None,
+    sla_class: str | None,
+) -> ViewCounts:
+    """The size of every view the page's tabs show, one count query each."""
+    tabs: tuple[View, ...] = ("overdue", "at_risk", "unassigned", "returned", "arbitration", "open")
+    counts = {
+        view: await store.count_cases(
+            view, now, hours=hours, district=district, department=department, sla_class=sla_class
+        )
+        for view in tabs
+    }
+    return ViewCounts(**counts)
 
 
 def _rate(on_time: int, decided: int) -> float | None:

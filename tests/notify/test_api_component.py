@@ -10,9 +10,10 @@ from fastapi import FastAPI
 
 from common.auth import issue_token
 from common.http_errors import install_error_handlers
+from contracts.events.hotline import HELP_REQUESTED_TOPIC
 from contracts.events.router import CASE_LIFECYCLE_TOPIC, ArbitrationRequested
 from services.notify import api
-from tests.support.events import dispatched, new_case_id, resolved, returned, signed
+from tests.support.events import dispatched, help_requested, new_case_id, resolved, returned, signed
 
 pytestmark = pytest.mark.component
 
@@ -34,9 +35,9 @@ def auth(runtime, role: str = "coordinator", district: str = "city", department:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def publish(runtime, *events) -> None:
+async def publish(runtime, *events, topic: str = CASE_LIFECYCLE_TOPIC) -> None:
     for event in events:
-        await runtime.broker.publish(event.model_dump(mode="json"), topic=CASE_LIFECYCLE_TOPIC, key=event.key)
+        await runtime.broker.publish(event.model_dump(mode="json"), topic=topic, key=event.key)
 
 
 async def test_overdue_at_risk_and_unassigned_views_sorted_by_lateness(runtime, client) -> None:
@@ -132,6 +133,58 @@ async def test_rates_endpoint_gives_the_three_rates_and_backlog(runtime, client)
     assert row["response_rate"] == 1.0 and row["on_time_resolution_rate"] == 1.0
 
 
-async def test_the_page_is_served_chinese_first(client) -> None:
+async def test_a_returned_case_the_router_redispatched_stays_in_the_returned_view_and_its_count(
+    runtime, client
+) -> None:
+    now = datetime.now(UTC)
+    cid = new_case_id()
+    await publish(
+        runtime,
+        help_requested(cid, "special_group_visit", at=now, description="独居老人多日未见，邻居担心其安全" * 20),
+        topic=HELP_REQUESTED_TOPIC,
+    )
+    await publish(
+        runtime,
+        dispatched(cid, at=now, needs=("special_group_visit",)),
+        returned(cid, at=now + timedelta(seconds=1)),
+        dispatched(
+            cid,
+            at=now + timedelta(seconds=2),
+            hop=2,
+            department="housing",
+            cause="returned",
+            needs=("special_group_visit",),
+        ),
+    )
+    headers = auth(runtime)
+    rows = (await client.get("/api/v1/cases", params={"view": "returned"}, headers=headers)).json()
+    row = next(c for c in rows if c["case_id"] == cid)
+    assert (row["stage"], row["department"], row["returns"]) == ("dispatched", "housing", 1)
+    assert row["needs"] == ["special_group_visit"]
+    assert row["summary"].startswith("独居老人多日未见") and len(row["summary"]) == 200
+    assert cid in [c["case_id"] for c in (await client.get("/api/v1/returned", headers=headers)).json()]
+
+    counts = (await client.get("/api/v1/counts", headers=headers)).json()
+    assert set(counts) == {"overdue", "at_risk", "unassigned", "returned", "arbitration", "open"}
+    listed = {
+        view: len((await client.get("/api/v1/cases", params={"view": view}, headers=headers)).json()) for view in counts
+    }
+    assert counts == listed and counts["returned"] >= 1
+    district = await client.get(
+        "/api/v1/counts", params={"district": "500101"}, headers=auth(runtime, district="500103")
+    )
+    assert district.status_code == 403 and district.json()["field"] == "district"
+
+
+async def test_a_negative_at_risk_horizon_is_refused_naming_the_field(runtime, client) -> None:
+    for path in ("/api/v1/cases?view=at_risk&hours=-2", "/api/v1/counts?hours=-2"):
+        refused = await client.get(path, headers=auth(runtime))
+        assert refused.status_code == 422 and refused.json()["errors"][0]["field"].endswith("hours")
+
+
+async def test_the_page_is_the_coordinators_workspace_chinese_first(client) -> None:
     page = await client.get("/")
-    assert page.status_code == 200 and "时限督办" in page.text and "English" in page.text
+    assert page.status_code == 200 and "督办统筹" in page.text and "English" in page.text
+    assert '<link rel="icon" href="data:,">' in page.text  # no favicon request
+    assert "../router/api/v1/" in page.text  # the router's coordination steps, through the front door
+    assert 'id="token" type="password"' in page.text  # a pasted token is never shown in clear

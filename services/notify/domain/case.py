@@ -36,6 +36,7 @@ Stage = Literal[
     "awaiting_dispatch", "dispatched", "signed_for", "returned", "arbitration", "resolved", "closed", "merged"
 ]
 SATISFIED = ("satisfied", "basically_satisfied")
+SUMMARY_CHARS = 200  # the start of the caller's description the coordinator's lists show (as the router keeps)
 
 
 class ClockDecision(BaseModel):
@@ -65,6 +66,8 @@ class CaseState(BaseModel):
     round: int = 1  # resolution round: a reopened case starts the next one
     returns: int = 0
     received_at: datetime | None = None
+    needs: list[str] = []  # service codes, as the router dispatched them (or as the call named them)
+    summary: str = ""  # the start of the caller's description, for the coordinator's lists
     citizen: Clock | None = None
     assignments: list[Clock] = []
     payments: list[Clock] = []
@@ -298,7 +301,10 @@ def apply(state: CaseState | None, event: Any, policy: SlaPolicy) -> CaseState:
             state.received_at = state.received_at or event.received_at
             state.district = state.district or event.place.district
             state.emergency = state.emergency or event.emergency
+            state.needs = state.needs or list(event.needs)
+            state.summary = state.summary or event.description[:SUMMARY_CHARS]
         case CaseDispatched():
+            state.needs = list(event.needs) or state.needs
             _dispatched(state, event, policy)
         case CaseSignedFor():
             _signed(state, event)
