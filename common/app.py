@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,8 +24,10 @@ from faststream.kafka import KafkaBroker, KafkaRouter
 from pydantic import BaseModel
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from common.aggregates import Aggregates
+from common.auth import TokenVerifier
 from common.http_errors import install_error_handlers
 from common.kafka import make_broker
 from common.logs import configure_logging
@@ -204,6 +207,32 @@ def health_router() -> APIRouter:
     return router
 
 
+DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
+
+
+class ForwardedPrefix:
+    """Behind the front door a service lives at `/<service>/` (the proxy says so in `X-Forwarded-Prefix`):
+    for its API docs the prefix becomes the ASGI `root_path`, so `/docs` loads `<prefix>/openapi.json`
+    and the spec's `servers` names `<prefix>` (FastAPI adds it per request), and "Try it out" calls go
+    back through the front door. Only the docs' paths: every other route sees the request as before,
+    and on the service's own port (no header) nothing changes. A prefix that is not a plain path is
+    ignored (it ends up in the docs page's script)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in DOCS_PATHS and not scope.get("root_path"):
+            prefix = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-prefix"), "")
+            prefix = prefix.rstrip("/")
+            if PREFIX.match(prefix):
+                # ASGI: `path` includes `root_path`; routing matches what follows it.
+                scope = dict(scope, root_path=prefix, path=prefix + scope["path"])
+                scope["raw_path"] = scope["path"].encode()
+        await self.app(scope, receive, send)
+
+
 YOUNG_GC_THRESHOLD = 10_000  # allocations between young collections (Python's default: 700)
 
 
@@ -311,6 +340,8 @@ def create_service_app(
 
     app = FastAPI(title=title, description=description, lifespan=lifespan)
     app.state.settings = settings
+    app.state.token_verifier = TokenVerifier(settings)  # its key cache lives as long as the app
+    app.add_middleware(ForwardedPrefix)
 
     @app.middleware("http")
     async def bind_correlation_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -7,9 +7,13 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.principal import Role
+
 DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-0123456789"
 # Settings a production deployment must set itself (the defaults only suit a developer's machine).
 PRODUCTION_REQUIRED = ("kafka_bootstrap_servers", "mongodb_url", "jwt_secret")
+# Public-key algorithms an identity provider's tokens may use (never HS*: its keys are public).
+OIDC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "ES256", "ES384"})
 
 
 class ServiceSettings(BaseSettings):
@@ -33,6 +37,32 @@ class ServiceSettings(BaseSettings):
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     jwt_algorithm: str = "HS256"
     jwt_issuer: str = "relief-hotline"
+    # Who issues the tokens the service accepts (`common.auth`): `shared_secret` (the default) verifies
+    # HS256 tokens signed with `jwt_secret` (the front door's); `oidc` verifies the city's identity
+    # provider's RS256/ES256 tokens against its published keys (JWKS) instead; `oidc_and_shared_secret`
+    # accepts both (the front door's browser sessions and the provider's API clients side by side).
+    auth_mode: Literal["shared_secret", "oidc", "oidc_and_shared_secret"] = "shared_secret"
+    auth_oidc_issuer: str = ""  # the provider's issuer URL, exactly as its tokens' `iss` says
+    auth_oidc_audience: str = ""  # what the tokens' `aud` must contain (the client id registered for us)
+    # The key set's URL; empty: discovered from `<issuer>/.well-known/openid-configuration` (`jwks_uri`).
+    auth_oidc_jwks_url: str = ""
+    auth_oidc_algorithms: tuple[str, ...] = ("RS256", "ES256")
+    # The key set is fetched again after this long; a token naming a key (`kid`) not in it fetches it
+    # at once, at most once per `auth_oidc_refetch_min_s` (so made-up key ids cannot flood the provider).
+    auth_oidc_jwks_cache_s: float = Field(default=600.0, ge=0)
+    auth_oidc_refetch_min_s: float = Field(default=30.0, ge=0)
+    auth_oidc_timeout_s: float = Field(default=5.0, gt=0)
+    auth_oidc_leeway_s: float = Field(default=30.0, ge=0)  # clock skew allowed on `exp`, `nbf`, `iat`
+    # Which claims of the provider's tokens carry who the person is. A dotted name reads a nested claim
+    # (`realm_access.roles`); a role claim may hold one value or a list.
+    auth_subject_claim: str = "sub"
+    auth_role_claim: str = "role"
+    auth_department_claim: str = "department"
+    auth_district_claim: str = "district"
+    auth_name_claim: str = "name"
+    # The provider's role values -> ours (JSON in the environment, e.g. `{"hotline-operator": "operator"}`).
+    # Empty: the values must be our role names. Given: only the values it names count.
+    auth_role_map: dict[str, Role] = Field(default_factory=dict)
     kafka_group_id: str = ""  # consumer group; defaults to the service name
     # Prefix for every topic the service reads and writes: empty in production; tests and benchmarks
     # use a unique one to stay isolated on a shared broker. DLQ twins follow (`<prefix><topic>.dlq`).
@@ -55,7 +85,22 @@ class ServiceSettings(BaseSettings):
     def _production_needs_real_secrets(self) -> ServiceSettings:
         if self.environment == "production" and self.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
             raise ValueError("jwt_secret: production needs its own secret, not the development default")
+        if self.auth_mode != "shared_secret":
+            if not self.auth_oidc_issuer:
+                raise ValueError("auth_oidc_issuer: OIDC needs the identity provider's issuer")
+            if not self.auth_oidc_audience:
+                raise ValueError("auth_oidc_audience: OIDC needs the audience our tokens are issued for")
+            if not set(self.auth_oidc_algorithms) <= OIDC_ALGORITHMS:
+                raise ValueError(f"auth_oidc_algorithms: only {', '.join(sorted(OIDC_ALGORITHMS))}")
         return self
+
+    @property
+    def accepts_shared_secret(self) -> bool:
+        return self.auth_mode in ("shared_secret", "oidc_and_shared_secret")
+
+    @property
+    def accepts_oidc(self) -> bool:
+        return self.auth_mode in ("oidc", "oidc_and_shared_secret")
 
     def topic(self, name: str) -> str:
         """The topic this deployment uses for a contract topic name (its namespace applied)."""

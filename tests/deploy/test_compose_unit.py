@@ -50,7 +50,34 @@ def test_every_service_gets_its_required_settings_and_valid_ones_only(name: str,
 
 def test_no_host_ports_clash(compose: dict) -> None:
     host_ports = [p.split(":")[0] for s in compose["services"].values() for p in s.get("ports", [])]
-    assert len(host_ports) == len(set(host_ports)) == len(SERVICES)
+    assert len(host_ports) == len(set(host_ports)) == len(SERVICES) + 1  # and the front door's 8000
+
+
+def test_the_front_door_serves_port_8000_in_front_of_the_four_healthy_services(compose: dict, monkeypatch) -> None:
+    from services.frontdoor.settings import Settings
+
+    frontdoor = compose["services"]["frontdoor"]
+    env = {k: str(v) for k, v in frontdoor["environment"].items()}
+    for key in env:
+        assert key.startswith("FRONTDOOR_") and key[len("FRONTDOOR_") :].lower() in Settings.model_fields, key
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()  # validates, including the production secret rule
+    assert (settings.environment, settings.http_host, settings.http_port) == ("production", "0.0.0.0", 8000)
+    assert "8000:8000" in frontdoor["ports"] and "8000" in frontdoor["command"]
+    assert "services.frontdoor.app:create_app" in frontdoor["command"]
+    assert ":8000/readyz" in " ".join(frontdoor["healthcheck"]["test"])
+    assert settings.mongodb_url == compose["services"]["hotline"]["environment"]["HOTLINE_MONGODB_URL"]
+    # The services' URLs, by their names on the compose network and their ports.
+    for name in SERVICES:
+        port = compose["services"][name]["environment"][f"{name.upper()}_HTTP_PORT"]
+        assert settings.upstreams()[name] == f"http://{name}:{port}"
+    # The services must verify the tokens it mints: one secret.
+    for name in SERVICES:
+        assert compose["services"][name]["environment"][f"{name.upper()}_JWT_SECRET"] == env["FRONTDOOR_JWT_SECRET"]
+    depends = frontdoor["depends_on"]
+    assert set(SERVICES) <= set(depends) and "kafka" not in depends  # the front door uses no Kafka
+    assert all(dep["condition"] == "service_healthy" for dep in depends.values())
 
 
 def test_production_refuses_the_development_secret(monkeypatch) -> None:

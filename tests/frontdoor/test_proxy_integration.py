@@ -91,3 +91,32 @@ async def test_a_service_that_is_down_gets_a_bilingual_502(fd, new_account):
     async with fd.client() as someone:
         r = await someone.get("/notify/api/v1/cases")
     assert r.status_code == 502 and r.json()["message_zh"] == "无法连接服务，请稍后重试"
+
+
+async def test_a_services_api_docs_load_through_the_front_door_and_on_its_own_port(fd, new_account):
+    """`/router/docs` behind the door loads `/router/openapi.json`, whose `servers` sends "Try it out"
+    back through the door; the service's own port keeps `/docs` and `/openapi.json` as they were."""
+    from services.router.app import create_app as router_app
+    from services.router.settings import Settings as RouterSettings
+
+    router = router_app(RouterSettings(environment="test"))
+    fd.frontdoor.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=router))
+    await new_account()
+    async with fd.client() as worker:
+        await fd.signed_in(worker, "li.qiang", PASSWORD)
+        docs = await worker.get("/router/docs")
+        assert docs.status_code == 200 and "text/html" in docs.headers["content-type"]
+        assert "'/router/openapi.json'" in docs.text and "/router/docs/oauth2-redirect" in docs.text
+        spec = await worker.get("/router/openapi.json")
+        assert spec.status_code == 200 and spec.json()["servers"] == [{"url": "/router"}]
+        assert any(path.startswith("/api/v1/") for path in spec.json()["paths"])
+        assert (await worker.get("/router/docs/oauth2-redirect")).status_code == 200
+    async with fd.client() as machine:  # no session: the docs are as public as on the service's port
+        assert (await machine.get("/router/openapi.json")).json()["servers"] == [{"url": "/router"}]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=router), base_url="http://router.test") as own:
+        docs = await own.get("/docs")
+        assert docs.status_code == 200 and "'/openapi.json'" in docs.text
+        assert "servers" not in (await own.get("/openapi.json")).json()  # not left over from the door's calls
+        # A prefix that is not a plain path is ignored: it would end up in the page's script.
+        bad = await own.get("/docs", headers={"X-Forwarded-Prefix": "/x';alert(1);//"})
+        assert "alert" not in bad.text and "'/openapi.json'" in bad.text

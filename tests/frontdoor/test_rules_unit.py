@@ -9,8 +9,10 @@ import pytest
 
 from common.principal import Role
 from services.frontdoor.domain.accounts import (
+    WORKSPACES,
     InvalidAccount,
     after_sign_in,
+    check_admin_password,
     check_password,
     check_profile,
     check_username,
@@ -148,10 +150,36 @@ def test_each_role_lands_in_its_workspace_and_never_outside_the_front_door():
     assert workspace(Role.RELIEF_OFFICER) == "/relief/"
     assert workspace(Role.COORDINATOR) == "/notify/"
     assert workspace(Role.ADMIN) == "/accounts/"
-    assert after_sign_in(Role.COORDINATOR, "/router/") == "/router/"  # the coordinator panel
+    assert after_sign_in(Role.COORDINATOR, "/relief/") == "/relief/"  # the subsidy runs
+    # The coordinator's one workspace is /notify/ (arbitration included): no router page in the bar.
+    assert WORKSPACES[Role.COORDINATOR] == ("/notify/", "/relief/")
+    assert after_sign_in(Role.COORDINATOR, "/router/") == "/notify/"
+    assert "/router/" in WORKSPACES[Role.ADMIN]
     assert after_sign_in(Role.OPERATOR, "/router/") == "/hotline/"
     assert after_sign_in(Role.ADMIN, "https://evil.example/") == "/accounts/"
     assert after_sign_in(Role.ADMIN, "//evil.example/hotline/") == "/accounts/"
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "short-1",
+        "dev-password",
+        "Password123",
+        "password123456",
+        "aaaaaaaaaaaaaaaa",
+        "zhang.wei-2026-ok",
+        "qwertyuiop-2026",
+    ],
+)
+def test_a_first_admins_password_must_be_strong(password):
+    with pytest.raises(InvalidAccount) as weak:
+        check_admin_password(password, min_length=10, username="zhang.wei")
+    assert weak.value.field == "password" and weak.value.message_zh and weak.value.message_en
+
+
+def test_a_long_varied_password_is_a_strong_one():
+    assert check_admin_password("河边-Lantern-7-quiet", min_length=10, username="zhang.wei")
 
 
 def test_the_audit_records_what_changed_and_never_the_password():
