@@ -54,6 +54,9 @@ class HelpPart(BaseModel):
     months_without_income: int | None = None
     reported_on: StoredDay
     id_card_hash: str | None = None
+    # The hotline's life-safety triage (P2.2): whether the call is an emergency and which rules said so.
+    emergency: bool = False
+    emergency_reasons: list[str] = Field(default_factory=list)
     event_id: str
 
 
@@ -66,6 +69,7 @@ class DispatchPart(BaseModel):
     needs: list[str]
     lead: Doc  # the lead assignment as the router sent it
     sla_class: str | None = None
+    emergency: bool = False  # the router's view: triage, the operator's urgency or an emergency SLA class
     event_id: str
 
 
@@ -95,6 +99,16 @@ class ReliefCase(BaseModel):
         """Both parts known: the rules can evaluate it."""
         return self.help is not None and self.dispatch is not None
 
+    @property
+    def emergency(self) -> bool:
+        """An emergency case by the hotline's triage or the router's dispatch."""
+        return bool((self.help and self.help.emergency) or (self.dispatch and self.dispatch.emergency))
+
+    @property
+    def emergency_reasons(self) -> list[str]:
+        """The triage rules that made it one (`T-FIRE: ...`); empty when only the router said so."""
+        return list(self.help.emergency_reasons) if self.help else []
+
     @staticmethod
     def from_document(doc: Doc) -> ReliefCase:
         return ReliefCase.model_validate({**doc, "id": doc["_id"]})
@@ -117,6 +131,7 @@ class Decision(BaseModel):
 
     action: str
     by: str
+    shown_as: str | None = None  # how `by` is shown: "显示名（账号）" (older decisions: the id alone, in `by`)
     at: datetime | None = None
     role: str | None = None
     district: str | None = None
@@ -141,6 +156,7 @@ class Changes(TypedDict, total=False):
     status: Status
     amount: Decimal | None
     signed_by: list[str]
+    signed_by_shown: list[str]
     start_on: date | None
     end_on: date | None
     approved_on: date | None
@@ -177,7 +193,11 @@ class Entitlement(BaseModel):
     start_on: StoredDay | None = None
     end_on: StoredDay | None = None
     approved_on: StoredDay | None = None
-    signed_by: list[str] = Field(default_factory=list)
+    signed_by: list[str] = Field(default_factory=list)  # account ids: the four-eyes check compares these
+    # How each signer of `signed_by` is shown ("显示名（账号）"), in the same order; older records: none.
+    signed_by_shown: list[str] = Field(default_factory=list)
+    emergency: bool = False  # the case is an emergency (hotline triage or router), so the page puts it first
+    emergency_reasons: list[str] = Field(default_factory=list)
     paid_periods: list[str] = Field(default_factory=list)
     payments: int = 0
     decisions: list[Decision] = Field(default_factory=list)

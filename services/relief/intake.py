@@ -157,6 +157,8 @@ class CaseIntake:
             months_without_income=event.months_without_income,
             reported_on=event.received_at.astimezone(BUSINESS_TZ).date(),
             id_card_hash=hash_id_card(event.caller.id_card, self.id_hash_salt) if event.caller.id_card else None,
+            emergency=event.emergency,
+            emergency_reasons=list(event.emergency_reasons),
             event_id=str(event.event_id),
         )
 
@@ -203,7 +205,7 @@ class CaseIntake:
                 else (f"H-{help_.id_card_hash[:16]}" if help_.id_card_hash else f"C-{case.id}")
             )
             for proposal in proposals:
-                entitlement = self._entitlement(case.id, proposal, recipient, help_.id_card_hash)
+                entitlement = self._entitlement(case, proposal, recipient, help_.id_card_hash)
                 created[entitlement.id] = entitlement
             evaluations[case.id] = [p.rule_id for p in proposals]
         outcome = await self.entitlements.change_many({eid: create_only(e) for eid, e in created.items()})
@@ -219,7 +221,8 @@ class CaseIntake:
             )
         return evaluations
 
-    def _entitlement(self, case_id: str, p: Proposal, recipient_id: str, id_hash: str | None) -> Entitlement:
+    def _entitlement(self, case: ReliefCase, p: Proposal, recipient_id: str, id_hash: str | None) -> Entitlement:
+        case_id = case.id
         eid = f"{case_id}:{p.rule_id}"
         now = utcnow()
         four_eyes = self.four_eyes_above if p.amount_kind is AmountKind.CASE_BY_CASE else None
@@ -265,6 +268,8 @@ class CaseIntake:
             sla_class=p.sla_class,
             review_steps=list(p.review_steps),
             start_on=p.facts.get("reported_on"),
+            emergency=case.emergency,
+            emergency_reasons=case.emergency_reasons,
             created_at=now,
             updated_at=now,
             decisions=[
@@ -297,6 +302,7 @@ def _dispatch_part(event: CaseDispatched) -> DispatchPart:
         needs=list(event.needs),
         lead=event.lead.model_dump(),
         sla_class=event.sla_class,
+        emergency=event.emergency,
         event_id=str(event.event_id),
     )
 

@@ -43,6 +43,7 @@ class LedgerEntry(Record):
     amount_fen: int
     payment_reference: str
     recorded_by: str
+    recorded_by_shown: str | None = None  # "显示名（账号）"; entries recorded before names were kept: none
     recorded_at: datetime
 
 

@@ -126,6 +126,7 @@ class DecisionView(View):
 
     action: str
     by: str
+    shown_as: str | None = None
     at: Timestamp | None = None
     role: str | None = None
     district: str | None = None
@@ -168,6 +169,9 @@ class EntitlementView(View):
     end_on: StoredDay | None
     approved_on: StoredDay | None
     signed_by: list[str]
+    signed_by_shown: list[str] = Field(default_factory=list, description="each signer as shown: 显示名（账号）")
+    emergency: bool = False
+    emergency_reasons: list[str] = Field(default_factory=list, description="the hotline triage's rules: `T-FIRE: …`")
     paid_periods: list[str]
     payments: int
     decisions: list[DecisionView]
@@ -215,6 +219,7 @@ class LedgerEntryView(View):
     amount_fen: int
     payment_reference: str
     recorded_by: str
+    recorded_by_shown: str | None = None
     recorded_at: Timestamp
 
     @classmethod

@@ -137,6 +137,7 @@ class Relief(CaseIntake):
         changes: Changes = {
             "status": outcome.status,
             "signed_by": signed,
+            "signed_by_shown": [*_signers_shown(grant), officer.shown_as],
             "updated_at": now,
             "amount": yuan(outcome.amount) if outcome.amount is not None else None,
         }
@@ -308,6 +309,7 @@ class Relief(CaseIntake):
                 amount_fen=to_fen(amount),
                 payment_reference=reference,
                 recorded_by=officer.sub,
+                recorded_by_shown=officer.shown_as,
                 recorded_at=now,
             )
         )
@@ -401,6 +403,13 @@ def _state(grant: Entitlement) -> EntitlementState:
     )
 
 
+def _signers_shown(grant: Entitlement) -> list[str]:
+    """How the signers so far are shown; a record signed before names were kept shows their ids."""
+    if len(grant.signed_by_shown) == len(grant.signed_by):
+        return list(grant.signed_by_shown)
+    return list(grant.signed_by)
+
+
 def _common(grant: Entitlement, actor: str) -> dict[str, Any]:
     return {
         "grant_id": grant.id,
@@ -420,6 +429,7 @@ def _decision(grant: Entitlement, officer: Principal, action: str, at: datetime,
     record: dict[str, Any] = {
         "action": action,
         "by": officer.sub,
+        "shown_as": officer.shown_as,
         "role": str(officer.role),
         "district": officer.district,
         "at": at,

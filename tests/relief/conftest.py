@@ -82,8 +82,12 @@ async def committed_past(kafka: str, group: str, topic: str, partition: int, off
         await consumer.stop()
 
 
-def token(app: Any, sub: str, role: str = "relief_officer", district: str | None = "500103") -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(app.state.settings, sub=sub, role=role, district=district)}"}
+def token(
+    app: Any, sub: str, role: str = "relief_officer", district: str | None = "500103", name: str | None = None
+) -> dict[str, str]:
+    """Bearer headers; `name` is the display name the front door's tokens carry."""
+    signed = issue_token(app.state.settings, sub=sub, role=role, district=district, name=name)
+    return {"Authorization": f"Bearer {signed}"}
 
 
 async def grant_events(kafka: str, case: str, expect: int, topic: str = GRANT_EVENTS_TOPIC) -> list[dict]:

@@ -29,14 +29,16 @@ async def test_p52c_four_eyes_above_threshold_the_proposer_cannot_approve(relief
     app, client = relief_app
     case = await open_case(app, ("temp_assist_major",), hukou_district="500101")
     eid = f"{case}:P5.2c"
-    a, b = token(app, "officer-a"), token(app, "officer-b")
+    a, b = token(app, "officer-a", name="经办 甲"), token(app, "officer-b")  # b's token carries no name
 
     r = await client.post(
         f"/api/v1/entitlements/{eid}/approve", json={"amount_yuan": "8000.00", "note": "重病"}, headers=a
     )
     assert r.status_code == 200 and r.json()["status"] == "pending_approval"
+    assert r.json()["signed_by_shown"] == ["经办 甲（officer-a）"]
     r = await client.post(f"/api/v1/entitlements/{eid}/approve", json={}, headers=a)
-    assert r.status_code == 403 and r.json()["code"] == "four_eyes" and r.json()["message_zh"]
+    assert r.status_code == 403 and r.json()["code"] == "four_eyes"
+    assert "需另一名经办人复核" in r.json()["message_zh"] and "second officer" in r.json()["message_en"]
     other_district = token(app, "officer-c", district="500106")
     assert (
         await client.post(f"/api/v1/entitlements/{eid}/approve", json={}, headers=other_district)
@@ -46,8 +48,10 @@ async def test_p52c_four_eyes_above_threshold_the_proposer_cannot_approve(relief
         r.status_code == 200
         and r.json()["status"] == "approved"
         and r.json()["signed_by"] == ["officer-a", "officer-b"]
+        and r.json()["signed_by_shown"] == ["经办 甲（officer-a）", "officer-b"]
     )
     decisions = r.json()["decisions"]
+    assert [d.get("shown_as") for d in decisions] == [None, "经办 甲（officer-a）", "officer-b"]
     assert [d["action"] for d in decisions] == ["proposed", "signed_pending_second_approval", "approved"]
     assert all(d["rule_id"] == "P5.2c" and "facts" in d and d["at"] for d in decisions)  # P6.3
 
@@ -331,3 +335,18 @@ async def test_help_request_and_dispatch_arriving_at_once_are_both_kept(relief_a
         assert final.help.needs == list(needs) and final.dispatch.district == "500103"
         assert final.evaluation.rules == ["P5.2c"]  # whichever came second saw both
         assert await store.entitlements.count_documents({"case_id": case}) == 1
+
+
+async def test_the_officers_list_marks_a_fire_case_an_emergency_with_its_triage_rule(relief_app):
+    app, client = relief_app
+    fire = "T-FIRE: description mentions 着火 (P2.2, P4.1)"
+    case = await open_case(app, ("temp_assist_major",), emergency=True, emergency_reasons=(fire,))
+    plain = await open_case(app, ("temp_assist_major",))
+    officer = token(app, "officer-a")
+    listed = {
+        e["case_id"]: e
+        for e in (await client.get("/api/v1/entitlements?status=proposed", headers=officer)).json()
+        if e["case_id"] in (case, plain)
+    }
+    assert listed[case]["emergency"] is True and listed[case]["emergency_reasons"] == [fire]
+    assert listed[plain]["emergency"] is False and listed[plain]["emergency_reasons"] == []

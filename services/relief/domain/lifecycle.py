@@ -84,8 +84,8 @@ def approve(state: EntitlementState, officer: str, given: Decimal | None) -> App
     if state.status is Status.PENDING_APPROVAL:
         if officer in state.signed_by:
             raise Forbidden(
-                "提出金额的经办人不能自行审批，须由另一名经办人审批",
-                "the officer who proposed the amount cannot approve it: a second officer must",
+                "您已签署此项救助，不能再次审批：需另一名经办人复核",
+                "you already signed this grant and cannot approve it again: it needs a second officer",
                 code="four_eyes",
             )
         if given is not None and given != state.amount:
