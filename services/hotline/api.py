@@ -27,7 +27,7 @@ from contracts.events.hotline import (
     WarmTransferRecorded,
 )
 from contracts.validation import normalise_id_card, normalise_phone
-from services.hotline.domain import caller_keys, lookup_key, mask_name
+from services.hotline.domain import caller_keys, lookup_key, mask_name, mask_phone
 from services.hotline.domain.callback import decide_callback, follow_up_target
 from services.hotline.domain.status import CaseStatus
 from services.hotline.intake import Hotline, HotlineDep, take_help_request
@@ -43,6 +43,9 @@ from services.hotline.schemas import (
     HelpRequestIn,
     MatchOut,
     MatchQuery,
+    ReasonOut,
+    RecordedCall,
+    RecordedPlace,
     WarmTransferIn,
     WarmTransferOut,
 )
@@ -151,8 +154,26 @@ async def take_call(
         replayed=taken.replayed,
         emergency=verdict.emergency,
         emergency_reasons=list(verdict.reasons),
+        reasons=[ReasonOut(rule_id=r.rule_id, text_zh=r.text_zh, text_en=r.text_en) for r in verdict.explained],
         suggested_transfer=verdict.suggested_transfer,
         possible_duplicates=[match_out(d) for d in duplicates],
+        recorded=recorded_call(event),
+    )
+
+
+def recorded_call(event: HelpRequested) -> RecordedCall:
+    """The accepted call as the case holds it, for the operator to read back (the phone masked)."""
+    place = event.place
+    return RecordedCall(
+        caller_name=event.caller.name,
+        phone_masked=mask_phone(event.caller.phone),
+        place=RecordedPlace(district=place.district, township=place.township, address=place.address),
+        needs=list(event.needs),
+        household_status=str(event.household_status.value),
+        special_groups=[str(g.value) for g in event.special_groups],
+        urgency=str(event.urgency.value),
+        description=event.description,
+        attributes=dict(event.attributes),
     )
 
 
@@ -274,9 +295,12 @@ async def record_warm_transfer(
 
 @router.post("/cases/{case_id}/callbacks", status_code=status.HTTP_201_CREATED, response_model=CallbackOut)
 async def record_callback(case_id: CaseId, body: CallbackIn, operator: Operator, hotline: HotlineDep) -> CallbackOut:
-    """回访 after resolution; a dissatisfied caller reopens the case (CaseReopened, P6.2)."""
-    doc = await _case(hotline, case_id)
-    outcome = decide_callback(doc["status"]["status"], body.satisfaction)
+    """回访 after resolution, once per resolution; a dissatisfied caller reopens the case (CaseReopened, P6.2)."""
+    # Decided on the status projected from every event kept now (a stored one may predate `called_back`).
+    current = await hotline.store.refresh_status(case_id)
+    if current is None:
+        raise NotFound(f"案件不存在：{case_id}", f"no such case: {case_id}", field="case_id")
+    outcome = decide_callback(current.status, body.satisfaction, called_back=current.called_back)
     callback = CallbackRecorded(
         case_id=case_id,
         correlation_id=case_id,

@@ -1,7 +1,10 @@
 """The hotline's request and response bodies (operator API and Open311), validated field by field.
 
 Every validator's message reads "中文原因 | English reason"; common.errors turns a failed request into a
-422 listing each bad field with reason_zh and reason_en. Nothing half-valid goes further.
+422 listing each bad field with reason_zh and reason_en. Nothing half-valid goes further. Checks that
+involve two fields are field validators reading the fields declared before them (`info.data`), never
+model validators: pydantic runs those only once every field passed, so their errors would come in a
+second round after the operator fixed the first.
 """
 
 from __future__ import annotations
@@ -9,7 +12,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from contracts.catalogue import service_codes, validate_attributes
 from contracts.codes import is_district
@@ -35,9 +47,18 @@ class CallerIn(BaseModel):
     id_card: str | None = None
     hukou_district: str | None = None  # household-registration district code
 
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name_given(cls, v: Any) -> Any:
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("必填：来电人姓名 | required: the caller's name")
+        return v
+
     @field_validator("phone")
     @classmethod
     def _phone(cls, v: str) -> str:
+        if not v:
+            raise ValueError("必填：联系电话（用于回访） | required: a phone number (for the callback)")
         return normalise_phone(v)
 
     @field_validator("hukou_district")
@@ -58,18 +79,19 @@ class PlaceIn(BaseModel):
     township: str | None = Field(default=None, max_length=100)
     address: str | None = Field(default=None, max_length=300)
     latitude: float | None = Field(default=None, ge=-90, le=90)
-    longitude: float | None = Field(default=None, ge=-180, le=180)
+    longitude: float | None = Field(default=None, ge=-180, le=180, validate_default=True)
 
     @field_validator("district")
     @classmethod
     def _district(cls, v: str) -> str:
         return check_district(v) or v
 
-    @model_validator(mode="after")
-    def _both_coordinates(self) -> PlaceIn:
-        if (self.latitude is None) != (self.longitude is None):
+    @field_validator("longitude")
+    @classmethod
+    def _both_coordinates(cls, v: float | None, info: ValidationInfo) -> float | None:
+        if "latitude" in info.data and (info.data["latitude"] is None) != (v is None):  # a bad latitude says so itself
             raise ValueError("经纬度须同时填写 | latitude and longitude go together")
-        return self
+        return v
 
 
 class WarmTransferIn(BaseModel):
@@ -93,7 +115,8 @@ class HelpRequestIn(BaseModel):
     months_without_income: int | None = Field(default=None, ge=0, le=600)
     urgency: Urgency = Urgency.NORMAL
     description: str = Field(default="", max_length=4000)
-    attributes: dict[str, Any] = {}
+    # After needs and months_without_income: its check reads them (and runs when it is left out, too).
+    attributes: dict[str, Any] = Field(default_factory=dict, validate_default=True)
     warm_transfer: WarmTransferIn | None = None
 
     @field_validator("needs")
@@ -104,12 +127,43 @@ class HelpRequestIn(BaseModel):
             raise ValueError(f"服务目录中没有：{', '.join(unknown)} | unknown service code: {', '.join(unknown)}")
         return list(dict.fromkeys(v))
 
+    @field_validator("attributes")
+    @classmethod
+    def _attributes(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """The needs' own attributes (a required one missing, a bad value, an unknown code), reported with
+        every other field's error: each under `attributes.<code>`."""
+        if "needs" not in info.data:  # the needs are wrong themselves: their attributes are unknown
+            return v
+        months = info.data.get("months_without_income")
+        _, errors = _typed_attributes(info.data["needs"], v, months)
+        if "months_without_income" not in info.data:  # given, but refused on its own: not missing too
+            errors.pop("months_without_income", None)
+        if errors:
+            raise ValidationError.from_exception_data(
+                "attributes",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("value_error", "{reason}", {"reason": reason}),
+                        loc=(code,),
+                        input=v.get(code),
+                    )
+                    for code, reason in errors.items()
+                ],
+            )
+        return v
+
     def typed_attributes(self) -> tuple[dict[str, Any], dict[str, str]]:
-        """The needs' attributes, typed, and errors by attribute code (checked in the route, see api.py)."""
-        submitted = dict(self.attributes)
-        if self.months_without_income is not None:
-            submitted.setdefault("months_without_income", self.months_without_income)
-        return validate_attributes(self.needs, submitted, include_common=False)
+        """The needs' attributes, typed, and errors by attribute code (none once the body validated)."""
+        return _typed_attributes(self.needs, self.attributes, self.months_without_income)
+
+
+def _typed_attributes(
+    needs: list[str], attributes: dict[str, Any], months_without_income: int | None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    submitted = dict(attributes)
+    if months_without_income is not None:
+        submitted.setdefault("months_without_income", months_without_income)
+    return validate_attributes(needs, submitted, include_common=False)
 
 
 class MatchQuery(BaseModel):
@@ -166,6 +220,34 @@ class MatchOut(BaseModel):
     matched_on: list[str]
 
 
+class ReasonOut(BaseModel):
+    """Why a call is an emergency, for the operator (the help request records `emergency_reasons`)."""
+
+    rule_id: str
+    text_zh: str
+    text_en: str
+
+
+class RecordedPlace(BaseModel):
+    district: str
+    township: str | None
+    address: str | None
+
+
+class RecordedCall(BaseModel):
+    """What the case holds, for the operator to read back to the caller: the phone masked, no ID-card."""
+
+    caller_name: str
+    phone_masked: str
+    place: RecordedPlace
+    needs: list[str]
+    household_status: str
+    special_groups: list[str]
+    urgency: str
+    description: str
+    attributes: dict[str, str | float | list[str]]
+
+
 class Accepted(BaseModel):
     case_id: str
     received_at: datetime
@@ -173,8 +255,10 @@ class Accepted(BaseModel):
     replayed: bool = False  # the Idempotency-Key was seen before: this is the first submission's case
     emergency: bool
     emergency_reasons: list[str]
+    reasons: list[ReasonOut] = []  # the same, in Chinese and English
     suggested_transfer: str | None
     possible_duplicates: list[MatchOut]
+    recorded: RecordedCall | None = None  # what was recorded (the first submission's, when replayed)
 
 
 class CaseOut(BaseModel):

@@ -29,3 +29,11 @@ def test_follow_up_of_a_merged_case_goes_to_the_case_it_was_merged_into() -> Non
     assert follow_up_target("CQ-20260215-000001", "in_progress", None) == "CQ-20260215-000001"
     with pytest.raises(DomainError):
         follow_up_target("CQ-20260215-000001", "closed", None)
+
+
+def test_a_second_callback_for_the_same_resolution_is_refused_saying_why() -> None:
+    with pytest.raises(DomainError) as err:
+        decide_callback("resolved", "satisfied", called_back=True)
+    assert err.value.code == "already_called_back"
+    assert "已回访" in err.value.message_zh and "重启" in err.value.message_zh
+    assert "already" in err.value.message_en and "reopened and resolved again" in err.value.message_en

@@ -155,3 +155,28 @@ async def test_warm_transfer_is_recorded_with_its_time(harness: Harness) -> None
 async def test_the_operator_page_is_served(harness: Harness) -> None:
     response = await harness.client.get("/")
     assert response.status_code == 200 and "热线受理" in response.text
+
+
+async def test_every_field_error_comes_in_one_reply_attributes_included(harness: Harness) -> None:
+    body = call(caller={"name": "", "phone": ""}, needs=["temp_assist_unemployed"])
+    response = await harness.client.post("/api/v1/help-requests", json=body, headers=harness.headers())
+    assert response.status_code == 422
+    errors = {e["field"]: e for e in response.json()["errors"]}
+    assert set(errors) == {"caller.name", "caller.phone", "attributes.months_without_income"}
+    assert "连续无收入月数" in errors["attributes.months_without_income"]["reason_zh"]
+    assert "required" in errors["attributes.months_without_income"]["reason_en"]
+
+
+async def test_the_answer_reads_back_what_was_recorded_and_why_it_is_an_emergency(harness: Harness) -> None:
+    accepted = await harness.take(
+        caller={"name": "李四", "phone": "139 1234 5678"},
+        needs=["homeless_cold"],
+        description="老人在地下通道露宿",
+    )
+    recorded = accepted["recorded"]
+    assert (recorded["caller_name"], recorded["phone_masked"]) == ("李四", "139****5678")
+    assert recorded["place"] == {"district": "500103", "township": "解放碑街道", "address": "民族路 8 号"}
+    assert recorded["needs"] == ["homeless_cold"] and recorded["urgency"] == "emergency"
+    assert "13912345678" not in str(recorded)
+    assert [r["rule_id"] for r in accepted["reasons"]] == ["T-CATALOGUE", "T-COLD"]
+    assert all(r["text_zh"] and r["text_en"] for r in accepted["reasons"])

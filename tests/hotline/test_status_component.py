@@ -200,3 +200,31 @@ async def test_an_unknown_event_type_shows_as_an_update_and_a_bad_record_is_dead
     assert [record for record, _ in rejected] == records[1:]
     status = await status_of(harness, case_id)
     assert status["status"] == "received" and status["history"][-1]["type"] == "case.something_new"
+
+
+async def test_one_callback_per_resolution_and_a_reopened_case_resolved_again_takes_a_new_one(harness: Harness) -> None:
+    case_id = (await harness.take())["case_id"]
+    url, headers = f"/api/v1/cases/{case_id}/callbacks", harness.headers()
+    await harness.deliver(CaseResolved(case_id=case_id, actor="w1", outcome="done"))
+    first = await harness.client.post(url, json={"satisfaction": "satisfied"}, headers=headers)
+    assert first.status_code == 201 and (await status_of(harness, case_id))["called_back"] is True
+    again = await harness.client.post(url, json={"satisfaction": "dissatisfied", "note": "x"}, headers=headers)
+    assert again.status_code == 409 and again.json()["code"] == "already_called_back"
+    assert "已回访" in again.json()["message_zh"] and "already" in again.json()["message_en"]
+    assert harness.published_types(case_id).count("hotline.callback_recorded") == 1
+
+
+async def test_a_case_reopened_at_its_callback_takes_a_new_one_once_resolved_again(harness: Harness) -> None:
+    case_id = (await harness.take())["case_id"]
+    url, headers = f"/api/v1/cases/{case_id}/callbacks", harness.headers()
+    await harness.deliver(CaseResolved(case_id=case_id, actor="w1", outcome="done"))
+    reopening = await harness.client.post(url, json={"satisfaction": "dissatisfied"}, headers=headers)
+    assert reopening.status_code == 201 and reopening.json()["reopened"] is True
+    while_reopened = await harness.client.post(url, json={"satisfaction": "satisfied"}, headers=headers)
+    assert while_reopened.status_code == 409 and while_reopened.json()["code"] == "not_resolved"
+    await harness.deliver(CaseResolved(case_id=case_id, actor="w1", outcome="fixed"))
+    assert (await status_of(harness, case_id))["called_back"] is False
+    second = await harness.client.post(url, json={"satisfaction": "satisfied"}, headers=headers)
+    assert second.status_code == 201 and harness.published_types(case_id).count("hotline.callback_recorded") == 2
+    third = await harness.client.post(url, json={"satisfaction": "satisfied"}, headers=headers)
+    assert third.status_code == 409 and third.json()["code"] == "already_called_back"

@@ -163,3 +163,10 @@ def test_the_lead_task_deadline_is_the_expected_time_until_the_citizen_clock_is_
     later_dispatch = dispatched(9, lead_due=T0 + timedelta(days=9))
     status = project(event, sla, later_dispatch)
     assert (status.expected_at, status.expected_source) == (T0 + timedelta(days=3), "sla")
+
+
+def test_a_callback_belongs_to_its_resolution_and_a_new_resolution_takes_its_own() -> None:
+    callback = CallbackRecorded(case_id=CASE, occurred_at=at(6), operator_id="op-1", satisfaction="satisfied")
+    assert not project(dispatched(), resolved(4)).called_back
+    assert project(dispatched(), resolved(4), callback).called_back
+    assert not project(dispatched(), resolved(4), callback, resolved(8)).called_back

@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.hotline.domain import caller_keys, mask_name, normalise_address, triage, triage_rules
+from services.hotline.domain import caller_keys, mask_name, mask_phone, normalise_address, triage, triage_rules
 
 pytestmark = pytest.mark.unit
 
@@ -57,3 +57,18 @@ def test_same_address_in_another_district_is_another_household() -> None:
 
 def test_names_are_masked_in_lists() -> None:
     assert mask_name("张三丰") == "张**" and mask_name("李") == "李*"
+
+
+def test_phones_are_masked_for_reading_back() -> None:
+    assert mask_phone("13812345678") == "138****5678"
+    assert mask_phone("023-63891234") == "023-****1234"
+
+
+def test_every_emergency_reason_is_explained_in_chinese_and_english() -> None:
+    verdict = triage(["homeless_cold"], "老人在桥洞露宿", True)
+    assert [r.rule_id for r in verdict.explained] == ["T-CATALOGUE", "T-COLD", "T-OPERATOR"]
+    catalogue, cold, operator = verdict.explained
+    assert "流浪" in catalogue.text_zh and "emergency service" in catalogue.text_en
+    assert "露宿" in cold.text_zh and "cold" in cold.text_en
+    assert "话务员" in operator.text_zh and "operator" in operator.text_en
+    assert len(verdict.explained) == len(verdict.reasons)

@@ -18,14 +18,22 @@ class CallbackOutcome:
     reason: str
 
 
-def decide_callback(status: str, satisfaction: Satisfaction) -> CallbackOutcome:
-    """A callback comes after resolution; a dissatisfied caller reopens the case (P6.2)."""
+def decide_callback(status: str, satisfaction: Satisfaction, *, called_back: bool = False) -> CallbackOutcome:
+    """A callback comes after resolution, once per resolution (`called_back`: this resolution has had its
+    callback); a dissatisfied caller reopens the case (P6.2), and its next resolution takes a new one."""
     if status not in CALLBACK_ALLOWED:
         raise DomainError(
             f"案件尚未办结（当前：{status}），办结后才能回访",
             f"the case is not resolved yet (now: {status}); call back after resolution",
             field="case_id",
             code="not_resolved",
+        )
+    if called_back:
+        raise DomainError(
+            "本次办结已回访过，不能重复回访；案件重启后再次办结时可再回访",
+            "This resolution already has its callback; only a case reopened and resolved again takes a new one",
+            field="case_id",
+            code="already_called_back",
         )
     if satisfaction == "dissatisfied":
         return CallbackOutcome(True, f"{REOPEN_RULE}: caller dissatisfied at callback (P6.2)")

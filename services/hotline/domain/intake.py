@@ -71,11 +71,22 @@ def triage_rules() -> TriageRules:
 
 
 @dataclass(frozen=True)
+class TriageReason:
+    """One reason a call is an emergency, in words for the operator in either language."""
+
+    rule_id: str
+    text_zh: str
+    text_en: str
+
+
+@dataclass(frozen=True)
 class Triage:
-    """The life-safety verdict and the rules and facts behind it (P2.2, P6.3)."""
+    """The life-safety verdict and the rules and facts behind it (P2.2, P6.3). `reasons` are what the help
+    request records (`rule-id: fact (provisions)`); `explained` says the same to the operator."""
 
     emergency: bool
     reasons: tuple[str, ...] = ()
+    explained: tuple[TriageReason, ...] = ()
     rule_ids: tuple[str, ...] = ()
     suggested_transfer: TransferTarget | None = None
     matched_keywords: tuple[str, ...] = field(default=())
@@ -92,11 +103,18 @@ def triage(
     rules = rules or triage_rules()
     catalogue = service_catalogue().by_code()
     reasons: list[str] = []
+    explained: list[TriageReason] = []
     rule_ids: list[str] = []
     for code in needs:
         if code in catalogue and catalogue[code].emergency:
-            reasons.append(
-                f"{rules.catalogue_rule}: emergency service {code} ({', '.join(rules.catalogue_provisions)})"
+            service, provisions = catalogue[code], ", ".join(rules.catalogue_provisions)
+            reasons.append(f"{rules.catalogue_rule}: emergency service {code} ({provisions})")
+            explained.append(
+                TriageReason(
+                    rules.catalogue_rule,
+                    f"求助事项“{service.name_zh}”属紧急服务（{provisions}）",
+                    f"{service.name_en} is an emergency service ({provisions})",
+                )
             )
             rule_ids.append(rules.catalogue_rule)
     text = unicodedata.normalize("NFKC", description or "").lower()
@@ -106,17 +124,32 @@ def triage(
         hits = [k for k in rule.keywords if k.lower() in text]
         if hits:
             matched.extend(hits)
-            reasons.append(f"{rule.id}: description mentions {', '.join(hits)} ({', '.join(rule.provisions)})")
+            provisions = ", ".join(rule.provisions)
+            reasons.append(f"{rule.id}: description mentions {', '.join(hits)} ({provisions})")
+            explained.append(
+                TriageReason(
+                    rule.id,
+                    f"{rule.label_zh}：描述中提到“{'、'.join(hits)}”（{provisions}）",
+                    f"{rule.label_en}: the description mentions “{', '.join(hits)}” ({provisions})",
+                )
+            )
             rule_ids.append(rule.id)
             suggested = suggested or rule.suggest_transfer
     if operator_says_emergency:
-        reasons.append(
-            f"{rules.operator_rule}: operator marked the call an emergency ({', '.join(rules.operator_provisions)})"
+        provisions = ", ".join(rules.operator_provisions)
+        reasons.append(f"{rules.operator_rule}: operator marked the call an emergency ({provisions})")
+        explained.append(
+            TriageReason(
+                rules.operator_rule,
+                f"话务员标记为紧急（{provisions}）",
+                f"The operator marked the call an emergency ({provisions})",
+            )
         )
         rule_ids.append(rules.operator_rule)
     return Triage(
         emergency=bool(reasons),
         reasons=tuple(reasons),
+        explained=tuple(explained),
         rule_ids=tuple(dict.fromkeys(rule_ids)),
         suggested_transfer=suggested,
         matched_keywords=tuple(matched),
@@ -158,3 +191,11 @@ def mask_name(name: str) -> str:
     """张三丰 -> 张**: enough for an operator to recognise a caller, not to identify them in a list."""
     name = (name or "").strip()
     return name[:1] + "*" * max(1, len(name) - 1) if name else ""
+
+
+def mask_phone(phone: str) -> str:
+    """13812345678 -> 138****5678, 023-63891234 -> 023-****1234: enough to read back to the caller."""
+    area, _, local = phone.rpartition("-")
+    if area:
+        return f"{area}-{'*' * max(0, len(local) - 4)}{local[-4:]}"
+    return phone[:3] + "*" * max(0, len(phone) - 7) + phone[-4:] if len(phone) > 7 else "*" * len(phone)

@@ -157,6 +157,7 @@ class CaseStatus(BaseModel):
     follow_ups: int = 0
     warm_transfers: list[WarmTransfer] = []
     satisfaction: str | None = None
+    called_back: bool = False  # the current resolution has had its callback (one per resolution)
     reopened_times: int = 0
     history: list[StatusNote] = []
     events_seen: int = 0
@@ -272,6 +273,7 @@ def _apply(state: CaseStatus, case_id: str, event: StatusEvent) -> None:
             _note(state, at, kind, "部门协同办理中", "departments are coordinating")
         case CaseResolved():
             state.status = "resolved"
+            state.called_back = False  # a new resolution (after a reopening) takes its own callback
             _note(state, at, kind, "承办部门已办结", "resolved by the department")
         case CaseClosed():
             state.status = "closed"
@@ -290,10 +292,12 @@ def _apply(state: CaseStatus, case_id: str, event: StatusEvent) -> None:
             _note(state, at, kind, f"已转接{transfer.to}", f"warm transfer to {transfer.to}")
         case CallbackRecorded():
             state.satisfaction = event.satisfaction
+            state.called_back = True
             zh, en = SATISFACTION_LABELS[event.satisfaction]
             _note(state, at, kind, f"回访：{zh}", f"callback: {en}")
         case CaseReopened():
             state.status = "reopened"
+            state.called_back = False
             state.reopened_times += 1
             _note(state, at, kind, "回访不满意，案件已重启", "reopened after a dissatisfied callback")
         case GrantProposed() | GrantApproved() | GrantPaid() | GrantRejected() | GrantStopped():
