@@ -48,6 +48,8 @@ class Caller(Model):
     phone: str
     id_card: str | None = None
     hukou_district: str | None = None  # household-registration district code
+    # The caller agreed, on the call, to texts about the case (its number and handler, its outcome; P6.2).
+    consents_to_texts: bool = False
 
 
 class Place(Model):

@@ -162,6 +162,15 @@ class ArbitrationSettled(_ByActor):
     note: str = ""
 
 
+class EscalationAcknowledged(_ByActor):
+    """A department answered an escalation (督办) in writing: the answer is in the case's history, and the
+    escalation's reminders stop (`escalation_event_id` is the `sla.escalated` event answered)."""
+
+    type: Literal["case.escalation_acknowledged"] = "case.escalation_acknowledged"
+    escalation_event_id: str
+    answer: str = Field(min_length=1, max_length=2000)
+
+
 class CaseClosed(_ByActor):
     type: Literal["case.closed"] = "case.closed"
     reason: str = ""
@@ -179,6 +188,7 @@ CaseLifecycleEvent = Annotated[
     | CasesMerged
     | ArbitrationRequested
     | ArbitrationSettled
+    | EscalationAcknowledged
     | CaseClosed,
     Field(discriminator="type"),
 ]
