@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from common.aggregates import Aggregates
 from common.auth import TokenVerifier
-from common.http_errors import install_error_handlers
+from common.http_errors import BodyLimit, install_error_handlers
 from common.kafka import make_broker
 from common.logs import configure_logging
 from common.reference import reference_router
@@ -342,6 +342,7 @@ def create_service_app(
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)  # its key cache lives as long as the app
     app.add_middleware(ForwardedPrefix)
+    app.add_middleware(BodyLimit, max_bytes=settings.http_max_body_bytes)
 
     @app.middleware("http")
     async def bind_correlation_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

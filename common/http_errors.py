@@ -1,27 +1,108 @@
-"""HTTP error bodies an operator can read: field errors and domain errors, zh first, en too."""
+"""HTTP error bodies an operator can read: field errors and domain errors, zh first, en too; and the
+limit on what a request may send before anything reads it."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.errors import DomainError, field_errors
+
+# A reply names at most this many field errors, and says how many there were: a body with 45,000 unknown
+# keys once produced a 7.4 MB reply listing every one.
+MAX_FIELD_ERRORS = 50
+
+
+def validation_reply(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """The 422 body: the first `MAX_FIELD_ERRORS` field errors and the count of all of them."""
+    shown = field_errors(errors[:MAX_FIELD_ERRORS])
+    body: dict[str, Any] = {
+        "message_zh": "提交内容有误，请检查以下字段",
+        "message_en": "The request has invalid fields",
+        "errors": shown,
+        "error_count": len(errors),
+    }
+    if len(errors) > len(shown):
+        body["message_zh"] += f"（共 {len(errors)} 处，仅列出前 {len(shown)} 处）"
+        body["message_en"] += f" ({len(errors)} in all; the first {len(shown)} are listed)"
+    return body
+
+
+class BodyLimit:
+    """Refuse a request body larger than `max_bytes` with 413 before the route reads it whole: at once
+    when its Content-Length says so, else as soon as the bytes received pass the limit."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        received = 0
+        replied = False
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge(self.max_bytes)
+            return message
+
+        async def sending(message: Message) -> None:
+            nonlocal replied
+            replied = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited, sending)
+        except _TooLarge:
+            if not replied:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps({"detail": _TooLarge(self.max_bytes).detail}, ensure_ascii=False).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(HTTPException):
+    """Raised from `receive`: FastAPI lets an HTTPException through its body parsing (anything else there
+    would become a 400), so a route reading the body answers 413 too."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(
+            413,
+            detail={
+                "code": "body_too_large",
+                "message_zh": f"提交内容过大：上限 {max_bytes} 字节",
+                "message_en": f"request body too large: at most {max_bytes} bytes",
+            },
+        )
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(
-            status_code=422,
-            content={
-                "message_zh": "提交内容有误，请检查以下字段",
-                "message_en": "The request has invalid fields",
-                "errors": field_errors(list(exc.errors())),
-            },
-        )
+        return JSONResponse(status_code=422, content=validation_reply(list(exc.errors())))
 
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:

@@ -27,6 +27,8 @@ class ServiceSettings(BaseSettings):
     http_port: int = 8000
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     mongodb_url: str = "mongodb://127.0.0.1:27017/"
+    # The largest request body a service reads (413 beyond it, before it is read whole): CSV imports fit.
+    http_max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     mongodb_database: str = ""
     mongodb_timeout_ms: int = Field(default=5000, ge=100)
     # Connections to the store per process. FerretDB on PostgreSQL holds a pooled PostgreSQL connection

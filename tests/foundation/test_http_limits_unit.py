@@ -1,0 +1,82 @@
+"""What a request may send: bodies over the limit refused with 413 before they are read whole, and
+field-error replies capped (the first errors and a count), so hostile input cannot make huge replies."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict
+
+from common.http_errors import MAX_FIELD_ERRORS, BodyLimit, install_error_handlers
+
+pytestmark = pytest.mark.unit
+
+LIMIT = 2048
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+
+
+def app_with_limit() -> tuple[FastAPI, list[int]]:
+    app = FastAPI()
+    read: list[int] = []
+
+    @app.post("/things")
+    async def things(thing: Strict) -> dict[str, str]:
+        read.append(1)
+        return {"name": thing.name}
+
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=LIMIT)
+    return app, read
+
+
+def client(app: FastAPI) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+async def test_a_body_declared_too_large_is_refused_before_it_is_read() -> None:
+    app, read = app_with_limit()
+    async with client(app) as http:
+        reply = await http.post("/things", content=b"x" * (LIMIT + 1), headers={"content-type": "application/json"})
+    assert reply.status_code == 413 and reply.json()["detail"]["code"] == "body_too_large"
+    assert "上限" in reply.json()["detail"]["message_zh"] and read == []
+
+
+async def test_a_streamed_body_is_refused_once_it_passes_the_limit() -> None:
+    app, read = app_with_limit()
+    sent: list[int] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(50):
+            sent.append(1)
+            yield b'{"name": "' + b"x" * 500
+
+    async with client(app) as http:
+        reply = await http.post("/things", content=chunks(), headers={"content-type": "application/json"})
+    assert reply.status_code == 413 and read == []
+    assert reply.json()["detail"]["code"] == "body_too_large"
+
+
+async def test_a_body_within_the_limit_goes_through_and_malformed_json_is_a_422() -> None:
+    app, read = app_with_limit()
+    async with client(app) as http:
+        ok = await http.post("/things", json={"name": "李四"})
+        bad = await http.post("/things", content=b'{"name": ', headers={"content-type": "application/json"})
+    assert ok.status_code == 200 and read == [1]
+    assert bad.status_code == 422 and bad.json()["errors"][0]["reason_zh"] == "请求不是有效的 JSON"
+
+
+async def test_a_reply_lists_the_first_field_errors_and_counts_them_all() -> None:
+    app, _ = app_with_limit()
+    unknown = {f"k{i}": i for i in range(200)}
+    async with client(app) as http:
+        reply = await http.post("/things", json={"name": "x", **unknown})
+    body = reply.json()
+    assert reply.status_code == 422 and body["error_count"] == 200
+    assert len(body["errors"]) == MAX_FIELD_ERRORS and "200" in body["message_en"]
