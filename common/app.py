@@ -27,10 +27,22 @@ from pymongo.asynchronous.database import AsyncDatabase
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from common.aggregates import Aggregates
-from common.auth import TokenVerifier
+from common.auth import TokenVerifier, require_roles
+from common.deadletters import (
+    DeadLetter,
+    DeadLetterDetail,
+    DeadLetterRef,
+    DeadLetters,
+    DeliveryFigures,
+    ReplayReply,
+    ReplayRequest,
+    delivery_figures,
+    metrics_lines,
+)
 from common.http_errors import BodyLimit, install_error_handlers
 from common.kafka import make_broker
 from common.logs import configure_logging
+from common.principal import Principal, Role
 from common.reference import reference_router
 from common.settings import ServiceSettings
 from common.store import CommandCounter, open_mongo, prune_claims
@@ -56,6 +68,9 @@ class Runtime(Generic[ServiceT]):
     # Every document collection written through `common.aggregates`: their outboxes are swept for the
     # service (`outbox_sweeper`). A service registers them in its start-up hook.
     aggregates: list[Aggregates[Any]] = field(default_factory=list)
+    # Every consumer group the service runs, with its topics (`common.batches.BatchConsumer` registers its
+    # own): the dead letters, consumer lag and `/metrics` figures are those of these topics.
+    consumers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _service: ServiceT | None = field(default=None, init=False, repr=False)
 
@@ -202,7 +217,37 @@ def health_router() -> APIRouter:
             f'store_command_seconds_total{{command="{name}",collection="{collection}"}} {seconds:.6f}'
             for (name, collection), seconds in sorted(runtime.store_commands.seconds.items())
         ]
+        lines += metrics_lines(await delivery_figures(runtime))
         return "\n".join(lines) + "\n"
+
+    return router
+
+
+Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
+Coordinator = Annotated[Principal, Depends(require_roles(Role.COORDINATOR))]
+
+
+def delivery_router() -> APIRouter:
+    """`/api/v1/admin/dead-letters…` (admin) and `/api/v1/status/delivery` (coordinators and admin)."""
+    router = APIRouter(tags=["dead letters and backlogs"])
+
+    @router.get("/api/v1/admin/dead-letters", summary="Dead letters of the topics this service consumes")
+    async def list_dead_letters(runtime: RuntimeDep, _: Admin, topic: str | None = None) -> list[DeadLetter]:
+        return await DeadLetters(runtime).entries(topic)
+
+    @router.get("/api/v1/admin/dead-letters/{topic}/{partition}/{offset}", summary="One dead letter")
+    async def show_dead_letter(
+        runtime: RuntimeDep, _: Admin, topic: str, partition: int, offset: int
+    ) -> DeadLetterDetail:
+        return await DeadLetters(runtime).show(DeadLetterRef(topic=topic, partition=partition, offset=offset))
+
+    @router.post("/api/v1/admin/dead-letters/replay", summary="Put chosen dead letters back on their topics, once")
+    async def replay_dead_letters(runtime: RuntimeDep, admin: Admin, request: ReplayRequest) -> ReplayReply:
+        return await DeadLetters(runtime).replay(request.items, admin)
+
+    @router.get("/api/v1/status/delivery", summary="Outbox backlog, consumer lag and dead letters")
+    async def delivery_status(runtime: RuntimeDep, _: Coordinator) -> DeliveryFigures:
+        return await delivery_figures(runtime)
 
     return router
 
@@ -359,6 +404,8 @@ def create_service_app(
     install_error_handlers(app)
     app.include_router(health_router())
     app.include_router(reference_router())
+    if kafka:
+        app.include_router(delivery_router())
     for router in routers:
         app.include_router(router)
     return app

@@ -155,6 +155,8 @@ class BatchConsumer:
 
     async def run(self, runtime: Runtime[Any]) -> None:
         broker, policy = make_batch_broker(runtime.settings, self.name)
+        if self.group_id is not None:
+            runtime.consumers[self.group_id] = self.topics
 
         @broker.subscriber(
             *self.topics,
