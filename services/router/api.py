@@ -15,12 +15,13 @@ from common.auth import require_roles
 from common.errors import Forbidden
 from common.principal import Principal, Role
 from contracts.events import utcnow
+from services.router import reveals
 from services.router.cases import CaseService
 from services.router.domain import coordination, desk
 from services.router.domain.case import WORKABLE, Case, Task, TaskStatus
 from services.router.domain.catalogue import ReturnReason
-from services.router.domain.errors import case_not_found, not_your_district, task_not_found
-from services.router.schemas import CaseSummary, CaseView, ReturnedTaskView, TaskView
+from services.router.domain.errors import case_not_found, task_not_found
+from services.router.schemas import CaseSummary, CaseView, EarlierCaseView, ReturnedTaskView, TaskView
 
 PAGE = Path(__file__).parent / "static" / "index.html"
 
@@ -133,17 +134,15 @@ async def my_queue(
     return [TaskView.of(case, task) for case in cases for task in case.tasks if listed(case, task)]
 
 
-@router.get("/cases/{case_id}", summary="One case with its tasks and history (who did what, by which rule)")
+@router.get(
+    "/cases/{case_id}",
+    summary="One case: tasks, history (who did what, by which rule), the caller and place masked, the "
+    "needs' answers, the description, the caller's earlier cases",
+)
 async def get_case(case_id: str, principal: Anyone, service: Service) -> CaseView:
-    case = await service.store.get(case_id)
-    if case is None:
-        raise case_not_found(case_id)
-    if principal.role is Role.DEPT_WORKER:
-        if not any(t.department == principal.department and t.district == principal.district for t in case.tasks):
-            raise not_your_district(case_id)
-    elif not principal.can_see_district(case.district):
-        raise not_your_district(case_id)
-    return CaseView.of(case)
+    case = await reveals.visible_case(service, case_id, principal)
+    details, earlier = await reveals.details_of(service, case)
+    return CaseView.of(case, details, [EarlierCaseView(**vars(e)) for e in earlier])
 
 
 async def _task_action(service: CaseService, task_id: str, action: Callable[[Case], object]) -> TaskView:

@@ -6,11 +6,11 @@ import structlog
 from fastapi import FastAPI
 
 from common.app import Runtime, create_service_app, every
-from services.router import api, handlers
+from services.router import api, api_details, handlers
 from services.router.cases import CaseService
 from services.router.domain.catalogue import DispatchCatalogue, load_catalogue
 from services.router.intake import run_intake
-from services.router.settings import Settings
+from services.router.settings import DEV_LOOKUP_PEPPER, Settings
 from services.router.store import RouterStore
 
 log = structlog.get_logger("router.app")
@@ -38,6 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def startup(runtime: Runtime[CaseService]) -> CaseService:
         if runtime.broker is None:  # made for every service built with Kafka, as the router is
             raise RuntimeError("the router needs its Kafka broker")
+        if settings.environment == "production" and settings.lookup_pepper.get_secret_value() == DEV_LOOKUP_PEPPER:
+            log.warning("ROUTER_LOOKUP_PEPPER is the development default: set a secret of this deployment's own")
         store = RouterStore(runtime.db, batch_timeout_s=settings.batch_timeout_s)
         await store.ensure_indexes()
         service = CaseService(store=store, broker=runtime.broker, settings=settings, catalogue=catalogue)
@@ -49,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Router / 一门受理 协同办理",
         description="Dispatch catalogue, department queues, sign-for, returns, co-handling, coordination.",
         subscribers=handlers.build_subscribers,
-        routers=[api.pages, api.router, api.coordinator],
+        routers=[api.pages, api.router, api.coordinator, api_details.router],
         startup=startup,
-        background=[run_intake, handlers.desk_consumer, archiver],
+        background=[run_intake, handlers.desk_consumer, handlers.escalation_consumer, archiver],
     )

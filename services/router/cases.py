@@ -26,6 +26,7 @@ from contracts.events.hotline import HelpRequested
 from services.router.domain.case import Case
 from services.router.domain.catalogue import DispatchCatalogue
 from services.router.domain.coordination import FINAL
+from services.router.domain.details import CaseDetails, MaskedContact, lookup_keys
 from services.router.domain.dispatching import open_case
 from services.router.domain.errors import case_not_found
 from services.router.domain.routing import RoutingFacts, decide
@@ -168,6 +169,8 @@ class CaseService:
         self, requests: list[HelpRequested], producer: BatchProducer, outcome: BatchOutcome, now: datetime
     ) -> None:
         cases: dict[str, tuple[Case, list[dict[str, Any]]]] = {}
+        details: dict[str, tuple[Case, CaseDetails, tuple[str, ...]]] = {}
+        pepper = self.settings.lookup_pepper_bytes
         for request in requests:
             event_id = str(request.event_id)
             if request.case_id in cases:
@@ -185,8 +188,12 @@ class CaseService:
                 summary=request.description[:200],
                 request_event_id=event_id,
             )
+            # Who and where: masked in the case, in clear in its details record (P2.2, P2.3).
+            clear = CaseDetails.of(request)
+            case.contact = MaskedContact.of(clear)
             entries, case.outbox = case.outbox, []
             cases[request.case_id] = (case, entries)
+            details[request.case_id] = (case, clear, lookup_keys(request.caller.phone, request.caller.id_card, pepper))
         # A case is archived only once closed and left alone for `archive_after_s`, so only a request received
         # longer ago than that (history replayed) can find its case there rather than in the working set.
         replayed = [
@@ -201,10 +208,12 @@ class CaseService:
         )
         inserted.update(dict.fromkeys(archived, False))
         to_publish: list[dict[str, Any]] = []
+        accepted: list[tuple[Case, CaseDetails, tuple[str, ...]]] = []
         for case_id, (case, entries) in cases.items():
             if inserted[case_id]:
                 outcome.created += 1
                 to_publish.extend(entries)
+                accepted.append(details[case_id])
                 continue
             stored_request, stored_entries = await self.store.first_dispatch(case_id)
             if stored_request not in (None, case.request_event_id):
@@ -213,7 +222,10 @@ class CaseService:
                 )
             else:
                 to_publish.extend(stored_entries)
-        await self.publish_with(producer, to_publish)
+                if case_id not in archived:  # a redelivery: its details record may be what a crash left out
+                    accepted.append(details[case_id])
+        # The details are written while the events are published; the offsets wait for both.
+        await asyncio.gather(self.publish_with(producer, to_publish), self.store.insert_details(accepted))
 
     async def archive_closed(self) -> int:
         """Move cases closed longer than `archive_after_s` out of the working set (worker queues and

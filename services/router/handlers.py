@@ -3,7 +3,9 @@
 - help requests → see `services.router.intake` (batched, on its own broker);
 - the department queues → the router's own desk marks each task queued (visible to that department's
   workers): one batch consumer over every queue it serves, one pass of the shared write path per batch;
-- hotline case events → a reopened case is routed again.
+- hotline case events → a reopened case is routed again;
+- notify's SLA events → escalations (督办) of the cases it holds, kept for their departments to answer
+  (`services.router.escalations`), in batches on a consumer group of its own.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from contracts.events.router import DepartmentTask
 from services.router.cases import CaseService
 from services.router.domain.case import Case
 from services.router.domain.dispatching import mark_queued, reopen
+from services.router.escalations import record_escalations
 
 if TYPE_CHECKING:
     from aiokafka import ConsumerRecord
@@ -74,6 +77,20 @@ async def desk_consumer(runtime: Runtime[CaseService]) -> None:
         topics=tuple(settings.department_topic(d) for d in desk),
         group_id=f"{settings.consumer_group}.desk",
         handler=lambda records: mark_tasks_queued(service, records),
+    ).run(runtime)
+
+
+async def escalation_consumer(runtime: Runtime[CaseService]) -> None:
+    """Background loop: notify's escalations of the router's cases, for the departments to answer."""
+    service = runtime.service
+    settings = service.settings
+    if not settings.escalations_enabled:
+        return
+    await BatchConsumer(
+        name="escalations",
+        topics=(settings.sla_events_topic,),
+        group_id=f"{settings.consumer_group}.escalations",
+        handler=lambda records: record_escalations(service, records),
     ).run(runtime)
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import ServiceSettings
-from contracts.events import CASE_LIFECYCLE_TOPIC, HELP_REQUESTED_TOPIC, department_queue_topic
+from contracts.events import CASE_LIFECYCLE_TOPIC, HELP_REQUESTED_TOPIC, SLA_EVENTS_TOPIC, department_queue_topic
+
+# The key of the callers' lookup hashes on a developer's machine; a deployment sets its own.
+DEV_LOOKUP_PEPPER = "dev-only-lookup-pepper-change-me-in-production"
 
 
 class Settings(ServiceSettings):
@@ -42,6 +45,19 @@ class Settings(ServiceSettings):
     # unchanged this long; looked up by case id they are still found, and changing one brings it back.
     archive_after_s: float = Field(default=7 * 86_400.0, ge=0)
     archive_interval_s: float = Field(default=600.0, gt=0)
+    # The key of the keyed hashes (HMAC-SHA256) of callers' phone and ID-card numbers that earlier cases are
+    # found by. Changing it loses the link to the cases recorded before.
+    lookup_pepper: SecretStr = SecretStr(DEV_LOOKUP_PEPPER)
+    # Read notify's escalations (督办) of the cases the router holds, for departments to answer.
+    escalations_enabled: bool = True
+
+    @property
+    def lookup_pepper_bytes(self) -> bytes:
+        return self.lookup_pepper.get_secret_value().encode()
+
+    @property
+    def sla_events_topic(self) -> str:
+        return self.topic(SLA_EVENTS_TOPIC)
 
     @property
     def help_requested_topic(self) -> str:

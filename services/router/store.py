@@ -2,6 +2,12 @@
 and an archive of long-closed ones (`cases_archive`). Changes to a case go through the shared write path
 (`common.aggregates`, built over these collections by `CaseService`); this module holds the intake's batch
 insert and the queries.
+
+Beside the cases, written once and never updated (cheap on FerretDB, and the case document stays small):
+`case_details` (the clear who-and-where of each request, with the keyed hashes its caller is found by),
+`reveals` (the audit record of every reveal of a caller's personal fields), `escalation_answers` (which
+escalation was answered, when, by whom). `escalations` holds the escalations still waiting for a
+department's answer: small, as an answered one is deleted.
 """
 
 from __future__ import annotations
@@ -18,9 +24,13 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from common.store import create_query_indexes
+from common.store import create_query_indexes, find_by, insert_once
 from contracts.events import utcnow
-from services.router.domain.case import Case, queue_key
+from services.router.domain.case import Case, CaseStatus, queue_key
+from services.router.domain.details import CaseDetails, RevealRecord
+from services.router.domain.escalations import Escalation
+
+EARLIER_AT_MOST = 20  # earlier cases of one caller shown
 
 
 class RouterStore:
@@ -30,6 +40,10 @@ class RouterStore:
         self.cases = db["cases"]
         self.archive = db["cases_archive"]
         self.claims = db["case_claims"]
+        self.details = db["case_details"]
+        self.reveals = db["reveals"]
+        self.escalations = db["escalations"]
+        self.answers = db["escalation_answers"]
 
     async def ensure_indexes(self) -> None:
         await create_query_indexes(
@@ -38,6 +52,9 @@ class RouterStore:
                 (self.cases, [("queue_keys", ASCENDING)]),
                 (self.cases, [("district", ASCENDING), ("status", ASCENDING)]),
                 (self.cases, [("outbox_pending", ASCENDING), ("updated_at", ASCENDING)]),
+                (self.details, [("lookup_keys", ASCENDING)]),
+                (self.reveals, [("case_id", ASCENDING)]),
+                (self.escalations, [("department", ASCENDING), ("district", ASCENDING)]),
             ],
         )
 
@@ -127,3 +144,119 @@ class RouterStore:
         docs = await self.cases.find(query).to_list(None)
         docs.sort(key=lambda d: (not d.get("emergency"), d.get("received_at")))
         return [Case.from_document(doc) for doc in docs[:limit]]
+
+    # ---- who and where: the clear record of each request, written once ----
+
+    async def insert_details(self, records: list[tuple[Case, CaseDetails, tuple[str, ...]]]) -> None:
+        """Record each new case's clear details and lookup keys in one `insert_many`; a redelivered request
+        finds its record already there (the first one stays)."""
+        if not records:
+            return
+        docs = [
+            {
+                "_id": case.case_id,
+                "request_event_id": case.request_event_id,
+                "received_at": case.received_at,
+                "needs": list(case.needs),
+                "lookup_keys": list(keys),
+                "details": details.model_dump_json(exclude_none=True),
+            }
+            for case, details, keys in records
+        ]
+        try:
+            with pymongo.timeout(self.batch_timeout_s):
+                await self.details.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
+
+    async def case_details(self, case: Case) -> CaseDetails | None:
+        """The clear details the request that opened `case` carried (None for a case from before they were
+        kept, or a record of another request with the same case id)."""
+        doc = await self.details.find_one({"_id": case.case_id})
+        if not doc or doc.get("request_event_id") != case.request_event_id:
+            return None
+        return CaseDetails.model_validate_json(doc["details"])
+
+    async def lookup_keys_of(self, case_id: str) -> list[str]:
+        doc = await self.details.find_one({"_id": case_id}, {"lookup_keys": 1})
+        return list((doc or {}).get("lookup_keys") or [])
+
+    async def earlier_cases(self, case: Case, keys: list[str]) -> list[tuple[str, datetime, list[str], CaseStatus]]:
+        """Other cases of the same caller (a lookup key in common), received before `case`, newest first:
+        (case id, received at, needs, status now)."""
+        if not keys:
+            return []
+        found = await find_by(self.details, "lookup_keys", keys, {"received_at": 1, "needs": 1})
+        found = [d for d in found if d["_id"] != case.case_id and d["received_at"] <= case.received_at]
+        found.sort(key=lambda d: d["received_at"], reverse=True)
+        found = found[:EARLIER_AT_MOST]
+        ids = [d["_id"] for d in found]
+        status: dict[str, CaseStatus] = {}
+        for collection in (self.cases, self.archive):
+            missing = [i for i in ids if i not in status]
+            if missing:
+                for doc in await find_by(collection, "_id", missing, {"status": 1}):
+                    status[doc["_id"]] = doc["status"]
+        return [
+            (d["_id"], d["received_at"], list(d.get("needs") or []), status[d["_id"]])
+            for d in found
+            if d["_id"] in status
+        ]
+
+    # ---- reveals: append-only audit records ----
+
+    async def record_reveal(self, record: RevealRecord) -> None:
+        doc = record.model_dump(mode="python")
+        doc["_id"] = doc.pop("reveal_id")
+        doc["fields"] = list(record.fields)
+        await self.reveals.insert_one(doc)
+
+    async def reveals_of(self, case_id: str, department: str | None = None) -> list[RevealRecord]:
+        """A case's reveal records, oldest first (only one department's when `department` is given)."""
+        where = {"department": department} if department else None
+        docs = await find_by(self.reveals, "case_id", [case_id], where=where)
+        docs.sort(key=lambda d: d["at"])
+        return [RevealRecord.model_validate({**d, "reveal_id": d["_id"]}) for d in docs]
+
+    # ---- escalations waiting for a department's answer ----
+
+    async def add_escalations(self, escalations: list[Escalation]) -> None:
+        """Keep escalations to be answered (a redelivered one is already there)."""
+        if not escalations:
+            return
+        docs = [{"_id": e.escalation_event_id, **e.model_dump(mode="python")} for e in escalations]
+        try:
+            await self.escalations.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
+
+    async def escalation(self, escalation_event_id: str) -> Escalation | None:
+        doc = await self.escalations.find_one({"_id": escalation_event_id})
+        return Escalation.model_validate(doc) if doc else None
+
+    async def open_escalations(self, department: str | None, district: str | None) -> list[Escalation]:
+        """Escalations waiting for an answer: of one department (when given) in one district (when given),
+        the earliest due first."""
+        query: dict[str, Any] = {}
+        if department is not None:
+            query["department"] = department
+        if district is not None:
+            query["district"] = district
+        docs = await self.escalations.find(query).to_list(None)
+        docs.sort(key=lambda d: (d["due_at"], d["escalated_at"]))
+        return [Escalation.model_validate(d) for d in docs]
+
+    async def close_escalation(self, escalation: Escalation, *, at: datetime, by: str) -> None:
+        """An answered escalation: recorded as answered (written once), then off the open list."""
+        await insert_once(
+            self.answers,
+            {"_id": escalation.escalation_event_id, "case_id": escalation.case_id, "at": at, "by": by},
+        )
+        await self.escalations.delete_one({"_id": escalation.escalation_event_id})
+
+    async def answer_of(self, escalation_event_id: str) -> tuple[datetime, str] | None:
+        """When and by whom an escalation was answered, if it was."""
+        doc = await self.answers.find_one({"_id": escalation_event_id})
+        return (doc["at"], doc["by"]) if doc else None

@@ -9,6 +9,7 @@ from uuid import UUID, uuid4
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.events.router import Assignment, Decision
+from services.router.domain.details import MaskedContact
 from services.router.domain.routing import RoutingFacts
 
 Role = Literal["lead", "co_handler"]
@@ -92,6 +93,8 @@ class Case(_Mutable):
     correlation_id: str | None = None
     request_event_id: str | None = None  # the help request that opened the case
     summary: str = ""
+    # Who and where, masked (the clear record is kept apart, `CaseDetails`); None for cases from before.
+    contact: MaskedContact | None = None
     facts: RoutingFacts
     decision: Decision
     hop: int = 1
