@@ -16,6 +16,7 @@ from common.auth import require_roles
 from common.errors import DomainError, Forbidden, NotFound
 from common.principal import CITY, Principal, Role
 from contracts.codes import districts
+from services.relief.desk import Desk
 from services.relief.domain.money import yuan
 from services.relief.domain.registry import hash_id_card
 from services.relief.domain.runs import RunSpec, ineligible_categories, run_id_for
@@ -82,14 +83,17 @@ async def list_entitlements(
     limit: Annotated[int, Query(ge=1, le=500)] = 200,
 ) -> list[EntitlementView]:
     found = await relief.visible_to(officer, status=status, rule_id=rule_id, case_id=case_id, limit=limit)
-    return [EntitlementView.of(e) for e in found]
+    applicants = await Desk(relief).applicants(found)
+    return [EntitlementView.of(e, applicant=applicants.get(e.case_id)) for e in found]
 
 
 @router.get("/entitlements/{entitlement_id}", response_model=EntitlementDetail, response_model_exclude_unset=True)
 async def get_entitlement(entitlement_id: str, officer: Officer, relief: ReliefDep) -> EntitlementDetail:
-    """One entitlement; a monthly grant lists `due_periods`: months payable now and not yet paid."""
+    """One entitlement with its applicant; a monthly grant lists `due_periods`: months payable now and not
+    yet paid."""
     entitlement = await relief.get(entitlement_id, officer)
-    return EntitlementDetail.with_due(entitlement, relief.due_periods(entitlement))
+    applicant = (await Desk(relief).applicants([entitlement])).get(entitlement.case_id)
+    return EntitlementDetail.with_due(entitlement, relief.due_periods(entitlement), applicant)
 
 
 @router.post(

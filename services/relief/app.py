@@ -10,7 +10,7 @@ import structlog
 from fastapi import FastAPI
 
 from common.app import Runtime, create_service_app
-from services.relief import api, handlers
+from services.relief import api, desk_api, handlers
 from services.relief.domain.standards import StandardsBook, load_standards
 from services.relief.service import Relief
 from services.relief.settings import Settings
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Relief / 临时救助",
         description="Emergency temporary assistance at the place of hardship, approvals and a payment ledger.",
         subscribers=handlers.build_subscribers,
-        routers=[api.router, api.page],
+        routers=[api.router, desk_api.router, api.page],
         startup=startup,
         background=[handlers.intake_consumer],
     )

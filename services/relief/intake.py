@@ -52,10 +52,11 @@ from services.relief.documents import (
 from services.relief.domain.facts import CaseFacts, Category, RegistryMatch
 from services.relief.domain.lifecycle import Status
 from services.relief.domain.money import yuan
-from services.relief.domain.registry import hash_id_card
+from services.relief.domain.personal import mask_phone
+from services.relief.domain.registry import hash_id_card, mask_id_card
 from services.relief.domain.rules import AmountKind, Proposal, Schedule, evaluate_case
 from services.relief.domain.standards import Area, NoStandard, StandardsBook
-from services.relief.records import RegistryRecord
+from services.relief.records import Applicant, RegistryRecord
 from services.relief.store import ReliefStore
 
 log = structlog.get_logger("relief.intake")
@@ -96,10 +97,13 @@ class CaseIntake:
         parts: dict[str, list[Part]] = {}
         tags: dict[str, list[T]] = {}
         merges: list[CasesMerged] = []
+        callers: dict[str, HelpRequested] = {}
         for tag, event in events:
             if isinstance(event, CasesMerged):
                 merges.append(event)
                 continue
+            if isinstance(event, HelpRequested):
+                callers[event.case_id] = event
             part: Part = (
                 ("help", self._help_part(event))
                 if isinstance(event, HelpRequested)
@@ -117,6 +121,14 @@ class CaseIntake:
                 case_id: _merged(stored.get(case_id) or ReliefCase(id=case_id), case_parts)
                 for case_id, case_parts in parts.items()
             }
+            # Who each new case's grants pay, before the grants appear (one insert; a redelivery's refused).
+            await self.store.add_applicants(
+                [
+                    applicant_of(event, self.id_hash_salt)
+                    for case_id, event in callers.items()
+                    if (known := stored.get(case_id)) is None or known.help is None
+                ]
+            )
             evaluations = await self._evaluate([case for case in expected.values() if case.ready], refused)
             written: dict[str, ReliefCase] = {}
 
@@ -284,6 +296,29 @@ class CaseIntake:
             ],
             outbox=[outbox_item(event)],
         )
+
+
+def applicant_of(event: HelpRequested, salt: str) -> Applicant:
+    """The caller of a help request as relief keeps them (`records.Applicant`)."""
+    caller = event.caller
+    id_card = caller.id_card.strip().upper() if caller.id_card else None
+    return Applicant.model_validate(
+        {
+            "_id": event.case_id,
+            "name": caller.name,
+            "id_card": id_card,
+            "id_card_masked": mask_id_card(id_card) if id_card else None,
+            "id_card_hash": hash_id_card(id_card, salt) if id_card else None,
+            "phone": caller.phone,
+            "phone_masked": mask_phone(caller.phone) if caller.phone else None,
+            "hukou_district": caller.hukou_district,
+            "household_status": str(event.household_status),
+            "special_groups": [str(g) for g in event.special_groups],
+            "place_district": event.place.district,
+            "event_id": str(event.event_id),
+            "recorded_at": utcnow(),
+        }
+    )
 
 
 def _registry_match(rec: RegistryRecord) -> RegistryMatch:

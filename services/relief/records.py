@@ -62,10 +62,66 @@ class RegistryRecord(Record):
     approved_on: StoredDay
     ended_on: StoredDay | None = None
     source_case_id: str | None = None  # entered by the approval of a P5.1 dibao application
+    members: int | None = None  # the household's size, when the registry file gives it
 
     @staticmethod
     def of_row(row: RegistryRow) -> RegistryRecord:
         return RegistryRecord.model_validate(row.document())
+
+
+class Applicant(Record):
+    """The caller of a case as the hotline recorded them (`HelpRequested.caller`): who a grant pays (P5.2,
+    P6.1). Written once per case (insert-only, `_id` the case id). The ID-card and phone numbers are kept
+    in clear only because the bank pays against them and an officer may call back; they are read in clear
+    only by the payment export and a phone reveal, both audited, and lists read the masked forms."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    case_id: str = Field(alias="_id")
+    name: str
+    id_card: str | None = None
+    id_card_masked: str | None = None
+    id_card_hash: str | None = None
+    phone: str | None = None
+    phone_masked: str | None = None
+    hukou_district: str | None = None
+    household_status: str
+    special_groups: list[str] = Field(default_factory=list)
+    place_district: str | None = None
+    event_id: str
+    recorded_at: datetime
+
+
+class HukouAcknowledgement(Record):
+    """A hukou district's officer read a P5.2d notice (insert-only, `_id` the grant id: once per notice)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    grant_id: str = Field(alias="_id")
+    hukou_district: str
+    by: str
+    shown_as: str
+    at: datetime
+    note: str = ""
+
+
+class ReturnImport(Record):
+    """One import of a bank return file (insert-only): who, when, which file (its SHA-256) and what each row
+    did, kept for supervision (P6.1)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    id: str = Field(alias="_id")
+    file_sha256: str
+    filename: str
+    district: str | None
+    by: str
+    shown_as: str
+    at: datetime
+    rows: int
+    changed: int
+    outcomes: dict[str, int]
+    lines: list[Doc] = Field(default_factory=list)
 
 
 class RunExecution(Record):

@@ -24,7 +24,7 @@ from services.relief.domain.rules import AmountKind, Schedule
 from services.relief.domain.runs import LABEL_PATTERN, RunKind
 from services.relief.domain.schedule import PERIOD_PATTERN
 from services.relief.domain.standards import DibaoStandard
-from services.relief.records import LedgerEntry, RegistryRecord, SubsidyRun
+from services.relief.records import Applicant, LedgerEntry, RegistryRecord, SubsidyRun
 
 Timestamp = Annotated[datetime, PlainSerializer(datetime.isoformat, return_type=str, when_used="json")]
 
@@ -142,8 +142,50 @@ class DecisionView(View):
     steps: list[str] | None = None
 
 
+class RegistryMatchView(View):
+    """The applicant's record in the low-income population database (P2.3), when their ID-card matches."""
+
+    recipient_id: str
+    name: str | None = None
+    district: str
+    area: str
+    categories: list[str]
+    members: int | None = None
+    approved_on: StoredDay
+    ended_on: StoredDay | None = None
+    active: bool
+
+    @classmethod
+    def of(cls, record: RegistryRecord, on: date) -> RegistryMatchView:
+        return cls.model_validate(
+            record.model_dump(exclude={"id", "id_card_hash", "id_card_masked", "source_case_id"})
+            | {"recipient_id": record.id, "active": record.ended_on is None or record.ended_on >= on}
+        )
+
+
+class ApplicantView(View):
+    """Who a grant pays, as the hotline recorded the caller (P5.2, P6.1): the ID-card and phone numbers
+    masked (a phone is revealed with a reason, audited), the household as declared and as registered."""
+
+    name: str
+    id_card_masked: str | None = None
+    phone_masked: str | None = None
+    household_status: str
+    special_groups: list[str] = Field(default_factory=list)
+    hukou_district: str | None = None
+    registry: RegistryMatchView | None = None
+
+    @classmethod
+    def of(cls, applicant: Applicant, record: RegistryRecord | None, on: date) -> ApplicantView:
+        return cls.model_validate(
+            applicant.model_dump(exclude={"case_id", "id_card", "phone", "id_card_hash", "event_id", "recorded_at"})
+            | {"registry": RegistryMatchView.of(record, on) if record else None}
+        )
+
+
 class EntitlementView(View):
-    """A proposal or grant, as an officer sees it (without its outbox and the caller's ID-card hash)."""
+    """A proposal or grant, as an officer sees it (without its outbox and the caller's ID-card hash), with
+    its applicant (None: a case recorded before relief kept applicants)."""
 
     id: str = Field(alias="_id")
     case_id: str
@@ -178,6 +220,7 @@ class EntitlementView(View):
     created_at: Timestamp | None
     updated_at: Timestamp | None
     version: int
+    applicant: ApplicantView | None = None
 
     @classmethod
     def of(cls, entitlement: Entitlement, **extra: Any) -> EntitlementView:
@@ -195,9 +238,11 @@ class EntitlementDetail(EntitlementView):
     due_periods: list[DuePeriod]
 
     @classmethod
-    def with_due(cls, entitlement: Entitlement, due: list[tuple[str, Decimal]]) -> EntitlementDetail:
+    def with_due(
+        cls, entitlement: Entitlement, due: list[tuple[str, Decimal]], applicant: ApplicantView | None = None
+    ) -> EntitlementDetail:
         periods = [{"period": period, "amount": as_str(amount)} for period, amount in due]
-        return cls.model_validate(entitlement.to_document() | {"due_periods": periods})
+        return cls.model_validate(entitlement.to_document() | {"due_periods": periods, "applicant": applicant})
 
 
 # ------------------------------------------------------------------------ the ledger
@@ -309,6 +354,7 @@ class RegistryRecordView(View):
     approved_on: StoredDay
     ended_on: StoredDay | None = None
     source_case_id: str | None = None
+    members: int | None = None
 
     @classmethod
     def of(cls, record: RegistryRecord) -> RegistryRecordView:

@@ -286,44 +286,82 @@ class Relief(CaseIntake):
     ) -> tuple[bool, LedgerEntry]:
         """Record a payment once per (case, rule, period): retries and double clicks return the same entry."""
         grant = await self.get(entitlement_id, officer)
-        state = _state(grant)
-        key = f"{grant.case_id}|{grant.rule_id}|{period}"
+        key = ledger_key(grant, period)
         if period in grant.paid_periods:
             existing = await self.store.ledger_entry(key)
             if existing is not None:
                 return False, existing
-        lifecycle.check_payable(state)
-        amount = yuan(self._amount_for(grant, period))
+        lifecycle.check_payable(_state(grant))
         now = utcnow()
-        created, entry = await self.store.append_ledger(
-            LedgerEntry(
-                idempotency_key=key,
-                entitlement_id=grant.id,
-                case_id=grant.case_id,
-                rule_id=grant.rule_id,
-                period=period,
-                run_id=None,
-                recipient_id=grant.recipient_id,
-                district=grant.district,
-                amount=amount,
-                amount_fen=to_fen(amount),
-                payment_reference=reference,
-                recorded_by=officer.sub,
-                recorded_by_shown=officer.shown_as,
-                recorded_at=now,
-            )
+        created, entry = await self.store.append_ledger(self._ledger_entry(grant, officer, period, reference, now))
+        change = self._marking_paid(grant, officer, entry, now, notify_hukou=not grant.paid_periods)
+        await self.entitlements.change(grant.id, change)
+        return created, entry
+
+    async def pay_many(self, officer: Principal, payments: Sequence[PaymentOrder]) -> list[bool]:
+        """Record many payments (a bank's return file) on grants already read and judged payable: one ledger
+        insert, one write of the grants. Per payment, True if recorded now, False if its ledger entry was
+        there already (then the grant is only marked paid, as `pay` does): nothing is paid twice."""
+        now = utcnow()
+        entries = [self._ledger_entry(p.grant, officer, p.period, p.reference, now) for p in payments]
+        earlier = await self.store.append_ledger_batch(entries)
+        marks: dict[str, list[Callable[[Entitlement | None], Entitlement | None]]] = {}
+        noticed: set[str] = set()
+        for order, entry, before in zip(payments, entries, earlier, strict=True):
+            grant = order.grant
+            first = not grant.paid_periods and grant.id not in noticed
+            noticed.add(grant.id)
+            change = self._marking_paid(grant, officer, before or entry, now, notify_hukou=first, **order.details)
+            marks.setdefault(grant.id, []).append(change)
+        outcome = await self.entitlements.change_many({gid: _in_turn(changes) for gid, changes in marks.items()})
+        for error in outcome.failed.values():
+            raise error
+        return [before is None for before in earlier]
+
+    def _ledger_entry(
+        self, grant: Entitlement, officer: Principal, period: str, reference: str, now: datetime
+    ) -> LedgerEntry:
+        amount = yuan(self._amount_for(grant, period))
+        return LedgerEntry(
+            idempotency_key=ledger_key(grant, period),
+            entitlement_id=grant.id,
+            case_id=grant.case_id,
+            rule_id=grant.rule_id,
+            period=period,
+            run_id=None,
+            recipient_id=grant.recipient_id,
+            district=grant.district,
+            amount=amount,
+            amount_fen=to_fen(amount),
+            payment_reference=reference,
+            recorded_by=officer.sub,
+            recorded_by_shown=officer.shown_as,
+            recorded_at=now,
         )
-        common = _common(grant, officer.sub)
+
+    def _marking_paid(
+        self,
+        grant: Entitlement,
+        officer: Principal,
+        entry: LedgerEntry,
+        now: datetime,
+        *,
+        notify_hukou: bool,
+        **details: Any,
+    ) -> Callable[[Entitlement | None], Entitlement | None]:
+        """The change that marks the entry's period paid, with grant.paid and, with a grant's first payment
+        when the hukou district is elsewhere, the P5.2d notice."""
+        period = entry.period
         events: list[OutboxEvent] = [
             GrantPaid(
-                **common,
+                **_common(grant, officer.sub),
                 amount_yuan=entry.amount,
                 payment_reference=entry.payment_reference,
                 approved_on=grant.approved_on,
                 period=period,
             )
         ]
-        if grant.hukou_notice_district and not grant.paid_periods:  # P5.2d, with the first payment
+        if grant.hukou_notice_district and notify_hukou:  # P5.2d, with the first payment
             events.append(
                 HukouDistrictNotified(
                     case_id=grant.case_id,
@@ -337,18 +375,19 @@ class Relief(CaseIntake):
         changes: Changes = {"updated_at": now}
         if grant.schedule == Schedule.ONCE:
             changes["status"] = Status.PAID
+        note = str(details.pop("note", ""))
         decision = _decision(
             grant,
             officer,
             "paid",
             now,
-            "",
+            note,
             amount=entry.amount,
             period=period,
             payment_reference=entry.payment_reference,
+            **details,
         )
-        await self.entitlements.change(grant.id, mark_paid(period, changes, decision, events))
-        return created, entry
+        return mark_paid(period, changes, decision, events)
 
     def due_periods(self, grant: Entitlement) -> list[tuple[str, Decimal]]:
         """P5.2a: the months payable today and not yet paid, with their amounts (the officer's to-do)."""
@@ -382,6 +421,37 @@ class Relief(CaseIntake):
             today=self.clock(),
             policy=self.part_month_policy,
         )
+
+
+@dataclass(frozen=True)
+class PaymentOrder:
+    """A payment to record on a grant already read (`Relief.pay_many`); `details` go into its decision."""
+
+    grant: Entitlement
+    period: str
+    reference: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def ledger_key(grant: Entitlement, period: str) -> str:
+    """The ledger's idempotency key of a case grant's period: one payment per (case, rule, period), ever."""
+    return f"{grant.case_id}|{grant.rule_id}|{period}"
+
+
+def _in_turn(
+    changes: Sequence[Callable[[Entitlement | None], Entitlement | None]],
+) -> Callable[[Entitlement | None], Entitlement | None]:
+    """Several changes of one entitlement applied in turn (two months of one grant in one return file)."""
+
+    def change(current: Entitlement | None) -> Entitlement | None:
+        value, changed = current, False
+        for one in changes:
+            after = one(value)
+            if after is not None:
+                value, changed = after, True
+        return value if changed else None
+
+    return change
 
 
 def district_scope(reader: Principal) -> str | None:

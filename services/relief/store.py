@@ -12,19 +12,31 @@ Decimal128).
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Collection, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from common.principal import Principal
 from common.store import create_query_indexes, find_by, insert_once
 from services.relief.documents import Entitlement, ReliefCase
-from services.relief.domain.lifecycle import OPEN
+from services.relief.domain.lifecycle import OPEN, Status
+from services.relief.domain.personal import RegistrySearch, SearchKind
+from services.relief.domain.rules import Schedule
 from services.relief.domain.standards import DibaoStandard
-from services.relief.records import LedgerEntry, RegistryRecord, RunExecution, SubsidyRun
+from services.relief.records import (
+    Applicant,
+    HukouAcknowledgement,
+    LedgerEntry,
+    RegistryRecord,
+    ReturnImport,
+    RunExecution,
+    SubsidyRun,
+)
 
 DUPLICATE_KEY = 11000
 Doc = dict[str, Any]
@@ -48,6 +60,10 @@ class ReliefStore:
         self.standards = db["standards"]
         self.runs = db["runs"]
         self.run_executions = db["run_executions"]
+        self.applicants = db["applicants"]  # insert-only, one per case: who a grant pays
+        self.audit = db["audit"]  # insert-only: reads of personal data and payment exports (who, when, why)
+        self.hukou_acks = db["hukou_acknowledgements"]  # insert-only, one per P5.2d notice
+        self.payment_returns = db["payment_returns"]  # insert-only, one per imported bank return file
 
     async def ensure_indexes(self) -> None:
         # One payment per idempotency key, ever (P6.1): (case, rule, period) or (run, recipient).
@@ -63,6 +79,9 @@ class ReliefStore:
                 (self.entitlements, [("case_id", ASCENDING)]),
                 (self.registry, [("id_card_hash", ASCENDING)]),
                 (self.registry, [("district", ASCENDING), ("_id", ASCENDING)]),
+                (self.entitlements, [("hukou_notice_district", ASCENDING)]),
+                (self.payment_returns, [("file_sha256", ASCENDING)]),
+                (self.audit, [("actor", ASCENDING), ("at", ASCENDING)]),
             ],
         )
         await self.standards.create_index([("district", ASCENDING), ("effective_from", ASCENDING)], unique=True)
@@ -96,6 +115,32 @@ class ReliefStore:
         """A case's entitlements still open (proposed or waiting for a second approval)."""
         return await self._entitlements({"case_id": case_id, "status": {"$in": [str(s) for s in OPEN]}}, 200)
 
+    async def payable_entitlements(self, *, district: str | None, limit: int = 5000) -> list[Entitlement]:
+        """Approved one-time grants and running or stopped monthly ones: what the bank may be asked to pay."""
+        query = _scoped(
+            district,
+            status={"$in": [str(Status.APPROVED), str(Status.STOPPED)]},
+            schedule={"$in": [str(Schedule.ONCE), str(Schedule.MONTHLY)]},
+        )
+        return await self._entitlements(query, limit)
+
+    async def entitlements_by_ids(self, ids: Sequence[str]) -> dict[str, Entitlement]:
+        """Entitlements by id, in one batched read (`find_by`), without their outboxes."""
+        docs = await find_by(self.entitlements, "_id", list(ids), LISTED_WITHOUT)
+        return {doc["_id"]: Entitlement.from_document(doc) for doc in docs}
+
+    async def hukou_notices(self, *, hukou_district: str | None, paying_district: str | None) -> list[Entitlement]:
+        """Grants whose P5.2d notice went out (a hukou district elsewhere, paid at least once): those told to
+        `hukou_district`, or those `paying_district` told (None: every district), newest first."""
+        query: Doc = {"payments": {"$gt": 0}}
+        if hukou_district is not None:
+            query["hukou_notice_district"] = hukou_district
+        else:
+            query["hukou_notice_district"] = {"$ne": None}
+        if paying_district is not None:
+            query["district"] = paying_district
+        return await self._entitlements(query, 500)
+
     async def _entitlements(self, query: Doc, limit: int) -> list[Entitlement]:
         cursor = self.entitlements.find(query, LISTED_WITHOUT).sort("created_at", DESCENDING).limit(limit)
         return [Entitlement.from_document(doc) for doc in await cursor.to_list(limit)]
@@ -124,6 +169,26 @@ class ReliefStore:
             if any(e.get("code") != DUPLICATE_KEY for e in errors):
                 raise
             return int(exc.details.get("nInserted", 0))
+
+    async def append_ledger_batch(self, entries: Sequence[LedgerEntry]) -> list[LedgerEntry | None]:
+        """Insert payments in one unordered write; for each, None if inserted now, else the entry that was
+        there already under its idempotency key (a concurrent or earlier recording: nothing paid twice)."""
+        if not entries:
+            return []
+        duplicates: set[int] = set()
+        try:
+            await self.ledger.insert_many([e.to_document() for e in entries], ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            duplicates = {int(e["index"]) for e in errors}
+        keys = [entries[i].idempotency_key for i in sorted(duplicates)]
+        found = {d["idempotency_key"]: d for d in await find_by(self.ledger, "idempotency_key", keys, {"_id": 0})}
+        return [
+            LedgerEntry.model_validate(found[e.idempotency_key]) if i in duplicates else None
+            for i, e in enumerate(entries)
+        ]
 
     async def ledger_entry(self, idempotency_key: str) -> LedgerEntry | None:
         doc = await self.ledger.find_one({"idempotency_key": idempotency_key}, {"_id": 0})
@@ -220,6 +285,91 @@ class ReliefStore:
         async for doc in cursor:
             yield RegistryRecord.model_validate(doc)
 
+    async def search_registry(
+        self,
+        search: RegistrySearch | None,
+        *,
+        district: str | None,
+        category: str | None,
+        page: int,
+        page_size: int,
+    ) -> tuple[list[RegistryRecord], int]:
+        """A page of registry records (by recipient id, without ID-card hashes) and how many match."""
+        query: Doc = _scoped(district, categories=category or None)
+        if search is not None:
+            query |= _registry_filter(search)
+        cursor = (
+            self.registry.find(query, {"id_card_hash": 0})
+            .sort("_id", ASCENDING)
+            .skip((page - 1) * page_size)
+            .limit(page_size)
+        )
+        records = [RegistryRecord.model_validate(doc) for doc in await cursor.to_list(page_size)]
+        return records, await self.registry.count_documents(query)
+
+    # ---------------------------------------------------------------- applicants and personal data
+
+    async def add_applicants(self, applicants: Sequence[Applicant]) -> int:
+        """Insert the applicants of new cases; one already there (a redelivered help request) stays as it is."""
+        if not applicants:
+            return 0
+        try:
+            result = await self.applicants.insert_many([a.to_document() for a in applicants], ordered=False)
+            return len(result.inserted_ids)
+        except BulkWriteError as exc:
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise
+            return int(exc.details.get("nInserted", 0))
+
+    async def applicants_of(self, case_ids: Sequence[str], *, in_clear: bool = False) -> dict[str, Applicant]:
+        """The cases' applicants in one batched read; the ID-card and phone numbers only masked unless
+        `in_clear` (the payment export and a phone reveal, which the caller audits)."""
+        projection = None if in_clear else {"id_card": 0, "phone": 0}
+        docs = await find_by(self.applicants, "_id", list(case_ids), projection)
+        return {doc["_id"]: Applicant.model_validate(doc) for doc in docs}
+
+    async def record_audit(self, who: Principal, *, action: str, reason: str, **details: Any) -> None:
+        """Who read or handed out personal data, when and why (ARCHITECTURE.md, Security); insert-only."""
+        await self.audit.insert_one(
+            {
+                "at": datetime.now(UTC),
+                "actor": who.sub,
+                "shown_as": who.shown_as,
+                "role": str(who.role),
+                "district": who.district,
+                "action": action,
+                "reason": reason,
+                **details,
+            }
+        )
+
+    async def audit_trail(self, *, action: str | None = None, limit: int = 200) -> list[Doc]:
+        query = {"action": action} if action else {}
+        return await self.audit.find(query, {"_id": 0}).sort("at", DESCENDING).limit(limit).to_list(limit)
+
+    # ---------------------------------------------------------------- P5.2d notices and bank returns
+
+    async def hukou_acknowledgements(self, grant_ids: Sequence[str]) -> dict[str, HukouAcknowledgement]:
+        docs = await find_by(self.hukou_acks, "_id", list(grant_ids))
+        return {doc["_id"]: HukouAcknowledgement.model_validate(doc) for doc in docs}
+
+    async def acknowledge_hukou(self, ack: HukouAcknowledgement) -> tuple[bool, HukouAcknowledgement]:
+        """Acknowledge a notice once; a second acknowledgement returns the first."""
+        if await insert_once(self.hukou_acks, ack.to_document()):
+            return True, ack
+        doc = await self.hukou_acks.find_one({"_id": ack.grant_id})
+        assert doc is not None  # the insert was refused as a duplicate of this id
+        return False, HukouAcknowledgement.model_validate(doc)
+
+    async def earlier_return_import(self, file_sha256: str, district: str | None) -> ReturnImport | None:
+        """The first import of the same file in the same district, if there was one."""
+        cursor = self.payment_returns.find({"file_sha256": file_sha256, "district": district}, {"lines": 0})
+        docs = await cursor.sort("at", ASCENDING).limit(1).to_list(1)
+        return ReturnImport.model_validate(docs[0]) if docs else None
+
+    async def record_return_import(self, record: ReturnImport) -> None:
+        await self.payment_returns.insert_one(record.to_document())
+
     # ---------------------------------------------------------------- standards and runs
 
     async def added_standards(self) -> list[DibaoStandard]:
@@ -271,3 +421,20 @@ class ReliefStore:
     async def _with_executions(self, run: Doc) -> SubsidyRun:
         cursor = self.run_executions.find({"run_id": run["_id"]}, {"_id": 0, "run_id": 0}).sort("started_at", ASCENDING)
         return SubsidyRun.model_validate(run | {"executions": await cursor.to_list(None)})
+
+
+def _registry_filter(search: RegistrySearch) -> Doc:
+    """The registry filter of an officer's search text (`services.relief.domain.personal.registry_search`)."""
+    value = search.value
+    match search.kind:
+        case SearchKind.ID_CARD:
+            return {"id_card_hash": value}
+        case SearchKind.MASKED:
+            return {"id_card_masked": value}
+        case SearchKind.DIGITS:
+            escaped = re.escape(value)
+            return {
+                "$or": [{"id_card_masked": {"$regex": f"^{escaped}"}}, {"id_card_masked": {"$regex": f"{escaped}$"}}]
+            }
+        case _:
+            return {"$or": [{"name": {"$regex": re.escape(value)}}, {"_id": value}]}

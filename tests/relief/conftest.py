@@ -14,7 +14,7 @@ import pytest
 from common.app import create_service_app
 from common.auth import issue_token
 from contracts.events.relief import GRANT_EVENTS_TOPIC
-from services.relief import api
+from services.relief import api, desk_api
 from services.relief.app import startup
 from services.relief.domain.registry import id_card_check_char
 from services.relief.settings import Settings
@@ -61,7 +61,11 @@ async def relief_app(
     """The relief app (HTTP routes, store, broker, outbox sweeper; no consumer), clock fixed at TODAY."""
     settings = relief_settings(kafka_bootstrap, mongodb_url, db_name)
     app = create_service_app(
-        settings, title="relief-test", routers=[api.router, api.page], startup=startup, wait_for_kafka=True
+        settings,
+        title="relief-test",
+        routers=[api.router, desk_api.router, api.page],
+        startup=startup,
+        wait_for_kafka=True,
     )
     async with app.router.lifespan_context(app):
         app.state.runtime.service.clock = lambda: TODAY

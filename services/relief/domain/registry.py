@@ -19,7 +19,7 @@ from services.relief.domain.facts import Category
 from services.relief.domain.standards import Area
 
 REQUIRED_COLUMNS = ("recipient_id", "name", "id_card", "district", "area", "categories", "approved_on")
-OPTIONAL_COLUMNS = ("ended_on",)
+OPTIONAL_COLUMNS = ("ended_on", "members")  # members: the household's size, when known
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 
@@ -40,11 +40,6 @@ def hash_id_card(id_card: str, salt: str) -> str:
     return hashlib.sha256(f"{salt}:{id_card.strip().upper()}".encode()).hexdigest()
 
 
-def mask_id_card(id_card: str) -> str:
-    v = id_card.strip()
-    return f"{v[:6]}{'*' * 11}{v[-1]}" if len(v) == 18 else "*" * len(v)
-
-
 @dataclass(frozen=True)
 class RegistryRow:
     recipient_id: str
@@ -56,6 +51,7 @@ class RegistryRow:
     categories: frozenset[Category]
     approved_on: date
     ended_on: date | None = None
+    members: int | None = None
 
     def document(self) -> dict[str, Any]:
         return {
@@ -68,7 +64,7 @@ class RegistryRow:
             "categories": sorted(str(c) for c in self.categories),
             "approved_on": self.approved_on.isoformat(),
             "ended_on": self.ended_on.isoformat() if self.ended_on else None,
-        }
+        } | ({"members": self.members} if self.members is not None else {})
 
 
 @dataclass
@@ -92,6 +88,12 @@ def _date(raw: str, column: str, errors: list[dict[str, str]]) -> date | None:
     except ValueError:
         errors.append(_err(column, "日期格式应为 YYYY-MM-DD", "a date is written YYYY-MM-DD"))
         return None
+
+
+def mask_id_card(id_card: str) -> str:
+    """500103198001011238 -> 500103********1238: the district of issue and the last four characters."""
+    v = id_card.strip().upper()
+    return f"{v[:6]}{'*' * 8}{v[-4:]}" if len(v) == 18 else "*" * len(v)
 
 
 def parse_row(raw: dict[str, str | None], salt: str) -> tuple[RegistryRow | None, list[dict[str, str]]]:
@@ -121,6 +123,12 @@ def parse_row(raw: dict[str, str | None], salt: str) -> tuple[RegistryRow | None
     ended_on = _date(values["ended_on"], "ended_on", errors) if values["ended_on"] else None
     if approved_on and ended_on and ended_on < approved_on:
         errors.append(_err("ended_on", "终止日期早于认定日期", "ended_on is before approved_on"))
+    members: int | None = None
+    if values["members"]:
+        if values["members"].isdigit() and 1 <= int(values["members"]) <= 50:
+            members = int(values["members"])
+        else:
+            errors.append(_err("members", "家庭人口应为 1 至 50 的整数", "members is a whole number from 1 to 50"))
     if errors or approved_on is None:
         return None, errors
     return RegistryRow(
@@ -133,6 +141,7 @@ def parse_row(raw: dict[str, str | None], salt: str) -> tuple[RegistryRow | None
         frozenset(categories),
         approved_on,
         ended_on,
+        members,
     ), []
 
 
