@@ -5,6 +5,7 @@ Every route answers one of the models in `schemas.py`."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Annotated, Any, Literal
@@ -165,7 +166,7 @@ async def _case(notify: Notify, principal: Principal, case_id: str) -> tuple[dic
     return doc, CaseState.model_validate(doc["state"])
 
 
-def _clock_view(clock: Clock) -> ClockView:
+def _clock_view(clock: Clock, answered: Collection[str] = ()) -> ClockView:
     return ClockView(
         key=clock.key,
         kind=clock.kind,
@@ -185,6 +186,9 @@ def _clock_view(clock: Clock) -> ClockView:
                 due_at=clock.due(name),
                 met_at=t.met_at,
                 on_time=clock.met_on_time(name),
+                working_days=t.working_days,
+                weekdays_only=t.weekdays_only,
+                escalation_answered=name in answered,
             )
             for name, t in clock.targets.items()
         },
@@ -196,11 +200,16 @@ async def case_detail(case_id: str, principal: Coordinator, notify: NotifyDep) -
     doc, state = await _case(notify, principal, case_id)
     now = datetime.now(UTC)
     notes = await notify.store.list_notifications(case_id=case_id)
+    answers = {a.escalation_event_id: a for a in state.answers}
     return CaseDetail(
         **views.case_item(doc, now).model_dump(),
-        clocks=[_clock_view(c) for c in state.all_clocks()],
+        clocks=[_clock_view(c, state.answered_targets(c)) for c in state.all_clocks()],
         decisions=state.decisions,
-        sla_events=[SlaEventView(**e.model_dump()) for e in await notify.store.sla_events_of(case_id)],
+        sla_events=[
+            SlaEventView(**e.model_dump(), answer=answers.get(e.event_id))
+            for e in await notify.store.sla_events_of(case_id)
+        ],
+        answers=state.answers,
         notifications=[
             CaseNotification(
                 key=n.key,

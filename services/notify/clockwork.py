@@ -125,7 +125,11 @@ class Clockwork:
             effects.append({"op": "forget_caller"})
         elif self.caller_texts:
             already = set(old.texts) if old is not None else set()
-            effects += [{"op": "text", **vars(n)} for n in self.caller_notifications(new) if n.key not in already]
+            effects += [
+                {"op": "text", **vars(n), "event_id": event_id}
+                for n in self.caller_notifications(new)
+                if n.key not in already
+            ]
         placed = {t["id"]: t["bucket"] for t in fresh}
         return NotifyCase(
             case_id=case_id,
@@ -145,7 +149,7 @@ class Clockwork:
                     texts.caller_dispatched(
                         key,
                         state.case_id,
-                        district=state.district,
+                        district=first_lead.district if first_lead else state.district,  # the lead's district
                         department=first_lead.department if first_lead else None,
                         due_at=due,
                         tz=self.policy.tz,

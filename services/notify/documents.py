@@ -9,7 +9,8 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-DeliveryStatus = Literal["pending", "sent", "failed"]
+# skipped: nothing was to be sent (a caller who did not consent to texts, P6.2); the attempt says why
+DeliveryStatus = Literal["pending", "sent", "failed", "skipped"]
 
 
 class _Document(BaseModel):
@@ -30,7 +31,16 @@ class FailedAttempt(_Document):
     error: str
 
 
-Attempt = SentAttempt | FailedAttempt
+class SkippedAttempt(_Document):
+    """No delivery was tried, and none will be: `skipped` says why (e.g. "no consent", P6.2)."""
+
+    at: datetime
+    ok: Literal[False] = False
+    channel: str = "none"
+    skipped: str
+
+
+Attempt = SentAttempt | FailedAttempt | SkippedAttempt
 
 
 class NotificationRecord(_Document):
@@ -43,6 +53,8 @@ class NotificationRecord(_Document):
     channel: str
     text_zh: str
     text_en: str
+    params: dict[str, str] = {}  # the provider template's values (Alibaba Cloud SMS), no personal data
+    event_id: str | None = None  # the event that called for it
     status: DeliveryStatus = "pending"
     attempts: list[Attempt] = []
     created_at: datetime

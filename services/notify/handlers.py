@@ -20,8 +20,9 @@ from common.batches import BatchConsumer, Rejected
 from contracts.events import Event, read_event
 from contracts.events.hotline import CASE_EVENTS_TOPIC, HELP_REQUESTED_TOPIC, HelpRequested
 from contracts.events.relief import GRANT_EVENTS_TOPIC
-from contracts.events.router import CASE_LIFECYCLE_TOPIC, CaseDispatched
+from contracts.events.router import CASE_LIFECYCLE_TOPIC, CaseDispatched, EscalationAcknowledged
 from services.notify.domain import case as case_rules
+from services.notify.domain.case import Escalation
 
 if TYPE_CHECKING:
     from aiokafka import ConsumerRecord
@@ -40,8 +41,21 @@ def _skipped(value: bytes | None) -> None:
     log.info("event type not used by notify; skipped", type=body.get("type"), case_id=body.get("case_id"))
 
 
-def _step(event: Event, notify: Notify) -> StateChange:
-    return lambda state: case_rules.apply(state, event, notify.policy)
+def _step(event: Event, notify: Notify, escalation: Escalation | None = None) -> StateChange:
+    return lambda state: case_rules.apply(state, event, notify.policy, escalation=escalation)
+
+
+async def _escalations(notify: Notify, events: list[Event]) -> dict[str, Escalation]:
+    """The escalations answered in a batch, as notify recorded them when they fired (one read)."""
+    ids = [e.escalation_event_id for e in events if isinstance(e, EscalationAcknowledged)]
+    records = await notify.store.sla_events_by_id(ids)
+    for missing in set(ids) - set(records):
+        log.warning("an escalation was answered that notify did not record; its reminders are unknown", event=missing)
+    return {
+        i: Escalation(event_id=i, clock_key=r.clock_key, target=r.target, tier=r.tier, due_at=r.due_at)
+        for i, r in records.items()
+        if r.type == "sla.escalated"
+    }
 
 
 async def apply_records(runtime: Runtime[Notify], records: Sequence[ConsumerRecord]) -> Rejected:
@@ -54,7 +68,9 @@ async def apply_records(runtime: Runtime[Notify], records: Sequence[ConsumerReco
     steps: list[tuple[str, str, StateChange]] = []
     records_of: dict[str, list[ConsumerRecord]] = {}
     phones: dict[str, str] = {}
+    consents: dict[str, bool] = {}  # whether each caller agreed to texts (P6.2)
     opened: set[str] = set()  # cases whose first event in this batch is the call that opens them
+    events: list[tuple[ConsumerRecord, Event]] = []
     for record in records:
         try:
             event = read_event(contract_topic[record.topic], record.value)
@@ -64,11 +80,15 @@ async def apply_records(runtime: Runtime[Notify], records: Sequence[ConsumerReco
         if event is None:
             _skipped(record.value)
             continue
+        events.append((record, event))
+    answered = await _escalations(notify, [event for _, event in events])
+    for record, event in events:
         if isinstance(event, HelpRequested):
             if event.case_id not in records_of:
                 opened.add(event.case_id)
             # The phone is kept only to text the caller about this case; it is never logged or put in keys.
             phones[event.case_id] = event.caller.phone
+            consents[event.case_id] = event.caller.consents_to_texts
         if isinstance(event, CaseDispatched):
             choice = notify.policy.choose(event.sla_class, event.occurred_at)
             if choice.fell_back:
@@ -79,9 +99,10 @@ async def apply_records(runtime: Runtime[Notify], records: Sequence[ConsumerReco
                     applied=choice.sla_class.name,
                     policy_version=choice.policy_version,
                 )
-        steps.append((event.case_id, str(event.event_id), _step(event, notify)))
+        escalation = answered.get(event.escalation_event_id) if isinstance(event, EscalationAcknowledged) else None
+        steps.append((event.case_id, str(event.event_id), _step(event, notify, escalation)))
         records_of.setdefault(event.case_id, []).append(record)
-    await notify.store.remember_callers(phones)
+    await notify.store.remember_callers(phones, consents)
     failed = await notify.clockwork.record_many(steps, new=opened)
     for case_id, error in failed.items():
         log.error("case refused its events", case_id=case_id, error=repr(error))

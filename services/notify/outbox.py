@@ -1,10 +1,16 @@
 """The notification outbox: a delivery record per natural key, pluggable channels, retries with backoff.
 
 A notification is inserted once under its natural key (`_id`), so a redelivered event never makes a second
-text. Each delivery attempt is a durable timer (`<key>|<attempt>`); an attempt runs only if it is the next
-one the record expects, so scheduling an attempt twice is harmless. A crash after the gateway accepted a
-message but before the attempt was recorded resends it once, with the same `reference` for the gateway
-to drop.
+text (nor does the router republishing a step under a new event id: the key names the case and the step,
+e.g. `<case>|caller_dispatched`, `<case>|caller_resolved|<round>`). Each delivery attempt is a durable
+timer (`<key>|<attempt>`); an attempt runs only if it is the next one the record expects, so scheduling an
+attempt twice, or a restart, is harmless. A crash after the provider accepted a message but before the
+attempt was recorded resends it once, with the same `reference` (the webhook) or `OutId` (Alibaba Cloud).
+
+Caller texts go only to callers who agreed on the call (P6.2): before any channel is tried the contact is
+read; no consent ends the record as `skipped` (`attempts[-1].skipped = "no consent"`); a call not seen yet
+is a transient failure (retried). The phone is kept until the case is closed and its last caller text is
+out (sent, failed or skipped), then forgotten.
 """
 
 from __future__ import annotations
@@ -18,8 +24,8 @@ from typing import Protocol
 import httpx
 import structlog
 
-from services.notify.documents import FailedAttempt, NotificationRecord, SentAttempt
-from services.notify.domain.texts import Notification
+from services.notify.documents import FailedAttempt, NotificationRecord, SentAttempt, SkippedAttempt
+from services.notify.domain.texts import Notification, consent_refusal, without_phone
 from services.notify.settings import Settings
 from services.notify.store import NotifyStore
 from services.notify.timers import DueTimer, Timer
@@ -28,9 +34,10 @@ log = structlog.get_logger("notify.outbox")
 
 
 class DeliveryError(Exception):
-    def __init__(self, message: str, *, transient: bool) -> None:
+    def __init__(self, message: str, *, transient: bool, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.transient = transient
+        self.retry_after_s = retry_after_s  # the earliest a retry can succeed, if the provider says
 
 
 class Channel(Protocol):
@@ -117,7 +124,7 @@ class Outbox:
 
     def channel_for(self, recipient: str) -> str:
         if recipient == "caller":
-            return "sms" if self.settings.sms_gateway_url else "log"
+            return "sms" if self.settings.sms_provider == "aliyun" or self.settings.sms_gateway_url else "log"
         return "webhook" if self.settings.alert_webhook_url else "log"
 
     async def enqueue(self, notification: Notification, now: datetime | None = None) -> bool:
@@ -138,6 +145,8 @@ class Outbox:
                 channel=self.channel_for(n.recipient),
                 text_zh=n.text_zh,
                 text_en=n.text_en,
+                params=n.params,
+                event_id=n.event_id,
                 created_at=now,
             )
             for n in notifications
@@ -148,12 +157,13 @@ class Outbox:
         )
         return created
 
-    def backoff(self, attempt: int) -> timedelta:
+    def backoff(self, attempt: int, at_least_s: float | None = None) -> timedelta:
         base = min(self.settings.delivery_backoff_max_s, self.settings.delivery_backoff_initial_s * 2 ** (attempt - 1))
-        return timedelta(seconds=base * (0.75 + random.random() / 2))
+        return timedelta(seconds=max(base * (0.75 + random.random() / 2), at_least_s or 0.0))
 
     async def deliver(self, timer: DueTimer, channels: dict[str, Channel], now: datetime | None = None) -> str:
-        """Run one attempt; returns what happened (sent, retry, failed, skipped)."""
+        """Run one attempt; returns what happened (sent, retry, failed, "no consent", skipped: an attempt
+        that is not the next one expected)."""
         now = now or datetime.now(UTC)
         key, attempt = timer.payload["key"], timer.payload["attempt"]
         record = await self.store.notification(key)
@@ -161,34 +171,57 @@ class Outbox:
             await self.store.outbox_timers.done(timer)
             return "skipped"
         channel = channels.get(record.channel) or channels["log"]
-        address = await self.store.caller_phone(record.case_id) if record.recipient == "caller" else None
+        address: str | None = None
         try:
+            if record.recipient == "caller":
+                contact = await self.store.caller_contact(record.case_id)
+                if contact is None:
+                    raise DeliveryError("the call is not known yet (consent and phone unknown)", transient=True)
+                consents, address = contact
+                if refusal := consent_refusal(consents):
+                    await self.store.record_attempt(key, SkippedAttempt(at=now, skipped=refusal), "skipped")
+                    await self.store.outbox_timers.done(timer)
+                    log.info("caller text not sent", key=key, kind=record.kind, reason=refusal)
+                    await self._forget_caller_when_done(record.case_id)
+                    return refusal
             reference = await asyncio.wait_for(channel.send(record, address), self.settings.delivery_timeout_s)
         except (DeliveryError, TimeoutError) as exc:
             transient = isinstance(exc, TimeoutError) or exc.transient
             retry = transient and attempt < self.settings.delivery_max_attempts
-            failed = FailedAttempt(at=now, channel=channel.name, error=str(exc) or type(exc).__name__)
+            error = without_phone(str(exc) or type(exc).__name__, address)
+            failed = FailedAttempt(at=now, channel=channel.name, error=error)
             if retry:
-                next_at = now + self.backoff(attempt)
+                wait = exc.retry_after_s if isinstance(exc, DeliveryError) else None
+                next_at = now + self.backoff(attempt, wait)
                 await self.store.outbox_timers.schedule(
                     [Timer(f"{key}|{attempt + 1}", next_at, {"key": key, "attempt": attempt + 1})], now
                 )
             await self.store.record_attempt(key, failed, "pending" if retry else "failed")
             await self.store.outbox_timers.done(timer)
             log.warning("notification attempt failed", key=key, attempt=attempt, retry=retry, error=failed.error)
+            if not retry and record.recipient == "caller":
+                await self._forget_caller_when_done(record.case_id)
             return "retry" if retry else "failed"
         await self.store.record_attempt(key, SentAttempt(at=now, channel=channel.name, reference=reference), "sent")
         await self.store.outbox_timers.done(timer)
         if record.recipient == "caller":
-            case = await self.store.load(record.case_id)
-            if case and case.get("status") in ("closed", "merged"):
-                await self.store.forget_caller(record.case_id)
+            await self._forget_caller_when_done(record.case_id)
         return "sent"
+
+    async def _forget_caller_when_done(self, case_id: str) -> None:
+        """Forget the caller's contact once the case is closed and no text to them is still on its way."""
+        case = await self.store.load(case_id)
+        if case and case.get("status") in ("closed", "merged") and not await self.store.caller_text_pending(case_id):
+            await self.store.forget_caller(case_id)
 
 
 def build_channels(settings: Settings, client: httpx.AsyncClient) -> dict[str, Channel]:
     channels: dict[str, Channel] = {"log": LogChannel()}
-    if settings.sms_gateway_url:
+    if settings.sms_provider == "aliyun":
+        from services.notify.sms import AliyunSmsChannel  # imports this module (DeliveryError)
+
+        channels["sms"] = AliyunSmsChannel(settings)
+    elif settings.sms_gateway_url:
         channels["sms"] = SmsGatewayChannel(
             client, settings.sms_gateway_url, settings.sms_gateway_token.get_secret_value()
         )

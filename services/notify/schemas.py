@@ -4,13 +4,13 @@ from a typed record (`documents.py`)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.notify.documents import Attempt, DeliveryStatus, SlaEventRecord
-from services.notify.domain.case import ClockDecision
+from services.notify.domain.case import ClockDecision, EscalationAnswer
 from services.notify.domain.clocks import ClockKind, PauseRecord
 from services.notify.domain.policy import SlaClass
 
@@ -64,6 +64,9 @@ class TargetView(BaseModel):
     due_at: datetime
     met_at: datetime | None
     on_time: bool | None
+    working_days: bool = Field(default=False, description="counted in working days of the holiday calendar")
+    weekdays_only: list[int] = Field(default=[], description="years the calendar did not hold: Mon-Fri only")
+    escalation_answered: bool = Field(default=False, description="a department answered its escalation")
 
 
 class ClockView(BaseModel):
@@ -94,7 +97,9 @@ class CaseNotification(BaseModel):
 
 
 class SlaEventView(SlaEventRecord):
-    """An SLA event notify fired for the case, as recorded."""
+    """An SLA event notify fired for the case, as recorded; an escalation with the department's answer."""
+
+    answer: EscalationAnswer | None = None
 
 
 class CaseDetail(CaseItem):
@@ -102,6 +107,7 @@ class CaseDetail(CaseItem):
     decisions: list[ClockDecision]
     sla_events: list[SlaEventView]
     notifications: list[CaseNotification]
+    answers: list[EscalationAnswer] = Field(default=[], description="departments' answers to escalations")
 
 
 class RateCounts(BaseModel):
@@ -161,3 +167,86 @@ class SlaPolicyView(BaseModel):
     warning_share: float
     fallback_class: str
     classes: dict[str, SlaClass]
+
+
+class CalendarDay(BaseModel):
+    date: date
+    kind: Literal["holiday", "workday"]
+    name_zh: str
+    name_en: str
+
+
+class CalendarYearView(BaseModel):
+    """One year of the working-day calendar: days off and make-up workdays (调休), and where it came from."""
+
+    year: int
+    source: str
+    holidays: int
+    workdays: int
+    days: list[CalendarDay]
+
+
+class CalendarView(BaseModel):
+    timezone: str
+    years: list[CalendarYearView]
+    note_zh: str
+    note_en: str
+
+
+class ReportRow(BaseModel):
+    """One period and group of a report: volumes and the three rates (三率), with their counts."""
+
+    period: str = Field(description="day YYYY-MM-DD, week YYYY-Www (ISO), or month YYYY-MM")
+    period_start: date
+    group: str | None = Field(description="district or department code; null: not dispatched")
+    received: int
+    dispatched: int
+    resolved: int
+    response_rate: float | None
+    on_time_resolution_rate: float | None
+    satisfaction_rate: float | None
+    sign_on_time: int
+    sign_decided: int
+    res_on_time: int
+    res_decided: int
+    satisfied: int
+    callbacks: int
+
+
+class Report(BaseModel):
+    first: date
+    last: date
+    by: Literal["day", "week", "month"]
+    group: Literal["district", "department"]
+    district: str | None
+    rows: list[ReportRow]
+    totals: list[ReportRow] = Field(description="one row per period, all groups together")
+
+
+class EscalationNotice(BaseModel):
+    """A printable escalation notice (督办单) for one `sla.escalated` event of a case."""
+
+    notice_no: str
+    case_id: str
+    summary: str
+    needs: list[str]
+    district: str | None
+    district_zh: str
+    department: str | None
+    department_zh: str
+    department_en: str
+    target: str
+    target_zh: str
+    rule_id: str | None
+    provisions: list[str]
+    due_at: datetime
+    tier: str
+    tier_zh: str
+    escalated_at: datetime
+    overdue_s: int = Field(description="seconds past the deadline at the escalation")
+    still_unmet: bool
+    overdue_now_s: int | None = Field(description="seconds past the deadline now, while still unmet")
+    asked_zh: str
+    asked_en: str
+    answer: EscalationAnswer | None
+    issued_at: datetime

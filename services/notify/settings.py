@@ -1,8 +1,10 @@
 """Settings of the notify service (environment variables prefixed `NOTIFY_`)."""
 
+from __future__ import annotations
+
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import ServiceSettings
@@ -36,6 +38,18 @@ class Settings(ServiceSettings):
     sms_gateway_token: SecretStr = SecretStr("")
     alert_webhook_url: str = ""
     caller_texts: bool = True
+    # Caller texts' provider (P6.2; see services/notify/sms.py): `webhook` POSTs to `sms_gateway_url`
+    # (development, or any gateway speaking that JSON); `aliyun` sends through Alibaba Cloud SMS (短信服务,
+    # SendSms) with a sign name and one approved template per text kind.
+    sms_provider: Literal["webhook", "aliyun"] = "webhook"
+    # `dysmsapi.aliyuncs.com` (https), or a full URL such as `http://127.0.0.1:9000` for a local stand-in.
+    aliyun_sms_endpoint: str = "dysmsapi.aliyuncs.com"
+    aliyun_sms_region: str = "cn-hangzhou"
+    aliyun_sms_access_key_id: str = ""
+    aliyun_sms_access_key_secret: SecretStr = SecretStr("")
+    aliyun_sms_sign_name: str = ""
+    aliyun_sms_template_dispatched: str = ""  # template code of the `caller_dispatched` text, e.g. SMS_123456789
+    aliyun_sms_template_resolved: str = ""  # template code of the `caller_resolved` text
     delivery_timeout_s: float = Field(default=5.0, gt=0)
     delivery_max_attempts: int = Field(default=6, ge=1)
     delivery_backoff_initial_s: float = Field(default=2.0, ge=0)
@@ -43,3 +57,24 @@ class Settings(ServiceSettings):
 
     # Coordinator views: the default horizon of "at risk".
     at_risk_hours: float = Field(default=4.0, gt=0)
+
+    @model_validator(mode="after")
+    def _aliyun_sms_is_complete(self) -> Settings:
+        """With `sms_provider=aliyun` every credential, the sign name and both templates are required: the
+        service refuses to start rather than fail every text."""
+        if self.sms_provider == "aliyun":
+            missing = [
+                f"NOTIFY_{name.upper()}"
+                for name in (
+                    "aliyun_sms_access_key_id",
+                    "aliyun_sms_sign_name",
+                    "aliyun_sms_template_dispatched",
+                    "aliyun_sms_template_resolved",
+                )
+                if not getattr(self, name)
+            ]
+            if not self.aliyun_sms_access_key_secret.get_secret_value():
+                missing.append("NOTIFY_ALIYUN_SMS_ACCESS_KEY_SECRET")
+            if missing:
+                raise ValueError(f"NOTIFY_SMS_PROVIDER=aliyun needs {', '.join(missing)}")
+        return self

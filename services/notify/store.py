@@ -179,6 +179,7 @@ class NotifyStore:
         self.contacts = db["contacts"]
         self.notifications = db["notifications"]
         self.sla_events = db["sla_events"]
+        self.calendar_years = db["calendar_years"]  # working-day years an admin added (one each, insert-only)
         self.sla_timers = TimerWheel(db, "sla_timers", bucket_s=bucket_s)
         self.outbox_timers = TimerWheel(db, "outbox_timers", bucket_s=bucket_s)
 
@@ -272,25 +273,38 @@ class NotifyStore:
 
     # -------------------------------------------------------------------------- contacts
 
-    async def remember_callers(self, phones: dict[str, str]) -> None:
-        """The callers' phones by case, kept only to text them about their case; dropped when it closes.
-        One insert for a batch; a case already known keeps its first phone."""
+    async def remember_callers(self, phones: dict[str, str], consents: dict[str, bool] | None = None) -> None:
+        """Whether each caller agreed to texts (P6.2) and, only if they did, their phone, kept only to text
+        them about their case; dropped when it closes. A caller who did not consent (or whose consent is
+        not given) is stored without a phone. One insert for a batch; a case already known keeps its first
+        contact."""
         if not phones:
             return
         now = datetime.now(UTC)
+        agreed = consents or {}
+        docs = [
+            {"_id": case_id, "consents_to_texts": True, "phone": phone, "stored_at": now}
+            if agreed.get(case_id)
+            else {"_id": case_id, "consents_to_texts": False, "stored_at": now}
+            for case_id, phone in phones.items()
+        ]
         try:
-            await self.contacts.insert_many(
-                [{"_id": case_id, "phone": phone, "stored_at": now} for case_id, phone in phones.items()], ordered=False
-            )
+            await self.contacts.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
             _ignore_duplicates(exc)
 
-    async def remember_caller(self, case_id: str, phone: str) -> None:
-        await self.remember_callers({case_id: phone})
+    async def remember_caller(self, case_id: str, phone: str, *, consents: bool = False) -> None:
+        await self.remember_callers({case_id: phone}, {case_id: consents})
 
     async def caller_phone(self, case_id: str) -> str | None:
         doc = await self.contacts.find_one({"_id": case_id})
-        return doc["phone"] if doc else None
+        return doc.get("phone") if doc else None
+
+    async def caller_contact(self, case_id: str) -> tuple[bool, str | None] | None:
+        """Whether the caller agreed to texts, and their phone (kept only if they did); None while notify
+        has not seen the call. A contact stored before consent was recorded counts as no consent."""
+        doc = await self.contacts.find_one({"_id": case_id})
+        return (bool(doc.get("consents_to_texts")), doc.get("phone")) if doc else None
 
     async def caller_text_pending(self, case_id: str) -> bool:
         return bool(await self.cases_with_pending_caller_texts([case_id]))
@@ -357,6 +371,74 @@ class NotifyStore:
     async def record_sla_event(self, record: SlaEventRecord) -> bool:
         return await insert_once(self.sla_events, record.document())
 
+    async def sla_events_by_id(self, event_ids: list[str]) -> dict[str, SlaEventRecord]:
+        """The SLA events notify fired, by event id (one read for a batch)."""
+        found = await find_by(self.sla_events, "_id", event_ids) if event_ids else []
+        records = [SlaEventRecord.model_validate(doc) for doc in found]
+        return {r.event_id: r for r in records}
+
     async def sla_events_of(self, case_id: str) -> list[SlaEventRecord]:
         found = await self.sla_events.find({"case_id": case_id}).sort("fired_at", ASCENDING).to_list(200)
         return [SlaEventRecord.model_validate(doc) for doc in found]
+
+    # ------------------------------------------------------------------- working-day calendar
+
+    async def stored_calendar_years(self) -> list[dict[str, Any]]:
+        """The years an admin added to the working-day calendar (`{_id: year, csv, added_by, added_at}`)."""
+        return await self.calendar_years.find({}).sort("_id", ASCENDING).to_list(None)
+
+    async def add_calendar_year(self, year: int, csv_text: str, *, added_by: str, added_at: datetime) -> bool:
+        """Keep a year's schedule as it was posted; False when that year is stored already."""
+        doc = {"_id": year, "csv": csv_text, "added_by": added_by, "added_at": added_at}
+        return await insert_once(self.calendar_years, doc)
+
+    # ------------------------------------------------------------------------ reports
+
+    async def report_counts(
+        self, first: str, last: str, now: datetime, *, group: GroupBy, district: str | None
+    ) -> dict[str, dict[tuple[str, Any], int]]:
+        """Each report counter summed per local day and group (counter -> (day, name) -> sum), over the
+        days `first`..`last` (YYYY-MM-DD, Chongqing time). A fact counts on its day: received, dispatched
+        and resolved on theirs; a sign-for or a resolution on the day it was decided (met on time, or
+        its deadline), still-open targets only once that deadline has passed; a callback on its day."""
+        scope: dict[str, Any] = {"district": district} if district else {}
+        days = {"$gte": first, "$lte": last}
+        dept = group == "department"
+
+        async def summed(
+            day: str, key: str, value: str | int, match: dict[str, Any], unwind: str | None = None
+        ) -> dict[tuple[str, Any], int]:
+            pipeline: list[dict[str, Any]] = [{"$match": scope}]
+            if unwind:
+                pipeline.append({"$unwind": unwind})
+            pipeline.append({"$match": {day: days, **match}})
+            pipeline.append({"$group": {"_id": {"d": f"${day}", "g": key}, "n": {"$sum": value}}})
+            docs = await (await self.cases.aggregate(pipeline)).to_list(None)
+            return {(doc["_id"]["d"], doc["_id"].get("g")): doc["n"] for doc in docs}
+
+        first_dept = "$r_first_department" if dept else "$district"
+        lead = "$r_lead" if dept else "$district"
+        clock_key = "$dept_clocks.department" if dept else "$dept_clocks.district"
+        return {
+            "received": await summed("r_received_on", first_dept, 1, {}),
+            "dispatched": await summed("r_dispatched_on", first_dept, 1, {}),
+            "resolved": await summed("r_resolved_on", lead, 1, {}),
+            "res_on_time": await summed("r_res_decided_on", lead, "$m_res_on_time", {}),
+            "res_decided": await summed("r_res_decided_on", lead, "$m_res_decided", {}),
+            "res_overdue": await summed("r_res_decided_on", lead, 1, {"m_res_pending": 1, "due_at": {"$lte": now}}),
+            "callbacks": await summed("r_callback_on", lead, "$m_cb", {}),
+            "satisfied": await summed("r_callback_on", lead, "$m_sat", {}),
+            "sign_on_time": await summed(
+                "dept_clocks.sign_decided_on", clock_key, "$dept_clocks.m_sign_on_time", {}, "$dept_clocks"
+            ),
+            "sign_decided": await summed(
+                "dept_clocks.sign_decided_on", clock_key, "$dept_clocks.m_sign_decided", {}, "$dept_clocks"
+            ),
+            "sign_overdue": await summed(
+                "dept_clocks.sign_decided_on",
+                clock_key,
+                1,
+                {"dept_clocks.m_sign_pending": 1, "dept_clocks.sign_due": {"$lte": now}},
+                "$dept_clocks",
+            ),
+        }

@@ -31,16 +31,17 @@ def fast_policy(
     """The packaged policy plus a class `test_fast` measured in seconds, for real-time tests. The other
     classes keep their real targets, so other tests' cases on the shared topics fire nothing soon."""
     data = yaml.safe_load(DEFAULT_POLICY.read_text(encoding="utf-8"))
-    classes = data["versions"][0]["classes"]
-    classes["test_fast"] = copy.deepcopy(classes["standard"])
-    for target in classes["test_fast"]["targets"].values():
-        target["rule_id"] = target["rule_id"].replace("SLA-STANDARD", "SLA-TEST-FAST")
-    fast = classes["test_fast"]
-    fast["targets"]["sign_for"]["within"] = sign_for
-    fast["targets"]["first_contact"]["within"] = resolution
-    fast["targets"]["resolution"]["within"] = resolution
     tiers = ("department_head", "district_coordinator", "city_coordinator")
-    fast["escalation"] = [{"tier": t, "after_breach": d} for t, d in zip(tiers, escalation, strict=True)]
+    for version in data["versions"]:  # every version, so a clock started today finds the class too
+        classes = version["classes"]
+        fast = classes["test_fast"] = copy.deepcopy(classes["standard"])
+        for target in fast["targets"].values():
+            target["rule_id"] = target["rule_id"].replace("SLA-STANDARD", "SLA-TEST-FAST")
+            target.pop("working_days", None)  # seconds, round the clock
+        fast["targets"]["sign_for"]["within"] = sign_for
+        fast["targets"]["first_contact"]["within"] = resolution
+        fast["targets"]["resolution"]["within"] = resolution
+        fast["escalation"] = [{"tier": t, "after_breach": d} for t, d in zip(tiers, escalation, strict=True)]
     path = tmp_path / "sla_policy.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path

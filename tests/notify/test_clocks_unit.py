@@ -17,6 +17,9 @@ from tests.support.events import T0, dispatched, lead, minutes, new_case_id, res
 
 pytestmark = pytest.mark.unit
 POLICY = load_policy()
+# A Wednesday, 10:00 in Chongqing, in an ordinary week (T0 falls in the 2026 Spring Festival holiday):
+# five working days later is the next Wednesday (P6.2, the 2026.01 policy counts working days).
+T1 = datetime(2026, 3, 4, 2, 0, tzinfo=UTC)
 
 
 def fold(*events):
@@ -63,17 +66,17 @@ def test_department_clocks_only_warn_and_breach_they_do_not_escalate() -> None:
 def test_citizen_clock_keeps_running_across_a_return_and_redispatch() -> None:
     cid = new_case_id()
     state = fold(
-        dispatched(cid, sla_class="standard"),
-        signed(cid, at=T0 + minutes(10)),
-        returned(cid, at=T0 + timedelta(hours=3)),
-        dispatched(cid, sla_class="standard", hop=2, department="hrss", at=T0 + timedelta(hours=4)),
+        dispatched(cid, sla_class="standard", at=T1),
+        signed(cid, at=T1 + minutes(10)),
+        returned(cid, at=T1 + timedelta(hours=3)),
+        dispatched(cid, sla_class="standard", hop=2, department="hrss", at=T1 + timedelta(hours=4)),
     )
-    assert state.citizen.started_at == T0
-    assert state.citizen.due("resolution") == T0 + timedelta(days=5)
-    assert state.citizen.targets["sign_for"].met_at == T0 + minutes(10)  # someone signed for it in time
+    assert state.citizen.started_at == T1
+    assert state.citizen.due("resolution") == T1 + timedelta(days=7)  # 5 working days
+    assert state.citizen.targets["sign_for"].met_at == T1 + minutes(10)  # someone signed for it in time
     hrss = state.open_lead()
-    assert hrss.department == "hrss" and hrss.started_at == T0 + timedelta(hours=4)
-    assert hrss.due("resolution") == T0 + timedelta(hours=4, days=5)  # the department's own time
+    assert hrss.department == "hrss" and hrss.started_at == T1 + timedelta(hours=4)
+    assert hrss.due("resolution") == T1 + timedelta(hours=4, days=7)  # the department's own time
     civil = state.assignments[0]
     assert civil.end_reason == "returned:not_our_responsibility"
     assert state.stage == "dispatched" and state.lead_department == "hrss"
@@ -118,16 +121,16 @@ def test_reassigning_the_lead_ends_the_old_department_clock_and_starts_a_new_one
 
 def test_pause_waiting_for_the_caller_shifts_unmet_targets_by_the_pause() -> None:
     cid = new_case_id()
-    state = fold(dispatched(cid, sla_class="standard"), signed(cid, at=T0 + minutes(5)))
+    state = fold(dispatched(cid, sla_class="standard", at=T1), signed(cid, at=T1 + minutes(5)))
     state = pause(
-        state, POLICY, department="civil_affairs", reason="waiting_for_caller", by="w-1", at=T0 + timedelta(hours=1)
+        state, POLICY, department="civil_affairs", reason="waiting_for_caller", by="w-1", at=T1 + timedelta(hours=1)
     )
-    state = resume(state, by="w-1", at=T0 + timedelta(hours=4))
+    state = resume(state, by="w-1", at=T1 + timedelta(hours=4))
     lead = state.open_lead()
     assert state.citizen is not None and lead is not None
-    assert state.citizen.due("resolution") == T0 + timedelta(days=5, hours=3)
-    assert lead.due("resolution") == T0 + timedelta(days=5, hours=3)
-    assert state.citizen.due("sign_for") == T0 + timedelta(hours=8)  # already met before the pause
+    assert state.citizen.due("resolution") == T1 + timedelta(days=7, hours=3)
+    assert lead.due("resolution") == T1 + timedelta(days=7, hours=3)
+    assert state.citizen.due("sign_for") == T1 + timedelta(hours=8)  # already met before the pause
     assert state.citizen.pauses[0].reason == "waiting_for_caller"
     assert state.decisions[-2].what == "pause" and state.decisions[-2].by == "w-1"
 
@@ -247,17 +250,17 @@ def test_late_resolution_and_late_sign_for_count_as_late_once() -> None:
 def test_dissatisfied_callback_reopens_with_a_new_resolution_round() -> None:
     cid = new_case_id()
     state = fold(
-        dispatched(cid),
-        resolved(cid, at=T0 + timedelta(hours=5)),
+        dispatched(cid, at=T1),
+        resolved(cid, at=T1 + timedelta(hours=5)),
         CallbackRecorded(
-            case_id=cid, occurred_at=T0 + timedelta(hours=6), operator_id="op", satisfaction="dissatisfied"
+            case_id=cid, occurred_at=T1 + timedelta(hours=6), operator_id="op", satisfaction="dissatisfied"
         ),
-        CaseReopened(case_id=cid, occurred_at=T0 + timedelta(hours=7), operator_id="op", reason="仍未解决"),
+        CaseReopened(case_id=cid, occurred_at=T1 + timedelta(hours=7), operator_id="op", reason="仍未解决"),
     )
     assert state.status == "open" and state.round == 2
-    assert state.citizen.due("resolution") == T0 + timedelta(hours=7, days=5)
+    assert state.citizen.due("resolution") == T1 + timedelta(hours=7, days=7)  # 5 working days
     assert summary(state)["m_res_decided"] == 0
-    state = apply(state, resolved(cid, at=T0 + timedelta(hours=9)), POLICY)
+    state = apply(state, resolved(cid, at=T1 + timedelta(hours=9)), POLICY)
     assert state.texts[-1] == f"{cid}|caller_resolved|2"
 
 

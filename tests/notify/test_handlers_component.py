@@ -140,13 +140,15 @@ async def test_grant_approval_starts_a_same_month_payment_clock_that_payment_sto
 
 
 async def test_the_callers_phone_is_kept_only_until_the_case_is_closed_and_the_last_text_is_out(runtime) -> None:
+    from contracts.events.hotline import Caller
     from contracts.events.router import CaseClosed
     from services.notify.outbox import LogChannel
 
     cid, now = new_case_id(), datetime.now(UTC)
     store = runtime.service.store
+    caller = Caller(name="张三", phone="13912345678", consents_to_texts=True)  # P6.2: texts only with consent
     await publish(
-        runtime, help_requested(cid, "homeless_cold", at=now, phone="13912345678", emergency=True), HELP_REQUESTED_TOPIC
+        runtime, help_requested(cid, "homeless_cold", at=now, caller=caller, emergency=True), HELP_REQUESTED_TOPIC
     )
     await publish(runtime, dispatched(cid, at=now, sla_class="emergency"))
     await publish(runtime, CaseClosed(case_id=cid, actor="co-1", reason="duplicate of another case"))

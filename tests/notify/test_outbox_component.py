@@ -44,7 +44,7 @@ async def run_due(outbox: Outbox, channels, at: datetime) -> list[str]:
 
 async def test_caller_text_is_retried_with_backoff_then_recorded_as_sent(db) -> None:
     outbox, cid, now = await make_outbox(db), new_case_id(), datetime.now(UTC)
-    await outbox.store.remember_caller(cid, "13912345678")
+    await outbox.store.remember_caller(cid, "13912345678", consents=True)
     seen: list[httpx.Request] = []
     async with gateway([503, 200], seen) as client:
         channels = {"log": LogChannel(), "sms": SmsGatewayChannel(client, "http://sms.test/send", "tkn")}
@@ -72,7 +72,7 @@ async def test_caller_text_is_retried_with_backoff_then_recorded_as_sent(db) -> 
 
 async def test_a_client_error_is_not_retried_and_the_record_says_failed(db) -> None:
     outbox, cid, now = await make_outbox(db), new_case_id(), datetime.now(UTC)
-    await outbox.store.remember_caller(cid, "13912345678")
+    await outbox.store.remember_caller(cid, "13912345678", consents=True)
     async with gateway([400], []) as client:
         channels = {"log": LogChannel(), "sms": SmsGatewayChannel(client, "http://sms.test/send")}
         note = caller_dispatched(

@@ -118,7 +118,7 @@ async def test_warning_breach_escalation_alerts_and_one_text_under_redelivery(
                     case_id=cid,
                     received_at=now,
                     operator_id="op-1",
-                    caller=Caller(name="王五", phone=PHONE),
+                    caller=Caller(name="王五", phone=PHONE, consents_to_texts=True),  # P6.2: texts with consent
                     place=Place(district="500103"),
                     needs=("special_group_visit",),
                 )

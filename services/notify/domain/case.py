@@ -27,9 +27,11 @@ from contracts.events.router import (
     CasesMerged,
     CoHandlerTaskClosed,
     CoHandlingRequested,
+    EscalationAcknowledged,
 )
 from services.notify.domain.clocks import Clock, TimerSpec, clock_timers, new_target, start_clock
 from services.notify.domain.policy import SlaPolicy
+from services.notify.domain.workdays import WorkCalendar
 
 Status = Literal["open", "resolved", "closed", "merged"]
 Stage = Literal[
@@ -49,6 +51,34 @@ class ClockDecision(BaseModel):
     rule_id: str
     what: str
     facts: dict[str, Any] = {}
+
+
+class Escalation(BaseModel):
+    """The `sla.escalated` event a department answers, as notify recorded it when it fired."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_id: str
+    clock_key: str | None = None
+    target: str | None = None
+    tier: str | None = None
+    due_at: datetime | None = None
+
+
+class EscalationAnswer(BaseModel):
+    """A department's written answer to an escalation (督办回复); its target climbs the ladder no further."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    escalation_event_id: str
+    answer: str
+    by: str
+    department: str | None = None
+    at: datetime
+    clock_key: str | None = None  # None: the escalation answered is not one notify recorded
+    target: str | None = None
+    tier: str | None = None
+    due_at: datetime | None = None
 
 
 class CaseState(BaseModel):
@@ -73,6 +103,8 @@ class CaseState(BaseModel):
     payments: list[Clock] = []
     outcome: str | None = None
     satisfaction: str | None = None
+    satisfaction_at: datetime | None = None
+    answers: list[EscalationAnswer] = []  # departments' answers to escalations, first per escalation
     merged_into: str | None = None
     texts: list[str] = []  # natural keys of the caller texts this case calls for
     decisions: list[ClockDecision] = []
@@ -102,9 +134,25 @@ class CaseState(BaseModel):
     def all_clocks(self) -> list[Clock]:
         return ([self.citizen] if self.citizen else []) + self.assignments + self.payments
 
+    def answered_targets(self, clock: Clock) -> set[str]:
+        """The clock's targets whose current deadline's escalation a department answered."""
+        out = set()
+        for answer in self.answers:
+            state = clock.targets.get(answer.target or "")
+            # An answer to an earlier round's deadline does not stop the ladder of the current one.
+            current = state is not None and (answer.due_at is None or answer.due_at >= state.span_start)
+            if answer.clock_key == clock.key and current:
+                out.add(answer.target or "")
+        return out
+
     def decide(self, at: datetime, by: str, rule_id: str, what: str, **facts: Any) -> None:
         """Record a decision with who or which rule made it and on what facts (P6.3)."""
         self.decisions.append(ClockDecision(at=at, by=by, rule_id=rule_id, what=what, facts=facts))
+
+
+def _calendar(state: CaseState, policy: SlaPolicy) -> WorkCalendar | None:
+    """The working-day calendar the case's day targets count; an emergency runs round the clock (P2.2, P4.3)."""
+    return None if state.emergency else policy.calendar
 
 
 def _new_assignment(state: CaseState, policy: SlaPolicy, assignment: Assignment, at: datetime) -> Clock:
@@ -121,6 +169,7 @@ def _new_assignment(state: CaseState, policy: SlaPolicy, assignment: Assignment,
         department=assignment.department,
         role=assignment.role,
         targets=targets,
+        work_calendar=_calendar(state, policy),
     )
     clock.targets.pop("payment", None)
     state.assignments.append(clock)
@@ -164,7 +213,13 @@ def _dispatched(state: CaseState, e: CaseDispatched, policy: SlaPolicy) -> None:
         # The caller's time starts at the call when notify has seen it, else at the first dispatch.
         start = min(at, state.received_at) if state.received_at else at
         state.citizen = start_clock(
-            key="citizen", kind="citizen", sla_class=choice.sla_class, start=start, tz=policy.tz, district=e.district
+            key="citizen",
+            kind="citizen",
+            sla_class=choice.sla_class,
+            start=start,
+            tz=policy.tz,
+            district=e.district,
+            work_calendar=_calendar(state, policy),
         )
         state.citizen.targets.pop("payment", None)
         state.texts.append(f"{state.case_id}|caller_dispatched")
@@ -174,7 +229,9 @@ def _dispatched(state: CaseState, e: CaseDispatched, policy: SlaPolicy) -> None:
             old = state.citizen.targets.get(name)
             if name != "payment" and (old is None or old.met_at is None):
                 span_start = old.span_start if old else state.citizen.started_at
-                state.citizen.targets[name] = new_target(rule, span_start, policy.tz)
+                state.citizen.targets[name] = new_target(
+                    rule, span_start, policy.tz, _calendar(state, policy), choice.sla_class.pause.max_total
+                )
         state.citizen.sla_class = choice.sla_class.name
         state.citizen.pause_max_total_s = choice.sla_class.pause.max_total.total_seconds()
     if getattr(e, "cause", "") == "reopened":
@@ -244,7 +301,9 @@ def _reopen(state: CaseState, policy: SlaPolicy, at: datetime, by: str, reason: 
     state.status, state.stage, state.satisfaction, state.lead_department = "open", "awaiting_dispatch", None, None
     sla_class = policy.class_named(state.sla_class or "", at)
     state.citizen.ended_at, state.citizen.end_reason = None, None
-    state.citizen.targets["resolution"] = new_target(sla_class.targets["resolution"], at, policy.tz)
+    state.citizen.targets["resolution"] = new_target(
+        sla_class.targets["resolution"], at, policy.tz, _calendar(state, policy), sla_class.pause.max_total
+    )
     state.decide(at, by, sla_class.targets["resolution"].rule_id, "reopened", reason=reason, round=state.round)
 
 
@@ -292,8 +351,42 @@ def _grant(state: CaseState, e: Any, policy: SlaPolicy) -> None:
         clock.end(e.occurred_at, "stopped" if isinstance(e, GrantStopped) else "rejected")
 
 
-def apply(state: CaseState | None, event: Any, policy: SlaPolicy) -> CaseState:
-    """Fold one event into the case; the same step applied twice leaves the case as it was."""
+def _acknowledged(state: CaseState, e: EscalationAcknowledged, escalation: Escalation | None) -> None:
+    if any(a.escalation_event_id == e.escalation_event_id for a in state.answers):
+        return  # answered already (a redelivery, or the router republishing the step)
+    known = escalation if escalation is not None and escalation.event_id == e.escalation_event_id else None
+    state.answers.append(
+        EscalationAnswer(
+            escalation_event_id=e.escalation_event_id,
+            answer=e.answer,
+            by=e.actor,
+            department=e.department,
+            at=e.occurred_at,
+            clock_key=known.clock_key if known else None,
+            target=known.target if known else None,
+            tier=known.tier if known else None,
+            due_at=known.due_at if known else None,
+        )
+    )
+    clock = next((c for c in state.all_clocks() if known and c.key == known.clock_key), None)
+    rule = clock.targets.get(known.target or "") if clock is not None and known else None
+    state.decide(
+        e.occurred_at,
+        e.actor,
+        rule.rule_id if rule else "SLA-ESCALATION",
+        "escalation_answered",
+        escalation_event_id=e.escalation_event_id,
+        department=e.department,
+        clock_key=known.clock_key if known else None,
+        target=known.target if known else None,
+        tier=known.tier if known else None,
+        reminders_stopped=rule is not None,
+    )
+
+
+def apply(state: CaseState | None, event: Any, policy: SlaPolicy, *, escalation: Escalation | None = None) -> CaseState:
+    """Fold one event into the case; the same step applied twice leaves the case as it was. An
+    `EscalationAcknowledged` comes with the escalation it answers, as notify recorded it (`escalation`)."""
     state = CaseState(case_id=event.case_id) if state is None else state.model_copy(deep=True)
     at = event.occurred_at
     match event:
@@ -344,6 +437,9 @@ def apply(state: CaseState | None, event: Any, policy: SlaPolicy) -> CaseState:
                 state.status, state.stage = "closed", "closed"
         case CallbackRecorded():
             state.satisfaction = event.satisfaction
+            state.satisfaction_at = at
+        case EscalationAcknowledged():
+            _acknowledged(state, event, escalation)
         case CaseReopened():
             _reopen(state, policy, at, event.operator_id, event.reason)
         case GrantApproved() | GrantPaid() | GrantStopped() | GrantRejected():
@@ -368,5 +464,6 @@ def timers(state: CaseState, policy: SlaPolicy) -> list[TimerSpec]:
                 policy.warning_share(when),
                 escalate=clock.kind == "citizen",
                 lead_department=lead,
+                answered=state.answered_targets(clock),
             )
     return sorted(out, key=lambda t: t.at)

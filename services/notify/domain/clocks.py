@@ -8,6 +8,7 @@ used up and the clock runs again by itself), so a timer can always be set.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
@@ -15,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from services.notify.domain.policy import SlaClass, TargetRule
+from services.notify.domain.workdays import RestSpan, WorkCalendar, add_working, sub_working, working_between
 
 ClockKind = Literal["citizen", "department"]
 Stage = Literal["warning", "breach", "escalation"]
@@ -32,12 +34,37 @@ class PauseRecord(_State):
     note: str = ""
 
 
+class RestDays(_State):
+    """Consecutive non-working days, [start, end) (an object: FerretDB stores no nested arrays)."""
+
+    start: datetime
+    end: datetime
+
+
 class TargetState(_State):
     rule_id: str
     provisions: tuple[str, ...]
     span_start: datetime  # when this target's time began (the clock start, or a reopening)
     base_due: datetime  # the deadline before pauses
     met_at: datetime | None = None
+    # A working-day target (P6.2) keeps the rest days of its window, from its start to the latest its
+    # deadline can become with the whole pause allowance, so a pause shifts it by working time alone.
+    working_days: bool = False
+    rest: list[RestDays] = []
+    weekdays_only: list[int] = []  # years the holiday calendar did not hold: counted Monday to Friday
+
+    @property
+    def rest_spans(self) -> list[RestSpan]:
+        return [(r.start, r.end) for r in self.rest]
+
+
+def _shifted(state: TargetState, due: datetime, pause_start: datetime, length: timedelta) -> datetime:
+    """The deadline after a pause of `length` from `pause_start`: by its length, or by the working time it
+    took for a working-day target."""
+    if not state.working_days:
+        return due + length
+    rest = state.rest_spans
+    return add_working(due, working_between(pause_start, pause_start + length, rest), rest)
 
 
 class Clock(_State):
@@ -74,7 +101,7 @@ class Clock(_State):
             allowance -= length
             unmet_then = state.met_at is None or state.met_at > pause.started_at
             if unmet_then and due > pause.started_at and pause.started_at >= state.span_start:
-                due += length
+                due = _shifted(state, due, pause.started_at, length)
         return due
 
     def met_on_time(self, target: str) -> bool | None:
@@ -108,8 +135,22 @@ class Clock(_State):
         return min(used, timedelta(seconds=self.pause_max_total_s))
 
 
-def new_target(rule: TargetRule, start: datetime, tz: timezone) -> TargetState:
-    return TargetState(rule_id=rule.rule_id, provisions=rule.provisions, span_start=start, base_due=rule.due(start, tz))
+def new_target(
+    rule: TargetRule,
+    start: datetime,
+    tz: timezone,
+    work_calendar: WorkCalendar | None = None,
+    pause_allowance: timedelta = timedelta(0),
+) -> TargetState:
+    """A target's state from `start`; a working-day rule counts `work_calendar` (None: round the clock)."""
+    base_due = rule.due(start, tz, work_calendar)
+    target = TargetState(rule_id=rule.rule_id, provisions=rule.provisions, span_start=start, base_due=base_due)
+    if rule.working_days and work_calendar is not None:
+        latest = work_calendar.add(base_due, pause_allowance)
+        target.working_days = True
+        target.rest = [RestDays(start=a, end=b) for a, b in work_calendar.rest_spans(start, latest)]
+        target.weekdays_only = work_calendar.uncovered(start, latest)
+    return target
 
 
 def start_clock(
@@ -123,8 +164,10 @@ def start_clock(
     department: str | None = None,
     role: Literal["lead", "co_handler"] | None = None,
     targets: tuple[str, ...] | None = None,
+    work_calendar: WorkCalendar | None = None,
 ) -> Clock:
-    """A clock with the class's targets (or the named subset), its deadlines computed from `start`."""
+    """A clock with the class's targets (or the named subset), its deadlines computed from `start`
+    (working-day targets over `work_calendar`; None: round the clock)."""
     names = [t for t in sla_class.targets if targets is None or t in targets]
     return Clock(
         key=key,
@@ -135,7 +178,10 @@ def start_clock(
         sla_class=sla_class.name,
         started_at=start,
         pause_max_total_s=sla_class.pause.max_total.total_seconds(),
-        targets={name: new_target(sla_class.targets[name], start, tz) for name in names},
+        targets={
+            name: new_target(sla_class.targets[name], start, tz, work_calendar, sla_class.pause.max_total)
+            for name in names
+        },
     )
 
 
@@ -156,8 +202,10 @@ def clock_timers(
     *,
     escalate: bool,
     lead_department: str | None,
+    answered: Collection[str] = (),
 ) -> list[TimerSpec]:
-    """Every pending stage of every unmet target of an open clock, in time order."""
+    """Every pending stage of every unmet target of an open clock, in time order; a target in `answered`
+    (its escalation answered by the department) climbs the escalation ladder no further."""
     if not clock.open:
         return []
     out: list[TimerSpec] = []
@@ -165,7 +213,11 @@ def clock_timers(
         if state.met_at is not None:
             continue
         due = clock.due(target)
-        span = state.base_due - state.span_start
+        if state.working_days:  # warn when that share of the target's working time is used
+            span = working_between(state.span_start, state.base_due, state.rest_spans)
+            warn_at = sub_working(due, span * (1 - warning_share), state.rest_spans)
+        else:
+            warn_at = due - (state.base_due - state.span_start) * (1 - warning_share)
         base = {
             "case_id": case_id,
             "clock": clock.kind,
@@ -179,11 +231,11 @@ def clock_timers(
             "provisions": list(state.provisions),
         }
         stages: list[tuple[str, datetime, dict[str, Any]]] = [
-            ("warning", due - span * (1 - warning_share), {"share_elapsed": warning_share}),
+            ("warning", warn_at, {"share_elapsed": warning_share}),
             ("breach", due, {}),
         ]
         rule = sla_class.rule_for(target)
-        if escalate and (rule is None or rule.escalate):
+        if escalate and (rule is None or rule.escalate) and target not in answered:
             stages += [
                 (f"escalation:{step.tier}", due + step.after_breach, {"tier": step.tier})
                 for step in sla_class.escalation

@@ -17,6 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
+from services.notify.domain.workdays import WorkCalendar, parse_years
+
 TargetName = Literal["sign_for", "first_contact", "resolution", "payment"]
 Tier = Literal["department_head", "district_coordinator", "city_coordinator"]
 TIERS: tuple[Tier, ...] = ("department_head", "district_coordinator", "city_coordinator")
@@ -43,6 +45,8 @@ class TargetRule(_Strict):
     by: Literal["end_of_day", "end_of_month"] | None = None
     at_least: timedelta = timedelta(0)
     escalate: bool = True  # a breach of this target climbs the class's escalation ladder
+    # `within` counts working days of the holiday calendar (P6.2), not calendar days: whole days only.
+    working_days: bool = False
 
     @field_validator("provisions")
     @classmethod
@@ -58,11 +62,16 @@ class TargetRule(_Strict):
             raise ValueError(f"{self.rule_id}: give exactly one of `within` or `by`")
         if self.within is not None and self.within <= timedelta(0):
             raise ValueError(f"{self.rule_id}: `within` must be positive")
+        if self.working_days and (self.within is None or self.within % timedelta(days=1)):
+            raise ValueError(f"{self.rule_id}: `working_days` needs `within` in whole days (P1D, P5D)")
         return self
 
-    def due(self, start: datetime, tz: timezone) -> datetime:
-        """The unpaused deadline of a clock started at `start`."""
+    def due(self, start: datetime, tz: timezone, work_calendar: WorkCalendar | None = None) -> datetime:
+        """The unpaused deadline of a clock started at `start`; a working-day target counts the calendar's
+        working time when one is given (None: round the clock, as for emergencies)."""
         if self.within is not None:
+            if self.working_days and work_calendar is not None:
+                return work_calendar.add(start, self.within)
             return start + self.within
         local = start.astimezone(tz)
         if self.by == "end_of_day":
@@ -144,6 +153,8 @@ class SlaPolicy:
     tz: timezone
     versions: tuple[PolicyVersion, ...]  # sorted by effective_from
     warning_share_override: float | None = None
+    # The working-day calendar the `working_days` targets count (holidays and make-up workdays).
+    calendar: WorkCalendar | None = None
 
     def version_at(self, when: datetime) -> PolicyVersion:
         current = None
@@ -182,7 +193,9 @@ def _offset(text: str) -> timezone:
     return timezone(sign * timedelta(hours=int(match.group(2)), minutes=int(match.group(3))))
 
 
-def parse_policy(data: dict[str, Any], *, warning_share: float | None = None) -> SlaPolicy:
+def parse_policy(
+    data: dict[str, Any], *, warning_share: float | None = None, work_calendar: WorkCalendar | None = None
+) -> SlaPolicy:
     """Validate the policy mapping; raise PolicyError naming what is wrong."""
     try:
         tz = _offset(str(data.get("timezone", "+08:00")))
@@ -202,13 +215,33 @@ def parse_policy(data: dict[str, Any], *, warning_share: float | None = None) ->
             raise PolicyError(f"version {version.version}: duplicate target rule ids")
     if warning_share is not None and not 0 < warning_share < 1:
         raise PolicyError("warning share must be between 0 and 1")
-    return SlaPolicy(tz, tuple(sorted(versions, key=lambda v: v.effective_from)), warning_share)
+    work_calendar = work_calendar if work_calendar is not None else WorkCalendar(tz)
+    return SlaPolicy(tz, tuple(sorted(versions, key=lambda v: v.effective_from)), warning_share, work_calendar)
 
 
-def load_policy(path: str | Path | None = None, *, warning_share: float | None = None) -> SlaPolicy:
-    """Read the policy file (the packaged default when `path` is empty)."""
+HOLIDAY_FILES = ("cn-public-holidays-2026.csv",)  # the State Council's schedules shipped with the service
+
+
+def packaged_calendar(tz: timezone) -> WorkCalendar:
+    """The working-day calendar of the packaged schedules (`data/cn-public-holidays-<year>.csv`), validated."""
+    work_calendar = WorkCalendar(tz)
+    for name in HOLIDAY_FILES:
+        text = resources.files("services.notify").joinpath(f"data/{name}").read_text(encoding="utf-8")
+        for year in parse_years(text, source=f"packaged:{name}").values():
+            work_calendar.add_year(year)
+    return work_calendar
+
+
+def load_policy(
+    path: str | Path | None = None, *, warning_share: float | None = None, work_calendar: WorkCalendar | None = None
+) -> SlaPolicy:
+    """Read the policy file (the packaged default when `path` is empty), with the packaged holiday
+    calendar unless one is given."""
     if path:
         text = Path(path).read_text(encoding="utf-8")
     else:
         text = resources.files("services.notify").joinpath("data/sla_policy.yaml").read_text(encoding="utf-8")
-    return parse_policy(yaml.safe_load(text), warning_share=warning_share)
+    data = yaml.safe_load(text)
+    tz = _offset(str(data.get("timezone", "+08:00")))
+    chosen = work_calendar if work_calendar is not None else packaged_calendar(tz)
+    return parse_policy(data, warning_share=warning_share, work_calendar=chosen)

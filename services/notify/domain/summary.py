@@ -6,9 +6,17 @@ state unchanged cannot count twice, and `$group` with `$sum` (all FerretDB offer
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from services.notify.domain.case import SATISFIED, CaseState
+
+# Reports count a fact on its local day in Chongqing (the SLA policy's `timezone`, +08:00, no DST).
+REPORT_TZ = timezone(timedelta(hours=8))
+
+
+def _day(at: datetime | None) -> str | None:
+    return at.astimezone(REPORT_TZ).date().isoformat() if at is not None else None
 
 
 def summary(state: CaseState) -> dict[str, Any]:
@@ -40,8 +48,15 @@ def summary(state: CaseState) -> dict[str, Any]:
                 "m_sign_decided": 1 if signed or late_unsigned else 0,
                 "m_sign_on_time": 1 if signed and clock.met_on_time("sign_for") else 0,
                 "m_sign_pending": 1 if not signed and clock.open and case_open else 0,
+                # the day the sign-for was decided: signed on time, else its deadline (reports)
+                "sign_decided_on": _day(
+                    sign.met_at if sign is not None and clock.met_on_time("sign_for") else sign_due
+                ),
             }
         )
+    leads = [c for c in state.assignments if c.role == "lead"]
+    res_due = citizen.due("resolution") if citizen and resolution else None
+    on_time = bool(res_met and citizen and citizen.met_on_time("resolution"))
     return {
         "district": state.district,
         "sla_class": state.sla_class,
@@ -59,4 +74,12 @@ def summary(state: CaseState) -> dict[str, Any]:
         "m_cb": 1 if state.satisfaction else 0,
         "m_sat": 1 if state.satisfaction in SATISFIED else 0,
         "dept_clocks": dept_clocks,
+        # Days of the facts the reports count (local dates, YYYY-MM-DD), and who they count for.
+        "r_received_on": _day(state.received_at or (citizen.started_at if citizen else None)),
+        "r_dispatched_on": _day(leads[0].started_at if leads else None),
+        "r_first_department": leads[0].department if leads else None,
+        "r_lead": state.lead_department or (leads[-1].department if leads else None),
+        "r_resolved_on": _day(resolution.met_at if resolution else None),
+        "r_res_decided_on": _day(resolution.met_at if on_time and resolution else res_due),
+        "r_callback_on": _day(state.satisfaction_at) if state.satisfaction else None,
     }

@@ -1,5 +1,9 @@
 """What notify tells people: caller texts (Chinese first) and alerts to departments and coordinators.
 
+Callers get exactly two texts about a case in the normal path, and only if they agreed on the call
+(P6.2): after dispatch (case number, who handles it) and at resolution (the outcome); a reopened case's
+next resolution round is texted again.
+
 Recipients are codes, never phone numbers: `caller` (the phone is looked up only when sending),
 `department:<dept>:<district>`, `department_head:<dept>:<district>`, `coordinator:<district>`,
 `coordinator:city`.
@@ -7,7 +11,7 @@ Recipients are codes, never phone numbers: `caller` (the phone is looked up only
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -30,6 +34,38 @@ class Notification:
     recipient: str
     text_zh: str
     text_en: str
+    # The values of the provider's template (Alibaba Cloud SMS fills an approved template with them).
+    params: dict[str, str] = field(default_factory=dict)
+    event_id: str | None = None  # the event that called for it (for the record; the key dedupes)
+
+
+# Caller texts (P6.2 "受助及时": the caller learns who handles the case and its outcome), only with the
+# caller's consent given on the call (`Caller.consents_to_texts`). Rule data:
+CALLER_KINDS = ("caller_dispatched", "caller_resolved")  # exactly these two in the normal path (P6.2)
+SKIPPED_NO_CONSENT = "no consent"  # why a caller text was not sent (P6.2: texts only with consent)
+# A template variable of Alibaba Cloud SMS holds at most 35 characters; longer values are cut with "…".
+PARAM_MAX_CHARS = 35
+OUTCOME_TEXT_CHARS = 60  # the outcome as the text quotes it
+
+
+def consent_refusal(consents: bool | None) -> str | None:
+    """Why a text may not go to this caller (None: it may). Unknown consent is no consent (P6.2)."""
+    return None if consents else SKIPPED_NO_CONSENT
+
+
+def _cut(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def masked(phone: str) -> str:
+    """A phone as logs and records may show it: the first three and last two digits."""
+    return phone[:3] + "*" * max(len(phone) - 5, 0) + phone[-2:] if len(phone) > 5 else "*" * len(phone)
+
+
+def without_phone(message: str, phone: str | None) -> str:
+    """A provider's message with the phone masked wherever it appears (never stored or logged in clear)."""
+    return message.replace(phone, masked(phone)) if phone else message
 
 
 def _dept(code: str | None) -> tuple[str, str]:
@@ -49,29 +85,40 @@ def local(at: datetime, tz: timezone) -> str:
 def caller_dispatched(
     key: str, case_id: str, *, district: str | None, department: str | None, due_at: datetime | None, tz: timezone
 ) -> Notification:
+    """After dispatch: the case number and who handles it (the lead department and its district)."""
     dept_zh, dept_en = _dept(department)
     dist_zh, dist_en = _district(district)
     when_zh = f"，将于{local(due_at, tz)}前办结" if due_at else ""
     when_en = f", due by {due_at.astimezone(tz):%Y-%m-%d %H:%M}" if due_at else ""
+    handler_en = f"{dept_en}, {dist_en}" if dist_en else dept_en
     return Notification(
         key,
         case_id,
         "caller_dispatched",
         "caller",
         f"【社会救助热线】您的求助已受理（编号{case_id}），已转{dist_zh}{dept_zh}部门办理{when_zh}。",
-        f"Your request {case_id} has been passed to {dept_en}, {dist_en}{when_en}.",
+        f"Your request {case_id} has been passed to {handler_en}{when_en}.",
+        params={
+            "case_id": case_id,
+            "handler": _cut(f"{dist_zh}{dept_zh}", PARAM_MAX_CHARS),
+            "due": local(due_at, tz) if due_at else "",
+        },
     )
 
 
 def caller_resolved(key: str, case_id: str, *, outcome: str | None) -> Notification:
+    """At resolution: the outcome, as the handling department recorded it."""
+    said = _cut(outcome or "", OUTCOME_TEXT_CHARS)
+    result_zh = f"，办理结果：{said}" if said else ""
+    result_en = f": {said}" if said else ""
     return Notification(
         key,
         case_id,
         "caller_resolved",
         "caller",
-        f"【社会救助热线】您的求助（编号{case_id}）已办结。如仍有困难，请再次致电救助热线。",
-        f"Your request {case_id} has been resolved ({outcome or 'done'}). "
-        "If you still need help, call the hotline again.",
+        f"【社会救助热线】您的求助（编号{case_id}）已办结{result_zh}。如仍有困难，请再次致电救助热线。",
+        f"Your request {case_id} has been resolved{result_en}. If you still need help, call the hotline again.",
+        params={"case_id": case_id, "outcome": _cut(outcome or "已办结", PARAM_MAX_CHARS)},
     )
 
 

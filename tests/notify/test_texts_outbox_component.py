@@ -1,0 +1,209 @@
+"""Caller texts through the outbox and the real Alibaba Cloud SMS SDK, against a local SendSms stand-in:
+one text per event under redelivery and after a restart, consent (P6.2), retries on transient errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from common.app import Runtime
+from contracts.events.hotline import HELP_REQUESTED_TOPIC, Caller
+from contracts.events.router import CASE_LIFECYCLE_TOPIC, CaseClosed
+from services.notify.clockwork import Notify
+from services.notify.outbox import Channel, LogChannel, Outbox, build_channels
+from services.notify.settings import Settings
+from services.notify.sms import AliyunSmsChannel
+from services.notify.store import NotifyStore
+from tests.notify.texts_standin import SendSmsStandIn, aliyun_env
+from tests.support.events import dispatched, help_requested, new_case_id, resolved
+
+pytestmark = pytest.mark.component
+PHONE = "13912345678"
+
+
+@pytest.fixture
+def standin() -> Iterator[SendSmsStandIn]:
+    with SendSmsStandIn() as server:
+        yield server
+
+
+def aliyun_settings(rt: Runtime[Notify], url: str, **more: object) -> Settings:
+    env = {k.removeprefix("NOTIFY_").lower(): v for k, v in aliyun_env(url).items()}
+    return Settings.model_validate({**rt.service.settings.model_dump(), **env, **more})
+
+
+@pytest.fixture
+async def texting(runtime: Runtime[Notify], standin: SendSmsStandIn) -> AsyncIterator[dict[str, Channel]]:
+    """The runtime's outbox sends caller texts through Alibaba Cloud SMS, i.e. the stand-in."""
+    settings = aliyun_settings(runtime, standin.url, delivery_backoff_initial_s=1, delivery_max_attempts=4)
+    runtime.service.outbox.settings = settings
+    async with httpx.AsyncClient() as client:
+        channels = build_channels(settings, client)
+        assert isinstance(channels["sms"], AliyunSmsChannel)  # NOTIFY_SMS_PROVIDER=aliyun picks it
+        yield channels
+
+
+async def publish(rt: Runtime[Notify], event, topic: str = CASE_LIFECYCLE_TOPIC) -> None:
+    assert rt.broker is not None
+    await rt.broker.publish(event.model_dump(mode="json"), topic=topic, key=event.key)
+
+
+async def relay(outbox: Outbox, channels: dict[str, Channel], after: timedelta = timedelta(0)) -> list[str]:
+    """One pass of the outbox relay, `after` from now: every attempt due then, in order."""
+    at = datetime.now(UTC) + after
+    return [await outbox.deliver(t, channels, at) for t in await outbox.store.outbox_timers.due(at, 100)]
+
+
+def caller(consents: bool, phone: str = PHONE) -> Caller:
+    return Caller(name="李四", phone=phone, consents_to_texts=consents)
+
+
+async def test_a_consented_call_gets_exactly_two_texts_under_redelivery_and_after_a_restart(
+    runtime: Runtime[Notify], texting: dict[str, Channel], standin: SendSmsStandIn
+) -> None:
+    cid, now = new_case_id(), datetime.now(UTC)
+    call = help_requested(cid, "homeless_cold", at=now, caller=caller(True))
+    first, done = dispatched(cid, at=now), resolved(cid, at=now + timedelta(minutes=30))
+    for event, topic in [(call, HELP_REQUESTED_TOPIC), (call, HELP_REQUESTED_TOPIC), (first, CASE_LIFECYCLE_TOPIC)]:
+        await publish(runtime, event, topic)
+    await publish(runtime, first)  # redelivered
+    await publish(runtime, dispatched(cid, at=now))  # the router republished the step: a new event id
+    assert await relay(runtime.service.outbox, texting) == ["sent"]
+    await publish(runtime, done)
+    await publish(runtime, done)
+    assert await relay(runtime.service.outbox, texting, timedelta(seconds=1)) == ["sent"]
+
+    # A restart: a fresh outbox over the same store; the events come again; nothing more is sent.
+    restarted = Outbox(NotifyStore(runtime.service.store.db, bucket_s=60), runtime.service.outbox.settings)
+    for event in (first, done):
+        await publish(runtime, event)
+    assert await relay(restarted, texting, timedelta(minutes=5)) == []
+
+    sent = standin.of(cid)
+    assert [m["template"] for m in sent] == ["SMS_900001", "SMS_900002"]
+    assert sent[0]["params"] == {"case_id": cid, "handler": "渝中区民政", "due": sent[0]["params"]["due"]}
+    assert sent[1]["params"] == {"case_id": cid, "outcome": "rescued"}
+    assert {m["phone"] for m in sent} == {PHONE} and {m["sign_name"] for m in sent} == {"社会救助热线"}
+    records = await runtime.service.store.list_notifications(case_id=cid, recipient="caller")
+    assert [(r.kind, r.status, r.channel) for r in records] == [
+        ("caller_dispatched", "sent", "sms"),
+        ("caller_resolved", "sent", "sms"),
+    ]
+    references = [getattr(r.attempts[-1], "reference", None) for r in records]
+    assert all(references) and len(set(references)) == 2  # the provider's BizId of each
+    assert [r.event_id for r in records] == [str(first.event_id), str(done.event_id)]
+    assert PHONE not in str(records)
+
+
+async def test_a_caller_who_did_not_consent_gets_no_text_and_the_record_says_why(
+    runtime: Runtime[Notify], texting: dict[str, Channel], standin: SendSmsStandIn
+) -> None:
+    cid, now = new_case_id(), datetime.now(UTC)
+    await publish(runtime, help_requested(cid, "homeless_cold", at=now, caller=caller(False)), HELP_REQUESTED_TOPIC)
+    await publish(runtime, dispatched(cid, at=now))
+    await publish(runtime, resolved(cid, at=now))
+    assert await relay(runtime.service.outbox, texting) == ["no consent", "no consent"]
+    assert await relay(runtime.service.outbox, texting, timedelta(hours=1)) == []  # no retry either
+    assert standin.of(cid) == [] and standin.refused == []
+    records = await runtime.service.store.list_notifications(case_id=cid, recipient="caller")
+    assert [(r.status, r.attempts[0].skipped) for r in records] == [("skipped", "no consent")] * 2  # type: ignore[union-attr]
+    assert await runtime.service.store.caller_contact(cid) == (False, None)  # the phone was never kept
+
+
+async def test_a_text_waits_for_the_call_when_the_dispatch_is_read_first(
+    runtime: Runtime[Notify], texting: dict[str, Channel], standin: SendSmsStandIn
+) -> None:
+    cid, now = new_case_id(), datetime.now(UTC)
+    await publish(runtime, dispatched(cid, at=now))  # the call's record is still on its way
+    assert await relay(runtime.service.outbox, texting) == ["retry"]
+    await publish(runtime, help_requested(cid, "homeless_cold", at=now, caller=caller(True)), HELP_REQUESTED_TOPIC)
+    assert await relay(runtime.service.outbox, texting, timedelta(seconds=5)) == ["sent"]
+    assert len(standin.of(cid)) == 1
+
+
+async def test_flow_control_is_retried_after_a_minute_and_the_text_then_goes_out(
+    runtime: Runtime[Notify], texting: dict[str, Channel], standin: SendSmsStandIn
+) -> None:
+    cid, now = new_case_id(), datetime.now(UTC)
+    standin.script[cid] = ["isv.BUSINESS_LIMIT_CONTROL"]
+    await publish(runtime, help_requested(cid, "homeless_cold", at=now, caller=caller(True)), HELP_REQUESTED_TOPIC)
+    await publish(runtime, dispatched(cid, at=now))
+    outbox = runtime.service.outbox
+    assert await relay(outbox, texting) == ["retry"]
+    assert await relay(outbox, texting, timedelta(seconds=30)) == []  # the per-minute limit holds
+    assert await relay(outbox, texting, timedelta(seconds=61)) == ["sent"]
+    record = await runtime.service.store.notification(f"{cid}|caller_dispatched")
+    assert record is not None and record.status == "sent" and [a.ok for a in record.attempts] == [False, True]
+    assert "isv.BUSINESS_LIMIT_CONTROL" in record.attempts[0].error  # type: ignore[union-attr]
+    assert len(standin.of(cid)) == 1 and [r["code"] for r in standin.refused if cid in r["out_id"]] == [
+        "isv.BUSINESS_LIMIT_CONTROL"
+    ]
+
+
+async def test_an_illegal_number_is_not_retried_and_the_record_masks_it(
+    runtime: Runtime[Notify], texting: dict[str, Channel], standin: SendSmsStandIn
+) -> None:
+    cid, now, phone = new_case_id(), datetime.now(UTC), "10012345678"  # no mobile number starts 10
+    await publish(
+        runtime, help_requested(cid, "homeless_cold", at=now, caller=caller(True, phone)), HELP_REQUESTED_TOPIC
+    )
+    await publish(runtime, dispatched(cid, at=now))
+    await publish(runtime, CaseClosed(case_id=cid, actor="co-1", reason="duplicate"))
+    assert await relay(runtime.service.outbox, texting) == ["failed"]
+    assert await relay(runtime.service.outbox, texting, timedelta(hours=1)) == []
+    record = await runtime.service.store.notification(f"{cid}|caller_dispatched")
+    assert record is not None and record.status == "failed" and len(record.attempts) == 1
+    assert "isv.MOBILE_NUMBER_ILLEGAL" in str(record.attempts[0]) and phone not in str(record)
+    assert await runtime.service.store.caller_contact(cid) is None  # closed, last text done: forgotten
+
+
+async def test_an_unreachable_provider_is_retried(runtime: Runtime[Notify], standin: SendSmsStandIn) -> None:
+    port = standin.server.server_address[1]
+    standin.__exit__()  # nothing listens there any more
+    settings = aliyun_settings(runtime, f"http://127.0.0.1:{port}", delivery_timeout_s=2)
+    runtime.service.outbox.settings = settings
+    channels: dict[str, Channel] = {"log": LogChannel(), "sms": AliyunSmsChannel(settings)}
+    cid, now = new_case_id(), datetime.now(UTC)
+    await publish(runtime, help_requested(cid, "homeless_cold", at=now, caller=caller(True)), HELP_REQUESTED_TOPIC)
+    await publish(runtime, dispatched(cid, at=now))
+    assert await relay(runtime.service.outbox, channels) == ["retry"]
+    record = await runtime.service.store.notification(f"{cid}|caller_dispatched")
+    assert record is not None and "unreachable" in record.attempts[0].error  # type: ignore[union-attr]
+
+
+async def test_the_sdk_call_does_not_block_the_event_loop(runtime: Runtime[Notify], standin: SendSmsStandIn) -> None:
+    """While a send waits on a slow provider, the loop goes on running other work."""
+    settings = aliyun_settings(runtime, standin.url)
+    channel = AliyunSmsChannel(settings)
+    record = (await _one_record(runtime, settings))[0]
+    slow = standin.answer
+
+    def answer_slowly(target: str, headers: dict[str, str]):
+        time.sleep(0.5)  # the stand-in's thread, not the loop
+        return slow(target, headers)
+
+    standin.answer = answer_slowly  # type: ignore[method-assign]
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    reference = await channel.send(record, PHONE)
+    ticker.cancel()
+    assert reference and ticks >= 20  # about 50 ticks in 0.5 s; a blocked loop makes none
+
+
+async def _one_record(runtime: Runtime[Notify], settings: Settings):
+    cid, now = new_case_id(), datetime.now(UTC)
+    runtime.service.outbox.settings = settings
+    await publish(runtime, dispatched(cid, at=now))
+    return await runtime.service.store.list_notifications(case_id=cid, recipient="caller")
