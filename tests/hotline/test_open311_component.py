@@ -38,7 +38,13 @@ async def test_form_encoded_post_creates_a_request_with_typed_attributes(harness
     assert set(created) == {"service_request_id", "service_notice", "account_id"}
     [event] = [b for b in harness.published if b["case_id"] == created["service_request_id"]]
     assert event["channel"] == "open311" and event["operator_id"] == "open311:tester"
-    assert event["caller"] == {"name": "王五", "phone": "13812345678", "id_card": None, "hukou_district": None}
+    assert event["caller"] == {
+        "name": "王五",
+        "phone": "13812345678",
+        "id_card": None,
+        "hukou_district": None,
+        "consents_to_texts": False,
+    }
     assert event["place"]["district"] == "500106" and event["special_groups"] == ["unemployed_uninsured"]
     assert event["months_without_income"] == 4 and event["attributes"] == {"months_without_income": 4.0}
 
