@@ -30,7 +30,9 @@ async def open_frontdoor(runtime: Runtime[FrontDoor], settings: Settings) -> Fro
     # No pool limit of its own: a page's requests wait on the services, not on the front door.
     http = httpx.AsyncClient(
         timeout=httpx.Timeout(settings.proxy_timeout_s, connect=5.0),
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=50),
+        # Idle connections are let go after 2 s, before the services' uvicorn closes them (after 5 s): a
+        # request sent on a connection the service is closing fails with a ReadError ("unreachable").
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=50, keepalive_expiry=2.0),
     )
     return FrontDoor(settings=settings, accounts=accounts, http=http)
 
