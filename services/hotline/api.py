@@ -167,6 +167,7 @@ def recorded_call(event: HelpRequested) -> RecordedCall:
     return RecordedCall(
         caller_name=event.caller.name,
         phone_masked=mask_phone(event.caller.phone),
+        consents_to_texts=event.caller.consents_to_texts,
         place=RecordedPlace(district=place.district, township=place.township, address=place.address),
         needs=list(event.needs),
         household_status=str(event.household_status.value),

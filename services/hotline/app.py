@@ -7,7 +7,7 @@ import asyncio
 from fastapi import FastAPI
 
 from common.app import Runtime, create_service_app
-from services.hotline import api, handlers, open311
+from services.hotline import api, handlers, open311, search_api
 from services.hotline.domain import triage_rules
 from services.hotline.intake import CaseNumbers, Hotline
 from services.hotline.outbox import Publisher
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Hotline intake / 热线受理",
         description="Operators take calls and get a case number at once; Open311 GeoReport v2 under /open311/v2/.",
         subscribers=handlers.build_subscribers,
-        routers=[api.page, api.router, open311.router],
+        routers=[api.page, search_api.router, api.router, open311.router],
         startup=startup,
         background=[handlers.outbox_relay, handlers.status_consumer, handlers.caller_feed],
     )

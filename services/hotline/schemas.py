@@ -9,7 +9,8 @@ second round after the operator fixed the first.
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import (
@@ -28,7 +29,8 @@ from contracts.codes import is_district
 from contracts.events.base import CASE_ID_PATTERN
 from contracts.events.hotline import HelpRequested, HouseholdStatus, SpecialGroup, Urgency
 from contracts.validation import normalise_id_card, normalise_phone
-from services.hotline.domain.status import CaseStatus
+from services.hotline.domain.search import MAX_PAGE_SIZE
+from services.hotline.domain.status import LABELS, CaseStatus
 
 CASE_ID = CASE_ID_PATTERN
 
@@ -46,6 +48,7 @@ class CallerIn(BaseModel):
     phone: str
     id_card: str | None = None
     hukou_district: str | None = None  # household-registration district code
+    consents_to_texts: bool = False  # the caller agreed, on the call, to texts about the case
 
     @field_validator("name", mode="before")
     @classmethod
@@ -193,6 +196,120 @@ class MatchQuery(BaseModel):
         return check_district(v)
 
 
+class CaseSearchIn(BaseModel):
+    """The filters of a case search (query parameters), combinable; each given must hold."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    case_id: str | None = Field(default=None, max_length=18, description="a case number, or its beginning")
+    phone: str | None = Field(default=None, description="exact (matched by its keyed hash)")
+    id_card: str | None = Field(default=None, description="exact (matched by its keyed hash)")
+    name: str | None = Field(default=None, min_length=1, max_length=50, description="part of the caller's name")
+    address: str | None = Field(default=None, min_length=2, max_length=100, description="part of the address")
+    district: str | None = None
+    need: list[str] = Field(default_factory=list, max_length=10, description="service codes (any of them)")
+    status: list[str] = Field(default_factory=list, max_length=10, description="caller-facing statuses (any)")
+    emergency: bool | None = None
+    received_from: date | None = Field(default=None, description="first day, Chongqing time (YYYY-MM-DD)")
+    received_to: date | None = Field(default=None, description="last day, included")
+    reason: str = Field(min_length=2, max_length=200, description="why personal data is read (audited)")
+    page: int = Field(default=1, ge=1, le=10_000)
+    page_size: int = Field(default=20, ge=1, le=MAX_PAGE_SIZE)
+
+    @field_validator("case_id")
+    @classmethod
+    def _case_id(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        v = v.upper()
+        if not re.fullmatch(r"CQ(-\d{0,8}(-\d{0,6})?)?", v) or (len(v) == 18 and not re.fullmatch(CASE_ID, v)):
+            raise ValueError(
+                f"案件编号格式应为 CQ-YYYYMMDD-NNNNNN（可只填开头）：{v} | a case number reads CQ-YYYYMMDD-NNNNNN "
+                f"(or its beginning): {v}"
+            )
+        return v
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, v: str | None) -> str | None:
+        return normalise_phone(v) if v else None
+
+    @field_validator("id_card")
+    @classmethod
+    def _id_card(cls, v: str | None) -> str | None:
+        return normalise_id_card(v) if v else None
+
+    @field_validator("district")
+    @classmethod
+    def _district(cls, v: str | None) -> str | None:
+        return check_district(v or None)
+
+    @field_validator("need")
+    @classmethod
+    def _needs(cls, v: list[str]) -> list[str]:
+        unknown = [n for n in v if n not in service_codes()]
+        if unknown:
+            raise ValueError(f"服务目录中没有：{', '.join(unknown)} | unknown service code: {', '.join(unknown)}")
+        return v
+
+    @field_validator("status")
+    @classmethod
+    def _statuses(cls, v: list[str]) -> list[str]:
+        unknown = [s for s in v if s not in LABELS]
+        if unknown:
+            known = ", ".join(LABELS)
+            named = ", ".join(unknown)
+            raise ValueError(f"没有这种状态：{named}（可选：{known}） | unknown status: {named} ({known})")
+        return v
+
+    @field_validator("received_to")
+    @classmethod
+    def _range(cls, v: date | None, info: ValidationInfo) -> date | None:
+        first = info.data.get("received_from")
+        if v and first and v < first:
+            raise ValueError("结束日期早于开始日期 | the last day is before the first day")
+        return v
+
+
+class CaseRow(BaseModel):
+    """One case in a search result or worklist: no personal data but the caller's masked name and phone."""
+
+    case_id: str
+    received_at: datetime
+    caller_name: str  # masked
+    phone_masked: str
+    district: str
+    district_name_zh: str
+    district_name_en: str
+    needs: list[str]
+    status: str
+    label_zh: str
+    label_en: str
+    emergency: bool
+
+
+class CaseSearchOut(BaseModel):
+    page: int
+    page_size: int
+    has_more: bool
+    results: list[CaseRow]
+
+
+class CallbackDueRow(CaseRow):
+    resolved_at: datetime
+    due_at: datetime
+    overdue: bool
+
+
+class CallbacksDueOut(BaseModel):
+    due_hours: float  # H-CALLBACK-DUE (P6.2): the callback is due this long after the resolution
+    rule_id: str
+    page: int
+    page_size: int
+    has_more: bool
+    results: list[CallbackDueRow]
+
+
 class FollowUpIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -239,6 +356,7 @@ class RecordedCall(BaseModel):
 
     caller_name: str
     phone_masked: str
+    consents_to_texts: bool = False
     place: RecordedPlace
     needs: list[str]
     household_status: str

@@ -33,6 +33,8 @@ class Settings(ServiceSettings):
     # Calls being taken at the same time; more wait their turn in memory. The calls in progress share
     # their inserts (group commit), so more of them means fewer, larger store commands.
     intake_concurrency: int = Field(default=64, ge=1)
+    # H-CALLBACK-DUE (P6.2, 办结回访): a resolved case's caller is called back within this many hours.
+    callback_due_hours: float = Field(default=72.0, gt=0, le=24 * 60)
 
     @model_validator(mode="after")
     def _production_needs_own_pepper(self) -> Settings:

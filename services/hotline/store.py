@@ -10,6 +10,7 @@ are published is outbox.py's.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,7 +33,8 @@ from contracts.events import (
 )
 from contracts.events.hotline import HelpRequested
 from services.hotline.callers import CallerIndex, KeyView
-from services.hotline.domain import OtherUpdate, StatusEvent, caller_keys, project_status
+from services.hotline.domain import OtherUpdate, StatusEvent, caller_keys, case_day, project_status
+from services.hotline.domain.search import CaseFilter
 from services.hotline.domain.status import CLOSED_STATUSES, CaseStatus
 
 MAX_MATCHES = 20
@@ -49,6 +51,11 @@ class IntakeRecord(BaseModel):
     events: list[dict[str, Any]] = Field(default_factory=list)
     status: dict[str, Any] | None = None
     open: bool = True
+    # Top-level copies for the search and the callbacks worklist: FerretDB pushes an equality filter on a
+    # top-level field down to PostgreSQL, never one on a nested field (which decodes every document).
+    status_code: str = "received"
+    awaiting_callback: bool = False
+    resolved_at: datetime | None = None
     outbox: list[dict[str, Any]] = Field(default_factory=list)  # the hotline publishes through its own
 
 
@@ -60,9 +67,32 @@ RECORD_CODEC = Codec(
         events=list(doc.get("events", [])),
         status=doc.get("status"),
         open=doc.get("open", True),
+        status_code=doc.get("status_code", "received"),
+        awaiting_callback=doc.get("awaiting_callback", False),
+        resolved_at=doc.get("resolved_at"),
     ),
-    dump=lambda r: {"_id": r.case_id, "events": r.events, "status": r.status, "open": r.open, "outbox": r.outbox},
+    dump=lambda r: {
+        "_id": r.case_id,
+        "events": r.events,
+        "status": r.status,
+        "open": r.open,
+        "status_code": r.status_code,
+        "awaiting_callback": r.awaiting_callback,
+        "resolved_at": r.resolved_at,
+        "outbox": r.outbox,
+    },
 )
+# What a search or worklist row reads of an intake record (never its events or the whole call).
+LIST_FIELDS = {
+    "received_at": 1,
+    "district": 1,
+    "needs": 1,
+    "emergency": 1,
+    "status": 1,
+    "resolved_at": 1,
+    "event.caller.name": 1,
+    "event.caller.phone": 1,
+}
 CASES_PER_KEY = 50  # the most recent cases looked at per phone / ID-card / household
 # The topics whose events an intake record keeps (the downstream ones and the hotline's own case events).
 KEPT_TOPICS = (CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC, SLA_EVENTS_TOPIC, CASE_EVENTS_TOPIC)
@@ -91,6 +121,11 @@ def kept_event(entry: dict[str, Any]) -> StatusEvent:
     return OtherUpdate.model_validate({"type": "unknown", **body, "event_id": str(entry.get("event_id", ""))})
 
 
+def _stored_time(at: datetime | None) -> datetime | None:
+    """A time as the store keeps it (milliseconds), so a re-projection compares equal to what is stored."""
+    return at.replace(microsecond=at.microsecond // 1000 * 1000) if at else None
+
+
 class HotlineStore:
     def __init__(self, db: AsyncDatabase[dict[str, Any]], *, pepper: str) -> None:
         self.db = db
@@ -113,6 +148,10 @@ class HotlineStore:
             self.db,
             [
                 (self.intakes, [("received_at", DESCENDING)]),
+                (self.intakes, [("district", ASCENDING), ("received_at", DESCENDING)]),
+                (self.intakes, [("phone_key", ASCENDING)]),
+                (self.intakes, [("id_card_key", ASCENDING)]),
+                (self.intakes, [("awaiting_callback", ASCENDING), ("resolved_at", ASCENDING)]),
                 (self.audit, [("case_ids", ASCENDING)]),
             ],
         )
@@ -138,16 +177,24 @@ class HotlineStore:
             address=event.place.address,
         )
 
+    @staticmethod
+    def _search_fields(received_at: datetime, keys: dict[str, str]) -> dict[str, Any]:
+        """The top-level fields a search filters on by equality (pushed down on FerretDB): the Chongqing
+        day received and the caller's phone and ID-card keys (keyed hashes, never the numbers)."""
+        return {"day": case_day(received_at), "phone_key": keys.get("phone"), "id_card_key": keys.get("id_card")}
+
     def intake_document(self, event: HelpRequested) -> dict[str, Any]:
         status = project_status(event.case_id, received_at=event.received_at, emergency=event.emergency, events=[])
+        keys = self.keys_of(event)
         return {
             "_id": event.case_id,
             "event": event.model_dump(mode="json"),
-            "keys": self.keys_of(event),
+            "keys": keys,
             "received_at": event.received_at,
             "emergency": event.emergency,
             "needs": list(event.needs),
             "district": event.place.district,
+            **self._search_fields(event.received_at, keys),
             "channel": event.channel,
             "events": [],
             **self._status_fields(status),
@@ -314,14 +361,86 @@ class HotlineStore:
             status = self._project(record, record.events)
             projected[:] = [status]
             fields = self._status_fields(status)
-            return None if record.status == fields["status"] else record.model_copy(update=fields)
+            unchanged = all(getattr(record, name) == value for name, value in fields.items())
+            return None if unchanged else record.model_copy(update=fields)
 
         await self.records.change(case_id, change)
         return projected[0] if projected else None
 
     @staticmethod
     def _status_fields(status: CaseStatus) -> dict[str, Any]:
-        return {"status": status.model_dump(mode="json"), "open": status.open}
+        return {
+            "status": status.model_dump(mode="json"),
+            "open": status.open,
+            "status_code": status.status,
+            "awaiting_callback": status.awaiting_callback,
+            "resolved_at": _stored_time(status.resolved_at) if status.awaiting_callback else None,
+        }
+
+    # ------------------------------------------------------------------------ search and worklists
+
+    @staticmethod
+    def search_query(f: CaseFilter) -> dict[str, Any]:
+        """The filters as one MongoDB query (pushed to the store, never applied per result)."""
+        query: dict[str, Any] = {}
+        if f.case_id:
+            query["_id"] = f.case_id if len(f.case_id) == 18 else {"$regex": f"^{re.escape(f.case_id)}"}
+            if len(f.case_id) >= 11:  # `CQ-YYYYMMDD`: the day is an equality the store can push down
+                query["day"] = f.case_id[3:11]
+        if f.day and "day" not in query:
+            query["day"] = f.day
+        if f.phone_key:
+            query["phone_key"] = f.phone_key
+        if f.id_card_key:
+            query["id_card_key"] = f.id_card_key
+        if f.district:
+            query["district"] = f.district
+        if f.emergency is not None:
+            query["emergency"] = f.emergency
+        if f.needs:
+            query["needs"] = f.needs[0] if len(f.needs) == 1 else {"$in": list(f.needs)}
+        if f.statuses:
+            query["status_code"] = f.statuses[0] if len(f.statuses) == 1 else {"$in": list(f.statuses)}
+        if f.received_from or f.received_before:
+            bounds = (("$gte", f.received_from), ("$lt", f.received_before))
+            query["received_at"] = {op: at for op, at in bounds if at}
+        if f.name:
+            query["event.caller.name"] = {"$regex": re.escape(f.name)}
+        if f.address:
+            text = {"$regex": re.escape(f.address)}
+            query["$or"] = [{"event.place.address": text}, {"event.place.township": text}]
+        return query
+
+    async def search(self, f: CaseFilter, *, skip: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """One page of the cases matching, newest first, and whether more follow: one query (it reads one
+        row past the page rather than counting every match, a second scan on FerretDB)."""
+        cursor = (
+            self.intakes.find(self.search_query(f), LIST_FIELDS)
+            .sort([("received_at", DESCENDING), ("_id", DESCENDING)])
+            .skip(skip)
+            .limit(limit + 1)
+        )
+        docs = await cursor.to_list()
+        return docs[:limit], len(docs) > limit
+
+    async def awaiting_callbacks(
+        self, *, resolved_by: datetime | None, district: str | None, skip: int, limit: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Resolved cases whose callback is not recorded, resolved by `resolved_by` (None: all), oldest
+        resolution first: one query per page."""
+        query: dict[str, Any] = {"awaiting_callback": True}
+        if resolved_by is not None:
+            query["resolved_at"] = {"$lte": resolved_by}
+        if district:
+            query["district"] = district
+        cursor = (
+            self.intakes.find(query, LIST_FIELDS)
+            .sort([("resolved_at", ASCENDING), ("_id", ASCENDING)])
+            .skip(skip)
+            .limit(limit + 1)
+        )
+        docs = await cursor.to_list()
+        return docs[:limit], len(docs) > limit
 
     # ------------------------------------------------------------------------ audit
 

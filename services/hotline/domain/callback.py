@@ -3,13 +3,38 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, time, timedelta
 from typing import Literal
 
 from common.errors import DomainError
+from contracts.events.base import BUSINESS_TZ
 
 Satisfaction = Literal["satisfied", "basically_satisfied", "dissatisfied"]
 CALLBACK_ALLOWED = frozenset({"resolved", "closed"})
 REOPEN_RULE = "H-CALLBACK-REOPEN"  # P6.2: a dissatisfied caller's case is handled again
+# P6.2 (办结回访, "handling standardised"): a resolved case's caller is called back within a set time of the
+# resolution (`HOTLINE_CALLBACK_DUE_HOURS`, default 72); the worklist shows those due today and overdue.
+DUE_RULE = "H-CALLBACK-DUE"
+DEFAULT_CALLBACK_DUE_HOURS = 72
+
+
+def callback_due_at(resolved_at: datetime, due_hours: float) -> datetime:
+    """When the callback of a resolution is due (H-CALLBACK-DUE, P6.2)."""
+    return resolved_at + timedelta(hours=due_hours)
+
+
+def end_of_business_day(now: datetime) -> datetime:
+    """The end of `now`'s Chongqing calendar day (the worklist's "due today" bound)."""
+    local = now.astimezone(BUSINESS_TZ)
+    return datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=BUSINESS_TZ)
+
+
+def resolved_by_for_due_list(now: datetime, due_hours: float, *, upcoming: bool) -> datetime | None:
+    """The latest resolution time whose callback is due by the end of today (None: every resolution, the
+    ones not yet due included, when `upcoming` is asked for)."""
+    if upcoming:
+        return None
+    return end_of_business_day(now) - timedelta(hours=due_hours)
 
 
 @dataclass(frozen=True)

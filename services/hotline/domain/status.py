@@ -158,9 +158,15 @@ class CaseStatus(BaseModel):
     warm_transfers: list[WarmTransfer] = []
     satisfaction: str | None = None
     called_back: bool = False  # the current resolution has had its callback (one per resolution)
+    resolved_at: datetime | None = None  # when the current resolution came (its callback is due from then)
     reopened_times: int = 0
     history: list[StatusNote] = []
     events_seen: int = 0
+
+    @property
+    def awaiting_callback(self) -> bool:
+        """Resolved (or closed) and this resolution not called back yet: on the callbacks worklist (P6.2)."""
+        return self.status in ("resolved", "closed") and not self.called_back
 
     @property
     def open311_status(self) -> Literal["open", "closed"]:
@@ -274,9 +280,11 @@ def _apply(state: CaseStatus, case_id: str, event: StatusEvent) -> None:
         case CaseResolved():
             state.status = "resolved"
             state.called_back = False  # a new resolution (after a reopening) takes its own callback
+            state.resolved_at = at
             _note(state, at, kind, "承办部门已办结", "resolved by the department")
         case CaseClosed():
             state.status = "closed"
+            state.resolved_at = state.resolved_at or at  # closed without a resolution first: due from now
             _note(state, at, kind, "案件已关闭", "closed")
         case CasesMerged():
             _apply_merge(state, case_id, at, event)
@@ -298,6 +306,7 @@ def _apply(state: CaseStatus, case_id: str, event: StatusEvent) -> None:
         case CaseReopened():
             state.status = "reopened"
             state.called_back = False
+            state.resolved_at = None
             state.reopened_times += 1
             _note(state, at, kind, "回访不满意，案件已重启", "reopened after a dissatisfied callback")
         case GrantProposed() | GrantApproved() | GrantPaid() | GrantRejected() | GrantStopped():

@@ -1,0 +1,121 @@
+"""Search by each field finds the case: the hotline's own store code against the real store (P6.2)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
+from contracts.events.hotline import Caller, HelpRequested, Place
+from contracts.events.router import CaseProgressRecorded
+from services.hotline.domain import caller_keys, lookup_key
+from services.hotline.domain.search import CaseFilter, received_range
+from services.hotline.store import HotlineStore
+
+pytestmark = pytest.mark.integration
+
+PEPPER = "integration-pepper"
+RECEIVED = datetime(2026, 3, 9, 2, 30, tzinfo=UTC)  # 10:30 on 9 March in Chongqing
+
+
+def help_request(case_id: str, **overrides: Any) -> HelpRequested:
+    fields: dict[str, Any] = dict(
+        case_id=case_id,
+        correlation_id=case_id,
+        received_at=RECEIVED,
+        operator_id="op-1",
+        caller=Caller(name="上官婉儿", phone="13887654321", id_card="11010519491231002X"),
+        place=Place(district="500106", township="小龙坎街道", address="天陈路 88 号"),
+        needs=("temp_assist_major",),
+        emergency=True,
+    )
+    fields.update(overrides)
+    return HelpRequested(**fields)
+
+
+@pytest.fixture
+async def store(db: AsyncDatabase[dict[str, Any]]) -> HotlineStore:
+    store = HotlineStore(db, pepper=PEPPER)
+    await store.ensure_indexes()
+    target = help_request("CQ-20260309-000007")
+    others = [
+        help_request(
+            "CQ-20260310-000001",
+            received_at=RECEIVED + timedelta(days=1),
+            caller=Caller(name="欧阳修", phone="13811112222"),
+            place=Place(district="500103", address="民族路 1 号"),
+            needs=("homeless_cold",),
+            emergency=False,
+        ),
+        help_request(
+            "CQ-20260301-000002",
+            received_at=RECEIVED - timedelta(days=8),
+            caller=Caller(name="司马光", phone="13833334444"),
+            place=Place(district="500105", address="观音桥 2 号"),
+            needs=("special_group_visit",),
+            emergency=False,
+        ),
+    ]
+    for event in (target, *others):
+        await store.claim_intake(event)
+    progress = CaseProgressRecorded(case_id=target.case_id, actor="w1", task_id="t1", note="上门核实")
+    await store.apply_events([(target.case_id, str(progress.event_id), progress)])
+    return store
+
+
+FILTERS = {
+    "case number": CaseFilter(case_id="CQ-20260309-000007"),
+    "case number's beginning": CaseFilter(case_id="CQ-20260309"),
+    "phone": CaseFilter(phone_key=lookup_key(PEPPER, "phone", "13887654321")),
+    "ID card": CaseFilter(id_card_key=lookup_key(PEPPER, "id_card", "11010519491231002X")),
+    "part of the name": CaseFilter(name="婉儿"),
+    "part of the address": CaseFilter(address="天陈路"),
+    "the township": CaseFilter(address="小龙坎"),
+    "district": CaseFilter(district="500106"),
+    "need": CaseFilter(needs=("temp_assist_major",)),
+    "status": CaseFilter(statuses=("in_progress",)),
+    "emergency": CaseFilter(emergency=True),
+    "received days": CaseFilter(
+        received_from=received_range(date(2026, 3, 9), date(2026, 3, 9))[0],
+        received_before=received_range(date(2026, 3, 9), date(2026, 3, 9))[1],
+    ),
+    "one received day": CaseFilter(day="20260309"),
+    "all together": CaseFilter(
+        name="上官",
+        district="500106",
+        phone_key=lookup_key(PEPPER, "phone", "13887654321"),
+        needs=("temp_assist_major", "homeless_cold"),
+        statuses=("in_progress", "resolved"),
+        emergency=True,
+        address="88",
+        received_from=received_range(date(2026, 3, 1), None)[0],
+    ),
+}
+
+
+@pytest.mark.parametrize("field", list(FILTERS))
+async def test_search_by_each_field_finds_the_case(store: HotlineStore, field: str) -> None:
+    found, more = await store.search(FILTERS[field], skip=0, limit=20)
+    assert [d["_id"] for d in found] == ["CQ-20260309-000007"] and not more
+    row = found[0]
+    assert row["event"]["caller"]["name"] == "上官婉儿" and "events" not in row  # only the row's fields read
+    assert "id_card" not in row["event"]["caller"]
+
+
+async def test_an_empty_search_lists_every_case_newest_first(store: HotlineStore) -> None:
+    found, _ = await store.search(CaseFilter(), skip=0, limit=20)
+    assert [d["_id"] for d in found] == ["CQ-20260310-000001", "CQ-20260309-000007", "CQ-20260301-000002"]
+
+
+async def test_a_name_with_regex_characters_is_matched_as_text(store: HotlineStore) -> None:
+    assert (await store.search(CaseFilter(name=".*"), skip=0, limit=20))[0] == []
+
+
+async def test_the_store_keeps_no_clear_number_to_search(store: HotlineStore) -> None:
+    doc = await store.get_intake("CQ-20260309-000007")
+    assert doc is not None
+    keys = caller_keys(PEPPER, phone="13887654321", id_card="11010519491231002X", district=None, address=None)
+    assert doc["keys"]["phone"] == keys["phone"] and doc["keys"]["id_card"] == keys["id_card"]
+    assert "13887654321" not in str(doc["keys"])
