@@ -25,6 +25,7 @@ import httpx
 import structlog
 
 from services.notify.documents import FailedAttempt, NotificationRecord, SentAttempt, SkippedAttempt
+from services.notify.domain import texts
 from services.notify.domain.texts import Notification, consent_refusal, without_phone
 from services.notify.settings import Settings
 from services.notify.store import NotifyStore
@@ -136,6 +137,9 @@ class Outbox:
         timer bucket); returns the keys that were new. Scheduling again is harmless: an attempt that is not
         the next one expected does nothing."""
         now = now or datetime.now(UTC)
+        # One millisecond apart (the store keeps milliseconds): records list, and first attempts run, in the
+        # order they were decided, e.g. a caller's dispatch text before the resolution text of the same batch.
+        at = [now + timedelta(milliseconds=i) for i in range(len(notifications))]
         records = [
             NotificationRecord(
                 key=n.key,
@@ -147,13 +151,14 @@ class Outbox:
                 text_en=n.text_en,
                 params=n.params,
                 event_id=n.event_id,
-                created_at=now,
+                created_at=when,
             )
-            for n in notifications
+            for n, when in zip(notifications, at, strict=True)
         ]
         created = await self.store.add_notifications(records)
         await self.store.outbox_timers.schedule(
-            [Timer(f"{n.key}|1", now, {"key": n.key, "attempt": 1}) for n in notifications], now
+            [Timer(f"{n.key}|1", when, {"key": n.key, "attempt": 1}) for n, when in zip(notifications, at, strict=True)],
+            now,
         )
         return created
 
@@ -162,8 +167,8 @@ class Outbox:
         return timedelta(seconds=max(base * (0.75 + random.random() / 2), at_least_s or 0.0))
 
     async def deliver(self, timer: DueTimer, channels: dict[str, Channel], now: datetime | None = None) -> str:
-        """Run one attempt; returns what happened (sent, retry, failed, "no consent", skipped: an attempt
-        that is not the next one expected)."""
+        """Run one attempt; returns what happened (sent, retry, failed, "no consent", waiting: the caller's
+        earlier text is still on its way, skipped: an attempt that is not the next one expected)."""
         now = now or datetime.now(UTC)
         key, attempt = timer.payload["key"], timer.payload["attempt"]
         record = await self.store.notification(key)
@@ -172,6 +177,14 @@ class Outbox:
             return "skipped"
         channel = channels.get(record.channel) or channels["log"]
         address: str | None = None
+        if record.kind in texts.WAITS_FOR and await self._earlier_text_pending(record):
+            # A caller's texts arrive in order: the outcome never before the case number (P6.2).
+            waits = int(timer.payload.get("waits", 0)) + 1
+            later = now + timedelta(seconds=self.settings.delivery_backoff_initial_s)
+            payload = {**timer.payload, "waits": waits}
+            await self.store.outbox_timers.schedule([Timer(f"{key}|{attempt}|w{waits}", later, payload)], now)
+            await self.store.outbox_timers.done(timer)
+            return "waiting"
         try:
             if record.recipient == "caller":
                 contact = await self.store.caller_contact(record.case_id)
@@ -207,6 +220,10 @@ class Outbox:
         if record.recipient == "caller":
             await self._forget_caller_when_done(record.case_id)
         return "sent"
+
+    async def _earlier_text_pending(self, record: NotificationRecord) -> bool:
+        earlier = await self.store.notification(f"{record.case_id}|{texts.WAITS_FOR[record.kind]}")
+        return earlier is not None and earlier.status == "pending"
 
     async def _forget_caller_when_done(self, case_id: str) -> None:
         """Forget the caller's contact once the case is closed and no text to them is still on its way."""

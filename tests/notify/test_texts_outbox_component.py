@@ -145,6 +145,29 @@ async def test_flow_control_is_retried_after_a_minute_and_the_text_then_goes_out
     ]
 
 
+async def test_the_outcome_text_waits_while_the_case_number_text_is_retried(
+    runtime: Runtime[Notify], texting: dict[str, Channel], standin: SendSmsStandIn
+) -> None:
+    """P6.2: a caller learns the case number and handler before the outcome, even when the first text is held
+    back by the provider's flow control and the case is resolved meanwhile."""
+    cid, now = new_case_id(), datetime.now(UTC)
+    standin.script[cid] = ["isv.BUSINESS_LIMIT_CONTROL"]
+    await publish(runtime, help_requested(cid, "homeless_cold", at=now, caller=caller(True)), HELP_REQUESTED_TOPIC)
+    await publish(runtime, dispatched(cid, at=now))
+    outbox = runtime.service.outbox
+    assert await relay(outbox, texting) == ["retry"]
+    await publish(runtime, resolved(cid, at=now + timedelta(minutes=5)))
+    assert await relay(outbox, texting, timedelta(seconds=1)) == ["waiting"]
+    assert await relay(outbox, texting, timedelta(seconds=61)) == ["waiting", "sent"]
+    assert await relay(outbox, texting, timedelta(seconds=63)) == ["sent"]
+    assert [m["template"] for m in standin.of(cid)] == ["SMS_900001", "SMS_900002"]
+    records = await runtime.service.store.list_notifications(case_id=cid, recipient="caller")
+    assert [(r.kind, r.status, len(r.attempts)) for r in records] == [
+        ("caller_dispatched", "sent", 2),
+        ("caller_resolved", "sent", 1),  # waiting is not an attempt
+    ]
+
+
 async def test_an_illegal_number_is_not_retried_and_the_record_masks_it(
     runtime: Runtime[Notify], texting: dict[str, Channel], standin: SendSmsStandIn
 ) -> None:

@@ -42,6 +42,8 @@ class Notification:
 # Caller texts (P6.2 "受助及时": the caller learns who handles the case and its outcome), only with the
 # caller's consent given on the call (`Caller.consents_to_texts`). Rule data:
 CALLER_KINDS = ("caller_dispatched", "caller_resolved")  # exactly these two in the normal path (P6.2)
+# A text waits while the caller's earlier text is still on its way: the outcome never before the case number.
+WAITS_FOR = {"caller_resolved": "caller_dispatched"}
 SKIPPED_NO_CONSENT = "no consent"  # why a caller text was not sent (P6.2: texts only with consent)
 # A template variable of Alibaba Cloud SMS holds at most 35 characters; longer values are cut with "…".
 PARAM_MAX_CHARS = 35
