@@ -156,10 +156,8 @@ class Outbox:
             for n, when in zip(notifications, at, strict=True)
         ]
         created = await self.store.add_notifications(records)
-        await self.store.outbox_timers.schedule(
-            [Timer(f"{n.key}|1", when, {"key": n.key, "attempt": 1}) for n, when in zip(notifications, at, strict=True)],
-            now,
-        )
+        first = [Timer(f"{n.key}|1", when, {"key": n.key, "attempt": 1}) for n, when in zip(notifications, at, strict=True)]
+        await self.store.outbox_timers.schedule(first, now)
         return created
 
     def backoff(self, attempt: int, at_least_s: float | None = None) -> timedelta:
