@@ -156,7 +156,8 @@ class Outbox:
             for n, when in zip(notifications, at, strict=True)
         ]
         created = await self.store.add_notifications(records)
-        first = [Timer(f"{n.key}|1", when, {"key": n.key, "attempt": 1}) for n, when in zip(notifications, at, strict=True)]
+        pairs = zip(notifications, at, strict=True)
+        first = [Timer(f"{n.key}|1", when, {"key": n.key, "attempt": 1}) for n, when in pairs]
         await self.store.outbox_timers.schedule(first, now)
         return created
 
