@@ -43,6 +43,17 @@ class Forbidden(DomainError):
     code = "forbidden"
 
 
+class Unavailable(DomainError):
+    """Not done now, and nothing of it kept: the client may try again after `retry_after_s` (503)."""
+
+    status = 503
+    code = "unavailable"
+
+    def __init__(self, message_zh: str, message_en: str, *, retry_after_s: int = 1, code: str | None = None) -> None:
+        super().__init__(message_zh, message_en, code=code)
+        self.retry_after_s = retry_after_s
+
+
 # Chinese reasons for pydantic's error types; anything else falls back to a generic message.
 _ZH_REASONS = {
     "missing": "必填项缺失",

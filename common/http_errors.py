@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from common.errors import DomainError, field_errors
+from common.errors import DomainError, Unavailable, field_errors
 
 # A reply names at most this many field errors, and says how many there were: a body with 45,000 unknown
 # keys once produced a 7.4 MB reply listing every one.
@@ -109,4 +109,5 @@ def install_error_handlers(app: FastAPI) -> None:
         body: dict[str, Any] = {"code": exc.code, "message_zh": exc.message_zh, "message_en": exc.message_en}
         if exc.field:
             body["field"] = exc.field
-        return JSONResponse(status_code=exc.status, content=body)
+        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Unavailable) else None
+        return JSONResponse(status_code=exc.status, content=body, headers=headers)

@@ -12,7 +12,7 @@ from fastapi import Depends
 from pymongo.errors import DuplicateKeyError
 
 from common.app import RuntimeDep
-from common.errors import DomainError
+from common.errors import DomainError, Unavailable
 from contracts.events.hotline import Caller, HelpRequested, HouseholdStatus, Place, SpecialGroup, Urgency, WarmTransfer
 from services.hotline.callers import KeyView
 from services.hotline.domain import Triage, caller_keys, case_day, format_case_number, triage
@@ -110,7 +110,8 @@ class Replay(Exception):
         self.case_id = case_id
 
 
-REPLAY_WAIT_S = 5.0  # how long a repeated request waits for the first one's intake record
+# A reservation this old whose intake record never came (its process died in between) is let go.
+REPLAY_WAIT_S = 5.0
 
 
 async def take_help_request(
@@ -142,38 +143,56 @@ async def take_help_request(
     keys = caller_keys(
         hotline.pepper, phone=caller.phone, id_card=caller.id_card, district=place.district, address=place.address
     )
-    async with hotline.slots:
-        try:
-            return await _store_and_send(
-                hotline,
-                now,
-                verdict,
-                keys,
-                scoped_key,
-                dict(
-                    channel=channel,
-                    operator_id=operator_id,
-                    caller=caller,
-                    place=place,
-                    needs=tuple(needs),
-                    household_status=household_status,
-                    special_groups=tuple(special_groups),
-                    months_without_income=int(months) if months is not None else None,
-                    urgency=Urgency.EMERGENCY if verdict.emergency else urgency,
-                    emergency=verdict.emergency,
-                    emergency_reasons=verdict.reasons,
-                    description=description,
-                    attributes=attributes,
-                    warm_transfer=warm_transfer,
-                ),
-            )
-        except Replay as replay:
-            return await _replayed(hotline, replay.case_id, scoped_key or "")
+    deadline = asyncio.get_running_loop().time() + hotline.settings.accept_timeout_s
+    try:  # waiting for a turn: nothing of the call is stored yet, so a refusal here loses nothing
+        await asyncio.wait_for(hotline.slots.acquire(), hotline.settings.accept_timeout_s)
+    except TimeoutError:
+        raise _busy(hotline) from None
+    try:
+        return await _store_and_send(
+            hotline,
+            now,
+            deadline,
+            verdict,
+            keys,
+            scoped_key,
+            dict(
+                channel=channel,
+                operator_id=operator_id,
+                caller=caller,
+                place=place,
+                needs=tuple(needs),
+                household_status=household_status,
+                special_groups=tuple(special_groups),
+                months_without_income=int(months) if months is not None else None,
+                urgency=Urgency.EMERGENCY if verdict.emergency else urgency,
+                emergency=verdict.emergency,
+                emergency_reasons=verdict.reasons,
+                description=description,
+                attributes=attributes,
+                warm_transfer=warm_transfer,
+            ),
+        )
+    except Replay as replay:
+        return await _replayed(hotline, replay.case_id, scoped_key or "", deadline)
+    finally:
+        hotline.slots.release()
 
 
-async def _replayed(hotline: Hotline, case_id: str, scoped_key: str) -> Taken:
-    """The answer the first request with the key got (its matches aside): the same case."""
-    deadline = asyncio.get_running_loop().time() + REPLAY_WAIT_S
+def _busy(hotline: Hotline) -> Unavailable:
+    """The answer when a call cannot be stored within the bound; nothing of it was kept."""
+    wait = max(1, round(hotline.settings.accept_timeout_s))
+    return Unavailable(
+        f"热线受理繁忙，本次来电未保存，请 {wait} 秒后重试",
+        f"The hotline is too busy to take this call now; nothing was stored. Try again in {wait} s",
+        retry_after_s=wait,
+        code="intake_busy",
+    )
+
+
+async def _replayed(hotline: Hotline, case_id: str, scoped_key: str, deadline: float) -> Taken:
+    """The answer the first request with the key got (its matches aside): the same case, waited for
+    until the intake's bound."""
     while (doc := await hotline.store.get_intake(case_id)) is None:
         if asyncio.get_running_loop().time() > deadline:
             # A reservation whose intake never came (its process died in between) is let go, so the
@@ -194,11 +213,18 @@ async def _replayed(hotline: Hotline, case_id: str, scoped_key: str) -> Taken:
     return Taken(event=event, verdict=verdict, duplicates=[], published=published, replayed=True)
 
 
-async def _claim(hotline: Hotline, now: datetime, scoped_key: str | None, fields: dict[str, Any]) -> HelpRequested:
+async def _claim(
+    hotline: Hotline, now: datetime, deadline: float, scoped_key: str | None, fields: dict[str, Any]
+) -> HelpRequested:
+    loop = asyncio.get_running_loop()
     while True:
         case_id = await hotline.case_numbers.next(now)
         if scoped_key and (held := await hotline.store.reserve_idempotency_key(scoped_key, case_id)) is not None:
             raise Replay(held)
+        if loop.time() > deadline:  # the intake record is the point of no return: refuse before it
+            if scoped_key:
+                await hotline.store.release_idempotency_key(scoped_key, case_id)
+            raise _busy(hotline)
         event = HelpRequested(case_id=case_id, correlation_id=case_id, received_at=now, **fields)
         try:
             await hotline.store.claim_intake(event)
@@ -243,17 +269,18 @@ async def _file_caller(
 async def _store_and_send(
     hotline: Hotline,
     now: datetime,
+    deadline: float,
     verdict: Triage,
     keys: dict[str, str],
     scoped_key: str | None,
     fields: dict[str, Any],
 ) -> Taken:
     # The caller index is read while the number is claimed: what it holds is what came before this call.
-    event, seen = await asyncio.gather(_claim(hotline, now, scoped_key, fields), _read_callers(hotline, keys))
+    event, seen = await asyncio.gather(_claim(hotline, now, deadline, scoped_key, fields), _read_callers(hotline, keys))
     # The call is recorded; from here it reaches Kafka directly or through the outbox relay.
     duplicates, published, _ = await asyncio.gather(
         _file_caller(hotline, event.case_id, keys, seen),
-        hotline.publisher.accept(event),
+        hotline.publisher.accept(event, wait_s=max(0.0, deadline - asyncio.get_running_loop().time())),
         hotline.case_numbers.claimed(event.case_id),
     )
     return Taken(event=event, verdict=verdict, duplicates=duplicates, published=published)

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from common.errors import DomainError, Unavailable
 from contracts.catalogue import service_catalogue, validate_attributes
 from contracts.events.hotline import Caller, HelpRequested, HouseholdStatus, Place, SpecialGroup
 from contracts.validation import normalise_phone
@@ -108,6 +109,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": list[Open311Error], "description": "bad or missing fields, each named"},
     403: {"model": list[Open311Error], "description": "api_key missing or invalid"},
     404: {"model": list[Open311Error], "description": "unknown service, request or format"},
+}
+CREATE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    409: {"model": list[Open311Error], "description": "a request with this Idempotency-Key is still being taken"},
+    503: {"model": list[Open311Error], "description": "busy now: nothing stored, see Retry-After"},
 }
 
 
@@ -290,7 +296,7 @@ IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,200}")
     summary="POST Service Request",
     status_code=201,
     response_model=list[Open311Created],
-    responses=ERRORS,
+    responses=CREATE_ERRORS,
 )
 async def create_request(fmt: str, request: Request, hotline: HotlineDep) -> Response:
     try:
@@ -309,19 +315,25 @@ async def create_request(fmt: str, request: Request, hotline: HotlineDep) -> Res
             )
     except Open311Failure as exc:
         return _errors(exc, fmt)
-    taken = await take_help_request(
-        hotline,
-        operator_id=f"open311:{client}",
-        channel="open311",
-        caller=call["caller"],
-        place=call["place"],
-        needs=[call["code"]],
-        household_status=call["household_status"],
-        special_groups=call["special_groups"],
-        description=call["description"],
-        attributes=call["attributes"],
-        idempotency_key=idempotency_key,
-    )
+    try:
+        taken = await take_help_request(
+            hotline,
+            operator_id=f"open311:{client}",
+            channel="open311",
+            caller=call["caller"],
+            place=call["place"],
+            needs=[call["code"]],
+            household_status=call["household_status"],
+            special_groups=call["special_groups"],
+            description=call["description"],
+            attributes=call["attributes"],
+            idempotency_key=idempotency_key,
+        )
+    except DomainError as exc:  # busy (503, nothing stored) or the same key still in progress (409)
+        reply = _errors(Open311Failure(exc.status, f"{exc.message_zh} / {exc.message_en}"), fmt)
+        if isinstance(exc, Unavailable):
+            reply.headers["Retry-After"] = str(exc.retry_after_s)
+        return reply
     log.info("open311 request accepted", case_id=taken.event.case_id, client=client, published=taken.published)
     notice = "已受理，请记住受理编号 / received; keep the request id"
     if taken.verdict.emergency:

@@ -4,7 +4,8 @@
   the call is safe.
 - The API publishes directly only while this process has no backlog, so an outage never lets a new call
   overtake an older one; otherwise the relay is woken. A direct publish runs alongside the outbox write:
-  the call is accepted once either has succeeded (Kafka's ack, or the stored entry).
+  the call is accepted once either has succeeded (Kafka's ack, or the stored entry). The answer waits for
+  Kafka's ack only within the intake's time bound; a publish still on its way then settles in the background.
 - The relay publishes waiting entries a batch at a time in sequence order (one producer keeps the order
   per partition) and removes them only after Kafka acknowledged them (`acks="all"`); on a failure it
   removes the acknowledged ones before it, backs off and starts again from the oldest.
@@ -61,36 +62,54 @@ class Publisher:
         self.backlog = True
         self._to_mark: list[str] = []
         self._marking: asyncio.Task[None] | None = None
+        self._settling: set[asyncio.Future[bool]] = set()  # direct publishes answered before Kafka's ack
 
     async def _publish(self, event: Event, timeout: float) -> None:
         await asyncio.wait_for(publish_event(self.broker, event, topic=self.settings.topic(event.TOPIC)), timeout)
 
-    async def accept(self, event: Event) -> bool:
+    async def accept(self, event: Event, wait_s: float | None = None) -> bool:
         """Store the event (the call is safe from here), then publish it if the way is clear.
 
-        Returns True when Kafka acknowledged it now, False when the relay will publish it."""
+        Returns True when Kafka acknowledged it within `wait_s` (None: the publish timeout), False when the
+        relay will publish it or the direct publish is still on its way (it settles in the background: the
+        entry is removed after the ack, or handed to the relay if the publish fails)."""
         direct = self.kafka_connected.is_set() and not self.backlog
         if not direct:
             await self.outbox.append(event, direct=False)
             self._queued()
             return False
         # Store and send at the same time: the call is safe as soon as either has succeeded.
-        stored, sent = await asyncio.gather(
-            self.outbox.append(event, direct=True),
-            self._publish(event, self.settings.publish_timeout_s),
-            return_exceptions=True,
-        )
-        if isinstance(stored, BaseException):
-            if isinstance(sent, BaseException):
-                raise stored  # neither the store nor Kafka has it: the call is not accepted
-            log.warning("outbox write failed but Kafka acknowledged", case_id=event.case_id, error=repr(stored))
+        sending = asyncio.ensure_future(self._publish(event, self.settings.publish_timeout_s))
+        try:
+            stored = await self.outbox.append(event, direct=True)
+        except Exception as exc:  # noqa: BLE001 - Kafka's ack alone still makes the call safe
+            try:
+                await sending
+            except Exception:  # noqa: BLE001 - neither the store nor Kafka has it: the call is not accepted
+                raise exc from None
+            log.warning("outbox write failed but Kafka acknowledged", case_id=event.case_id, error=repr(exc))
             return True
-        if isinstance(sent, BaseException):
-            log.warning("direct publish failed; relay takes over", case_id=event.case_id, error=repr(sent))
-            self._queued()
-            await self.outbox.release(stored["_id"])
+        done, _ = await asyncio.wait({sending}, timeout=wait_s)
+        if not done:  # the caller is not kept waiting on Kafka: the stored entry already makes the call safe
+            settling = asyncio.ensure_future(self._settle(sending, stored["_id"], event.case_id))
+            self._settling.add(settling)
+            settling.add_done_callback(self._settling.discard)
             return False
-        self._mark_later(stored["_id"])
+        return await self._settle(sending, stored["_id"], event.case_id)
+
+    async def _settle(self, sending: asyncio.Future[None], entry_id: str, case_id: str) -> bool:
+        """After a direct publish: remove the entry once acknowledged, or hand it to the relay."""
+        try:
+            await sending
+        except Exception as exc:  # noqa: BLE001 - the stored entry goes by the relay instead
+            log.warning("direct publish failed; relay takes over", case_id=case_id, error=repr(exc))
+            self._queued()
+            try:
+                await self.outbox.release(entry_id)
+            except Exception as release_error:  # noqa: BLE001 - taken over after inflight_takeover_s
+                log.warning("entry not handed to the relay", case_id=case_id, error=repr(release_error))
+            return False
+        self._mark_later(entry_id)
         return True
 
     def _queued(self) -> None:
@@ -112,7 +131,10 @@ class Publisher:
                 log.warning("could not remove acknowledged entries", count=len(batch), error=repr(exc))
 
     async def flush(self) -> None:
-        """Wait until every acknowledged direct publish has left the outbox (tests, shutdown)."""
+        """Wait until every direct publish has settled and every acknowledged one has left the outbox
+        (tests, shutdown)."""
+        while self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
         while self._marking is not None and not self._marking.done():
             await self._marking
 

@@ -33,6 +33,9 @@ class Settings(ServiceSettings):
     # Calls being taken at the same time; more wait their turn in memory. The calls in progress share
     # their inserts (group commit), so more of them means fewer, larger store commands.
     intake_concurrency: int = Field(default=64, ge=1)
+    # Every intake POST answers within this bound: accepted with a case number, or 503 with Retry-After and
+    # nothing of the call stored (P6.2: an operator is never told "failed" for a call that was kept).
+    accept_timeout_s: float = Field(default=2.0, gt=0, le=30)
     # H-CALLBACK-DUE (P6.2, 办结回访): a resolved case's caller is called back within this many hours.
     callback_due_hours: float = Field(default=72.0, gt=0, le=24 * 60)
 
