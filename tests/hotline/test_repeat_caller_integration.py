@@ -47,7 +47,13 @@ def hotline(
     )
     tmp: Path = tmp_path_factory.mktemp("repeat-caller")
     with ServiceSet(
-        kafka_bootstrap, mongodb_url, ("hotline",), tmp, extra_env={"HOTLINE_TOPIC_NAMESPACE": NAMESPACE}
+        kafka_bootstrap,
+        mongodb_url,
+        ("hotline",),
+        tmp,
+        # This test is about correctness when 200 calls are in flight at once, not the accept bound
+        # (test_overload_integration): every call waits its turn here.
+        extra_env={"HOTLINE_TOPIC_NAMESPACE": NAMESPACE, "HOTLINE_ACCEPT_TIMEOUT_S": "30"},
     ) as services:
         yield services["hotline"].url, services.databases()[0], services
 
