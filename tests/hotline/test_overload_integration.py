@@ -58,6 +58,12 @@ def household(n: int) -> dict[str, Any]:
     }
 
 
+async def intake_ids(mongodb_url: str, database: str) -> list[dict[str, Any]]:
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url)
+    async with mongo:
+        return await mongo[database]["intakes"].find({}, {"_id": 1}).to_list(None)
+
+
 def operator() -> dict[str, str]:
     token = issue_token(
         ServiceSettings(service_name="hotline", environment="test"), sub="op-9", role="operator", district="500103"
@@ -97,8 +103,7 @@ async def test_under_overload_every_call_is_answered_in_time_and_stored_exactly_
         assert slowest < BOUND_S + 5, slowest
 
         database = hotline.databases()[0]
-        async with AsyncMongoClient(mongodb_url) as mongo:
-            stored = {doc["_id"] for doc in await mongo[database]["intakes"].find({}, {"_id": 1}).to_list(None)}
+        stored = {doc["_id"] for doc in await intake_ids(mongodb_url, database)}
         assert stored == set(first_accepted.values())  # not one refused call was kept
 
         # The operators retry every refused form with its own key, a few at a time, until all are taken.
@@ -121,7 +126,6 @@ async def test_under_overload_every_call_is_answered_in_time_and_stored_exactly_
             if response.status_code == 201:
                 assert response.json()["case_id"] == accepted[n] and response.json()["replayed"] is True
 
-    async with AsyncMongoClient(mongodb_url) as mongo:
-        intakes = await mongo[database]["intakes"].find({}, {"_id": 1}).to_list(None)
+    intakes = await intake_ids(mongodb_url, database)
     assert len(intakes) == CALLS and {doc["_id"] for doc in intakes} == set(accepted.values())
     assert len(set(accepted.values())) == CALLS
