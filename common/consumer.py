@@ -48,6 +48,11 @@ class PermanentError(Exception):
     """Raised by a handler when retrying cannot help: the message goes straight to the DLQ."""
 
 
+# A dead letter carries the record unchanged up to this size; a larger one keeps only its head.
+DLQ_MAX_VALUE_BYTES = 512 * 1024
+DLQ_KEPT_HEAD_BYTES = 64 * 1024
+
+
 def _is_transient(exc: BaseException) -> bool:
     from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
@@ -117,9 +122,15 @@ class DeliveryPolicy:
                 "x-dlq-service": self.service,
             }
         )
+        value = record.value or b""
+        if len(value) > DLQ_MAX_VALUE_BYTES:
+            # A record near the broker's size limit does not fit again with the error headers: the dead
+            # letter keeps its head and says so (such a record cannot be replayed; its producer must resend).
+            headers["x-dlq-truncated-from-bytes"] = str(len(value))
+            value = value[:DLQ_KEPT_HEAD_BYTES]
         from common.kafka import publish
 
-        await publish(self.broker, record.value or b"", topic=dlq_topic(record.topic), key=record.key, headers=headers)
+        await publish(self.broker, value, topic=dlq_topic(record.topic), key=record.key, headers=headers)
         log.error(
             "message dead-lettered",
             topic=record.topic,

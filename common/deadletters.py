@@ -84,7 +84,7 @@ class ReplayOutcome(BaseModel):
     topic: str
     partition: int
     offset: int
-    outcome: str  # replayed | already_replayed | not_found
+    outcome: str  # replayed | already_replayed | not_found | truncated (only its head was kept: not replayable)
     to_topic: str | None = None
 
 
@@ -244,6 +244,9 @@ class DeadLetters:
             record = await self._one(ref)
             if record is None:
                 outcomes.append(ReplayOutcome(**ref.model_dump(), outcome="not_found"))
+                continue
+            if dict(record.headers or ()).get("x-dlq-truncated-from-bytes") is not None:
+                outcomes.append(ReplayOutcome(**ref.model_dump(), outcome="truncated"))
                 continue
             headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith(DLQ_HEADERS)]
             original = dict(record.headers or ()).get("x-dlq-original-topic")

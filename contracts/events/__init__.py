@@ -1,5 +1,6 @@
 """Every event schema, with its topic beside it. Import topics from here; never retype them."""
 
+import json
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -36,15 +37,41 @@ def topic_events(topic: str) -> TypeAdapter[Any]:
     return TOPIC_EVENTS[topic]
 
 
-def read_event(topic: str, value: bytes | None) -> Event | None:
-    """The one way a consumer reads a record: the contract event it carries, typed by its `type`; None
-    for a type this version does not know (types added later pass by). Raises `ValidationError` for a
-    record that is not a valid event of the topic (not JSON, no `type`, a field wrong): dead-letter it."""
+class UnknownEventType(ValueError):
+    """A record whose `type` this version of the contracts does not know on its topic. It is dead-lettered
+    like a bad record, not passed by: after an upgrade that knows the type, replaying the dead letters
+    (`python -m common.deadletters replay`) applies what would otherwise have been lost."""
+
+    def __init__(self, topic: str, event_type: object) -> None:
+        super().__init__(f"unknown event type {event_type!r} on {topic}")
+        self.topic, self.event_type = topic, event_type
+
+
+# What a record that is not an event this consumer can apply raises from `read_event`: dead-letter it.
+BAD_RECORD = (ValidationError, UnknownEventType)
+
+
+def _type_of(value: bytes | None) -> object:
+    try:
+        body = json.loads(value or b"")
+    except ValueError:
+        return None
+    return body.get("type") if isinstance(body, dict) else None
+
+
+def read_event(topic: str, value: bytes | None) -> Event:
+    """The one way a consumer reads a record: the contract event it carries, typed by its `type`. Raises
+    `UnknownEventType` for a type this version does not know, and `ValidationError` for a record that is
+    not a valid event of the topic (not JSON, no `type`, a field wrong): both are in `BAD_RECORD`."""
     try:
         event: Event = topic_events(topic).validate_json(value or b"")
     except ValidationError as exc:
-        if any(error["type"] == "union_tag_invalid" for error in exc.errors()):
-            return None
+        errors = exc.errors()
+        # A union topic names an unknown tag; a one-type topic finds its `type` literal not matching.
+        if any(
+            e["type"] == "union_tag_invalid" or (e["type"] == "literal_error" and e["loc"] == ("type",)) for e in errors
+        ):
+            raise UnknownEventType(topic, _type_of(value)) from None
         raise
     return event
 

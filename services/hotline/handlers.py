@@ -14,10 +14,12 @@ from common.app import Runtime
 from common.batches import BatchConsumer, Rejected
 from common.consumer import backoff_delay
 from contracts.events import (
+    BAD_RECORD,
     CASE_LIFECYCLE_TOPIC,
     GRANT_EVENTS_TOPIC,
     HELP_REQUESTED_TOPIC,
     SLA_EVENTS_TOPIC,
+    UnknownEventType,
     read_event,
 )
 from contracts.events.hotline import HelpRequested
@@ -38,8 +40,10 @@ def read_downstream(topic: str, value: bytes | None) -> StatusEvent:
     """A router / relief / notify record as its contract event; one of a type this version does not know
     is kept as an `OtherUpdate` (the status shows it as a generic update). Raises `ValidationError` for a
     record that is not an event of the topic."""
-    event = read_event(topic, value)
-    return event if event is not None else OtherUpdate.model_validate_json(value or b"")
+    try:
+        return read_event(topic, value)
+    except UnknownEventType:
+        return OtherUpdate.model_validate_json(value or b"")
 
 
 def downstream_targets(event: StatusEvent) -> list[tuple[str, str]]:
@@ -96,7 +100,7 @@ async def observe_calls(store: HotlineStore, records: Sequence[ConsumerRecord]) 
     for record in records:
         try:
             event = read_event(HELP_REQUESTED_TOPIC, record.value)
-        except ValidationError:
+        except BAD_RECORD:
             continue  # not a call: nothing to remember (the router dead-letters it)
         if isinstance(event, HelpRequested):
             store.callers.observe(event.case_id, store.caller_key_ids(store.keys_of(event)))

@@ -29,6 +29,7 @@ from contracts.events import (
     GRANT_EVENTS_TOPIC,
     SLA_EVENTS_TOPIC,
     Event,
+    UnknownEventType,
     read_event,
 )
 from contracts.events.hotline import HelpRequested
@@ -113,11 +114,11 @@ def kept_event(entry: dict[str, Any]) -> StatusEvent:
     value = json.dumps(body, default=str).encode()
     for topic in KEPT_TOPICS:
         try:
-            event = read_event(topic, value)
+            return read_event(topic, value)
+        except UnknownEventType:
+            continue  # not one of this topic's types: perhaps the next topic's
         except ValidationError:
             break
-        if event is not None:
-            return event
     return OtherUpdate.model_validate({"type": "unknown", **body, "event_id": str(entry.get("event_id", ""))})
 
 

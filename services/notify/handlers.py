@@ -8,16 +8,14 @@ rest of the batch goes on.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import structlog
-from pydantic import ValidationError
 
 from common.app import Runtime
 from common.batches import BatchConsumer, Rejected
-from contracts.events import Event, read_event
+from contracts.events import BAD_RECORD, Event, read_event
 from contracts.events.hotline import CASE_EVENTS_TOPIC, HELP_REQUESTED_TOPIC, HelpRequested
 from contracts.events.relief import GRANT_EVENTS_TOPIC
 from contracts.events.router import CASE_LIFECYCLE_TOPIC, CaseDispatched, EscalationAcknowledged
@@ -33,12 +31,6 @@ log = structlog.get_logger("notify.handlers")
 
 # The contract topics notify follows (each under the deployment's namespace, `settings.topic`).
 TOPICS = (CASE_LIFECYCLE_TOPIC, CASE_EVENTS_TOPIC, GRANT_EVENTS_TOPIC, HELP_REQUESTED_TOPIC)
-
-
-def _skipped(value: bytes | None) -> None:
-    """Log an event of a type notify does not use (the record was valid JSON with a `type`)."""
-    body = json.loads(value or b"{}")
-    log.info("event type not used by notify; skipped", type=body.get("type"), case_id=body.get("case_id"))
 
 
 def _step(event: Event, notify: Notify, escalation: Escalation | None = None) -> StateChange:
@@ -74,11 +66,8 @@ async def apply_records(runtime: Runtime[Notify], records: Sequence[ConsumerReco
     for record in records:
         try:
             event = read_event(contract_topic[record.topic], record.value)
-        except ValidationError as exc:
+        except BAD_RECORD as exc:
             rejected.append((record, exc))
-            continue
-        if event is None:
-            _skipped(record.value)
             continue
         events.append((record, event))
     answered = await _escalations(notify, [event for _, event in events])

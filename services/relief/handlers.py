@@ -15,10 +15,9 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import structlog
-from pydantic import ValidationError
 
 from common.batches import BatchConsumer, Rejected
-from contracts.events import read_event
+from contracts.events import BAD_RECORD, read_event
 from contracts.events.hotline import HELP_REQUESTED_TOPIC, HelpRequested
 from contracts.events.router import CASE_LIFECYCLE_TOPIC, CaseDispatched, CasesMerged
 from services.relief.settings import Settings
@@ -41,8 +40,8 @@ def contract_topics(settings: Settings) -> dict[str, str]:
 
 
 def parse(record: ConsumerRecord, topics: Mapping[str, str]) -> IntakeEvent | None:
-    """The event a record carries; None for lifecycle events relief does not use (signed for, resolved, …,
-    and types added later: they pass by). Raises ValidationError for a bad record."""
+    """The event a record carries; None for lifecycle events relief does not use (signed for, resolved, …:
+    they pass by). Raises one of `BAD_RECORD` for a bad record or a type this version does not know."""
     match read_event(topics[record.topic], record.value):
         case HelpRequested() | CaseDispatched() | CasesMerged() as event:
             return event
@@ -58,7 +57,7 @@ async def take_records(relief: Relief, records: Sequence[ConsumerRecord], *, top
     for record in records:
         try:
             event = parse(record, topics)
-        except ValidationError as exc:
+        except BAD_RECORD as exc:
             rejected.append((record, exc))
             continue
         if event is not None:

@@ -10,12 +10,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import structlog
-from pydantic import ValidationError
 
 from common.batches import Rejected
 from common.errors import NotFound
 from common.principal import Principal
-from contracts.events import BUSINESS_TZ, SLA_EVENTS_TOPIC, read_event, utcnow
+from contracts.events import BAD_RECORD, BUSINESS_TZ, SLA_EVENTS_TOPIC, read_event, utcnow
 from contracts.events.notify import SlaEscalated
 from services.router.cases import CaseService
 from services.router.domain.case import Case
@@ -44,7 +43,7 @@ async def record_escalations(service: CaseService, records: Sequence[ConsumerRec
     for record in records:
         try:
             event = read_event(SLA_EVENTS_TOPIC, record.value)
-        except ValidationError as exc:
+        except BAD_RECORD as exc:
             rejected.append((record, exc))
             continue
         if isinstance(event, SlaEscalated):

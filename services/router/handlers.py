@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING
 
 import structlog
 from faststream.kafka import KafkaRouter
-from pydantic import ValidationError
 
 from common.app import Runtime
 from common.batches import BatchConsumer, Rejected, raw_bodies
 from common.kafka import SUBSCRIBER_ACK_POLICY
 from contracts.codes import departments
-from contracts.events import CASE_EVENTS_TOPIC, read_event, utcnow
+from contracts.events import BAD_RECORD, CASE_EVENTS_TOPIC, read_event, utcnow
 from contracts.events.hotline import CaseReopened
 from contracts.events.router import DepartmentTask
 from services.router.cases import CaseService
@@ -54,7 +53,7 @@ async def mark_tasks_queued(service: CaseService, records: Sequence[ConsumerReco
         try:
             # The record's topic carries this deployment's namespace; the contract knows the bare name.
             message = read_event(record.topic.removeprefix(namespace), record.value)
-        except ValidationError as exc:
+        except BAD_RECORD as exc:
             rejected.append((record, exc))
             continue
         if isinstance(message, DepartmentTask):
@@ -127,7 +126,8 @@ def build_subscribers(runtime: Runtime[CaseService]) -> KafkaRouter:
         decoder=raw_bodies,
     )
     async def on_hotline_case_event(body: bytes | None) -> None:
-        # A record that is not a valid case event raises ValidationError: the delivery policy dead-letters it.
+        # A record that is not a valid case event (or of an unknown type) raises: the delivery policy
+        # dead-letters it.
         match read_event(CASE_EVENTS_TOPIC, body):
             case CaseReopened() as event:
                 await reopen_case(runtime.service, event)

@@ -14,12 +14,11 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import structlog
-from pydantic import ValidationError
 
 from common.batches import BatchConsumer, Rejected, handle_with_policy
 from common.consumer import DeliveryPolicy
 from common.kafka import BatchProducer
-from contracts.events import HELP_REQUESTED_TOPIC, read_event
+from contracts.events import BAD_RECORD, HELP_REQUESTED_TOPIC, read_event
 from contracts.events.hotline import HelpRequested
 from services.router.cases import BatchOutcome
 
@@ -48,7 +47,7 @@ async def dispatch_batch(dispatch: Dispatch, records: Sequence[ConsumerRecord], 
     for record in records:
         try:
             request = read_event(HELP_REQUESTED_TOPIC, record.value)
-        except (ValidationError, ValueError) as exc:
+        except (*BAD_RECORD, ValueError) as exc:
             rejected.append((record, exc))
             continue
         if isinstance(request, HelpRequested):

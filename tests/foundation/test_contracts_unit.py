@@ -121,13 +121,19 @@ def test_read_event_types_a_record_by_its_topic_and_type():
     assert event.case_id == "CQ-20260215-000123"
 
 
-def test_read_event_passes_by_unknown_types_and_refuses_bad_records():
+def test_read_event_refuses_unknown_types_and_bad_records_alike():
+    """An unknown type is dead-lettered like a bad record (replayable once an upgrade knows it), on a
+    topic of many types and on a topic of one."""
     from pydantic import ValidationError
 
-    from contracts.events import CASE_LIFECYCLE_TOPIC, read_event
+    from contracts.events import BAD_RECORD, CASE_LIFECYCLE_TOPIC, HELP_REQUESTED_TOPIC, UnknownEventType, read_event
 
     later = {"type": "case.added_in_a_later_version", "case_id": "CQ-20260215-000123"}
-    assert read_event(CASE_LIFECYCLE_TOPIC, json.dumps(later).encode()) is None
+    for topic in (CASE_LIFECYCLE_TOPIC, HELP_REQUESTED_TOPIC):
+        with pytest.raises(UnknownEventType) as unknown:
+            read_event(topic, json.dumps(later).encode())
+        assert unknown.value.event_type == "case.added_in_a_later_version" and unknown.value.topic == topic
     for bad in (b"not json", b"{}", json.dumps({"type": "case.signed_for"}).encode()):
         with pytest.raises(ValidationError):
             read_event(CASE_LIFECYCLE_TOPIC, bad)
+    assert issubclass(UnknownEventType, BAD_RECORD[1]) and ValidationError in BAD_RECORD

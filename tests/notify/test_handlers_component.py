@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 
@@ -106,15 +108,19 @@ async def test_rates_count_each_case_once_under_redelivery(runtime) -> None:
     assert row.satisfaction_rate == 1.0 and row.backlog == 0
 
 
-async def test_unknown_event_type_is_skipped_not_dead_lettered(runtime) -> None:
-    cid = new_case_id()
-    from structlog.testing import capture_logs
+async def test_unknown_event_type_is_rejected_to_be_dead_lettered_and_changes_nothing(runtime) -> None:
+    """A type this version does not know is dead-lettered (replayable after an upgrade), not passed by."""
+    from contracts.events import UnknownEventType
+    from services.notify.handlers import apply_records
 
+    cid = new_case_id()
     body = {"type": "case.something_new", "case_id": cid, "occurred_at": datetime.now(UTC).isoformat()}
-    with capture_logs() as logs:
-        await runtime.broker.publish(body, topic=CASE_LIFECYCLE_TOPIC)
+    record = SimpleNamespace(
+        topic=CASE_LIFECYCLE_TOPIC, partition=0, offset=7, key=cid.encode(), headers=[], value=json.dumps(body).encode()
+    )
+    [(rejected, error)] = await apply_records(runtime, [record])
+    assert rejected is record and isinstance(error, UnknownEventType) and error.event_type == "case.something_new"
     assert await runtime.service.store.load(cid) is None
-    assert any(e.get("type") == "case.something_new" and e.get("case_id") == cid for e in logs)
 
 
 async def test_grant_approval_starts_a_same_month_payment_clock_that_payment_stops_P2_1(runtime) -> None:
