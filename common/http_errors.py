@@ -9,9 +9,12 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pymongo.errors import ConnectionFailure
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.errors import DomainError, Unavailable, field_errors
+
+STORE_RETRY_AFTER_S = 2  # what a reply says while the store is unreachable
 
 # A reply names at most this many field errors, and says how many there were: a body with 45,000 unknown
 # keys once produced a 7.4 MB reply listing every one.
@@ -103,6 +106,16 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(status_code=422, content=validation_reply(list(exc.errors())))
+
+    @app.exception_handler(ConnectionFailure)
+    async def _store_unavailable(_: Request, exc: ConnectionFailure) -> JSONResponse:
+        # The store is unreachable (restarting, failing over): try again shortly, not "server error".
+        body = {
+            "code": "store_unavailable",
+            "message_zh": "数据存储暂时不可用，请稍后重试",
+            "message_en": "The store is unavailable for the moment; try again shortly",
+        }
+        return JSONResponse(status_code=503, content=body, headers={"Retry-After": str(STORE_RETRY_AFTER_S)})
 
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:

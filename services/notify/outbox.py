@@ -167,7 +167,8 @@ class Outbox:
 
     async def deliver(self, timer: DueTimer, channels: dict[str, Channel], now: datetime | None = None) -> str:
         """Run one attempt; returns what happened (sent, retry, failed, "no consent", waiting: the caller's
-        earlier text is still on its way, skipped: an attempt that is not the next one expected)."""
+        earlier text is still on its way, claimed: another notify process runs this attempt, skipped: an attempt
+        that is not the next one expected)."""
         now = now or datetime.now(UTC)
         key, attempt = timer.payload["key"], timer.payload["attempt"]
         record = await self.store.notification(key)
@@ -184,6 +185,9 @@ class Outbox:
             await self.store.outbox_timers.schedule([Timer(f"{key}|{attempt}|w{waits}", later, payload)], now)
             await self.store.outbox_timers.done(timer)
             return "waiting"
+        takeover_s = max(60.0, 4 * self.settings.delivery_timeout_s)
+        if not await self.store.claim_delivery(key, attempt, now, takeover_s):
+            return "claimed"  # another notify process runs this attempt (and marks its timer done)
         try:
             if record.recipient == "caller":
                 contact = await self.store.caller_contact(record.case_id)

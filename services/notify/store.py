@@ -178,6 +178,9 @@ class NotifyStore:
         self.case_claims = db["case_claims"]
         self.contacts = db["contacts"]
         self.notifications = db["notifications"]
+        # Who runs each delivery attempt: insert-only claims, so that of several notify processes reading
+        # the same due attempt exactly one sends it (a claim older than the takeover time is taken over).
+        self.delivery_claims = db["delivery_claims"]
         self.sla_events = db["sla_events"]
         self.calendar_years = db["calendar_years"]  # working-day years an admin added (one each, insert-only)
         self.sla_timers = TimerWheel(db, "sla_timers", bucket_s=bucket_s)
@@ -338,6 +341,19 @@ class NotifyStore:
             refused = _ignore_duplicates(exc)
             return {r.key for i, r in enumerate(records) if i not in refused}
         return {r.key for r in records}
+
+    async def claim_delivery(self, key: str, attempt: int, now: datetime, takeover_s: float) -> bool:
+        """Claim attempt `attempt` of notification `key` for this process; False while another process
+        holds it. A claim is a unique-index insert (the one atomic write on every store); one older than
+        `takeover_s` (its process died or hung) is taken over by claiming the next generation."""
+        for generation in range(100):
+            claim = {"_id": f"{key}|{attempt}|{generation}", "at": now}
+            if await insert_once(self.delivery_claims, claim):
+                return True
+            held = await self.delivery_claims.find_one({"_id": claim["_id"]})
+            if held is not None and held["at"] > now - timedelta(seconds=takeover_s):
+                return False
+        return False
 
     async def notification(self, key: str) -> NotificationRecord | None:
         doc = await self.notifications.find_one({"_id": key})

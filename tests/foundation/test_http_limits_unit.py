@@ -80,3 +80,33 @@ async def test_a_reply_lists_the_first_field_errors_and_counts_them_all() -> Non
     body = reply.json()
     assert reply.status_code == 422 and body["error_count"] == 200
     assert len(body["errors"]) == MAX_FIELD_ERRORS and "200" in body["message_en"]
+
+
+async def test_an_unreachable_store_is_a_503_with_retry_after_not_a_server_error() -> None:
+    from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
+
+    from common.errors import Unavailable
+
+    app = FastAPI()
+
+    @app.get("/down")
+    async def down() -> None:
+        raise ServerSelectionTimeoutError("127.0.0.1:27017: connection refused")
+
+    @app.get("/failing-over")
+    async def failing_over() -> None:
+        raise AutoReconnect("primary stepped down")
+
+    @app.get("/busy")
+    async def busy() -> None:
+        raise Unavailable("忙", "busy", retry_after_s=3, code="intake_busy")
+
+    install_error_handlers(app)
+    async with client(app) as http:
+        for path in ("/down", "/failing-over"):
+            reply = await http.get(path)
+            assert reply.status_code == 503 and reply.headers["Retry-After"] == "2"
+            assert reply.json()["code"] == "store_unavailable" and reply.json()["message_zh"]
+        busy_reply = await http.get("/busy")
+        assert busy_reply.status_code == 503 and busy_reply.headers["Retry-After"] == "3"
+        assert busy_reply.json()["code"] == "intake_busy"

@@ -168,6 +168,38 @@ async def test_the_outcome_text_waits_while_the_case_number_text_is_retried(
     ]
 
 
+async def test_two_notify_processes_reading_the_same_due_text_send_it_once(
+    runtime: Runtime[Notify], texting: dict[str, Channel], standin: SendSmsStandIn
+) -> None:
+    """Two instances of notify side by side: both read the same due attempt; one claims and sends it."""
+    cid, now = new_case_id(), datetime.now(UTC)
+    await publish(runtime, help_requested(cid, "homeless_cold", at=now, caller=caller(True)), HELP_REQUESTED_TOPIC)
+    await publish(runtime, dispatched(cid, at=now))
+    first = runtime.service.outbox
+    second = Outbox(NotifyStore(runtime.service.store.db, bucket_s=60), first.settings)
+    at = datetime.now(UTC) + timedelta(seconds=1)
+    [timer] = await first.store.outbox_timers.due(at, 100)
+    [again] = await second.store.outbox_timers.due(at, 100)
+    outcomes = await asyncio.gather(first.deliver(timer, texting, at), second.deliver(again, texting, at))
+    assert sorted(outcomes) == ["claimed", "sent"] or sorted(outcomes) == ["sent", "skipped"]
+    assert len(standin.of(cid)) == 1
+    assert await relay(second, texting, timedelta(minutes=5)) == []  # the timer is done: nothing left to send
+
+
+async def test_a_claim_left_by_a_dead_process_is_taken_over(
+    runtime: Runtime[Notify], texting: dict[str, Channel], standin: SendSmsStandIn
+) -> None:
+    cid, now = new_case_id(), datetime.now(UTC)
+    await publish(runtime, help_requested(cid, "homeless_cold", at=now, caller=caller(True)), HELP_REQUESTED_TOPIC)
+    await publish(runtime, dispatched(cid, at=now))
+    store = runtime.service.store
+    assert await store.claim_delivery(f"{cid}|caller_dispatched", 1, now, takeover_s=60)  # then it died
+    assert await relay(runtime.service.outbox, texting) == ["claimed"]
+    assert standin.of(cid) == []
+    assert await relay(runtime.service.outbox, texting, timedelta(seconds=61)) == ["sent"]
+    assert len(standin.of(cid)) == 1
+
+
 async def test_an_illegal_number_is_not_retried_and_the_record_masks_it(
     runtime: Runtime[Notify], texting: dict[str, Channel], standin: SendSmsStandIn
 ) -> None:
