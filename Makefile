@@ -17,7 +17,7 @@ TEST_PG_PORT ?= 35432
 TEST_INFRA := INFRA_INSTANCE=$(TEST_INSTANCE) KAFKA_PORT=$(TEST_KAFKA_PORT) \
 	KAFKA_CONTROLLER_PORT=$(TEST_KAFKA_CONTROLLER_PORT) MONGO_PORT=$(TEST_MONGO_PORT) PG_PORT=$(TEST_PG_PORT)
 
-.PHONY: run test lint format bench contracts token infra-up infra-down infra-status venv chromium clean
+.PHONY: run test lint format chaos bench contracts token infra-up infra-down infra-status venv chromium clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,12 @@ lint: venv
 format: venv
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
+
+## The fault suite, full profile (the test suite runs its short one): two instances of every service under
+## steady calls; every instance, Kafka, FerretDB and PostgreSQL killed; Kafka down 60 s. Prints its figures.
+chaos: venv
+	@bash $(INFRA) fetch
+	$(PY) -m tests.chaos full
 
 ## Every benchmark (or BENCH="intake router ..."), against the real broker and store, printing figures.
 ## BENCH=e2e runs on an instance of its own whose data is kept, so its history is built once per size.
