@@ -18,6 +18,7 @@ from common.principal import CITY, Principal, Role
 from contracts.codes import districts
 from services.relief.desk import Desk
 from services.relief.domain.money import yuan
+from services.relief.domain.parameters import RuleParameters
 from services.relief.domain.registry import hash_id_card
 from services.relief.domain.runs import RunSpec, ineligible_categories, run_id_for
 from services.relief.domain.standards import DibaoStandard
@@ -39,6 +40,7 @@ from services.relief.schemas import (
     Reason,
     RecipientLedger,
     RegistryRecordView,
+    RuleParametersView,
     RunDetail,
     RunStarted,
     RunView,
@@ -327,6 +329,37 @@ async def add_standard(body: DibaoStandard, admin: Admin, relief: ReliefDep) -> 
             code="standard_exists",
         )
     return AddedStandard.model_validate(body.model_dump() | {"added_by": admin.sub})
+
+
+@router.get(
+    "/standards/rules",
+    summary="The relief rules' parameter set in force on a day (P5.1, P5.2)",
+    response_model=RuleParametersView,
+)
+async def rule_parameters_in_force(reader: Reader, relief: ReliefDep, on: date | None = None) -> RuleParametersView:
+    day = on or relief.clock()
+    _, rules = await relief.dated_data()
+    try:
+        return RuleParametersView.of(rules.in_force(day), day)
+    except LookupError as exc:
+        raise NotFound("该日无救助规则参数", str(exc)) from exc
+
+
+@router.post(
+    "/admin/standards/rules",
+    status_code=201,
+    summary="Add a parameter set of the relief rules from a date (admin)",
+    response_model=RuleParametersView,
+)
+async def add_rule_parameters(body: RuleParameters, admin: Admin, relief: ReliefDep) -> RuleParametersView:
+    if not await relief.store.add_rule_parameters(body, added_by=admin.sub):
+        raise DomainError(
+            "该日期已有新增规则参数",
+            "a parameter set from this date was already added",
+            field="effective_from",
+            code="parameters_exist",
+        )
+    return RuleParametersView.of(body, body.effective_from, added_by=admin.sub)
 
 
 # ------------------------------------------------------------------------ the page

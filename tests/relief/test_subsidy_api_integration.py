@@ -89,7 +89,9 @@ async def test_p51_approved_dibao_enters_the_registry_and_is_paid_by_the_month_t
     relief = app.state.runtime.service
     case = case_id()
     await relief.on_help_requested(
-        help_requested(case, "dibao_application", id_card=id_card(77), months_without_income=2)
+        help_requested(
+            case, "dibao_application", id_card=id_card(77), attributes={"income_fell_due_to_epidemic": "yes"}
+        )
     )
     await relief.on_dispatched(dispatched(case, needs=("dibao_application",)))
     officer = token(app, "officer-a")
