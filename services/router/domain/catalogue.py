@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from contracts.catalogue import service_codes
+from contracts.catalogue import service_catalogue, service_codes
 from contracts.codes import departments
 from contracts.events.hotline import HouseholdStatus, SpecialGroup
 
@@ -48,10 +48,14 @@ class Conditions(_Model):
     special_groups_any: tuple[SpecialGroup, ...] = ()
     emergency: bool | None = None
     min_months_without_income: int | None = Field(default=None, ge=0)
+    # The intake's typed answers (contracts/data/services.yaml single-value attributes): code -> any of values.
+    answers: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
     def size(self) -> int:
-        return sum(1 for v in (self.household_status_in, self.special_groups_any) if v) + sum(
-            1 for v in (self.emergency, self.min_months_without_income) if v is not None
+        return (
+            sum(1 for v in (self.household_status_in, self.special_groups_any) if v)
+            + sum(1 for v in (self.emergency, self.min_months_without_income) if v is not None)
+            + len(self.answers)
         )
 
 
@@ -154,6 +158,8 @@ def _check_references(cat: DispatchCatalogue) -> None:
                 raise CatalogueError(f"{where}: unknown department {dept!r} (see contracts/data/departments.csv)")
         if rule.lead is not None and rule.lead in rule.co_handlers:
             raise CatalogueError(f"{where}: the lead {rule.lead!r} cannot also be a co-handler")
+        for code, values in rule.when.answers.items():
+            _check_answer(where, rule, code, values)
         if rule.sla_class is not None and rule.sla_class not in classes:
             raise CatalogueError(f"{where}: unknown sla_class {rule.sla_class!r}")
         if rule.effective_from < cat.effective_from:
@@ -162,6 +168,20 @@ def _check_references(cat: DispatchCatalogue) -> None:
         raise CatalogueError(f"dispatch catalogue fallback: unknown department {cat.fallback.lead!r}")
     if cat.fallback.sla_class not in classes:
         raise CatalogueError(f"dispatch catalogue fallback: unknown sla_class {cat.fallback.sla_class!r}")
+
+
+def _check_answer(where: str, rule: Rule, code: str, values: tuple[str, ...]) -> None:
+    """An answer condition names a single-value attribute of the rule's services and some of its values."""
+    catalogue = service_catalogue()
+    services = [rule.service] if rule.service else list(rule.services)
+    attributes = {a.code: a for s in services for a in catalogue.attributes_of(s)}
+    attribute = attributes.get(code)
+    if attribute is None or attribute.datatype != "singlevaluelist":
+        named = ", ".join(services) or "its services"
+        raise CatalogueError(f"{where}: {code!r} is not a single-value answer of {named}")
+    allowed = {o.key for o in attribute.options()}
+    if not values or any(v not in allowed for v in values):
+        raise CatalogueError(f"{where}: answer {code!r} takes some of {sorted(allowed)}, got {list(values)}")
 
 
 def _name_the_rule(raw: dict[str, Any], exc: ValidationError) -> CatalogueError:
