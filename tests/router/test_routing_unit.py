@@ -173,6 +173,8 @@ def test_a_remembered_selection_decides_exactly_as_a_fresh_one_for_every_rule() 
         {"emergency": True},
         {"special_groups": ("elderly_alone",)},
         {"months_without_income": 3, "household_status": "low_income"},
+        {"answers": {"income_fell_due_to_epidemic": "yes"}},
+        {"answers": {"subsidy_recipient_kind": "youfu"}},
     ]
     cold = parse_catalogue(CATALOGUE.model_dump(mode="json"))  # same rules, empty memory
     for need in needs:

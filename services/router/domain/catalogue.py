@@ -6,7 +6,7 @@ A bad rule stops the service with an error naming the rule and the reason.
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -17,11 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from contracts.catalogue import service_catalogue, service_codes
 from contracts.codes import departments
+from contracts.deadlines import CalendarPoint, calendar_due
+from contracts.events.base import BUSINESS_TZ
 from contracts.events.hotline import HouseholdStatus, SpecialGroup
 
 PROVISION = r"^P\d\.\d[a-z]?$"
 ReturnReason = Literal["not_our_responsibility", "wrong_district", "duplicate", "insufficient_information"]
-_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?)?$")
+_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
 
 
 class CatalogueError(ValueError):
@@ -29,12 +31,12 @@ class CatalogueError(ValueError):
 
 
 def parse_duration(text: str) -> timedelta:
-    """A small ISO 8601 duration (`P5D`, `PT2H`, `P1DT6H`, `PT30M`)."""
+    """A small ISO 8601 duration (`P5D`, `PT2H`, `P1DT6H`, `PT30M`, `PT0S`)."""
     match = _DURATION.match(text)
     if not match or text in ("P", "PT"):
         raise ValueError(f"not an ISO 8601 duration like P5D or PT2H: {text!r}")
-    days, hours, minutes = (int(g or 0) for g in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes)
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
 
 
 class _Model(BaseModel):
@@ -60,14 +62,32 @@ class Conditions(_Model):
 
 
 class SlaClass(_Model):
+    """A class's department-task deadline: `task_due` after dispatch, or `by` a point of the calendar in the
+    business timezone with `at_least` as a floor (`contracts.deadlines`, the definition notify uses too)."""
+
     code: str
-    task_due: timedelta
+    task_due: timedelta | None = None
+    by: CalendarPoint | None = None
+    at_least: timedelta = timedelta(0)
     provisions: tuple[str, ...] = ()
 
-    @field_validator("task_due", mode="before")
+    @field_validator("task_due", "at_least", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_form(self) -> SlaClass:
+        if (self.task_due is None) == (self.by is None):
+            raise ValueError(f"sla class {self.code}: give exactly one of `task_due` or `by`")
+        return self
+
+    def due(self, start: datetime) -> datetime:
+        """The deadline of a department task of this class created at `start`."""
+        if self.task_due is not None:
+            return start + self.task_due
+        assert self.by is not None  # exactly one form (validated)
+        return calendar_due(start, self.by, BUSINESS_TZ, self.at_least)
 
 
 class Rule(_Model):
