@@ -20,7 +20,7 @@ from services.relief.desk import Desk
 from services.relief.domain.money import yuan
 from services.relief.domain.parameters import RuleParameters
 from services.relief.domain.registry import hash_id_card
-from services.relief.domain.runs import RunSpec, ineligible_categories, run_id_for
+from services.relief.domain.runs import RunSpec, ineligible_categories, pay_before_error, run_id_for
 from services.relief.domain.standards import DibaoStandard
 from services.relief.records import SubsidyRun
 from services.relief.schemas import (
@@ -222,7 +222,7 @@ async def registry_record(recipient_id: str, reader: Reader, relief: ReliefDep) 
 @router.post(
     "/runs",
     status_code=201,
-    summary="Open a subsidy run (P1.3 price linkage, P2.1 holiday)",
+    summary="Open a subsidy run (P1.3 price linkage; P2.1 holiday, first payment, pre-holiday)",
     response_model=RunView,
     response_model_exclude_unset=True,
 )
@@ -234,6 +234,9 @@ async def open_run(body: OpenRun, coordinator: Coordinator, relief: ReliefDep, r
             field="amounts",
             status=422,
         )
+    if why := pay_before_error(body.kind, body.month, body.pay_before):
+        zh, _, en = why.partition(" | ")
+        raise DomainError(zh, en, field="pay_before", status=422)
     if coordinator.city_level:
         scope, chosen = CITY, body.districts or sorted(districts())
     else:
@@ -248,12 +251,13 @@ async def open_run(body: OpenRun, coordinator: Coordinator, relief: ReliefDep, r
         body.month,
         frozenset(chosen),
         {c: yuan(a) for c, a in body.amounts.items()},
+        body.pay_before,
     )
     run = run_document(spec, body.label, scope, coordinator.sub, datetime.now(UTC))
     if not await relief.store.create_run(run):
         existing = await relief.store.get_run(spec.run_id)
         assert existing is not None  # the insert was refused as a duplicate of this id
-        if existing.amounts != run.amounts or existing.districts != run.districts:
+        if (existing.amounts, existing.districts, existing.pay_before) != (run.amounts, run.districts, run.pay_before):
             raise DomainError(
                 "同名发放批次已存在且内容不同",
                 "a run with this id exists with different terms",

@@ -82,6 +82,9 @@ class OpenRun(Body):
     label: str = Field(default="main", description="distinguishes two runs of one kind in one month")
     districts: list[str] = Field(default_factory=list, description="empty: the coordinator's district (or all)")
     amounts: dict[Category, Decimal] = Field(min_length=1, description="yuan per person, by recipient category")
+    pay_before: date | None = Field(
+        default=None, description="pre_holiday (P2.1): the festival day, e.g. the Spring Festival; paid the day before"
+    )
 
     @field_validator("month")
     @classmethod
@@ -274,6 +277,9 @@ class LedgerEntryView(View):
     recipient_id: str
     district: str
     category: str | None = None
+    funding_source: str | None = Field(
+        default=None, description="P1.3: city_district_finance or unemployment_insurance_fund"
+    )
     amount: StoredYuan
     amount_fen: int
     payment_reference: str
@@ -399,6 +405,7 @@ class RunView(View):
     districts: list[str]
     amounts: dict[str, str]
     due_on: str
+    pay_before: str | None = None
     status: str
     opened_by: str
     opened_at: Timestamp

@@ -50,6 +50,7 @@ from services.relief.domain.lifecycle import Conflict, EntitlementState, Status
 from services.relief.domain.money import as_str, to_fen, yuan
 from services.relief.domain.parameters import RulesBook, packaged_rules
 from services.relief.domain.rules import Schedule, p51_steps_followed
+from services.relief.domain.runs import FundingSource
 from services.relief.domain.schedule import PartMonthPolicy, monthly_payment, payable_months
 from services.relief.domain.standards import Area, StandardsBook
 from services.relief.intake import CaseIntake
@@ -336,6 +337,7 @@ class Relief(CaseIntake):
             run_id=None,
             recipient_id=grant.recipient_id,
             district=grant.district,
+            funding_source=str(FundingSource.CITY_DISTRICT_FINANCE),  # temporary assistance: city and district
             amount=amount,
             amount_fen=to_fen(amount),
             payment_reference=reference,
