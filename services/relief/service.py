@@ -195,7 +195,7 @@ class Relief(CaseIntake):
 
     async def _enter_registry(self, grant: Entitlement, on: date) -> None:
         """P5.1 -> P2.3: an approved dibao application enters the low-income population database, dated
-        today, so this month's open holiday run pays the person in the same month (P2.1)."""
+        today, so this month's first-payment (or pre-holiday) run pays the allowance in the same month (P2.1)."""
         if not grant.id_card_hash:
             log.warning(
                 "approved dibao recipient has no ID-card number: not entered in the registry", case_id=grant.case_id

@@ -248,6 +248,7 @@ async def _close_dibao_grant(
         rule_id=RUN_PROVISION[spec.kind],
         facts={"run_id": spec.run_id, "month": spec.month, "amount": as_str(amount)},
         note="",
+        parameters=grant.parameters,
     )
     await grants.change(grant.id, mark_paid(spec.month, {"updated_at": now}, decision, [event]))
 

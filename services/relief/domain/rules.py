@@ -212,7 +212,9 @@ def p52b_uninsured_unemployed(facts: CaseFacts, book: StandardsBook, rules: Rule
     months = facts.months_without_income
     least = p.months_without_income
     if months is None:
-        verify.append("无收入月数未记录，须核实 | months without income not recorded: verify")
+        checks.append(
+            Check("months_without_income", "无收入月数未记录，须核实", "months without income not recorded: verify")
+        )
     elif months < least:
         refusals.append(f"连续无收入{months}个月，不足{least}个月 | {months} months without income, fewer than {least}")
     else:
