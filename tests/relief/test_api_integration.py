@@ -373,3 +373,13 @@ async def test_p5_2_admin_changes_the_rule_parameters_from_a_date_and_new_cases_
     doc = (await client.get(f"/api/v1/entitlements/{case}:P5.2b", headers=token(app, "o"))).json()
     assert doc["cap"] == "930.00" and doc["parameters"] == "CQ-2021-02-TEST@v1"  # 1.5 x 620
     assert [c["field"] for c in doc["checks"]] == ["habitual_residence_district"]
+    assert doc["checks"][0]["reason_zh"].startswith("经常居住地未记录") and "P5.2d" in doc["checks"][0]["reason_en"]
+    approved = await client.post(
+        f"/api/v1/entitlements/{case}:P5.2b/approve", json={"amount_yuan": "930.01"}, headers=token(app, "o")
+    )
+    assert approved.status_code == 422  # above the cap of the set in force
+    approved = await client.post(
+        f"/api/v1/entitlements/{case}:P5.2b/approve", json={"amount_yuan": "930.00"}, headers=token(app, "o")
+    )
+    decision = approved.json()["decisions"][-1]
+    assert decision["verified"] == ["habitual_residence_district"] and decision["parameters"] == "CQ-2021-02-TEST@v1"
