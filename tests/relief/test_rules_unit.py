@@ -296,3 +296,23 @@ def test_p5_2c_four_eyes_threshold_comes_from_the_parameters():
     """P5.2c: the four-eyes threshold is cited from the rule parameters in force."""
     p = only(facts("temp_assist_major"))
     assert p.four_eyes_above == Decimal("5000.00") and p.parameters == "CQ-2021-02@v1"
+
+
+def test_p5_2b_excluded_groups_are_data_a_later_set_may_exclude_tekun_too():
+    """P5.2b: 'not in dibao' is the notice's; a deployer's set excluding another registry group refuses it."""
+    shipped = RULES.in_force(date(2021, 2, 15))
+    stricter = shipped.model_copy(
+        update={
+            "id": "TEST-TEKUN",
+            "effective_from": date(2021, 6, 1),
+            "p52b": shipped.p52b.model_copy(
+                update={"excluded_categories": (Category.DIBAO, Category.UNEMPLOYMENT_BENEFIT, Category.TEKUN)}
+            ),
+        }
+    )
+    book = RULES.with_added([stricter])
+    tekun = {"months_without_income": 4, "answers": UNEMPLOYED, "registry": registry(Category.TEKUN)}
+    [before] = evaluate_case(facts("temp_assist_unemployed", **tekun), BOOK, book)
+    [after] = evaluate_case(facts("temp_assist_unemployed", reported_on=date(2021, 6, 2), **tekun), BOOK, book)
+    assert before.eligible and not after.eligible
+    assert any("registered as tekun" in r for r in after.reasons)

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
+from functools import cache
 from importlib import resources
 from typing import Annotated, Literal
 
@@ -192,6 +193,7 @@ def load_rules(text: str) -> tuple[RulesFile, RulesBook]:
     return parsed, RulesBook(parsed.parameter_sets, parsed.rules)
 
 
+@cache
 def packaged_rules() -> RulesBook:
     """The rules file shipped in `services/relief/data/relief_rules.yaml`, validated."""
     text = resources.files("services.relief.data").joinpath("relief_rules.yaml").read_text(encoding="utf-8")

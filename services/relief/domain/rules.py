@@ -123,7 +123,9 @@ def p52a_epidemic_patient(facts: CaseFacts, book: StandardsBook, rules: RulesBoo
     households = {str(c): c for c in p.household_categories}
     declared = households.get(facts.household_status)
     child = facts.special_groups & {str(g) for g in p.child_groups}
-    in_registry = facts.registry_has(*p.household_categories, Category.ORPHAN, Category.UNSUPPORTED_CHILD)
+    # The registry keeps children in difficulty under the same codes as the intake's special groups.
+    child_categories = [Category(str(g)) for g in p.child_groups if str(g) in set(Category)]
+    in_registry = facts.registry_has(*p.household_categories, *child_categories)
     if in_registry:
         reasons.append("低收入人口数据库在册 | listed in the low-income population database")
     elif declared or child:
@@ -219,10 +221,11 @@ def p52b_uninsured_unemployed(facts: CaseFacts, book: StandardsBook, rules: Rule
         refusals.append(f"连续无收入{months}个月，不足{least}个月 | {months} months without income, fewer than {least}")
     else:
         reasons.insert(0, f"连续无收入{months}个月 | {months} consecutive months without income")
-    if Category.DIBAO in p.excluded_categories and (
-        facts.household_status == "dibao" or facts.registry_has(Category.DIBAO)
-    ):
-        refusals.append("已纳入低保 | already receives dibao")
+    for category in p.excluded_categories:
+        if category is Category.DIBAO and (facts.household_status == "dibao" or facts.registry_has(category)):
+            refusals.append("已纳入低保 | already receives dibao")
+        elif category is not Category.UNEMPLOYMENT_BENEFIT and facts.registry_has(category):  # that one: above
+            refusals.append(f"已在册（{category}），不属于本项救助对象 | registered as {category}: not covered")
     if refusals:
         return Proposal(
             **base,
