@@ -17,7 +17,7 @@ TEST_PG_PORT ?= 35432
 TEST_INFRA := INFRA_INSTANCE=$(TEST_INSTANCE) KAFKA_PORT=$(TEST_KAFKA_PORT) \
 	KAFKA_CONTROLLER_PORT=$(TEST_KAFKA_CONTROLLER_PORT) MONGO_PORT=$(TEST_MONGO_PORT) PG_PORT=$(TEST_PG_PORT)
 
-.PHONY: run test lint format chaos bench contracts token infra-up infra-down infra-status venv chromium clean
+.PHONY: run test lint format chaos bench contracts policy-table token infra-up infra-down infra-status venv chromium clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -70,6 +70,10 @@ endif
 ## JSON Schema for every event and an AsyncAPI document for every topic, under docs/contracts/.
 contracts: venv
 	$(PY) -m contracts.export docs/contracts
+
+## Provision -> rules -> tests (contracts/data/provisions.yaml, the rules data, the tests); fails on an untested one.
+policy-table: venv
+	@$(PY) -m tools.policy_table
 
 ## A development token: make token ROLE=operator DISTRICT=500103 [DEPARTMENT=civil_affairs]
 token: venv

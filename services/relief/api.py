@@ -18,8 +18,9 @@ from common.principal import CITY, Principal, Role
 from contracts.codes import districts
 from services.relief.desk import Desk
 from services.relief.domain.money import yuan
+from services.relief.domain.parameters import RuleParameters
 from services.relief.domain.registry import hash_id_card
-from services.relief.domain.runs import RunSpec, ineligible_categories, run_id_for
+from services.relief.domain.runs import RunSpec, ineligible_categories, pay_before_error, run_id_for
 from services.relief.domain.standards import DibaoStandard
 from services.relief.records import SubsidyRun
 from services.relief.schemas import (
@@ -39,6 +40,7 @@ from services.relief.schemas import (
     Reason,
     RecipientLedger,
     RegistryRecordView,
+    RuleParametersView,
     RunDetail,
     RunStarted,
     RunView,
@@ -220,7 +222,7 @@ async def registry_record(recipient_id: str, reader: Reader, relief: ReliefDep) 
 @router.post(
     "/runs",
     status_code=201,
-    summary="Open a subsidy run (P1.3 price linkage, P2.1 holiday)",
+    summary="Open a subsidy run (P1.3 price linkage; P2.1 holiday, first payment, pre-holiday)",
     response_model=RunView,
     response_model_exclude_unset=True,
 )
@@ -232,6 +234,9 @@ async def open_run(body: OpenRun, coordinator: Coordinator, relief: ReliefDep, r
             field="amounts",
             status=422,
         )
+    if why := pay_before_error(body.kind, body.month, body.pay_before):
+        zh, _, en = why.partition(" | ")
+        raise DomainError(zh, en, field="pay_before", status=422)
     if coordinator.city_level:
         scope, chosen = CITY, body.districts or sorted(districts())
     else:
@@ -246,12 +251,13 @@ async def open_run(body: OpenRun, coordinator: Coordinator, relief: ReliefDep, r
         body.month,
         frozenset(chosen),
         {c: yuan(a) for c, a in body.amounts.items()},
+        body.pay_before,
     )
     run = run_document(spec, body.label, scope, coordinator.sub, datetime.now(UTC))
     if not await relief.store.create_run(run):
         existing = await relief.store.get_run(spec.run_id)
         assert existing is not None  # the insert was refused as a duplicate of this id
-        if existing.amounts != run.amounts or existing.districts != run.districts:
+        if (existing.amounts, existing.districts, existing.pay_before) != (run.amounts, run.districts, run.pay_before):
             raise DomainError(
                 "同名发放批次已存在且内容不同",
                 "a run with this id exists with different terms",
@@ -327,6 +333,37 @@ async def add_standard(body: DibaoStandard, admin: Admin, relief: ReliefDep) -> 
             code="standard_exists",
         )
     return AddedStandard.model_validate(body.model_dump() | {"added_by": admin.sub})
+
+
+@router.get(
+    "/standards/rules",
+    summary="The relief rules' parameter set in force on a day (P5.1, P5.2)",
+    response_model=RuleParametersView,
+)
+async def rule_parameters_in_force(reader: Reader, relief: ReliefDep, on: date | None = None) -> RuleParametersView:
+    day = on or relief.clock()
+    _, rules = await relief.dated_data()
+    try:
+        return RuleParametersView.of(rules.in_force(day), day)
+    except LookupError as exc:
+        raise NotFound("该日无救助规则参数", str(exc)) from exc
+
+
+@router.post(
+    "/admin/standards/rules",
+    status_code=201,
+    summary="Add a parameter set of the relief rules from a date (admin)",
+    response_model=RuleParametersView,
+)
+async def add_rule_parameters(body: RuleParameters, admin: Admin, relief: ReliefDep) -> RuleParametersView:
+    if not await relief.store.add_rule_parameters(body, added_by=admin.sub):
+        raise DomainError(
+            "该日期已有新增规则参数",
+            "a parameter set from this date was already added",
+            field="effective_from",
+            code="parameters_exist",
+        )
+    return RuleParametersView.of(body, body.effective_from, added_by=admin.sub)
 
 
 # ------------------------------------------------------------------------ the page

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from common.app import Runtime, create_service_app
 from services.relief import api, desk_api, handlers
+from services.relief.domain.parameters import RulesBook, load_rules
 from services.relief.domain.standards import StandardsBook, load_standards
 from services.relief.service import Relief
 from services.relief.settings import Settings
@@ -34,16 +35,33 @@ def load_standards_book(settings: Settings) -> StandardsBook:
     return book
 
 
+def load_rules_book(settings: Settings) -> RulesBook:
+    """Read and validate the relief rules and their dated parameters; an invalid file stops the service."""
+    if settings.rules_path:
+        text = Path(settings.rules_path).read_text(encoding="utf-8")
+    else:
+        text = resources.files("services.relief.data").joinpath("relief_rules.yaml").read_text(encoding="utf-8")
+    _, rules = load_rules(text)
+    if settings.major_second_approval_above_yuan is not None:
+        log.warning(
+            "P5.2c four-eyes threshold set by RELIEF_MAJOR_SECOND_APPROVAL_ABOVE_YUAN, not by the rule parameters",
+            threshold=str(settings.major_second_approval_above_yuan),
+        )
+    return rules
+
+
 async def startup(runtime: Runtime[Relief]) -> Relief:
     settings = runtime.settings
     if not isinstance(settings, Settings):
         raise TypeError("relief starts with its own settings (services.relief.settings.Settings)")
     book = load_standards_book(settings)
+    rules = load_rules_book(settings)
     store = ReliefStore(runtime.db)
     await store.ensure_indexes()
     relief = Relief(
         store=store,
         book=book,
+        rules=rules,
         broker=runtime.broker,
         topic_namespace=settings.topic_namespace,
         four_eyes_above=settings.major_second_approval_above_yuan,

@@ -58,6 +58,8 @@ class HelpPart(BaseModel):
     emergency: bool = False
     emergency_reasons: list[str] = Field(default_factory=list)
     event_id: str
+    # The intake's typed answers of the needs (HelpRequested.attributes), which the rules read.
+    attributes: dict[str, str | float | list[str]] = Field(default_factory=dict)
 
 
 class DispatchPart(BaseModel):
@@ -145,6 +147,7 @@ class Decision(BaseModel):
     discharged_on: str | None = None
     contested: bool | None = None
     steps: list[str] | None = None
+    parameters: str | None = None  # the rule parameter set the decision applied, `id@vN`
 
     def to_document(self) -> Doc:
         return self.model_dump(exclude_unset=True)
@@ -190,6 +193,10 @@ class Entitlement(BaseModel):
     facts: Doc = Field(default_factory=dict)
     sla_class: str | None = None
     review_steps: list[str] = Field(default_factory=list)
+    # Intake answers the rule needed and did not get, for the officer to verify: {field, reason_zh, reason_en}.
+    checks: list[dict[str, str]] = Field(default_factory=list)
+    parameters: str | None = None  # the rule parameter set the proposal used, `id@vN`
+    payer_basis: str = "place_of_hardship"  # or "habitual_residence" (P5.2b)
     start_on: StoredDay | None = None
     end_on: StoredDay | None = None
     approved_on: StoredDay | None = None

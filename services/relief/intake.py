@@ -52,6 +52,7 @@ from services.relief.documents import (
 from services.relief.domain.facts import CaseFacts, Category, RegistryMatch
 from services.relief.domain.lifecycle import Status
 from services.relief.domain.money import yuan
+from services.relief.domain.parameters import NoParameters, RulesBook
 from services.relief.domain.personal import mask_phone
 from services.relief.domain.registry import hash_id_card, mask_id_card
 from services.relief.domain.rules import AmountKind, Proposal, Schedule, evaluate_case
@@ -68,8 +69,9 @@ Part = tuple[Literal["help"], HelpPart] | tuple[Literal["dispatch"], DispatchPar
 class CaseIntake:
     store: ReliefStore
     book: StandardsBook
+    rules: RulesBook
     id_hash_salt: str
-    four_eyes_above: Decimal
+    four_eyes_above: Decimal | None  # a deployer's override of the P5.2c threshold of the rule parameters
     clock: Callable[[], date]
     cases: Aggregates[ReliefCase]
     entitlements: Aggregates[Entitlement]
@@ -172,7 +174,15 @@ class CaseIntake:
             emergency=event.emergency,
             emergency_reasons=list(event.emergency_reasons),
             event_id=str(event.event_id),
+            attributes=dict(event.attributes),
         )
+
+    async def dated_data(self) -> tuple[StandardsBook, RulesBook]:
+        """The shipped dibao standards and rule parameters with those an admin added (one read)."""
+        standards, parameters = await self.store.added_dated_data()
+        book = self.book.with_added(standards) if standards else self.book
+        rules = self.rules.with_added(parameters) if parameters else self.rules
+        return book, rules
 
     async def standards_book(self) -> StandardsBook:
         """The shipped standards with those an admin added."""
@@ -186,7 +196,7 @@ class CaseIntake:
             return {}
         hashes = sorted({case.help.id_card_hash for case in cases if case.help and case.help.id_card_hash})
         registry = await self.store.registry_by_id_hashes(hashes) if hashes else {}
-        book = await self.standards_book()
+        book, rules = await self.dated_data()
         created: dict[str, Entitlement] = {}
         evaluations: dict[str, list[str]] = {}
         for case in cases:
@@ -204,11 +214,12 @@ class CaseIntake:
                 months_without_income=help_.months_without_income,
                 hukou_district=help_.hukou_district,
                 registry=match,
+                answers=help_.attributes,
             )
             try:
-                proposals = evaluate_case(facts, book)
-            except NoStandard as exc:  # a data gap the deployer must fix; the DLQ keeps the case's records
-                log.error("no dibao standard in force: case records dead-lettered", case_id=case.id, error=str(exc))
+                proposals = evaluate_case(facts, book, rules)
+            except (NoStandard, NoParameters) as exc:  # a data gap the deployer must fix; the DLQ keeps the records
+                log.error("no standard or rule parameters in force: dead-lettered", case_id=case.id, error=str(exc))
                 refused[case.id] = exc
                 continue
             recipient = (
@@ -237,7 +248,9 @@ class CaseIntake:
         case_id = case.id
         eid = f"{case_id}:{p.rule_id}"
         now = utcnow()
-        four_eyes = self.four_eyes_above if p.amount_kind is AmountKind.CASE_BY_CASE else None
+        four_eyes = None
+        if p.amount_kind is AmountKind.CASE_BY_CASE:
+            four_eyes = self.four_eyes_above if self.four_eyes_above is not None else p.four_eyes_above
         status = Status.PROPOSED if p.eligible else Status.REJECTED
         common = {"grant_id": eid, "case_id": case_id, "rule_id": p.rule_id, "district": p.payer_district}
         event: OutboxEvent
@@ -279,6 +292,9 @@ class CaseIntake:
             facts=p.facts,
             sla_class=p.sla_class,
             review_steps=list(p.review_steps),
+            checks=[c.as_record() for c in p.checks],
+            parameters=p.parameters,
+            payer_basis=p.payer_basis,
             start_on=p.facts.get("reported_on"),
             emergency=case.emergency,
             emergency_reasons=case.emergency_reasons,
@@ -292,6 +308,7 @@ class CaseIntake:
                     rule_id=p.rule_id,
                     facts=p.facts,
                     reasons=list(p.reasons),
+                    parameters=p.parameters,
                 )
             ],
             outbox=[outbox_item(event)],

@@ -39,6 +39,8 @@ class LedgerEntry(Record):
     recipient_id: str
     district: str
     category: str | None = None  # subsidy runs: the category the recipient was paid for
+    # Who funds it (P1.3): city_district_finance or unemployment_insurance_fund; older entries: none.
+    funding_source: str | None = None
     amount: StoredYuan
     amount_fen: int
     payment_reference: str
@@ -150,6 +152,7 @@ class SubsidyRun(Record):
     districts: list[str]
     amounts: dict[str, str]
     due_on: str
+    pay_before: str | None = None  # a pre-holiday run (P2.1): the festival day, paid the day before at the latest
     status: str
     opened_by: str
     opened_at: datetime

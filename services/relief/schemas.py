@@ -19,6 +19,7 @@ from services.relief.documents import Entitlement, StoredDay, StoredYuan
 from services.relief.domain.facts import Category
 from services.relief.domain.lifecycle import Status
 from services.relief.domain.money import as_str, yuan
+from services.relief.domain.parameters import RuleParameters
 from services.relief.domain.registry import ImportReport, id_card_checksum_ok
 from services.relief.domain.rules import AmountKind, Schedule
 from services.relief.domain.runs import LABEL_PATTERN, RunKind
@@ -81,6 +82,9 @@ class OpenRun(Body):
     label: str = Field(default="main", description="distinguishes two runs of one kind in one month")
     districts: list[str] = Field(default_factory=list, description="empty: the coordinator's district (or all)")
     amounts: dict[Category, Decimal] = Field(min_length=1, description="yuan per person, by recipient category")
+    pay_before: date | None = Field(
+        default=None, description="pre_holiday (P2.1): the festival day, e.g. the Spring Festival; paid the day before"
+    )
 
     @field_validator("month")
     @classmethod
@@ -140,6 +144,8 @@ class DecisionView(View):
     discharged_on: str | None = None
     contested: bool | None = None
     steps: list[str] | None = None
+    parameters: str | None = Field(default=None, description="the rule parameter set applied, `id@vN`")
+    verified: list[str] | None = Field(default=None, description="intake answers the approving officer verified")
 
 
 class RegistryMatchView(View):
@@ -183,6 +189,14 @@ class ApplicantView(View):
         )
 
 
+class CheckView(View):
+    """An intake answer the rule needed and did not get: the officer verifies it (P6.3)."""
+
+    field: str = Field(description="the intake answer's attribute code (contracts/data/services.yaml)")
+    reason_zh: str
+    reason_en: str
+
+
 class EntitlementView(View):
     """A proposal or grant, as an officer sees it (without its outbox and the caller's ID-card hash), with
     its applicant (None: a case recorded before relief kept applicants)."""
@@ -207,6 +221,9 @@ class EntitlementView(View):
     facts: dict[str, Any]
     sla_class: str | None
     review_steps: list[str]
+    checks: list[CheckView] = Field(default_factory=list, description="intake answers missing: to verify")
+    parameters: str | None = Field(default=None, description="the rule parameter set applied, `id@vN`")
+    payer_basis: str = Field(default="place_of_hardship", description="or `habitual_residence` (P5.2b)")
     start_on: StoredDay | None
     end_on: StoredDay | None
     approved_on: StoredDay | None
@@ -260,6 +277,9 @@ class LedgerEntryView(View):
     recipient_id: str
     district: str
     category: str | None = None
+    funding_source: str | None = Field(
+        default=None, description="P1.3: city_district_finance or unemployment_insurance_fund"
+    )
     amount: StoredYuan
     amount_fen: int
     payment_reference: str
@@ -385,6 +405,7 @@ class RunView(View):
     districts: list[str]
     amounts: dict[str, str]
     due_on: str
+    pay_before: str | None = None
     status: str
     opened_by: str
     opened_at: Timestamp
@@ -432,3 +453,16 @@ class StandardView(View):
 
 class AddedStandard(StandardView):
     added_by: str
+
+
+class RuleParametersView(View):
+    """The relief rules' parameter set in force on a day (P5.1, P5.2a-c), cited by decisions as `cite`."""
+
+    cite: str
+    on: date
+    parameters: RuleParameters
+    added_by: str | None = None
+
+    @classmethod
+    def of(cls, parameters: RuleParameters, on: date, added_by: str | None = None) -> RuleParametersView:
+        return cls(cite=parameters.cite, on=on, parameters=parameters, added_by=added_by)

@@ -48,7 +48,9 @@ from services.relief.domain import lifecycle
 from services.relief.domain.facts import Category
 from services.relief.domain.lifecycle import Conflict, EntitlementState, Status
 from services.relief.domain.money import as_str, to_fen, yuan
+from services.relief.domain.parameters import RulesBook, packaged_rules
 from services.relief.domain.rules import Schedule, p51_steps_followed
+from services.relief.domain.runs import FundingSource
 from services.relief.domain.schedule import PartMonthPolicy, monthly_payment, payable_months
 from services.relief.domain.standards import Area, StandardsBook
 from services.relief.intake import CaseIntake
@@ -67,9 +69,10 @@ def today() -> date:
 class Relief(CaseIntake):
     store: ReliefStore
     book: StandardsBook  # the shipped standards; admin-added ones are merged in from the store
+    rules: RulesBook = field(default_factory=packaged_rules)  # the shipped rule parameters, likewise
     broker: KafkaBroker | None = None
     topic_namespace: str = ""  # see ServiceSettings.topic_namespace
-    four_eyes_above: Decimal = Decimal("5000.00")
+    four_eyes_above: Decimal | None = None  # overrides the P5.2c threshold of the rule parameters when set
     part_month_policy: PartMonthPolicy = PartMonthPolicy.FULL_MONTH
     id_hash_salt: str = ""
     run_batch_size: int = 1000  # ledger inserts per batch in subsidy runs
@@ -180,8 +183,11 @@ class Relief(CaseIntake):
                 events.append(GrantStopped(**common, reason="discharged", stopped_on=grant.end_on))
         action = "signed_pending_second_approval" if outcome.needs_second_approval else "approved"
         details: dict[str, Any] = {"amount": outcome.amount}
+        if grant.checks:  # the officer signs for the intake answers the rule lacked (P6.3)
+            details["verified"] = [check["field"] for check in grant.checks]
         if grant.rule_id == "P5.1":
-            details |= {"contested": contested, "steps": list(p51_steps_followed(grant.sla_class, contested))}
+            steps = p51_steps_followed(grant.sla_class, contested, grant.review_steps)
+            details |= {"contested": contested, "steps": list(steps)}
         updated = await self._apply(grant, changes, _decision(grant, officer, action, now, note, **details), events)
         if grant.rule_id == "P5.1" and updated.status == Status.APPROVED:
             await self._enter_registry(updated, on)
@@ -189,7 +195,7 @@ class Relief(CaseIntake):
 
     async def _enter_registry(self, grant: Entitlement, on: date) -> None:
         """P5.1 -> P2.3: an approved dibao application enters the low-income population database, dated
-        today, so this month's open holiday run pays the person in the same month (P2.1)."""
+        today, so this month's first-payment (or pre-holiday) run pays the allowance in the same month (P2.1)."""
         if not grant.id_card_hash:
             log.warning(
                 "approved dibao recipient has no ID-card number: not entered in the registry", case_id=grant.case_id
@@ -331,6 +337,7 @@ class Relief(CaseIntake):
             run_id=None,
             recipient_id=grant.recipient_id,
             district=grant.district,
+            funding_source=str(FundingSource.CITY_DISTRICT_FINANCE),  # temporary assistance: city and district
             amount=amount,
             amount_fen=to_fen(amount),
             payment_reference=reference,
@@ -507,5 +514,7 @@ def _decision(grant: Entitlement, officer: Principal, action: str, at: datetime,
         "facts": grant.facts,
         "note": note,
     }
+    if grant.parameters:  # the rule parameter set the proposal used (older records have none)
+        record["parameters"] = grant.parameters
     record.update({k: as_str(v) if isinstance(v, Decimal) else v for k, v in details.items() if v is not None})
     return Decision.model_validate(record)

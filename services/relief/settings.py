@@ -16,8 +16,10 @@ class Settings(ServiceSettings):
     http_port: int = 8003
     # Dibao standards file (YAML); empty: the example file shipped in services/relief/data.
     standards_path: str = ""
-    # P5.2c four eyes: a case-by-case amount above this needs a second officer's approval.
-    major_second_approval_above_yuan: Decimal = Field(default=Decimal("5000.00"), ge=0)
+    # Relief rules and their dated parameters (YAML); empty: the file shipped in services/relief/data.
+    rules_path: str = ""
+    # P5.2c four eyes: when set, overrides the threshold of the rule parameters (relief_rules.yaml).
+    major_second_approval_above_yuan: Decimal | None = Field(default=None, ge=0)
     # P5.2a part months: `full_month` (any started month paid in full) or `pro_rata` (days, in arrears).
     part_month_policy: PartMonthPolicy = PartMonthPolicy.FULL_MONTH
     # Salt of the ID-card hash used to match callers to the registry (set your own in production).

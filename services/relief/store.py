@@ -25,6 +25,7 @@ from common.principal import Principal
 from common.store import create_query_indexes, find_by, insert_once
 from services.relief.documents import Entitlement, ReliefCase
 from services.relief.domain.lifecycle import OPEN, Status
+from services.relief.domain.parameters import RuleParameters
 from services.relief.domain.personal import RegistrySearch, SearchKind
 from services.relief.domain.rules import Schedule
 from services.relief.domain.standards import DibaoStandard
@@ -39,6 +40,8 @@ from services.relief.records import (
 )
 
 DUPLICATE_KEY = 11000
+RULE_PARAMETERS = "rule_parameters"  # the kind of an added rule parameter set in `standards`
+RULE_PARAMETERS_SCOPE = "city"  # its district: rule parameters hold for the whole city
 Doc = dict[str, Any]
 # Left out of entitlement lists: the outbox is the write path's, the ID-card hash is never shown.
 LISTED_WITHOUT = {"outbox": 0, "outbox_pending": 0, "id_card_hash": 0}
@@ -374,9 +377,36 @@ class ReliefStore:
 
     async def added_standards(self) -> list[DibaoStandard]:
         """The standards an admin added at run time (merged with the shipped file)."""
+        return (await self.added_dated_data())[0]
+
+    async def added_dated_data(self) -> tuple[list[DibaoStandard], list[RuleParameters]]:
+        """What an admin added at run time, in one read of the small `standards` collection: dibao standards
+        and rule parameter sets (`kind: rule_parameters`), each merged with its shipped file."""
         fields = DibaoStandard.model_fields
-        docs = await self.standards.find({}, {"_id": 0}).to_list(10_000)
-        return [DibaoStandard.model_validate({k: v for k, v in d.items() if k in fields}) for d in docs]
+        standards: list[DibaoStandard] = []
+        parameters: list[RuleParameters] = []
+        for doc in await self.standards.find({}, {"_id": 0}).to_list(10_000):
+            if doc.get("kind") == RULE_PARAMETERS:
+                parameters.append(RuleParameters.model_validate(doc["parameters"]))
+            else:
+                standards.append(DibaoStandard.model_validate({k: v for k, v in doc.items() if k in fields}))
+        return standards, parameters
+
+    async def add_rule_parameters(self, parameters: RuleParameters, added_by: str) -> bool:
+        """Store an added rule parameter set beside the added standards (the same unique (district, date) key,
+        with the city as its district: one set per date); False if one of the same date was added before."""
+        doc = {
+            "kind": RULE_PARAMETERS,
+            "district": RULE_PARAMETERS_SCOPE,
+            "effective_from": parameters.effective_from.isoformat(),
+            "parameters": parameters.model_dump(mode="json"),
+            "added_by": added_by,
+        }
+        try:
+            await self.standards.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
 
     async def add_standard(self, standard: DibaoStandard, added_by: str) -> bool:
         """Store an added standard (its document: the standard as JSON and who added it); False if one of the

@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -28,11 +28,13 @@ from services.relief.domain.facts import Category
 from services.relief.domain.lifecycle import Status
 from services.relief.domain.money import as_str, to_fen
 from services.relief.domain.registry import ImportReport, parse_registry_csv
-from services.relief.domain.runs import RUN_PROVISION, Recipient, RunKind, RunSpec, run_payment
+from services.relief.domain.runs import RUN_PROVISION, Recipient, RunKind, RunSpec, funding_source, run_payment
 from services.relief.records import LedgerEntry, RegistryRecord, RunExecution, SubsidyRun
 from services.relief.store import ReliefStore
 
 log = structlog.get_logger("relief.subsidies")
+# Runs that pay the dibao/tekun allowance itself (P2.1 approved and paid in the same month).
+ALLOWANCE_RUNS = (RunKind.FIRST_PAYMENT, RunKind.PRE_HOLIDAY)
 
 
 async def import_registry(
@@ -70,6 +72,7 @@ def spec_of(run: SubsidyRun) -> RunSpec:
         run.month,
         frozenset(run.districts),
         {Category(c): Decimal(a) for c, a in run.amounts.items()},
+        date.fromisoformat(run.pay_before) if run.pay_before else None,
     )
 
 
@@ -86,6 +89,7 @@ def run_document(spec: RunSpec, label: str, scope: str, opened_by: str, now: dat
             "districts": sorted(spec.districts),
             "amounts": {str(c): as_str(a) for c, a in spec.amounts.items()},
             "due_on": spec.due_on.isoformat(),
+            **({"pay_before": spec.pay_before.isoformat()} if spec.pay_before else {}),
             "status": "open",
             "opened_by": opened_by,
             "opened_at": now,
@@ -158,7 +162,7 @@ async def execute_run(
         if due is None:
             continue
         eligible += 1
-        if record.source_case_id:
+        if record.source_case_id and spec.kind in ALLOWANCE_RUNS:
             newcomers.append((record.source_case_id, due[0]))
         if record.id in paid:
             continue
@@ -172,6 +176,7 @@ async def execute_run(
                 recipient_id=record.id,
                 district=record.district,
                 category=str(category),
+                funding_source=str(funding_source(spec.kind, category)),
                 amount=amount,
                 amount_fen=to_fen(amount),
                 case_id=None,
@@ -215,9 +220,10 @@ async def execute_run(
 async def _close_dibao_grant(
     store: ReliefStore, grants: Aggregates[Entitlement], case_id: str, spec: RunSpec, amount: Decimal, by: str
 ) -> None:
-    """P2.1: a dibao recipient approved through a case (P5.1) is paid by this run, so that grant is paid
-    for the run's month: its `grant.paid` (queued in the entitlement's outbox, published by the write path)
-    closes the same-month payment deadline notify keeps. Once per grant and month."""
+    """P2.1: a dibao recipient approved through a case (P5.1) has their allowance itself paid by this run (a
+    first-payment or pre-holiday run, not a holiday subsidy), so that grant is paid for the run's month: its
+    `grant.paid` (queued in the entitlement's outbox, published by the write path) closes the same-month
+    payment deadline notify keeps. Once per grant and month."""
     grant = await store.get_entitlement(f"{case_id}:P5.1")
     if grant is None or grant.status != Status.APPROVED or spec.month in grant.paid_periods:
         return
@@ -242,6 +248,7 @@ async def _close_dibao_grant(
         rule_id=RUN_PROVISION[spec.kind],
         facts={"run_id": spec.run_id, "month": spec.month, "amount": as_str(amount)},
         note="",
+        parameters=grant.parameters,
     )
     await grants.change(grant.id, mark_paid(spec.month, {"updated_at": now}, decision, [event]))
 

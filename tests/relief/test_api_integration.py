@@ -350,3 +350,36 @@ async def test_the_officers_list_marks_a_fire_case_an_emergency_with_its_triage_
     }
     assert listed[case]["emergency"] is True and listed[case]["emergency_reasons"] == [fire]
     assert listed[plain]["emergency"] is False and listed[plain]["emergency_reasons"] == []
+
+
+async def test_p5_2_admin_changes_the_rule_parameters_from_a_date_and_new_cases_use_them(relief_app):
+    """P5.2: the rule parameters are dated data an admin adds from a date, through the mechanism of the dibao
+    standards; a case reported after that date is decided by, and cites, the new set."""
+    app, client = relief_app
+    admin = token(app, "admin-1", role="admin", district=None)
+    current = (await client.get("/api/v1/standards/rules?on=2021-02-10", headers=token(app, "o"))).json()
+    assert current["cite"] == "CQ-2021-02@v1"
+    body = current["parameters"] | {"id": "CQ-2021-02-TEST", "effective_from": "2021-02-12"}
+    body["p52b"] = body["p52b"] | {"multiplier": "1.5"}
+    url = "/api/v1/admin/standards/rules"
+    assert (await client.post(url, json=body, headers=token(app, "o"))).status_code == 403
+    created = await client.post(url, json=body, headers=admin)
+    assert created.status_code == 201 and created.json()["cite"] == "CQ-2021-02-TEST@v1"
+    assert (await client.post(url, json=body, headers=admin)).status_code == 409
+    bad = await client.post(url, json=body | {"effective_from": "2021-02-13", "p52c": {}}, headers=admin)
+    assert bad.status_code == 422 and "p52c" in str(bad.json()["errors"])
+    answers = {"unemployment_insured": "no", "cannot_return_due_to_epidemic": "yes"}
+    case = await open_case(app, ("temp_assist_unemployed",), months_without_income=3, attributes=answers)
+    doc = (await client.get(f"/api/v1/entitlements/{case}:P5.2b", headers=token(app, "o"))).json()
+    assert doc["cap"] == "930.00" and doc["parameters"] == "CQ-2021-02-TEST@v1"  # 1.5 x 620
+    assert [c["field"] for c in doc["checks"]] == ["habitual_residence_district"]
+    assert doc["checks"][0]["reason_zh"].startswith("经常居住地未记录") and "P5.2d" in doc["checks"][0]["reason_en"]
+    approved = await client.post(
+        f"/api/v1/entitlements/{case}:P5.2b/approve", json={"amount_yuan": "930.01"}, headers=token(app, "o")
+    )
+    assert approved.status_code == 422  # above the cap of the set in force
+    approved = await client.post(
+        f"/api/v1/entitlements/{case}:P5.2b/approve", json={"amount_yuan": "930.00"}, headers=token(app, "o")
+    )
+    decision = approved.json()["decisions"][-1]
+    assert decision["verified"] == ["habitual_residence_district"] and decision["parameters"] == "CQ-2021-02-TEST@v1"

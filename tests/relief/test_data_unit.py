@@ -11,7 +11,17 @@ import pytest
 from services.relief.domain.facts import Category
 from services.relief.domain.money import yuan
 from services.relief.domain.registry import id_card_check_char, id_card_checksum_ok, parse_registry_csv
-from services.relief.domain.runs import Recipient, RunKind, RunSpec, ineligible_categories, run_payment
+from services.relief.domain.runs import (
+    FundingSource,
+    Recipient,
+    RunKind,
+    RunSpec,
+    funding_source,
+    ineligible_categories,
+    pay_before_error,
+    run_id_for,
+    run_payment,
+)
 from services.relief.domain.standards import DibaoStandard, NoStandard, load_standards
 
 pytestmark = pytest.mark.unit
@@ -146,3 +156,53 @@ def test_p13_price_linkage_categories():
     assert ineligible_categories(RunKind.PRICE_LINKAGE, {Category.DIBAO, Category.YOUFU}) == []
     assert ineligible_categories(RunKind.PRICE_LINKAGE, {Category.EDGE, Category.ORPHAN}) == ["edge", "orphan"]
     assert ineligible_categories(RunKind.HOLIDAY, {Category.YOUFU}) == ["youfu"]
+
+
+def test_p2_1_first_payment_run_pays_the_allowance_only_to_those_approved_in_its_month():
+    """P2.1: newly approved in February are approved and paid in February, by a first-payment run (the
+    dibao/tekun allowance itself, not a holiday subsidy); those approved earlier are not first payments."""
+    spec = RunSpec(
+        "P2.1-first-payment-2021-02-main-500103",
+        RunKind.FIRST_PAYMENT,
+        "2021-02",
+        frozenset({"500103"}),
+        {Category.DIBAO: Decimal("620")},
+    )
+    assert run_payment(spec, person(Category.DIBAO, approved=date(2021, 2, 27))) == (Decimal("620"), Category.DIBAO)
+    assert run_payment(spec, person(Category.DIBAO, approved=date(2021, 1, 31))) is None
+    assert run_payment(spec, person(Category.DIBAO, approved=date(2021, 3, 1))) is None
+    assert spec.due_on == date(2021, 2, 28)
+    assert ineligible_categories(RunKind.FIRST_PAYMENT, {Category.ORPHAN, Category.TEKUN}) == ["orphan"]
+    assert run_id_for(RunKind.FIRST_PAYMENT, "2021-02", "main", "500103") == spec.run_id
+
+
+def test_p2_1_pre_holiday_run_is_due_the_day_before_the_festival_given():
+    """P2.1: February's allowance reaches recipients before the Spring Festival (2026-02-17, the day the
+    coordinator gives): due 2026-02-16; the festival day must fall in the run's month."""
+    spec = RunSpec(
+        "x",
+        RunKind.PRE_HOLIDAY,
+        "2026-02",
+        frozenset({"500103"}),
+        {Category.DIBAO: Decimal("650")},
+        pay_before=date(2026, 2, 17),
+    )
+    assert spec.due_on == date(2026, 2, 16)
+    assert run_payment(spec, person(Category.TEKUN, Category.DIBAO)) == (Decimal("650"), Category.DIBAO)
+    assert pay_before_error(RunKind.PRE_HOLIDAY, "2026-02", date(2026, 2, 17)) is None
+    assert str(pay_before_error(RunKind.PRE_HOLIDAY, "2026-02", None)).startswith("节前发放须填写节日日期")
+    assert "must fall in 2026-02" in str(pay_before_error(RunKind.PRE_HOLIDAY, "2026-02", date(2026, 1, 29)))
+    assert "only a pre-holiday run" in str(pay_before_error(RunKind.HOLIDAY, "2026-02", date(2026, 2, 17)))
+    assert run_id_for(RunKind.HOLIDAY, "2026-02", "spring", "city") == "P2.1-2026-02-spring-city"  # ids kept
+
+
+def test_p1_3_funding_source_of_each_payment():
+    """P1.3: city and district finance for dibao, tekun and 优抚; the unemployment insurance fund for
+    unemployment-insurance and unemployment-subsidy recipients."""
+    assert (
+        funding_source(RunKind.PRICE_LINKAGE, Category.UNEMPLOYMENT_BENEFIT)
+        is FundingSource.UNEMPLOYMENT_INSURANCE_FUND
+    )
+    for category in (Category.DIBAO, Category.TEKUN, Category.YOUFU):
+        assert funding_source(RunKind.PRICE_LINKAGE, category) is FundingSource.CITY_DISTRICT_FINANCE
+    assert funding_source(RunKind.HOLIDAY, Category.ORPHAN) is FundingSource.CITY_DISTRICT_FINANCE

@@ -52,6 +52,8 @@ def facts_for(rule: Rule, **extra: object) -> RoutingFacts:
         fields["special_groups"] = (when.special_groups_any[0],)
     if when.min_months_without_income is not None:
         fields["months_without_income"] = when.min_months_without_income
+    if when.answers:
+        fields["answers"] = {code: values[0] for code, values in when.answers.items()}
     fields.update(extra)
     return RoutingFacts(**fields)
 
@@ -164,3 +166,20 @@ def test_catalogue_file_that_is_not_yaml_is_refused(tmp_path) -> None:
     path.write_text("rules: [unclosed", encoding="utf-8")
     with pytest.raises(CatalogueError, match="not valid YAML"):
         load_catalogue(path)
+
+
+@pytest.mark.parametrize(
+    ("answers", "named"),
+    [
+        ({"subsidy_recipient_kind": ["pensioner"]}, "takes some of"),
+        ({"period": ["2026-01"]}, "is not a single-value answer"),
+        ({"no_such_answer": ["yes"]}, "is not a single-value answer"),
+    ],
+)
+def test_p1_3_an_answer_condition_must_name_a_coded_answer_of_the_service(answers, named) -> None:
+    """P1.3: a rule reading an intake answer names one of the service's single-value answers and its values."""
+    data = raw()
+    rule = next(r for r in data["rules"] if r["id"] == "R-P1.3-PRICE-SUBSIDY-YOUFU")
+    rule["when"] = {"answers": answers}
+    with pytest.raises(CatalogueError, match=f"R-P1.3-PRICE-SUBSIDY-YOUFU: .*{named}"):
+        parse_catalogue(data)

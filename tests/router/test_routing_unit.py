@@ -72,8 +72,39 @@ def test_institution_hazard_goes_to_civil_affairs_the_same_day_P4_1() -> None:
     assert (lead(routing).department, routing.sla_class) == ("civil_affairs", "same_day")
 
 
-def test_dibao_applications_are_fast_tracked_P5_1() -> None:
-    assert decide(CATALOGUE, facts("dibao_application")).sla_class == "fast_track"
+def test_dibao_applications_whose_income_fell_in_the_epidemic_are_fast_tracked_P5_1() -> None:
+    """P5.1: the intake's answer `income_fell_due_to_epidemic: yes` fast-tracks; `no` or not asked does not."""
+    fell = decide(CATALOGUE, facts("dibao_application", answers={"income_fell_due_to_epidemic": "yes"}))
+    assert fell.sla_class == "fast_track" and fell.decision.rule_ids[0] == "R-P5.1-DIBAO-EPIDEMIC"
+    assert fell.decision.facts["answers"] == {"income_fell_due_to_epidemic": "yes"}
+    plain = decide(CATALOGUE, facts("dibao_application", answers={"income_fell_due_to_epidemic": "no"}))
+    assert plain.sla_class == "standard" and plain.decision.rule_ids[0] == "R-P5.1-DIBAO"
+    assert decide(CATALOGUE, facts("dibao_application")).sla_class == "standard"
+
+
+@pytest.mark.parametrize(
+    ("kind", "department", "co_handlers"),
+    [
+        ("dibao", "civil_affairs", ["finance"]),
+        ("tekun", "civil_affairs", ["finance"]),
+        ("youfu", "veterans_affairs", ["finance"]),
+        ("unemployment", "hrss", []),
+        (None, "civil_affairs", ["finance"]),
+    ],
+)
+def test_p1_3_price_subsidy_goes_by_the_kind_of_recipient(kind, department, co_handlers) -> None:
+    """P1.3: dibao/tekun to civil affairs with finance (city and district funds), 优抚 to veterans affairs,
+    unemployment-insurance recipients to human resources & social security (the unemployment fund)."""
+    answers = {"subsidy_recipient_kind": kind} if kind else {}
+    routing = decide(CATALOGUE, facts("price_subsidy", answers=answers))
+    assert lead(routing).department == department
+    assert [a.department for a in routing.co_handlers] == co_handlers
+
+
+def test_p1_3_an_uninsured_unemployed_caller_is_not_routed_as_an_unemployment_benefit_recipient() -> None:
+    """P1.3: the unemployment route is for recipients of unemployment insurance, named by the answer."""
+    routing = decide(CATALOGUE, facts("price_subsidy", special_groups=("unemployed_uninsured",)))
+    assert lead(routing).department == "civil_affairs"
 
 
 def test_price_gouging_goes_to_market_regulation_P1_2() -> None:
@@ -107,11 +138,12 @@ def test_an_unknown_need_falls_back_to_civil_affairs_of_the_place_P6_2() -> None
 
 
 def test_a_refusing_department_is_left_out_and_the_next_candidate_leads() -> None:
-    routing = decide(CATALOGUE, facts("price_subsidy", special_groups=("unemployed_uninsured",)), exclude={"hrss"})
+    answers = {"subsidy_recipient_kind": "unemployment"}
+    routing = decide(CATALOGUE, facts("price_subsidy", answers=answers), exclude={"hrss"})
     assert lead(routing).department == "civil_affairs"
     assert routing.decision.rule_ids[0] == "R-P1.3-PRICE-SUBSIDY"
     assert routing.decision.facts["excluded_departments"] == ["hrss"]
-    assert routing.decision.facts["refused_candidates"] == {"price_subsidy": ["R-P1.3-PRICE-SUBSIDY-UNEMPLOYED"]}
+    assert routing.decision.facts["refused_candidates"] == {"price_subsidy": ["R-P1.3-PRICE-SUBSIDY-UNEMPLOYMENT"]}
 
 
 def test_when_every_candidate_refused_civil_affairs_is_the_fallback() -> None:
@@ -141,6 +173,8 @@ def test_a_remembered_selection_decides_exactly_as_a_fresh_one_for_every_rule() 
         {"emergency": True},
         {"special_groups": ("elderly_alone",)},
         {"months_without_income": 3, "household_status": "low_income"},
+        {"answers": {"income_fell_due_to_epidemic": "yes"}},
+        {"answers": {"subsidy_recipient_kind": "youfu"}},
     ]
     cold = parse_catalogue(CATALOGUE.model_dump(mode="json"))  # same rules, empty memory
     for need in needs:
@@ -166,3 +200,19 @@ def test_remembered_selections_keep_each_case_s_own_facts_and_day() -> None:
     assert second.decision.rule_ids == early.decision.rule_ids
     assert second.decision.facts["received_at"] != early.decision.facts["received_at"]
     assert second.decision.facts["hukou_district"] == "500104" and "hukou_district" not in early.decision.facts
+
+
+def test_p1_3_routing_reads_the_coded_answers_of_the_request_and_never_free_text() -> None:
+    """P1.3/P5.1: RoutingFacts keeps the single-value answers of the needs, not names or free text."""
+    request = HelpRequested(
+        case_id="CQ-20260215-000002",
+        received_at=RECEIVED,
+        operator_id="op-1",
+        caller=Caller(name="王五", phone="13912345678"),
+        place=Place(district="500103"),
+        needs=("price_subsidy",),
+        attributes={"subsidy_recipient_kind": "youfu", "period": "2026-01 张三家"},
+    )
+    routing_facts = RoutingFacts.of(request)
+    assert routing_facts.answers == {"subsidy_recipient_kind": "youfu"}
+    assert lead(decide(CATALOGUE, routing_facts)).department == "veterans_affairs"

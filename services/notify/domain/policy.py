@@ -6,10 +6,9 @@ carries a rule id and the POLICY.md provisions it cites, so every SLA event can 
 
 from __future__ import annotations
 
-import calendar
 import re
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
+from contracts.deadlines import CalendarPoint, calendar_due
 from services.notify.domain.workdays import WorkCalendar, parse_years
 
 TargetName = Literal["sign_for", "first_contact", "resolution", "payment"]
@@ -42,7 +42,7 @@ class TargetRule(_Strict):
     rule_id: str
     provisions: tuple[str, ...] = Field(min_length=1)
     within: timedelta | None = None
-    by: Literal["end_of_day", "end_of_month"] | None = None
+    by: CalendarPoint | None = None
     at_least: timedelta = timedelta(0)
     escalate: bool = True  # a breach of this target climbs the class's escalation ladder
     # `within` counts working days of the holiday calendar (P6.2), not calendar days: whole days only.
@@ -73,13 +73,8 @@ class TargetRule(_Strict):
             if self.working_days and work_calendar is not None:
                 return work_calendar.add(start, self.within)
             return start + self.within
-        local = start.astimezone(tz)
-        if self.by == "end_of_day":
-            end = datetime.combine(local.date() + timedelta(days=1), time(0), tz)
-        else:
-            last = calendar.monthrange(local.year, local.month)[1]
-            end = datetime.combine(local.date().replace(day=last) + timedelta(days=1), time(0), tz)
-        return max(end, start + self.at_least)
+        assert self.by is not None  # exactly one of `within` and `by` (validated)
+        return calendar_due(start, self.by, tz, self.at_least)  # the definition the router uses too (P4.1)
 
 
 class PauseRule(_Strict):

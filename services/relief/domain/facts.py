@@ -3,6 +3,7 @@ case (the dispatch), and what the low-income population database holds about the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -48,6 +49,8 @@ class CaseFacts:
     months_without_income: int | None = None
     hukou_district: str | None = None
     registry: RegistryMatch | None = None
+    # The intake's typed answers (contracts/data/services.yaml attributes, by code), as the hotline sent them.
+    answers: Mapping[str, str | float | list[str]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_record(self) -> dict[str, Any]:
@@ -60,6 +63,7 @@ class CaseFacts:
             "special_groups": sorted(self.special_groups),
             "months_without_income": self.months_without_income,
             "hukou_district": self.hukou_district,
+            "answers": {code: self.answers[code] for code in sorted(self.answers)},
             "registry": None,
         }
         if self.registry is not None:
@@ -71,6 +75,13 @@ class CaseFacts:
                 "active": self.registry.active,
             }
         return record | self.extra
+
+    def answer(self, code: str) -> str | None:
+        """A single-valued answer of the intake (`yes`, `no`, a district code, ...), or None if not asked."""
+        value = self.answers.get(code)
+        if value is None or isinstance(value, list) or value == "":
+            return None
+        return str(value)
 
     def registry_has(self, *categories: Category) -> bool:
         return self.registry is not None and self.registry.active and bool(self.registry.categories & set(categories))

@@ -6,7 +6,7 @@ A bad rule stops the service with an error naming the rule and the reason.
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -15,13 +15,15 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from contracts.catalogue import service_codes
+from contracts.catalogue import service_catalogue, service_codes
 from contracts.codes import departments
+from contracts.deadlines import CalendarPoint, calendar_due
+from contracts.events.base import BUSINESS_TZ
 from contracts.events.hotline import HouseholdStatus, SpecialGroup
 
 PROVISION = r"^P\d\.\d[a-z]?$"
 ReturnReason = Literal["not_our_responsibility", "wrong_district", "duplicate", "insufficient_information"]
-_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?)?$")
+_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
 
 
 class CatalogueError(ValueError):
@@ -29,12 +31,12 @@ class CatalogueError(ValueError):
 
 
 def parse_duration(text: str) -> timedelta:
-    """A small ISO 8601 duration (`P5D`, `PT2H`, `P1DT6H`, `PT30M`)."""
+    """A small ISO 8601 duration (`P5D`, `PT2H`, `P1DT6H`, `PT30M`, `PT0S`)."""
     match = _DURATION.match(text)
     if not match or text in ("P", "PT"):
         raise ValueError(f"not an ISO 8601 duration like P5D or PT2H: {text!r}")
-    days, hours, minutes = (int(g or 0) for g in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes)
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
 
 
 class _Model(BaseModel):
@@ -48,22 +50,44 @@ class Conditions(_Model):
     special_groups_any: tuple[SpecialGroup, ...] = ()
     emergency: bool | None = None
     min_months_without_income: int | None = Field(default=None, ge=0)
+    # The intake's typed answers (contracts/data/services.yaml single-value attributes): code -> any of values.
+    answers: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
     def size(self) -> int:
-        return sum(1 for v in (self.household_status_in, self.special_groups_any) if v) + sum(
-            1 for v in (self.emergency, self.min_months_without_income) if v is not None
+        return (
+            sum(1 for v in (self.household_status_in, self.special_groups_any) if v)
+            + sum(1 for v in (self.emergency, self.min_months_without_income) if v is not None)
+            + len(self.answers)
         )
 
 
 class SlaClass(_Model):
+    """A class's department-task deadline: `task_due` after dispatch, or `by` a point of the calendar in the
+    business timezone with `at_least` as a floor (`contracts.deadlines`, the definition notify uses too)."""
+
     code: str
-    task_due: timedelta
+    task_due: timedelta | None = None
+    by: CalendarPoint | None = None
+    at_least: timedelta = timedelta(0)
     provisions: tuple[str, ...] = ()
 
-    @field_validator("task_due", mode="before")
+    @field_validator("task_due", "at_least", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_form(self) -> SlaClass:
+        if (self.task_due is None) == (self.by is None):
+            raise ValueError(f"sla class {self.code}: give exactly one of `task_due` or `by`")
+        return self
+
+    def due(self, start: datetime) -> datetime:
+        """The deadline of a department task of this class created at `start`."""
+        if self.task_due is not None:
+            return start + self.task_due
+        assert self.by is not None  # exactly one form (validated)
+        return calendar_due(start, self.by, BUSINESS_TZ, self.at_least)
 
 
 class Rule(_Model):
@@ -154,6 +178,8 @@ def _check_references(cat: DispatchCatalogue) -> None:
                 raise CatalogueError(f"{where}: unknown department {dept!r} (see contracts/data/departments.csv)")
         if rule.lead is not None and rule.lead in rule.co_handlers:
             raise CatalogueError(f"{where}: the lead {rule.lead!r} cannot also be a co-handler")
+        for code, values in rule.when.answers.items():
+            _check_answer(where, rule, code, values)
         if rule.sla_class is not None and rule.sla_class not in classes:
             raise CatalogueError(f"{where}: unknown sla_class {rule.sla_class!r}")
         if rule.effective_from < cat.effective_from:
@@ -162,6 +188,20 @@ def _check_references(cat: DispatchCatalogue) -> None:
         raise CatalogueError(f"dispatch catalogue fallback: unknown department {cat.fallback.lead!r}")
     if cat.fallback.sla_class not in classes:
         raise CatalogueError(f"dispatch catalogue fallback: unknown sla_class {cat.fallback.sla_class!r}")
+
+
+def _check_answer(where: str, rule: Rule, code: str, values: tuple[str, ...]) -> None:
+    """An answer condition names a single-value attribute of the rule's services and some of its values."""
+    catalogue = service_catalogue()
+    services = [rule.service] if rule.service else list(rule.services)
+    attributes = {a.code: a for s in services for a in catalogue.attributes_of(s)}
+    attribute = attributes.get(code)
+    if attribute is None or attribute.datatype != "singlevaluelist":
+        named = ", ".join(services) or "its services"
+        raise CatalogueError(f"{where}: {code!r} is not a single-value answer of {named}")
+    allowed = {o.key for o in attribute.options()}
+    if not values or any(v not in allowed for v in values):
+        raise CatalogueError(f"{where}: answer {code!r} takes some of {sorted(allowed)}, got {list(values)}")
 
 
 def _name_the_rule(raw: dict[str, Any], exc: ValidationError) -> CatalogueError:

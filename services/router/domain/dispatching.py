@@ -48,7 +48,7 @@ def new_task(
         role=role,
         hop=case.hop,
         created_at=now,
-        due_at=due_at or now + catalogue.sla(case.sla_class).task_due,
+        due_at=due_at or catalogue.sla(case.sla_class).due(now),
         requested_by=requested_by,
     )
     case.tasks.append(task)

@@ -7,12 +7,14 @@ household registration. Nothing matched, or every candidate refused: civil affai
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from contracts.catalogue import service_catalogue
 from contracts.events.hotline import HelpRequested, HouseholdStatus, SpecialGroup
 from contracts.events.router import Assignment, Decision
 from services.router.domain.catalogue import Conditions, DispatchCatalogue, Rule
@@ -34,6 +36,8 @@ class RoutingFacts(BaseModel):
     months_without_income: int | None = None
     received_at: AwareDatetime
     hukou_district: str | None = None  # recorded to show it did not decide (P5.2d)
+    # The intake's single-value answers of the needs (e.g. subsidy_recipient_kind): coded, no free text.
+    answers: dict[str, str] = Field(default_factory=dict)
 
     @classmethod
     def of(cls, request: HelpRequested) -> RoutingFacts:
@@ -46,7 +50,22 @@ class RoutingFacts(BaseModel):
             months_without_income=request.months_without_income,
             received_at=request.received_at,
             hukou_district=request.caller.hukou_district,
+            answers=coded_answers(request.needs, request.attributes),
         )
+
+
+def coded_answers(needs: Sequence[str], attributes: Mapping[str, object]) -> dict[str, str]:
+    """The answers routing may read: single-value list attributes of the needs (codes, never free text)."""
+    catalogue = service_catalogue()
+    known = catalogue.by_code()
+    coded = {
+        a.code
+        for need in needs
+        if need in known
+        for a in catalogue.attributes_of(need)
+        if a.datatype == "singlevaluelist"
+    }
+    return {code: value for code, value in attributes.items() if code in coded and isinstance(value, str)}
 
 
 @dataclass(frozen=True)
@@ -71,6 +90,8 @@ def matches(conditions: Conditions, facts: RoutingFacts) -> bool:
     if conditions.special_groups_any and not set(conditions.special_groups_any) & set(facts.special_groups):
         return False
     if conditions.emergency is not None and conditions.emergency != facts.emergency:
+        return False
+    if any(facts.answers.get(code) not in values for code, values in conditions.answers.items()):
         return False
     least = conditions.min_months_without_income
     return least is None or (facts.months_without_income is not None and facts.months_without_income >= least)
@@ -126,6 +147,7 @@ def decide(
         facts.special_groups,
         facts.emergency,
         facts.months_without_income,
+        tuple(sorted(facts.answers.items())),
         day,
         excluded,
     )
