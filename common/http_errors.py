@@ -9,10 +9,11 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import PyMongoError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.errors import DomainError, Unavailable, field_errors
+from common.store import store_unavailable
 
 STORE_RETRY_AFTER_S = 2  # what a reply says while the store is unreachable
 
@@ -107,9 +108,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(status_code=422, content=validation_reply(list(exc.errors())))
 
-    @app.exception_handler(ConnectionFailure)
-    async def _store_unavailable(_: Request, exc: ConnectionFailure) -> JSONResponse:
-        # The store is unreachable (restarting, failing over): try again shortly, not "server error".
+    @app.exception_handler(PyMongoError)
+    async def _store_unavailable(_: Request, exc: PyMongoError) -> JSONResponse:
+        # The store is unreachable (restarting, failing over, its backend gone): try again shortly, not
+        # "server error". Any other store error is a server error, said in the same shape.
+        if not store_unavailable(exc):
+            body = {"code": "internal_error", "message_zh": "服务器内部错误", "message_en": "Internal server error"}
+            return JSONResponse(status_code=500, content=body)
         body = {
             "code": "store_unavailable",
             "message_zh": "数据存储暂时不可用，请稍后重试",

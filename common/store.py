@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from pymongo import AsyncMongoClient, DeleteOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure
 from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStartedEvent, CommandSucceededEvent
 
 if TYPE_CHECKING:
@@ -34,6 +34,19 @@ _INDEXED_QUERIES: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictiona
 def store_busy(exc: BaseException) -> bool:
     """FerretDB's SQLite backend refused a write with SQLITE_BUSY under concurrent writers: try again."""
     return isinstance(exc, OperationFailure) and "SQLITE_BUSY" in str(exc)
+
+
+# How FerretDB says its PostgreSQL backend is unreachable or went away (an `OperationFailure`, code 1):
+# the store is down for the moment, as much as when the server itself does not answer.
+_BACKEND_DOWN = ("failed to connect to", "SQLSTATE 57P01", "SQLSTATE 57P03", "SQLSTATE 08", "connection refused")
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """The store cannot be reached right now (the server, or FerretDB's backend): a reason to try again
+    later, not a fault of the request."""
+    if isinstance(exc, ConnectionFailure):
+        return True
+    return isinstance(exc, OperationFailure) and any(sign in str(exc) for sign in _BACKEND_DOWN)
 
 
 async def busy_retry(op: Callable[[], Awaitable[T]], attempts: int = 5) -> T:

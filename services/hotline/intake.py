@@ -148,33 +148,37 @@ async def take_help_request(
         await asyncio.wait_for(hotline.slots.acquire(), hotline.settings.accept_timeout_s)
     except TimeoutError:
         raise _busy(hotline) from None
+    fields = dict(
+        channel=channel,
+        operator_id=operator_id,
+        caller=caller,
+        place=place,
+        needs=tuple(needs),
+        household_status=household_status,
+        special_groups=tuple(special_groups),
+        months_without_income=int(months) if months is not None else None,
+        urgency=Urgency.EMERGENCY if verdict.emergency else urgency,
+        emergency=verdict.emergency,
+        emergency_reasons=verdict.reasons,
+        description=description,
+        attributes=attributes,
+        warm_transfer=warm_transfer,
+    )
     try:
-        return await _store_and_send(
-            hotline,
-            now,
-            deadline,
-            verdict,
-            keys,
-            scoped_key,
-            dict(
-                channel=channel,
-                operator_id=operator_id,
-                caller=caller,
-                place=place,
-                needs=tuple(needs),
-                household_status=household_status,
-                special_groups=tuple(special_groups),
-                months_without_income=int(months) if months is not None else None,
-                urgency=Urgency.EMERGENCY if verdict.emergency else urgency,
-                emergency=verdict.emergency,
-                emergency_reasons=verdict.reasons,
-                description=description,
-                attributes=attributes,
-                warm_transfer=warm_transfer,
-            ),
-        )
-    except Replay as replay:
-        return await _replayed(hotline, replay.case_id, scoped_key or "", deadline)
+        try:
+            return await _store_and_send(hotline, now, deadline, verdict, keys, scoped_key, fields)
+        except Replay as replay:
+            taken = await _replayed(hotline, replay.case_id, scoped_key or "", deadline)
+        if taken is not None:
+            return taken
+        # The key pointed at a number another call holds (left by a request that failed between its two
+        # writes): it has been let go, and this request is taken as the new call it is.
+        return await _store_and_send(hotline, now, deadline, verdict, keys, scoped_key, fields)
+    except Replay as replay:  # a concurrent request with the key won meanwhile: its case
+        replayed = await _replayed(hotline, replay.case_id, scoped_key or "", deadline)
+        if replayed is None:
+            raise _busy(hotline) from None
+        return replayed
     finally:
         hotline.slots.release()
 
@@ -190,9 +194,9 @@ def _busy(hotline: Hotline) -> Unavailable:
     )
 
 
-async def _replayed(hotline: Hotline, case_id: str, scoped_key: str, deadline: float) -> Taken:
+async def _replayed(hotline: Hotline, case_id: str, scoped_key: str, deadline: float) -> Taken | None:
     """The answer the first request with the key got (its matches aside): the same case, waited for
-    until the intake's bound."""
+    until the intake's bound; None when the key's number belongs to another call (the key is let go)."""
     while (doc := await hotline.store.get_intake(case_id)) is None:
         if asyncio.get_running_loop().time() > deadline:
             # A reservation whose intake never came (its process died in between) is let go, so the
@@ -207,9 +211,17 @@ async def _replayed(hotline: Hotline, case_id: str, scoped_key: str, deadline: f
                 code="idempotency_in_progress",
             )
         await asyncio.sleep(0.1)
+    if doc.get("idempotency_key") not in (None, scoped_key):
+        await hotline.store.release_idempotency_key(scoped_key, case_id)
+        log.warning("idempotency key pointed at another call's case; taken afresh", case_id=case_id)
+        return None
     event = HelpRequested.model_validate(doc["event"])
     verdict = triage(list(event.needs), event.description, event.urgency is Urgency.EMERGENCY)
-    published = not await hotline.outbox.holds(str(event.event_id))
+    published = False
+    if not await hotline.outbox.holds(str(event.event_id)):
+        # Published and acknowledged, or never handed to the outbox (the first request failed between the
+        # intake record and the outbox): send it again, since consumers take a call once by its case id.
+        published = await hotline.publisher.accept(event, wait_s=max(0.0, deadline - asyncio.get_running_loop().time()))
     return Taken(event=event, verdict=verdict, duplicates=[], published=published, replayed=True)
 
 
@@ -227,7 +239,7 @@ async def _claim(
             raise _busy(hotline)
         event = HelpRequested(case_id=case_id, correlation_id=case_id, received_at=now, **fields)
         try:
-            await hotline.store.claim_intake(event)
+            await hotline.store.claim_intake(event, idempotency_key=scoped_key)
         except DuplicateKeyError:  # another hotline process gave out that number: take the next
             if scoped_key:
                 await hotline.store.release_idempotency_key(scoped_key, case_id)

@@ -220,9 +220,12 @@ class HotlineStore:
             query["at"] = {"$lt": older_than}
         await busy_retry(lambda: self.idempotency.delete_one(query))
 
-    async def claim_intake(self, event: HelpRequested) -> None:
-        """Insert the intake record; its unique `_id` claims the case number (DuplicateKeyError if taken)."""
+    async def claim_intake(self, event: HelpRequested, *, idempotency_key: str | None = None) -> None:
+        """Insert the intake record; its unique `_id` claims the case number (DuplicateKeyError if taken).
+        It keeps the request's `Idempotency-Key` ("" without one), so a repeat can tell its own case from
+        another's (a record from before has none: taken as the repeat's own)."""
         document = self.intake_document(event)
+        document["idempotency_key"] = idempotency_key or ""
         await self._intake_inserts.insert(document)
         self.records.remember(document)  # its first downstream event need not read it back
 

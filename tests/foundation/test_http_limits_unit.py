@@ -83,7 +83,7 @@ async def test_a_reply_lists_the_first_field_errors_and_counts_them_all() -> Non
 
 
 async def test_an_unreachable_store_is_a_503_with_retry_after_not_a_server_error() -> None:
-    from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
+    from pymongo.errors import AutoReconnect, OperationFailure, ServerSelectionTimeoutError
 
     from common.errors import Unavailable
 
@@ -97,16 +97,28 @@ async def test_an_unreachable_store_is_a_503_with_retry_after_not_a_server_error
     async def failing_over() -> None:
         raise AutoReconnect("primary stepped down")
 
+    @app.get("/backend-gone")
+    async def backend_gone() -> None:  # FerretDB while its PostgreSQL restarts
+        raise OperationFailure(
+            "[msg_insert.go:168] FATAL: terminating connection due to unexpected postmaster exit (SQLSTATE 57P01)", 1
+        )
+
+    @app.get("/broken")
+    async def broken() -> None:
+        raise OperationFailure("unknown operator: $frobnicate", 2)
+
     @app.get("/busy")
     async def busy() -> None:
         raise Unavailable("忙", "busy", retry_after_s=3, code="intake_busy")
 
     install_error_handlers(app)
     async with client(app) as http:
-        for path in ("/down", "/failing-over"):
+        for path in ("/down", "/failing-over", "/backend-gone"):
             reply = await http.get(path)
             assert reply.status_code == 503 and reply.headers["Retry-After"] == "2"
             assert reply.json()["code"] == "store_unavailable" and reply.json()["message_zh"]
+        broken_reply = await http.get("/broken")
+        assert broken_reply.status_code == 500 and broken_reply.json()["code"] == "internal_error"
         busy_reply = await http.get("/busy")
         assert busy_reply.status_code == 503 and busy_reply.headers["Retry-After"] == "3"
         assert busy_reply.json()["code"] == "intake_busy"

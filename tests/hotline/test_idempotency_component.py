@@ -4,6 +4,7 @@ answer, a second press of submit) gets the first one's case back, never a second
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 
@@ -26,9 +27,47 @@ async def test_a_repeated_submission_with_the_same_key_gets_the_same_case(harnes
     assert again.json()["case_id"] == first.json()["case_id"]
     assert first.json()["replayed"] is False and again.json()["replayed"] is True
     assert await harness.db["intakes"].count_documents({}) == 1
-    assert [b["case_id"] for b in harness.published if b["type"] == "hotline.help_requested"] == [
-        first.json()["case_id"]
-    ]
+    # The repeat sends the same event again (the first request may have failed before it reached the outbox):
+    # one case, one event id, which consumers take once.
+    sent = [b for b in harness.published if b["type"] == "hotline.help_requested"]
+    assert {(b["case_id"], b["event_id"]) for b in sent} == {(first.json()["case_id"], sent[0]["event_id"])}
+
+
+async def test_a_repeat_whose_first_request_never_reached_the_outbox_still_gets_its_call_published(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first request stored the intake record, then failed (the store went away before the outbox entry
+    and Kafka refused too): the operator's repeat must not leave the call unpublished."""
+    publisher = harness.hotline.publisher
+    real = publisher.accept
+
+    async def failing(event: object, wait_s: float | None = None) -> bool:
+        raise ConnectionError("the store and Kafka are gone")
+
+    monkeypatch.setattr(publisher, "accept", failing)
+    with pytest.raises(ConnectionError):  # the transport raises what the app did not answer
+        await post(harness, "form-lost-outbox")
+    assert await harness.db["intakes"].count_documents({}) == 1 and harness.published == []
+    monkeypatch.setattr(publisher, "accept", real)
+    again = await post(harness, "form-lost-outbox")
+    assert again.status_code == 201 and again.json()["replayed"] is True
+    assert harness.published_types(again.json()["case_id"]) == ["hotline.help_requested"]
+
+
+async def test_a_key_left_pointing_at_another_calls_number_is_let_go_and_the_call_taken_afresh(
+    harness: Harness,
+) -> None:
+    """A request tied its key to a number, then failed before its intake record; another call took the
+    number. The repeat must not be answered with the other caller's case."""
+    other = await post(harness, None)
+    taken = other.json()["case_id"]
+    await harness.db["idempotency_keys"].insert_one(
+        {"_id": "op-1:form-stale", "case_id": taken, "at": datetime.now(UTC)}
+    )
+    again = await post(harness, "form-stale", caller={"name": "赵六", "phone": "13700001111"})
+    assert again.status_code == 201, again.text
+    assert again.json()["case_id"] != taken and again.json()["replayed"] is False
+    assert await harness.db["intakes"].count_documents({}) == 2
 
 
 async def test_concurrent_submissions_with_one_key_open_one_case(harness: Harness) -> None:
