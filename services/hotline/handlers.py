@@ -20,10 +20,11 @@ from contracts.events import (
     SLA_EVENTS_TOPIC,
     read_event,
 )
-from contracts.events.hotline import HelpRequested
+from contracts.events.care import CARE_EVENTS_TOPIC, OutreachProposed
+from contracts.events.hotline import Caller, HelpRequested, Outreach
 from contracts.events.router import CasesMerged
 from services.hotline.domain import OtherUpdate, StatusEvent
-from services.hotline.intake import Hotline
+from services.hotline.intake import Hotline, take_help_request
 from services.hotline.store import HotlineStore
 
 if TYPE_CHECKING:
@@ -134,6 +135,62 @@ async def _load_callers(store: HotlineStore, feed_running: asyncio.Event) -> Non
             failures += 1
             log.warning("caller index not loaded yet", error=repr(exc))
             await asyncio.sleep(backoff_delay(failures, 1.0, 30.0))
+
+
+OUTREACH_OPERATOR = "outreach"  # who "takes" a proactive case: the discovery rules (P2.3), not an operator
+
+
+async def file_outreach(hotline: Hotline, records: Sequence[ConsumerRecord], topic: str) -> Rejected:
+    """P2.3 (未诉先办): file each proposed outreach through the normal intake as a proactive case, once per
+    proposal (its id is the intake's idempotency key: a redelivery gets the same case back). Other care
+    events pass by; a record that is not a valid event is dead-lettered."""
+    rejected: Rejected = []
+    for record in records:
+        try:
+            event = read_event(topic, record.value)
+        except ValidationError as exc:
+            rejected.append((record, exc))
+            continue
+        if not isinstance(event, OutreachProposed):
+            continue
+        taken = await take_help_request(
+            hotline,
+            operator_id=OUTREACH_OPERATOR,
+            channel="outreach",
+            caller=Caller(name=event.name or "主动发现对象", phone=""),
+            place=event.place,
+            needs=list(event.needs),
+            household_status=event.household_status,
+            special_groups=event.special_groups,
+            description=event.description,
+            idempotency_key=event.proposal_id,
+            outreach=Outreach(
+                proposal_id=event.proposal_id,
+                rule_id=event.rule_id,
+                provisions=event.provisions,
+                household=event.household,
+            ),
+        )
+        log.info(
+            "outreach filed as a proactive case",
+            case_id=taken.event.case_id,
+            rule_id=event.rule_id,
+            replayed=taken.replayed,
+        )
+    return rejected
+
+
+async def outreach_consumer(runtime: Runtime[Hotline]) -> None:
+    """Background loop: outreach proposals (relief's care topic) filed as proactive cases (P2.3)."""
+    hotline = runtime.service
+    settings = hotline.settings
+    await BatchConsumer(
+        name="outreach",
+        topics=(settings.topic(CARE_EVENTS_TOPIC),),
+        group_id=f"{settings.consumer_group}-outreach",
+        handler=lambda records: file_outreach(hotline, records, CARE_EVENTS_TOPIC),
+        max_records=50,
+    ).run(runtime)
 
 
 async def outbox_relay(runtime: Runtime[Hotline]) -> None:

@@ -10,7 +10,7 @@ import structlog
 from fastapi import FastAPI
 
 from common.app import Runtime, create_service_app
-from services.relief import api, care, care_api, desk_api, handlers
+from services.relief import api, care, care_api, desk_api, discovery, handlers
 from services.relief.domain.standards import StandardsBook, load_standards
 from services.relief.service import Relief
 from services.relief.settings import Settings
@@ -61,7 +61,10 @@ async def startup(runtime: Runtime[Relief]) -> Relief:
         broker=runtime.broker,
         topic_namespace=settings.topic_namespace,
     )
-    runtime.aggregates.append(relief.care.entries)
+    relief.care.discovery = discovery.Discovery(
+        store, discovery.load_rules(), clock=lambda: relief.clock(), publish=relief.care.publisher
+    )
+    runtime.aggregates += [relief.care.entries, relief.care.discovery.proposals]
     return relief
 
 

@@ -11,7 +11,7 @@ entry's outbox and are published on `relief.care-events.v1`. The visits due are 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from importlib import resources
@@ -24,9 +24,13 @@ from common.aggregates import Aggregates, Codec, Entry
 from common.errors import DomainError, Forbidden, NotFound
 from common.kafka import publish_event
 from common.principal import Principal, Role
-from contracts.events.care import care_event
+from contracts.events.care import OutreachProposed, care_event
+from contracts.events.hotline import HouseholdStatus, Place, SpecialGroup
+from services.relief.discovery import Discovery
 from services.relief.domain import care as rules
+from services.relief.domain import discovery as finding_rules
 from services.relief.domain.care import CareEntry, CareGroup, CareVisit, VisitMode, VisitOutcome, VisitSchedule
+from services.relief.domain.discovery import Finding
 from services.relief.store import ReliefStore
 
 if TYPE_CHECKING:
@@ -76,12 +80,17 @@ class CareRegister:
     clock: Callable[[], date]
     broker: KafkaBroker | None = None
     topic_namespace: str = ""
+    discovery: Discovery | None = None  # proactive discovery on the register (P2.3), set by app.py
     entries: Aggregates[CareEntry] = field(init=False)
 
     def __post_init__(self) -> None:
         db = self.store.db
-        publish = self._publish if self.broker is not None else None
-        self.entries = Aggregates(db["care_entries"], db["care_entries_claims"], CARE_CODEC, publish)
+        self.entries = Aggregates(db["care_entries"], db["care_entries_claims"], CARE_CODEC, self.publisher)
+
+    @property
+    def publisher(self) -> Callable[[Sequence[tuple[str, list[Entry]]]], Awaitable[None]] | None:
+        """What publishes the care topic's outboxes (None without a broker: they wait for a sweeper)."""
+        return self._publish if self.broker is not None else None
 
     async def _publish(self, outboxes: Sequence[tuple[str, list[Entry]]]) -> None:
         broker = self.broker
@@ -168,7 +177,7 @@ class CareRegister:
         """The entry's next due visit into the insert-only schedule (the sweep's to look at)."""
         due = entry.next_due_on
         check = rules.check_day(due, self.clock())
-        await self.store.schedule_care_due([(entry.id, due.isoformat(), check.isoformat())])
+        await self.store.schedule_care_due([(entry.id, due.isoformat(), check.isoformat(), "visit")])
 
     # ------------------------------------------------------------------ reading
 
@@ -212,8 +221,11 @@ class CareRegister:
         entry = await self.get(entry_id, visitor)
         if outcome is VisitOutcome.NEEDS_FOUND and not needs:
             raise DomainError("发现需求时请填写需求", "name the needs found", field="needs", status=422)
+        visit_id = f"{entry.id}|{visited_on.isoformat()}|{visitor.sub}|{mode}"
+        today = self.clock()
+        findings = self._needs_found(entry, visit_id, today) if outcome is VisitOutcome.NEEDS_FOUND else []
         visit = CareVisit(
-            visit_id=f"{entry.id}|{visited_on.isoformat()}|{visitor.sub}|{mode}",
+            visit_id=visit_id,
             visited_on=visited_on,
             worker=visitor.sub,
             worker_shown=visitor.shown_as,
@@ -222,8 +234,8 @@ class CareRegister:
             needs=tuple(needs),
             note=note,
             recorded_at=datetime.now(UTC),
+            case_proposal=findings[0].proposal_id if findings else None,
         )
-        today = self.clock()
         change = self._visit_change(visit, today)
         written = await self.entries.change(entry.id, change)
         stored = written.value if written is not None else await self.get(entry.id, visitor)
@@ -233,7 +245,28 @@ class CareRegister:
         )
         if written is not None:
             await self._schedule(stored)
+        if findings and self.discovery is not None:  # again on a retry: the proposal id is natural
+            await self.discovery.propose([self._proposal(f, stored, needs=recorded.needs) for f in findings])
         return stored, recorded, written is not None
+
+    def _needs_found(self, entry: CareEntry, visit_id: str, on: date) -> list[Finding]:
+        if self.discovery is None:
+            return []
+        return finding_rules.needs_found(entry.id, visit_id, self.discovery.rules, on)
+
+    def _proposal(self, finding: Finding, entry: CareEntry, needs: Sequence[str] = ()) -> OutreachProposed:
+        """P2.3: the outreach case a finding on the register asks the hotline to open."""
+        known = {str(group) for group in SpecialGroup}
+        groups = [SpecialGroup(str(g)) for g in entry.groups if str(g) in known]
+        return finding_rules.proposal(
+            finding,
+            name=entry.name,
+            place=Place(district=entry.district, township=entry.township, address=entry.address),
+            status=HouseholdStatus.TEKUN if CareGroup.TEKUN in entry.groups else HouseholdStatus.UNKNOWN,
+            special_groups=groups,
+            needs=needs,
+            worker=entry.worker,
+        )
 
     def _visit_change(self, visit: CareVisit, today: date) -> Callable[[CareEntry | None], CareEntry | None]:
         def change(current: CareEntry | None) -> CareEntry | None:
@@ -260,27 +293,64 @@ class CareRegister:
 
     async def sweep(self) -> int:
         """Report the visits whose day is over with no visit recorded: one `VisitMissed` each (through the
-        entries' outboxes). Looks at every day of the last `LOOKBACK_DAYS` not yet swept, and at today;
-        a past day is recorded as swept once all of it is done. Returns how many were reported now."""
+        entries' outboxes), and run the visit_overdue discovery rules on those still not made (P2.3).
+        Looks at every day of the last `LOOKBACK_DAYS` not yet swept, and at today; a past day is recorded
+        as swept once all of it is done. Returns how many visits were reported missed now."""
         today = self.clock()
         days = [today - timedelta(days=n) for n in range(LOOKBACK_DAYS, 0, -1)]
         swept = await self.store.care_days_swept([d.isoformat() for d in days])
         reported = 0
         for day in [d for d in days if d.isoformat() not in swept] + [today]:
-            pairs = await self.store.care_due_checked_on(day.isoformat())
-            dues: dict[str, list[date]] = {}
-            for entry_id, due_on in pairs:
-                dues.setdefault(entry_id, []).append(date.fromisoformat(due_on))
-            changes = {entry_id: _missing(days_due, today) for entry_id, days_due in dues.items()}
-            outcome = await self.entries.change_many(changes)
-            for entry_id, error in outcome.failed.items():
-                log.error("missed visit not recorded", entry_id=entry_id, error=repr(error))
-            reported += len(outcome.written)
-            if not outcome.failed and day < today:
+            items = await self.store.care_due_checked_on(day.isoformat())
+            visits = [(e, date.fromisoformat(d)) for e, d, kind in items if kind == "visit"]
+            checks = [(e, date.fromisoformat(d), kind) for e, d, kind in items if kind != "visit"]
+            missed, ok = await self._report_missed(visits, today)
+            ok = await self._propose_overdue(checks, today) and ok
+            reported += missed
+            if ok and day < today:
                 await self.store.mark_care_day_swept(day.isoformat())
         if reported:
             log.info("missed visits reported", count=reported)
         return reported
+
+    async def _report_missed(self, visits: Sequence[tuple[str, date]], today: date) -> tuple[int, bool]:
+        """Mark the missed visits (their events in the entries' outboxes) and schedule the discovery
+        rules' later looks at them; how many were marked now, and whether all went through."""
+        dues: dict[str, list[date]] = {}
+        for entry_id, due_on in visits:
+            dues.setdefault(entry_id, []).append(due_on)
+        outcome = await self.entries.change_many({e: _missing(d, today) for e, d in dues.items()})
+        for entry_id, error in outcome.failed.items():
+            log.error("missed visit not recorded", entry_id=entry_id, error=repr(error))
+        if self.discovery is not None and outcome.written:
+            later = []
+            for written in outcome.written.values():
+                due = written.value.missed[-1]
+                for rule_id, on in finding_rules.overdue_checks(due, self.discovery.rules, today):
+                    later.append((written.id, due.isoformat(), max(on, today).isoformat(), rule_id))
+            await self.store.schedule_care_due(later)
+        return len(outcome.written), not outcome.failed
+
+    async def _propose_overdue(self, checks: Sequence[tuple[str, date, str]], today: date) -> bool:
+        """P2.3 + P2.2: a missed visit still not made once a visit_overdue rule's delay passed opens an
+        outreach case (once per rule and due visit)."""
+        if not checks or self.discovery is None:
+            return True
+        current = await self.entries.current(sorted({entry_id for entry_id, _, _ in checks}))
+        events = []
+        for entry_id, due_on, rule_id in checks:
+            entry = current.get(entry_id)
+            if entry is None or entry.status is not rules.Status.ACTIVE or entry.next_due_on != due_on:
+                continue  # visited meanwhile, or off the register
+            for finding in finding_rules.overdue_findings(entry_id, due_on, self.discovery.rules, today):
+                if finding.rule.id == rule_id:
+                    events.append(self._proposal(finding, entry))
+        try:
+            await self.discovery.propose(events)
+        except Exception as exc:  # noqa: BLE001 - the day is looked at again at the next sweep
+            log.error("overdue outreach not proposed", error=repr(exc))
+            return False
+        return True
 
 
 def _missing(days_due: list[date], today: date) -> Callable[[CareEntry | None], CareEntry | None]:

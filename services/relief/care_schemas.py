@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from contracts.catalogue import service_catalogue
 from services.relief.domain.care import CareEntry, CareGroup, CareVisit, VisitMode, VisitOutcome, due_status
 
 ACCOUNT = r"^[A-Za-z0-9_.@:-]{1,64}$"
@@ -40,6 +41,15 @@ class VisitBody(Body):
     outcome: VisitOutcome
     needs: list[str] = Field(default_factory=list, max_length=10, description="catalogue need codes found")
     note: str = Field(default="", max_length=2000)
+
+    @field_validator("needs")
+    @classmethod
+    def _catalogue(cls, value: list[str]) -> list[str]:
+        codes = service_catalogue().by_code()
+        unknown = [n for n in value if n not in codes]
+        if unknown:
+            raise ValueError(f"未知的服务代码 {unknown} | unknown catalogue needs {unknown}")
+        return value
 
 
 class Reassign(Body):

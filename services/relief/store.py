@@ -463,11 +463,18 @@ class ReliefStore:
         cursor = self.db["care_visits"].find({"entry_id": entry_id}).sort("visited_on", DESCENDING).limit(limit)
         return await cursor.to_list(limit)
 
-    async def schedule_care_due(self, items: Sequence[tuple[str, str, str]]) -> None:
-        """Insert (entry id, due day, check day) into the schedule; one already there stays as it is."""
+    async def schedule_care_due(self, items: Sequence[tuple[str, str, str, str]]) -> None:
+        """Insert (entry id, due day, check day, kind) into the schedule; one already there stays as it is.
+        `kind` is `visit` (is the visit missed?) or a discovery rule's id (is it still not made?)."""
         by_month: dict[str, list[Doc]] = {}
-        for entry_id, due_on, check_on in items:
-            doc = {"_id": f"{entry_id}|{due_on}", "entry_id": entry_id, "due_on": due_on, "check_on": check_on}
+        for entry_id, due_on, check_on, kind in items:
+            doc = {
+                "_id": f"{entry_id}|{due_on}" + ("" if kind == "visit" else f"|{kind}"),
+                "entry_id": entry_id,
+                "due_on": due_on,
+                "check_on": check_on,
+                "kind": kind,
+            }
             by_month.setdefault(_month_of(check_on), []).append(doc)
         for month, docs in by_month.items():
             try:
@@ -476,10 +483,19 @@ class ReliefStore:
                 if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
                     raise
 
-    async def care_due_checked_on(self, day: str) -> list[tuple[str, str]]:
-        """The (entry id, due day) pairs the sweep looks at on `day` (one equality query)."""
+    async def care_due_checked_on(self, day: str) -> list[tuple[str, str, str]]:
+        """The (entry id, due day, kind) items the sweep looks at on `day` (one equality query)."""
         docs = await self.db[f"care_due_{_month_of(day)}"].find({"check_on": day}).to_list(None)
-        return [(doc["entry_id"], doc["due_on"]) for doc in docs]
+        return [(doc["entry_id"], doc["due_on"], doc.get("kind", "visit")) for doc in docs]
+
+    async def registry_records(self, recipient_ids: Sequence[str], batch: int = 1000) -> dict[str, RegistryRecord]:
+        """Registry records by recipient id, as they stand (an import compares them with its rows, P2.3)."""
+        found: dict[str, RegistryRecord] = {}
+        ids = list(recipient_ids)
+        for i in range(0, len(ids), batch):
+            for doc in await find_by(self.registry, "_id", ids[i : i + batch], {"id_card_hash": 0}):
+                found[doc["_id"]] = RegistryRecord.model_validate(doc)
+        return found
 
     async def care_days_swept(self, days: Sequence[str]) -> set[str]:
         return {doc["_id"] for doc in await find_by(self.db["care_sweeps"], "_id", list(days), {"_id": 1})}

@@ -120,8 +120,19 @@ async def test_p5_3_a_worker_sees_their_people_and_a_missed_visit_is_reported_on
     assert r.json()["entry"]["missed"] == [due_on.isoformat()] and r.json()["entry"]["due"] == "scheduled"
     r = await client.post(f"/api/v1/care/register/{entry_id}/visits", json=visit, headers=worker_a)
     assert r.status_code == 200 and r.json()["recorded"] is False and r.json()["entry"]["visit_count"] == 1
+    found = {**visit, "mode": "phone", "outcome": "needs_found", "needs": ["medical_aid"], "note": "腿伤未愈"}
+    r = await client.post(f"/api/v1/care/register/{entry_id}/visits", json=found, headers=worker_a)
+    assert r.status_code == 201, r.text
+    proposal_id = r.json()["visit"]["case_proposal"]  # P2.3: a need found on a visit opens a case
+    assert proposal_id == f"D-P2.2-VISIT-NEEDS-FOUND|{entry_id}|{visit['visited_on']}|worker-a|phone"
+    proposed = (await relief.care.discovery.proposals.current([proposal_id]))[proposal_id]
+    assert proposed.event["needs"] == ["medical_aid"] and proposed.event["worker"] == "worker-a"
+    [event] = [e for e in await care_events(kafka_bootstrap, proposal_id, 1) if e["type"] == "care.outreach_proposed"]
+    assert event["rule_id"] == "D-P2.2-VISIT-NEEDS-FOUND" and event["place"]["district"] == "500103"
+    r = await client.post(f"/api/v1/care/register/{entry_id}/visits", json={**found, "needs": ["x"]}, headers=worker_a)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"].startswith("needs")
     history = (await client.get(f"/api/v1/care/register/{entry_id}/visits", headers=officer)).json()
-    assert [v["worker"] for v in history] == ["worker-a"]
+    assert sorted(v["mode"] for v in history) == ["in_person", "phone"]  # the same day: either order
     r = await client.post(f"/api/v1/care/register/{entry_id}/visits", json=visit, headers=worker_b)
     assert r.status_code == 403
 
