@@ -82,6 +82,7 @@ class CareRegister:
     topic_namespace: str = ""
     discovery: Discovery | None = None  # proactive discovery on the register (P2.3), set by app.py
     entries: Aggregates[CareEntry] = field(init=False)
+    _swept: set[str] = field(default_factory=set, init=False)  # past days known swept (not asked again)
 
     def __post_init__(self) -> None:
         db = self.store.db
@@ -298,7 +299,9 @@ class CareRegister:
         as swept once all of it is done. Returns how many visits were reported missed now."""
         today = self.clock()
         days = [today - timedelta(days=n) for n in range(LOOKBACK_DAYS, 0, -1)]
-        swept = await self.store.care_days_swept([d.isoformat() for d in days])
+        unknown = [d.isoformat() for d in days if d.isoformat() not in self._swept]
+        self._swept = {d.isoformat() for d in days} - set(unknown) | await self.store.care_days_swept(unknown)
+        swept = self._swept
         reported = 0
         for day in [d for d in days if d.isoformat() not in swept] + [today]:
             items = await self.store.care_due_checked_on(day.isoformat())
@@ -309,6 +312,7 @@ class CareRegister:
             reported += missed
             if ok and day < today:
                 await self.store.mark_care_day_swept(day.isoformat())
+                self._swept.add(day.isoformat())
         if reported:
             log.info("missed visits reported", count=reported)
         return reported

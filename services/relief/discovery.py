@@ -108,7 +108,9 @@ class Discovery:
         unique = {e.proposal_id: e for e in events}
         if not unique:
             return 0
-        outcome = await self.proposals.change_many({pid: create(e) for pid, e in unique.items()})
+        # Believed new (not read first: `outreach_proposals` grows with every finding, and on FerretDB a
+        # read scans it); one made before is refused by its insert, then read and left as it was.
+        outcome = await self.proposals.change_many({pid: create(e) for pid, e in unique.items()}, new=list(unique))
         for pid, error in outcome.failed.items():
             log.error("outreach proposal not written", proposal_id=pid, error=repr(error))
         if outcome.failed:

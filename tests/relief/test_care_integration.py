@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from common.app import create_service_app
-from contracts.events.care import CARE_EVENTS_TOPIC
+from contracts.events.care import CARE_EVENTS_TOPIC, OutreachProposed
 from services.relief import api, care_api, desk_api
 from services.relief.app import startup
 from services.relief.records import RegistryRecord
@@ -127,6 +127,9 @@ async def test_p5_3_a_worker_sees_their_people_and_a_missed_visit_is_reported_on
     assert proposal_id == f"D-P2.2-VISIT-NEEDS-FOUND|{entry_id}|{visit['visited_on']}|worker-a|phone"
     proposed = (await relief.care.discovery.proposals.current([proposal_id]))[proposal_id]
     assert proposed.event["needs"] == ["medical_aid"] and proposed.event["worker"] == "worker-a"
+    r = await client.post(f"/api/v1/care/register/{entry_id}/visits", json=found, headers=worker_a)  # a retry
+    assert r.status_code == 200 and r.json()["visit"]["case_proposal"] == proposal_id
+    assert await relief.care.discovery.propose([OutreachProposed.model_validate(proposed.event)]) == 0
     [event] = [e for e in await care_events(kafka_bootstrap, proposal_id, 1) if e["type"] == "care.outreach_proposed"]
     assert event["rule_id"] == "D-P2.2-VISIT-NEEDS-FOUND" and event["place"]["district"] == "500103"
     r = await client.post(f"/api/v1/care/register/{entry_id}/visits", json={**found, "needs": ["x"]}, headers=worker_a)
