@@ -8,6 +8,7 @@ from pydantic import TypeAdapter, ValidationError
 from contracts.codes import departments
 
 from .base import BUSINESS_TZ, CASE_ID_PATTERN, Event, utcnow
+from .care import CARE_EVENTS_TOPIC, care_event
 from .hotline import CASE_EVENTS_TOPIC, HELP_REQUESTED_TOPIC, HelpRequested, hotline_case_event
 from .notify import SLA_EVENTS_TOPIC, sla_event
 from .relief import GRANT_EVENTS_TOPIC, HUKOU_NOTICE_TOPIC, HukouDistrictNotified, grant_event
@@ -27,6 +28,7 @@ TOPIC_EVENTS: dict[str, TypeAdapter[Any]] = {
     GRANT_EVENTS_TOPIC: grant_event,
     HUKOU_NOTICE_TOPIC: TypeAdapter(HukouDistrictNotified),
     SLA_EVENTS_TOPIC: sla_event,
+    CARE_EVENTS_TOPIC: care_event,
 }
 
 
@@ -99,6 +101,7 @@ def all_topics() -> list[str]:
         GRANT_EVENTS_TOPIC,
         HUKOU_NOTICE_TOPIC,
         SLA_EVENTS_TOPIC,
+        CARE_EVENTS_TOPIC,
     ]
     return fixed + [department_queue_topic(code) for code in departments()]
 
@@ -110,6 +113,7 @@ def dlq_topic(topic: str) -> str:
 
 __all__ = [
     "BUSINESS_TZ",
+    "CARE_EVENTS_TOPIC",
     "CASE_EVENTS_TOPIC",
     "CASE_ID_PATTERN",
     "CASE_LIFECYCLE_TOPIC",

@@ -67,6 +67,15 @@ class WarmTransfer(Model):
     at: AwareDatetime
 
 
+class Outreach(Model):
+    """Why a proactive case was opened without a call (P2.3 主动发现): the discovery rule and its finding."""
+
+    proposal_id: str  # the finding's natural id: one proposal never opens two cases
+    rule_id: str
+    provisions: tuple[str, ...] = ()
+    household: str  # the registry recipient id or the care register entry the finding is about
+
+
 class HelpRequested(Event):
     """A call (or Open311 request) accepted at the one door (P6.2, P2.3)."""
 
@@ -74,7 +83,7 @@ class HelpRequested(Event):
     type: Literal["hotline.help_requested"] = "hotline.help_requested"
 
     received_at: AwareDatetime
-    channel: Literal["phone", "open311"] = "phone"
+    channel: Literal["phone", "open311", "outreach"] = "phone"
     operator_id: str
     caller: Caller
     place: Place
@@ -89,6 +98,9 @@ class HelpRequested(Event):
     warm_transfer: WarmTransfer | None = None
     # Typed Open311-style attribute values of the needs (see contracts/catalogue.py), by attribute code.
     attributes: dict[str, str | float | list[str]] = Field(default_factory=dict)
+    # "proactive": opened by a discovery rule, not by a caller (P2.3 未诉先办); older records are calls.
+    origin: Literal["call", "proactive"] = "call"
+    outreach: Outreach | None = None
 
 
 class FollowUpAttached(Event):

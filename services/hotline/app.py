@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from common.app import Runtime, create_service_app
 from services.hotline import api, handlers, open311, search_api
 from services.hotline.domain import triage_rules
+from services.hotline.domain.repeats import repeat_rules
 from services.hotline.intake import CaseNumbers, Hotline
 from services.hotline.outbox import Publisher
 from services.hotline.settings import Settings
@@ -20,6 +21,7 @@ async def startup(runtime: Runtime[Hotline]) -> Hotline:
     if not isinstance(settings, Settings) or runtime.broker is None:
         raise RuntimeError("the hotline runs with its own settings and a Kafka broker")
     triage_rules()  # rules as data: validated at start-up, not on the first emergency call
+    repeat_rules()  # the repeated-calls discovery rule (P2.3), likewise
     store = HotlineStore(runtime.db, pepper=settings.lookup_pepper.get_secret_value())
     outbox = Outbox(runtime.db)
     await store.ensure_indexes()
@@ -43,5 +45,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         subscribers=handlers.build_subscribers,
         routers=[api.page, search_api.router, api.router, open311.router],
         startup=startup,
-        background=[handlers.outbox_relay, handlers.status_consumer, handlers.caller_feed],
+        background=[
+            handlers.outbox_relay,
+            handlers.status_consumer,
+            handlers.caller_feed,
+            handlers.outreach_consumer,
+            handlers.repeats_consumer,
+        ],
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import structlog
@@ -22,10 +23,12 @@ from contracts.events import (
     UnknownEventType,
     read_event,
 )
-from contracts.events.hotline import HelpRequested
+from contracts.events.care import CARE_EVENTS_TOPIC, OutreachProposed
+from contracts.events.hotline import Caller, HelpRequested, Outreach
 from contracts.events.router import CasesMerged
-from services.hotline.domain import OtherUpdate, StatusEvent
-from services.hotline.intake import Hotline
+from services.hotline.domain import OtherUpdate, StatusEvent, case_day
+from services.hotline.domain.repeats import Repeat, repeat_rules, repeated_calls
+from services.hotline.intake import Hotline, take_help_request
 from services.hotline.store import HotlineStore
 
 if TYPE_CHECKING:
@@ -138,6 +141,126 @@ async def _load_callers(store: HotlineStore, feed_running: asyncio.Event) -> Non
             failures += 1
             log.warning("caller index not loaded yet", error=repr(exc))
             await asyncio.sleep(backoff_delay(failures, 1.0, 30.0))
+
+
+OUTREACH_OPERATOR = "outreach"  # who "takes" a proactive case: the discovery rules (P2.3), not an operator
+
+
+async def file_outreach(hotline: Hotline, records: Sequence[ConsumerRecord], topic: str) -> Rejected:
+    """P2.3 (未诉先办): file each proposed outreach through the normal intake as a proactive case, once per
+    proposal (its id is the intake's idempotency key: a redelivery gets the same case back). Other care
+    events pass by; a record that is not a valid event is dead-lettered."""
+    rejected: Rejected = []
+    for record in records:
+        try:
+            event = read_event(topic, record.value)
+        except ValidationError as exc:
+            rejected.append((record, exc))
+            continue
+        if not isinstance(event, OutreachProposed):
+            continue
+        taken = await take_help_request(
+            hotline,
+            operator_id=OUTREACH_OPERATOR,
+            channel="outreach",
+            caller=Caller(name=event.name or "主动发现对象", phone=""),
+            place=event.place,
+            needs=list(event.needs),
+            household_status=event.household_status,
+            special_groups=event.special_groups,
+            description=event.description,
+            idempotency_key=event.proposal_id,
+            outreach=Outreach(
+                proposal_id=event.proposal_id,
+                rule_id=event.rule_id,
+                provisions=event.provisions,
+                household=event.household,
+            ),
+        )
+        log.info(
+            "outreach filed as a proactive case",
+            case_id=taken.event.case_id,
+            rule_id=event.rule_id,
+            replayed=taken.replayed,
+        )
+    return rejected
+
+
+async def outreach_consumer(runtime: Runtime[Hotline]) -> None:
+    """Background loop: outreach proposals (relief's care topic) filed as proactive cases (P2.3)."""
+    hotline = runtime.service
+    settings = hotline.settings
+    await BatchConsumer(
+        name="outreach",
+        topics=(settings.topic(CARE_EVENTS_TOPIC),),
+        group_id=f"{settings.consumer_group}-outreach",
+        handler=lambda records: file_outreach(hotline, records, CARE_EVENTS_TOPIC),
+        max_records=50,
+    ).run(runtime)
+
+
+async def file_repeats(hotline: Hotline, records: Sequence[ConsumerRecord], topic: str) -> Rejected:
+    """P2.3 (D-P2.3-REPEATED-CALLS, `data/discovery.yaml`): a household whose calls reach the rule's count
+    within its window gets a proactive case, filed through the normal intake once per household and
+    window (the proposal id is the intake's idempotency key). Counted from the repeat-caller index (this
+    process's memory once loaded), off the operator's path. A proactive case is not looked at (it is no
+    call), but it is filed under the household like any case, so operators see it among the household's
+    open cases, and it counts among the household's cases of its window."""
+    for record in records:
+        try:
+            event = read_event(topic, record.value)
+        except ValidationError:
+            continue  # not a call (the router dead-letters it)
+        if not isinstance(event, HelpRequested) or event.outreach is not None:
+            continue
+        household = hotline.store.keys_of(event).get("household")
+        if household is None:
+            continue
+        views = await hotline.store.read_callers({"household": household})
+        view = views.get(f"household:{household}")
+        on = datetime.strptime(case_day(event.received_at), "%Y%m%d").date()
+        for found in repeated_calls(household, view.cases if view else (), event.case_id, repeat_rules(), on):
+            await _file_repeat(hotline, event, household, found)
+    return []
+
+
+async def _file_repeat(hotline: Hotline, call: HelpRequested, household: str, found: Repeat) -> None:
+    rule = found.rule
+    taken = await take_help_request(
+        hotline,
+        operator_id=OUTREACH_OPERATOR,
+        channel="outreach",
+        caller=Caller(name=call.caller.name, phone=""),
+        place=call.place,
+        needs=list(rule.needs),
+        household_status=call.household_status,
+        special_groups=call.special_groups,
+        description=f"【主动发现 {rule.id}】{rule.description_zh}（{rule.within_days}天内第{found.calls}次，"
+        f"最近一次 {call.case_id}） | [Proactive {rule.id}] {rule.description_en} "
+        f"({found.calls} cases in {rule.within_days} days, latest {call.case_id})",
+        idempotency_key=found.proposal_id,
+        outreach=Outreach(
+            proposal_id=found.proposal_id,
+            rule_id=rule.id,
+            provisions=rule.provisions,
+            household=f"household:{household[:24]}",
+        ),
+    )
+    if not taken.replayed:
+        log.info("repeated calls filed as a proactive case", case_id=taken.event.case_id, rule_id=rule.id)
+
+
+async def repeats_consumer(runtime: Runtime[Hotline]) -> None:
+    """Background loop: every call, for the repeated-calls discovery rule (P2.3), in a group of its own."""
+    hotline = runtime.service
+    settings = hotline.settings
+    await BatchConsumer(
+        name="repeats",
+        topics=(settings.topic(HELP_REQUESTED_TOPIC),),
+        group_id=f"{settings.consumer_group}-repeats",
+        handler=lambda records: file_repeats(hotline, records, HELP_REQUESTED_TOPIC),
+        max_records=200,
+    ).run(runtime)
 
 
 async def outbox_relay(runtime: Runtime[Hotline]) -> None:

@@ -13,7 +13,16 @@ from pymongo.errors import DuplicateKeyError
 
 from common.app import RuntimeDep
 from common.errors import DomainError, Unavailable
-from contracts.events.hotline import Caller, HelpRequested, HouseholdStatus, Place, SpecialGroup, Urgency, WarmTransfer
+from contracts.events.hotline import (
+    Caller,
+    HelpRequested,
+    HouseholdStatus,
+    Outreach,
+    Place,
+    SpecialGroup,
+    Urgency,
+    WarmTransfer,
+)
 from services.hotline.callers import KeyView
 from services.hotline.domain import Triage, caller_keys, case_day, format_case_number, triage
 from services.hotline.outbox import Publisher
@@ -129,12 +138,14 @@ async def take_help_request(
     attributes: dict[str, Any] | None = None,
     warm_transfer: WarmTransfer | None = None,
     idempotency_key: str | None = None,
+    outreach: Outreach | None = None,
 ) -> Taken:
     """Triage the call, give it a case number, store it safely and publish it (or leave it to the relay).
 
     Inputs are already validated. Returns the event, the triage verdict, open cases of the same caller
     or household found before this one was stored, and whether Kafka acknowledged it at once. A request
-    repeating an `idempotency_key` of the same operator or client gets the case of the first one back."""
+    repeating an `idempotency_key` of the same operator or client gets the case of the first one back.
+    With `outreach` the case is a proactive one (P2.3): opened by a discovery rule, not by a caller."""
     attributes = attributes or {}
     scoped_key = f"{operator_id}:{idempotency_key}" if idempotency_key else None
     now = datetime.now(UTC)
@@ -163,6 +174,8 @@ async def take_help_request(
         description=description,
         attributes=attributes,
         warm_transfer=warm_transfer,
+        origin="proactive" if outreach is not None else "call",
+        outreach=outreach,
     )
     try:
         try:

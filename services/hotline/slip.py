@@ -16,7 +16,11 @@ from contracts.events.hotline import HelpRequested
 from services.hotline.domain import mask_name, mask_phone, triage, triage_rules
 from services.hotline.domain.status import CaseStatus
 
-CHANNELS = {"phone": ("电话", "phone"), "open311": ("网上（Open311）", "online (Open311)")}
+CHANNELS = {
+    "phone": ("电话", "phone"),
+    "open311": ("网上（Open311）", "online (Open311)"),
+    "outreach": ("主动发现", "proactive outreach"),
+}
 URGENCY = {"normal": ("一般", "normal"), "urgent": ("较急", "urgent"), "emergency": ("紧急", "emergency")}
 
 

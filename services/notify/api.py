@@ -37,7 +37,7 @@ from services.notify.schemas import (
     TargetView,
     ViewCounts,
 )
-from services.notify.store import CaseOrder, GroupBy, View
+from services.notify.store import CaseOrder, GroupBy, Origin, View
 
 Coordinator = Annotated[Principal, Depends(require_roles(Role.COORDINATOR))]
 Worker = Annotated[Principal, Depends(require_roles(Role.COORDINATOR, Role.DEPT_WORKER))]
@@ -151,9 +151,15 @@ async def rates(
     by: GroupBy = "department",
     district: str | None = None,
     department: str | None = None,
+    origin: Origin | None = None,
 ) -> list[DepartmentRates] | list[DistrictRates]:
     return await views.rates(
-        notify.store, datetime.now(UTC), by=by, district=scope(principal, district), department=department
+        notify.store,
+        datetime.now(UTC),
+        by=by,
+        district=scope(principal, district),
+        department=department,
+        origin=origin,
     )
 
 

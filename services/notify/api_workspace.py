@@ -22,7 +22,7 @@ from services.notify import calendars, reports
 from services.notify.api import Coordinator, NotifyDep, _case, scope
 from services.notify.domain.texts import TARGET_EN, TARGET_ZH, TIER_ZH
 from services.notify.schemas import CalendarView, CalendarYearView, EscalationNotice, Report
-from services.notify.store import GroupBy
+from services.notify.store import GroupBy, Origin
 
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 MAX_REPORT_DAYS = 731  # two years of days at most in one report
@@ -49,6 +49,7 @@ async def report(
     by: Literal["day", "week", "month"] = "day",
     group: GroupBy = "district",
     district: str | None = None,
+    origin: Origin | None = None,
     format: Literal["json", "csv", "xlsx"] = "json",
 ) -> Report | Response:
     if last < first:
@@ -58,7 +59,14 @@ async def report(
             f"时间范围最长{MAX_REPORT_DAYS}天", f"the range is at most {MAX_REPORT_DAYS} days", field="to", status=422
         )
     result = await reports.report(
-        notify.store, first, last, datetime.now(UTC), by=by, group=group, district=scope(principal, district)
+        notify.store,
+        first,
+        last,
+        datetime.now(UTC),
+        by=by,
+        group=group,
+        district=scope(principal, district),
+        origin=origin,
     )
     name = f"report-{first}-{last}-{by}-{group}"
     if format == "csv":

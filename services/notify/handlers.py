@@ -9,6 +9,7 @@ rest of the batch goes on.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import structlog
@@ -16,10 +17,12 @@ import structlog
 from common.app import Runtime
 from common.batches import BatchConsumer, Rejected
 from contracts.events import BAD_RECORD, Event, read_event
+from contracts.events.care import CARE_EVENTS_TOPIC, OutreachProposed, VisitMissed
 from contracts.events.hotline import CASE_EVENTS_TOPIC, HELP_REQUESTED_TOPIC, HelpRequested
 from contracts.events.relief import GRANT_EVENTS_TOPIC
 from contracts.events.router import CASE_LIFECYCLE_TOPIC, CaseDispatched, EscalationAcknowledged
 from services.notify.domain import case as case_rules
+from services.notify.domain import texts
 from services.notify.domain.case import Escalation
 
 if TYPE_CHECKING:
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("notify.handlers")
 
 # The contract topics notify follows (each under the deployment's namespace, `settings.topic`).
-TOPICS = (CASE_LIFECYCLE_TOPIC, CASE_EVENTS_TOPIC, GRANT_EVENTS_TOPIC, HELP_REQUESTED_TOPIC)
+TOPICS = (CASE_LIFECYCLE_TOPIC, CASE_EVENTS_TOPIC, GRANT_EVENTS_TOPIC, HELP_REQUESTED_TOPIC, CARE_EVENTS_TOPIC)
 
 
 def _step(event: Event, notify: Notify, escalation: Escalation | None = None) -> StateChange:
@@ -50,6 +53,22 @@ async def _escalations(notify: Notify, events: list[Event]) -> dict[str, Escalat
     }
 
 
+def _visit_missed(event: VisitMissed) -> list[texts.Notification]:
+    """P2.2, P5.3: a visit due on the care register passed without a record: its worker and department."""
+    return [
+        replace(n, event_id=str(event.event_id))
+        for n in texts.visit_missed(
+            entry_id=event.entry_id,
+            district=event.district,
+            department=event.department,
+            worker=event.worker,
+            due_on=event.due_on.isoformat(),
+            rule_id=event.rule_id,
+            provisions=event.provisions,
+        )
+    ]
+
+
 async def apply_records(runtime: Runtime[Notify], records: Sequence[ConsumerRecord]) -> Rejected:
     """Apply a batch of records: one write-path pass for all the cases they concern (events of one case
     in the order they came); records that are not valid events, or whose case refused them, come back
@@ -63,13 +82,21 @@ async def apply_records(runtime: Runtime[Notify], records: Sequence[ConsumerReco
     consents: dict[str, bool] = {}  # whether each caller agreed to texts (P6.2)
     opened: set[str] = set()  # cases whose first event in this batch is the call that opens them
     events: list[tuple[ConsumerRecord, Event]] = []
+    alerts: list[texts.Notification] = []  # care register alerts: no case clock, straight to the outbox
     for record in records:
         try:
             event = read_event(contract_topic[record.topic], record.value)
         except BAD_RECORD as exc:
             rejected.append((record, exc))
             continue
+        if isinstance(event, VisitMissed):
+            alerts += _visit_missed(event)
+            continue
+        if isinstance(event, OutreachProposed):
+            continue  # the hotline files it; notify follows the case it becomes
         events.append((record, event))
+    if alerts:  # once per missed visit: the notification's natural key
+        await notify.outbox.enqueue_many(alerts)
     answered = await _escalations(notify, [event for _, event in events])
     for record, event in events:
         if isinstance(event, HelpRequested):

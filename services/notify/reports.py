@@ -18,7 +18,7 @@ from typing import Any, Literal
 from openpyxl import Workbook  # type: ignore[import-untyped]
 
 from services.notify.schemas import Report, ReportRow
-from services.notify.store import GroupBy, NotifyStore
+from services.notify.store import GroupBy, NotifyStore, Origin
 
 Period = Literal["day", "week", "month"]
 COUNTERS = (
@@ -86,8 +86,11 @@ async def report(
     by: Period,
     group: GroupBy,
     district: str | None,
+    origin: Origin | None = None,
 ) -> Report:
-    raw = await store.report_counts(first.isoformat(), last.isoformat(), now, group=group, district=district)
+    raw = await store.report_counts(
+        first.isoformat(), last.isoformat(), now, group=group, district=district, origin=origin
+    )
     # Decided = met (on time or late) plus still open past the deadline, as in the live rates.
     merged: dict[str, dict[tuple[str, Any], int]] = {
         "sign_decided": _add(raw["sign_decided"], raw["sign_overdue"]),
@@ -106,7 +109,9 @@ async def report(
     rows = [_row(p, s, g, c) for (p, s, g), c in cells.items()]
     rows.sort(key=lambda r: (r.period_start, r.group is None, r.group or ""))
     total_rows = [_row(p, s, None, c) for (p, s), c in sorted(totals.items(), key=lambda kv: kv[0][1])]
-    return Report(first=first, last=last, by=by, group=group, district=district, rows=rows, totals=total_rows)
+    return Report(
+        first=first, last=last, by=by, group=group, district=district, origin=origin, rows=rows, totals=total_rows
+    )
 
 
 def _add(a: dict[tuple[str, Any], int], b: dict[tuple[str, Any], int]) -> dict[tuple[str, Any], int]:

@@ -219,6 +219,9 @@ class Report(BaseModel):
     by: Literal["day", "week", "month"]
     group: Literal["district", "department"]
     district: str | None
+    origin: Literal["call", "proactive"] | None = Field(
+        default=None, description="calls or proactive cases only (P2.3); none: all"
+    )
     rows: list[ReportRow]
     totals: list[ReportRow] = Field(description="one row per period, all groups together")
 

@@ -31,6 +31,20 @@ DUPLICATE_KEY = 11000
 
 View = Literal["open", "overdue", "at_risk", "unassigned", "returned", "arbitration", "all"]
 GroupBy = Literal["department", "district"]
+Origin = Literal["call", "proactive"]  # how a case came in: a call, or a discovery rule (P2.3)
+
+
+def _scope(district: str | None, origin: Origin | None) -> dict[str, Any]:
+    """The cases a rate or report counts: a district's (None: all), and calls or proactive cases only
+    when asked (cases stored before origins were kept are calls)."""
+    scope: dict[str, Any] = {"district": district} if district else {}
+    if origin == "proactive":
+        scope["origin"] = "proactive"
+    elif origin == "call":
+        scope["origin"] = {"$ne": "proactive"}
+    return scope
+
+
 CaseOrder = Literal["lateness", "recent"]
 # What a row of a view needs: the case document without its history and bookkeeping.
 ROW_PROJECTION = {"state.decisions": 0, "applied": 0, "scheduled": 0, "cancelled": 0, "outbox": 0}
@@ -254,10 +268,12 @@ class NotifyStore:
         pipeline.append({"$group": {"_id": key, "n": {"$sum": field}}})
         return {doc["_id"]: doc["n"] for doc in await (await self.cases.aggregate(pipeline)).to_list(None)}
 
-    async def rate_counts(self, now: datetime, *, by: GroupBy, district: str | None) -> dict[str, dict[Any, int]]:
+    async def rate_counts(
+        self, now: datetime, *, by: GroupBy, district: str | None, origin: Origin | None = None
+    ) -> dict[str, dict[Any, int]]:
         """Each rate counter of the cases in scope, summed per department or district (counter -> name ->
         sum). Targets still open whose deadline has passed count as decided at query time."""
-        scope: dict[str, Any] = {"district": district} if district else {}
+        scope = _scope(district, origin)
         key = "$lead_department" if by == "department" else "$district"
         dept_key = "$dept_clocks.department" if by == "department" else "$dept_clocks.district"
         sign_overdue = {"dept_clocks.m_sign_pending": 1, "dept_clocks.sign_due": {"$lte": now}}
@@ -411,13 +427,20 @@ class NotifyStore:
     # ------------------------------------------------------------------------ reports
 
     async def report_counts(
-        self, first: str, last: str, now: datetime, *, group: GroupBy, district: str | None
+        self,
+        first: str,
+        last: str,
+        now: datetime,
+        *,
+        group: GroupBy,
+        district: str | None,
+        origin: Origin | None = None,
     ) -> dict[str, dict[tuple[str, Any], int]]:
         """Each report counter summed per local day and group (counter -> (day, name) -> sum), over the
         days `first`..`last` (YYYY-MM-DD, Chongqing time). A fact counts on its day: received, dispatched
         and resolved on theirs; a sign-for or a resolution on the day it was decided (met on time, or
         its deadline), still-open targets only once that deadline has passed; a callback on its day."""
-        scope: dict[str, Any] = {"district": district} if district else {}
+        scope = _scope(district, origin)
         days = {"$gte": first, "$lte": last}
         dept = group == "department"
 

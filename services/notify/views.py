@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from services.notify.schemas import CaseItem, DepartmentRates, DistrictRates, RateCounts, ViewCounts
-from services.notify.store import CaseOrder, GroupBy, NotifyStore, View
+from services.notify.store import CaseOrder, GroupBy, NotifyStore, Origin, View
 
 
 def case_item(doc: dict[str, Any], now: datetime) -> CaseItem:
@@ -91,10 +91,17 @@ def _rate(on_time: int, decided: int) -> float | None:
 
 
 async def rates(
-    store: NotifyStore, now: datetime, *, by: GroupBy, district: str | None, department: str | None
+    store: NotifyStore,
+    now: datetime,
+    *,
+    by: GroupBy,
+    district: str | None,
+    department: str | None,
+    origin: Origin | None = None,
 ) -> list[DepartmentRates] | list[DistrictRates]:
-    """Per department or district: response rate, on-time resolution rate, satisfaction rate, backlog."""
-    counts = await store.rate_counts(now, by=by, district=district)
+    """Per department or district: response rate, on-time resolution rate, satisfaction rate, backlog;
+    of calls or of proactive cases only (P2.3) when `origin` says."""
+    counts = await store.rate_counts(now, by=by, district=district, origin=origin)
     names = {name for table in counts.values() for name in table if name is not None}
     if department and by == "department":
         names &= {department}

@@ -200,7 +200,11 @@ async def registry_import(reader: Reader, relief: ReliefDep, file: Annotated[Upl
         raise DomainError("文件须为 UTF-8 编码的 CSV", "the file must be UTF-8 CSV", field="file", status=422) from exc
     try:
         report = await import_registry(
-            relief.store, text, relief.id_hash_salt, only_district=None if reader.city_level else reader.district
+            relief.store,
+            text,
+            relief.id_hash_salt,
+            only_district=None if reader.city_level else reader.district,
+            on_change=relief.care.discovery.registry_changed if relief.care and relief.care.discovery else None,
         )
     except ValueError as exc:
         zh, _, en = str(exc).partition(" | ")

@@ -10,7 +10,7 @@ import structlog
 from fastapi import FastAPI
 
 from common.app import Runtime, create_service_app
-from services.relief import api, desk_api, handlers
+from services.relief import api, care, care_api, desk_api, discovery, handlers
 from services.relief.domain.parameters import RulesBook, load_rules
 from services.relief.domain.standards import StandardsBook, load_standards
 from services.relief.service import Relief
@@ -72,6 +72,17 @@ async def startup(runtime: Runtime[Relief]) -> Relief:
     # The entitlements' outboxes a failed publish (Kafka down) or a crash left are swept by the common
     # outbox sweeper (cases carry no events: nothing to sweep).
     runtime.aggregates.append(relief.entitlements)
+    relief.care = care.CareRegister(
+        store,
+        care.load_schedule(),
+        clock=lambda: relief.clock(),
+        broker=runtime.broker,
+        topic_namespace=settings.topic_namespace,
+    )
+    relief.care.discovery = discovery.Discovery(
+        store, discovery.load_rules(), clock=lambda: relief.clock(), publish=relief.care.publisher
+    )
+    runtime.aggregates += [relief.care.entries, relief.care.discovery.proposals]
     return relief
 
 
@@ -81,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Relief / 临时救助",
         description="Emergency temporary assistance at the place of hardship, approvals and a payment ledger.",
         subscribers=handlers.build_subscribers,
-        routers=[api.router, desk_api.router, api.page],
+        routers=[api.router, desk_api.router, care_api.router, api.page],
         startup=startup,
-        background=[handlers.intake_consumer],
+        background=[handlers.intake_consumer, care.care_sweeper],
     )

@@ -65,6 +65,7 @@ class RegistryRecord(Record):
     ended_on: StoredDay | None = None
     source_case_id: str | None = None  # entered by the approval of a P5.1 dibao application
     members: int | None = None  # the household's size, when the registry file gives it
+    hospitalised: int | None = None  # members in hospital now, when the registry file gives it (P2.3)
 
     @staticmethod
     def of_row(row: RegistryRow) -> RegistryRecord:

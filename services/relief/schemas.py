@@ -375,6 +375,7 @@ class RegistryRecordView(View):
     ended_on: StoredDay | None = None
     source_case_id: str | None = None
     members: int | None = None
+    hospitalised: int | None = None
 
     @classmethod
     def of(cls, record: RegistryRecord) -> RegistryRecordView:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from faststream.kafka import KafkaBroker
@@ -57,6 +57,9 @@ from services.relief.intake import CaseIntake
 from services.relief.records import LedgerEntry, RegistryRecord
 from services.relief.store import ReliefStore
 
+if TYPE_CHECKING:
+    from services.relief.care import CareRegister
+
 log = structlog.get_logger("relief.service")
 
 
@@ -77,6 +80,7 @@ class Relief(CaseIntake):
     id_hash_salt: str = ""
     run_batch_size: int = 1000  # ledger inserts per batch in subsidy runs
     clock: Callable[[], date] = field(default=today)
+    care: CareRegister | None = None  # the care register (P2.2, P5.3), set by app.py
     cases: Aggregates[ReliefCase] = field(init=False)
     entitlements: Aggregates[Entitlement] = field(init=False)
 

@@ -88,6 +88,7 @@ class ReliefStore:
             ],
         )
         await self.standards.create_index([("district", ASCENDING), ("effective_from", ASCENDING)], unique=True)
+        await self.ensure_care_indexes()
 
     # ---------------------------------------------------------------- cases and entitlements (reads)
     # Both are written only through `common.aggregates` (`services.relief.documents`).
@@ -451,6 +452,90 @@ class ReliefStore:
     async def _with_executions(self, run: Doc) -> SubsidyRun:
         cursor = self.run_executions.find({"run_id": run["_id"]}, {"_id": 0, "run_id": 0}).sort("started_at", ASCENDING)
         return SubsidyRun.model_validate(run | {"executions": await cursor.to_list(None)})
+
+    # ---------------------------------------------------------------- the care register (P2.2, P5.3)
+    # Entries are written only through `common.aggregates` (`services.relief.care`); visits are insert-only
+    # beside them; the visits due are an insert-only schedule, one collection per month of the day the
+    # sweep looks at them (`care_due_<YYYYMM>`), so a sweep reads one day of one small collection.
+
+    async def ensure_care_indexes(self) -> None:
+        await create_query_indexes(
+            self.db,
+            [
+                (self.db["care_entries"], [("worker", ASCENDING), ("status", ASCENDING)]),
+                (self.db["care_entries"], [("district", ASCENDING), ("status", ASCENDING)]),
+                (self.db["care_visits"], [("entry_id", ASCENDING), ("visited_on", ASCENDING)]),
+            ],
+        )
+
+    async def care_entries(
+        self,
+        *,
+        worker: str | None = None,
+        district: str | None = None,
+        status: str | None = "active",
+        limit: int = 1000,
+    ) -> list[Doc]:
+        """Register entries (equality filters only: pushed down on FerretDB), without their outboxes."""
+        query = _scoped(district, worker=worker, status=status)
+        cursor = self.db["care_entries"].find(query, {"outbox": 0}).sort("next_due_on", ASCENDING).limit(limit)
+        return await cursor.to_list(limit)
+
+    async def care_entry(self, entry_id: str) -> Doc | None:
+        return await self.db["care_entries"].find_one({"_id": entry_id}, {"outbox": 0})
+
+    async def add_care_visit(self, visit: Doc) -> bool:
+        """The visit in the insert-only history (`_id` its natural id); False if it was there already."""
+        return await insert_once(self.db["care_visits"], visit)
+
+    async def care_visits(self, entry_id: str, limit: int = 500) -> list[Doc]:
+        """A person's whole visit history, newest first (a detail view; the entry holds the latest ones)."""
+        cursor = self.db["care_visits"].find({"entry_id": entry_id}).sort("visited_on", DESCENDING).limit(limit)
+        return await cursor.to_list(limit)
+
+    async def schedule_care_due(self, items: Sequence[tuple[str, str, str, str]]) -> None:
+        """Insert (entry id, due day, check day, kind) into the schedule; one already there stays as it is.
+        `kind` is `visit` (is the visit missed?) or a discovery rule's id (is it still not made?)."""
+        by_month: dict[str, list[Doc]] = {}
+        for entry_id, due_on, check_on, kind in items:
+            doc = {
+                "_id": f"{entry_id}|{due_on}" + ("" if kind == "visit" else f"|{kind}"),
+                "entry_id": entry_id,
+                "due_on": due_on,
+                "check_on": check_on,
+                "kind": kind,
+            }
+            by_month.setdefault(_month_of(check_on), []).append(doc)
+        for month, docs in by_month.items():
+            try:
+                await self.db[f"care_due_{month}"].insert_many(docs, ordered=False)
+            except BulkWriteError as exc:
+                if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                    raise
+
+    async def care_due_checked_on(self, day: str) -> list[tuple[str, str, str]]:
+        """The (entry id, due day, kind) items the sweep looks at on `day` (one equality query)."""
+        docs = await self.db[f"care_due_{_month_of(day)}"].find({"check_on": day}).to_list(None)
+        return [(doc["entry_id"], doc["due_on"], doc.get("kind", "visit")) for doc in docs]
+
+    async def registry_records(self, recipient_ids: Sequence[str], batch: int = 1000) -> dict[str, RegistryRecord]:
+        """Registry records by recipient id, as they stand (an import compares them with its rows, P2.3)."""
+        found: dict[str, RegistryRecord] = {}
+        ids = list(recipient_ids)
+        for i in range(0, len(ids), batch):
+            for doc in await find_by(self.registry, "_id", ids[i : i + batch], {"id_card_hash": 0}):
+                found[doc["_id"]] = RegistryRecord.model_validate(doc)
+        return found
+
+    async def care_days_swept(self, days: Sequence[str]) -> set[str]:
+        return {doc["_id"] for doc in await find_by(self.db["care_sweeps"], "_id", list(days), {"_id": 1})}
+
+    async def mark_care_day_swept(self, day: str) -> None:
+        await insert_once(self.db["care_sweeps"], {"_id": day, "at": datetime.now(UTC)})
+
+
+def _month_of(day: str) -> str:
+    return day[:7].replace("-", "")
 
 
 def _registry_filter(search: RegistrySearch) -> Doc:

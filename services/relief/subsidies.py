@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -38,11 +38,17 @@ ALLOWANCE_RUNS = (RunKind.FIRST_PAYMENT, RunKind.PRE_HOLIDAY)
 
 
 async def import_registry(
-    store: ReliefStore, csv_text: str, salt: str, *, only_district: str | None = None
+    store: ReliefStore,
+    csv_text: str,
+    salt: str,
+    *,
+    only_district: str | None = None,
+    on_change: Callable[[dict[str, RegistryRecord], list[RegistryRecord]], Awaitable[int]] | None = None,
 ) -> ImportReport:
     """Validate a registry CSV, keep the good rows (insert or replace by recipient id), report the bad.
 
     A district officer's file may only hold their own district's rows; other rows are reported as bad.
+    `on_change` is told the records as they were and as written (proactive discovery, P2.3).
     """
     report = parse_registry_csv(csv_text, salt)
     if only_district is not None:
@@ -61,7 +67,11 @@ async def import_registry(
                     ],
                 }
             )
-    await store.upsert_registry([RegistryRecord.of_row(row) for row in report.accepted])
+    records = [RegistryRecord.of_row(row) for row in report.accepted]
+    before = await store.registry_records([r.id for r in records]) if on_change is not None else {}
+    await store.upsert_registry(records)
+    if on_change is not None:
+        await on_change(before, records)
     return report
 
 

@@ -96,6 +96,7 @@ class CaseState(BaseModel):
     round: int = 1  # resolution round: a reopened case starts the next one
     returns: int = 0
     received_at: datetime | None = None
+    origin: str = "call"  # "proactive": opened by a discovery rule without a call (P2.3)
     needs: list[str] = []  # service codes, as the router dispatched them (or as the call named them)
     summary: str = ""  # the start of the caller's description, for the coordinator's lists
     citizen: Clock | None = None
@@ -392,6 +393,7 @@ def apply(state: CaseState | None, event: Any, policy: SlaPolicy, *, escalation:
     match event:
         case HelpRequested():
             state.received_at = state.received_at or event.received_at
+            state.origin = event.origin
             state.district = state.district or event.place.district
             state.emergency = state.emergency or event.emergency
             state.needs = state.needs or list(event.needs)

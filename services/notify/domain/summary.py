@@ -64,6 +64,7 @@ def summary(state: CaseState) -> dict[str, Any]:
         "stage": state.stage,
         "lead_department": state.lead_department,
         "emergency": state.emergency,
+        "origin": state.origin,
         "paused": bool(citizen and citizen.paused),
         "due_at": citizen.due("resolution") if citizen and resolution else None,
         "next_due_at": min(unmet) if unmet else None,

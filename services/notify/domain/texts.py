@@ -6,7 +6,7 @@ next resolution round is texted again.
 
 Recipients are codes, never phone numbers: `caller` (the phone is looked up only when sending),
 `department:<dept>:<district>`, `department_head:<dept>:<district>`, `coordinator:<district>`,
-`coordinator:city`.
+`coordinator:city`, and `worker:<account>` (a care register's responsible worker, P5.3).
 """
 
 from __future__ import annotations
@@ -160,3 +160,39 @@ def sla_alerts(timer_id: str, payload: dict[str, Any], tz: timezone) -> list[Not
             en = f"[Breach] Case {case_id} missed its {t_en} deadline ({due:%Y-%m-%d %H:%M} UTC)."
         return [Notification(f"{timer_id}|{recipient}", case_id, f"department_{stage}", recipient, zh, en)]
     return []
+
+
+# Missed care visits (P2.2, P5.3): the responsible worker named on the register, and their department in
+# the district, are each alerted once per missed visit (the key names the entry and the due day).
+VISIT_MISSED_KIND = "care_visit_missed"
+
+
+def visit_missed(
+    *,
+    entry_id: str,
+    district: str,
+    department: str,
+    worker: str,
+    due_on: str,
+    rule_id: str,
+    provisions: tuple[str, ...],
+) -> list[Notification]:
+    """The alerts of one missed visit: to the responsible worker and to their department in the district."""
+    dist_zh, dist_en = _district(district)
+    dept_zh, _ = _dept(department)
+    cited = "、".join(provisions)
+    zh = f"【探访逾期】关爱对象{entry_id}（{dist_zh}）应于{due_on}探访，尚无探访记录，请尽快上门或电话探访（{cited}）。"
+    en = f"[Visit overdue] Register entry {entry_id} ({dist_en}) was due a visit on {due_on}; none is recorded."
+    params = {"entry_id": entry_id, "due_on": due_on, "rule_id": rule_id}
+    return [
+        Notification(
+            f"care|{entry_id}|{due_on}|visit_missed|{recipient}",
+            entry_id,
+            VISIT_MISSED_KIND,
+            recipient,
+            zh if recipient.startswith("worker:") else f"【{dist_zh}{dept_zh}】{zh}",
+            en,
+            params=params,
+        )
+        for recipient in (f"worker:{worker}", f"department:{department}:{district}")
+    ]

@@ -19,7 +19,9 @@ from services.relief.domain.facts import Category
 from services.relief.domain.standards import Area
 
 REQUIRED_COLUMNS = ("recipient_id", "name", "id_card", "district", "area", "categories", "approved_on")
-OPTIONAL_COLUMNS = ("ended_on", "members")  # members: the household's size, when known
+# members: the household's size, when known; hospitalised: how many of its members are in hospital now
+# (a rise is a proactive-discovery finding, P2.3)
+OPTIONAL_COLUMNS = ("ended_on", "members", "hospitalised")
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 
@@ -52,6 +54,7 @@ class RegistryRow:
     approved_on: date
     ended_on: date | None = None
     members: int | None = None
+    hospitalised: int | None = None
 
     def document(self) -> dict[str, Any]:
         return {
@@ -64,7 +67,10 @@ class RegistryRow:
             "categories": sorted(str(c) for c in self.categories),
             "approved_on": self.approved_on.isoformat(),
             "ended_on": self.ended_on.isoformat() if self.ended_on else None,
-        } | ({"members": self.members} if self.members is not None else {})
+        } | (
+            ({"members": self.members} if self.members is not None else {})
+            | ({"hospitalised": self.hospitalised} if self.hospitalised is not None else {})
+        )
 
 
 @dataclass
@@ -129,6 +135,14 @@ def parse_row(raw: dict[str, str | None], salt: str) -> tuple[RegistryRow | None
             members = int(values["members"])
         else:
             errors.append(_err("members", "家庭人口应为 1 至 50 的整数", "members is a whole number from 1 to 50"))
+    hospitalised: int | None = None
+    if values["hospitalised"]:
+        if values["hospitalised"].isdigit() and int(values["hospitalised"]) <= 50:
+            hospitalised = int(values["hospitalised"])
+        else:
+            errors.append(
+                _err("hospitalised", "住院人数应为 0 至 50 的整数", "hospitalised is a whole number from 0 to 50")
+            )
     if errors or approved_on is None:
         return None, errors
     return RegistryRow(
@@ -142,6 +156,7 @@ def parse_row(raw: dict[str, str | None], salt: str) -> tuple[RegistryRow | None
         approved_on,
         ended_on,
         members,
+        hospitalised,
     ), []
 
 
