@@ -95,6 +95,7 @@ class Ledger:
     approved: set[str] = field(default_factory=set)
     payments_created: Counter[str] = field(default_factory=Counter)  # entitlement -> 201 "created" answers
     faults: Counter[str] = field(default_factory=Counter)
+    notify_kills: list[float] = field(default_factory=list)  # when a notify instance was killed (monotonic)
 
     @property
     def accepted(self) -> dict[str, Call]:
@@ -254,6 +255,8 @@ class Run:
 
     async def _kill_instance(self, key: str) -> None:
         assert self.instances is not None
+        if key.startswith("notify"):
+            self.ledger.notify_kills.append(time.monotonic())
         self.instances.kill(key)
         await asyncio.sleep(2)
         self.instances.restart(key)
@@ -330,6 +333,19 @@ class Run:
         dispatched = await asyncio.to_thread(self._dispatches)
         paid = await asyncio.to_thread(self._payments)
         texts = Counter((m["params"].get("case_id"), m["template"]) for m in self.sms.sent)
+        # A notify process killed after the provider took a text and before it recorded so sends it again
+        # once it is taken over: at least once across a crash (the provider has no idempotency key). Such a
+        # repeat is counted apart; any other is a defect.
+        crash_repeats = 0
+        for (case_id, template), n in texts.items():
+            if n > 1:
+                times = sorted(
+                    m["received_at"]
+                    for m in self.sms.sent
+                    if (m["params"].get("case_id"), m["template"]) == (case_id, template)
+                )
+                if n == 2 and any(times[0] - 1 <= k <= times[1] for k in self.ledger.notify_kills):
+                    crash_repeats += 1
         clocks_lost = 0
         notify = self.instances.of("notify")[0]
         for case_id in accepted:
@@ -358,14 +374,60 @@ class Run:
             "grants_paid_twice": sum(1 for ids in paid.values() if len(ids) > 1)
             + sum(1 for n in self.ledger.payments_created.values() if n > 1),
             "texts_sent": len(self.sms.sent),
-            "texts_sent_twice": sum(1 for n in texts.values() if n > 1),
+            "texts_sent_twice": sum(1 for n in texts.values() if n > 1) - crash_repeats,
+            "texts_repeated_after_a_notify_kill": crash_repeats,
             "accepted_never_texted": len(set(accepted) - {c for c, _ in texts}),
             "sla_clocks_lost": clocks_lost,
             "log_lines_with_personal_numbers": pii,
         }
+        self._explain(accepted, dispatched, paid, texts)
         figures.update({f"refused_{k}": v for k, v in sorted(refusals.items())})
         figures.update({f"fault_{k.replace(' ', '_')}": v for k, v in sorted(self.ledger.faults.items())})
         return figures
+
+    def _explain(
+        self,
+        accepted: dict[str, Call],
+        dispatched: dict[str, set[str]],
+        paid: dict[str, set[str]],
+        texts: Counter[tuple[str, str]],
+    ) -> None:
+        """What a failing figure is made of, for the report and the run's folder (`ledger.json`)."""
+        for case_id in sorted(set(accepted) - set(dispatched)):
+            self.log_lines.append(f"accepted, never dispatched: {case_id} (call {accepted[case_id].n})")
+        seen: dict[str, int] = {}
+        for call in self.ledger.calls:
+            if call.case_id in seen:
+                self.log_lines.append(f"calls {seen[call.case_id]} and {call.n} were both answered {call.case_id}")
+            elif call.case_id:
+                seen[call.case_id] = call.n
+        for grant, ids in sorted(paid.items()):
+            if len(ids) > 1 or self.ledger.payments_created[grant] > 1:
+                self.log_lines.append(
+                    f"paid twice: {grant}: {len(ids)} events, {self.ledger.payments_created[grant]} 201s"
+                )
+        for (case_id, template), n in sorted(texts.items()):
+            if n > 1:
+                self.log_lines.append(f"text {template} for {case_id} sent {n} times")
+        (self.workdir / "ledger.json").write_text(
+            json.dumps(
+                {
+                    "calls": [
+                        {"n": c.n, "key": c.key, "case_id": c.case_id, "refusals": c.refusals}
+                        for c in self.ledger.calls
+                    ],
+                    "approved": sorted(self.ledger.approved),
+                    "payments_created": self.ledger.payments_created,
+                    "paid": {k: sorted(v) for k, v in paid.items()},
+                    "dispatched": {k: sorted(v) for k, v in dispatched.items()},
+                    "texts": [
+                        {"case_id": m["params"].get("case_id"), "template": m["template"]} for m in self.sms.sent
+                    ],
+                },
+                ensure_ascii=False,
+                indent=1,
+            )
+        )
 
     def _personal_data_in_logs(self) -> int:
         """Log lines (every service instance) that carry one of the run's phone or ID-card numbers in clear."""

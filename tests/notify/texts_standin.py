@@ -16,6 +16,7 @@ import hmac
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -134,7 +135,7 @@ class SendSmsStandIn:
             if code != "OK":
                 self.refused.append({**message, "code": code})
                 return 200, {"Code": code, "Message": f"refused: {code}", "RequestId": request_id}
-            self.sent.append(message)
+            self.sent.append({**message, "received_at": time.monotonic()})
             biz_id = f"{len(self.sent):06d}^0"
         return 200, {"Code": "OK", "Message": "OK", "BizId": biz_id, "RequestId": request_id}
 
