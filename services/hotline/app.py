@@ -43,5 +43,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         subscribers=handlers.build_subscribers,
         routers=[api.page, search_api.router, api.router, open311.router],
         startup=startup,
-        background=[handlers.outbox_relay, handlers.status_consumer, handlers.caller_feed],
+        background=[handlers.outbox_relay, handlers.status_consumer, handlers.caller_feed, handlers.search_backfill],
     )

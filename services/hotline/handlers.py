@@ -136,6 +136,12 @@ async def _load_callers(store: HotlineStore, feed_running: asyncio.Event) -> Non
             await asyncio.sleep(backoff_delay(failures, 1.0, 30.0))
 
 
+async def search_backfill(runtime: Runtime[Hotline]) -> None:
+    """Once per database: file the cases taken before the search index in it (search_index.py)."""
+    store = runtime.service.store
+    await store.search_index.backfill_once(store.intakes, store.counters)
+
+
 async def outbox_relay(runtime: Runtime[Hotline]) -> None:
     """Publish what the API left in the outbox, in order, once Kafka is (back) up."""
     await runtime.service.publisher.run_relay()

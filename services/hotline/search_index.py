@@ -9,7 +9,8 @@ a status, emergency) and for few entries: when no key narrows it, first one prob
 entries; when that finds more, the days with cases one by one, newest first, until the page is full.
 `entry_matches` decides every candidate in Python and the page is sorted there, newest first. An entry
 is inserted when its case is taken and rewritten when its caller-facing status changes; `backfill`
-files the cases taken before the index (or whose entry is missing or stale), idempotently:
+files the cases taken before the index (or whose entry is missing or stale), idempotently; the hotline
+runs it in the background at its first start on a database (`backfill_once`), and it can be run by hand:
 
     python -m services.hotline.search_index backfill
 """
@@ -48,6 +49,7 @@ log = structlog.get_logger("hotline.search")
 PROBE = 100  # entries one probe reads at most: fewer mean every candidate is in hand
 TERMS_PROBED = 3  # a text's terms tried one by one, the most telling first
 BACKFILL_BATCH = 500
+BACKFILL_MARK = "search-index-backfilled"  # in `counters`, once a backfill completed
 
 
 class SearchIndex:
@@ -160,6 +162,18 @@ class SearchIndex:
             await self.set_statuses(part)
             updated += len(part)
         return added, updated
+
+    async def backfill_once(
+        self, intakes: AsyncCollection[dict[str, Any]], marks: AsyncCollection[dict[str, Any]]
+    ) -> None:
+        """At start-up: backfill unless a backfill already completed in this database (its mark), so the
+        first start after the index arrived files every case taken before it."""
+        if await marks.find_one({"_id": BACKFILL_MARK}) is not None:
+            return
+        added, updated = await self.backfill(intakes)
+        with contextlib.suppress(DuplicateKeyError):
+            await marks.insert_one({"_id": BACKFILL_MARK, "added": added, "updated": updated})
+        log.info("search index backfilled", added=added, updated=updated)
 
     async def _insert_missing(self, entries: list[dict[str, Any]]) -> int:
         """Insert the entries into both indexes (one already in either is refused there)."""
