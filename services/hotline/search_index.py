@@ -3,10 +3,12 @@ the same entry with its text terms for the searches by name or address (`case_se
 days that have cases.
 
 On FerretDB only equality filters reach PostgreSQL; a regex, a range, `$in`/`$or` or a sort makes it
-decode every document of the collection in Go, and every document it returns costs too. So a search asks
-this small collection by equality only (a phone or ID-card key, a day, a text term, a district, a need,
-a status, emergency) and for few entries: when no key narrows it, first one probe of at most `PROBE`
-entries; when that finds more, the days with cases one by one, newest first, until the page is full.
+decode every document of the collection in Go, and every document it returns costs too (the larger, the
+more). So a search asks these small collections by equality only (a phone or ID-card key, a day, a text
+term, a district, a need, a status, emergency; only a search by text reads `case_search_text`, whose
+entries are about twice the size) and for few entries: when no key narrows it, first one probe of at most `PROBE`
+entries; when that finds more, the months and then the days with cases, newest first, until the page is
+full.
 `entry_matches` decides every candidate in Python and the page is sorted there, newest first. An entry
 is inserted when its case is taken and rewritten when its caller-facing status changes; `backfill`
 files the cases taken before the index (or whose entry is missing or stale), idempotently; the hotline
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -46,8 +49,10 @@ from services.hotline.domain.search import (
 )
 
 log = structlog.get_logger("hotline.search")
+Find = Callable[[dict[str, Any], int], Awaitable[list[dict[str, Any]]]]
 PROBE = 100  # entries one probe reads at most: fewer mean every candidate is in hand
 TERMS_PROBED = 3  # a text's terms tried one by one, the most telling first
+MONTH_MOST = 200  # entries a month's query reads at most before its days are read one by one
 BACKFILL_BATCH = 500
 BACKFILL_MARK = "search-index-backfilled"  # in `counters`, once a backfill completed
 
@@ -63,7 +68,7 @@ class SearchIndex:
 
     async def ensure_indexes(self) -> None:
         """On MongoDB, an index per equality a search asks (FerretDB uses none: `create_query_indexes`)."""
-        fields = ("day", "phone_key", "id_card_key", "district", "status")
+        fields = ("day", "month", "phone_key", "id_card_key", "district", "status")
         indexes = [(c, [(f, ASCENDING)]) for c in (self.entries, self.texts) for f in fields]
         await create_query_indexes(self.entries.database, [*indexes, (self.texts, [("terms", ASCENDING)])])
 
@@ -112,15 +117,33 @@ class SearchIndex:
                 if len(candidates) <= PROBE:  # all of them
                     found = candidates
                     break
-        if found is None:  # many match: the newest days hold the page
-            by_term = {"terms": terms[0]} if terms else {}
-            found = []
-            for day in days_between(await self._all_days(), f):
-                found += [e for e in await find({**equal, **by_term, "day": day}) if entry_matches(f, e)]
-                if len(found) >= wanted:
-                    break
+        if found is None:  # many match: the newest months and days hold the page
+            found = await self._walk(f, {**equal, **({"terms": terms[0]} if terms else {})}, find, wanted)
         page = newest_first([e for e in found if entry_matches(f, e)])
         return page[skip : skip + limit], len(page) > skip + limit
+
+    async def _walk(self, f: CaseFilter, equal: dict[str, Any], find: Find, wanted: int) -> list[dict[str, Any]]:
+        """The matches of the newest months and days in the filter's range, until `wanted` are found: a
+        month in one query while it holds at most `MONTH_MOST` candidates, else its days one by one (and
+        every older month by days too: the filter is a common one)."""
+        months: dict[str, list[str]] = {}
+        for day in days_between(await self._all_days(), f):
+            months.setdefault(day[:6], []).append(day)
+        by_month = bool(equal)  # with no filter at all every month is full
+        found: list[dict[str, Any]] = []
+        for month, days in months.items():
+            whole = await find({**equal, "month": month}, MONTH_MOST + 1) if by_month and len(days) > 1 else []
+            if by_month and len(days) > 1 and len(whole) <= MONTH_MOST:
+                found += [e for e in whole if entry_matches(f, e)]
+            else:
+                by_month = False
+                for day in days:
+                    found += [e for e in await find({**equal, "day": day}, 0) if entry_matches(f, e)]
+                    if len(found) >= wanted:
+                        break
+            if len(found) >= wanted:
+                break
+        return found
 
     async def _all_days(self) -> list[str]:
         days = [d["_id"] for d in await self.days.find({}).to_list()]

@@ -181,18 +181,20 @@ async def test_the_backfill_files_cases_taken_before_the_index_and_mends_stale_s
     )
 
 
-@pytest.mark.parametrize("probe", [search_index.PROBE, 4])
+@pytest.mark.parametrize(("probe", "month_most"), [(search_index.PROBE, search_index.MONTH_MOST), (4, 200), (4, 5)])
 async def test_pages_are_stable_newest_first_and_bounded(
-    db: AsyncDatabase[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, probe: int
+    db: AsyncDatabase[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, probe: int, month_most: int
 ) -> None:
-    """Pages through many cases over many days, whether one probe holds every match or the days are
-    walked: each case once, newest first, `has_more` until the last page."""
+    """Pages through many cases over many days of two months, whether one probe holds every match, or the
+    months are read, or their days: each case once, newest first, `has_more` until the last page."""
     monkeypatch.setattr(search_index, "PROBE", probe)
+    monkeypatch.setattr(search_index, "MONTH_MOST", month_most)
     store = HotlineStore(db, pepper=PEPPER)
+    day = [datetime(2026, 3, 1, 1, 0, tzinfo=UTC) + timedelta(days=10 * (n // 12)) for n in range(60)]
     cases = [
         help_request(
-            f"CQ-202603{1 + n // 12:02d}-{n + 1:06d}",
-            received_at=datetime(2026, 3, 1 + n // 12, 1, 0, tzinfo=UTC) + timedelta(minutes=n % 12),
+            f"CQ-{day[n]:%Y%m%d}-{n + 1:06d}",
+            received_at=day[n] + timedelta(minutes=n % 12),
             caller=Caller(name=f"王{'伟芳'[n % 2]}", phone=f"139{n:08d}"),
             place=Place(district=("500103", "500106")[n % 3 == 0], address=f"幸福路 {n} 号"),
         )

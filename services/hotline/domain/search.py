@@ -156,6 +156,7 @@ def search_entry(event: HelpRequested, keys: dict[str, str], status: CaseStatus)
         "_id": event.case_id,
         "at": event.received_at,
         "day": case_day(event.received_at),
+        "month": case_day(event.received_at)[:6],
         "district": place.district,
         "needs": list(event.needs),
         "emergency": event.emergency,
