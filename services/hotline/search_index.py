@@ -52,7 +52,7 @@ log = structlog.get_logger("hotline.search")
 Find = Callable[[dict[str, Any], int], Awaitable[list[dict[str, Any]]]]
 PROBE = 100  # entries one probe reads at most: fewer mean every candidate is in hand
 TERMS_PROBED = 3  # a text's terms tried one by one, the most telling first
-MONTH_MOST = 200  # entries a month's query reads at most before its days are read one by one
+MONTH_MOST = 100  # entries a month's query reads at most before its days are read one by one
 BACKFILL_BATCH = 500
 BACKFILL_MARK = "search-index-backfilled"  # in `counters`, once a backfill completed
 
