@@ -1,12 +1,15 @@
 """Case search and the callbacks worklist on the real store, with N intake records filed through the
 hotline's own store code (`HotlineStore.claim_intake`, concurrent calls sharing their inserts).
 
-Prints p50/p95 latency of typical searches (one store query per page each): by phone, by ID-card, by part
-of a name, by part of an address, a district with a status, a date range, the newest page with no filter,
-a deep page, and the callbacks due.
+Prints p50/p95 latency of typical searches through the search index (`HotlineStore.search`): by phone,
+by part of a name, by part of an address, a district with a status, a date range, the newest page with no
+filter, a deep page; beside each, the same search as one query over the intake records (what the search
+did before the index: regex, ranges, `$in`/`$or` and a sort, which FerretDB decodes in Go over the whole
+collection) and the ratio; then the callbacks due and an idempotent run of the index's backfill.
 
     python -m benchmarks search                      # N = 20,000
     BENCH_SEARCH_COUNT=5000 python -m benchmarks search
+    BENCH_SEARCH_SCAN_SAMPLES=0 BENCH_SEARCH_COUNT=100000 python -m benchmarks search   # no scan beside
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import statistics
 import time
 import uuid
@@ -31,6 +35,7 @@ from services.hotline.store import HotlineStore
 
 PEPPER = "bench-pepper"
 SAMPLES = int(os.environ.get("BENCH_SEARCH_SAMPLES", "10"))
+SCAN_SAMPLES = int(os.environ.get("BENCH_SEARCH_SCAN_SAMPLES", "2"))  # the intake-record scan beside (slow)
 CONCURRENT = 500  # calls in flight while loading (their inserts are shared)
 DISTRICTS = ("500101", "500102", "500103", "500104", "500105", "500106", "500107", "500108")
 NEEDS = ("temp_assist_major", "homeless_cold", "special_group_visit", "temp_assist_unemployed")
@@ -59,19 +64,72 @@ def intake(n: int) -> HelpRequested:
     )
 
 
-async def timed(probe: Any) -> list[float]:
+def scan_query(f: CaseFilter) -> dict[str, Any]:
+    """The search as one query over the intake records, as it was before the search index."""
+    query: dict[str, Any] = {}
+    if f.case_id:
+        query["_id"] = f.case_id if len(f.case_id) == 18 else {"$regex": f"^{re.escape(f.case_id)}"}
+        if len(f.case_id) >= 11:
+            query["day"] = f.case_id[3:11]
+    if f.day and "day" not in query:
+        query["day"] = f.day
+    for field, value in (("phone_key", f.phone_key), ("district", f.district), ("emergency", f.emergency)):
+        if value is not None:
+            query[field] = value
+    if f.needs:
+        query["needs"] = f.needs[0] if len(f.needs) == 1 else {"$in": list(f.needs)}
+    if f.statuses:
+        query["status_code"] = f.statuses[0] if len(f.statuses) == 1 else {"$in": list(f.statuses)}
+    if f.received_from or f.received_before:
+        bounds = (("$gte", f.received_from), ("$lt", f.received_before))
+        query["received_at"] = {op: at for op, at in bounds if at}
+    if f.name:
+        query["event.caller.name"] = {"$regex": re.escape(f.name)}
+    if f.address:
+        text = {"$regex": re.escape(f.address)}
+        query["$or"] = [{"event.place.address": text}, {"event.place.township": text}]
+    return query
+
+
+async def scan(db: Any, f: CaseFilter, skip: int, limit: int) -> list[str]:
+    fields = {"received_at": 1, "district": 1, "needs": 1, "emergency": 1, "status": 1, "event.caller": 1}
+    cursor = db["intakes"].find(scan_query(f), fields).sort([("received_at", -1), ("_id", -1)])
+    return [d["_id"] for d in await cursor.skip(skip).limit(limit + 1).to_list()][:limit]
+
+
+async def timed(probe: Any, samples: int = SAMPLES) -> list[float]:
     seconds = []
-    for _ in range(SAMPLES):
+    for _ in range(samples):
         started = time.perf_counter()
         await probe()
         seconds.append(time.perf_counter() - started)
     return seconds
 
 
-def report(label: str, seconds: list[float], rows: int) -> None:
+def p95(seconds: list[float]) -> float:
     ms = sorted(s * 1000 for s in seconds)
-    p95 = ms[max(0, int(len(ms) * 0.95) - 1)]
-    print(f"  {label:<44} p50 {statistics.median(ms):8.1f} ms   p95 {p95:8.1f} ms   rows {rows}", flush=True)
+    return ms[max(0, int(len(ms) * 0.95) - 1)]
+
+
+def report(label: str, seconds: list[float], rows: int, before: list[float] | None = None) -> None:
+    p50 = statistics.median(seconds)
+    line = f"  {label:<32} p50 {p50 * 1000:8.1f} ms   p95 {p95(seconds):8.1f} ms   rows {rows:>3}"
+    if before:
+        was = statistics.median(before)
+        line += f"   | scan p50 {was * 1000:9.1f} ms  ({was / p50:5.0f}x)"
+    print(line, flush=True)
+
+
+async def compare(db: Any, store: HotlineStore, label: str, wanted: CaseFilter, skip: int = 0) -> None:
+    """The search through the index, and (when SCAN_SAMPLES) the old scan beside it, same results."""
+    found = [e["_id"] for e in (await store.search(wanted, skip=skip, limit=20))[0]]
+    before = None
+    if SCAN_SAMPLES:
+        scanned = await scan(db, wanted, skip, 20)
+        if scanned != found:
+            raise AssertionError(f"{label}: the index found {found[:3]}..., the scan {scanned[:3]}...")
+        before = await timed(lambda: scan(db, wanted, skip, 20), SCAN_SAMPLES)
+    report(label, await timed(lambda: store.search(wanted, skip=skip, limit=20)), len(found), before)
 
 
 async def main(settings: BenchSettings) -> None:
@@ -107,19 +165,24 @@ async def main(settings: BenchSettings) -> None:
             "case number's beginning": CaseFilter(case_id=f"CQ-{(last_day - timedelta(days=1)).strftime('%Y%m%d')}"),
             "no filter, newest page": CaseFilter(),
         }
-        print(f"  {count} intakes; {SAMPLES} runs each, page size 20 (one query per page):", flush=True)
+        print(
+            f"  {count} intakes; page size 20; {SAMPLES} runs each through the search index"
+            + (f", {SCAN_SAMPLES} of the scan beside (the same rows checked):" if SCAN_SAMPLES else ":"),
+            flush=True,
+        )
         for label, wanted in searches.items():
-            rows = len((await store.search(wanted, skip=0, limit=20))[0])
-            report(label, await timed(lambda wanted=wanted: store.search(wanted, skip=0, limit=20)), rows)
-        deep = CaseFilter(district="500103")
-        rows = len((await store.search(deep, skip=20 * 9, limit=20))[0])
-        report("district, page 10", await timed(lambda: store.search(deep, skip=180, limit=20)), rows)
+            await compare(db, store, label, wanted)
+        await compare(db, store, "district, page 10", CaseFilter(district="500103"), skip=180)
         resolved_by = resolved_by_for_due_list(datetime.now(UTC), 72, upcoming=False)
 
         async def due() -> Any:
             return await store.awaiting_callbacks(resolved_by=resolved_by, district=None, skip=0, limit=50)
 
         report("callbacks due (50 awaiting)", await timed(due), len((await due())[0]))
+        started = time.perf_counter()
+        added, updated = await store.search_index.backfill(db["intakes"])
+        took = time.perf_counter() - started
+        print(f"  backfill with every entry filed: {took:.1f} s ({added} added, {updated} updated)", flush=True)
     finally:
         await client.drop_database(name)
         await client.close()

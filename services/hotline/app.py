@@ -51,5 +51,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             handlers.caller_feed,
             handlers.outreach_consumer,
             handlers.repeats_consumer,
+            handlers.search_backfill,
         ],
     )

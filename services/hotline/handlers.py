@@ -154,7 +154,7 @@ async def file_outreach(hotline: Hotline, records: Sequence[ConsumerRecord], top
     for record in records:
         try:
             event = read_event(topic, record.value)
-        except ValidationError as exc:
+        except BAD_RECORD as exc:
             rejected.append((record, exc))
             continue
         if not isinstance(event, OutreachProposed):
@@ -209,7 +209,7 @@ async def file_repeats(hotline: Hotline, records: Sequence[ConsumerRecord], topi
     for record in records:
         try:
             event = read_event(topic, record.value)
-        except ValidationError:
+        except BAD_RECORD:
             continue  # not a call (the router dead-letters it)
         if not isinstance(event, HelpRequested) or event.outreach is not None:
             continue
@@ -261,6 +261,12 @@ async def repeats_consumer(runtime: Runtime[Hotline]) -> None:
         handler=lambda records: file_repeats(hotline, records, HELP_REQUESTED_TOPIC),
         max_records=200,
     ).run(runtime)
+
+
+async def search_backfill(runtime: Runtime[Hotline]) -> None:
+    """Once per database: file the cases taken before the search index in it (search_index.py)."""
+    store = runtime.service.store
+    await store.search_index.backfill_once(store.intakes, store.counters)
 
 
 async def outbox_relay(runtime: Runtime[Hotline]) -> None:

@@ -50,6 +50,27 @@ def case_row(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def entry_row(entry: dict[str, Any]) -> dict[str, Any]:
+    """A result row from the case's search index entry (which holds the caller masked already)."""
+    code = entry["status"]
+    district = districts().get(entry["district"])
+    label_zh, label_en = LABELS.get(code, (entry.get("label_zh", code), entry.get("label_en", code)))
+    return {
+        "case_id": entry["_id"],
+        "received_at": entry["at"],
+        "caller_name": entry["caller_name"],
+        "phone_masked": entry["phone_masked"],
+        "district": entry["district"],
+        "district_name_zh": district.name_zh if district else entry["district"],
+        "district_name_en": district.name_en if district else entry["district"],
+        "needs": entry["needs"],
+        "status": code,
+        "label_zh": label_zh,
+        "label_en": label_en,
+        "emergency": entry["emergency"],
+    }
+
+
 @router.get("/cases/search", response_model=CaseSearchOut)
 async def search_cases(query: Annotated[CaseSearchIn, Query()], principal: Staff, hotline: HotlineDep) -> CaseSearchOut:
     """Cases by number, phone, ID-card (exact, by keyed hash), caller name or address (part of it),
@@ -83,7 +104,7 @@ async def search_cases(query: Annotated[CaseSearchIn, Query()], principal: Staff
         page=query.page,
         page_size=query.page_size,
         has_more=has_more,
-        results=[CaseRow.model_validate(case_row(d)) for d in docs],
+        results=[CaseRow.model_validate(entry_row(d)) for d in docs],
     )
 
 

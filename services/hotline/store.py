@@ -10,15 +10,15 @@ are published is outbox.py's.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import structlog
 from pydantic import BaseModel, Field, ValidationError
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from common.aggregates import Aggregates, Codec
 from common.principal import Principal
@@ -35,9 +35,11 @@ from contracts.events import (
 from contracts.events.hotline import HelpRequested
 from services.hotline.callers import CallerIndex, KeyView
 from services.hotline.domain import OtherUpdate, StatusEvent, caller_keys, case_day, project_status
-from services.hotline.domain.search import CaseFilter
+from services.hotline.domain.search import CaseFilter, search_entry, status_fields
 from services.hotline.domain.status import CLOSED_STATUSES, CaseStatus
+from services.hotline.search_index import SearchIndex
 
+log = structlog.get_logger("hotline.store")
 MAX_MATCHES = 20
 
 
@@ -133,6 +135,7 @@ class HotlineStore:
         self.pepper = pepper
         self.intakes = db["intakes"]
         self.callers = CallerIndex(db)
+        self.search_index = SearchIndex(db)
         # Downstream events change an intake's record through the shared write path (on FerretDB two
         # concurrent updates of one document, an event from each of two topics, could lose one).
         self.records: Aggregates[IntakeRecord] = Aggregates(self.intakes, db["intake_claims"], RECORD_CODEC)
@@ -156,6 +159,7 @@ class HotlineStore:
                 (self.audit, [("case_ids", ASCENDING)]),
             ],
         )
+        await self.search_index.ensure_indexes()
         await self.callers.migrate_legacy()
 
     # ------------------------------------------------------------------------ case numbers
@@ -184,8 +188,12 @@ class HotlineStore:
         day received and the caller's phone and ID-card keys (keyed hashes, never the numbers)."""
         return {"day": case_day(received_at), "phone_key": keys.get("phone"), "id_card_key": keys.get("id_card")}
 
+    @staticmethod
+    def first_status(event: HelpRequested) -> CaseStatus:
+        return project_status(event.case_id, received_at=event.received_at, emergency=event.emergency, events=[])
+
     def intake_document(self, event: HelpRequested) -> dict[str, Any]:
-        status = project_status(event.case_id, received_at=event.received_at, emergency=event.emergency, events=[])
+        status = self.first_status(event)
         keys = self.keys_of(event)
         return {
             "_id": event.case_id,
@@ -228,6 +236,10 @@ class HotlineStore:
         document["idempotency_key"] = idempotency_key or ""
         await self._intake_inserts.insert(document)
         self.records.remember(document)  # its first downstream event need not read it back
+        try:
+            await self.search_index.add(search_entry(event, document["keys"], self.first_status(event)))
+        except PyMongoError as exc:  # the call is taken: the backfill files what is missing
+            log.warning("search entry not filed", case_id=event.case_id, error=repr(exc))
 
     @staticmethod
     def caller_key_ids(keys: dict[str, str]) -> list[str]:
@@ -320,6 +332,7 @@ class HotlineStore:
         the whole batch. Events of cases this hotline never took are ignored, one seen before (redelivery)
         is not kept twice. Returns the cases whose record changed."""
         arriving: dict[str, list[tuple[str, StatusEvent]]] = {}
+        moved: dict[str, CaseStatus] = {}  # the cases whose caller-facing status changes
         for case_id, kept_as, event in events:
             arriving.setdefault(case_id, []).append((kept_as, event))
 
@@ -334,7 +347,11 @@ class HotlineStore:
                         seen.add(kept_as)
                         new.append(kept_entry(event, kept_as))
                 kept = record.events + new
-                fields = self._status_fields(self._project(record, kept)) if project else {}
+                fields = {}
+                if project:
+                    status = self._project(record, kept)
+                    fields = self._status_fields(status)
+                    self._note_move(moved, record, status)
                 if not new and (not project or record.status == fields["status"]):
                     return None
                 return record.model_copy(update={"events": kept, **fields})
@@ -342,7 +359,25 @@ class HotlineStore:
             return change
 
         outcome = await self.records.change_many({c: change_for(c) for c in arriving})
+        await self._reindex(moved, outcome.written)
         return set(outcome.written)
+
+    @staticmethod
+    def _note_move(moved: dict[str, CaseStatus], record: IntakeRecord, status: CaseStatus) -> None:
+        before = record.status or {}
+        if (before.get("status"), before.get("label_zh"), before.get("label_en")) != tuple(
+            status_fields(status).values()
+        ):
+            moved[record.case_id] = status
+        else:
+            moved.pop(record.case_id, None)
+
+    async def _reindex(self, moved: dict[str, CaseStatus], written: Collection[str]) -> None:
+        """The search index follows the statuses written (a failure leaves it to the backfill)."""
+        try:
+            await self.search_index.set_statuses({c: s for c, s in moved.items() if c in written})
+        except PyMongoError as exc:
+            log.warning("search statuses not rewritten", case_ids=sorted(moved), error=repr(exc))
 
     @staticmethod
     def _project(record: IntakeRecord, kept: list[dict[str, Any]]) -> CaseStatus:
@@ -358,17 +393,20 @@ class HotlineStore:
     async def refresh_status(self, case_id: str) -> CaseStatus | None:
         """Re-project the caller-facing status from every event kept, on the document as it is now."""
         projected: list[CaseStatus] = []
+        moved: dict[str, CaseStatus] = {}
 
         def change(record: IntakeRecord | None) -> IntakeRecord | None:
             if record is None:
                 return None
             status = self._project(record, record.events)
             projected[:] = [status]
+            self._note_move(moved, record, status)
             fields = self._status_fields(status)
             unchanged = all(getattr(record, name) == value for name, value in fields.items())
             return None if unchanged else record.model_copy(update=fields)
 
-        await self.records.change(case_id, change)
+        written = await self.records.change(case_id, change)
+        await self._reindex(moved, [written.id] if written else [])
         return projected[0] if projected else None
 
     @staticmethod
@@ -383,49 +421,10 @@ class HotlineStore:
 
     # ------------------------------------------------------------------------ search and worklists
 
-    @staticmethod
-    def search_query(f: CaseFilter) -> dict[str, Any]:
-        """The filters as one MongoDB query (pushed to the store, never applied per result)."""
-        query: dict[str, Any] = {}
-        if f.case_id:
-            query["_id"] = f.case_id if len(f.case_id) == 18 else {"$regex": f"^{re.escape(f.case_id)}"}
-            if len(f.case_id) >= 11:  # `CQ-YYYYMMDD`: the day is an equality the store can push down
-                query["day"] = f.case_id[3:11]
-        if f.day and "day" not in query:
-            query["day"] = f.day
-        if f.phone_key:
-            query["phone_key"] = f.phone_key
-        if f.id_card_key:
-            query["id_card_key"] = f.id_card_key
-        if f.district:
-            query["district"] = f.district
-        if f.emergency is not None:
-            query["emergency"] = f.emergency
-        if f.needs:
-            query["needs"] = f.needs[0] if len(f.needs) == 1 else {"$in": list(f.needs)}
-        if f.statuses:
-            query["status_code"] = f.statuses[0] if len(f.statuses) == 1 else {"$in": list(f.statuses)}
-        if f.received_from or f.received_before:
-            bounds = (("$gte", f.received_from), ("$lt", f.received_before))
-            query["received_at"] = {op: at for op, at in bounds if at}
-        if f.name:
-            query["event.caller.name"] = {"$regex": re.escape(f.name)}
-        if f.address:
-            text = {"$regex": re.escape(f.address)}
-            query["$or"] = [{"event.place.address": text}, {"event.place.township": text}]
-        return query
-
     async def search(self, f: CaseFilter, *, skip: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
-        """One page of the cases matching, newest first, and whether more follow: one query (it reads one
-        row past the page rather than counting every match, a second scan on FerretDB)."""
-        cursor = (
-            self.intakes.find(self.search_query(f), LIST_FIELDS)
-            .sort([("received_at", DESCENDING), ("_id", DESCENDING)])
-            .skip(skip)
-            .limit(limit + 1)
-        )
-        docs = await cursor.to_list()
-        return docs[:limit], len(docs) > limit
+        """One page of the cases matching, newest first, and whether more follow, as the search index's
+        entries (masked: what a result row shows); never a scan of the intake records."""
+        return await self.search_index.search(f, skip=skip, limit=limit)
 
     async def awaiting_callbacks(
         self, *, resolved_by: datetime | None, district: str | None, skip: int, limit: int

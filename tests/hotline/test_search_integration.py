@@ -9,7 +9,8 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.events.hotline import Caller, HelpRequested, Place
-from contracts.events.router import CaseProgressRecorded
+from contracts.events.router import CaseProgressRecorded, CaseResolved
+from services.hotline import search_index
 from services.hotline.domain import caller_keys, lookup_key
 from services.hotline.domain.search import CaseFilter, received_range
 from services.hotline.store import HotlineStore
@@ -99,9 +100,9 @@ FILTERS = {
 async def test_search_by_each_field_finds_the_case(store: HotlineStore, field: str) -> None:
     found, more = await store.search(FILTERS[field], skip=0, limit=20)
     assert [d["_id"] for d in found] == ["CQ-20260309-000007"] and not more
-    row = found[0]
-    assert row["event"]["caller"]["name"] == "上官婉儿" and "events" not in row  # only the row's fields read
-    assert "id_card" not in row["event"]["caller"]
+    row = found[0]  # the search index entry: what a row shows, the caller masked, no clear number
+    assert row["caller_name"] == "上***" and row["phone_masked"] == "138****4321" and "events" not in row
+    assert "13887654321" not in str(row) and "11010519491231002X" not in str(row) and row["status"] == "in_progress"
 
 
 async def test_an_empty_search_lists_every_case_newest_first(store: HotlineStore) -> None:
@@ -119,3 +120,110 @@ async def test_the_store_keeps_no_clear_number_to_search(store: HotlineStore) ->
     keys = caller_keys(PEPPER, phone="13887654321", id_card="11010519491231002X", district=None, address=None)
     assert doc["keys"]["phone"] == keys["phone"] and doc["keys"]["id_card"] == keys["id_card"]
     assert "13887654321" not in str(doc["keys"])
+
+
+WRONG = {
+    "case number": CaseFilter(case_id="CQ-20260309-000008"),
+    "case number's beginning": CaseFilter(case_id="CQ-20260308"),
+    "phone": CaseFilter(phone_key=lookup_key(PEPPER, "phone", "13887654320")),
+    "ID card": CaseFilter(id_card_key=lookup_key(PEPPER, "id_card", "110105194912310038")),
+    "part of the name": CaseFilter(name="婉娘"),
+    "part of the address": CaseFilter(address="天陈路 89"),
+    "the township": CaseFilter(address="小龙坎街道 1"),
+    "district": CaseFilter(district="500107", name="上官"),
+    "need": CaseFilter(needs=("homeless_cold",), name="上官"),
+    "status": CaseFilter(statuses=("resolved",)),
+    "emergency": CaseFilter(emergency=False, name="上官"),
+    "received days": CaseFilter(
+        received_from=received_range(date(2026, 3, 8), date(2026, 3, 8))[0],
+        received_before=received_range(date(2026, 3, 8), date(2026, 3, 8))[1],
+        name="上官",
+    ),
+    "one received day": CaseFilter(day="20260308"),
+}
+
+
+@pytest.mark.parametrize("field", list(WRONG))
+async def test_search_by_a_wrong_value_of_each_field_finds_nothing(store: HotlineStore, field: str) -> None:
+    assert await store.search(WRONG[field], skip=0, limit=20) == ([], False)
+
+
+async def test_a_status_change_is_found_by_the_new_status_only(store: HotlineStore) -> None:
+    case_id = "CQ-20260309-000007"
+    assert not (await store.search(CaseFilter(statuses=("received",), district="500106"), skip=0, limit=20))[0]
+    resolved = CaseResolved(case_id=case_id, actor="w1", outcome="已救助")
+    await store.apply_events([(case_id, str(resolved.event_id), resolved)])
+    [row], _ = await store.search(CaseFilter(statuses=("resolved",)), skip=0, limit=20)
+    assert row["_id"] == case_id and row["status"] == "resolved"
+    assert (await store.search(CaseFilter(statuses=("in_progress",)), skip=0, limit=20)) == ([], False)
+
+
+async def test_the_backfill_files_cases_taken_before_the_index_and_mends_stale_statuses(
+    store: HotlineStore, db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    """Intake records written before the search index existed are found once the backfill ran (twice
+    changes nothing more)."""
+    await db["case_search"].delete_many({"_id": {"$ne": "CQ-20260309-000007"}})
+    await db["case_search_text"].delete_many({"_id": "CQ-20260301-000002"})
+    await db["case_search_days"].delete_many({})
+    await db["case_search"].update_one({"_id": "CQ-20260309-000007"}, {"$set": {"status": "received"}})
+    fresh = HotlineStore(db, pepper=PEPPER)  # another process: knows no day yet
+    assert [d["_id"] for d in (await fresh.search(CaseFilter(), skip=0, limit=20))[0]] == []
+    assert await fresh.search_index.backfill(db["intakes"]) == (2, 1)
+    assert await fresh.search_index.backfill(db["intakes"]) == (0, 0)
+    found, _ = await fresh.search(CaseFilter(), skip=0, limit=20)
+    assert [d["_id"] for d in found] == ["CQ-20260310-000001", "CQ-20260309-000007", "CQ-20260301-000002"]
+    assert [d["_id"] for d in (await fresh.search(CaseFilter(name="司马"), skip=0, limit=20))[0]] == [
+        "CQ-20260301-000002"
+    ]
+    assert (await fresh.search(CaseFilter(statuses=("in_progress",)), skip=0, limit=20))[0][0]["_id"] == (
+        "CQ-20260309-000007"
+    )
+
+
+@pytest.mark.parametrize(("probe", "month_most"), [(search_index.PROBE, search_index.MONTH_MOST), (4, 200), (4, 5)])
+async def test_pages_are_stable_newest_first_and_bounded(
+    db: AsyncDatabase[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, probe: int, month_most: int
+) -> None:
+    """Pages through many cases over many days of two months, whether one probe holds every match, or the
+    months are read, or their days: each case once, newest first, `has_more` until the last page."""
+    monkeypatch.setattr(search_index, "PROBE", probe)
+    monkeypatch.setattr(search_index, "MONTH_MOST", month_most)
+    store = HotlineStore(db, pepper=PEPPER)
+    day = [datetime(2026, 3, 1, 1, 0, tzinfo=UTC) + timedelta(days=10 * (n // 12)) for n in range(60)]
+    cases = [
+        help_request(
+            f"CQ-{day[n]:%Y%m%d}-{n + 1:06d}",
+            received_at=day[n] + timedelta(minutes=n % 12),
+            caller=Caller(name=f"王{'伟芳'[n % 2]}", phone=f"139{n:08d}"),
+            place=Place(district=("500103", "500106")[n % 3 == 0], address=f"幸福路 {n} 号"),
+        )
+        for n in range(60)
+    ]
+    for event in cases:
+        await store.claim_intake(event)
+    for wanted, expected in (
+        (CaseFilter(), cases),
+        (CaseFilter(district="500106"), [c for c in cases if c.place.district == "500106"]),
+        (CaseFilter(name="王伟", address="幸福"), cases[::2]),
+        (CaseFilter(address="幸福路 1"), [c for c in cases if str(c.place.address).startswith("幸福路 1")]),
+    ):
+        seen: list[str] = []
+        for page in range(1, 20):
+            found, more = await store.search(wanted, skip=(page - 1) * 7, limit=7)
+            seen += [d["_id"] for d in found]
+            if not more:
+                break
+        assert seen == [c.case_id for c in reversed(expected)], wanted
+
+
+async def test_the_first_start_on_a_database_backfills_once(
+    store: HotlineStore, db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    await db["case_search"].delete_many({})
+    await db["case_search_text"].delete_many({})
+    await store.search_index.backfill_once(db["intakes"], db["counters"])
+    assert len((await store.search(CaseFilter(), skip=0, limit=20))[0]) == 3
+    await db["case_search"].delete_many({"_id": "CQ-20260301-000002"})
+    await store.search_index.backfill_once(db["intakes"], db["counters"])  # done before: not again
+    assert len((await store.search(CaseFilter(), skip=0, limit=20))[0]) == 2

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from common.errors import Forbidden
 from common.principal import Principal, Role
-from contracts.events.hotline import CaseReopened
+from contracts.events.hotline import Caller, CaseReopened, HelpRequested, Place
 from contracts.events.router import CaseClosed, CaseResolved
 from services.hotline.domain import project_status
 from services.hotline.domain.callback import (
@@ -18,10 +18,20 @@ from services.hotline.domain.callback import (
     end_of_business_day,
     resolved_by_for_due_list,
 )
-from services.hotline.domain.search import CaseFilter, received_range, scoped_district, single_day
+from services.hotline.domain.search import (
+    CaseFilter,
+    days_between,
+    entry_matches,
+    index_equalities,
+    query_terms,
+    received_range,
+    scoped_district,
+    search_entry,
+    single_day,
+    text_terms,
+)
 from services.hotline.schemas import CaseSearchIn
 from services.hotline.settings import Settings
-from services.hotline.store import HotlineStore
 
 pytestmark = pytest.mark.unit
 
@@ -87,8 +97,8 @@ def test_a_case_closed_without_a_resolution_is_due_from_its_closing() -> None:
     assert state.awaiting_callback and state.resolved_at == T0 + timedelta(hours=2)
 
 
-def test_search_filters_become_one_query() -> None:
-    query = HotlineStore.search_query(
+def test_search_filters_the_index_answers_by_equality_are_equalities() -> None:
+    query = index_equalities(
         CaseFilter(
             case_id="CQ-2026",
             phone_key="abc",
@@ -100,18 +110,63 @@ def test_search_filters_become_one_query() -> None:
             received_from=T0,
         )
     )
-    assert query == {
-        "_id": {"$regex": "^CQ\\-2026"},
-        "phone_key": "abc",
-        "event.caller.name": {"$regex": "王\\("},
-        "$or": [{"event.place.address": {"$regex": "民族路"}}, {"event.place.township": {"$regex": "民族路"}}],
-        "needs": {"$in": ["a", "b"]},
-        "status_code": "resolved",
-        "emergency": False,
-        "received_at": {"$gte": T0},
-    }
-    assert HotlineStore.search_query(CaseFilter(case_id=CASE)) == {"_id": CASE, "day": "20260301"}
-    assert HotlineStore.search_query(CaseFilter()) == {}
+    assert query == {"phone_key": "abc", "status": "resolved", "emergency": False}  # the rest: entry_matches
+    assert index_equalities(CaseFilter(case_id=CASE)) == {"_id": CASE, "day": "20260301"}
+    assert index_equalities(CaseFilter(case_id="CQ-20260301-00", needs=("a",))) == {"day": "20260301", "needs": "a"}
+    assert index_equalities(CaseFilter()) == {}
+
+
+def test_every_substring_of_a_text_is_found_by_terms_the_text_is_filed_under() -> None:
+    text = "幸福路 6666 号（Ａ座）"
+    filed = text_terms("a", text)
+    for query in ("幸", "幸福路", "路 66", "6666 号", "66", "a座", "Ａ座", "福路6666号"):
+        assert query_terms("a", query) and set(query_terms("a", query)) <= filed, query
+    assert query_terms("a", "幸福路 6666")[0] == "a:6666"  # a house number is the most telling term
+    assert not set(query_terms("a", "幸福路 7")) <= filed and query_terms("n", " ") == []
+
+
+def test_a_candidate_is_a_result_only_when_it_answers_every_filter() -> None:
+    event = HelpRequested(
+        case_id=CASE,
+        correlation_id=CASE,
+        received_at=T0,
+        operator_id="op",
+        caller=Caller(name="上官婉儿", phone="13887654321", id_card="11010519491231002X"),
+        place=Place(district="500106", township="小龙坎街道", address="天陈路 88 号"),
+        needs=("temp_assist_major",),
+        emergency=True,
+    )
+    status = project_status(CASE, received_at=T0, emergency=True, events=[])
+    entry = search_entry(event, {"phone": "k1", "id_card": "k2"}, status)
+    assert entry["caller_name"] == "上***" and entry["phone_masked"] == "138****4321"
+    assert "13887654321" not in str(entry) and "11010519491231002X" not in str(entry)
+    found = (
+        CaseFilter(case_id="CQ-20260301"),
+        CaseFilter(phone_key="k1", id_card_key="k2", district="500106", emergency=True, day="20260301"),
+        CaseFilter(name="婉儿", address="陈路 88", needs=("x", "temp_assist_major"), statuses=("received",)),
+        CaseFilter(address="小龙坎", received_from=T0, received_before=T0 + timedelta(seconds=1)),
+    )
+    missed = (
+        CaseFilter(case_id="CQ-20260302"),
+        CaseFilter(phone_key="k2"),
+        CaseFilter(name="婉 儿x"),
+        CaseFilter(address="路 88 号 1"),
+        CaseFilter(needs=("homeless_cold",)),
+        CaseFilter(statuses=("resolved",)),
+        CaseFilter(emergency=False),
+        CaseFilter(received_before=T0),
+        CaseFilter(district="500103"),
+    )
+    assert all(entry_matches(f, entry) for f in found)
+    assert not any(entry_matches(f, entry) for f in missed)
+
+
+def test_a_range_of_days_is_walked_newest_first_within_its_bounds() -> None:
+    days = ["20260301", "20260303", "20260302", "20260305"]
+    start, end = received_range(date(2026, 3, 2), date(2026, 3, 3))
+    assert days_between(days, CaseFilter(received_from=start, received_before=end)) == ["20260303", "20260302"]
+    assert days_between(days, CaseFilter()) == ["20260305", "20260303", "20260302", "20260301"]
+    assert days_between(days, CaseFilter(day="20260302")) == ["20260302"]
 
 
 def test_search_parameters_are_normalised_and_checked() -> None:

@@ -8,12 +8,18 @@ district; a district coordinator searches their own district; city-level users a
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from common.errors import Forbidden
 from common.principal import Principal, Role
 from contracts.events.base import BUSINESS_TZ
+from contracts.events.hotline import HelpRequested
+from services.hotline.domain.intake import case_day, mask_name, mask_phone
+from services.hotline.domain.status import CaseStatus
 
 MAX_PAGE_SIZE = 100
 
@@ -67,3 +73,147 @@ def scoped_district(principal: Principal, asked: str | None) -> str | None:
             field="district",
         )
     return principal.district
+
+
+# ---------------------------------------------------------------------------- the search index's entries
+#
+# Every case has one small entry in the search index, with what a search filters on as top-level fields
+# an equality finds (the store's cost model: only equalities are pushed down on FerretDB) and what a result
+# row shows, masked. Text is found through terms: every character and pair of characters of the name, the
+# address and the township (and every run of 3 to 6 letters or digits, so that a house number is a term of
+# its own); a query's terms must all be an entry's, and the text itself is then matched exactly.
+
+RUN_TERMS = range(3, 7)  # the lengths of a letters-or-digits run's substrings indexed as terms
+_RUN = re.compile(r"[0-9a-z]{3,}")
+
+
+def normalise_text(text: str | None) -> str:
+    """Text as the index keeps and matches it: NFKC (full-width digits and letters as ASCII), lower case,
+    no white space. A substring of the original is one of the normalised text."""
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text or "")).lower()
+
+
+def text_terms(field: str, text: str) -> set[str]:
+    """The terms an entry is filed under for one text field (`field:` prefixed)."""
+    s = normalise_text(text)
+    terms = set(s) | {s[i : i + 2] for i in range(len(s) - 1)}
+    for run in _RUN.findall(s):
+        terms |= {run[i : i + n] for n in RUN_TERMS for i in range(len(run) - n + 1)}
+    return {f"{field}:{t}" for t in terms}
+
+
+def query_terms(field: str, text: str) -> list[str]:
+    """The terms every entry whose field contains `text` is filed under, the most telling first (a whole
+    letters-or-digits run, then pairs of characters; a single character alone)."""
+    s = normalise_text(text)
+    if len(s) < 2:
+        return [f"{field}:{s}"] if s else []
+    longest = max(RUN_TERMS)
+    runs = [run[i : i + longest] for run in _RUN.findall(s) for i in range(max(1, len(run) - longest + 1))]
+    pairs = [s[i : i + 2] for i in range(len(s) - 1)]
+    return [f"{field}:{t}" for t in dict.fromkeys(sorted(runs, key=len, reverse=True) + pairs)]
+
+
+def entry_matches(f: CaseFilter, entry: dict[str, Any]) -> bool:
+    """Whether a search index entry answers every filter (the store's equalities found the candidates;
+    this decides, so that a candidate found by a term alone is never a result by mistake)."""
+    checks = (
+        not f.case_id or entry["_id"].startswith(f.case_id),
+        not f.phone_key or entry.get("phone_key") == f.phone_key,
+        not f.id_card_key or entry.get("id_card_key") == f.id_card_key,
+        not f.district or entry["district"] == f.district,
+        not f.needs or bool(set(f.needs) & set(entry["needs"])),
+        not f.statuses or entry["status"] in f.statuses,
+        f.emergency is None or entry["emergency"] is f.emergency,
+        not f.received_from or entry["at"] >= f.received_from,
+        not f.received_before or entry["at"] < f.received_before,
+        not f.day or entry["day"] == f.day,
+        not f.name or normalise_text(f.name) in entry.get("name", ""),
+        not f.address or any(normalise_text(f.address) in entry.get(k, "") for k in ("address", "township")),
+    )
+    return all(checks)
+
+
+def newest_first(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Results in the order a search pages them: newest first, the case number breaking a tie."""
+    return sorted(entries, key=lambda e: (e["at"], e["_id"]), reverse=True)
+
+
+def days_between(days: list[str], f: CaseFilter) -> list[str]:
+    """The days (YYYYMMDD) with cases that a filter's received range covers, newest first."""
+    first = case_day(f.received_from) if f.received_from else ""
+    last = case_day(f.received_before - timedelta(microseconds=1)) if f.received_before else "99999999"
+    if f.day:
+        first = last = f.day
+    return sorted((d for d in set(days) if first <= d <= last), reverse=True)
+
+
+def search_entry(event: HelpRequested, keys: dict[str, str], status: CaseStatus) -> dict[str, Any]:
+    """A case's search index entry: its equality keys (hashes, never a clear number), its text terms,
+    and what a result row shows (masked)."""
+    place = event.place
+    return {
+        "_id": event.case_id,
+        "at": event.received_at,
+        "day": case_day(event.received_at),
+        "month": case_day(event.received_at)[:6],
+        "district": place.district,
+        "needs": list(event.needs),
+        "emergency": event.emergency,
+        "phone_key": keys.get("phone"),
+        "id_card_key": keys.get("id_card"),
+        "name": normalise_text(event.caller.name),
+        "address": normalise_text(place.address),
+        "township": normalise_text(place.township),
+        "terms": sorted(
+            text_terms("n", event.caller.name or "")
+            | text_terms("a", place.address or "")
+            | text_terms("a", place.township or "")
+        ),
+        "caller_name": mask_name(event.caller.name or ""),
+        "phone_masked": mask_phone(event.caller.phone or ""),
+        **status_fields(status),
+    }
+
+
+TEXT_FIELDS = ("terms", "name", "address", "township")  # only the text index's entries hold them
+
+
+def without_text(entry: dict[str, Any]) -> dict[str, Any]:
+    """An entry as the (smaller, so faster to read on FerretDB) index of every case holds it."""
+    return {k: v for k, v in entry.items() if k not in TEXT_FIELDS}
+
+
+def status_fields(status: CaseStatus) -> dict[str, Any]:
+    """The part of an entry a status change rewrites."""
+    return {"status": status.status, "label_zh": status.label_zh, "label_en": status.label_en}
+
+
+def index_equalities(f: CaseFilter) -> dict[str, Any]:
+    """The filters the search index answers by equality (what FerretDB pushes down to PostgreSQL); the
+    rest (several needs or statuses, a range, a number's beginning, the text) `entry_matches` decides."""
+    query: dict[str, Any] = {}
+    if f.case_id and len(f.case_id) == 18:
+        query["_id"] = f.case_id
+    if f.case_id and len(f.case_id) >= 11:  # `CQ-YYYYMMDD`: the day it was counted in
+        query["day"] = f.case_id[3:11]
+    if f.day:
+        query["day"] = f.day
+    single = {
+        "phone_key": f.phone_key,
+        "id_card_key": f.id_card_key,
+        "district": f.district,
+        "emergency": f.emergency,
+        "needs": f.needs[0] if len(f.needs) == 1 else None,
+        "status": f.statuses[0] if len(f.statuses) == 1 else None,
+    }
+    query.update({field: value for field, value in single.items() if value is not None})
+    return query
+
+
+BOUNDED_BY = ("_id", "day", "phone_key", "id_card_key")  # an equality on one of these finds few entries
+
+
+def filter_terms(f: CaseFilter) -> list[str]:
+    """The text terms a search looks entries up by, the most telling first."""
+    return (query_terms("n", f.name) if f.name else []) + (query_terms("a", f.address) if f.address else [])

@@ -1,0 +1,232 @@
+"""The case search index (its own store, as the caller index is): one small entry per case (`case_search`),
+the same entry with its text terms for the searches by name or address (`case_search_text`), and the
+days that have cases.
+
+On FerretDB only equality filters reach PostgreSQL; a regex, a range, `$in`/`$or` or a sort makes it
+decode every document of the collection in Go, and every document it returns costs too (the larger, the
+more). So a search asks these small collections by equality only (a phone or ID-card key, a day, a text
+term, a district, a need, a status, emergency; only a search by text reads `case_search_text`, whose
+entries are about twice the size) and for few entries: when no key narrows it, first one probe of at most `PROBE`
+entries; when that finds more, the months and then the days with cases, newest first, until the page is
+full.
+`entry_matches` decides every candidate in Python and the page is sorted there, newest first. An entry
+is inserted when its case is taken and rewritten when its caller-facing status changes; `backfill`
+files the cases taken before the index (or whose entry is missing or stale), idempotently; the hotline
+runs it in the background at its first start on a database (`backfill_once`), and it can be run by hand:
+
+    python -m services.hotline.search_index backfill
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import structlog
+from pymongo import ASCENDING, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from common.store import GroupInserts, busy_retry, create_query_indexes
+from contracts.events.hotline import HelpRequested
+from services.hotline.domain import CaseStatus, case_day, project_status
+from services.hotline.domain.search import (
+    BOUNDED_BY,
+    CaseFilter,
+    days_between,
+    entry_matches,
+    filter_terms,
+    index_equalities,
+    newest_first,
+    search_entry,
+    status_fields,
+    without_text,
+)
+
+log = structlog.get_logger("hotline.search")
+Find = Callable[[dict[str, Any], int], Awaitable[list[dict[str, Any]]]]
+PROBE = 100  # entries one probe reads at most: fewer mean every candidate is in hand
+TERMS_PROBED = 3  # a text's terms tried one by one, the most telling first
+MONTH_MOST = 100  # entries a month's query reads at most before its days are read one by one
+BACKFILL_BATCH = 500
+BACKFILL_MARK = "search-index-backfilled"  # in `counters`, once a backfill completed
+
+
+class SearchIndex:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self.entries = db["case_search"]
+        self.texts = db["case_search_text"]
+        self.days = db["case_search_days"]
+        self._inserts = GroupInserts(self.entries)  # concurrent calls' entries in one insert
+        self._text_inserts = GroupInserts(self.texts)
+        self._days_known: set[str] = set()
+
+    async def ensure_indexes(self) -> None:
+        """On MongoDB, an index per equality a search asks (FerretDB uses none: `create_query_indexes`)."""
+        fields = ("day", "month", "phone_key", "id_card_key", "district", "status")
+        indexes = [(c, [(f, ASCENDING)]) for c in (self.entries, self.texts) for f in fields]
+        await create_query_indexes(self.entries.database, [*indexes, (self.texts, [("terms", ASCENDING)])])
+
+    async def add(self, entry: dict[str, Any]) -> None:
+        """File a new case's entry, with its text and without (a repeat is ignored), and a new day."""
+        for inserts, doc in ((self._inserts, without_text(entry)), (self._text_inserts, entry)):
+            with contextlib.suppress(DuplicateKeyError):
+                await inserts.insert(doc)
+        await self._note_days([entry["day"]])
+
+    async def _note_days(self, days: list[str]) -> None:
+        new = sorted(set(days) - self._days_known)
+        if not new:
+            return
+        try:
+            await busy_retry(lambda: self.days.insert_many([{"_id": d} for d in new], ordered=False))
+        except BulkWriteError as exc:
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
+        self._days_known.update(new)
+
+    async def set_statuses(self, statuses: dict[str, CaseStatus]) -> None:
+        """Rewrite the status of the entries whose case's status changed (one command per index)."""
+        if statuses:
+            updates = [UpdateOne({"_id": c}, {"$set": status_fields(s)}) for c, s in statuses.items()]
+            for collection in (self.entries, self.texts):
+                await busy_retry(partial(collection.bulk_write, updates, ordered=False))
+
+    async def search(self, f: CaseFilter, *, skip: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """One page of the entries matching, newest first, and whether more follow."""
+        wanted = skip + limit + 1
+        equal = index_equalities(f)
+        terms = filter_terms(f)
+        collection = self.texts if terms else self.entries
+
+        async def find(query: dict[str, Any], most: int = 0) -> list[dict[str, Any]]:
+            return await collection.find(query, {"terms": 0}).limit(most).to_list()
+
+        found: list[dict[str, Any]] | None = None
+        if any(field in equal for field in BOUNDED_BY):
+            found = await find(equal)
+        else:
+            probes = [{**equal, "terms": t} for t in terms[:TERMS_PROBED]] if terms else [equal] if equal else []
+            for query in probes:
+                candidates = await find(query, PROBE + 1)
+                if len(candidates) <= PROBE:  # all of them
+                    found = candidates
+                    break
+        if found is None:  # many match: the newest months and days hold the page
+            found = await self._walk(f, {**equal, **({"terms": terms[0]} if terms else {})}, find, wanted)
+        page = newest_first([e for e in found if entry_matches(f, e)])
+        return page[skip : skip + limit], len(page) > skip + limit
+
+    async def _walk(self, f: CaseFilter, equal: dict[str, Any], find: Find, wanted: int) -> list[dict[str, Any]]:
+        """The matches of the newest months and days in the filter's range, until `wanted` are found: a
+        month in one query while it holds at most `MONTH_MOST` candidates, else its days one by one (and
+        every older month by days too: the filter is a common one)."""
+        months: dict[str, list[str]] = {}
+        for day in days_between(await self._all_days(), f):
+            months.setdefault(day[:6], []).append(day)
+        by_month = bool(equal)  # with no filter at all every month is full
+        found: list[dict[str, Any]] = []
+        for month, days in months.items():
+            whole = await find({**equal, "month": month}, MONTH_MOST + 1) if by_month and len(days) > 1 else []
+            if by_month and len(days) > 1 and len(whole) <= MONTH_MOST:
+                found += [e for e in whole if entry_matches(f, e)]
+            else:
+                by_month = False
+                for day in days:
+                    found += [e for e in await find({**equal, "day": day}, 0) if entry_matches(f, e)]
+                    if len(found) >= wanted:
+                        break
+            if len(found) >= wanted:
+                break
+        return found
+
+    async def _all_days(self) -> list[str]:
+        days = [d["_id"] for d in await self.days.find({}).to_list()]
+        self._days_known.update(days)
+        return days
+
+    async def backfill(self, intakes: AsyncCollection[dict[str, Any]]) -> tuple[int, int]:
+        """File every intake record's entry that is missing, and rewrite every stale status: (added,
+        updated). Reads both collections once; running it again changes nothing."""
+        shown = {"status": 1, "label_zh": 1, "label_en": 1}
+        filed = {e["_id"]: e for e in await self.entries.find({}, shown).to_list()}
+        texts = {e["_id"]: e for e in await self.texts.find({}, shown).to_list()}
+        added = updated = 0
+        batch: list[dict[str, Any]] = []
+        stale: dict[str, CaseStatus] = {}
+        days: set[str] = set()
+        fields = {"event": 1, "keys": 1, "status": 1, "received_at": 1, "emergency": 1}
+        async for doc in intakes.find({}, fields):
+            event = HelpRequested.model_validate(doc["event"])
+            status = (
+                CaseStatus.model_validate(doc["status"])
+                if doc.get("status")
+                else project_status(event.case_id, received_at=event.received_at, emergency=event.emergency, events=[])
+            )
+            entry = filed.get(event.case_id)
+            days.add(case_day(event.received_at))
+            if entry is None or event.case_id not in texts:
+                batch.append(search_entry(event, doc.get("keys") or {}, status))
+            text = texts.get(event.case_id)
+            if any(e is not None and {k: e.get(k) for k in shown} != status_fields(status) for e in (entry, text)):
+                stale[event.case_id] = status
+            if len(batch) >= BACKFILL_BATCH:
+                added += await self._insert_missing(batch)
+                batch = []
+        added += await self._insert_missing(batch)
+        await self._note_days(sorted(days))  # a day filed before its first entry (or lost) too
+        for chunk in range(0, len(stale), BACKFILL_BATCH):
+            part = dict(list(stale.items())[chunk : chunk + BACKFILL_BATCH])
+            await self.set_statuses(part)
+            updated += len(part)
+        return added, updated
+
+    async def backfill_once(
+        self, intakes: AsyncCollection[dict[str, Any]], marks: AsyncCollection[dict[str, Any]]
+    ) -> None:
+        """At start-up: backfill unless a backfill already completed in this database (its mark), so the
+        first start after the index arrived files every case taken before it."""
+        if await marks.find_one({"_id": BACKFILL_MARK}) is not None:
+            return
+        added, updated = await self.backfill(intakes)
+        with contextlib.suppress(DuplicateKeyError):
+            await marks.insert_one({"_id": BACKFILL_MARK, "added": added, "updated": updated})
+        log.info("search index backfilled", added=added, updated=updated)
+
+    async def _insert_missing(self, entries: list[dict[str, Any]]) -> int:
+        """Insert the entries into both indexes (one already in either is refused there)."""
+        if not entries:
+            return 0
+        for collection, docs in ((self.entries, [without_text(e) for e in entries]), (self.texts, entries)):
+            try:
+                await busy_retry(partial(collection.insert_many, docs, ordered=False))
+            except BulkWriteError as exc:
+                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                    raise
+        return len(entries)
+
+
+async def _backfill() -> None:
+    from common.store import open_mongo
+    from services.hotline.settings import Settings
+
+    settings = Settings()
+    client = open_mongo(settings)
+    try:
+        db = client[settings.database_name]
+        added, updated = await SearchIndex(db).backfill(db["intakes"])
+        log.info("search index backfilled", added=added, updated=updated)
+        print(f"search index: {added} entries added, {updated} statuses brought up to date")
+    finally:
+        await client.close()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["backfill"]:
+        raise SystemExit("usage: python -m services.hotline.search_index backfill")
+    asyncio.run(_backfill())
