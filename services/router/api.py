@@ -8,13 +8,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from common.app import Runtime, get_runtime
 from common.auth import require_roles
 from common.errors import Forbidden
 from common.principal import Principal, Role
 from contracts.events import utcnow
+from contracts.validation import DueTime
 from services.router import reveals
 from services.router.cases import CaseService
 from services.router.domain import coordination, desk
@@ -58,7 +59,7 @@ class ProgressBody(_Body):
 class CoHandlingBody(_Body):
     department: str = Field(min_length=1, max_length=64)
     note: str = Field(default="", max_length=4000)
-    due_at: AwareDatetime | None = None
+    due_at: DueTime | None = None
 
 
 class ResolveBody(_Body):

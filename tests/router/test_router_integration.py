@@ -161,6 +161,7 @@ async def test_case_resolves_only_when_every_co_handler_is_done_or_waived(router
     housing = await dispatched(router, "housing", case_id, "co_handler")
 
     await post(router, f"/api/v1/tasks/{lead['task_id']}/resolve", ca, {"outcome": "已安置", "note": ""})
+    await post(router, f"/api/v1/tasks/{hrss['task_id']}/sign-for", router.worker("hrss"))
     await post(router, f"/api/v1/tasks/{hrss['task_id']}/resolve", router.worker("hrss"), {"outcome": "已推荐岗位"})
     await post(router, f"/api/v1/tasks/{housing['task_id']}/sign-for", router.worker("housing"))
     await post(router, f"/api/v1/tasks/{housing['task_id']}/resolve", router.worker("housing"), {"outcome": "已入住"})

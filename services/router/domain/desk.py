@@ -18,7 +18,7 @@ from contracts.events.router import (
 from services.router.domain.case import WORKABLE, Case, HistoryEntry, Task
 from services.router.domain.catalogue import DispatchCatalogue, ReturnReason
 from services.router.domain.dispatching import dispatch, emit, new_task
-from services.router.domain.errors import not_your_task, task_not_found, wrong_state
+from services.router.domain.errors import DomainError, not_your_task, task_not_found, wrong_state
 from services.router.domain.routing import decide
 
 
@@ -180,9 +180,13 @@ def _close_if_complete(case: Case, actor: str, now: datetime) -> None:
 
 
 def resolve(case: Case, task_id: str, worker: Principal, outcome: str, note: str, now: datetime) -> None:
-    """The lead resolves the case; a co-handler marks its subtask done."""
+    """The lead resolves the case; a co-handler marks its subtask done. Only a task signed for (签收)."""
     task = own_task(case, task_id, worker)
     _workable(task)
+    if task.status == "queued":
+        raise wrong_state("请先签收再办结", "sign for the task before resolving it", field="task_id")
+    if not outcome.strip():
+        raise DomainError("必填：办理结果", "required: the outcome", field="outcome", status=422, code="invalid")
     task.closed_by, task.closed_at, task.outcome, task.note = worker.sub, now, outcome, note
     if task.role == "co_handler":
         task.status = "done"
