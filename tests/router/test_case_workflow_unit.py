@@ -261,3 +261,28 @@ def test_a_co_handling_due_time_in_the_past_or_years_ahead_is_refused() -> None:
         assert caught.value.errors()[0]["loc"] == ("due_at",)
     ahead = datetime.now(UTC) + timedelta(days=2)
     assert CoHandlingBody.model_validate({"department": "hrss", "due_at": ahead.isoformat()}).due_at == ahead
+
+
+def test_p23_the_leads_resolution_while_co_handlers_work_is_its_own_event() -> None:
+    """P2.3: the lead's part done is published (case.lead_resolved, naming the open co-handler subtasks);
+    case.resolved only follows once every co-handler is done or waived."""
+    case = new_case("stranded_person")  # civil affairs leads; hrss and education co-handle
+    lead, hrss, education = case.tasks
+    desk.sign_for(case, lead.task_id, worker("civil_affairs"), NOW)
+    desk.sign_for(case, hrss.task_id, worker("hrss"), NOW)
+    desk.resolve(case, hrss.task_id, worker("hrss"), "job found", "", NOW)
+    desk.resolve(case, lead.task_id, worker("civil_affairs"), "lodged", "placed in shelter", NOW)
+    event = case.outbox[-1]["body"]
+    assert event["type"] == "case.lead_resolved" and types(case).count("case.resolved") == 0
+    assert (event["task_id"], event["department"], event["outcome"]) == (lead.task_id, "civil_affairs", "lodged")
+    assert [(a["department"], a["task_id"]) for a in event["awaiting"]] == [("education", education.task_id)]
+    desk.waive_co_handler(case, lead.task_id, education.task_id, worker("civil_affairs"), "not needed", NOW)
+    assert types(case)[-2:] == ["case.co_handler_closed", "case.resolved"]
+
+
+def test_a_lead_without_open_co_handlers_resolves_the_case_at_once_with_no_lead_resolved_event() -> None:
+    case = new_case("other")
+    lead = case.tasks[0]
+    desk.sign_for(case, lead.task_id, worker("civil_affairs"), NOW)
+    desk.resolve(case, lead.task_id, worker("civil_affairs"), "done", "", NOW)
+    assert "case.lead_resolved" not in types(case) and types(case)[-1] == "case.resolved"

@@ -8,12 +8,14 @@ from common.principal import Principal
 from contracts.codes import is_department
 from contracts.events.router import (
     ArbitrationRequested,
+    Assignment,
     CaseProgressRecorded,
     CaseResolved,
     CaseReturned,
     CaseSignedFor,
     CoHandlerTaskClosed,
     CoHandlingRequested,
+    LeadResolved,
 )
 from services.router.domain.case import WORKABLE, Case, HistoryEntry, Task
 from services.router.domain.catalogue import DispatchCatalogue, ReturnReason
@@ -209,6 +211,25 @@ def resolve(case: Case, task_id: str, worker: Principal, outcome: str, note: str
         task.status = "resolved"
         case.status = "awaiting_co_handlers"
         _step(case, worker, "lead_resolved", task, now, note=note)
+        if awaiting := case.open_co_tasks():
+            emit(
+                case,
+                LeadResolved(
+                    occurred_at=now,
+                    case_id=case.case_id,
+                    correlation_id=case.correlation_id,
+                    actor=worker.sub,
+                    department=task.department,
+                    district=task.district,
+                    task_id=task.task_id,
+                    outcome=outcome,
+                    note=note,
+                    awaiting=tuple(
+                        Assignment(department=t.department, district=t.district, role="co_handler", task_id=t.task_id)
+                        for t in awaiting
+                    ),
+                ),
+            )
     _close_if_complete(case, worker.sub, now)
 
 
