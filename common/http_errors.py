@@ -8,8 +8,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.errors import DomainError, field_errors
@@ -96,6 +98,79 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+NUL_REASON = "文本中不能含有空字符（NUL） | text may not contain the NUL character"
+
+
+class NoNulText:
+    """Refuse text with a NUL character (U+0000) in the path, the query or a JSON body with a 422 naming
+    where it was: no field of this system takes one, and the store (FerretDB on PostgreSQL) cannot keep
+    it, so it would otherwise fail as a server error wherever a route stores or looks up the text.
+    Files (multipart, e.g. an xlsx) are binary and pass."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        if b"%00" in raw_path or "\x00" in scope["path"]:
+            await _refuse_nul(send, "url_path")
+            return
+        if b"%00" in scope.get("query_string", b""):
+            await _refuse_nul(send, "query_string")
+            return
+        content_type = next((v for k, v in scope["headers"] if k == b"content-type"), b"")
+        if b"json" not in content_type:
+            await self.app(scope, receive, send)
+            return
+        replied = False
+        tail = b""
+
+        async def checked() -> Message:
+            nonlocal tail
+            message = await receive()
+            if message["type"] == "http.request":
+                chunk = tail + message.get("body", b"")
+                if b"\\u0000" in chunk or b"\x00" in chunk:
+                    raise _NulInBody
+                tail = chunk[-6:]
+            return message
+
+        async def sending(message: Message) -> None:
+            nonlocal replied
+            replied = True
+            await send(message)
+
+        try:
+            await self.app(scope, checked, sending)
+        except _NulInBody:
+            if not replied:
+                await _refuse_nul(send, "body")
+
+
+class _NulInBody(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(422)
+
+
+def _nul_reply(where: str) -> dict[str, Any]:
+    return validation_reply([{"loc": (where,), "msg": NUL_REASON, "type": "value_error"}])
+
+
+async def _refuse_nul(send: Send, where: str) -> None:
+    body = json.dumps(_nul_reply(where), ensure_ascii=False).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 422,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 class _TooLarge(HTTPException):
     """Raised from `receive`: FastAPI lets an HTTPException through its body parsing (anything else there
     would become a 400), so a route reading the body answers 413 too."""
@@ -115,6 +190,18 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(status_code=422, content=validation_reply(list(exc.errors())))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if isinstance(exc, _NulInBody):  # raised while the route read its body (NoNulText)
+            return JSONResponse(status_code=422, content=_nul_reply("body"))
+        if exc.status_code == 400:  # a body FastAPI cannot even parse (bytes that are not JSON or a form)
+            reason = "请求内容无法解析 | the request body cannot be parsed"
+            return JSONResponse(
+                status_code=422,
+                content=validation_reply([{"loc": ("body",), "msg": reason, "type": "body_unparsable"}]),
+            )
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
