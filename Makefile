@@ -17,7 +17,9 @@ TEST_PG_PORT ?= 35432
 TEST_INFRA := INFRA_INSTANCE=$(TEST_INSTANCE) KAFKA_PORT=$(TEST_KAFKA_PORT) \
 	KAFKA_CONTROLLER_PORT=$(TEST_KAFKA_CONTROLLER_PORT) MONGO_PORT=$(TEST_MONGO_PORT) PG_PORT=$(TEST_PG_PORT)
 
-.PHONY: run test lint format chaos bench contracts policy-table token infra-up infra-down infra-status venv chromium clean
+FUZZ_REQUESTS ?= 5000
+
+.PHONY: run test lint format chaos bench fuzz contracts policy-table token infra-up infra-down infra-status venv chromium clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -66,6 +68,12 @@ ifeq ($(strip $(BENCH)),e2e)
 else
 	@$(TEST_INFRA) bash $(WITH_INFRA) --fresh $(PY) -m benchmarks $(BENCH)
 endif
+
+## A schema-driven fuzz of every service (schemathesis from its OpenAPI, every role's token), against the
+## services as processes on the real broker and store: FUZZ_REQUESTS per service (default 5000), printing
+## requests and failures per service (5xx, undeclared statuses, replies breaking their schema).
+fuzz: venv
+	@$(TEST_INFRA) bash $(WITH_INFRA) --fresh $(PY) -m tests.fuzz --requests $(FUZZ_REQUESTS)
 
 ## JSON Schema for every event and an AsyncAPI document for every topic, under docs/contracts/.
 contracts: venv

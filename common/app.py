@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import structlog
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from faststream.kafka import KafkaBroker, KafkaRouter
 from pydantic import BaseModel
@@ -29,6 +29,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from common.aggregates import Aggregates
 from common.auth import TokenVerifier, require_roles
 from common.deadletters import (
+    MAX_OFFSET,
+    MAX_PARTITION,
     DeadLetter,
     DeadLetterDetail,
     DeadLetterRef,
@@ -39,9 +41,10 @@ from common.deadletters import (
     delivery_figures,
     metrics_lines,
 )
-from common.http_errors import BodyLimit, install_error_handlers
+from common.http_errors import BodyLimit, NoNulText, install_error_handlers
 from common.kafka import make_broker
 from common.logs import configure_logging
+from common.openapi import declare_error_responses
 from common.principal import Principal, Role
 from common.reference import reference_router
 from common.settings import ServiceSettings
@@ -237,7 +240,11 @@ def delivery_router() -> APIRouter:
 
     @router.get("/api/v1/admin/dead-letters/{topic}/{partition}/{offset}", summary="One dead letter")
     async def show_dead_letter(
-        runtime: RuntimeDep, _: Admin, topic: str, partition: int, offset: int
+        runtime: RuntimeDep,
+        _: Admin,
+        topic: Annotated[str, Path(max_length=300)],
+        partition: Annotated[int, Path(ge=0, le=MAX_PARTITION)],
+        offset: Annotated[int, Path(ge=0, le=MAX_OFFSET)],
     ) -> DeadLetterDetail:
         return await DeadLetters(runtime).show(DeadLetterRef(topic=topic, partition=partition, offset=offset))
 
@@ -388,6 +395,7 @@ def create_service_app(
     app.state.token_verifier = TokenVerifier(settings)  # its key cache lives as long as the app
     app.add_middleware(ForwardedPrefix)
     app.add_middleware(BodyLimit, max_bytes=settings.http_max_body_bytes)
+    app.add_middleware(NoNulText)
 
     @app.middleware("http")
     async def bind_correlation_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -408,4 +416,5 @@ def create_service_app(
         app.include_router(delivery_router())
     for router in routers:
         app.include_router(router)
+    declare_error_responses(app)
     return app

@@ -70,10 +70,14 @@ class DeadLetterDetail(DeadLetter):
     headers: dict[str, str]
 
 
+MAX_PARTITION = 2**31 - 1  # Kafka's partitions and offsets (int32, int64)
+MAX_OFFSET = 2**63 - 1
+
+
 class DeadLetterRef(BaseModel):
     topic: str = Field(max_length=300)
-    partition: int = Field(ge=0)
-    offset: int = Field(ge=0)
+    partition: int = Field(ge=0, le=MAX_PARTITION)
+    offset: int = Field(ge=0, le=MAX_OFFSET)
 
 
 class ReplayRequest(BaseModel):
@@ -172,6 +176,9 @@ class DeadLetters:
         return consumer, sorted(consumer.assignment(), key=lambda tp: (tp.topic, tp.partition))
 
     async def _read(self, topics: Iterable[str], *, newest: int) -> list[Any]:
+        topics = list(topics)
+        if not topics:  # a topic asked for that is not one of ours: nothing to read (a subscription-less
+            return []  # consumer would wait for metadata that never comes)
         consumer, parts = await self._assigned(topics)
         try:
             if not parts:

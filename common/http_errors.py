@@ -4,12 +4,15 @@ limit on what a request may send before anything reads it."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pymongo.errors import PyMongoError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.errors import DomainError, Unavailable, field_errors
@@ -20,6 +23,8 @@ STORE_RETRY_AFTER_S = 2  # what a reply says while the store is unreachable
 # A reply names at most this many field errors, and says how many there were: a body with 45,000 unknown
 # keys once produced a 7.4 MB reply listing every one.
 MAX_FIELD_ERRORS = 50
+
+T = TypeVar("T")
 
 
 def validation_reply(errors: list[dict[str, Any]]) -> dict[str, Any]:
@@ -35,6 +40,15 @@ def validation_reply(errors: list[dict[str, Any]]) -> dict[str, Any]:
         body["message_zh"] += f"（共 {len(errors)} 处，仅列出前 {len(shown)} 处）"
         body["message_en"] += f" ({len(errors)} in all; the first {len(shown)} are listed)"
     return body
+
+
+def field_checked(loc: tuple[str, ...], check: Callable[[], T]) -> T:
+    """Run a check of one field that needs more than the body (e.g. the stored case): its `ValueError`
+    ("中文原因 | English reason") becomes the same 422 as a schema's field error, under `loc`."""
+    try:
+        return check()
+    except ValueError as exc:
+        raise RequestValidationError([{"loc": loc, "msg": str(exc), "type": "value_error"}]) from None
 
 
 class BodyLimit:
@@ -88,6 +102,79 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+NUL_REASON = "文本中不能含有空字符（NUL） | text may not contain the NUL character"
+
+
+class NoNulText:
+    """Refuse text with a NUL character (U+0000) in the path, the query or a JSON body with a 422 naming
+    where it was: no field of this system takes one, and the store (FerretDB on PostgreSQL) cannot keep
+    it, so it would otherwise fail as a server error wherever a route stores or looks up the text.
+    Files (multipart, e.g. an xlsx) are binary and pass."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        if b"%00" in raw_path or "\x00" in scope["path"]:
+            await _refuse_nul(send, "url_path")
+            return
+        if b"%00" in scope.get("query_string", b""):
+            await _refuse_nul(send, "query_string")
+            return
+        content_type = next((v for k, v in scope["headers"] if k == b"content-type"), b"")
+        if b"json" not in content_type:
+            await self.app(scope, receive, send)
+            return
+        replied = False
+        tail = b""
+
+        async def checked() -> Message:
+            nonlocal tail
+            message = await receive()
+            if message["type"] == "http.request":
+                chunk = tail + message.get("body", b"")
+                if b"\\u0000" in chunk or b"\x00" in chunk:
+                    raise _NulInBody
+                tail = chunk[-6:]
+            return message
+
+        async def sending(message: Message) -> None:
+            nonlocal replied
+            replied = True
+            await send(message)
+
+        try:
+            await self.app(scope, checked, sending)
+        except _NulInBody:
+            if not replied:
+                await _refuse_nul(send, "body")
+
+
+class _NulInBody(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(422)
+
+
+def _nul_reply(where: str) -> dict[str, Any]:
+    return validation_reply([{"loc": (where,), "msg": NUL_REASON, "type": "value_error"}])
+
+
+async def _refuse_nul(send: Send, where: str) -> None:
+    body = json.dumps(_nul_reply(where), ensure_ascii=False).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 422,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 class _TooLarge(HTTPException):
     """Raised from `receive`: FastAPI lets an HTTPException through its body parsing (anything else there
     would become a 400), so a route reading the body answers 413 too."""
@@ -121,6 +208,18 @@ def install_error_handlers(app: FastAPI) -> None:
             "message_en": "The store is unavailable for the moment; try again shortly",
         }
         return JSONResponse(status_code=503, content=body, headers={"Retry-After": str(STORE_RETRY_AFTER_S)})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if isinstance(exc, _NulInBody):  # raised while the route read its body (NoNulText)
+            return JSONResponse(status_code=422, content=_nul_reply("body"))
+        if exc.status_code == 400:  # a body FastAPI cannot even parse (bytes that are not JSON or a form)
+            reason = "请求内容无法解析 | the request body cannot be parsed"
+            return JSONResponse(
+                status_code=422,
+                content=validation_reply([{"loc": ("body",), "msg": reason, "type": "body_unparsable"}]),
+            )
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:

@@ -1,4 +1,5 @@
-"""Validators shared by every service: resident ID-card numbers (GB 11643) and Chinese phone numbers.
+"""Validators shared by every service: resident ID-card numbers (GB 11643), Chinese phone numbers, and the
+bounds of the times and amounts people enter.
 
 Each `normalise_*` returns the canonical form (used for storage and lookup keys) or raises `ValueError`
 with a message written "中文原因 | English reason", which the HTTP layer turns into reason_zh/reason_en.
@@ -7,7 +8,11 @@ with a message written "中文原因 | English reason", which the HTTP layer tur
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, Field
 
 # GB 11643-1999: weights of the first 17 digits; the check character is CHECK_CODES[sum % 11].
 ID_CARD_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -110,3 +115,80 @@ def normalise_phone(raw: str) -> str:
         "电话号码格式不正确：手机11位，或座机“区号-号码” | not a phone number: 11-digit mobile, or landline "
         "'area code-number'"
     )
+
+
+# ------------------------------------------------------------------------ times and money people enter
+# Rule data: how far from now a time someone enters may lie. A time something happened (a warm transfer,
+# a follow-up call) is not in the future (a few minutes of clock skew forgiven) and not older than
+# `RECORDED_TIME_PAST`; where the case is known it is not before the case was received either
+# (`check_not_before`). A deadline someone sets (a co-handler's due time) is not in the past and not
+# further ahead than `DUE_TIME_AHEAD`.
+RECORDED_TIME_PAST = timedelta(days=7)
+RECORDED_TIME_AHEAD = timedelta(minutes=5)
+DUE_TIME_AHEAD = timedelta(days=366)
+# Money people enter: yuan, never negative, at most two decimals and at most `MAX_YUAN` (far above any
+# grant or standard the notice knows; it keeps arithmetic exact and finite).
+MAX_YUAN = Decimal("10000000.00")
+
+
+def _local(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="minutes")
+
+
+def check_recorded_time(value: datetime, *, now: datetime | None = None) -> datetime:
+    """A time something happened: within `RECORDED_TIME_PAST` before now and not in the future."""
+    now = now or datetime.now(UTC)
+    if value > now + RECORDED_TIME_AHEAD:
+        raise ValueError(f"时间不能晚于现在（{_local(value)}） | the time is in the future ({_local(value)})")
+    if value < now - RECORDED_TIME_PAST:
+        days = RECORDED_TIME_PAST.days
+        raise ValueError(
+            f"时间不能早于{days}天前（{_local(value)}） | the time is more than {days} days ago ({_local(value)})"
+        )
+    return value
+
+
+def check_due_time(value: datetime, *, now: datetime | None = None) -> datetime:
+    """A deadline someone sets: not in the past and within `DUE_TIME_AHEAD` from now."""
+    now = now or datetime.now(UTC)
+    if value <= now:
+        raise ValueError(f"期限不能早于现在（{_local(value)}） | the due time is in the past ({_local(value)})")
+    if value > now + DUE_TIME_AHEAD:
+        days = DUE_TIME_AHEAD.days
+        raise ValueError(
+            f"期限不能晚于{days}天后（{_local(value)}） | the due time is more than {days} days ahead ({_local(value)})"
+        )
+    return value
+
+
+def check_not_before(value: datetime, earliest: datetime, *, what_zh: str, what_en: str) -> datetime:
+    """A time that cannot precede another (e.g. a follow-up call before the case was received)."""
+    if earliest.tzinfo is None:  # the store gives back naive UTC
+        earliest = earliest.replace(tzinfo=UTC)
+    if value < earliest:
+        raise ValueError(
+            f"时间不能早于{what_zh}（{_local(earliest)}） | the time is before {what_en} ({_local(earliest)})"
+        )
+    return value
+
+
+RecordedTime = Annotated[
+    AwareDatetime,
+    AfterValidator(lambda v: check_recorded_time(v)),
+    Field(description="when it happened: not in the future, at most 7 days ago"),
+]
+DueTime = Annotated[
+    AwareDatetime,
+    AfterValidator(lambda v: check_due_time(v)),
+    Field(description="a deadline: after now, at most 366 days ahead"),
+]
+Yuan = Annotated[
+    Decimal,
+    Field(
+        ge=0,
+        le=MAX_YUAN,
+        decimal_places=2,
+        allow_inf_nan=False,
+        description=f"yuan: not negative, at most two decimals, at most {MAX_YUAN}",
+    ),
+]

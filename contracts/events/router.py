@@ -131,6 +131,18 @@ class CoHandlerTaskClosed(_ByActor):
     note: str = ""
 
 
+class LeadResolved(_ByActor):
+    """The lead department resolved its task while co-handlers are still working (P2.3): the lead's part
+    is done (its resolution clock stops), the case is not (the caller's clock runs until `CaseResolved`,
+    which follows once every co-handler subtask is done or waived). `awaiting` names those subtasks."""
+
+    type: Literal["case.lead_resolved"] = "case.lead_resolved"
+    task_id: str
+    outcome: str
+    note: str = ""
+    awaiting: tuple[Assignment, ...] = ()  # the co-handlers' open subtasks (department, district, task_id)
+
+
 class CaseResolved(_ByActor):
     type: Literal["case.resolved"] = "case.resolved"
     outcome: str
@@ -183,6 +195,7 @@ CaseLifecycleEvent = Annotated[
     | CaseReturned
     | CoHandlingRequested
     | CoHandlerTaskClosed
+    | LeadResolved
     | CaseResolved
     | CaseReassigned
     | CasesMerged

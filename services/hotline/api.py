@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse
 
 from common.auth import require_roles
 from common.errors import NotFound
+from common.http_errors import field_checked
 from common.principal import Principal, Role
 from contracts.events import Event
 from contracts.events.hotline import (
@@ -26,7 +27,7 @@ from contracts.events.hotline import (
     WarmTransfer,
     WarmTransferRecorded,
 )
-from contracts.validation import normalise_id_card, normalise_phone
+from contracts.validation import check_not_before, normalise_id_card, normalise_phone
 from services.hotline.domain import caller_keys, lookup_key, mask_name, mask_phone
 from services.hotline.domain.callback import decide_callback, follow_up_target
 from services.hotline.domain.status import CaseStatus
@@ -97,6 +98,13 @@ def match_out(doc: dict[str, Any]) -> MatchOut:
 def _attribute_errors(errors: dict[str, str]) -> RequestValidationError:
     return RequestValidationError(
         [{"loc": ("body", "attributes", code), "msg": reason, "type": "value_error"} for code, reason in errors.items()]
+    )
+
+
+def _not_before_received(loc: tuple[str, ...], at: datetime, doc: dict[str, Any]) -> None:
+    field_checked(
+        loc,
+        lambda: check_not_before(at, doc["received_at"], what_zh="案件受理时间", what_en="the case was received"),
     )
 
 
@@ -262,6 +270,8 @@ async def attach_follow_up(case_id: CaseId, body: FollowUpIn, operator: Operator
     target = follow_up_target(case_id, doc["status"]["status"], doc["status"].get("merged_into"))
     if target != case_id:
         await _case(hotline, target)
+    if body.received_at is not None:
+        _not_before_received(("body", "received_at"), body.received_at, doc)
     event = FollowUpAttached(
         case_id=target,
         correlation_id=target,
@@ -284,7 +294,9 @@ async def record_warm_transfer(
     case_id: CaseId, body: WarmTransferIn, operator: Operator, hotline: HotlineDep
 ) -> WarmTransferOut:
     """The operator handed the call to 110/119/120 and stayed on the line; the time is recorded (P2.2)."""
-    await _case(hotline, case_id)
+    doc = await _case(hotline, case_id)
+    if body.at is not None:
+        _not_before_received(("body", "at"), body.at, doc)
     transfer = WarmTransfer(to=body.to, at=body.at or datetime.now(UTC))
     event = WarmTransferRecorded(
         case_id=case_id, correlation_id=case_id, operator_id=operator.sub, transfer=transfer, note=body.note

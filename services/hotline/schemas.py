@@ -14,7 +14,6 @@ from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -28,7 +27,7 @@ from contracts.catalogue import service_codes, validate_attributes
 from contracts.codes import is_district
 from contracts.events.base import CASE_ID_PATTERN
 from contracts.events.hotline import HelpRequested, HouseholdStatus, SpecialGroup, Urgency
-from contracts.validation import normalise_id_card, normalise_phone
+from contracts.validation import RecordedTime, normalise_id_card, normalise_phone
 from services.hotline.domain.search import MAX_PAGE_SIZE
 from services.hotline.domain.status import LABELS, CaseStatus
 
@@ -101,7 +100,7 @@ class WarmTransferIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     to: Literal["110", "119", "120"]
-    at: AwareDatetime | None = None  # default: now
+    at: RecordedTime | None = None  # default: now
     note: str = Field(default="", max_length=1000)
 
 
@@ -314,7 +313,7 @@ class FollowUpIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     note: str = Field(min_length=1, max_length=4000)
-    received_at: AwareDatetime | None = None
+    received_at: RecordedTime | None = None  # default: now
 
 
 class CallbackIn(BaseModel):

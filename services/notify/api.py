@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 from common.app import Runtime, get_runtime
 from common.auth import require_roles
 from common.errors import Forbidden, NotFound
+from common.params import CaseIdPath
 from common.principal import Principal, Role
 from services.notify import views
 from services.notify.clockwork import Notify
@@ -202,7 +203,7 @@ def _clock_view(clock: Clock, answered: Collection[str] = ()) -> ClockView:
 
 
 @router.get("/cases/{case_id}", summary="One case: every clock, its targets, pauses, decisions and alerts")
-async def case_detail(case_id: str, principal: Coordinator, notify: NotifyDep) -> CaseDetail:
+async def case_detail(case_id: CaseIdPath, principal: Coordinator, notify: NotifyDep) -> CaseDetail:
     doc, state = await _case(notify, principal, case_id)
     now = datetime.now(UTC)
     notes = await notify.store.list_notifications(case_id=case_id)
@@ -253,7 +254,7 @@ def _current(state: CaseState | None, case_id: str) -> CaseState:
 
 
 @router.post("/cases/{case_id}/pause", summary="Pause the clock while waiting for the caller (limited)")
-async def pause_clock(case_id: str, body: PauseRequest, principal: Worker, notify: NotifyDep) -> ClockChange:
+async def pause_clock(case_id: CaseIdPath, body: PauseRequest, principal: Worker, notify: NotifyDep) -> ClockChange:
     await _worker_case(notify, principal, case_id)
     department = principal.department if principal.role is Role.DEPT_WORKER else None
     state = await notify.clockwork.record(
@@ -280,7 +281,7 @@ async def pause_clock(case_id: str, body: PauseRequest, principal: Worker, notif
 
 
 @router.post("/cases/{case_id}/resume", summary="Resume a paused clock")
-async def resume_clock(case_id: str, principal: Worker, notify: NotifyDep) -> ClockChange:
+async def resume_clock(case_id: CaseIdPath, principal: Worker, notify: NotifyDep) -> ClockChange:
     await _worker_case(notify, principal, case_id)
     state = await notify.clockwork.record(
         case_id,

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from common.auth import require_roles
 from common.errors import DomainError, NotFound
+from common.params import CaseIdPath
 from common.principal import Principal, Role
 from contracts.codes import departments, districts
 from services.notify import calendars, reports
@@ -89,7 +90,7 @@ async def report(
     summary="The escalation notice (督办单) of one escalation of the case, for printing",
 )
 async def escalation_notice(
-    case_id: str,
+    case_id: CaseIdPath,
     principal: Coordinator,
     notify: NotifyDep,
     event_id: Annotated[str | None, Query(description="the sla.escalated event; default: the latest")] = None,

@@ -31,7 +31,9 @@ class CaseItem(BaseModel):
 
     case_id: str
     district: str | None
-    department: str | None  # the lead now, or the last lead when nobody leads (`assigned` false)
+    # Who the case waits on: the lead, a co-handler once the lead resolved its part (`awaiting_co_handlers`),
+    # or the last lead when nobody leads (`assigned` false).
+    department: str | None
     assigned: bool
     sla_class: str | None
     status: str | None
@@ -45,6 +47,9 @@ class CaseItem(BaseModel):
     round: int
     needs: list[str] = Field(description="service codes of the case's needs (names: /api/v1/reference)")
     summary: str = Field(description="the start of the caller's description")
+    awaiting_co_handlers: list[str] = Field(
+        default=[], description="the lead resolved its part; these co-handling departments are still working"
+    )
 
 
 class ViewCounts(BaseModel):

@@ -77,8 +77,8 @@ def view_filter(
         query["stage"] = "arbitration"
     if district:
         query["district"] = district
-    if department:
-        query["lead_department"] = department
+    if department:  # the department the case waits on (a co-handler once the lead resolved its part)
+        query["responsible_department"] = department
     if sla_class:
         query["sla_class"] = sla_class
     return query
@@ -207,6 +207,7 @@ class NotifyStore:
                 (self.cases, [("district", ASCENDING), ("next_due_at", ASCENDING)]),
                 (self.cases, [("status", ASCENDING), ("next_due_at", ASCENDING)]),
                 (self.cases, [("lead_department", ASCENDING), ("status", ASCENDING)]),
+                (self.cases, [("responsible_department", ASCENDING), ("status", ASCENDING)]),
                 (self.notifications, [("case_id", ASCENDING)]),
                 (self.sla_events, [("case_id", ASCENDING)]),
             ],

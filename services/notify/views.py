@@ -20,7 +20,7 @@ def case_item(doc: dict[str, Any], now: datetime) -> CaseItem:
     """One row of a view, from the case document's flat facts."""
     next_due = doc.get("next_due_at")
     state = doc.get("state", {})
-    department = doc.get("lead_department")
+    department = doc.get("responsible_department", doc.get("lead_department"))
     if department is None:  # unassigned now: show the last lead
         leads = [a for a in state.get("assignments", []) if a.get("role") == "lead"]
         department = leads[-1]["department"] if leads else None
@@ -41,6 +41,7 @@ def case_item(doc: dict[str, Any], now: datetime) -> CaseItem:
         round=state.get("round", 1),
         needs=list(state.get("needs") or []),
         summary=state.get("summary") or "",
+        awaiting_co_handlers=list(doc.get("awaiting_co_handlers") or []),
     )
 
 

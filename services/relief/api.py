@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse
 from common.app import Runtime, get_runtime
 from common.auth import require_roles
 from common.errors import DomainError, Forbidden, NotFound
+from common.params import CaseIdPath
 from common.principal import CITY, Principal, Role
 from contracts.codes import districts
 from services.relief.desk import Desk
@@ -155,7 +156,7 @@ async def record_payment(
     response_model=CaseLedger,
     response_model_exclude_unset=True,
 )
-async def case_ledger(case_id: str, reader: Reader, relief: ReliefDep) -> CaseLedger:
+async def case_ledger(case_id: CaseIdPath, reader: Reader, relief: ReliefDep) -> CaseLedger:
     return CaseLedger.of(case_id, await relief.store.ledger_of_case(case_id, district=district_scope(reader)))
 
 

@@ -49,6 +49,7 @@ from services.relief.domain.payfile import (
     header_map,
     parse_return_row,
     reference_of,
+    unreadable_row,
 )
 from services.relief.domain.personal import registry_search
 from services.relief.domain.registry import mask_id_card
@@ -187,12 +188,15 @@ class Desk:
         """Mark paid what the bank paid (`Relief.pay_many`: never twice), row by row; bad rows are reported
         and the good ones applied. The import itself is kept (insert-only) for supervision."""
         table = read_table(content)
-        columns, missing = header_map(table[0])
+        columns, missing = header_map(table[0].cells or [])
         if missing:
             raise DomainError(
                 f"缺少列：{', '.join(missing)}", f"missing columns: {', '.join(missing)}", field="file", status=422
             )
-        rows = [parse_return_row(i, cells, columns) for i, cells in enumerate(table[1:], start=2)]
+        rows = [
+            parse_return_row(r.line, r.cells, columns) if r.cells is not None else unreadable_row(r.line, r.error)
+            for r in table[1:]
+        ]
         scope = district_scope(officer)
         grants = await self.relief.store.entitlements_by_ids(sorted({r.entitlement_id for r in rows if not r.errors}))
         grants = {gid: g for gid, g in grants.items() if officer.can_see_district(g.district)}

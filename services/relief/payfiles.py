@@ -15,6 +15,7 @@ from decimal import Decimal
 from openpyxl import Workbook, load_workbook  # type: ignore[import-untyped]
 
 from common.errors import DomainError
+from services.relief.domain.csvrows import CsvRow, csv_rows
 from services.relief.domain.payfile import EXPORT_COLUMNS, ExportRow
 
 MAX_BYTES = 5 * 1024 * 1024
@@ -49,33 +50,32 @@ def payment_xlsx(rows: Sequence[ExportRow], district_name: Callable[[str], str])
     return out.getvalue()
 
 
-def read_table(content: bytes) -> list[list[str]]:
-    """The rows of an uploaded return file (xlsx: its first sheet; otherwise CSV), every cell as text."""
+def read_table(content: bytes) -> list[CsvRow]:
+    """The rows of an uploaded return file (xlsx: its first sheet; otherwise CSV), every cell as text, each
+    with its line; a CSV row the csv module cannot read comes without cells, with the reason."""
     if len(content) > MAX_BYTES:
         raise _bad("文件过大（上限 5 MB）", "the file is too large (at most 5 MB)")
     if not content.strip():
         raise _bad("文件为空", "the file is empty")
-    rows = _xlsx_rows(content) if content[:2] == b"PK" else _csv_rows(content)
-    rows = [r for r in rows if any(c.strip() for c in r)]
+    if content[:2] == b"PK":
+        rows = [CsvRow(n, r) for n, r in enumerate(_xlsx_rows(content), start=1) if any(c.strip() for c in r)]
+    else:
+        rows = list(csv_rows(_csv_text(content)))
     if len(rows) > MAX_ROWS + 1:
         raise _bad(f"行数过多（上限 {MAX_ROWS} 行）", f"too many rows (at most {MAX_ROWS})")
     return rows
 
 
-def _csv_rows(content: bytes) -> list[list[str]]:
+def _csv_text(content: bytes) -> str:
     try:
-        text = content.decode("utf-8-sig")
+        return content.decode("utf-8-sig")
     except UnicodeDecodeError:
         try:
-            text = content.decode("gb18030")
+            return content.decode("gb18030")
         except UnicodeDecodeError as exc:
             raise _bad(
                 "文件须为 CSV（UTF-8 或 GB18030）或 Excel", "the file must be CSV (UTF-8 or GB18030) or xlsx"
             ) from exc
-    try:
-        return [list(r) for r in csv.reader(io.StringIO(text))]
-    except csv.Error as exc:
-        raise _bad(f"CSV 无法读取：{exc}", f"the CSV cannot be read: {exc}") from exc
 
 
 def _xlsx_rows(content: bytes) -> list[list[str]]:

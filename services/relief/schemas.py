@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 
 from contracts.codes import is_district
+from contracts.validation import Yuan
 from services.relief.documents import Entitlement, StoredDay, StoredYuan
 from services.relief.domain.facts import Category
 from services.relief.domain.lifecycle import Status
@@ -38,7 +39,7 @@ class Body(BaseModel):
 
 
 class Approve(Body):
-    amount_yuan: Decimal | None = Field(default=None, description="P5.2b/P5.2c: the amount the officer sets")
+    amount_yuan: Yuan | None = Field(default=None, description="P5.2b/P5.2c: the amount the officer sets")
     note: str = Field(default="", max_length=2000)
     confirmed_on: date | None = Field(default=None, description="P5.2a: the day of confirmation (start)")
     contested: bool = Field(default=False, description="P5.1: the application was contested (needs appraisal)")
@@ -81,7 +82,7 @@ class OpenRun(Body):
     month: str
     label: str = Field(default="main", description="distinguishes two runs of one kind in one month")
     districts: list[str] = Field(default_factory=list, description="empty: the coordinator's district (or all)")
-    amounts: dict[Category, Decimal] = Field(min_length=1, description="yuan per person, by recipient category")
+    amounts: dict[Category, Yuan] = Field(min_length=1, description="yuan per person, by recipient category")
     pay_before: date | None = Field(
         default=None, description="pre_holiday (P2.1): the festival day, e.g. the Spring Festival; paid the day before"
     )

@@ -8,13 +8,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from common.app import Runtime, get_runtime
 from common.auth import require_roles
 from common.errors import Forbidden
+from common.params import CaseIdPath, TaskIdPath
 from common.principal import Principal, Role
 from contracts.events import utcnow
+from contracts.validation import DueTime
 from services.router import reveals
 from services.router.cases import CaseService
 from services.router.domain import coordination, desk
@@ -58,7 +60,7 @@ class ProgressBody(_Body):
 class CoHandlingBody(_Body):
     department: str = Field(min_length=1, max_length=64)
     note: str = Field(default="", max_length=4000)
-    due_at: AwareDatetime | None = None
+    due_at: DueTime | None = None
 
 
 class ResolveBody(_Body):
@@ -139,7 +141,7 @@ async def my_queue(
     summary="One case: tasks, history (who did what, by which rule), the caller and place masked, the "
     "needs' answers, the description, the caller's earlier cases",
 )
-async def get_case(case_id: str, principal: Anyone, service: Service) -> CaseView:
+async def get_case(case_id: CaseIdPath, principal: Anyone, service: Service) -> CaseView:
     case = await reveals.visible_case(service, case_id, principal)
     details, earlier = await reveals.details_of(service, case)
     return CaseView.of(case, details, [EarlierCaseView(**vars(e)) for e in earlier])
@@ -151,19 +153,19 @@ async def _task_action(service: CaseService, task_id: str, action: Callable[[Cas
 
 
 @router.post("/tasks/{task_id}/sign-for", summary="签收 Sign for a task")
-async def sign_for(task_id: str, worker: Worker, service: Service) -> TaskView:
+async def sign_for(task_id: TaskIdPath, worker: Worker, service: Service) -> TaskView:
     return await _task_action(service, task_id, lambda c: desk.sign_for(c, task_id, worker, utcnow()))
 
 
 @router.post("/tasks/{task_id}/progress", summary="Record progress")
-async def progress(task_id: str, body: ProgressBody, worker: Worker, service: Service) -> TaskView:
+async def progress(task_id: TaskIdPath, body: ProgressBody, worker: Worker, service: Service) -> TaskView:
     return await _task_action(
         service, task_id, lambda c: desk.record_progress(c, task_id, worker, body.note, body.first_contact, utcnow())
     )
 
 
 @router.post("/tasks/{task_id}/co-handling", summary="Ask another department to co-handle (lead only)")
-async def co_handling(task_id: str, body: CoHandlingBody, worker: Worker, service: Service) -> TaskView:
+async def co_handling(task_id: TaskIdPath, body: CoHandlingBody, worker: Worker, service: Service) -> TaskView:
     case, co_task_id = await service.update(
         case_of_task(task_id),
         lambda c: (
@@ -176,21 +178,21 @@ async def co_handling(task_id: str, body: CoHandlingBody, worker: Worker, servic
 
 
 @router.post("/tasks/{task_id}/resolve", summary="Resolve (lead) or finish a co-handling subtask")
-async def resolve(task_id: str, body: ResolveBody, worker: Worker, service: Service) -> TaskView:
+async def resolve(task_id: TaskIdPath, body: ResolveBody, worker: Worker, service: Service) -> TaskView:
     return await _task_action(
         service, task_id, lambda c: desk.resolve(c, task_id, worker, body.outcome, body.note, utcnow())
     )
 
 
 @router.post("/tasks/{task_id}/waive", summary="Waive a co-handler subtask, with a reason (lead only)")
-async def waive(task_id: str, body: WaiveBody, worker: Worker, service: Service) -> TaskView:
+async def waive(task_id: TaskIdPath, body: WaiveBody, worker: Worker, service: Service) -> TaskView:
     return await _task_action(
         service, task_id, lambda c: desk.waive_co_handler(c, task_id, body.co_task_id, worker, body.reason, utcnow())
     )
 
 
 @router.post("/tasks/{task_id}/return", summary="退单 Return a task with a reason code and a note")
-async def return_task(task_id: str, body: ReturnBody, worker: Worker, service: Service) -> ReturnedTaskView:
+async def return_task(task_id: TaskIdPath, body: ReturnBody, worker: Worker, service: Service) -> ReturnedTaskView:
     case, next_step = await service.update(
         case_of_task(task_id),
         lambda c: desk.return_task(
@@ -218,7 +220,7 @@ async def _case_action(service: CaseService, case_id: str, action: Callable[[Cas
 
 
 @coordinator.post("/cases/{case_id}/arbitration", summary="Settle arbitration: name the owner")
-async def settle(case_id: str, body: AssignBody, who: Coordinator, service: Service) -> CaseView:
+async def settle(case_id: CaseIdPath, body: AssignBody, who: Coordinator, service: Service) -> CaseView:
     return await _case_action(
         service,
         case_id,
@@ -229,7 +231,7 @@ async def settle(case_id: str, body: AssignBody, who: Coordinator, service: Serv
 
 
 @coordinator.post("/cases/{case_id}/reassign", summary="Reassign to another lead department or district")
-async def reassign(case_id: str, body: AssignBody, who: Coordinator, service: Service) -> CaseView:
+async def reassign(case_id: CaseIdPath, body: AssignBody, who: Coordinator, service: Service) -> CaseView:
     return await _case_action(
         service,
         case_id,
@@ -240,7 +242,7 @@ async def reassign(case_id: str, body: AssignBody, who: Coordinator, service: Se
 
 
 @coordinator.post("/cases/{case_id}/lead", summary="Make a co-handler the lead")
-async def change_lead(case_id: str, body: LeadBody, who: Coordinator, service: Service) -> CaseView:
+async def change_lead(case_id: CaseIdPath, body: LeadBody, who: Coordinator, service: Service) -> CaseView:
     return await _case_action(
         service,
         case_id,
@@ -249,7 +251,7 @@ async def change_lead(case_id: str, body: LeadBody, who: Coordinator, service: S
 
 
 @coordinator.post("/cases/{case_id}/merge", summary="并单 Merge this duplicate into another case")
-async def merge(case_id: str, body: MergeBody, who: Coordinator, service: Service) -> CaseView:
+async def merge(case_id: CaseIdPath, body: MergeBody, who: Coordinator, service: Service) -> CaseView:
     parent = await service.store.get(body.into_case_id)
     if parent is None:
         raise case_not_found(body.into_case_id)

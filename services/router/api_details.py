@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 from pydantic import Field
 
 from common.auth import require_roles
+from common.params import CaseIdPath
 from common.principal import Principal, Role
 from services.router import escalations, reveals
 from services.router.api import Anyone, Service, Worker, _Body
@@ -31,13 +32,13 @@ class AnswerBody(_Body):
     "/cases/{case_id}/reveal",
     summary="Show the caller's name, phone and address in clear, with a reason (an audit record is kept)",
 )
-async def reveal(case_id: str, body: RevealBody, who: Anyone, service: Service) -> RevealView:
+async def reveal(case_id: CaseIdPath, body: RevealBody, who: Anyone, service: Service) -> RevealView:
     details, record = await reveals.reveal(service, case_id, who, body.reason)
     return RevealView.of(details, record)
 
 
 @router.get("/cases/{case_id}/reveals", summary="Who revealed this case's caller, when and why")
-async def reveal_records(case_id: str, who: Auditor, service: Service) -> list[RevealRecord]:
+async def reveal_records(case_id: CaseIdPath, who: Auditor, service: Service) -> list[RevealRecord]:
     return await reveals.reveals_of(service, case_id, who)
 
 

@@ -122,3 +122,28 @@ async def test_an_unreachable_store_is_a_503_with_retry_after_not_a_server_error
         busy_reply = await http.get("/busy")
         assert busy_reply.status_code == 503 and busy_reply.headers["Retry-After"] == "3"
         assert busy_reply.json()["code"] == "intake_busy"
+
+
+async def test_text_with_a_nul_character_is_refused_by_where_it_is_never_a_server_error() -> None:
+    """The store cannot keep U+0000; every service refuses it in the path, the query or a JSON body."""
+    import importlib
+
+    import httpx
+
+    from common.auth import issue_token
+
+    app = importlib.import_module("services.relief.app").create_app()
+    token = issue_token(app.state.settings, sub="r", role="relief_officer", district="500103")
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://relief") as http:
+        query = await http.get("/api/v1/entitlements", params={"case_id": "\x00w"}, headers=headers)
+        path = await http.get("/api/v1/entitlements/a%00b", headers=headers)
+        body = await http.post(
+            "/api/v1/entitlements/x/reject",
+            content=b'{"reason": "a\\u0000b"}',
+            headers=headers | {"Content-Type": "application/json"},
+        )
+    for reply, where in [(query, "query_string"), (path, "url_path"), (body, "body")]:
+        assert reply.status_code == 422, (where, reply.text)
+        (error,) = reply.json()["errors"]
+        assert error["field"] == where and "NUL" in error["reason_en"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
 from tests.hotline.conftest import Harness, call
@@ -137,14 +139,14 @@ async def test_reading_a_case_with_personal_data_leaves_an_audit_record(harness:
 async def test_warm_transfer_is_recorded_with_its_time(harness: Harness) -> None:
     taken = await harness.take(needs=["other"], description="老人在家晕倒了")
     assert taken["suggested_transfer"] == "120"
+    received = datetime.fromisoformat(taken["received_at"])
+    at = (received.replace(microsecond=0) + timedelta(seconds=1)).astimezone(timezone(timedelta(hours=8))).isoformat()
     response = await harness.client.post(
-        f"/api/v1/cases/{taken['case_id']}/warm-transfers",
-        json={"to": "120", "at": "2026-02-15T08:01:00+08:00"},
-        headers=harness.headers(),
+        f"/api/v1/cases/{taken['case_id']}/warm-transfers", json={"to": "120", "at": at}, headers=harness.headers()
     )
     assert response.status_code == 201
     status = (await harness.client.get(f"/api/v1/cases/{taken['case_id']}/status", headers=harness.headers())).json()
-    assert status["warm_transfers"] == [{"to": "120", "at": "2026-02-15T08:01:00+08:00"}]
+    assert status["warm_transfers"] == [{"to": "120", "at": at}]
     assert "hotline.warm_transfer_recorded" in harness.published_types(taken["case_id"])
     bad = await harness.client.post(
         f"/api/v1/cases/{taken['case_id']}/warm-transfers", json={"to": "911"}, headers=harness.headers()
@@ -180,3 +182,32 @@ async def test_the_answer_reads_back_what_was_recorded_and_why_it_is_an_emergenc
     assert "13912345678" not in str(recorded)
     assert [r["rule_id"] for r in accepted["reasons"]] == ["T-CATALOGUE", "T-COLD"]
     assert all(r["text_zh"] and r["text_en"] for r in accepted["reasons"])
+
+
+async def test_transfer_and_follow_up_times_outside_the_case_are_refused_by_field(harness: Harness) -> None:
+    """A warm transfer or a follow-up call cannot be from year 73, from next century, or before the
+    case was received: 422 naming the field, and nothing recorded."""
+    taken = await harness.take(needs=["other"], description="老人在家晕倒了")
+    case = taken["case_id"]
+    received = datetime.fromisoformat(taken["received_at"])
+    before = (received - timedelta(minutes=5)).isoformat()
+    for path, field, value in [
+        ("warm-transfers", "at", "0073-01-01T08:00:00+08:00"),
+        ("warm-transfers", "at", "2122-01-01T08:00:00+08:00"),
+        ("warm-transfers", "at", before),
+        ("follow-ups", "received_at", "0122-06-01T08:00:00+08:00"),
+        ("follow-ups", "received_at", before),
+    ]:
+        body = {"to": "120", "at": value} if field == "at" else {"note": "又打来了", "received_at": value}
+        response = await harness.client.post(f"/api/v1/cases/{case}/{path}", json=body, headers=harness.headers())
+        assert response.status_code == 422, (path, value, response.text)
+        (error,) = response.json()["errors"]
+        assert error["field"] == field and error["reason_zh"] and error["reason_en"], error
+    status = (await harness.client.get(f"/api/v1/cases/{case}/status", headers=harness.headers())).json()
+    assert status["warm_transfers"] == [] and status["follow_ups"] == 0
+    late = await harness.client.post(
+        "/api/v1/help-requests",
+        json=call(warm_transfer={"to": "120", "at": "0073-01-01T00:00:00Z"}),
+        headers=harness.headers(),
+    )
+    assert late.status_code == 422 and late.json()["errors"][0]["field"] == "warm_transfer.at"

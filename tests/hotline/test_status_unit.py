@@ -18,6 +18,7 @@ from contracts.events.router import (
     CaseSignedFor,
     CasesMerged,
     Decision,
+    LeadResolved,
 )
 from services.hotline.domain import OtherUpdate, StatusEvent, project_status
 
@@ -170,3 +171,19 @@ def test_a_callback_belongs_to_its_resolution_and_a_new_resolution_takes_its_own
     assert not project(dispatched(), resolved(4)).called_back
     assert project(dispatched(), resolved(4), callback).called_back
     assert not project(dispatched(), resolved(4), callback, resolved(8)).called_back
+
+
+def test_p23_the_leads_resolution_with_co_handlers_still_working_keeps_the_case_in_progress_for_the_caller() -> None:
+    """P2.3: the caller's case is resolved when every department is done, not when the lead is."""
+    lead_done = LeadResolved(
+        case_id=CASE,
+        occurred_at=at(3),
+        actor="w1",
+        task_id="t",
+        outcome="已安置",
+        awaiting=(Assignment(department="health", district="500103", role="co_handler", task_id="t2"),),
+    )
+    status = project(dispatched(1), signed_for(2), lead_done)
+    assert (status.status, status.open311_status, status.resolved_at) == ("in_progress", "open", None)
+    assert status.history[-1].type == "case.lead_resolved" and "协办部门仍在办理" in status.history[-1].text_zh
+    assert project(dispatched(1), signed_for(2), lead_done, resolved(5)).status == "resolved"

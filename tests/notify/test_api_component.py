@@ -11,9 +11,9 @@ from fastapi import FastAPI
 from common.auth import issue_token
 from common.http_errors import install_error_handlers
 from contracts.events.hotline import HELP_REQUESTED_TOPIC
-from contracts.events.router import CASE_LIFECYCLE_TOPIC, ArbitrationRequested
+from contracts.events.router import CASE_LIFECYCLE_TOPIC, ArbitrationRequested, LeadResolved
 from services.notify import api
-from tests.support.events import dispatched, help_requested, new_case_id, resolved, returned, signed
+from tests.support.events import co, dispatched, help_requested, new_case_id, resolved, returned, signed
 
 pytestmark = pytest.mark.component
 
@@ -188,3 +188,38 @@ async def test_the_page_is_the_coordinators_workspace_chinese_first(client) -> N
     assert '<link rel="icon" href="data:,">' in page.text  # no favicon request
     assert "../router/api/v1/" in page.text  # the router's coordination steps, through the front door
     assert 'id="token" type="password"' in page.text  # a pasted token is never shown in clear
+
+
+async def test_p23_an_overdue_case_awaiting_a_co_handler_is_listed_under_the_co_handler_not_the_lead(
+    runtime, client
+) -> None:
+    """P2.3/P6.2: the lead resolved its part; the late case is the co-handler's in the overdue list."""
+    now = datetime.now(UTC)
+    case_id = new_case_id()
+    start = now - timedelta(hours=5)
+    await publish(
+        runtime,
+        dispatched(case_id, at=start, sla_class="emergency", co_handlers=("health",)),
+        signed(case_id, at=start + timedelta(minutes=5)),
+        LeadResolved(
+            case_id=case_id,
+            occurred_at=start + timedelta(minutes=30),
+            actor="w-1",
+            department="civil_affairs",
+            district="500103",
+            task_id=f"{case_id}-T1",
+            outcome="已安置",
+            awaiting=(co("health"),),
+        ),
+    )
+    headers = auth(runtime)
+    row = next(c for c in (await client.get("/api/v1/overdue", headers=headers)).json() if c["case_id"] == case_id)
+    assert (row["department"], row["awaiting_co_handlers"], row["stage"]) == (
+        "health",
+        ["health"],
+        "awaiting_co_handlers",
+    )
+    mine = await client.get("/api/v1/overdue", params={"department": "civil_affairs"}, headers=headers)
+    theirs = await client.get("/api/v1/overdue", params={"department": "health"}, headers=headers)
+    assert case_id not in [c["case_id"] for c in mine.json()]
+    assert case_id in [c["case_id"] for c in theirs.json()]

@@ -8,12 +8,18 @@ import pytest
 
 from contracts.events.hotline import CallbackRecorded, CaseReopened
 from contracts.events.relief import GrantApproved, GrantPaid
-from contracts.events.router import CaseProgressRecorded, CaseReassigned, CasesMerged, CoHandlerTaskClosed
+from contracts.events.router import (
+    CaseProgressRecorded,
+    CaseReassigned,
+    CasesMerged,
+    CoHandlerTaskClosed,
+    LeadResolved,
+)
 from services.notify.domain.case import apply, timers
 from services.notify.domain.pauses import PauseRefused, pause, resume
 from services.notify.domain.policy import load_policy
 from services.notify.domain.summary import summary
-from tests.support.events import T0, dispatched, lead, minutes, new_case_id, resolved, returned, signed
+from tests.support.events import T0, co, dispatched, lead, minutes, new_case_id, resolved, returned, signed
 
 pytestmark = pytest.mark.unit
 POLICY = load_policy()
@@ -322,3 +328,67 @@ def test_department_head_escalation_follows_the_current_lead_other_stages_stay()
     moved = set(old) - set(new)
     assert moved and all("escalation:department_head|civil_affairs" in i for i in moved)
     assert all(p["department"] == "housing" for i, p in new.items() if "department_head" in i)
+
+
+def lead_resolved(cid, at, *awaiting):
+    return LeadResolved(
+        case_id=cid,
+        occurred_at=at,
+        actor="w-1",
+        department="civil_affairs",
+        district="500103",
+        task_id=f"{cid}-T1",
+        outcome="已安置",
+        awaiting=tuple(co(d) for d in awaiting),
+    )
+
+
+def test_p23_the_leads_resolution_stops_its_clock_and_a_late_co_handler_is_blamed_not_the_lead() -> None:
+    """P2.3/P6.2: once the lead resolved its part, the lead's resolution clock is met; the caller's clock runs
+    on; the case waits on the co-handler, whose department the overdue list and the escalations name."""
+    cid = new_case_id()
+    state = fold(
+        dispatched(cid, sla_class="standard", at=T1, co_handlers=("health",)),
+        signed(cid, at=T1 + minutes(10)),
+        lead_resolved(cid, T1 + timedelta(days=1), "health"),
+    )
+    lead_clock = next(c for c in state.assignments if c.role == "lead")
+    assert not lead_clock.open and lead_clock.targets["resolution"].met_at == T1 + timedelta(days=1)
+    assert lead_clock.end_reason == "lead_resolved"
+    assert state.status == "open" and state.citizen.open and state.citizen.targets["resolution"].met_at is None
+    assert (state.stage, state.awaiting_co_handlers(), state.responsible_department()) == (
+        "awaiting_co_handlers",
+        ["health"],
+        "health",
+    )
+    facts = summary(state)
+    assert facts["responsible_department"] == "health" and facts["lead_department"] == "civil_affairs"
+    citizen_escalations = [
+        t for t in timers(state, POLICY) if t.payload["clock"] == "citizen" and t.payload["stage"] == "escalation"
+    ]
+    assert citizen_escalations and {t.payload["department"] for t in citizen_escalations} == {"health"}
+    assert not any(t.payload["clock_key"] == lead_clock.key for t in timers(state, POLICY))
+    done = apply(
+        state,
+        CoHandlerTaskClosed(
+            case_id=cid,
+            occurred_at=T1 + timedelta(days=2),
+            actor="w-2",
+            department="health",
+            task_id="t",
+            outcome="done",
+        ),
+        POLICY,
+    )
+    assert done.awaiting_co_handlers() == [] and done.responsible_department() == "civil_affairs"
+    final = apply(done, resolved(cid, at=T1 + timedelta(days=2)), POLICY)
+    assert final.status == "resolved" and final.citizen is not None
+    assert final.citizen.targets["resolution"].met_at == T1 + timedelta(days=2)
+
+
+def test_a_lead_resolved_event_read_twice_or_after_the_resolution_changes_nothing() -> None:
+    cid = new_case_id()
+    once = fold(dispatched(cid, co_handlers=("health",)), lead_resolved(cid, T0 + minutes(60), "health"))
+    assert apply(once, lead_resolved(cid, T0 + minutes(61), "health"), POLICY) == once
+    closed = fold(dispatched(cid), resolved(cid, at=T0 + minutes(30)))
+    assert apply(closed, lead_resolved(cid, T0 + minutes(20)), POLICY) == closed

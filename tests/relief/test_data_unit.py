@@ -117,6 +117,24 @@ def test_p23_registry_import_keeps_good_rows_and_names_each_bad_one():
     assert GOOD_ID not in str(report.accepted[0].document())  # never stored in clear
 
 
+def test_p23_registry_rows_the_csv_module_cannot_read_are_named_and_the_others_kept():
+    """P2.3: a bare CR (as an old spreadsheet writes) ends a row; a field over the csv limit is that row's
+    error; neither stops the import nor becomes a server error."""
+    header = "recipient_id,name,id_card,district,area,categories,approved_on\r\n"
+    good = f"R1,张三,{GOOD_ID},500103,urban,dibao,2021-01-05\r\n"
+    huge = "R2," + "张" * 140_000 + f",{GOOD_ID},500103,urban,dibao,2021-01-05\r\n"
+    split = f"R3,李\r四,{make_id('50010319800101124')},500103,urban,dibao,2021-01-05\r\n"
+    report = parse_registry_csv(header + good + huge + split, salt="s")
+    assert [r.recipient_id for r in report.accepted] == ["R1"]
+    bad = {r["line"]: r for r in report.summary()["rejected"]}
+    unreadable = bad[3]["errors"][0]
+    assert unreadable["field"] == "line" and "field larger than field limit" in unreadable["reason_en"]
+    assert unreadable["reason_zh"].startswith("此行无法按 CSV 读取")
+    assert {e["field"] for e in bad[4]["errors"]} == {"id_card", "district", "area", "categories", "approved_on"}
+    assert bad[5]["recipient_id"] == "四"  # the row's second half, on a line of its own
+    assert report.rows == 4
+
+
 def test_registry_import_rejects_a_file_without_the_required_columns():
     with pytest.raises(ValueError, match="missing columns"):
         parse_registry_csv("recipient_id,name\nR1,x\n", salt="s")
@@ -206,3 +224,18 @@ def test_p1_3_funding_source_of_each_payment():
     for category in (Category.DIBAO, Category.TEKUN, Category.YOUFU):
         assert funding_source(RunKind.PRICE_LINKAGE, category) is FundingSource.CITY_DISTRICT_FINANCE
     assert funding_source(RunKind.HOLIDAY, Category.ORPHAN) is FundingSource.CITY_DISTRICT_FINANCE
+
+
+@pytest.mark.parametrize("amount", ["1e30", "1e20", "NaN", "-5", "100.001"])
+def test_p52b_an_amount_an_officer_or_coordinator_enters_is_bounded_and_never_breaks_arithmetic(amount):
+    """P5.2b/P5.2c amounts and subsidy-run amounts: at most MAX_YUAN with two decimals, refused by field."""
+    from pydantic import ValidationError
+
+    from services.relief.schemas import Approve, OpenRun
+
+    with pytest.raises(ValidationError) as approve:
+        Approve.model_validate({"amount_yuan": amount})
+    assert approve.value.errors()[0]["loc"] == ("amount_yuan",)
+    with pytest.raises(ValidationError) as run:
+        OpenRun.model_validate({"kind": "price_linkage", "month": "2026-03", "amounts": {"dibao": amount}})
+    assert run.value.errors()[0]["loc"][0] == "amounts"

@@ -21,6 +21,7 @@ from services.relief.domain.payfile import (
     parse_reference,
     parse_return_row,
     reference_of,
+    unreadable_row,
 )
 from services.relief.domain.personal import SearchKind, mask_id_card, mask_phone, registry_search
 from services.relief.domain.registry import hash_id_card
@@ -126,12 +127,27 @@ def test_the_excel_payment_file_keeps_the_id_card_as_text_and_reads_back():
     content = payment_xlsx(_rows(), lambda c: "渝中区")
     sheet = load_workbook(io.BytesIO(content)).active
     assert sheet["C2"].value == id_card(7) and sheet["C2"].data_type == "s" and sheet["D2"].value == "1240.00"
-    assert read_table(content)[1][:4] == ["CQ-1:P5.2b", "张三", id_card(7), "1240.00"]
+    assert (read_table(content)[1].cells or [])[:4] == ["CQ-1:P5.2b", "张三", id_card(7), "1240.00"]
 
 
 def test_a_return_csv_in_gb18030_is_read():
     table = read_table("付款编号,金额,状态,银行流水号\nCQ-1:P5.2b,1240.00,成功,TX\n".encode("gb18030"))
-    assert table[1] == ["CQ-1:P5.2b", "1240.00", "成功", "TX"]
+    assert table[1].cells == ["CQ-1:P5.2b", "1240.00", "成功", "TX"]
+
+
+def test_a_return_csv_row_that_cannot_be_read_is_reported_on_its_line_and_the_rest_read():
+    """A field over the csv module's limit makes that line unreadable, reported as its row's error."""
+    huge = "x" * 140_000
+    content = (
+        f"付款编号,金额,状态,银行流水号\r\nCQ-1:P5.2b,1240.00,成功,TX\r\nCQ-2,{huge},成功,TY\rCQ-3,1e30,成功,TZ\r\n"
+    )
+    table = read_table(content.encode())
+    assert [(r.line, r.cells is None) for r in table] == [(1, False), (2, False), (3, True), (4, False)]
+    bad = unreadable_row(table[2].line, table[2].error)
+    assert bad.line == 3 and bad.errors[0].field == "line" and "field larger" in bad.errors[0].reason_en
+    columns, _ = header_map(table[0].cells or [])
+    too_much = parse_return_row(4, table[3].cells or [], columns)
+    assert too_much.amount is None and too_much.errors[0].field == "amount_yuan"
 
 
 def test_id_cards_and_phones_are_masked_as_shown_to_officers():

@@ -141,6 +141,7 @@ def test_case_resolves_when_lead_resolved_and_every_co_handler_done_or_waived() 
     desk.sign_for(case, lead.task_id, worker("civil_affairs"), NOW)
     desk.resolve(case, lead.task_id, worker("civil_affairs"), "lodged", "placed in shelter", NOW)
     assert case.status == "awaiting_co_handlers"
+    desk.sign_for(case, hrss.task_id, worker("hrss"), NOW)
     desk.resolve(case, hrss.task_id, worker("hrss"), "job found", "", NOW)
     assert case.status == "awaiting_co_handlers"
     with pytest.raises(Forbidden):
@@ -196,6 +197,7 @@ def test_merge_keeps_the_child_link_and_withdraws_its_tasks() -> None:
 def test_a_reopened_case_is_routed_again_once_per_event() -> None:
     case = new_case("other")
     lead = case.tasks[0]
+    desk.sign_for(case, lead.task_id, worker("civil_affairs"), NOW)
     desk.resolve(case, lead.task_id, worker("civil_affairs"), "done", "", NOW)
     assert case.status == "resolved"
     assert reopen(case, CATALOGUE, event_id="e-1", actor="hotline:op", reason="dissatisfied", now=NOW) is True
@@ -229,3 +231,58 @@ def test_first_contact_is_kept_on_the_task_and_marked_in_the_history() -> None:
         True,
     ]
     assert Case.from_document(case.to_document()).tasks[0].first_contact_at == later
+
+
+def test_a_task_is_resolved_only_once_signed_for_and_with_an_outcome() -> None:
+    """P2.3: the department signs for (签收) before it resolves; the outcome is required."""
+    case = new_case("stranded_person")
+    lead, hrss, _ = case.tasks
+    for task, who in [(lead, worker("civil_affairs")), (hrss, worker("hrss"))]:
+        with pytest.raises(DomainError) as caught:
+            desk.resolve(case, task.task_id, who, "done", "", NOW)
+        assert caught.value.field == "task_id" and "sign for" in caught.value.message_en
+        assert task.status == "queued"
+    desk.sign_for(case, lead.task_id, worker("civil_affairs"), NOW)
+    with pytest.raises(DomainError) as blank:
+        desk.resolve(case, lead.task_id, worker("civil_affairs"), "  ", "", NOW)
+    assert (blank.value.field, blank.value.status) == ("outcome", 422)
+    assert lead.status == "signed_for"
+
+
+def test_a_co_handling_due_time_in_the_past_or_years_ahead_is_refused() -> None:
+    """The co-handler's due time becomes the caller's expected time: never in the past."""
+    from pydantic import ValidationError
+
+    from services.router.api import CoHandlingBody
+
+    for due in ["2000-01-01T00:00:00Z", (NOW.replace(year=2099)).isoformat()]:
+        with pytest.raises(ValidationError) as caught:
+            CoHandlingBody.model_validate({"department": "hrss", "due_at": due})
+        assert caught.value.errors()[0]["loc"] == ("due_at",)
+    ahead = datetime.now(UTC) + timedelta(days=2)
+    assert CoHandlingBody.model_validate({"department": "hrss", "due_at": ahead.isoformat()}).due_at == ahead
+
+
+def test_p23_the_leads_resolution_while_co_handlers_work_is_its_own_event() -> None:
+    """P2.3: the lead's part done is published (case.lead_resolved, naming the open co-handler subtasks);
+    case.resolved only follows once every co-handler is done or waived."""
+    case = new_case("stranded_person")  # civil affairs leads; hrss and education co-handle
+    lead, hrss, education = case.tasks
+    desk.sign_for(case, lead.task_id, worker("civil_affairs"), NOW)
+    desk.sign_for(case, hrss.task_id, worker("hrss"), NOW)
+    desk.resolve(case, hrss.task_id, worker("hrss"), "job found", "", NOW)
+    desk.resolve(case, lead.task_id, worker("civil_affairs"), "lodged", "placed in shelter", NOW)
+    event = case.outbox[-1]["body"]
+    assert event["type"] == "case.lead_resolved" and types(case).count("case.resolved") == 0
+    assert (event["task_id"], event["department"], event["outcome"]) == (lead.task_id, "civil_affairs", "lodged")
+    assert [(a["department"], a["task_id"]) for a in event["awaiting"]] == [("education", education.task_id)]
+    desk.waive_co_handler(case, lead.task_id, education.task_id, worker("civil_affairs"), "not needed", NOW)
+    assert types(case)[-2:] == ["case.co_handler_closed", "case.resolved"]
+
+
+def test_a_lead_without_open_co_handlers_resolves_the_case_at_once_with_no_lead_resolved_event() -> None:
+    case = new_case("other")
+    lead = case.tasks[0]
+    desk.sign_for(case, lead.task_id, worker("civil_affairs"), NOW)
+    desk.resolve(case, lead.task_id, worker("civil_affairs"), "done", "", NOW)
+    assert "case.lead_resolved" not in types(case) and types(case)[-1] == "case.resolved"

@@ -161,6 +161,7 @@ async def test_case_resolves_only_when_every_co_handler_is_done_or_waived(router
     housing = await dispatched(router, "housing", case_id, "co_handler")
 
     await post(router, f"/api/v1/tasks/{lead['task_id']}/resolve", ca, {"outcome": "已安置", "note": ""})
+    await post(router, f"/api/v1/tasks/{hrss['task_id']}/sign-for", router.worker("hrss"))
     await post(router, f"/api/v1/tasks/{hrss['task_id']}/resolve", router.worker("hrss"), {"outcome": "已推荐岗位"})
     await post(router, f"/api/v1/tasks/{housing['task_id']}/sign-for", router.worker("housing"))
     await post(router, f"/api/v1/tasks/{housing['task_id']}/resolve", router.worker("housing"), {"outcome": "已入住"})
@@ -178,6 +179,18 @@ async def test_case_resolves_only_when_every_co_handler_is_done_or_waived(router
     assert [e["type"] for e in events].count("case.resolved") == 1
     resolved = next(e for e in events if e["type"] == "case.resolved")
     assert resolved["outcome"] == "已安置"
+    # P2.3: the lead's own resolution, while hrss, education and housing worked, was published first.
+    (lead_done,) = [e for e in events if e["type"] == "case.lead_resolved"]
+    assert lead_done["task_id"] == lead["task_id"] and lead_done["outcome"] == "已安置"
+    assert sorted(a["department"] for a in lead_done["awaiting"]) == ["education", "housing", "hrss"]
+    assert [e["type"] for e in events].index("case.lead_resolved") < [e["type"] for e in events].index("case.resolved")
+
+    signed = await router.client.post(
+        f"/api/v1/tasks/{hrss['task_id']}/co-handling",
+        headers=router.worker("hrss"),
+        json={"department": "health", "due_at": "2000-01-01T00:00:00Z"},
+    )
+    assert signed.status_code == 422 and signed.json()["errors"][0]["field"] == "due_at"
 
 
 async def test_poison_message_on_a_department_queue_is_dead_lettered_and_the_queue_moves_on(

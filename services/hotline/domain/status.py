@@ -46,6 +46,7 @@ from contracts.events.router import (
     CasesMerged,
     CoHandlerTaskClosed,
     CoHandlingRequested,
+    LeadResolved,
 )
 
 StatusCode = Literal[
@@ -277,6 +278,17 @@ def _apply(state: CaseStatus, case_id: str, event: StatusEvent) -> None:
             _note(state, at, kind, "案件退回，正在重新派单", "returned; being re-dispatched")
         case CoHandlingRequested() | CoHandlerTaskClosed() | ArbitrationRequested():
             _note(state, at, kind, "部门协同办理中", "departments are coordinating")
+        case LeadResolved():
+            # The lead's part is done, not the case: co-handlers are still working (P2.3).
+            if state.status in ("received", "dispatched", "signed_for", "reopened"):
+                state.status = "in_progress"
+            _note(
+                state,
+                at,
+                kind,
+                "主办部门已办结，协办部门仍在办理",
+                "the lead department is done; co-handlers are still working",
+            )
         case CaseResolved():
             state.status = "resolved"
             state.called_back = False  # a new resolution (after a reopening) takes its own callback

@@ -28,6 +28,7 @@ from contracts.events.router import (
     CoHandlerTaskClosed,
     CoHandlingRequested,
     EscalationAcknowledged,
+    LeadResolved,
 )
 from services.notify.domain.clocks import Clock, TimerSpec, clock_timers, new_target, start_clock
 from services.notify.domain.policy import SlaPolicy
@@ -35,7 +36,15 @@ from services.notify.domain.workdays import WorkCalendar
 
 Status = Literal["open", "resolved", "closed", "merged"]
 Stage = Literal[
-    "awaiting_dispatch", "dispatched", "signed_for", "returned", "arbitration", "resolved", "closed", "merged"
+    "awaiting_dispatch",
+    "dispatched",
+    "signed_for",
+    "returned",
+    "arbitration",
+    "awaiting_co_handlers",
+    "resolved",
+    "closed",
+    "merged",
 ]
 SATISFIED = ("satisfied", "basically_satisfied")
 SUMMARY_CHARS = 200  # the start of the caller's description the coordinator's lists show (as the router keeps)
@@ -128,6 +137,18 @@ class CaseState(BaseModel):
             ):
                 return clock
         return self.open_assignment(department, role)
+
+    def awaiting_co_handlers(self) -> list[str]:
+        """The co-handling departments still working after the lead resolved its part (else none)."""
+        if self.stage != "awaiting_co_handlers":
+            return []
+        return [c.department for c in self.assignments if c.open and c.role == "co_handler" and c.department]
+
+    def responsible_department(self) -> str | None:
+        """Who the case waits on now: the lead, or, once the lead resolved its part, the first co-handler
+        still working (a late case is theirs, not the lead's)."""
+        awaiting = self.awaiting_co_handlers()
+        return awaiting[0] if awaiting else self.lead_department
 
     def open_lead(self) -> Clock | None:
         return next((c for c in reversed(self.assignments) if c.open and c.role == "lead"), None)
@@ -291,6 +312,20 @@ def _resolved(state: CaseState, e: CaseResolved) -> None:
     state.texts.append(f"{state.case_id}|caller_resolved|{state.round}")
 
 
+def _lead_resolved(state: CaseState, e: LeadResolved) -> None:
+    """The lead's part is done (its resolution clock stops) while co-handlers work; the caller's clock
+    runs on until the case resolves."""
+    if state.status != "open":
+        return
+    at = e.occurred_at
+    lead = state.open_assignment(e.department, "lead")
+    if lead is not None:
+        lead.meet("resolution", at)
+        lead.end(at, "lead_resolved")
+    if any(state.open_assignment(a.department, "co_handler") for a in e.awaiting):
+        state.stage = "awaiting_co_handlers"
+
+
 def _reopen(state: CaseState, policy: SlaPolicy, at: datetime, by: str, reason: str) -> None:
     """Start the next resolution round; the citizen clock runs again with a fresh resolution target.
 
@@ -421,6 +456,10 @@ def apply(state: CaseState | None, event: Any, policy: SlaPolicy, *, escalation:
             if clock is not None:
                 clock.meet("resolution", at)
                 clock.end(at, f"co_handler_{event.outcome}")
+            if state.stage == "awaiting_co_handlers" and not state.awaiting_co_handlers():
+                state.stage = "signed_for"  # every co-handler is done: case.resolved follows
+        case LeadResolved():
+            _lead_resolved(state, event)
         case CaseResolved():
             _resolved(state, event)
         case CaseReassigned() | ArbitrationSettled():
@@ -458,7 +497,7 @@ def timers(state: CaseState, policy: SlaPolicy) -> list[TimerSpec]:
         sla_class = policy.payment_class(when) if payment else policy.class_named(clock.sla_class, when)
         if state.status == "open" or payment:
             last_lead = next((c.department for c in reversed(state.assignments) if c.role == "lead"), None)
-            lead = clock.department if payment else (state.lead_department or last_lead)
+            lead = clock.department if payment else (state.responsible_department() or last_lead)
             out += clock_timers(
                 state.case_id,
                 clock,

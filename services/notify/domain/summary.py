@@ -63,6 +63,9 @@ def summary(state: CaseState) -> dict[str, Any]:
         "status": state.status,
         "stage": state.stage,
         "lead_department": state.lead_department,
+        # who the case waits on now: the lead, or the co-handlers once the lead resolved its part
+        "responsible_department": state.responsible_department(),
+        "awaiting_co_handlers": state.awaiting_co_handlers(),
         "emergency": state.emergency,
         "origin": state.origin,
         "paused": bool(citizen and citizen.paused),

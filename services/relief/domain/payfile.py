@@ -20,6 +20,8 @@ from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 
+from contracts.validation import MAX_YUAN
+from services.relief.domain.csvrows import UNREADABLE_EN, UNREADABLE_ZH
 from services.relief.domain.money import has_at_most_two_places, yuan
 
 ONCE = "once"
@@ -146,6 +148,12 @@ class ReturnRow:
         return parse_reference(self.reference)[1]
 
 
+def unreadable_row(line: int, reason: str) -> ReturnRow:
+    """A line of the file the csv module could not read: reported, never applied."""
+    error = RowError("line", f"{UNREADABLE_ZH}（{reason}）", f"{UNREADABLE_EN} ({reason})")
+    return ReturnRow(line, "", None, None, "", None, (error,))
+
+
 def header_map(header: Sequence[str]) -> tuple[dict[str, int], list[str]]:
     """Column positions by their names in `RETURN_COLUMNS`, and the columns missing (the date may be)."""
     names = [str(h or "").strip().lstrip("\ufeff").lower() for h in header]
@@ -172,7 +180,7 @@ def parse_return_row(line: int, cells: Sequence[str], columns: Mapping[str, int]
     amount: Decimal | None = None
     try:
         amount = Decimal(raw_amount.replace(",", ""))
-        if not amount.is_finite() or amount <= 0 or not has_at_most_two_places(amount):
+        if not amount.is_finite() or not 0 < amount <= MAX_YUAN or not has_at_most_two_places(amount):
             raise ValueError(raw_amount)
         amount = yuan(amount)
     except (ArithmeticError, ValueError):

@@ -7,14 +7,13 @@ caller) and a masked form (for people) are kept instead.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 from contracts.codes import is_district
+from services.relief.domain.csvrows import UNREADABLE_EN, UNREADABLE_ZH, csv_rows
 from services.relief.domain.facts import Category
 from services.relief.domain.standards import Area
 
@@ -161,16 +160,24 @@ def parse_row(raw: dict[str, str | None], salt: str) -> tuple[RegistryRow | None
 
 
 def parse_registry_csv(text: str, salt: str) -> ImportReport:
-    """Validate a registry CSV; raises ValueError only when the header itself is unusable."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+    """Validate a registry CSV; raises ValueError only when the header itself is unusable. A row the csv
+    module cannot read is rejected with its line, like a row with bad values."""
+    rows = csv_rows(text.lstrip("\ufeff"))
+    header = next(rows, None)
+    fieldnames = [c.strip() for c in header.cells] if header is not None and header.cells is not None else []
+    missing = [c for c in REQUIRED_COLUMNS if c not in fieldnames]
     if missing:
         raise ValueError(f"缺少列：{', '.join(missing)} | missing columns: {', '.join(missing)}")
     report = ImportReport()
     first_line: dict[str, int] = {}
-    for raw in reader:
+    for read in rows:
         report.rows += 1
-        line = reader.line_num
+        line = read.line
+        if read.cells is None:
+            reason = [_err("line", f"{UNREADABLE_ZH}（{read.error}）", f"{UNREADABLE_EN} ({read.error})")]
+            report.rejected.append({"line": line, "recipient_id": None, "errors": reason})
+            continue
+        raw: dict[str, str | None] = dict(zip(fieldnames, read.cells, strict=False))
         row, errors = parse_row(raw, salt)
         rid = (raw.get("recipient_id") or "").strip()
         if row is not None and rid in first_line:

@@ -8,17 +8,19 @@ from common.principal import Principal
 from contracts.codes import is_department
 from contracts.events.router import (
     ArbitrationRequested,
+    Assignment,
     CaseProgressRecorded,
     CaseResolved,
     CaseReturned,
     CaseSignedFor,
     CoHandlerTaskClosed,
     CoHandlingRequested,
+    LeadResolved,
 )
 from services.router.domain.case import WORKABLE, Case, HistoryEntry, Task
 from services.router.domain.catalogue import DispatchCatalogue, ReturnReason
 from services.router.domain.dispatching import dispatch, emit, new_task
-from services.router.domain.errors import not_your_task, task_not_found, wrong_state
+from services.router.domain.errors import DomainError, not_your_task, task_not_found, wrong_state
 from services.router.domain.routing import decide
 
 
@@ -180,9 +182,13 @@ def _close_if_complete(case: Case, actor: str, now: datetime) -> None:
 
 
 def resolve(case: Case, task_id: str, worker: Principal, outcome: str, note: str, now: datetime) -> None:
-    """The lead resolves the case; a co-handler marks its subtask done."""
+    """The lead resolves the case; a co-handler marks its subtask done. Only a task signed for (签收)."""
     task = own_task(case, task_id, worker)
     _workable(task)
+    if task.status == "queued":
+        raise wrong_state("请先签收再办结", "sign for the task before resolving it", field="task_id")
+    if not outcome.strip():
+        raise DomainError("必填：办理结果", "required: the outcome", field="outcome", status=422, code="invalid")
     task.closed_by, task.closed_at, task.outcome, task.note = worker.sub, now, outcome, note
     if task.role == "co_handler":
         task.status = "done"
@@ -205,6 +211,25 @@ def resolve(case: Case, task_id: str, worker: Principal, outcome: str, note: str
         task.status = "resolved"
         case.status = "awaiting_co_handlers"
         _step(case, worker, "lead_resolved", task, now, note=note)
+        if awaiting := case.open_co_tasks():
+            emit(
+                case,
+                LeadResolved(
+                    occurred_at=now,
+                    case_id=case.case_id,
+                    correlation_id=case.correlation_id,
+                    actor=worker.sub,
+                    department=task.department,
+                    district=task.district,
+                    task_id=task.task_id,
+                    outcome=outcome,
+                    note=note,
+                    awaiting=tuple(
+                        Assignment(department=t.department, district=t.district, role="co_handler", task_id=t.task_id)
+                        for t in awaiting
+                    ),
+                ),
+            )
     _close_if_complete(case, worker.sub, now)
 
 
