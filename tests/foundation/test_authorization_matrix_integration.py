@@ -120,6 +120,16 @@ RULES: dict[str, dict[tuple[str, str], Rule]] = {
         ("GET", "/api/v1/registry"): {OFFICER, COORD},
         ("GET", "/api/v1/hukou-notices"): {OFFICER},
         ("POST", "/api/v1/hukou-notices/{grant_id}/acknowledge"): {OFFICER},
+        ("GET", "/api/v1/standards/rules"): {OFFICER, COORD},
+        ("POST", "/api/v1/admin/standards/rules"): {ADMIN},
+        # The care register (P2.2, P5.3): officers and coordinators keep it; the named workers visit.
+        ("POST", "/api/v1/care/register"): {OFFICER, COORD},
+        ("GET", "/api/v1/care/register"): {OFFICER, COORD},
+        ("GET", "/api/v1/care/mine"): {WORKER, OFFICER, COORD},
+        ("GET", "/api/v1/care/register/{entry_id}"): {WORKER, OFFICER, COORD},
+        ("GET", "/api/v1/care/register/{entry_id}/visits"): {WORKER, OFFICER, COORD},
+        ("POST", "/api/v1/care/register/{entry_id}/visits"): {WORKER, OFFICER, COORD},
+        ("POST", "/api/v1/care/register/{entry_id}/worker"): {OFFICER, COORD},
     },
     "notify": {
         **COMMON,
