@@ -157,7 +157,9 @@ async def record_payment(
     response_model_exclude_unset=True,
 )
 async def case_ledger(case_id: CaseIdPath, reader: Reader, relief: ReliefDep) -> CaseLedger:
-    return CaseLedger.of(case_id, await relief.store.ledger_of_case(case_id, district=district_scope(reader)))
+    entries = await relief.store.ledger_of_case(case_id, district=district_scope(reader))
+    await relief.store.record_audit(reader, action="ledger_read", reason="case", case_id=case_id, rows=len(entries))
+    return CaseLedger.of(case_id, entries)
 
 
 @router.get(
@@ -168,6 +170,9 @@ async def case_ledger(case_id: CaseIdPath, reader: Reader, relief: ReliefDep) ->
 )
 async def recipient_ledger(recipient_id: str, reader: Reader, relief: ReliefDep) -> RecipientLedger:
     entries = await relief.store.ledger_of_recipients([recipient_id], district=district_scope(reader))
+    await relief.store.record_audit(
+        reader, action="ledger_read", reason="recipient", recipient_id=recipient_id, rows=len(entries)
+    )
     return RecipientLedger.of(recipient_id, entries)
 
 
@@ -183,6 +188,10 @@ async def ledger_by_id_card(body: IdCard, reader: Reader, relief: ReliefDep) -> 
     if rec := await relief.store.registry_by_id_hash(id_hash):
         ids.add(rec.id)
     entries = await relief.store.ledger_of_recipients(ids, district=district_scope(reader))
+    # The number itself stays out of the audit too: the recipient ids it resolved to say whose ledger it was.
+    await relief.store.record_audit(
+        reader, action="ledger_read", reason="id_card", recipient_ids=sorted(ids), rows=len(entries)
+    )
     return PersonLedger.of(sorted(ids), entries)
 
 
@@ -218,6 +227,7 @@ async def registry_record(recipient_id: str, reader: Reader, relief: ReliefDep) 
     record = await relief.store.registry_get(recipient_id)
     if record is None or not reader.can_see_district(record.district):
         raise NotFound("未找到该在册对象", f"no registry record {recipient_id}")
+    await relief.store.record_audit(reader, action="registry_read", reason="record", recipient_id=recipient_id)
     return RegistryRecordView.of(record)
 
 

@@ -103,6 +103,10 @@ async def test_concurrent_identical_payment_requests_make_exactly_one_ledger_ent
     assert await app.state.runtime.db["ledger"].count_documents({"case_id": case}) == 1
     by_person = (await client.post("/api/v1/ledger/by-id-card", json={"id_card": id_card(1)}, headers=officer)).json()
     assert [e["case_id"] for e in by_person["entries"]] == [case]
+    # Reads of personal data leave an insert-only audit record: who, what, which; never the ID-card number.
+    trail = await app.state.runtime.db["audit"].find({"action": "ledger_read", "actor": "officer-a"}).to_list(None)
+    assert {(a["reason"], a["rows"]) for a in trail} >= {("case", 1), ("id_card", 1)}
+    assert id_card(1) not in str(trail)
     events = await grant_events(kafka_bootstrap, case, 3)
     assert [e["type"] for e in events].count("grant.paid") == 1
 
