@@ -308,7 +308,10 @@ class VersionClaims:
             return True
         claim = await self.claims.find_one({"_id": key})
         current = await self.documents.find_one({"_id": doc_id}, {"version": 1})
-        if claim and current and current.get("version", 0) < version and claim["at"] < now - self.stale_after:
+        # A claim is stale when its version was never written (the document is behind it, or was never
+        # created: a writer that crashed before its first insert) and it is old.
+        behind = current is None or current.get("version", 0) < version
+        if claim and behind and claim["at"] < now - self.stale_after:
             await self.claims.delete_one({"_id": key, "at": claim["at"]})
         return False
 

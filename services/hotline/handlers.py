@@ -206,11 +206,13 @@ async def file_repeats(hotline: Hotline, records: Sequence[ConsumerRecord], topi
     process's memory once loaded), off the operator's path. A proactive case is not looked at (it is no
     call), but it is filed under the household like any case, so operators see it among the household's
     open cases, and it counts among the household's cases of its window."""
+    rejected: Rejected = []
     for record in records:
         try:
             event = read_event(topic, record.value)
-        except BAD_RECORD:
-            continue  # not a call (the router dead-letters it)
+        except BAD_RECORD as exc:
+            rejected.append((record, exc))  # dead-lettered here too, like every consumer of the topic
+            continue
         if not isinstance(event, HelpRequested) or event.outreach is not None:
             continue
         household = hotline.store.keys_of(event).get("household")
@@ -221,7 +223,7 @@ async def file_repeats(hotline: Hotline, records: Sequence[ConsumerRecord], topi
         on = datetime.strptime(case_day(event.received_at), "%Y%m%d").date()
         for found in repeated_calls(household, view.cases if view else (), event.case_id, repeat_rules(), on):
             await _file_repeat(hotline, event, household, found)
-    return []
+    return rejected
 
 
 async def _file_repeat(hotline: Hotline, call: HelpRequested, household: str, found: Repeat) -> None:

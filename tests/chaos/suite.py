@@ -95,7 +95,9 @@ class Ledger:
     approved: set[str] = field(default_factory=set)
     payments_created: Counter[str] = field(default_factory=Counter)  # entitlement -> 201 "created" answers
     faults: Counter[str] = field(default_factory=Counter)
-    notify_kills: list[float] = field(default_factory=list)  # when a notify instance was killed (monotonic)
+    # When a notify instance, FerretDB or PostgreSQL was killed (monotonic): a text the provider took just
+    # before cannot be recorded as sent, so it is sent again.
+    crashes: list[float] = field(default_factory=list)
 
     @property
     def accepted(self) -> dict[str, Call]:
@@ -256,12 +258,14 @@ class Run:
     async def _kill_instance(self, key: str) -> None:
         assert self.instances is not None
         if key.startswith("notify"):
-            self.ledger.notify_kills.append(time.monotonic())
+            self.ledger.crashes.append(time.monotonic())
         self.instances.kill(key)
         await asyncio.sleep(2)
         self.instances.restart(key)
 
     async def _kill_infra(self, component: str, down_s: float) -> None:
+        if component in ("ferretdb", "postgres"):
+            self.ledger.crashes.append(time.monotonic())
         await asyncio.to_thread(self.infra.kill, component)
         await asyncio.sleep(down_s)
         await asyncio.to_thread(self.infra.start)
@@ -333,9 +337,9 @@ class Run:
         dispatched = await asyncio.to_thread(self._dispatches)
         paid = await asyncio.to_thread(self._payments)
         texts = Counter((m["params"].get("case_id"), m["template"]) for m in self.sms.sent)
-        # A notify process killed after the provider took a text and before it recorded so sends it again
-        # once it is taken over: at least once across a crash (the provider has no idempotency key). Such a
-        # repeat is counted apart; any other is a defect.
+        # A notify process killed, or its store gone, after the provider took a text and before the text was
+        # recorded as sent, sends it again once the attempt is taken over: at least once across a crash (the
+        # provider has no idempotency key). Such a repeat is counted apart; any other is a defect.
         crash_repeats = 0
         for (case_id, template), n in texts.items():
             if n > 1:
@@ -344,7 +348,7 @@ class Run:
                     for m in self.sms.sent
                     if (m["params"].get("case_id"), m["template"]) == (case_id, template)
                 )
-                if n == 2 and any(times[0] - 1 <= k <= times[1] for k in self.ledger.notify_kills):
+                if n == 2 and any(times[0] - 1 <= k <= times[1] for k in self.ledger.crashes):
                     crash_repeats += 1
         clocks_lost = 0
         notify = self.instances.of("notify")[0]
@@ -375,7 +379,7 @@ class Run:
             + sum(1 for n in self.ledger.payments_created.values() if n > 1),
             "texts_sent": len(self.sms.sent),
             "texts_sent_twice": sum(1 for n in texts.values() if n > 1) - crash_repeats,
-            "texts_repeated_after_a_notify_kill": crash_repeats,
+            "texts_repeated_after_a_crash": crash_repeats,
             "accepted_never_texted": len(set(accepted) - {c for c, _ in texts}),
             "sla_clocks_lost": clocks_lost,
             "log_lines_with_personal_numbers": pii,

@@ -112,6 +112,22 @@ def test_a_claims_collection_must_say_so_in_its_name(db) -> None:
         VersionClaims(db["case_versions"], db["cases"])
 
 
+async def test_a_stale_claim_on_a_document_never_created_is_cleared(db) -> None:
+    """A writer claimed a new document's first version and died before inserting it (the fault suite saw a
+    notify case stuck for minutes): the claim, once stale, must not block every later writer for good."""
+    from datetime import timedelta
+
+    from common.store import VersionClaims
+
+    claims = VersionClaims(db["cases_claims"], db["cases"], stale_after=timedelta(0))
+    assert await claims.claim_many([("CQ-1", 1)]) == {"CQ-1"}  # then the writer died, nothing inserted
+    assert await claims.claim("CQ-1", 1) is False  # found stale and cleared
+    assert await claims.claim("CQ-1", 1) is True  # the next writer gets it
+    await db["cases"].insert_one({"_id": "CQ-2", "version": 1})
+    assert await claims.claim_many([("CQ-2", 1)]) == {"CQ-2"}
+    assert await claims.claim("CQ-2", 1) is False and await claims.claim("CQ-2", 1) is False  # written: kept
+
+
 async def test_concurrent_inserts_share_commands_and_each_caller_gets_its_own_outcome(db) -> None:
     from pymongo.errors import DuplicateKeyError
 
