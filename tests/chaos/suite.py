@@ -355,8 +355,7 @@ class Run:
         for case_id in accepted:
             if case_id not in dispatched:
                 continue
-            view = await client.get(f"{notify.url}/api/v1/cases/{case_id}", headers=token("coordinator", "co-chaos"))
-            if view.status_code != 200 or not view.json().get("clocks"):
+            if not await self._has_clocks(client, notify.url, case_id):
                 clocks_lost += 1
         refusals: Counter[str] = Counter()
         for call in self.ledger.calls:
@@ -432,6 +431,18 @@ class Run:
                 indent=1,
             )
         )
+
+    async def _has_clocks(self, client: httpx.AsyncClient, url: str, case_id: str) -> bool:
+        """Whether notify shows the case with its clocks (a slow answer after the run is asked again)."""
+        for _ in range(3):
+            try:
+                view = await client.get(
+                    f"{url}/api/v1/cases/{case_id}", headers=token("coordinator", "co-chaos"), timeout=60
+                )
+            except httpx.HTTPError:
+                continue
+            return view.status_code == 200 and bool(view.json().get("clocks"))
+        return False
 
     def _personal_data_in_logs(self) -> int:
         """Log lines (every service instance) that carry one of the run's phone or ID-card numbers in clear."""
