@@ -12,10 +12,19 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from functools import cache
 from importlib import resources
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from contracts.codes import districts
 
@@ -193,3 +202,15 @@ def validate_attributes(
         if attribute.required and code not in values and code not in errors:
             errors[code] = f"必填：{attribute.description_zh} | required: {attribute.description_en}"
     return values, errors
+
+
+def _known_needs(value: tuple[str, ...]) -> tuple[str, ...]:
+    codes = service_catalogue().by_code()
+    unknown = [n for n in value if n not in codes]
+    if unknown:
+        raise ValueError(f"未知的服务代码 {unknown} | unknown catalogue needs {unknown}")
+    return value
+
+
+# Need codes a rule names (rule data): each a service of the catalogue.
+NeedCodes = Annotated[tuple[str, ...], AfterValidator(_known_needs)]

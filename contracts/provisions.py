@@ -3,15 +3,27 @@ rule and test cites (POLICY.md)."""
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib import resources
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 Scope = Literal["core", "route", "ops"]
 PROVISION_PATTERN = r"^P\d\.\d[a-d]?$"
+
+
+def _provision_ids(value: tuple[str, ...]) -> tuple[str, ...]:
+    bad = [p for p in value if not re.match(PROVISION_PATTERN, p)]
+    if bad:
+        raise ValueError(f"条款编号格式不正确 {bad} | provision ids look like P2.3: {bad}")
+    return value
+
+
+# The provisions a rule cites (rule data of every service): ids of POLICY.md's form, e.g. P2.3 or P5.2b.
+ProvisionIds = Annotated[tuple[str, ...], AfterValidator(_provision_ids), Field(min_length=1)]
 
 
 class Provision(BaseModel):

@@ -12,9 +12,10 @@ from functools import cache
 from importlib import resources
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.catalogue import service_catalogue
+from contracts.catalogue import NeedCodes
+from contracts.provisions import ProvisionIds
 
 CASE_DAY = re.compile(r"^CQ-(\d{8})-\d{6}$")
 
@@ -23,30 +24,14 @@ class RepeatRule(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(pattern=r"^D-P\d\.\d[a-z]?-[A-Z0-9-]+$")
-    provisions: tuple[str, ...] = Field(min_length=1)
+    provisions: ProvisionIds
     calls: int = Field(ge=2, le=100)
     within_days: int = Field(ge=1, le=366)
-    needs: tuple[str, ...] = Field(min_length=1)
+    needs: NeedCodes = Field(min_length=1)
     effective_from: date
     effective_to: date | None = None
     description_zh: str = Field(min_length=1)
     description_en: str = Field(min_length=1)
-
-    @field_validator("provisions")
-    @classmethod
-    def _cite(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [p for p in value if not re.match(r"^P\d\.\d[a-z]?$", p)]
-        if bad:
-            raise ValueError(f"条款编号格式不正确 {bad} | provision ids look like P2.3: {bad}")
-        return value
-
-    @field_validator("needs")
-    @classmethod
-    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [n for n in value if n not in service_catalogue().by_code()]
-        if unknown:
-            raise ValueError(f"未知的服务代码 {unknown} | unknown catalogue needs {unknown}")
-        return value
 
     def in_force(self, on: date) -> bool:
         return self.effective_from <= on and (self.effective_to is None or on < self.effective_to)

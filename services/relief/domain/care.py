@@ -9,19 +9,18 @@ missed: one `VisitMissed` event per (entry, due day), however often the sweep lo
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from common.errors import DomainError
 from contracts.events.care import VisitMissed
+from contracts.provisions import ProvisionIds
 
-PROVISION_PATTERN = r"^P\d\.\d[a-z]?$"
 VISITS_KEPT = 20  # the latest visits an entry holds (the full history is insert-only beside it)
 MISSED_KEPT = 50
 DUE_SOON_DAYS = 3  # a visit due within this many days shows as "due" on the worker's list
@@ -72,19 +71,11 @@ class VisitRule(_Frozen):
 
     id: str = Field(pattern=r"^V-P\d\.\d[a-z]?-[A-Z0-9-]+$")
     group: CareGroup
-    provisions: tuple[str, ...] = Field(min_length=1)
+    provisions: ProvisionIds
     every_days: int = Field(ge=1, le=366)
     effective_from: date
     name_zh: str = Field(min_length=1)
     name_en: str = Field(min_length=1)
-
-    @field_validator("provisions")
-    @classmethod
-    def _cite(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [p for p in value if not re.match(PROVISION_PATTERN, p)]
-        if bad:
-            raise ValueError(f"条款编号格式不正确 {bad} | provision ids look like P2.2: {bad}")
-        return value
 
 
 class VisitSchedule(_Frozen):

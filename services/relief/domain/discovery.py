@@ -9,20 +9,18 @@ change proposes nothing new.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from contracts.catalogue import service_catalogue
+from contracts.catalogue import NeedCodes
 from contracts.events.care import OutreachProposed
 from contracts.events.hotline import HouseholdStatus, Place, SpecialGroup
-
-PROVISION_PATTERN = r"^P\d\.\d[a-z]?$"
+from contracts.provisions import ProvisionIds
 
 
 class Trigger(StrEnum):
@@ -37,33 +35,16 @@ class DiscoveryRule(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(pattern=r"^D-P\d\.\d[a-z]?-[A-Z0-9-]+$")
-    provisions: tuple[str, ...] = Field(min_length=1)
+    provisions: ProvisionIds
     trigger: Trigger
     categories: tuple[str, ...] = ()  # the registry categories a category trigger watches
     within_days: int = Field(default=31, ge=0)  # category_added: approved at most this long ago
     after_days: int = Field(default=0, ge=0)  # visit_overdue: days past the due day
-    needs: tuple[str, ...] = ()  # catalogue need codes of the case (visit_needs_found: the visit's)
+    needs: NeedCodes = ()  # catalogue need codes of the case (visit_needs_found: the visit's)
     effective_from: date
     effective_to: date | None = None
     description_zh: str = Field(min_length=1)
     description_en: str = Field(min_length=1)
-
-    @field_validator("provisions")
-    @classmethod
-    def _cite(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [p for p in value if not re.match(PROVISION_PATTERN, p)]
-        if bad:
-            raise ValueError(f"条款编号格式不正确 {bad} | provision ids look like P2.3: {bad}")
-        return value
-
-    @field_validator("needs")
-    @classmethod
-    def _known_needs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        codes = service_catalogue().by_code()
-        unknown = [n for n in value if n not in codes]
-        if unknown:
-            raise ValueError(f"未知的服务代码 {unknown} | unknown catalogue needs {unknown}")
-        return value
 
     @model_validator(mode="after")
     def _shape(self) -> DiscoveryRule:
