@@ -4,7 +4,8 @@ limit on what a request may send before anything reads it."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, HTTPException, Request
@@ -68,38 +69,58 @@ class BodyLimit:
             await self._refuse(send)
             return
         received = 0
-        replied = False
 
-        async def limited() -> Message:
+        def count(chunk: bytes) -> None:
             nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge(self.max_bytes)
-            return message
+            received += len(chunk)
+            if received > self.max_bytes:
+                raise _TooLarge(self.max_bytes)
 
-        async def sending(message: Message) -> None:
-            nonlocal replied
-            replied = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited, sending)
-        except _TooLarge:
-            if not replied:
-                await self._refuse(send)
+        await _reading_guarded(self.app, scope, receive, send, count, _TooLarge, self._refuse)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"detail": _TooLarge(self.max_bytes).detail}, ensure_ascii=False).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _send_json(send, 413, {"detail": _TooLarge(self.max_bytes).detail})
+
+
+async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
+    """A whole JSON reply sent from a middleware, before or instead of the route's."""
+    body = json.dumps(payload, ensure_ascii=False).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _reading_guarded(
+    app: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    inspect: Callable[[bytes], None],
+    refused: type[HTTPException],
+    refuse: Callable[[Send], Awaitable[None]],
+) -> None:
+    """Run the app with every body chunk it reads passed to `inspect` first. When `inspect` raises
+    `refused`, the reply is `refuse`'s, unless the app has begun its own. The exception is an
+    HTTPException: FastAPI lets one through its body parsing (anything else there would become a 400),
+    so a route reading the body is refused the same way."""
+    replied = False
+
+    async def checked() -> Message:
+        message = await receive()
+        if message["type"] == "http.request":
+            inspect(message.get("body", b""))
+        return message
+
+    async def sending(message: Message) -> None:
+        nonlocal replied
+        replied = True
+        await send(message)
+
+    try:
+        await app(scope, checked, sending)
+    except refused:
+        if not replied:
+            await refuse(send)
 
 
 NUL_REASON = "文本中不能含有空字符（NUL） | text may not contain the NUL character"
@@ -129,29 +150,16 @@ class NoNulText:
         if b"json" not in content_type:
             await self.app(scope, receive, send)
             return
-        replied = False
         tail = b""
 
-        async def checked() -> Message:
+        def scan(chunk: bytes) -> None:
             nonlocal tail
-            message = await receive()
-            if message["type"] == "http.request":
-                chunk = tail + message.get("body", b"")
-                if b"\\u0000" in chunk or b"\x00" in chunk:
-                    raise _NulInBody
-                tail = chunk[-6:]
-            return message
+            seen = tail + chunk  # "\u0000" may be split between two chunks
+            if b"\\u0000" in seen or b"\x00" in seen:
+                raise _NulInBody
+            tail = seen[-6:]
 
-        async def sending(message: Message) -> None:
-            nonlocal replied
-            replied = True
-            await send(message)
-
-        try:
-            await self.app(scope, checked, sending)
-        except _NulInBody:
-            if not replied:
-                await _refuse_nul(send, "body")
+        await _reading_guarded(self.app, scope, receive, send, scan, _NulInBody, partial(_refuse_nul, where="body"))
 
 
 class _NulInBody(HTTPException):
@@ -164,15 +172,7 @@ def _nul_reply(where: str) -> dict[str, Any]:
 
 
 async def _refuse_nul(send: Send, where: str) -> None:
-    body = json.dumps(_nul_reply(where), ensure_ascii=False).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 422,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await _send_json(send, 422, _nul_reply(where))
 
 
 class _TooLarge(HTTPException):
