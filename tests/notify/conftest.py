@@ -6,13 +6,17 @@ import copy
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
+from fastapi import FastAPI
 from faststream.kafka import KafkaRouter, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from common.app import Runtime
+from common.http_errors import install_error_handlers
 from common.kafka import make_broker
+from services.notify import api, api_workspace
 from services.notify.app import startup
 from services.notify.clockwork import Notify
 from services.notify.handlers import TOPICS, apply_records
@@ -78,3 +82,16 @@ async def runtime(mongo_client, db_name: str, kafka_bootstrap: str) -> AsyncIter
     async with TestKafkaBroker(broker):
         rt.kafka_connected.set()
         yield rt
+
+
+@pytest.fixture
+async def client(runtime: Runtime[Notify]) -> AsyncIterator[httpx.AsyncClient]:
+    """Notify's API, workspace and pages over the fixture's runtime, with the service's error replies."""
+    app = FastAPI()
+    install_error_handlers(app)
+    for router in (api.router, api_workspace.router, api.pages, api_workspace.files):
+        app.include_router(router)
+    app.state.settings = runtime.settings
+    app.state.runtime = runtime
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notify") as http:
+        yield http

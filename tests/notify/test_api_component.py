@@ -4,30 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
-from fastapi import FastAPI
 
 from common.auth import issue_token
-from common.http_errors import install_error_handlers
 from contracts.events.hotline import HELP_REQUESTED_TOPIC
 from contracts.events.router import CASE_LIFECYCLE_TOPIC, ArbitrationRequested, LeadResolved
-from services.notify import api
 from tests.support.events import co, dispatched, help_requested, new_case_id, resolved, returned, signed
 
 pytestmark = pytest.mark.component
-
-
-@pytest.fixture
-async def client(runtime):
-    app = FastAPI()
-    install_error_handlers(app)
-    app.include_router(api.router)
-    app.include_router(api.pages)
-    app.state.settings = runtime.settings
-    app.state.runtime = runtime
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notify") as http:
-        yield http
 
 
 def auth(runtime, role: str = "coordinator", district: str = "city", department: str | None = None) -> dict:

@@ -5,30 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
-from fastapi import FastAPI
 
-from common.http_errors import install_error_handlers
 from contracts.events.hotline import HELP_REQUESTED_TOPIC, Outreach
-from services.notify import api, api_workspace
 from services.notify.domain.summary import REPORT_TZ
 from tests.notify.test_api_component import auth, publish
 from tests.support.events import dispatched, help_requested, new_case_id
 
 pytestmark = pytest.mark.component
-
-
-@pytest.fixture
-async def client(runtime):
-    app = FastAPI()
-    install_error_handlers(app)
-    app.include_router(api.router)
-    app.include_router(api_workspace.router)
-    app.state.settings = runtime.settings
-    app.state.runtime = runtime
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notify") as http:
-        yield http
 
 
 async def test_p2_3_rates_and_reports_count_proactive_cases_apart_from_calls(runtime, client) -> None:

@@ -8,31 +8,16 @@ import csv
 import io
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
-from fastapi import FastAPI
 from openpyxl import load_workbook  # type: ignore[import-untyped]
 
 from common.auth import issue_token
-from common.http_errors import install_error_handlers
 from contracts.events.notify import SLA_EVENTS_TOPIC
 from contracts.events.router import CASE_LIFECYCLE_TOPIC, EscalationAcknowledged
-from services.notify import api, api_workspace, sweeper
+from services.notify import sweeper
 from tests.support.events import dispatched, new_case_id
 
 pytestmark = pytest.mark.component
-
-
-@pytest.fixture
-async def client(runtime):
-    app = FastAPI()
-    install_error_handlers(app)
-    for router in (api.router, api_workspace.router, api.pages, api_workspace.files):
-        app.include_router(router)
-    app.state.settings = runtime.settings
-    app.state.runtime = runtime
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notify") as http:
-        yield http
 
 
 def auth(runtime, role: str = "coordinator", district: str = "city") -> dict:
