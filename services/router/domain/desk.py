@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from common.principal import Principal
 from contracts.codes import is_department
@@ -47,6 +48,19 @@ def _step(case: Case, worker: Principal, action: str, task: Task, now: datetime,
     )
 
 
+def _on_task(case: Case, worker: Principal, task: Task, now: datetime) -> dict[str, Any]:
+    """The fields every event of a worker's step on a task carries."""
+    return {
+        "occurred_at": now,
+        "case_id": case.case_id,
+        "correlation_id": case.correlation_id,
+        "actor": worker.sub,
+        "department": task.department,
+        "district": task.district,
+        "task_id": task.task_id,
+    }
+
+
 def sign_for(case: Case, task_id: str, worker: Principal, now: datetime) -> None:
     """签收: the department takes the task on. Signing twice is a no-op."""
     task = own_task(case, task_id, worker)
@@ -63,13 +77,7 @@ def sign_for(case: Case, task_id: str, worker: Principal, now: datetime) -> None
     emit(
         case,
         CaseSignedFor(
-            occurred_at=now,
-            case_id=case.case_id,
-            correlation_id=case.correlation_id,
-            actor=worker.sub,
-            department=task.department,
-            district=task.district,
-            task_id=task.task_id,
+            **_on_task(case, worker, task, now),
             role=task.role,
         ),
     )
@@ -90,13 +98,7 @@ def record_progress(case: Case, task_id: str, worker: Principal, note: str, firs
     emit(
         case,
         CaseProgressRecorded(
-            occurred_at=now,
-            case_id=case.case_id,
-            correlation_id=case.correlation_id,
-            actor=worker.sub,
-            department=task.department,
-            district=task.district,
-            task_id=task.task_id,
+            **_on_task(case, worker, task, now),
             note=note,
             first_contact=first_contact,
         ),
@@ -196,13 +198,7 @@ def resolve(case: Case, task_id: str, worker: Principal, outcome: str, note: str
         emit(
             case,
             CoHandlerTaskClosed(
-                occurred_at=now,
-                case_id=case.case_id,
-                correlation_id=case.correlation_id,
-                actor=worker.sub,
-                department=task.department,
-                district=task.district,
-                task_id=task.task_id,
+                **_on_task(case, worker, task, now),
                 outcome="done",
                 note=note,
             ),
@@ -215,13 +211,7 @@ def resolve(case: Case, task_id: str, worker: Principal, outcome: str, note: str
             emit(
                 case,
                 LeadResolved(
-                    occurred_at=now,
-                    case_id=case.case_id,
-                    correlation_id=case.correlation_id,
-                    actor=worker.sub,
-                    department=task.department,
-                    district=task.district,
-                    task_id=task.task_id,
+                    **_on_task(case, worker, task, now),
                     outcome=outcome,
                     note=note,
                     awaiting=tuple(
@@ -303,13 +293,7 @@ def return_task(
     emit(
         case,
         CaseReturned(
-            occurred_at=now,
-            case_id=case.case_id,
-            correlation_id=case.correlation_id,
-            actor=worker.sub,
-            department=task.department,
-            district=task.district,
-            task_id=task.task_id,
+            **_on_task(case, worker, task, now),
             reason=reason,
             note=note,
             returns_so_far=case.returns,
