@@ -178,20 +178,16 @@ async def take_help_request(
         outreach=outreach,
     )
     try:
-        try:
-            return await _store_and_send(hotline, now, deadline, verdict, keys, scoped_key, fields)
-        except Replay as replay:
-            taken = await _replayed(hotline, replay.case_id, scoped_key or "", deadline)
-        if taken is not None:
-            return taken
-        # The key pointed at a number another call holds (left by a request that failed between its two
-        # writes): it has been let go, and this request is taken as the new call it is.
-        return await _store_and_send(hotline, now, deadline, verdict, keys, scoped_key, fields)
-    except Replay as replay:  # a concurrent request with the key won meanwhile: its case
-        replayed = await _replayed(hotline, replay.case_id, scoped_key or "", deadline)
-        if replayed is None:
-            raise _busy(hotline) from None
-        return replayed
+        # A second try only when the key pointed at a number another call holds (left by a request that
+        # failed between its two writes): the key is let go, and this request is taken as the new call.
+        for _ in range(2):
+            try:
+                return await _store_and_send(hotline, now, deadline, verdict, keys, scoped_key, fields)
+            except Replay as replay:  # this key was taken before, or a concurrent request won it: its case
+                taken = await _replayed(hotline, replay.case_id, scoped_key or "", deadline)
+            if taken is not None:
+                return taken
+        raise _busy(hotline)
     finally:
         hotline.slots.release()
 
