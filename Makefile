@@ -52,11 +52,12 @@ format: venv
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-## The fault suite, full profile (the test suite runs its short one): two instances of every service under
-## steady calls; every instance, Kafka, FerretDB and PostgreSQL killed; Kafka down 60 s. Prints its figures.
+## The fault suite (CHAOS_PROFILE=full, or short: about 5 minutes): two instances of every service under
+## steady calls; every instance, Kafka, FerretDB and PostgreSQL killed; Kafka down. Prints its figures.
+CHAOS_PROFILE ?= full
 chaos: venv
 	@bash $(INFRA) fetch
-	$(PY) -m tests.chaos full
+	$(PY) -m tests.chaos $(CHAOS_PROFILE)
 
 ## Every benchmark (or BENCH="intake router ..."), against the real broker and store, printing figures.
 ## BENCH=e2e runs on an instance of its own whose data is kept, so its history is built once per size.
