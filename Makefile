@@ -52,8 +52,8 @@ format: venv
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-## The fault suite (CHAOS_PROFILE=full, or short: about 5 minutes): two instances of every service under
-## steady calls; every instance, Kafka, FerretDB and PostgreSQL killed; Kafka down. Prints its figures.
+## The fault suite (CHAOS_PROFILE=full, or short: about 5 minutes, which `make test` runs too): two instances
+## of every service under steady calls; every instance, Kafka, FerretDB and PostgreSQL killed; Kafka down.
 CHAOS_PROFILE ?= full
 chaos: venv
 	@bash $(INFRA) fetch

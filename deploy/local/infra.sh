@@ -16,7 +16,8 @@
 # Settings (environment): INFRA_INSTANCE (run: data under .cache/<instance>; `make test` uses its own,
 # `test`, on other ports, so tests never touch the data of the system `make run` runs),
 # KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), MONGO_PORT (27017), PG_PORT (25432; not 5432, where a distribution cluster may listen),
-# INFRA_START_TIMEOUT (90 s), KAFKA_HEAP_OPTS (-Xms256m -Xmx512m), FERRETDB_LOG_LEVEL (warn).
+# INFRA_START_TIMEOUT (90 s), KAFKA_HEAP_OPTS (-Xms256m -Xmx512m), FERRETDB_LOG_LEVEL (warn),
+# PG_SYNCHRONOUS_COMMIT (on; see pg_options).
 # Needs: java >= 17, mvn, go >= 1.24 (only for the one-time build), python3, and PostgreSQL 15's server
 # (Debian's postgresql-15 package; as root, `fetch` installs it with apt-get where it is missing).
 # As root, PostgreSQL runs as the `postgres` system user (it refuses to run as root); where that user
@@ -40,6 +41,7 @@ KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 MONGO_PORT="${MONGO_PORT:-27017}"
 PG_PORT="${PG_PORT:-25432}"
+PG_SYNCHRONOUS_COMMIT="${PG_SYNCHRONOUS_COMMIT:-on}"
 START_TIMEOUT="${INFRA_START_TIMEOUT:-90}"
 STOP_TIMEOUT=30
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
@@ -368,8 +370,12 @@ pg_initdb() {
 }
 
 # The server's settings, given on every start so that port changes apply. For a local or test instance
-# on a small (2-core) machine: fsync, synchronous commit and full-page writes off trade crash safety,
-# which these throw-away clusters do not need, for writes that do not wait on the disk; a modest
+# on a small (2-core) machine: fsync and full-page writes off trade safety against a crash of the
+# machine, which these throw-away clusters do not need, for writes that do not wait on the disk. Commits
+# stay synchronous (PG_SYNCHRONOUS_COMMIT, on): with fsync off that costs a write into the kernel's page
+# cache, not a disk flush, and a killed PostgreSQL then loses no write it acknowledged. (Off, a SIGKILL
+# lost the last few hundred milliseconds of acknowledged inserts: a case stored and dispatched was gone,
+# and its redelivered request dispatched it a second time.) A modest
 # shared_buffers; no JIT (it pays off for long analytical queries; once a collection is large enough to
 # cross its cost threshold, every one of FerretDB's short scans would pay its compile time).
 # TCP on 127.0.0.1 only: no unix socket, so no socket directory that user must be able to write.
@@ -377,7 +383,7 @@ pg_options() {
   local o=(
     -c listen_addresses="$HOST" -c port="$PG_PORT" -c unix_socket_directories="''"
     -c cluster_name="relief-hotline-${INFRA_INSTANCE:-run}"
-    -c fsync=off -c synchronous_commit=off -c full_page_writes=off
+    -c fsync=off -c synchronous_commit="$PG_SYNCHRONOUS_COMMIT" -c full_page_writes=off
     -c shared_buffers=128MB -c max_connections=$((FERRETDB_PG_POOL + 20)) -c jit=off
   )
   echo "${o[*]}"

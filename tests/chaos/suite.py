@@ -6,7 +6,8 @@ end the suite counts, from Kafka, the stores and the SMS stand-in: calls accepte
 cases dispatched twice, grants paid twice, texts sent twice for one event, SLA clocks lost, and phone or
 ID-card numbers in clear in any log line. Each must be 0.
 
-`python -m tests.chaos [short|full]` (`make chaos`, `CHAOS_PROFILE`) runs a profile.
+`python -m tests.chaos [short|full]` (`make chaos`, `CHAOS_PROFILE`) runs a profile; the test suite runs the
+short one (`test_faults_integration.py`).
 """
 
 from __future__ import annotations
