@@ -24,7 +24,7 @@ from faststream.exceptions import HandlerException, NackMessage
 from pydantic import ValidationError
 from pymongo.errors import AutoReconnect, ConnectionFailure, ExecutionTimeout, NetworkTimeout
 
-from common.store import store_busy
+from common.store import store_busy, store_unavailable
 from contracts.events import dlq_topic
 
 if TYPE_CHECKING:
@@ -56,7 +56,12 @@ DLQ_KEPT_HEAD_BYTES = 64 * 1024
 def _is_transient(exc: BaseException) -> bool:
     from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
-    return isinstance(exc, (*TRANSIENT_ERRORS, KafkaConnectionError, KafkaTimeoutError)) or store_busy(exc)
+    # FerretDB's backend gone is as transient as the server gone: redelivered, never dead-lettered.
+    return (
+        isinstance(exc, (*TRANSIENT_ERRORS, KafkaConnectionError, KafkaTimeoutError))
+        or store_busy(exc)
+        or store_unavailable(exc)
+    )
 
 
 def _is_permanent(exc: BaseException) -> bool:

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, TypeVar
 
+import structlog
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -18,6 +19,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.errors import DomainError, Unavailable, field_errors
 from common.store import store_unavailable
+
+log = structlog.get_logger("http")
 
 STORE_RETRY_AFTER_S = 2  # what a reply says while the store is unreachable
 
@@ -200,6 +203,12 @@ def install_error_handlers(app: FastAPI) -> None:
         # The store is unreachable (restarting, failing over, its backend gone): try again shortly, not
         # "server error". Any other store error is a server error, said in the same shape.
         if not store_unavailable(exc):
+            log.error(
+                "store error answered as a server error",
+                error_type=type(exc).__name__,
+                code=getattr(exc, "code", None),
+                error=str(exc)[:300],
+            )
             body = {"code": "internal_error", "message_zh": "服务器内部错误", "message_en": "Internal server error"}
             return JSONResponse(status_code=500, content=body)
         body = {

@@ -37,8 +37,20 @@ def store_busy(exc: BaseException) -> bool:
 
 
 # How FerretDB says its PostgreSQL backend is unreachable or went away (an `OperationFailure`, code 1):
-# the store is down for the moment, as much as when the server itself does not answer.
-_BACKEND_DOWN = ("failed to connect to", "SQLSTATE 57P01", "SQLSTATE 57P03", "SQLSTATE 08", "connection refused")
+# refused, shutting down, starting up, or the connection cut in the middle of a query ("unexpected EOF",
+# seen when PostgreSQL was killed under load). The store is down for the moment, as much as when the
+# server itself does not answer.
+_BACKEND_DOWN = (
+    "failed to connect to",
+    "SQLSTATE 57P01",
+    "SQLSTATE 57P03",
+    "SQLSTATE 08",
+    "connection refused",
+    "unexpected EOF",
+    "conn closed",
+    "broken pipe",
+    "connection reset by peer",
+)
 
 
 def store_unavailable(exc: BaseException) -> bool:

@@ -103,6 +103,10 @@ async def test_an_unreachable_store_is_a_503_with_retry_after_not_a_server_error
             "[msg_insert.go:168] FATAL: terminating connection due to unexpected postmaster exit (SQLSTATE 57P01)", 1
         )
 
+    @app.get("/cut-off")
+    async def cut_off() -> None:  # FerretDB when PostgreSQL dies in the middle of a query
+        raise OperationFailure("[msg_find.go:344] [collection.go:109 postgresql.(*collection).Query] unexpected EOF", 1)
+
     @app.get("/broken")
     async def broken() -> None:
         raise OperationFailure("unknown operator: $frobnicate", 2)
@@ -113,7 +117,7 @@ async def test_an_unreachable_store_is_a_503_with_retry_after_not_a_server_error
 
     install_error_handlers(app)
     async with client(app) as http:
-        for path in ("/down", "/failing-over", "/backend-gone"):
+        for path in ("/down", "/failing-over", "/backend-gone", "/cut-off"):
             reply = await http.get(path)
             assert reply.status_code == 503 and reply.headers["Retry-After"] == "2"
             assert reply.json()["code"] == "store_unavailable" and reply.json()["message_zh"]

@@ -137,6 +137,20 @@ def test_a_busy_store_is_a_transient_failure_not_a_poison_message() -> None:
     assert not _is_transient(OperationFailure("unknown operator: $foo"))
 
 
+def test_a_store_whose_backend_went_away_is_a_transient_failure_not_a_poison_message() -> None:
+    """FerretDB with its PostgreSQL gone, or killed in the middle of a query: the message is redelivered."""
+    from pymongo.errors import OperationFailure
+
+    from common.consumer import _is_transient
+
+    for said in (
+        "[collection.go:109 postgresql.(*collection).Query] unexpected EOF",
+        "failed to connect to `user=ferretdb database=ferretdb`: dial error: connect: connection refused",
+        "FATAL: the database system is not yet accepting connections (SQLSTATE 57P03)",
+    ):
+        assert _is_transient(OperationFailure(said, 1)), said
+
+
 def test_settling_the_heap_hides_start_up_objects_from_the_collector() -> None:
     import gc
 
