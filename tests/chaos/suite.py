@@ -376,6 +376,9 @@ class Run:
             "calls_accepted": len(accepted),
             "calls_not_accepted": sum(1 for c in self.ledger.calls if not c.case_id),
             "calls_answered_other_than_accepted": sum(refusals.values()),
+            # Intake answers accepted or 503 with Retry-After (or no answer, its process killed): never a
+            # server error.
+            "calls_answered_server_error": sum(n for k, n in refusals.items() if k.startswith("5") and k != "503"),
             "accepted_never_dispatched": len(set(accepted) - set(dispatched)),
             "dispatched_twice": sum(1 for c in accepted if len(dispatched.get(c, ())) > 1),
             "grants_approved": len(self.ledger.approved),
@@ -467,6 +470,7 @@ class Run:
 
 ZERO = (
     "calls_not_accepted",
+    "calls_answered_server_error",
     "accepted_never_dispatched",
     "dispatched_twice",
     "approved_never_paid",
