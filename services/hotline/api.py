@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 
 from common.auth import require_roles
-from common.errors import NotFound
+from common.errors import Forbidden, NotFound
 from common.http_errors import field_checked
 from common.principal import Principal, Role
 from contracts.events import Event
@@ -252,8 +252,10 @@ async def case_status(case_id: CaseId, operator: Operator, hotline: HotlineDep) 
 
 @router.get("/cases/{case_id}/audit", response_model=list[AuditEntryOut])
 async def case_audit(case_id: CaseId, supervisor: Supervisor, hotline: HotlineDep) -> list[AuditEntryOut]:
-    """Who read this case's personal data, when and why."""
-    await _case(hotline, case_id)
+    """Who read this case's personal data, when and why (a district coordinator: their district's cases)."""
+    doc = await _case(hotline, case_id)
+    if not supervisor.can_see_district(doc["district"]):
+        raise Forbidden("无权查看其他区县的案件", "this case is another district's", field="case_id")
     return [AuditEntryOut.model_validate(entry) for entry in await hotline.store.audit_trail(case_id)]
 
 
