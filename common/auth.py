@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import httpx
 import jwt
@@ -266,6 +266,18 @@ def token_verifier(app: FastAPI) -> TokenVerifier:
 
 _bearer = HTTPBearer(auto_error=False)
 
+# The dependencies that establish who is calling (a route taking one of them needs a token or a session):
+# `current_principal` here, and the front door's session. `common.openapi` declares 401/403 from them.
+AUTHENTICATORS: set[Callable[..., Any]] = set()
+
+Dependency = TypeVar("Dependency", bound=Callable[..., Any])
+
+
+def authenticates(dependency: Dependency) -> Dependency:
+    """Mark a dependency as one that establishes who is calling (refusing with 401 when nobody is)."""
+    AUTHENTICATORS.add(dependency)
+    return dependency
+
 
 def _unauthorized(zh: str, en: str) -> HTTPException:
     return HTTPException(
@@ -275,6 +287,7 @@ def _unauthorized(zh: str, en: str) -> HTTPException:
     )
 
 
+@authenticates
 async def current_principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:

@@ -1,7 +1,8 @@
 """Every route's OpenAPI says which error statuses it can answer, with the bodies the error handlers
 (`common.http_errors`) really send, derived from the route itself, so no route declares them by hand:
 
-- 401 and 403: the route takes a principal (`common.auth.current_principal` among its dependencies);
+- 401 and 403: the route takes a principal (a dependency marked `common.auth.authenticates` among its
+  dependencies: `common.auth.current_principal`, the front door's session);
   503 too (the identity provider's keys may be unreachable);
 - 404: the route has a path parameter or a principal (what it names, or what it reads, may not exist);
 - 409: a route that changes something (not GET/HEAD) and takes a principal (a rule said no);
@@ -95,10 +96,11 @@ def _calls(dependant: Dependant) -> set[Any]:
 
 
 def authenticated(route: ApiRoute) -> bool:
-    """The route takes a principal (a bearer token is needed)."""
-    from common.auth import current_principal
+    """The route takes a principal (a bearer token, or the front door's session, is needed): one of its
+    dependencies is marked `common.auth.authenticates`."""
+    from common.auth import AUTHENTICATORS
 
-    return current_principal in _calls(route.dependant)
+    return bool(AUTHENTICATORS & _calls(route.dependant))
 
 
 def error_statuses(route: ApiRoute) -> list[str]:

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from common.openapi import ErrorReply
 from common.principal import Role
 from services.frontdoor.accounts import SessionEnded, now_utc
 from services.frontdoor.domain.accounts import after_sign_in, workspace
@@ -42,6 +43,14 @@ auth = APIRouter(prefix="/auth", tags=["sign-in"])
 accounts_api = APIRouter(prefix="/api/v1", tags=["accounts (admin)"])
 pages = APIRouter(include_in_schema=False)
 Username = Annotated[str, Path(min_length=1, max_length=64, description="user name")]
+# What a sign-in or a refresh can be refused with, beside the field errors every route declares.
+ENDED: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorReply, "description": "The session has ended or the token is not valid / 登录已失效"}
+}
+SIGN_IN_REFUSED: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorReply, "description": "Wrong user name or password, or a disabled account / 用户名或密码错误"},
+    423: {"model": ErrorReply, "description": "The account is locked until the time given / 账户已锁定"},
+}
 
 
 def _static(name: str) -> str:
@@ -49,7 +58,12 @@ def _static(name: str) -> str:
 
 
 # ---- signing in and out: the browser (an HttpOnly cookie)
-@auth.post("/sign-in", response_model=SignedInOut, summary="Sign in from the browser (sets the session cookie)")
+@auth.post(
+    "/sign-in",
+    response_model=SignedInOut,
+    responses=SIGN_IN_REFUSED,
+    summary="Sign in from the browser (sets the session cookie)",
+)
 async def sign_in(
     body: SignInIn,
     request: Request,
@@ -97,7 +111,12 @@ async def session_script(request: Request, frontdoor: FrontDoorDep) -> Response:
 
 
 # ---- API clients: tokens in the body, no cookie
-@auth.post("/token", response_model=TokensOut, summary="Sign in as an API client: access and refresh tokens")
+@auth.post(
+    "/token",
+    response_model=TokensOut,
+    responses=SIGN_IN_REFUSED,
+    summary="Sign in as an API client: access and refresh tokens",
+)
 async def token(body: SignInIn, request: Request, frontdoor: FrontDoorDep) -> TokensOut:
     signed = await frontdoor.accounts.sign_in(body.username, body.password, client=client_of(request), channel="api")
     access, expires_at = frontdoor.accounts.access_token(signed.session)
@@ -109,7 +128,7 @@ async def token(body: SignInIn, request: Request, frontdoor: FrontDoorDep) -> To
     )
 
 
-@auth.post("/token/refresh", response_model=TokensOut, summary="A new access token for a live session")
+@auth.post("/token/refresh", response_model=TokensOut, responses=ENDED, summary="A new access token for a live session")
 async def refresh(body: RefreshIn, frontdoor: FrontDoorDep) -> TokensOut:
     session = await frontdoor.accounts.session(body.refresh_token)
     access, expires_at = frontdoor.accounts.access_token(session)

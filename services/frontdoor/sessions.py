@@ -18,6 +18,7 @@ import jwt
 from fastapi import Depends, Request, Response
 
 from common.app import Runtime, get_runtime
+from common.auth import authenticates
 from common.errors import Forbidden
 from common.principal import Role
 from services.frontdoor.accounts import Accounts, Session, SessionEnded, now_utc
@@ -132,6 +133,7 @@ async def bearer_session(request: Request, frontdoor: FrontDoor) -> Session | No
     return await frontdoor.accounts.session(sid=str(claims["sid"]))
 
 
+@authenticates
 async def current_session(request: Request, frontdoor: FrontDoorDep) -> Session:
     session = await browser_session(request, frontdoor)
     if session is not None and request.method in UNSAFE and not same_origin(request):

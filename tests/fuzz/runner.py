@@ -29,9 +29,11 @@ from schemathesis.specs.openapi.checks import response_schema_conformance, statu
 
 from common.auth import issue_token
 from common.settings import ServiceSettings
+from services.frontdoor.dev_accounts import DEV_PASSWORD
 from tests.support.processes import ServiceSet
 
 SERVICES = ("hotline", "router", "relief", "notify")
+FRONT_DOOR = "frontdoor"  # sign-in, the admin's accounts API; its tokens are its sign-in sessions'
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 DISTRICT, OTHER_DISTRICT = "500103", "500106"
 
@@ -82,13 +84,27 @@ def _failure_key(exc: BaseException) -> list[str]:
     return [f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}" for e in inner]
 
 
-def fuzz(name: str, url: str, requests: int, chosen_seed: int) -> Tally:
+def session_tokens(front_door: str) -> dict[str, str | None]:
+    """An access token of a sign-in session of every development account (the front door's own tokens),
+    a services' token that names no session (not the front door's), none, and bad ones."""
+    found: dict[str, str | None] = {}
+    for username in ("operator", "worker", "relief", "coordinator", "admin"):
+        reply = httpx.post(
+            f"{front_door}/auth/token", json={"username": username, "password": DEV_PASSWORD}, timeout=30
+        )
+        reply.raise_for_status()
+        found[username] = reply.json()["access_token"]
+    others = tokens()
+    found |= {"no_session": others["admin"]} | {k: others[k] for k in ("none", "wrong_signature", "expired")}
+    return found
+
+
+def fuzz(name: str, url: str, requests: int, chosen_seed: int, roles: dict[str, str | None]) -> Tally:
     schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
     cases = st.one_of(
         schema.as_strategy(generation_mode=GenerationMode.POSITIVE),
         schema.as_strategy(generation_mode=GenerationMode.NEGATIVE),
     )
-    roles = tokens()
     tally = Tally(name)
     session = httpx.Client(timeout=30)
 
@@ -142,25 +158,34 @@ def seed_data(url: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Fuzz every service from its OpenAPI.")
-    parser.add_argument("services", nargs="*", default=list(SERVICES))
+    parser.add_argument("services", nargs="*", default=[*SERVICES, FRONT_DOOR])
     parser.add_argument("--requests", type=int, default=int(os.environ.get("FUZZ_REQUESTS", "5000")))
     parser.add_argument("--seed", type=int, default=int(os.environ.get("FUZZ_SEED", "20261202")))
     args = parser.parse_args(argv)
     kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     mongodb = os.environ.get("MONGODB_URL", "mongodb://127.0.0.1:27017/")
     tallies = []
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        ServiceSet(kafka, mongodb, SERVICES, Path(tmp), isolated_topics=True) as stack,
-    ):
-        seed_data(stack["hotline"].url)
-        for name in args.services:
-            tally = fuzz(name, stack[name].url, args.requests, args.seed)
-            tallies.append(tally)
-            print(tally.line(), flush=True)
-            for label, count in tally.failures.most_common(30):
-                print(f"    {count:5} x {label}\n          {tally.examples.get(label, '')}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = ServiceSet(kafka, mongodb, (*SERVICES, FRONT_DOOR), Path(tmp), isolated_topics=True)
+        door = stack[FRONT_DOOR]
+        door.env.update({f"FRONTDOOR_{name.upper()}_URL": stack[name].url for name in SERVICES})
+        door.env["FRONTDOOR_ENVIRONMENT"] = "development"  # its development accounts, one per role
+        with stack:
+            tallies = fuzz_all(stack, args.services, args.requests, args.seed)
     print("\nservice  requests  failures")
     for t in tallies:
         print(f"{t.service:8} {t.requests:8}  {sum(t.failures.values()):8}")
     return 1 if any(t.failures for t in tallies) else 0
+
+
+def fuzz_all(stack: ServiceSet, names: list[str], requests: int, chosen_seed: int) -> list[Tally]:
+    seed_data(stack["hotline"].url)
+    tallies = []
+    for name in names:
+        roles = session_tokens(stack[FRONT_DOOR].url) if name == FRONT_DOOR else tokens()
+        tally = fuzz(name, stack[name].url, requests, chosen_seed, roles)
+        tallies.append(tally)
+        print(tally.line(), flush=True)
+        for label, count in tally.failures.most_common(30):
+            print(f"    {count:5} x {label}\n          {tally.examples.get(label, '')}", flush=True)
+    return tallies

@@ -186,16 +186,6 @@ def admitted(who: str, rule: set[str]) -> bool:
 BAD = ("no token", "wrong signature", "expired", "unknown role")
 
 
-def _routes(service: str) -> list[tuple[str, str, bool, bool]]:
-    """(method, path, authenticated, has body) of every API route the service serves."""
-    app = importlib.import_module(f"services.{service}.app").create_app()
-    return sorted(
-        (method, route.path, authenticated(route), route.has_body)
-        for route in api_routes(app)
-        for method in route.methods - {"HEAD"}
-    )
-
-
 def served_routes(service: str) -> list[tuple[str, str, bool, bool]]:
     """(method, path, authenticated, has body) of every API route the service serves."""
     app = importlib.import_module(f"services.{service}.app").create_app()
@@ -215,3 +205,38 @@ def token(role: str, *, district: str | None = DISTRICT, department: str | None 
         department=department,
         district=district,
     )
+
+
+# The front door: its own tokens are its sign-in sessions' (a bearer access token or the browser's cookie);
+# a token that names no session of its own (`sid`) is not one of them. Behind `/<service>/` it forwards
+# what it is given: a bearer token as it came, a cookie as the session's access token (`PROXIED`: the
+# service's own answer, as if called directly with that token).
+SIGNED_IN = "signed in"  # any role's live session
+PROXIED = "proxied"
+PROXY_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+FRONT_DOOR_RULES: dict[tuple[str, str], Rule] = {
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
+    ("GET", "/metrics"): PUBLIC,
+    ("GET", "/api/v1/reference"): PUBLIC,
+    ("GET", "/"): PUBLIC,  # the sign-in page (a signed-in person is sent on to their workspace)
+    ("GET", "/accounts"): PUBLIC,  # a redirect to /accounts/
+    ("GET", "/accounts/"): PUBLIC,  # the page for an admin's session; others are sent to sign in or home
+    ("GET", "/auth/session.js"): PUBLIC,
+    ("POST", "/auth/sign-in"): PUBLIC,
+    ("POST", "/auth/sign-out"): PUBLIC,
+    ("POST", "/auth/token"): PUBLIC,
+    ("POST", "/auth/token/refresh"): PUBLIC,
+    ("POST", "/auth/token/revoke"): PUBLIC,
+    ("GET", "/auth/session"): SIGNED_IN,
+    ("GET", "/api/v1/accounts"): {ADMIN},
+    ("POST", "/api/v1/accounts"): {ADMIN},
+    ("GET", "/api/v1/accounts/{username}"): {ADMIN},
+    ("PATCH", "/api/v1/accounts/{username}"): {ADMIN},
+    ("POST", "/api/v1/accounts/{username}/disable"): {ADMIN},
+    ("POST", "/api/v1/accounts/{username}/enable"): {ADMIN},
+    ("POST", "/api/v1/accounts/{username}/password"): {ADMIN},
+    ("GET", "/api/v1/audit"): {ADMIN},
+    **{("GET", f"/{service}"): PUBLIC for service in SERVICES},  # a redirect to /<service>/
+    **{(method, f"/{service}/{{path}}"): PROXIED for service in SERVICES for method in PROXY_METHODS},
+}
