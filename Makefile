@@ -70,8 +70,8 @@ else
 	@$(TEST_INFRA) bash $(WITH_INFRA) --fresh $(PY) -m benchmarks $(BENCH)
 endif
 
-## A schema-driven fuzz of every service (schemathesis from its OpenAPI, every role's token), against the
-## services as processes on the real broker and store: FUZZ_REQUESTS per service (default 5000), printing
+## A schema-driven fuzz of every service and the front door (schemathesis from its OpenAPI, every role's
+## token), against them as processes on the real broker and store: FUZZ_REQUESTS each (default 5000), printing
 ## requests and failures per service (5xx, undeclared statuses, replies breaking their schema).
 fuzz: venv
 	@$(TEST_INFRA) bash $(WITH_INFRA) --fresh $(PY) -m tests.fuzz --requests $(FUZZ_REQUESTS)

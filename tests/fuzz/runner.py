@@ -1,6 +1,7 @@
 """A schema-driven fuzzer: schemathesis generates requests from each service's own OpenAPI (valid ones
 and invalid ones), sends them to the services started as processes on the real Kafka and store, with
-the token of a role drawn for each request (every role, none, and bad ones), and checks every reply:
+the token of a role drawn for each request (every role, none, and bad ones; at the front door, the access
+tokens of its sign-in sessions, one per development account), and checks every reply:
 no 5xx, no status the OpenAPI does not declare for the route, no body that breaks its declared schema.
 
 `python -m tests.fuzz [--requests N] [--seed S] [service ...]` (`make fuzz`), after `source`-ing the
