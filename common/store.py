@@ -108,6 +108,8 @@ def open_mongo(settings: ServiceSettings, *, counter: CommandCounter | None = No
         uuidRepresentation="standard",
         serverSelectionTimeoutMS=settings.mongodb_timeout_ms,
         maxPoolSize=settings.mongodb_max_pool_size,
+        socketTimeoutMS=settings.mongodb_operation_timeout_ms,
+        waitQueueTimeoutMS=settings.mongodb_operation_timeout_ms,
         appname=settings.service_name,
         event_listeners=[counter] if counter is not None else [],
     )
@@ -251,9 +253,21 @@ class GroupInserts:
 
 
 CLAIMS_SUFFIX = "_claims"
-UPDATES_PER_COMMAND = 32
-_UPDATE_COMMANDS_IN_FLIGHT = 4
+UPDATES_PER_COMMAND = 16
+UPDATE_COMMANDS_IN_FLIGHT = 3
 _update_turns: dict[int, asyncio.Semaphore] = {}  # per event loop
+
+
+def ferretdb_connections_needed(max_pool_size: int) -> int:
+    """The most PostgreSQL connections one process can make FerretDB 1.24 hold at once. Each statement of
+    an update command keeps the connection of its read until the command ends, and takes one more for its
+    write: a command of n updates needs n + 1. Any other command needs at most two. With
+    `UPDATE_COMMANDS_IN_FLIGHT` bulk commands and the rest of the process's `max_pool_size` connections
+    busy with single commands, that is the sum below. FerretDB's pool must hold this for every process
+    on the store, or a burst (every process catching up at once after an outage) can take the whole pool,
+    each command waiting for one more connection, and the store stops answering for good."""
+    bulk = min(UPDATE_COMMANDS_IN_FLIGHT, max_pool_size)
+    return bulk * (UPDATES_PER_COMMAND + 1) + (max_pool_size - bulk) * 2
 
 
 async def bulk_update(collection: AsyncCollection[dict[str, Any]], ops: Sequence[Any]) -> None:
@@ -263,7 +277,7 @@ async def bulk_update(collection: AsyncCollection[dict[str, Any]], ops: Sequence
     ever (and took the server with it), 150 took 2 s. MongoDB takes any size; small commands cost it
     nothing. Unordered: each op stands alone (a duplicate key is reported, the rest applied)."""
     loop = id(asyncio.get_running_loop())
-    turns = _update_turns.setdefault(loop, asyncio.Semaphore(_UPDATE_COMMANDS_IN_FLIGHT))
+    turns = _update_turns.setdefault(loop, asyncio.Semaphore(UPDATE_COMMANDS_IN_FLIGHT))
     errors: list[dict[str, Any]] = []
     for start in range(0, len(ops), UPDATES_PER_COMMAND):
         async with turns:

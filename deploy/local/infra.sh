@@ -51,11 +51,15 @@ JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 KAFKA_BOOTSTRAP_SERVERS="$HOST:$KAFKA_PORT"
 MONGODB_URL="mongodb://$HOST:$MONGO_PORT/"
 PG_ROLE=ferretdb   # the cluster's superuser, and the database FerretDB keeps everything in
-# FerretDB 1.24 keeps an update's read open on one pooled connection while it takes a second for the
-# write: once as many updates run at once as the pool has connections (50 by default), each waits for
-# a second one forever and the whole store hangs (seen with 100 concurrent updates of one document).
-# 200 is twice the connections one PyMongo client opens (maxPoolSize 100); max_connections follows.
-FERRETDB_PG_POOL=200
+# FerretDB 1.24 keeps the read of every statement of an update command open on a pooled connection
+# until the command ends, and takes one more connection for each write. Once the pool is taken by
+# commands that each wait for one more, the whole store stops answering for good (seen with 100
+# concurrent updates against its default pool of 50, and with the fault suite's eight service processes
+# catching up at once after an outage against a pool of 200). Each process needs at most
+# common.store.ferretdb_connections_needed(MONGODB_MAX_POOL_SIZE) of them (85 with the defaults): 1000
+# covers the largest local stack (two instances of each service, the front door, tools) with room to
+# spare; tests/deploy/test_store_budget_unit.py holds the two together. max_connections follows.
+FERRETDB_PG_POOL="${FERRETDB_PG_POOL:-1000}"
 FERRETDB_POSTGRESQL_URL="postgres://$PG_ROLE@$HOST:$PG_PORT/$PG_ROLE?pool_max_conns=$FERRETDB_PG_POOL"
 
 log() { echo "infra: $*" >&2; }
