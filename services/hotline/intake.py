@@ -301,7 +301,26 @@ async def _store_and_send(
     # The call is recorded; from here it reaches Kafka directly or through the outbox relay.
     duplicates, published, _ = await asyncio.gather(
         _file_caller(hotline, event.case_id, keys, seen),
-        hotline.publisher.accept(event, wait_s=max(0.0, deadline - asyncio.get_running_loop().time())),
+        _send(hotline, event, deadline),
         hotline.case_numbers.claimed(event.case_id),
     )
     return Taken(event=event, verdict=verdict, duplicates=duplicates, published=published)
+
+
+async def _send(hotline: Hotline, event: HelpRequested, deadline: float) -> bool:
+    try:
+        return await hotline.publisher.accept(event, wait_s=max(0.0, deadline - asyncio.get_running_loop().time()))
+    except Exception as exc:
+        # The intake record is stored, but neither the outbox nor Kafka took the call's event (the store
+        # went down between the two writes while Kafka was away): the process keeps the event and stores
+        # it when it can. The operator is not told the call was taken; repeating it with the same form
+        # (Idempotency-Key) answers its case number, not a second case.
+        wait = max(1, round(hotline.settings.accept_timeout_s))
+        log.warning("call recorded but not confirmed", case_id=event.case_id, error=repr(exc))
+        raise Unavailable(
+            f"来电已记录但尚未确认转送，请用同一表单在 {wait} 秒后重试，将得到同一受理编号",
+            f"The call was recorded but could not be confirmed; repeat it with the same form in {wait} s to get "
+            "its case number",
+            retry_after_s=wait,
+            code="intake_unconfirmed",
+        ) from exc

@@ -60,6 +60,7 @@ class Publisher:
         self._to_mark: list[str] = []
         self._marking: asyncio.Task[None] | None = None
         self._settling: set[asyncio.Future[bool]] = set()  # direct publishes answered before Kafka's ack
+        self._owed: list[Event] = []  # stored intakes whose event neither the outbox nor Kafka took (`_owe`)
 
     async def _publish(self, event: Event, timeout: float) -> None:
         await asyncio.wait_for(publish_event(self.broker, event, topic=self.settings.topic(event.TOPIC)), timeout)
@@ -72,7 +73,11 @@ class Publisher:
         entry is removed after the ack, or handed to the relay if the publish fails)."""
         direct = self.kafka_connected.is_set() and not self.backlog
         if not direct:
-            await self.outbox.append(event, direct=False)
+            try:
+                await self.outbox.append(event, direct=False)
+            except Exception:
+                self._owe(event)
+                raise
             self._queued()
             return False
         # Store and send at the same time: the call is safe as soon as either has succeeded.
@@ -83,6 +88,7 @@ class Publisher:
             try:
                 await sending
             except Exception:  # noqa: BLE001 - neither the store nor Kafka has it: the call is not accepted
+                self._owe(event)
                 raise exc from None
             log.warning("outbox write failed but Kafka acknowledged", case_id=event.case_id, error=repr(exc))
             return True
@@ -108,6 +114,19 @@ class Publisher:
             return False
         self._mark_later(entry_id)
         return True
+
+    def _owe(self, event: Event) -> None:
+        """An event neither the outbox nor Kafka took, while its intake record is stored: this process keeps
+        it and stores it in the outbox first thing in the relay's next round (a repeat of the request with
+        its Idempotency-Key publishes it too; consumers take a call once)."""
+        self._owed.append(event)
+        log.warning("event kept in memory until the outbox takes it", case_id=getattr(event, "case_id", None))
+        self._queued()
+
+    @property
+    def owed(self) -> int:
+        """Events this process holds for the outbox (their intake records stored, the outbox write failed)."""
+        return len(self._owed)
 
     def _queued(self) -> None:
         self.backlog = True
@@ -139,6 +158,9 @@ class Publisher:
         """Publish waiting entries in order until none is left or one fails; returns how many went out."""
         sent = 0
         self.wake.clear()  # a call stored while this drain runs sets it again
+        while self._owed:  # into the outbox first: from there they go in order with the rest
+            await self.outbox.append(self._owed[0], direct=False)
+            self._owed.pop(0)
         try:
             while batch := await self.outbox.waiting(self.settings.relay_batch, self.settings.inflight_takeover_s):
                 events = [(event := decode(entry), self.settings.topic(event.TOPIC)) for entry in batch]

@@ -7,6 +7,8 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
+from aiokafka.errors import KafkaConnectionError
+from pymongo.errors import AutoReconnect
 
 from tests.hotline.conftest import TEST_API_KEY, Harness, call
 
@@ -45,13 +47,45 @@ async def test_a_repeat_whose_first_request_never_reached_the_outbox_still_gets_
         raise ConnectionError("the store and Kafka are gone")
 
     monkeypatch.setattr(publisher, "accept", failing)
-    with pytest.raises(ConnectionError):  # the transport raises what the app did not answer
-        await post(harness, "form-lost-outbox")
+    first = await post(harness, "form-lost-outbox")
+    assert first.status_code == 503 and first.headers["Retry-After"], first.text
+    assert first.json()["code"] == "intake_unconfirmed" and "同一表单" in first.json()["message_zh"]
     assert await harness.db["intakes"].count_documents({}) == 1 and harness.published == []
     monkeypatch.setattr(publisher, "accept", real)
     again = await post(harness, "form-lost-outbox")
     assert again.status_code == 201 and again.json()["replayed"] is True
     assert harness.published_types(again.json()["case_id"]) == ["hotline.help_requested"]
+
+
+async def test_a_call_whose_event_neither_the_outbox_nor_kafka_took_is_published_once_they_are_back(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """P6.2: the intake record is stored, then the store goes away before the outbox entry while Kafka is
+    away too. The process keeps the event and the relay's next round stores and publishes it, though the
+    operator never repeats the call; a repeat with the key still answers the same case."""
+    publisher = harness.hotline.publisher
+
+    async def store_gone(event: object, *, direct: bool) -> dict:
+        raise AutoReconnect("connection closed")
+
+    async def kafka_gone(event: object, timeout: float) -> None:
+        raise KafkaConnectionError("broker unreachable")
+
+    with monkeypatch.context() as faults:
+        faults.setattr(publisher.outbox, "append", store_gone)
+        faults.setattr(publisher, "_publish", kafka_gone)
+        first = await post(harness, "form-both-gone")
+    assert first.status_code == 503 and first.json()["code"] == "intake_unconfirmed", first.text
+    assert await harness.db["intakes"].count_documents({}) == 1 and harness.published == []
+    assert publisher.owed == 1
+    stored = await harness.db["intakes"].find_one({})
+    assert stored is not None
+    case_id = stored["_id"]
+    assert await publisher.drain_once() == 1  # the relay's next round, the store and Kafka back
+    assert publisher.owed == 0
+    assert harness.published_types(case_id) == ["hotline.help_requested"]
+    again = await post(harness, "form-both-gone")
+    assert again.status_code == 201 and again.json()["case_id"] == case_id and again.json()["replayed"] is True
 
 
 async def test_a_key_left_pointing_at_another_calls_number_is_let_go_and_the_call_taken_afresh(
