@@ -20,7 +20,7 @@ from common.kafka import publish_event
 from contracts.events.notify import SlaBreached, SlaEscalated, SlaWarningRaised
 from services.notify.documents import SlaEventRecord
 from services.notify.domain import texts
-from services.notify.outbox import build_channels
+from services.notify.outbox import Channel, build_channels
 from services.notify.timers import DueTimer
 
 if TYPE_CHECKING:
@@ -134,6 +134,30 @@ async def sla_sweeper(runtime: Runtime[Notify]) -> None:
             await asyncio.sleep(settings.sweep_interval_s)
 
 
+async def deliver_once(runtime: Runtime[Notify], channels: dict[str, Channel], now: datetime | None = None) -> int:
+    """Run every notification attempt due by `now` (up to one batch); returns how many were due.
+
+    Like the SLA timers: cases at the same time (an attempt is mostly waiting for the store and the
+    provider; one after another, a surge's texts fell minutes behind its calls), the attempts of one case
+    in order, so a caller's texts keep theirs."""
+    now = now or datetime.now(UTC)
+    due = await runtime.service.store.outbox_timers.due(now, runtime.service.settings.sweep_batch)
+    by_case: dict[str, list[DueTimer]] = {}
+    for timer in due:
+        by_case.setdefault(str(timer.payload["key"]).split("|", 1)[0], []).append(timer)
+    slots = asyncio.Semaphore(FIRE_CONCURRENCY)
+
+    async def deliver_case(timers: list[DueTimer]) -> None:
+        async with slots:
+            for timer in timers:
+                await runtime.service.outbox.deliver(timer, channels)
+
+    results = await asyncio.gather(*(deliver_case(t) for t in by_case.values()), return_exceptions=True)
+    if failures := [r for r in results if isinstance(r, BaseException)]:
+        raise failures[0]
+    return len(due)
+
+
 async def outbox_relay(runtime: Runtime[Notify]) -> None:
     """Deliver due notification attempts through their channels, for the life of the service."""
     settings = runtime.service.settings
@@ -143,10 +167,7 @@ async def outbox_relay(runtime: Runtime[Notify]) -> None:
         while True:
             handled = 0
             try:
-                due = await runtime.service.store.outbox_timers.due(datetime.now(UTC), settings.sweep_batch)
-                for timer in due:
-                    await runtime.service.outbox.deliver(timer, channels)
-                handled = len(due)
+                handled = await deliver_once(runtime, channels)
                 ticks += 1
                 if ticks % REAP_EVERY == 0:
                     await runtime.service.store.outbox_timers.reap(datetime.now(UTC))

@@ -262,3 +262,41 @@ async def _one_record(runtime: Runtime[Notify], settings: Settings):
     runtime.service.outbox.settings = settings
     await publish(runtime, dispatched(cid, at=now))
     return await runtime.service.store.list_notifications(case_id=cid, recipient="caller")
+
+
+async def test_the_relay_texts_many_callers_at_once_and_each_once(
+    runtime: Runtime[Notify], texting: dict[str, Channel], standin: SendSmsStandIn
+) -> None:
+    """P6.2 in a surge: the relay runs the due attempts of different cases at the same time (one after
+    another, texts fell minutes behind the calls), and still sends each caller's text once."""
+    from services.notify.sweeper import deliver_once
+
+    provider = texting["sms"]
+    in_flight, most = 0, 0
+
+    class Slow:
+        name = provider.name
+
+        async def send(self, notification, address):
+            nonlocal in_flight, most
+            in_flight += 1
+            most = max(most, in_flight)
+            try:
+                await asyncio.sleep(0.2)
+                return await provider.send(notification, address)
+            finally:
+                in_flight -= 1
+
+    now = datetime.now(UTC)
+    cases = [new_case_id() for _ in range(12)]
+    for n, cid in enumerate(cases):
+        phone = f"139{n:08d}"
+        await publish(
+            runtime, help_requested(cid, "homeless_cold", at=now, caller=caller(True, phone)), HELP_REQUESTED_TOPIC
+        )
+        await publish(runtime, dispatched(cid, at=now))
+    channels = {**texting, "sms": Slow()}
+    assert await deliver_once(runtime, channels, datetime.now(UTC) + timedelta(seconds=1)) == 12
+    assert most > 1, "attempts of different cases ran one after another"
+    assert [len(standin.of(cid)) for cid in cases] == [1] * 12
+    assert await deliver_once(runtime, channels, datetime.now(UTC) + timedelta(minutes=5)) == 0
