@@ -17,6 +17,7 @@ import functools
 import json
 import random
 import re
+import sys
 import time
 import uuid
 from collections import Counter
@@ -35,10 +36,12 @@ from contracts.events import CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC
 from contracts.validation import id_card_check_char
 from tests.chaos.stack import SERVICES, Infra, Instances
 from tests.notify.texts_standin import SendSmsStandIn, aliyun_env
+from tests.support.processes import ServiceProcess
 
 TOKENS = ServiceSettings(service_name="chaos")
 DISTRICT = "500103"
 GRANT_YUAN = "800.00"  # under the four-eyes threshold: one officer approves
+OFFICERS = 8  # grants approved or paid at the same time
 
 
 @dataclass(frozen=True)
@@ -186,10 +189,37 @@ class Run:
             await asyncio.sleep(min(3.0, 0.2 * 2 ** min(attempt, 4)))
 
     async def _officer(self, client: httpx.AsyncClient, stop: asyncio.Event) -> None:
-        """A relief officer approves every proposal of the run's calls and pays every grant once, retrying
-        whatever fails; a repeated payment must come back as the same ledger entry (200), never a second."""
+        """Relief officers approve every proposal of the run's calls and pay every grant once, a few grants
+        at a time, retrying whatever fails; a repeated payment must come back as the same ledger entry (200),
+        never a second."""
         assert self.instances is not None
         headers = token("relief_officer", "relief-chaos")
+        desks = asyncio.Semaphore(OFFICERS)
+
+        async def handle(relief: ServiceProcess, status: str, entitlement: dict[str, Any]) -> None:
+            eid = entitlement.get("id") or entitlement["_id"]
+            async with desks:
+                try:
+                    if status == "proposed":
+                        approved = await client.post(
+                            f"{relief.url}/api/v1/entitlements/{eid}/approve",
+                            json={"amount_yuan": GRANT_YUAN, "note": "故障演练 / fault drill"},
+                            headers=headers,
+                        )
+                        if approved.status_code == 200:
+                            self.ledger.approved.add(eid)
+                        return
+                    self.ledger.approved.add(eid)  # approved, perhaps by an answer that never arrived
+                    paid = await client.post(
+                        f"{relief.url}/api/v1/entitlements/{eid}/payments",
+                        json={"period": "once", "payment_reference": f"PAY-{eid}"},
+                        headers=headers,
+                    )
+                    if paid.status_code == 201:
+                        self.ledger.payments_created[eid] += 1
+                except httpx.HTTPError:
+                    pass
+
         while True:
             relief = random.choice(self.instances.of("relief"))
             try:
@@ -199,28 +229,8 @@ class Run:
                     )
                     if listed.status_code != 200:
                         continue
-                    for entitlement in listed.json():
-                        if entitlement["case_id"] not in self.ledger.accepted:
-                            continue
-                        eid = entitlement.get("id") or entitlement["_id"]
-                        if status == "approved":  # approved, perhaps by an answer that never arrived
-                            self.ledger.approved.add(eid)
-                        if status == "proposed":
-                            approved = await client.post(
-                                f"{relief.url}/api/v1/entitlements/{eid}/approve",
-                                json={"amount_yuan": GRANT_YUAN, "note": "故障演练 / fault drill"},
-                                headers=headers,
-                            )
-                            if approved.status_code == 200:
-                                self.ledger.approved.add(eid)
-                        else:
-                            paid = await client.post(
-                                f"{relief.url}/api/v1/entitlements/{eid}/payments",
-                                json={"period": "once", "payment_reference": f"PAY-{eid}"},
-                                headers=headers,
-                            )
-                            if paid.status_code == 201:
-                                self.ledger.payments_created[eid] += 1
+                    mine = [e for e in listed.json() if e["case_id"] in self.ledger.accepted]
+                    await asyncio.gather(*(handle(relief, status, e) for e in mine))
             except httpx.HTTPError:
                 pass
             await asyncio.sleep(1.0)
@@ -275,7 +285,8 @@ class Run:
 
     async def _settled(self, client: httpx.AsyncClient) -> None:
         """Wait (bounded) until every accepted call is dispatched, clocked and texted and every grant paid."""
-        deadline = time.monotonic() + self.profile.drain_s
+        started = time.monotonic()
+        deadline, shown = started + self.profile.drain_s, 0.0
         while time.monotonic() < deadline:
             dispatched = await asyncio.to_thread(self._dispatches)
             paid = await asyncio.to_thread(self._payments)
@@ -283,6 +294,15 @@ class Run:
             texted = {m["params"].get("case_id") for m in self.sms.sent}
             if accepted <= set(dispatched) and accepted <= texted and set(self.ledger.approved) <= set(paid):
                 return
+            if time.monotonic() - shown >= 30:  # how the backlog drains (or does not), for the run's log
+                shown = time.monotonic()
+                print(
+                    f"  settling {shown - started:4.0f} s: {len(accepted - set(dispatched))} not dispatched, "
+                    f"{len(accepted - texted)} not texted, {len(set(self.ledger.approved) - set(paid))} approved "
+                    "and not paid",
+                    file=sys.stderr,
+                    flush=True,
+                )
             await asyncio.sleep(3)
 
     def _read_topic(self, topic: str) -> list[Any]:
