@@ -185,12 +185,21 @@ class Outbox:
             await self.store.outbox_timers.schedule([Timer(f"{key}|{attempt}|w{waits}", later, payload)], now)
             await self.store.outbox_timers.done(timer)
             return "waiting"
+        contact = await self.store.caller_contact(record.case_id) if record.recipient == "caller" else None
+        if record.recipient == "caller" and contact is None and self._may_wait_for_call(record, now):
+            # The dispatch was read before the call (notify behind on the hotline's topic, after an outage):
+            # not a failed attempt. It is tried again later, for as long as a call can take to arrive.
+            waits = int(timer.payload.get("calls", 0)) + 1
+            later = now + self.backoff(waits)
+            payload = {**timer.payload, "calls": waits}
+            await self.store.outbox_timers.schedule([Timer(f"{key}|{attempt}|c{waits}", later, payload)], now)
+            await self.store.outbox_timers.done(timer)
+            return "waiting"
         takeover_s = max(60.0, 4 * self.settings.delivery_timeout_s)
         if not await self.store.claim_delivery(key, attempt, now, takeover_s):
             return "claimed"  # another notify process runs this attempt (and marks its timer done)
         try:
             if record.recipient == "caller":
-                contact = await self.store.caller_contact(record.case_id)
                 if contact is None:
                     raise DeliveryError("the call is not known yet (consent and phone unknown)", transient=True)
                 consents, address = contact
@@ -223,6 +232,9 @@ class Outbox:
         if record.recipient == "caller":
             await self._forget_caller_when_done(record.case_id)
         return "sent"
+
+    def _may_wait_for_call(self, record: NotificationRecord, now: datetime) -> bool:
+        return now - record.created_at < timedelta(seconds=self.settings.delivery_call_wait_s)
 
     async def _earlier_text_pending(self, record: NotificationRecord) -> bool:
         earlier = await self.store.notification(f"{record.case_id}|{texts.WAITS_FOR[record.kind]}")

@@ -54,6 +54,10 @@ class Settings(ServiceSettings):
     delivery_max_attempts: int = Field(default=6, ge=1)
     delivery_backoff_initial_s: float = Field(default=2.0, ge=0)
     delivery_backoff_max_s: float = Field(default=300.0, ge=0)
+    # How long a caller's text waits for notify to read the call it answers (its consent and phone), after
+    # the dispatch that caused it: waiting is not a failed attempt. After an outage notify can be minutes
+    # behind on the hotline's topic; a text given up then would be lost for good.
+    delivery_call_wait_s: float = Field(default=86_400.0, gt=0)
 
     # Coordinator views: the default horizon of "at risk".
     at_risk_hours: float = Field(default=4.0, gt=0)

@@ -120,10 +120,35 @@ async def test_a_text_waits_for_the_call_when_the_dispatch_is_read_first(
 ) -> None:
     cid, now = new_case_id(), datetime.now(UTC)
     await publish(runtime, dispatched(cid, at=now))  # the call's record is still on its way
-    assert await relay(runtime.service.outbox, texting) == ["retry"]
+    assert await relay(runtime.service.outbox, texting) == ["waiting"]
     await publish(runtime, help_requested(cid, "homeless_cold", at=now, caller=caller(True)), HELP_REQUESTED_TOPIC)
     assert await relay(runtime.service.outbox, texting, timedelta(seconds=5)) == ["sent"]
     assert len(standin.of(cid)) == 1
+
+
+async def test_a_text_waits_for_a_call_that_comes_long_after_its_dispatch_without_using_up_its_attempts(
+    runtime: Runtime[Notify], texting: dict[str, Channel], standin: SendSmsStandIn
+) -> None:
+    """P6.2: after an outage notify may read a dispatch many minutes before the call it answers. Waiting
+    for the call is not a failed attempt: the text goes out once the call is read, however many rounds
+    it waited (more than the attempts a failing provider gets); only past `delivery_call_wait_s` is it
+    tried as an attempt that fails."""
+    cid, now = new_case_id(), datetime.now(UTC)
+    await publish(runtime, dispatched(cid, at=now))
+    outbox = runtime.service.outbox
+    rounds = outbox.settings.delivery_max_attempts + 4
+    waited = [await relay(outbox, texting, timedelta(minutes=7 * n)) for n in range(rounds)]
+    assert waited == [["waiting"]] * rounds
+    [record] = await runtime.service.store.list_notifications(case_id=cid, recipient="caller")
+    assert record.status == "pending" and record.attempts == []
+    await publish(runtime, help_requested(cid, "homeless_cold", at=now, caller=caller(True)), HELP_REQUESTED_TOPIC)
+    assert await relay(outbox, texting, timedelta(minutes=7 * rounds)) == ["sent"]
+    assert len(standin.of(cid)) == 1
+
+    late = new_case_id()
+    await publish(runtime, dispatched(late, at=now))
+    past = timedelta(seconds=outbox.settings.delivery_call_wait_s + 60)
+    assert await relay(outbox, texting, past) == ["retry"]  # a day on, no call: an attempt that failed
 
 
 async def test_flow_control_is_retried_after_a_minute_and_the_text_then_goes_out(
