@@ -94,5 +94,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         subscribers=handlers.build_subscribers,
         routers=[api.router, desk_api.router, care_api.router, api.page],
         startup=startup,
-        background=[handlers.intake_consumer, care.care_sweeper],
+        background=[handlers.intake_consumer, care.care_sweeper, handlers.registry_terms_backfill],
     )

@@ -73,6 +73,13 @@ def build_subscribers(runtime: Runtime[Relief]) -> KafkaRouter | None:
     return None
 
 
+async def registry_terms_backfill(runtime: Runtime[Relief]) -> None:
+    """At start-up: file the registry records written before the registry search had terms (a store
+    that is down makes it crash and be restarted, `common.app.supervise`)."""
+    if filed := await runtime.service.store.file_registry_terms():
+        log.info("registry records filed for search", records=filed)
+
+
 async def intake_consumer(runtime: Runtime[Relief]) -> None:
     """Background loop: relief's batch consumer of help requests and case lifecycle events."""
     settings = runtime.settings

@@ -12,21 +12,21 @@ Decimal128).
 
 from __future__ import annotations
 
-import re
+import asyncio
 from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from common.principal import Principal
-from common.store import create_query_indexes, find_by, insert_once
+from common.store import bulk_update, create_query_indexes, find_by, insert_once
 from services.relief.documents import Entitlement, ReliefCase
 from services.relief.domain.lifecycle import OPEN, Status
 from services.relief.domain.parameters import RuleParameters
-from services.relief.domain.personal import RegistrySearch, SearchKind
+from services.relief.domain.personal import RegistrySearch, registry_equalities, registry_matches, registry_terms
 from services.relief.domain.rules import Schedule
 from services.relief.domain.standards import DibaoStandard
 from services.relief.records import (
@@ -51,6 +51,11 @@ def _scoped(district: str | None, **equal: Any) -> Doc:
     """Equality filters; `district` None is city level (every district)."""
     query = {k: v for k, v in equal.items() if v is not None}
     return query if district is None else query | {"district": district}
+
+
+def _filed(doc: Doc) -> Doc:
+    """A registry record as stored: with the terms its search finds it by."""
+    return doc | {"terms": registry_terms(doc.get("name"), doc.get("id_card_masked"))}
 
 
 class ReliefStore:
@@ -82,6 +87,7 @@ class ReliefStore:
                 (self.entitlements, [("case_id", ASCENDING)]),
                 (self.registry, [("id_card_hash", ASCENDING)]),
                 (self.registry, [("district", ASCENDING), ("_id", ASCENDING)]),
+                (self.registry, [("terms", ASCENDING)]),
                 (self.entitlements, [("hukou_notice_district", ASCENDING)]),
                 (self.payment_returns, [("file_sha256", ASCENDING)]),
                 (self.audit, [("actor", ASCENDING), ("at", ASCENDING)]),
@@ -238,7 +244,7 @@ class ReliefStore:
 
         New records go in with unordered bulk inserts; existing ones are replaced one by one (bulk
         upserts are slow on FerretDB's SQLite backend: tens of milliseconds each)."""
-        docs = [record.to_document() for record in records]
+        docs = [_filed(record.to_document()) for record in records]
         written = 0
         for i in range(0, len(docs), batch):
             chunk = docs[i : i + batch]
@@ -298,18 +304,48 @@ class ReliefStore:
         page: int,
         page_size: int,
     ) -> tuple[list[RegistryRecord], int]:
-        """A page of registry records (by recipient id, without ID-card hashes) and how many match."""
-        query: Doc = _scoped(district, categories=category or None)
-        if search is not None:
-            query |= _registry_filter(search)
-        cursor = (
-            self.registry.find(query, {"id_card_hash": 0})
-            .sort("_id", ASCENDING)
-            .skip((page - 1) * page_size)
-            .limit(page_size)
+        """A page of registry records (by recipient id, without ID-card hashes) and how many match.
+
+        By equality only (`registry_equalities`: a term of the name or of the shown ID-card digits, a hash,
+        a recipient id), the candidates decided and sorted here: one read of the few records a term finds,
+        where a regex and a sort made FerretDB decode the whole registry, and the count a second time."""
+        scope: Doc = _scoped(district, categories=category or None)
+        if search is None:
+            found = await self.registry.find(scope, {"id_card_hash": 0, "terms": 0}).to_list(None)
+        else:
+            reads = [
+                self.registry.find(scope | equality, {"terms": 0}).to_list(None)
+                for equality in registry_equalities(search)
+            ]
+            candidates = {doc["_id"]: doc for docs in await asyncio.gather(*reads) for doc in docs}
+            found = [doc for doc in candidates.values() if registry_matches(search, doc)]
+        found.sort(key=lambda doc: doc["_id"])
+        start = (page - 1) * page_size
+        page_docs = [{k: v for k, v in doc.items() if k != "id_card_hash"} for doc in found[start : start + page_size]]
+        return [RegistryRecord.model_validate(doc) for doc in page_docs], len(found)
+
+    async def file_registry_terms(self, batch: int = 500) -> int:
+        """File the records written before the registry search had terms (once, at start-up, in the
+        background); returns how many. Idempotent: a record that has its terms is left as it is."""
+        filed = 0
+        cursor = self.registry.find({"terms": {"$exists": False}}, {"id_card_hash": 0}).batch_size(batch)
+        chunk: list[Doc] = []
+        async for doc in cursor:
+            chunk.append(doc)
+            if len(chunk) >= batch:
+                filed += await self._file_terms(chunk)
+                chunk = []
+        if chunk:
+            filed += await self._file_terms(chunk)
+        return filed
+
+    async def _file_terms(self, docs: list[Doc]) -> int:
+        terms = {doc["_id"]: registry_terms(doc.get("name"), doc.get("id_card_masked")) for doc in docs}
+        await bulk_update(
+            self.registry,
+            [UpdateOne({"_id": i, "terms": {"$exists": False}}, {"$set": {"terms": t}}) for i, t in terms.items()],
         )
-        records = [RegistryRecord.model_validate(doc) for doc in await cursor.to_list(page_size)]
-        return records, await self.registry.count_documents(query)
+        return len(docs)
 
     # ---------------------------------------------------------------- applicants and personal data
 
@@ -536,20 +572,3 @@ class ReliefStore:
 
 def _month_of(day: str) -> str:
     return day[:7].replace("-", "")
-
-
-def _registry_filter(search: RegistrySearch) -> Doc:
-    """The registry filter of an officer's search text (`services.relief.domain.personal.registry_search`)."""
-    value = search.value
-    match search.kind:
-        case SearchKind.ID_CARD:
-            return {"id_card_hash": value}
-        case SearchKind.MASKED:
-            return {"id_card_masked": value}
-        case SearchKind.DIGITS:
-            escaped = re.escape(value)
-            return {
-                "$or": [{"id_card_masked": {"$regex": f"^{escaped}"}}, {"id_card_masked": {"$regex": f"{escaped}$"}}]
-            }
-        case _:
-            return {"$or": [{"name": {"$regex": re.escape(value)}}, {"_id": value}]}

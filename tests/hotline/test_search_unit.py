@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from common.errors import Forbidden
 from common.principal import Principal, Role
+from common.text_terms import query_terms, text_terms
 from contracts.events.hotline import Caller, CaseReopened, HelpRequested, Place
 from contracts.events.router import CaseClosed, CaseResolved
 from services.hotline.domain import project_status
@@ -23,12 +24,10 @@ from services.hotline.domain.search import (
     days_between,
     entry_matches,
     index_equalities,
-    query_terms,
     received_range,
     scoped_district,
     search_entry,
     single_day,
-    text_terms,
 )
 from services.hotline.schemas import CaseSearchIn
 from services.hotline.settings import Settings

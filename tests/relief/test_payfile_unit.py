@@ -23,7 +23,15 @@ from services.relief.domain.payfile import (
     reference_of,
     unreadable_row,
 )
-from services.relief.domain.personal import SearchKind, mask_id_card, mask_phone, registry_search
+from services.relief.domain.personal import (
+    SearchKind,
+    mask_id_card,
+    mask_phone,
+    registry_equalities,
+    registry_matches,
+    registry_search,
+    registry_terms,
+)
 from services.relief.domain.registry import hash_id_card
 from services.relief.payfiles import payment_csv, payment_xlsx, read_table
 from tests.relief.conftest import id_card
@@ -163,3 +171,19 @@ def test_a_registry_search_text_is_a_whole_id_card_a_masked_one_digits_or_a_name
     assert registry_search("500103********1238", "s").kind is SearchKind.MASKED
     assert registry_search("1238", "s").kind is SearchKind.DIGITS
     assert registry_search("张三", "s").kind is SearchKind.NAME
+
+
+def test_a_registry_search_asks_for_one_term_by_equality_and_decides_on_the_candidates():
+    """P2.3: a name's part, the district of issue or the last four of a masked number, each found by one
+    equality on the record's terms (never a regex: FerretDB decodes the whole registry for one)."""
+    record = {"_id": "R1", "name": "张三丰", "id_card_masked": "500103********123X"}
+    terms = set(registry_terms(record["name"], record["id_card_masked"]))
+    for q in ("三丰", "张", "500103", "5001", "123X", "23x"):
+        search = registry_search(q, "s")
+        equalities = registry_equalities(search)
+        assert any(set(e.values()) <= terms or e == {"_id": q} for e in equalities), q
+        assert registry_matches(search, record), q
+    assert not registry_matches(registry_search("0103", "s"), record)  # inside the shown digits, neither end
+    assert not registry_matches(registry_search("李", "s"), record)
+    assert registry_equalities(registry_search("5001031", "s")) == []  # more than a masked number shows
+    assert registry_matches(registry_search("R1", "s"), record)

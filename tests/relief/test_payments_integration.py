@@ -231,6 +231,9 @@ async def test_the_registry_is_searched_by_name_masked_or_whole_id_card_digits_d
     assert await ids(q=f"500103********{id_card(23)[-4:]}") == (["R3"], 1)
     assert await ids(q=id_card(21)[-4:]) == (["R1"], 1)
     assert await ids(q="R2") == (["R2"], 1)
+    assert await ids(q="500103") == (["R1", "R2", "R3"], 3)  # the district of issue a masked number shows
+    assert await ids(q="5001031") == ([], 0)  # more digits than it shows
+    assert await ids(q="小明") == (["R3"], 1)
     assert await ids(category="tekun") == (["R2", "R3"], 2)
     assert await ids(page=2, page_size=2) == (["R3"], 3)
     listed = (await client.get("/api/v1/registry", params={"q": "张三丰"}, headers=a)).json()["items"][0]
@@ -246,6 +249,34 @@ async def test_the_registry_is_searched_by_name_masked_or_whole_id_card_digits_d
     assert (await client.get("/api/v1/registry", params={"category": "rich"}, headers=a)).status_code == 422
     searches = await app.state.runtime.service.store.audit.find({"action": "registry_search"}).to_list()
     assert searches and all(id_card(22) not in str(s) for s in searches)
+
+
+async def test_registry_records_stored_before_the_search_had_terms_are_filed_and_then_found(relief_app):
+    """P2.3: the registry search finds records by equality on their terms; records written by an earlier
+    version carry none, and the start-up backfill files them (once: a second run changes nothing)."""
+    app, client = relief_app
+    store = app.state.runtime.service.store
+    legacy = {
+        "_id": "R-OLD",
+        "name": "王老五",
+        "id_card_masked": "500103********4321",
+        "district": "500103",
+        "area": "urban",
+        "categories": ["dibao"],
+        "approved_on": "2019-01-01",
+    }
+    await store.registry.insert_one(legacy)
+    a = token(app, "officer-a")
+
+    async def found(q: str) -> list[str]:
+        r = await client.get("/api/v1/registry", params={"q": q}, headers=a)
+        assert r.status_code == 200, r.text
+        return [x["_id"] for x in r.json()["items"]]
+
+    assert await found("老五") == []  # not filed yet
+    assert await store.file_registry_terms() == 1
+    assert await found("老五") == ["R-OLD"] and await found("4321") == ["R-OLD"]
+    assert await store.file_registry_terms() == 0
 
 
 async def test_the_hukou_district_lists_its_p52d_notices_and_acknowledges_each_once(relief_app, kafka_bootstrap):

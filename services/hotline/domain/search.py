@@ -8,14 +8,13 @@ district; a district coordinator searches their own district; city-level users a
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from common.errors import Forbidden
 from common.principal import Principal, Role
+from common.text_terms import normalise_text, query_terms, text_terms
 from contracts.events.base import BUSINESS_TZ
 from contracts.events.hotline import HelpRequested
 from services.hotline.domain.intake import case_day, mask_name, mask_phone
@@ -82,36 +81,6 @@ def scoped_district(principal: Principal, asked: str | None) -> str | None:
 # row shows, masked. Text is found through terms: every character and pair of characters of the name, the
 # address and the township (and every run of 3 to 6 letters or digits, so that a house number is a term of
 # its own); a query's terms must all be an entry's, and the text itself is then matched exactly.
-
-RUN_TERMS = range(3, 7)  # the lengths of a letters-or-digits run's substrings indexed as terms
-_RUN = re.compile(r"[0-9a-z]{3,}")
-
-
-def normalise_text(text: str | None) -> str:
-    """Text as the index keeps and matches it: NFKC (full-width digits and letters as ASCII), lower case,
-    no white space. A substring of the original is one of the normalised text."""
-    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text or "")).lower()
-
-
-def text_terms(field: str, text: str) -> set[str]:
-    """The terms an entry is filed under for one text field (`field:` prefixed)."""
-    s = normalise_text(text)
-    terms = set(s) | {s[i : i + 2] for i in range(len(s) - 1)}
-    for run in _RUN.findall(s):
-        terms |= {run[i : i + n] for n in RUN_TERMS for i in range(len(run) - n + 1)}
-    return {f"{field}:{t}" for t in terms}
-
-
-def query_terms(field: str, text: str) -> list[str]:
-    """The terms every entry whose field contains `text` is filed under, the most telling first (a whole
-    letters-or-digits run, then pairs of characters; a single character alone)."""
-    s = normalise_text(text)
-    if len(s) < 2:
-        return [f"{field}:{s}"] if s else []
-    longest = max(RUN_TERMS)
-    runs = [run[i : i + longest] for run in _RUN.findall(s) for i in range(max(1, len(run) - longest + 1))]
-    pairs = [s[i : i + 2] for i in range(len(s) - 1)]
-    return [f"{field}:{t}" for t in dict.fromkeys(sorted(runs, key=len, reverse=True) + pairs)]
 
 
 def entry_matches(f: CaseFilter, entry: dict[str, Any]) -> bool:
