@@ -5,6 +5,7 @@ reveals a phone with a reason (audited); logs never carry them."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -88,7 +89,7 @@ def registry_equalities(search: RegistrySearch) -> list[dict[str, str]]:
             return [{"_id": search.value}] + ([{"terms": terms[0]}] if terms else [])
 
 
-def registry_matches(search: RegistrySearch, record: dict[str, object]) -> bool:
+def registry_matches(search: RegistrySearch, record: Mapping[str, object]) -> bool:
     """Whether a candidate record answers the search (the equalities found it; this decides)."""
     masked = str(record.get("id_card_masked") or "").upper()
     match search.kind:
