@@ -54,9 +54,9 @@ PG_ROLE=ferretdb   # the cluster's superuser, and the database FerretDB keeps ev
 # FerretDB 1.24 keeps the read of every statement of an update command open on a pooled connection
 # until the command ends, and takes one more connection for each write. Once the pool is taken by
 # commands that each wait for one more, the whole store stops answering for good (seen with 100
-# concurrent updates against its default pool of 50, and with the fault suite's eight service processes
-# catching up at once after an outage against a pool of 200). Each process needs at most
-# common.store.ferretdb_connections_needed(MONGODB_MAX_POOL_SIZE) of them (85 with the defaults): 1000
+# concurrent updates against its default pool of 50, and with eight processes of bulk and single updates,
+# as the fault suite's service processes send them after an outage, against a pool of 200). Each process
+# needs at most common.store.ferretdb_connections_needed(MONGODB_MAX_POOL_SIZE) (85 with the defaults): 1000
 # covers the largest local stack (two instances of each service, the front door, tools) with room to
 # spare; tests/deploy/test_store_budget_unit.py holds the two together. max_connections follows.
 FERRETDB_PG_POOL="${FERRETDB_PG_POOL:-1000}"
