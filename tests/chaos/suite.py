@@ -55,7 +55,10 @@ class Profile:
 
 
 SHORT = Profile("short", calls_per_s=3, seconds=110, kafka_down_s=15, kills_per_instance=1, drain_s=180)
-FULL = Profile("full", calls_per_s=5, seconds=420, kafka_down_s=60, kills_per_instance=3, drain_s=300)
+# At 5 calls/s the two instances of every service on one 2-core machine fall behind for good (relief's
+# payments and notify's texts; the store is the limit, see the README's surge benchmark), and a fault suite
+# measures what faults lose, not how fast the stack is: its full profile runs at the short one's rate.
+FULL = Profile("full", calls_per_s=3, seconds=420, kafka_down_s=60, kills_per_instance=3, drain_s=900)
 
 
 def token(role: str, sub: str) -> dict[str, str]:
@@ -193,6 +196,7 @@ class Run:
         at a time, retrying whatever fails; a repeated payment must come back as the same ledger entry (200),
         never a second."""
         assert self.instances is not None
+        instances = self.instances
         headers = token("relief_officer", "relief-chaos")
         desks = asyncio.Semaphore(OFFICERS)
 
@@ -220,20 +224,21 @@ class Run:
                 except httpx.HTTPError:
                     pass
 
-        while True:
-            relief = random.choice(self.instances.of("relief"))
-            try:
-                for status in ("proposed", "approved"):
+        async def desk(status: str) -> None:  # one desk approves, another pays, side by side
+            while True:
+                relief = random.choice(instances.of("relief"))
+                try:
                     listed = await client.get(
                         f"{relief.url}/api/v1/entitlements", params={"status": status, "limit": 500}, headers=headers
                     )
-                    if listed.status_code != 200:
-                        continue
-                    mine = [e for e in listed.json() if e["case_id"] in self.ledger.accepted]
-                    await asyncio.gather(*(handle(relief, status, e) for e in mine))
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(1.0)
+                    if listed.status_code == 200:
+                        mine = [e for e in listed.json() if e["case_id"] in self.ledger.accepted]
+                        await asyncio.gather(*(handle(relief, status, e) for e in mine))
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(1.0)
+
+        await asyncio.gather(desk("proposed"), desk("approved"))
 
     # ------------------------------------------------------------------ faults
 
