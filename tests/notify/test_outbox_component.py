@@ -84,16 +84,19 @@ async def test_a_client_error_is_not_retried_and_the_record_says_failed(db) -> N
     assert record is not None and record.status == "failed"
 
 
-async def test_text_waits_for_the_callers_number_and_gives_up_after_max_attempts(db) -> None:
+async def test_text_waits_for_the_callers_number_then_gives_up_after_max_attempts(db) -> None:
+    """Waiting for the call (its consent and phone) is not an attempt, for `delivery_call_wait_s`; after
+    that each try is an attempt, and the text fails after `delivery_max_attempts` of them."""
     outbox, cid, now = await make_outbox(db), new_case_id(), datetime.now(UTC)
+    outbox.settings = outbox.settings.model_copy(update={"delivery_call_wait_s": 120})
     async with gateway([], []) as client:
         channels = {"log": LogChannel(), "sms": SmsGatewayChannel(client, "http://sms.test/send")}
         note = caller_dispatched(f"{cid}|caller_dispatched", cid, district=None, department=None, due_at=None, tz=UTC)
         await outbox.enqueue(note, now)
         outcomes = []
-        for minute in range(5):
+        for minute in range(8):
             outcomes += await run_due(outbox, channels, now + timedelta(minutes=minute))
-    assert outcomes == ["retry", "retry", "failed"]
+    assert outcomes == ["waiting", "waiting", "retry", "retry", "failed"]
 
 
 async def test_department_alert_goes_to_the_webhook_with_its_recipient(db) -> None:
