@@ -36,11 +36,6 @@ class ServiceSettings(BaseSettings):
     # half its pool, it waits for ever (seen under load). A bounded pool per service keeps the services'
     # operations together well under that; MongoDB does not need it but loses nothing by it.
     mongodb_max_pool_size: int = Field(default=20, ge=1, le=500)
-    # The longest one store operation may wait, for a pooled connection and then for each answer. Without
-    # a bound, a store that stops answering (FerretDB with its PostgreSQL pool exhausted) holds every
-    # handler and request for ever, silently: consumers drop out of their groups and nothing says why.
-    # With it the operation fails as "store unavailable" (503, redelivery) and is logged.
-    mongodb_operation_timeout_ms: int = Field(default=60_000, ge=1000)
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     jwt_algorithm: str = "HS256"
     jwt_issuer: str = "relief-hotline"

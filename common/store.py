@@ -108,8 +108,6 @@ def open_mongo(settings: ServiceSettings, *, counter: CommandCounter | None = No
         uuidRepresentation="standard",
         serverSelectionTimeoutMS=settings.mongodb_timeout_ms,
         maxPoolSize=settings.mongodb_max_pool_size,
-        socketTimeoutMS=settings.mongodb_operation_timeout_ms,
-        waitQueueTimeoutMS=settings.mongodb_operation_timeout_ms,
         appname=settings.service_name,
         event_listeners=[counter] if counter is not None else [],
     )
