@@ -192,9 +192,13 @@ async def take_help_request(
         hotline.slots.release()
 
 
+def _retry_after_s(hotline: Hotline) -> int:
+    return max(1, round(hotline.settings.accept_timeout_s))
+
+
 def _busy(hotline: Hotline) -> Unavailable:
     """The answer when a call cannot be stored within the bound; nothing of it was kept."""
-    wait = max(1, round(hotline.settings.accept_timeout_s))
+    wait = _retry_after_s(hotline)
     return Unavailable(
         f"热线受理繁忙，本次来电未保存，请 {wait} 秒后重试",
         f"The hotline is too busy to take this call now; nothing was stored. Try again in {wait} s",
@@ -315,7 +319,7 @@ async def _send(hotline: Hotline, event: HelpRequested, deadline: float) -> bool
         # went down between the two writes while Kafka was away): the process keeps the event and stores
         # it when it can. The operator is not told the call was taken; repeating it with the same form
         # (Idempotency-Key) answers its case number, not a second case.
-        wait = max(1, round(hotline.settings.accept_timeout_s))
+        wait = _retry_after_s(hotline)
         log.warning("call recorded but not confirmed", case_id=event.case_id, error=repr(exc))
         raise Unavailable(
             f"来电已记录但尚未确认转送，请用同一表单在 {wait} 秒后重试，将得到同一受理编号",

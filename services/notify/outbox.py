@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -179,22 +180,12 @@ class Outbox:
         address: str | None = None
         if record.kind in texts.WAITS_FOR and await self._earlier_text_pending(record):
             # A caller's texts arrive in order: the outcome never before the case number (P6.2).
-            waits = int(timer.payload.get("waits", 0)) + 1
-            later = now + timedelta(seconds=self.settings.delivery_backoff_initial_s)
-            payload = {**timer.payload, "waits": waits}
-            await self.store.outbox_timers.schedule([Timer(f"{key}|{attempt}|w{waits}", later, payload)], now)
-            await self.store.outbox_timers.done(timer)
-            return "waiting"
+            return await self._again(timer, now, "waits", lambda _: self.settings.delivery_backoff_initial_s)
         contact = await self.store.caller_contact(record.case_id) if record.recipient == "caller" else None
         if record.recipient == "caller" and contact is None and self._may_wait_for_call(record, now):
             # The dispatch was read before the call (notify behind on the hotline's topic, after an outage):
             # not a failed attempt. It is tried again later, for as long as a call can take to arrive.
-            waits = int(timer.payload.get("calls", 0)) + 1
-            later = now + self.backoff(waits)
-            payload = {**timer.payload, "calls": waits}
-            await self.store.outbox_timers.schedule([Timer(f"{key}|{attempt}|c{waits}", later, payload)], now)
-            await self.store.outbox_timers.done(timer)
-            return "waiting"
+            return await self._again(timer, now, "calls", lambda waits: self.backoff(waits).total_seconds())
         takeover_s = max(60.0, 4 * self.settings.delivery_timeout_s)
         if not await self.store.claim_delivery(key, attempt, now, takeover_s):
             return "claimed"  # another notify process runs this attempt (and marks its timer done)
@@ -232,6 +223,17 @@ class Outbox:
         if record.recipient == "caller":
             await self._forget_caller_when_done(record.case_id)
         return "sent"
+
+    async def _again(self, timer: DueTimer, now: datetime, counter: str, after_s: Callable[[int], float]) -> str:
+        """The same attempt later, not counted as one: its timer again, with how often it waited for this
+        reason (`counter`) in the payload and the timer's id."""
+        key, attempt = timer.payload["key"], timer.payload["attempt"]
+        waits = int(timer.payload.get(counter, 0)) + 1
+        later = now + timedelta(seconds=after_s(waits))
+        payload = {**timer.payload, counter: waits}
+        await self.store.outbox_timers.schedule([Timer(f"{key}|{attempt}|{counter[0]}{waits}", later, payload)], now)
+        await self.store.outbox_timers.done(timer)
+        return "waiting"
 
     def _may_wait_for_call(self, record: NotificationRecord, now: datetime) -> bool:
         return now - record.created_at < timedelta(seconds=self.settings.delivery_call_wait_s)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -100,20 +101,28 @@ async def sweep_once(runtime: Runtime[Notify], now: datetime | None = None, topi
     timers of one case in order, so its warning is published before its breach."""
     now = now or datetime.now(UTC)
     due = await runtime.service.store.sla_timers.due(now, runtime.service.settings.sweep_batch)
-    by_case: dict[str, list[DueTimer]] = {}
-    for timer in due:
-        by_case.setdefault(timer.payload["case_id"], []).append(timer)
+    await by_case(due, lambda timer: timer.payload["case_id"], lambda timer: fire(runtime, timer, now, topic))
+    return len(due)
+
+
+async def by_case(
+    timers: list[DueTimer], case_of: Callable[[DueTimer], str], run: Callable[[DueTimer], Awaitable[object]]
+) -> None:
+    """Run the timers of different cases at the same time (`FIRE_CONCURRENCY` at most) and each case's in
+    order; the first failure is raised once all have run."""
+    cases: dict[str, list[DueTimer]] = {}
+    for timer in timers:
+        cases.setdefault(case_of(timer), []).append(timer)
     slots = asyncio.Semaphore(FIRE_CONCURRENCY)
 
-    async def fire_case(timers: list[DueTimer]) -> None:
+    async def one_case(of_case: list[DueTimer]) -> None:
         async with slots:
-            for timer in timers:
-                await fire(runtime, timer, now, topic)
+            for timer in of_case:
+                await run(timer)
 
-    results = await asyncio.gather(*(fire_case(t) for t in by_case.values()), return_exceptions=True)
+    results = await asyncio.gather(*(one_case(t) for t in cases.values()), return_exceptions=True)
     if failures := [r for r in results if isinstance(r, BaseException)]:
         raise failures[0]
-    return len(due)
 
 
 async def sla_sweeper(runtime: Runtime[Notify]) -> None:
@@ -142,19 +151,11 @@ async def deliver_once(runtime: Runtime[Notify], channels: dict[str, Channel], n
     in order, so a caller's texts keep theirs."""
     now = now or datetime.now(UTC)
     due = await runtime.service.store.outbox_timers.due(now, runtime.service.settings.sweep_batch)
-    by_case: dict[str, list[DueTimer]] = {}
-    for timer in due:
-        by_case.setdefault(str(timer.payload["key"]).split("|", 1)[0], []).append(timer)
-    slots = asyncio.Semaphore(FIRE_CONCURRENCY)
-
-    async def deliver_case(timers: list[DueTimer]) -> None:
-        async with slots:
-            for timer in timers:
-                await runtime.service.outbox.deliver(timer, channels)
-
-    results = await asyncio.gather(*(deliver_case(t) for t in by_case.values()), return_exceptions=True)
-    if failures := [r for r in results if isinstance(r, BaseException)]:
-        raise failures[0]
+    await by_case(
+        due,
+        lambda timer: str(timer.payload["key"]).split("|", 1)[0],
+        lambda timer: runtime.service.outbox.deliver(timer, channels),
+    )
     return len(due)
 
 
