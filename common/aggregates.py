@@ -52,6 +52,7 @@ from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError
 
 from common.store import VersionClaims, bulk_update, delete_by_ids, find_by
+from contracts.events import BUSINESS_TZ, case_number_day
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.collection import AsyncCollection
@@ -126,12 +127,14 @@ class Aggregates(Generic[A]):
         publish: Publish | None = None,
         *,
         archive: AsyncCollection[Doc] | None = None,
+        archive_after: timedelta | None = None,
         attempts: int = 20,
         cache_size: int = CACHE_SIZE,
         cache_ttl_s: float = CACHE_TTL_S,
     ) -> None:
         self.collection = collection
         self.archive = archive
+        self.archive_after = archive_after
         self.claims = VersionClaims(claims, collection)
         self.published = collection.database[f"{collection.name}_published_claims"]
         self._published: dict[str, int] = {}  # id -> version whose outbox this process published
@@ -172,12 +175,24 @@ class Aggregates(Generic[A]):
             return None
         return item[1]
 
+    def may_be_archived(self, doc_id: str) -> bool:
+        """Whether the archive can hold this document. Only a document left unchanged for `archive_after`
+        is archived (`archive_where`), so one keyed by a case received more recently than that (its case
+        number says the day, `case_number_day`; a day of slack for clocks) is in the working set or
+        nowhere, and is never looked for in the archive, which holds the whole history."""
+        if self.archive is None:
+            return False
+        if self.archive_after is None:
+            return True
+        day = case_number_day(doc_id)
+        if day is None:
+            return True
+        return day <= (datetime.now(BUSINESS_TZ) - self.archive_after).date() + timedelta(days=1)
+
     def _unread(self, new: Collection[str]) -> set[str]:
-        """Of the ids believed new, those not to read: none with an archive (a document there would be
-        created twice), and not those this process remembers (a redelivery it wrote itself)."""
-        if self.archive is not None:
-            return set()
-        return {doc_id for doc_id in new if self._fresh(doc_id) is None}
+        """Of the ids believed new, those not to read: not those the archive may hold (a document there
+        would be created twice), nor those this process remembers (a redelivery it wrote itself)."""
+        return {doc_id for doc_id in new if not self.may_be_archived(doc_id) and self._fresh(doc_id) is None}
 
     def _remembered(self, doc_id: str) -> Doc | None:
         doc = self._fresh(doc_id)
@@ -293,7 +308,7 @@ class Aggregates(Generic[A]):
         unread = [doc_id for doc_id in ids if doc_id not in found]
         if unread:
             found |= {doc["_id"]: (doc, False) for doc in await find_by(self.collection, "_id", unread)}
-        missing = [doc_id for doc_id in ids if doc_id not in found]
+        missing = [doc_id for doc_id in ids if doc_id not in found and self.may_be_archived(doc_id)]
         if missing and self.archive is not None:
             for doc in await find_by(self.archive, "_id", missing):
                 doc.pop("archived_at", None)
@@ -438,10 +453,14 @@ class Aggregates(Generic[A]):
         many. The working set is what FerretDB scans on every update and lookup, so it must not grow with
         history; an archived document is still read by id, and a change brings it back (`change_many`).
 
-        Each move claims the document's next version first, so no writer changes it meanwhile. A delete
-        scans the collection on FerretDB: small once the backlog is archived."""
+        With `archive_after` set, only documents the write path left unchanged that long are moved (what
+        `may_be_archived` counts on). Each move claims the document's next version first, so no writer
+        changes it meanwhile. A delete scans the collection on FerretDB: small once the backlog is
+        archived."""
         if self.archive is None:
             raise ValueError(f"{self.collection.name} has no archive")
+        if self.archive_after is not None:
+            query = {**query, "updated_at": {"$lt": datetime.now(UTC) - self.archive_after}}
         docs = await self.collection.find(query).to_list(limit)
         unknown = {
             doc["_id"]: doc.get("version", 0)

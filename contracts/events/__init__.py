@@ -7,7 +7,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from contracts.codes import departments
 
-from .base import BUSINESS_TZ, CASE_ID_PATTERN, Event, utcnow
+from .base import BUSINESS_TZ, CASE_ID_PATTERN, Event, case_number_day, utcnow
 from .care import CARE_EVENTS_TOPIC, care_event
 from .hotline import CASE_EVENTS_TOPIC, HELP_REQUESTED_TOPIC, HelpRequested, hotline_case_event
 from .notify import SLA_EVENTS_TOPIC, sla_event
@@ -125,6 +125,7 @@ __all__ = [
     "TOPIC_EVENTS",
     "all_event_classes",
     "all_topics",
+    "case_number_day",
     "department_queue_topic",
     "dlq_topic",
     "read_event",

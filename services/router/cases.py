@@ -58,6 +58,7 @@ class CaseService:
             Codec(Case.from_document, Case.to_document),
             self._publish_outboxes,
             archive=self.store.archive,
+            archive_after=timedelta(seconds=self.settings.archive_after_s),
         )
 
     @property
@@ -196,11 +197,7 @@ class CaseService:
             details[request.case_id] = (case, clear, lookup_keys(request.caller.phone, request.caller.id_card, pepper))
         # A case is archived only once closed and left alone for `archive_after_s`, so only a request received
         # longer ago than that (history replayed) can find its case there rather than in the working set.
-        replayed = [
-            case_id
-            for case_id, (case, _) in cases.items()
-            if case.received_at < now - timedelta(seconds=self.settings.archive_after_s)
-        ]
+        replayed = [case_id for case_id in cases if self.cases.may_be_archived(case_id)]
         archived = await self.store.archived(replayed) if replayed else set()
         inserted = await self.store.insert_cases(
             [(case, entries) for case_id, (case, entries) in cases.items() if case_id not in archived],
@@ -230,5 +227,4 @@ class CaseService:
     async def archive_closed(self) -> int:
         """Move cases closed longer than `archive_after_s` out of the working set (worker queues and
         coordinator lists read it whole on FerretDB, so it must not grow with history). Returns how many."""
-        before = utcnow() - timedelta(seconds=self.settings.archive_after_s)
-        return await self.cases.archive_where(self.store.closed_before(before, FINAL))
+        return await self.cases.archive_where({"status": {"$in": sorted(FINAL)}})

@@ -309,3 +309,53 @@ async def test_documents_believed_new_are_not_read_and_one_that_exists_after_all
     finally:
         await client.close()
     assert (await db["tallies"].find_one({"_id": "old"}))["items"] == ["a", "b"]
+
+
+async def test_with_an_archive_age_recent_cases_are_never_looked_for_in_the_archive(db, mongodb_url: str) -> None:
+    """Only documents left unchanged for `archive_after` are archived, so a case numbered within that age
+    is created without a read and a lookup of it never asks the archive (which holds the whole history);
+    an older case number is still looked for there, and comes back from it."""
+    from pymongo import AsyncMongoClient
+
+    from contracts.events import BUSINESS_TZ
+
+    week = timedelta(days=7)
+    today = datetime.now(BUSINESS_TZ).strftime("%Y%m%d")
+    old_day = (datetime.now(BUSINESS_TZ) - timedelta(days=30)).strftime("%Y%m%d")
+    recent, old = f"CQ-{today}-000001", f"CQ-{old_day}-000001"
+    setup = Aggregates(db["tallies"], db["tally_claims"], CODEC, Published(), archive=db["tallies_archive"])
+    await setup.change(old, add_to(old, "a"))
+    assert await setup.archive_where({"_id": old}) == 1  # no age: anything finished may go
+
+    counter = CommandCounter()
+    client: AsyncMongoClient = AsyncMongoClient(mongodb_url, tz_aware=True, event_listeners=[counter])
+    try:
+        aged = Aggregates(
+            client[db.name]["tallies"],
+            client[db.name]["tally_claims"],
+            CODEC,
+            Published(),
+            archive=client[db.name]["tallies_archive"],
+            archive_after=week,
+        )
+        assert not aged.may_be_archived(recent) and aged.may_be_archived(old)
+        assert aged.may_be_archived(f"{old}:grant-1") and aged.may_be_archived("not-a-case-number")
+        outcome = await aged.change_many({recent: add_to(recent, "a")}, new=[recent])
+        assert recent in outcome.written and "find" not in counter.counts, dict(counter.counts)
+        aged.forget(recent)
+        counter.seconds.clear()
+        assert await aged.current([recent, "CQ-20000101-000001"]) != {}
+        asked = {collection for (command, collection) in counter.seconds if command == "find"}
+        assert asked == {"tallies", "tallies_archive"}  # the old number only, in the archive
+        aged.forget(recent)  # `current` remembered what it read
+        counter.seconds.clear()
+        await aged.current([recent])
+        assert {c for (cmd, c) in counter.seconds if cmd == "find"} == {"tallies"}
+        written = await aged.change(old, add_to(old, "b"))  # the old case comes back from the archive
+        assert written is not None and written.value.items == ["a", "b"]
+        # Changed just now: not archived however finished it is, until `archive_after` has passed.
+        assert await aged.archive_where({"_id": {"$in": [recent, old]}}) == 0
+        aged.archive_after = timedelta(0)
+        assert await aged.archive_where({"_id": {"$in": [recent, old]}}) == 2
+    finally:
+        await client.close()
