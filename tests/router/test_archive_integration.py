@@ -12,7 +12,6 @@ import pytest
 from contracts.events import CASE_EVENTS_TOPIC, utcnow
 from contracts.events.hotline import CaseReopened
 from services.router.domain.case import Case
-from services.router.domain.coordination import FINAL
 from tests.router.test_router_integration import dispatched, lifecycle, post
 from tests.support.events import help_requested, new_case_id
 from tests.support.router_harness import RouterHarness
