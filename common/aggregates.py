@@ -128,6 +128,7 @@ class Aggregates(Generic[A]):
         *,
         archive: AsyncCollection[Doc] | None = None,
         archive_after: timedelta | None = None,
+        finished: Mapping[str, Any] | None = None,
         attempts: int = 20,
         cache_size: int = CACHE_SIZE,
         cache_ttl_s: float = CACHE_TTL_S,
@@ -135,6 +136,7 @@ class Aggregates(Generic[A]):
         self.collection = collection
         self.archive = archive
         self.archive_after = archive_after
+        self.finished = dict(finished) if finished is not None else None  # what `archive_finished` moves
         self.claims = VersionClaims(claims, collection)
         self.published = collection.database[f"{collection.name}_published_claims"]
         self._published: dict[str, int] = {}  # id -> version whose outbox this process published
@@ -447,6 +449,13 @@ class Aggregates(Generic[A]):
         self._published.update({doc_id: version for doc_id, (version, _) in waiting.items()})
 
     # ------------------------------------------------------------------ the archive
+
+    async def archive_finished(self) -> int:
+        """Move the finished documents (the `finished` filter) unchanged for `archive_after` to the
+        archive (`archive_where`); what every service's archiver runs (`common.app.archiver`)."""
+        if self.archive is None or self.finished is None:
+            return 0
+        return await self.archive_where(self.finished)
 
     async def archive_where(self, query: Doc, limit: int = 500) -> int:
         """Move documents matching `query` (finished ones) from the working set to the archive; returns how

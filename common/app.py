@@ -325,6 +325,18 @@ async def outbox_sweeper(runtime: Runtime[Any]) -> None:
     await every(runtime.settings.outbox_sweep_interval_s, sweep, what="outbox sweep")
 
 
+async def archiver(runtime: Runtime[Any]) -> None:
+    """Every service: move its finished documents out of the working set once unchanged for
+    `archive_after_s` (`common.aggregates.Aggregates.archive_finished`), a batch at a time."""
+
+    async def archive() -> None:
+        for aggregates in runtime.aggregates:
+            while moved := await aggregates.archive_finished():
+                log.info("finished documents archived", collection=aggregates.collection.name, documents=moved)
+
+    await every(runtime.settings.archive_interval_s, archive, what="archiving")
+
+
 def settle_heap() -> None:
     """Move everything start-up created (modules, catalogues, reference data, the app) out of the garbage
     collector's sight, and collect young objects less often. Python's full collections walk every tracked
@@ -372,7 +384,7 @@ def create_service_app(
             if wait_for_kafka:
                 await connect
         settle_heap()
-        for loop in (*background, claims_pruner, outbox_sweeper):
+        for loop in (*background, claims_pruner, outbox_sweeper, archiver):
             runtime.spawn(supervise(loop, runtime), loop.__name__)
         log.info("service started", http_port=settings.http_port)
         try:

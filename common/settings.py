@@ -79,6 +79,14 @@ class ServiceSettings(BaseSettings):
     # this old; younger ones are still being published by the writer.
     outbox_sweep_interval_s: float = Field(default=5.0, gt=0)
     outbox_grace_s: float = Field(default=10.0, ge=0)
+    # Finished documents (each service says what finished means for a collection it writes through
+    # `common.aggregates`) leave the working set, which FerretDB scans for every lookup and update, for
+    # `<collection>_archive` once unchanged this long, checked this often; looked up by id they are still
+    # found, and a change brings one back. A document keyed by a case numbered more recently than this is
+    # never looked for in the archive: lowering it is safe at any time, raising it above a value already
+    # used is not (what was archived meanwhile would not be found until it is that old).
+    archive_after_s: float = Field(default=7 * 86_400.0, ge=0)
+    archive_interval_s: float = Field(default=600.0, gt=0)
     # Version claims (`common.store.VersionClaims`) older than this are deleted, checked this often.
     claims_retention_s: float = Field(default=86_400.0, ge=60)
     claims_prune_interval_s: float = Field(default=3_600.0, gt=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import structlog
 from fastapi import FastAPI
 
-from common.app import Runtime, create_service_app, every
+from common.app import Runtime, create_service_app
 from services.router import api, api_details, handlers
 from services.router.cases import CaseService
 from services.router.domain.catalogue import DispatchCatalogue, load_catalogue
@@ -18,17 +18,6 @@ log = structlog.get_logger("router.app")
 
 def catalogue_of(settings: Settings) -> DispatchCatalogue:
     return load_catalogue(settings.catalogue_path or None)
-
-
-async def archiver(runtime: Runtime[CaseService]) -> None:
-    """Move long-closed cases out of the working set (`CaseService.archive_closed`)."""
-    service = runtime.service
-
-    async def archive() -> None:
-        if moved := await service.archive_closed():
-            log.info("closed cases archived", cases=moved)
-
-    await every(service.settings.archive_interval_s, archive, what="archiving")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -53,5 +42,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         subscribers=handlers.build_subscribers,
         routers=[api.pages, api.router, api.coordinator, api_details.router],
         startup=startup,
-        background=[run_intake, handlers.desk_consumer, handlers.escalation_consumer, archiver],
+        background=[run_intake, handlers.desk_consumer, handlers.escalation_consumer],
     )

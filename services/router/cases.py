@@ -59,6 +59,7 @@ class CaseService:
             self._publish_outboxes,
             archive=self.store.archive,
             archive_after=timedelta(seconds=self.settings.archive_after_s),
+            finished={"status": {"$in": sorted(FINAL)}},  # resolved or merged
         )
 
     @property
@@ -223,8 +224,3 @@ class CaseService:
                     accepted.append(details[case_id])
         # The details are written while the events are published; the offsets wait for both.
         await asyncio.gather(self.publish_with(producer, to_publish), self.store.insert_details(accepted))
-
-    async def archive_closed(self) -> int:
-        """Move cases closed longer than `archive_after_s` out of the working set (worker queues and
-        coordinator lists read it whole on FerretDB, so it must not grow with history). Returns how many."""
-        return await self.cases.archive_where({"status": {"$in": sorted(FINAL)}})

@@ -41,10 +41,6 @@ class Settings(ServiceSettings):
     desk_enabled: bool = True
     # Department queues the router's own desk reads (empty: every department).
     desk_departments: tuple[str, ...] = ()
-    # Resolved and merged cases leave the working set (queues, coordinator lists) for `cases_archive` once
-    # unchanged this long; looked up by case id they are still found, and changing one brings it back.
-    archive_after_s: float = Field(default=7 * 86_400.0, ge=0)
-    archive_interval_s: float = Field(default=600.0, gt=0)
     # The key of the keyed hashes (HMAC-SHA256) of callers' phone and ID-card numbers that earlier cases are
     # found by. Changing it loses the link to the cases recorded before.
     lookup_pepper: SecretStr = SecretStr(DEV_LOOKUP_PEPPER)

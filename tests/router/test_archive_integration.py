@@ -36,7 +36,7 @@ async def resolved_case(
 async def archive_now(router: RouterHarness) -> int:
     """What the archiver does once `archive_after_s` has passed (for every case, today's too)."""
     router.service.cases.archive_after = timedelta(0)
-    return await router.service.archive_closed()
+    return await router.service.cases.archive_finished()
 
 
 async def test_a_long_closed_case_leaves_the_queues_but_is_still_found(router: RouterHarness) -> None:
