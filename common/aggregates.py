@@ -129,6 +129,7 @@ class Aggregates(Generic[A]):
         archive: AsyncCollection[Doc] | None = None,
         archive_after: timedelta | None = None,
         finished: Mapping[str, Any] | None = None,
+        archived: Callable[[list[str]], Awaitable[None]] | None = None,
         attempts: int = 20,
         cache_size: int = CACHE_SIZE,
         cache_ttl_s: float = CACHE_TTL_S,
@@ -137,6 +138,7 @@ class Aggregates(Generic[A]):
         self.archive = archive
         self.archive_after = archive_after
         self.finished = dict(finished) if finished is not None else None  # what `archive_finished` moves
+        self.archived = archived  # told the ids of the documents each archiving moved (what follows them)
         self.claims = VersionClaims(claims, collection)
         self.published = collection.database[f"{collection.name}_published_claims"]
         self._published: dict[str, int] = {}  # id -> version whose outbox this process published
@@ -502,6 +504,8 @@ class Aggregates(Generic[A]):
         if moved:
             self.forget(*(doc["_id"] for doc in moved))
             await delete_by_ids(self.collection, [doc["_id"] for doc in moved])
+            if self.archived is not None:
+                await self.archived([doc["_id"] for doc in moved])
         return len(moved)
 
 

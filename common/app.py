@@ -319,6 +319,8 @@ async def outbox_sweeper(runtime: Runtime[Any]) -> None:
     async def sweep() -> None:
         before = datetime.now(UTC) - timedelta(seconds=runtime.settings.outbox_grace_s)
         for aggregates in runtime.aggregates:
+            if aggregates.publish is None:  # publishes nothing (its service's own outbox does, if any)
+                continue
             if swept := await aggregates.sweep(before):
                 log.info("outboxes swept", collection=aggregates.collection.name, documents=swept)
 

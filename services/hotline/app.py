@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from fastapi import FastAPI
 
@@ -22,7 +23,12 @@ async def startup(runtime: Runtime[Hotline]) -> Hotline:
         raise RuntimeError("the hotline runs with its own settings and a Kafka broker")
     triage_rules()  # rules as data: validated at start-up, not on the first emergency call
     repeat_rules()  # the repeated-calls discovery rule (P2.3), likewise
-    store = HotlineStore(runtime.db, pepper=settings.lookup_pepper.get_secret_value())
+    store = HotlineStore(
+        runtime.db,
+        pepper=settings.lookup_pepper.get_secret_value(),
+        archive_after=timedelta(seconds=settings.archive_after_s),
+    )
+    runtime.aggregates.append(store.records)  # archived by the common archiver
     outbox = Outbox(runtime.db)
     await store.ensure_indexes()
     await outbox.ensure_indexes()

@@ -268,7 +268,7 @@ async def repeats_consumer(runtime: Runtime[Hotline]) -> None:
 async def search_backfill(runtime: Runtime[Hotline]) -> None:
     """Once per database: file the cases taken before the search index in it (search_index.py)."""
     store = runtime.service.store
-    await store.search_index.backfill_once(store.intakes, store.counters)
+    await store.search_index.backfill_once(store.intakes, store.intakes_archive, store.counters)
 
 
 async def outbox_relay(runtime: Runtime[Hotline]) -> None:

@@ -9,6 +9,11 @@ term, a district, a need, a status, emergency; only a search by text reads `case
 entries are about twice the size) and for few entries: when no key narrows it, first one probe of at most `PROBE`
 entries; when that finds more, the months and then the days with cases, newest first, until the page is
 full.
+
+Each index has an archive (`case_search_archive`, `case_search_text_archive`): when the hotline archives
+an intake record (`common.aggregates`, finished and unchanged for `archive_after_s`), its entries move
+too, so the entries whose status is rewritten on the hot path stay few as history grows. A search asks
+both; a status change of an archived case brings its entries back.
 `entry_matches` decides every candidate in Python and the page is sorted there, newest first. An entry
 is inserted when its case is taken and rewritten when its caller-facing status changes; `backfill`
 files the cases taken before the index (or whose entry is missing or stale), idempotently; the hotline
@@ -32,7 +37,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from common.store import GroupInserts, busy_retry, create_query_indexes
+from common.store import GroupInserts, bulk_update, busy_retry, create_query_indexes, delete_by_ids, find_by
 from contracts.events.hotline import HelpRequested
 from services.hotline.domain import CaseStatus, case_day, project_status
 from services.hotline.domain.search import (
@@ -58,10 +63,15 @@ BACKFILL_MARK = "search-index-backfilled"  # in `counters`, once a backfill comp
 
 
 class SearchIndex:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+    def __init__(
+        self, db: AsyncDatabase[dict[str, Any]], *, may_be_archived: Callable[[str], bool] = lambda _: True
+    ) -> None:
         self.entries = db["case_search"]
         self.texts = db["case_search_text"]
+        self.entries_archive = db["case_search_archive"]
+        self.texts_archive = db["case_search_text_archive"]
         self.days = db["case_search_days"]
+        self.may_be_archived = may_be_archived  # False: the case is too recent for its entries to be archived
         self._inserts = GroupInserts(self.entries)  # concurrent calls' entries in one insert
         self._text_inserts = GroupInserts(self.texts)
         self._days_known: set[str] = set()
@@ -69,8 +79,14 @@ class SearchIndex:
     async def ensure_indexes(self) -> None:
         """On MongoDB, an index per equality a search asks (FerretDB uses none: `create_query_indexes`)."""
         fields = ("day", "month", "phone_key", "id_card_key", "district", "status")
-        indexes = [(c, [(f, ASCENDING)]) for c in (self.entries, self.texts) for f in fields]
-        await create_query_indexes(self.entries.database, [*indexes, (self.texts, [("terms", ASCENDING)])])
+        every = (self.entries, self.texts, self.entries_archive, self.texts_archive)
+        indexes = [(c, [(f, ASCENDING)]) for c in every for f in fields]
+        texts = [(c, [("terms", ASCENDING)]) for c in (self.texts, self.texts_archive)]
+        await create_query_indexes(self.entries.database, [*indexes, *texts])
+
+    def _pairs(self) -> tuple[tuple[AsyncCollection[dict[str, Any]], AsyncCollection[dict[str, Any]]], ...]:
+        """(working index, its archive) for the index without texts and the one with."""
+        return ((self.entries, self.entries_archive), (self.texts, self.texts_archive))
 
     async def add(self, entry: dict[str, Any]) -> None:
         """File a new case's entry, with its text and without (a repeat is ignored), and a new day."""
@@ -91,11 +107,35 @@ class SearchIndex:
         self._days_known.update(new)
 
     async def set_statuses(self, statuses: dict[str, CaseStatus]) -> None:
-        """Rewrite the status of the entries whose case's status changed (one command per index)."""
-        if statuses:
-            updates = [UpdateOne({"_id": c}, {"$set": status_fields(s)}) for c, s in statuses.items()]
-            for collection in (self.entries, self.texts):
-                await busy_retry(partial(collection.bulk_write, updates, ordered=False))
+        """Rewrite the status of the entries whose case's status changed (bulk commands per index). The
+        entries of a case old enough to be archived are first brought back from the archive if they are
+        there (recent cases' never are, and are not looked for)."""
+        if not statuses:
+            return
+        old = [c for c in statuses if self.may_be_archived(c)]
+        if old:
+            await self.restore(old)
+        updates = [UpdateOne({"_id": c}, {"$set": status_fields(s)}) for c, s in statuses.items()]
+        for collection in (self.entries, self.texts):
+            await busy_retry(partial(bulk_update, collection, updates))
+
+    async def archive(self, case_ids: list[str]) -> None:
+        """Move these cases' entries to the archive (their intake records were archived): copied first, so a
+        failure in between leaves an entry in both, which a search counts once."""
+        for live, archive in self._pairs():
+            docs = await find_by(live, "_id", case_ids)
+            if docs:
+                await _put(archive, docs)
+            await delete_by_ids(live, [d["_id"] for d in docs])
+
+    async def restore(self, case_ids: list[str]) -> None:
+        """Bring these cases' entries back from the archive, if they are there (none are looked for in the
+        working index: an entry in both is the working one's)."""
+        for live, archive in self._pairs():
+            docs = await find_by(archive, "_id", case_ids)
+            if docs:
+                await _put(live, docs)
+                await delete_by_ids(archive, [d["_id"] for d in docs])
 
     async def search(self, f: CaseFilter, *, skip: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
         """One page of the entries matching, newest first, and whether more follow."""
@@ -104,8 +144,17 @@ class SearchIndex:
         terms = filter_terms(f)
         collection = self.texts if terms else self.entries
 
+        archive = self.texts_archive if terms else self.entries_archive
+
         async def find(query: dict[str, Any], most: int = 0) -> list[dict[str, Any]]:
-            return await collection.find(query, {"terms": 0}).limit(most).to_list()
+            """The working index's entries, then the archive's up to `most` in all (an entry in both, left
+            by a move cut short, counts once)."""
+            found = await collection.find(query, {"terms": 0}).limit(most).to_list()
+            if most and len(found) >= most:
+                return found
+            seen = {e["_id"] for e in found}
+            rest = await archive.find(query, {"terms": 0}).limit(most - len(found) if most else 0).to_list()
+            return found + [e for e in rest if e["_id"] not in seen]
 
         found: list[dict[str, Any]] | None = None
         if any(field in equal for field in BOUNDED_BY):
@@ -150,12 +199,27 @@ class SearchIndex:
         self._days_known.update(days)
         return days
 
-    async def backfill(self, intakes: AsyncCollection[dict[str, Any]]) -> tuple[int, int]:
+    async def backfill(
+        self, intakes: AsyncCollection[dict[str, Any]], archived: AsyncCollection[dict[str, Any]] | None = None
+    ) -> tuple[int, int]:
         """File every intake record's entry that is missing, and rewrite every stale status: (added,
-        updated). Reads both collections once; running it again changes nothing."""
+        updated); the archived records' (`archived`) in the index's archive. Reads every collection
+        once; running it again changes nothing."""
+        added, updated = await self._backfill_part(intakes, self.entries, self.texts)
+        if archived is not None:
+            more = await self._backfill_part(archived, self.entries_archive, self.texts_archive)
+            added, updated = added + more[0], updated + more[1]
+        return added, updated
+
+    async def _backfill_part(
+        self,
+        intakes: AsyncCollection[dict[str, Any]],
+        entries: AsyncCollection[dict[str, Any]],
+        texts_index: AsyncCollection[dict[str, Any]],
+    ) -> tuple[int, int]:
         shown = {"status": 1, "label_zh": 1, "label_en": 1}
-        filed = {e["_id"]: e for e in await self.entries.find({}, shown).to_list()}
-        texts = {e["_id"]: e for e in await self.texts.find({}, shown).to_list()}
+        filed = {e["_id"]: e for e in await entries.find({}, shown).to_list()}
+        texts = {e["_id"]: e for e in await texts_index.find({}, shown).to_list()}
         added = updated = 0
         batch: list[dict[str, Any]] = []
         stale: dict[str, CaseStatus] = {}
@@ -176,39 +240,61 @@ class SearchIndex:
             if any(e is not None and {k: e.get(k) for k in shown} != status_fields(status) for e in (entry, text)):
                 stale[event.case_id] = status
             if len(batch) >= BACKFILL_BATCH:
-                added += await self._insert_missing(batch)
+                added += await self._insert_missing(batch, entries, texts_index)
                 batch = []
-        added += await self._insert_missing(batch)
+        added += await self._insert_missing(batch, entries, texts_index)
         await self._note_days(sorted(days))  # a day filed before its first entry (or lost) too
         for chunk in range(0, len(stale), BACKFILL_BATCH):
-            part = dict(list(stale.items())[chunk : chunk + BACKFILL_BATCH])
-            await self.set_statuses(part)
+            part = list(stale.items())[chunk : chunk + BACKFILL_BATCH]
+            updates = [UpdateOne({"_id": c}, {"$set": status_fields(s)}) for c, s in part]
+            for collection in (entries, texts_index):
+                await busy_retry(partial(bulk_update, collection, updates))
             updated += len(part)
         return added, updated
 
     async def backfill_once(
-        self, intakes: AsyncCollection[dict[str, Any]], marks: AsyncCollection[dict[str, Any]]
+        self,
+        intakes: AsyncCollection[dict[str, Any]],
+        archived: AsyncCollection[dict[str, Any]],
+        marks: AsyncCollection[dict[str, Any]],
     ) -> None:
         """At start-up: backfill unless a backfill already completed in this database (its mark), so the
         first start after the index arrived files every case taken before it."""
         if await marks.find_one({"_id": BACKFILL_MARK}) is not None:
             return
-        added, updated = await self.backfill(intakes)
+        added, updated = await self.backfill(intakes, archived)
         with contextlib.suppress(DuplicateKeyError):
             await marks.insert_one({"_id": BACKFILL_MARK, "added": added, "updated": updated})
         log.info("search index backfilled", added=added, updated=updated)
 
-    async def _insert_missing(self, entries: list[dict[str, Any]]) -> int:
+    async def _insert_missing(
+        self,
+        entries: list[dict[str, Any]],
+        index: AsyncCollection[dict[str, Any]],
+        texts: AsyncCollection[dict[str, Any]],
+    ) -> int:
         """Insert the entries into both indexes (one already in either is refused there)."""
         if not entries:
             return 0
-        for collection, docs in ((self.entries, [without_text(e) for e in entries]), (self.texts, entries)):
+        for collection, docs in ((index, [without_text(e) for e in entries]), (texts, entries)):
             try:
                 await busy_retry(partial(collection.insert_many, docs, ordered=False))
             except BulkWriteError as exc:
                 if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
                     raise
         return len(entries)
+
+
+async def _put(collection: AsyncCollection[dict[str, Any]], docs: list[dict[str, Any]]) -> None:
+    """Insert the entries; one already there is overwritten (moved before, then back, then changed)."""
+    try:
+        await busy_retry(partial(collection.insert_many, docs, ordered=False))
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != 11000 for e in errors):
+            raise
+        for e in errors:
+            await collection.replace_one({"_id": docs[e["index"]]["_id"]}, docs[e["index"]])
 
 
 async def _backfill() -> None:
@@ -219,7 +305,7 @@ async def _backfill() -> None:
     client = open_mongo(settings)
     try:
         db = client[settings.database_name]
-        added, updated = await SearchIndex(db).backfill(db["intakes"])
+        added, updated = await SearchIndex(db).backfill(db["intakes"], db["intakes_archive"])
         log.info("search index backfilled", added=added, updated=updated)
         print(f"search index: {added} entries added, {updated} statuses brought up to date")
     finally:

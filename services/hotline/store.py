@@ -96,6 +96,9 @@ LIST_FIELDS = {
     "event.caller.name": 1,
     "event.caller.phone": 1,
 }
+# What an intake record must show to leave the working set (with no callback awaited): nothing more is
+# expected of the case; an event that comes after all brings it back.
+FINISHED_STATUSES = frozenset({"resolved", *CLOSED_STATUSES})
 CASES_PER_KEY = 50  # the most recent cases looked at per phone / ID-card / household
 # The topics whose events an intake record keeps (the downstream ones and the hotline's own case events).
 KEPT_TOPICS = (CASE_LIFECYCLE_TOPIC, GRANT_EVENTS_TOPIC, SLA_EVENTS_TOPIC, CASE_EVENTS_TOPIC)
@@ -130,15 +133,29 @@ def _stored_time(at: datetime | None) -> datetime | None:
 
 
 class HotlineStore:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], *, pepper: str) -> None:
+    def __init__(
+        self, db: AsyncDatabase[dict[str, Any]], *, pepper: str, archive_after: timedelta | None = None
+    ) -> None:
         self.db = db
         self.pepper = pepper
         self.intakes = db["intakes"]
+        # Cases resolved, closed or merged whose callback is done leave `intakes` (which every status update
+        # scans on FerretDB) once unchanged for `archive_after` (None: at once, and every id is looked for
+        # there); still found by case number, and an event for one brings it back.
+        self.intakes_archive = db["intakes_archive"]
         self.callers = CallerIndex(db)
-        self.search_index = SearchIndex(db)
         # Downstream events change an intake's record through the shared write path (on FerretDB two
         # concurrent updates of one document, an event from each of two topics, could lose one).
-        self.records: Aggregates[IntakeRecord] = Aggregates(self.intakes, db["intake_claims"], RECORD_CODEC)
+        self.records: Aggregates[IntakeRecord] = Aggregates(
+            self.intakes,
+            db["intake_claims"],
+            RECORD_CODEC,
+            archive=self.intakes_archive,
+            archive_after=archive_after,
+            finished={"status_code": {"$in": sorted(FINISHED_STATUSES)}, "awaiting_callback": False},
+            archived=self._archived,
+        )
+        self.search_index = SearchIndex(db, may_be_archived=self.records.may_be_archived)
         self.counters = db["counters"]
         self.audit = db["audit"]
         self.idempotency = db["idempotency_keys"]
@@ -254,14 +271,25 @@ class HotlineStore:
         await self.callers.add(case_id, self.caller_key_ids(keys), seen)
 
     async def get_intake(self, case_id: str) -> dict[str, Any] | None:
-        return await self.intakes.find_one({"_id": case_id})
+        """The intake record, from the working set or else (a case old enough) from the archive."""
+        doc = await self.intakes.find_one({"_id": case_id})
+        if doc is None and self.records.may_be_archived(case_id):
+            doc = await self.intakes_archive.find_one({"_id": case_id})
+        return doc
+
+    async def _archived(self, case_ids: list[str]) -> None:
+        """Intake records were archived: their search entries follow."""
+        await self.search_index.archive(case_ids)
 
     async def _intakes(self, case_ids: list[str]) -> list[dict[str, Any]]:
-        """The intake records (without their events) in the order asked, in one read; missing ones left out."""
+        """The intake records (without their events) in the order asked, in one read (and one of the
+        archive for those old enough not found); missing ones left out."""
         if not case_ids:
             return []
         docs = await find_by(self.intakes, "_id", case_ids, {"events": 0})
         by_id = {d["_id"]: d for d in docs}
+        if older := [c for c in case_ids if c not in by_id and self.records.may_be_archived(c)]:
+            by_id |= {d["_id"]: d for d in await find_by(self.intakes_archive, "_id", older, {"events": 0})}
         return [by_id[c] for c in case_ids if c in by_id]
 
     async def _cases_for_keys(self, keys: dict[str, str], seen: dict[str, KeyView] | None) -> dict[str, list[str]]:
@@ -316,8 +344,11 @@ class HotlineStore:
             query["received_at"] = {k: v for k, v in (("$gte", since), ("$lte", until)) if v}
         if needs:
             query["needs"] = {"$in": needs}
-        cursor = self.intakes.find(query, {"events": 0}).sort("received_at", DESCENDING).limit(limit)
-        return await cursor.to_list()
+        docs = await self.intakes.find(query, {"events": 0}).sort("received_at", DESCENDING).limit(limit).to_list()
+        if not open_only and len(docs) < limit:  # closed cases long finished are in the archive
+            older = self.intakes_archive.find(query, {"events": 0}).sort("received_at", DESCENDING).limit(limit)
+            docs = sorted([*docs, *await older.to_list()], key=lambda d: d["received_at"], reverse=True)[:limit]
+        return docs
 
     # ------------------------------------------------------------------------ events and status
 

@@ -222,8 +222,10 @@ async def test_the_first_start_on_a_database_backfills_once(
 ) -> None:
     await db["case_search"].delete_many({})
     await db["case_search_text"].delete_many({})
-    await store.search_index.backfill_once(db["intakes"], db["counters"])
+    await store.search_index.backfill_once(db["intakes"], db["intakes_archive"], db["counters"])
     assert len((await store.search(CaseFilter(), skip=0, limit=20))[0]) == 3
     await db["case_search"].delete_many({"_id": "CQ-20260301-000002"})
-    await store.search_index.backfill_once(db["intakes"], db["counters"])  # done before: not again
+    await store.search_index.backfill_once(
+        db["intakes"], db["intakes_archive"], db["counters"]
+    )  # done before: not again
     assert len((await store.search(CaseFilter(), skip=0, limit=20))[0]) == 2
