@@ -21,10 +21,14 @@ from pymongo import AsyncMongoClient
 from benchmarks.e2e import captured
 from benchmarks.e2e.settings import SERVICES, E2eBench
 from common.principal import Principal, Role
-from contracts.events.hotline import Caller, HelpRequested, Place
+from contracts.events import CASE_EVENTS_TOPIC, read_event
+from contracts.events.hotline import CallbackRecorded, Caller, HelpRequested, Place
 from contracts.events.relief import grant_event
 from contracts.events.router import CaseDispatched, case_lifecycle_event
+from services.hotline.callers import SLOTS_PER_CHUNK, slot_id
 from services.hotline.domain import case_day, format_case_number, project_status, triage
+from services.hotline.domain.search import search_entry, without_text
+from services.hotline.search_index import BACKFILL_MARK
 from services.hotline.settings import Settings as HotlineSettings
 from services.hotline.store import HotlineStore, kept_event
 from services.router.app import catalogue_of
@@ -33,7 +37,10 @@ from services.router.domain.dispatching import mark_queued, open_case
 from services.router.domain.routing import RoutingFacts, decide
 from services.router.settings import Settings as RouterSettings
 
-MARKER = "bench_history"  # collection holding {"_id": "complete", "cases": n} once the load finished
+MARKER = "bench_history"  # collection holding {"_id": "complete", "cases": n, "layout": L} once the load finished
+# Raised when the services' documents change where they live (a history of an older layout is built again):
+# 2 has finished cases in every service's archive, with the hotline's search entries and callbacks.
+LAYOUT = 2
 CHUNK = 1000
 NEEDS = [
     ["temp_assist_major"],
@@ -77,6 +84,8 @@ class HistoryBuilder:
         self.relief, self.relief_memory = captured.relief_intake(relief_db)
         self.notify = captured.NotifyHistory(notify_db)
         self.callers: dict[str, list[str]] = {}
+        self.search_entries: list[Doc] = []
+        self.days: set[str] = set()
         self.counters: dict[str, int] = {}
 
     def route(self, request: HelpRequested) -> tuple[Doc, list[Doc]]:
@@ -128,11 +137,17 @@ class HistoryBuilder:
             if key.startswith(f"{case_id}:")
             for body in captured.published(ent)
         ]
-        downstream = sorted(lifecycle + grants, key=lambda e: e["occurred_at"])
+        callback = CallbackRecorded(  # the operator's callback (回访) two days after the resolution
+            case_id=case_id,
+            correlation_id=case_id,
+            occurred_at=at + timedelta(days=3),
+            operator_id="history-operator",
+            satisfaction="satisfied",
+        ).model_dump(mode="json")
+        downstream = sorted([*lifecycle, *grants, callback], key=lambda e: e["occurred_at"])
         self.notify.apply(request)
         for body in downstream:
-            event = (grant_event if body["type"].startswith("grant.") else case_lifecycle_event).validate_python(body)
-            self.notify.apply(event)
+            self.notify.apply(_typed(body))
         intake = self.hotline.intake_document(request)
         intake["events"] = [{**body, "_arrived_at": at + timedelta(seconds=n)} for n, body in enumerate(downstream)]
         status = project_status(
@@ -142,6 +157,10 @@ class HistoryBuilder:
             events=[kept_event(entry) for entry in intake["events"]],  # in arrival order, as the store projects
         )
         intake.update(HotlineStore._status_fields(status), version=2 * len(downstream), created_at=at)
+        intake["updated_at"] = intake["archived_at"] = at + timedelta(days=8)
+        entry = search_entry(request, intake["keys"], status)
+        self.search_entries.append(entry)
+        self.days.add(entry["day"])
         for kind, value in intake["keys"].items():
             self.callers.setdefault(f"{kind}:{value}", []).append(case_id)
         self.counters[day] = max(self.counters.get(day, 0), seq)
@@ -155,6 +174,15 @@ class HistoryBuilder:
         relief.cases.clear()
         relief.entitlements.clear()
         return out
+
+
+def _typed(body: Doc) -> Any:
+    """A downstream event's contract JSON as its event type."""
+    if body["type"].startswith("grant."):
+        return grant_event.validate_python(body)
+    if body["type"].startswith("hotline."):
+        return read_event(CASE_EVENTS_TOPIC, pydantic_core.to_json(body))
+    return case_lifecycle_event.validate_python(body)
 
 
 def history_times(opts: E2eBench, now: datetime) -> list[tuple[datetime, int]]:
@@ -174,7 +202,7 @@ def history_times(opts: E2eBench, now: datetime) -> list[tuple[datetime, int]]:
 async def complete(client: AsyncMongoClient[Doc], opts: E2eBench) -> bool:
     for service in SERVICES:
         marker = await client[opts.history_database(service)][MARKER].find_one({"_id": "complete"})
-        if not marker or marker.get("cases") != opts.history:
+        if not marker or marker.get("cases") != opts.history or marker.get("layout") != LAYOUT:
             return False
     return True
 
@@ -200,9 +228,12 @@ async def ensure_history(client: AsyncMongoClient[Doc], opts: E2eBench) -> str:
         relief_cases, entitlements, notify_cases, contacts = builder.drain()
         if writing is not None:
             await writing
+        entries, builder.search_entries = builder.search_entries, []
         writing = asyncio.gather(
             dbs["router"]["cases_archive"].insert_many(routed),
-            dbs["hotline"]["intakes"].insert_many(intakes),
+            dbs["hotline"]["intakes_archive"].insert_many(intakes),
+            dbs["hotline"]["case_search_archive"].insert_many([without_text(e) for e in entries]),
+            dbs["hotline"]["case_search_text_archive"].insert_many(entries),
             dbs["relief"]["cases"].insert_many(relief_cases),
             dbs["notify"]["cases"].insert_many(notify_cases),
             *([dbs["relief"]["entitlements"].insert_many(entitlements)] if entitlements else []),
@@ -214,13 +245,34 @@ async def ensure_history(client: AsyncMongoClient[Doc], opts: E2eBench) -> str:
             print(f"  history: {done} of {len(times)} cases built, {done / elapsed:.0f} cases/s", flush=True)
     if writing is not None:
         await writing
-    callers = [{"_id": key, "cases": ids, "version": len(ids)} for key, ids in builder.callers.items()]
-    for first in range(0, len(callers), CHUNK * 5):
-        await dbs["hotline"]["callers"].insert_many(callers[first : first + CHUNK * 5])
-    await dbs["hotline"]["counters"].insert_many([{"_id": f"case:{d}", "last": n} for d, n in builder.counters.items()])
+    # The repeat-caller index as the hotline files it: a slot per case and key, a head past the first chunk.
+    slots = [
+        {"_id": slot_id(key, n // SLOTS_PER_CHUNK, n % SLOTS_PER_CHUNK), "case_id": case_id, "at": datetime.now(UTC)}
+        for key, ids in builder.callers.items()
+        for n, case_id in enumerate(ids)
+    ]
+    for first in range(0, len(slots), CHUNK * 5):
+        await dbs["hotline"]["caller_slots"].insert_many(slots[first : first + CHUNK * 5])
+    heads = [
+        {"_id": key, "chunk": (len(ids) - 1) // SLOTS_PER_CHUNK}
+        for key, ids in builder.callers.items()
+        if len(ids) > SLOTS_PER_CHUNK
+    ]
+    if heads:
+        await dbs["hotline"]["caller_heads"].insert_many(heads)
+    callers = builder.callers
+    await dbs["hotline"]["case_search_days"].insert_many([{"_id": d} for d in sorted(builder.days)])
+    await dbs["hotline"]["counters"].insert_many(
+        [
+            *({"_id": f"case:{d}", "last": n} for d, n in builder.counters.items()),
+            {"_id": BACKFILL_MARK, "added": len(times), "updated": 0},  # filed above, as the hotline would
+        ]
+    )
     leftover = len(builder.notify.live_timers)
     for service in SERVICES:
-        await dbs[service][MARKER].insert_one({"_id": "complete", "cases": opts.history, "at": datetime.now(UTC)})
+        await dbs[service][MARKER].insert_one(
+            {"_id": "complete", "cases": opts.history, "layout": LAYOUT, "at": datetime.now(UTC)}
+        )
     elapsed = time.perf_counter() - started
     return (
         f"loaded {opts.history} cases in {elapsed:.0f} s ({opts.history / max(elapsed, 1e-9):.0f} cases/s, "
