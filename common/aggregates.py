@@ -114,6 +114,7 @@ class _Plan(Generic[A]):
     version: int
     insert: bool  # not in the working set (new, or coming back from the archive)
     stored: Doc  # the whole document as it will be stored (the fields written over those left alone)
+    restored: bool = False  # coming back from the archive
 
 
 class Aggregates(Generic[A]):
@@ -184,14 +185,7 @@ class Aggregates(Generic[A]):
         is archived (`archive_where`), so one keyed by a case received more recently than that (its case
         number says the day, `case_number_day`; a day of slack for clocks) is in the working set or
         nowhere, and is never looked for in the archive, which holds the whole history."""
-        if self.archive is None:
-            return False
-        if self.archive_after is None:
-            return True
-        day = case_number_day(doc_id)
-        if day is None:
-            return True
-        return day <= (datetime.now(BUSINESS_TZ) - self.archive_after).date() + timedelta(days=1)
+        return self.archive is not None and may_be_archived(doc_id, self.archive_after)
 
     def _unread(self, new: Collection[str]) -> set[str]:
         """Of the ids believed new, those not to read: not those the archive may hold (a document there
@@ -370,7 +364,9 @@ class Aggregates(Generic[A]):
             # The value as stored: the fields this write sets over those it leaves (the version included).
             whole = {**(stored or {}), **doc}
             value = self.codec.load(whole)
-            plans.append(_Plan(doc_id, value, doc, version, insert=stored is None or archived, stored=whole))
+            plans.append(
+                _Plan(doc_id, value, doc, version, insert=stored is None or archived, stored=whole, restored=archived)
+            )
         return plans, pending
 
     async def _write(self, plans: Sequence[_Plan[A]]) -> set[str]:
@@ -397,6 +393,10 @@ class Aggregates(Generic[A]):
         for plan in plans:
             if plan.id not in lost:
                 self.remember(plan.stored)
+        if self.archive is not None and (back := [p.id for p in plans if p.restored and p.id not in lost]):
+            # Back in the working set: the archive's copy goes, so that what sums or lists both collections
+            # counts the document once (a crash just before leaves both; a lookup by id takes the working one).
+            await delete_by_ids(self.archive, back)
         return lost
 
     async def _change_alone(self, doc_id: str, change: Change[A], outcome: Outcome[A]) -> Written[A] | None:
@@ -507,6 +507,17 @@ class Aggregates(Generic[A]):
             if self.archived is not None:
                 await self.archived([doc["_id"] for doc in moved])
         return len(moved)
+
+
+def may_be_archived(doc_id: str, archive_after: timedelta | None) -> bool:
+    """Whether an archive filled by `Aggregates.archive_where` with this age (None: any) can hold the
+    document: not one keyed by a case received more recently (`Aggregates.may_be_archived`)."""
+    if archive_after is None:
+        return True
+    day = case_number_day(doc_id)
+    if day is None:
+        return True
+    return day <= (datetime.now(BUSINESS_TZ) - archive_after).date() + timedelta(days=1)
 
 
 def _minute(at: datetime) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import FastAPI
 
 from common.app import Runtime, create_service_app
@@ -18,7 +20,9 @@ async def startup(runtime: Runtime[Notify]) -> Notify:
     if not isinstance(settings, Settings):  # create_app passes notify's own; a test runtime must too
         raise TypeError("notify starts with services.notify.settings.Settings")
     policy = load_policy(settings.sla_policy_path, warning_share=settings.warning_share)  # invalid: refuse to start
-    store = NotifyStore(runtime.db, bucket_s=settings.timer_bucket_s)
+    store = NotifyStore(
+        runtime.db, bucket_s=settings.timer_bucket_s, archive_after=timedelta(seconds=settings.archive_after_s)
+    )
     await store.ensure_indexes()
     if policy.calendar is not None:  # the packaged holiday schedules plus the years an admin added
         await calendars.restore(store, policy.calendar)

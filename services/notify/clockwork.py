@@ -28,7 +28,7 @@ from services.notify.domain.policy import SlaPolicy
 from services.notify.domain.summary import summary
 from services.notify.outbox import Outbox
 from services.notify.settings import Settings
-from services.notify.store import APPLIED_KEPT, NotifyStore
+from services.notify.store import APPLIED_KEPT, FINISHED, NotifyStore
 from services.notify.timers import Timer
 
 log = structlog.get_logger("notify.clockwork")
@@ -80,7 +80,15 @@ class Clockwork:
     cases: Aggregates[NotifyCase] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.cases = Aggregates(self.store.cases, self.store.case_claims, CODEC, self.run_effects)
+        self.cases = Aggregates(
+            self.store.cases,
+            self.store.case_claims,
+            CODEC,
+            self.run_effects,
+            archive=self.store.cases_archive,
+            archive_after=self.store.archive_after,
+            finished=FINISHED,
+        )
 
     # ------------------------------------------------------------------ folding (pure)
 

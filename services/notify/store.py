@@ -22,6 +22,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from common.aggregates import may_be_archived
 from common.store import create_query_indexes, delete_by_ids, find_by, insert_once
 from services.notify.documents import Attempt, DeliveryStatus, NotificationRecord, SlaEventRecord
 from services.notify.timers import DueTimer, Timer, bucket_of, past_horizon
@@ -48,6 +49,15 @@ def _scope(district: str | None, origin: Origin | None) -> dict[str, Any]:
 CaseOrder = Literal["lateness", "recent"]
 # What a row of a view needs: the case document without its history and bookkeeping.
 ROW_PROJECTION = {"state.decisions": 0, "applied": 0, "scheduled": 0, "cancelled": 0, "outbox": 0}
+
+
+def _sorted_rows(docs: list[dict[str, Any]], sort: CaseOrder) -> list[dict[str, Any]]:
+    """Rows of both collections in a view's order: earliest unmet deadline first (none last), or the most
+    recently changed first."""
+    if sort == "lateness":
+        far = datetime.max.replace(tzinfo=UTC)
+        return sorted(docs, key=lambda d: (d.get("next_due_at") is None, d.get("next_due_at") or far, d["_id"]))
+    return sorted(docs, key=lambda d: d.get("updated_at") or datetime.min.replace(tzinfo=UTC), reverse=True)
 
 
 def _ignore_duplicates(exc: BulkWriteError) -> set[int]:
@@ -185,10 +195,22 @@ class TimerWheel:
         return total
 
 
+# A case leaves the working set once finished and left alone for the archive age: resolved, closed or
+# merged, with no deadline still unmet (a payment clock can outlive the resolution). A timer or a late event
+# (a callback, a reopening) brings it back.
+FINISHED: dict[str, Any] = {"status": {"$in": ["closed", "merged", "resolved"]}, "next_due_at": None}
+
+
 class NotifyStore:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], *, bucket_s: int = 300) -> None:
+    def __init__(
+        self, db: AsyncDatabase[dict[str, Any]], *, bucket_s: int = 300, archive_after: timedelta | None = None
+    ) -> None:
         self.db = db
         self.cases = db["cases"]
+        # Finished cases (`FINISHED`), once unchanged for `archive_after`: still read by id, and counted by
+        # every rate, report and view of all cases (each a sum or a merge over both collections).
+        self.cases_archive = db["cases_archive"]
+        self.archive_after = archive_after
         self.case_claims = db["case_claims"]
         self.contacts = db["contacts"]
         self.notifications = db["notifications"]
@@ -216,7 +238,28 @@ class NotifyStore:
     # ----------------------------------------------------------------------------- cases
 
     async def load(self, case_id: str) -> dict[str, Any] | None:
-        return await self.cases.find_one({"_id": case_id})
+        """A case, from the working set or else (one old enough) from the archive."""
+        doc = await self.cases.find_one({"_id": case_id})
+        if doc is None and may_be_archived(case_id, self.archive_after):
+            doc = await self.cases_archive.find_one({"_id": case_id})
+        return doc
+
+    def _with_archive(self, query: dict[str, Any]) -> bool:
+        """Whether a query of cases can match archived ones: not one of open cases only."""
+        return query.get("status") != "open"
+
+    async def _aggregate(self, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A pipeline's groups over the working set and the archive, their sums `n` added per group (every
+        counter is a sum)."""
+        sums: dict[Any, dict[str, Any]] = {}
+        for collection in (self.cases, self.cases_archive):
+            for doc in await (await collection.aggregate(pipeline)).to_list(None):
+                key = repr(doc["_id"])
+                if key in sums:
+                    sums[key]["n"] += doc["n"]
+                else:
+                    sums[key] = doc
+        return list(sums.values())
 
     async def find_cases(
         self,
@@ -234,7 +277,11 @@ class NotifyStore:
         most recently changed first."""
         query = view_filter(view, now, hours=hours, district=district, department=department, sla_class=sla_class)
         order = [("next_due_at", ASCENDING), ("_id", ASCENDING)] if sort == "lateness" else [("updated_at", DESCENDING)]
-        return await self.cases.find(query, ROW_PROJECTION).sort(order).limit(limit).to_list(None)
+        docs = await self.cases.find(query, ROW_PROJECTION).sort(order).limit(limit).to_list(None)
+        if self._with_archive(query) and len(docs) < limit:
+            older = await self.cases_archive.find(query, ROW_PROJECTION).sort(order).limit(limit).to_list(None)
+            docs = _sorted_rows([*docs, *older], sort)[:limit]
+        return docs
 
     async def count_cases(
         self,
@@ -248,7 +295,10 @@ class NotifyStore:
     ) -> int:
         """How many cases a view holds (the same filter as `find_cases`)."""
         query = view_filter(view, now, hours=hours, district=district, department=department, sla_class=sla_class)
-        return await self.cases.count_documents(query)
+        total = await self.cases.count_documents(query)
+        if self._with_archive(query):
+            total += await self.cases_archive.count_documents(query)
+        return total
 
     async def _sum_by(
         self,
@@ -267,7 +317,7 @@ class NotifyStore:
         if then:
             pipeline.append({"$match": then})
         pipeline.append({"$group": {"_id": key, "n": {"$sum": field}}})
-        return {doc["_id"]: doc["n"] for doc in await (await self.cases.aggregate(pipeline)).to_list(None)}
+        return {doc["_id"]: doc["n"] for doc in await self._aggregate(pipeline)}
 
     async def rate_counts(
         self, now: datetime, *, by: GroupBy, district: str | None, origin: Origin | None = None
@@ -453,7 +503,7 @@ class NotifyStore:
                 pipeline.append({"$unwind": unwind})
             pipeline.append({"$match": {day: days, **match}})
             pipeline.append({"$group": {"_id": {"d": f"${day}", "g": key}, "n": {"$sum": value}}})
-            docs = await (await self.cases.aggregate(pipeline)).to_list(None)
+            docs = await self._aggregate(pipeline)
             return {(doc["_id"]["d"], doc["_id"].get("g")): doc["n"] for doc in docs}
 
         first_dept = "$r_first_department" if dept else "$district"

@@ -3,6 +3,7 @@ outbox sweeper and claims pruner come with every service: `common.app`)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 
@@ -56,7 +57,7 @@ async def startup(runtime: Runtime[Relief]) -> Relief:
         raise TypeError("relief starts with its own settings (services.relief.settings.Settings)")
     book = load_standards_book(settings)
     rules = load_rules_book(settings)
-    store = ReliefStore(runtime.db)
+    store = ReliefStore(runtime.db, archive_after=timedelta(seconds=settings.archive_after_s))
     await store.ensure_indexes()
     relief = Relief(
         store=store,
@@ -70,8 +71,8 @@ async def startup(runtime: Runtime[Relief]) -> Relief:
         run_batch_size=settings.run_batch_size,
     )
     # The entitlements' outboxes a failed publish (Kafka down) or a crash left are swept by the common
-    # outbox sweeper (cases carry no events: nothing to sweep).
-    runtime.aggregates.append(relief.entitlements)
+    # outbox sweeper (cases carry no events: nothing to sweep); both are archived by the common archiver.
+    runtime.aggregates += [relief.entitlements, relief.cases]
     relief.care = care.CareRegister(
         store,
         care.load_schedule(),

@@ -13,7 +13,7 @@ turned back into contract events by `from_outbox`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, TypedDict
 
@@ -251,15 +251,39 @@ def from_outbox(item: Entry) -> OutboxEvent:
 # ---------------------------------------------------------------------------- the write paths
 
 
-def cases_of(db: AsyncDatabase[Doc]) -> Aggregates[ReliefCase]:
+# What leaves the working set once unchanged for the archive age: a case the rules have evaluated, and a
+# grant nothing more will be done with (a monthly grant stopped may still have a last part-month to pay).
+CASE_FINISHED: Doc = {"evaluation": {"$ne": None}}
+ENTITLEMENT_FINAL = ("cancelled", "paid", "rejected")
+ENTITLEMENT_FINISHED: Doc = {"status": {"$in": list(ENTITLEMENT_FINAL)}}
+
+
+def cases_of(db: AsyncDatabase[Doc], archive_after: timedelta | None = None) -> Aggregates[ReliefCase]:
     """Relief's cases through the shared write path (they carry no events: nothing to publish)."""
-    return Aggregates(db["cases"], db["case_claims"], CASE_CODEC)
+    return Aggregates(
+        db["cases"],
+        db["case_claims"],
+        CASE_CODEC,
+        archive=db["cases_archive"],
+        archive_after=archive_after,
+        finished=CASE_FINISHED,
+    )
 
 
-def entitlements_of(db: AsyncDatabase[Doc], publish: Publish | None) -> Aggregates[Entitlement]:
+def entitlements_of(
+    db: AsyncDatabase[Doc], publish: Publish | None, archive_after: timedelta | None = None
+) -> Aggregates[Entitlement]:
     """Relief's entitlements through the shared write path; `publish` sends their outbox entries (None: the
     entries wait for the service's outbox sweeper, e.g. when a subsidy run is executed from the command line)."""
-    return Aggregates(db["entitlements"], db["entitlement_claims"], ENTITLEMENT_CODEC, publish)
+    return Aggregates(
+        db["entitlements"],
+        db["entitlement_claims"],
+        ENTITLEMENT_CODEC,
+        publish,
+        archive=db["entitlements_archive"],
+        archive_after=archive_after,
+        finished=ENTITLEMENT_FINISHED,
+    )
 
 
 def decide_on(

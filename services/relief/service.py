@@ -85,9 +85,10 @@ class Relief(CaseIntake):
     entitlements: Aggregates[Entitlement] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.cases = cases_of(self.store.db)
+        self.cases = cases_of(self.store.db, self.store.archive_after)
         # Without a broker (a tool, a test) the outboxes wait for a service's sweeper.
-        self.entitlements = entitlements_of(self.store.db, self._publish_outboxes if self.broker is not None else None)
+        publish = self._publish_outboxes if self.broker is not None else None
+        self.entitlements = entitlements_of(self.store.db, publish, self.store.archive_after)
 
     async def _publish_outboxes(self, outboxes: Sequence[tuple[str, list[Entry]]]) -> None:
         """Publish entitlements' outbox entries (`Aggregates` calls this after a write, and the sweeper for

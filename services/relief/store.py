@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Collection, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from common.aggregates import may_be_archived
 from common.principal import Principal
 from common.store import bulk_update, create_query_indexes, find_by, insert_once
-from services.relief.documents import Entitlement, ReliefCase
+from services.relief.documents import ENTITLEMENT_FINAL, Entitlement, ReliefCase
 from services.relief.domain.lifecycle import OPEN, Status
 from services.relief.domain.parameters import RuleParameters
 from services.relief.domain.personal import RegistrySearch, registry_equalities, registry_matches, registry_terms
@@ -58,11 +60,29 @@ def _filed(doc: Doc) -> Doc:
     return doc | {"terms": registry_terms(doc.get("name"), doc.get("id_card_masked"))}
 
 
+def _may_match_archived(query: Doc) -> bool:
+    """Whether archived entitlements (paid, rejected or cancelled) can match the query's status."""
+    status = query.get("status")
+    if status is None:
+        return True
+    if isinstance(status, dict) and "$in" not in status:
+        return True  # another operator: ask the archive too
+    wanted = status["$in"] if isinstance(status, dict) else [status]
+    return bool({str(s) for s in wanted} & set(ENTITLEMENT_FINAL))
+
+
 class ReliefStore:
-    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+    def __init__(self, db: AsyncDatabase[Doc], *, archive_after: timedelta | None = None) -> None:
         self.db = db
         self.cases = db["cases"]
         self.entitlements = db["entitlements"]
+        # Evaluated cases and grants paid, rejected or cancelled leave the working set once unchanged for
+        # `archive_after` (`documents.CASE_FINISHED`, `ENTITLEMENT_FINISHED`): still read by id and listed
+        # with the rest; nothing to approve or pay is ever there (the desk and the payment file read the
+        # working set). A later event brings one back.
+        self.cases_archive = db["cases_archive"]
+        self.entitlements_archive = db["entitlements_archive"]
+        self.archive_after = archive_after
         self.ledger = db["ledger"]
         self.registry = db["registry"]
         self.standards = db["standards"]
@@ -100,12 +120,19 @@ class ReliefStore:
     # Both are written only through `common.aggregates` (`services.relief.documents`).
 
     async def get_case(self, case_id: str) -> ReliefCase | None:
-        doc = await self.cases.find_one({"_id": case_id})
+        doc = await self._by_id(self.cases, self.cases_archive, case_id)
         return ReliefCase.from_document(doc) if doc is not None else None
 
     async def get_entitlement(self, entitlement_id: str) -> Entitlement | None:
-        doc = await self.entitlements.find_one({"_id": entitlement_id})
+        doc = await self._by_id(self.entitlements, self.entitlements_archive, entitlement_id)
         return Entitlement.from_document(doc) if doc is not None else None
+
+    async def _by_id(self, live: AsyncCollection[Doc], archive: AsyncCollection[Doc], doc_id: str) -> Doc | None:
+        """From the working set, or else (one old enough to be archived) from the archive."""
+        doc = await live.find_one({"_id": doc_id})
+        if doc is None and may_be_archived(doc_id, self.archive_after):
+            doc = await archive.find_one({"_id": doc_id})
+        return doc
 
     async def list_entitlements(
         self,
@@ -136,8 +163,10 @@ class ReliefStore:
 
     async def entitlements_by_ids(self, ids: Sequence[str]) -> dict[str, Entitlement]:
         """Entitlements by id, in one batched read (`find_by`), without their outboxes."""
-        docs = await find_by(self.entitlements, "_id", list(ids), LISTED_WITHOUT)
-        return {doc["_id"]: Entitlement.from_document(doc) for doc in docs}
+        docs = {doc["_id"]: doc for doc in await find_by(self.entitlements, "_id", list(ids), LISTED_WITHOUT)}
+        if older := [i for i in ids if i not in docs and may_be_archived(i, self.archive_after)]:
+            docs |= {doc["_id"]: doc for doc in await find_by(self.entitlements_archive, "_id", older, LISTED_WITHOUT)}
+        return {doc_id: Entitlement.from_document(doc) for doc_id, doc in docs.items()}
 
     async def hukou_notices(self, *, hukou_district: str | None, paying_district: str | None) -> list[Entitlement]:
         """Grants whose P5.2d notice went out (a hukou district elsewhere, paid at least once): those told to
@@ -152,8 +181,13 @@ class ReliefStore:
         return await self._entitlements(query, 500)
 
     async def _entitlements(self, query: Doc, limit: int) -> list[Entitlement]:
+        """Newest first, the archive's too unless the query asks for statuses never archived (a worklist)."""
         cursor = self.entitlements.find(query, LISTED_WITHOUT).sort("created_at", DESCENDING).limit(limit)
-        return [Entitlement.from_document(doc) for doc in await cursor.to_list(limit)]
+        docs = await cursor.to_list(limit)
+        if len(docs) < limit and _may_match_archived(query):
+            older = self.entitlements_archive.find(query, LISTED_WITHOUT).sort("created_at", DESCENDING).limit(limit)
+            docs = sorted([*docs, *await older.to_list(limit)], key=lambda d: d["created_at"], reverse=True)[:limit]
+        return [Entitlement.from_document(doc) for doc in docs]
 
     # ---------------------------------------------------------------- the append-only ledger
 

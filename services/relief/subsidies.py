@@ -200,7 +200,9 @@ async def execute_run(
             await flush()
     await flush()
     for case_id, amount in newcomers:
-        await _close_dibao_grant(store, grants or entitlements_of(store.db, None), case_id, spec, amount, by)
+        await _close_dibao_grant(
+            store, grants or entitlements_of(store.db, None, store.archive_after), case_id, spec, amount, by
+        )
     paid_count, paid_fen = await store.run_totals(run_id)
     seconds = time.perf_counter() - started
     await store.record_execution(

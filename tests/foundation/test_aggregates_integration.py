@@ -222,6 +222,7 @@ async def test_archived_documents_are_read_by_id_and_come_back_when_they_change(
     written = await cases.change("t-0", add_to("t-0", "y"))  # read from the archive, back in the working set
     assert written is not None and written.created and written.value.items == ["x", "y"]
     assert (await db["tallies"].find_one({"_id": "t-0"}))["items"] == ["x", "y"]
+    assert await db["tallies_archive"].find_one({"_id": "t-0"}) is None  # in one collection only
     assert await cases.archive_where({"_id": "t-0"}) == 1  # archived again: the old copy is overwritten
     assert (await db["tallies_archive"].find_one({"_id": "t-0"}))["items"] == ["x", "y"]
 

@@ -65,7 +65,9 @@ async def test_an_event_for_an_archived_case_brings_it_back_with_its_search_entr
     done = await finished_case(harness)
     store.records.archive_after = timedelta(0)
     assert await store.records.archive_finished() == 1
-    events_before = len((await store.intakes_archive.find_one({"_id": done}))["events"])
+    archived = await store.intakes_archive.find_one({"_id": done})
+    assert archived is not None
+    events_before = len(archived["events"])
 
     paid = GrantPaid(
         case_id=done,

@@ -50,7 +50,11 @@ async def test_a_batch_of_dispatches_costs_the_same_store_commands_for_5_cases_a
     client: AsyncMongoClient = AsyncMongoClient(mongodb_url, tz_aware=True, event_listeners=[counter])
     try:
         notify = runtime.service
-        store = NotifyStore(client[runtime.settings.database_name], bucket_s=runtime.settings.timer_bucket_s)
+        store = NotifyStore(
+            client[runtime.settings.database_name],
+            bucket_s=runtime.settings.timer_bucket_s,
+            archive_after=timedelta(seconds=runtime.settings.archive_after_s),  # as the service builds it
+        )
         clockwork = Clockwork(store, notify.policy, Outbox(store, runtime.settings))
         now = datetime.now(UTC)
         ferret = not await serves_queries_from_indexes(store.db)
