@@ -31,6 +31,8 @@ from services.hotline.domain.search import search_entry, without_text
 from services.hotline.search_index import BACKFILL_MARK
 from services.hotline.settings import Settings as HotlineSettings
 from services.hotline.store import HotlineStore, kept_event
+from services.notify.store import FINISHED as NOTIFY_FINISHED
+from services.relief.documents import CASE_FINISHED, ENTITLEMENT_FINISHED
 from services.router.app import catalogue_of
 from services.router.domain import desk
 from services.router.domain.dispatching import mark_queued, open_case
@@ -39,7 +41,7 @@ from services.router.settings import Settings as RouterSettings
 
 MARKER = "bench_history"  # collection holding {"_id": "complete", "cases": n, "layout": L} once the load finished
 # Raised when the services' documents change where they live (a history of an older layout is built again):
-# 2 has finished cases in every service's archive, with the hotline's search entries and callbacks.
+# 2 has finished cases in every service's archive (`placing`), with the hotline's search entries and callbacks.
 LAYOUT = 2
 CHUNK = 1000
 NEEDS = [
@@ -176,6 +178,30 @@ class HistoryBuilder:
         return out
 
 
+def finished(doc: Doc, query: Doc) -> bool:
+    """Whether a document matches a collection's `finished` filter (equality, `$in` and `$ne` only)."""
+    for field, wanted in query.items():
+        value = doc.get(field)
+        if isinstance(wanted, dict):
+            if "$in" in wanted and value not in wanted["$in"]:
+                return False
+            if "$ne" in wanted and value == wanted["$ne"]:
+                return False
+            if set(wanted) - {"$in", "$ne"}:
+                raise ValueError(f"unsupported filter: {wanted}")
+        elif value != wanted:
+            return False
+    return True
+
+
+def placing(db: Any, name: str, docs: list[Doc], query: Doc) -> list[Any]:
+    """The inserts of a history's documents where the archiver would have left them by now: the finished
+    ones in `<name>_archive`, the others in the working set."""
+    done = [doc | {"archived_at": datetime.now(UTC)} for doc in docs if finished(doc, query)]
+    live = [doc for doc in docs if not finished(doc, query)]
+    return [db[collection].insert_many(part) for collection, part in ((f"{name}_archive", done), (name, live)) if part]
+
+
 def _typed(body: Doc) -> Any:
     """A downstream event's contract JSON as its event type."""
     if body["type"].startswith("grant."):
@@ -229,14 +255,17 @@ async def ensure_history(client: AsyncMongoClient[Doc], opts: E2eBench) -> str:
         if writing is not None:
             await writing
         entries, builder.search_entries = builder.search_entries, []
+        placed = [
+            *placing(dbs["relief"], "cases", relief_cases, CASE_FINISHED),
+            *placing(dbs["relief"], "entitlements", entitlements, ENTITLEMENT_FINISHED),
+            *placing(dbs["notify"], "cases", notify_cases, NOTIFY_FINISHED),
+        ]
         writing = asyncio.gather(
             dbs["router"]["cases_archive"].insert_many(routed),
             dbs["hotline"]["intakes_archive"].insert_many(intakes),
             dbs["hotline"]["case_search_archive"].insert_many([without_text(e) for e in entries]),
             dbs["hotline"]["case_search_text_archive"].insert_many(entries),
-            dbs["relief"]["cases"].insert_many(relief_cases),
-            dbs["notify"]["cases"].insert_many(notify_cases),
-            *([dbs["relief"]["entitlements"].insert_many(entitlements)] if entitlements else []),
+            *placed,
             *([dbs["notify"]["contacts"].insert_many(contacts)] if contacts else []),
         )
         done = first + len(routed)
