@@ -56,16 +56,28 @@ class ReliefMemory:
 
     def __init__(self, db: Any) -> None:
         self.db = db  # only named, never used: the write paths below replace the service's
+        self.archive_after = None  # as ReliefStore's (the write paths are replaced too)
         self.case_path = MemoryAggregates(CASE_CODEC)
         self.entitlement_path = MemoryAggregates(ENTITLEMENT_CODEC)
         self.cases = self.case_path.docs
         self.entitlements = self.entitlement_path.docs
+        self.applicants: dict[str, Doc] = {}
 
     async def registry_by_id_hashes(self, hashes: list[str]) -> dict[str, Doc]:
         return {}  # the history's callers are not in the low-income registry
 
     async def added_standards(self) -> list[Doc]:
         return []
+
+    async def added_dated_data(self) -> tuple[list[Any], list[Any]]:
+        return [], []  # nothing an admin added: the shipped standards and rule parameters
+
+    async def add_applicants(self, applicants: Sequence[Any]) -> int:
+        """The applicants of new cases, kept for a bulk insert (the first of a case stays, as in the store)."""
+        fresh = [a.to_document() for a in applicants if a.case_id not in self.applicants]
+        for doc in fresh:
+            self.applicants[doc["_id"]] = doc
+        return len(fresh)
 
 
 def relief_intake(db: Any) -> tuple[Relief, ReliefMemory]:

@@ -168,13 +168,21 @@ class HistoryBuilder:
         self.counters[day] = max(self.counters.get(day, 0), seq)
         return router_doc, intake
 
-    def drain(self) -> tuple[list[Doc], list[Doc], list[Doc], list[Doc]]:
-        """Relief's cases and entitlements, notify's cases and contacts built so far (then forgotten)."""
+    def drain(self) -> tuple[list[Doc], list[Doc], list[Doc], list[Doc], list[Doc]]:
+        """Relief's cases, entitlements and applicants, notify's cases and contacts built so far (then
+        forgotten)."""
         relief = self.relief_memory
         notify_cases, contacts = self.notify.drain()
-        out = (list(relief.cases.values()), list(relief.entitlements.values()), notify_cases, contacts)
+        out = (
+            list(relief.cases.values()),
+            list(relief.entitlements.values()),
+            list(relief.applicants.values()),
+            notify_cases,
+            contacts,
+        )
         relief.cases.clear()
         relief.entitlements.clear()
+        relief.applicants.clear()
         return out
 
 
@@ -251,7 +259,7 @@ async def ensure_history(client: AsyncMongoClient[Doc], opts: E2eBench) -> str:
             routed.append(router_doc)
             intakes.append(intake)
             await asyncio.sleep(0)  # the previous chunk's writes go on while this one is built
-        relief_cases, entitlements, notify_cases, contacts = builder.drain()
+        relief_cases, entitlements, applicants, notify_cases, contacts = builder.drain()
         if writing is not None:
             await writing
         entries, builder.search_entries = builder.search_entries, []
@@ -266,6 +274,7 @@ async def ensure_history(client: AsyncMongoClient[Doc], opts: E2eBench) -> str:
             dbs["hotline"]["case_search_archive"].insert_many([without_text(e) for e in entries]),
             dbs["hotline"]["case_search_text_archive"].insert_many(entries),
             *placed,
+            *([dbs["relief"]["applicants"].insert_many(applicants)] if applicants else []),
             *([dbs["notify"]["contacts"].insert_many(contacts)] if contacts else []),
         )
         done = first + len(routed)
