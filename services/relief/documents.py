@@ -252,7 +252,10 @@ def from_outbox(item: Entry) -> OutboxEvent:
 
 
 # What leaves the working set once unchanged for the archive age: a case the rules have evaluated, and a
-# grant nothing more will be done with (a monthly grant stopped may still have a last part-month to pay).
+# grant nothing more will be done with (a monthly grant stopped may still have a last part-month to pay;
+# an approved one is still to pay, a P5.1 review's by a run). Once evaluated, a case's handling is its
+# grants': nothing but a late event of the case reads it (through the write path, which brings it back),
+# so it need not wait for them (a P5.2a grant stopped is never final, and would keep its case forever).
 CASE_FINISHED: Doc = {"evaluation": {"$ne": None}}
 ENTITLEMENT_FINAL = ("cancelled", "paid", "rejected")
 ENTITLEMENT_FINISHED: Doc = {"status": {"$in": list(ENTITLEMENT_FINAL)}}

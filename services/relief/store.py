@@ -181,12 +181,20 @@ class ReliefStore:
         return await self._entitlements(query, 500)
 
     async def _entitlements(self, query: Doc, limit: int) -> list[Entitlement]:
-        """Newest first, the archive's too unless the query asks for statuses never archived (a worklist)."""
+        """Newest first, the archive's too unless the query asks for statuses never archived (a worklist).
+        An archived grant can be newer than one still worked on (refused by its rule at once, archived a week
+        later, while an older proposal waits): when the working set fills the page, the archived ones newer
+        than its oldest are merged in. A grant in both (brought back, its archived copy not yet deleted)
+        is listed once, as the working set has it."""
         cursor = self.entitlements.find(query, LISTED_WITHOUT).sort("created_at", DESCENDING).limit(limit)
         docs = await cursor.to_list(limit)
-        if len(docs) < limit and _may_match_archived(query):
-            older = self.entitlements_archive.find(query, LISTED_WITHOUT).sort("created_at", DESCENDING).limit(limit)
-            docs = sorted([*docs, *await older.to_list(limit)], key=lambda d: d["created_at"], reverse=True)[:limit]
+        if _may_match_archived(query):
+            where = query if len(docs) < limit else query | {"created_at": {"$gt": docs[-1]["created_at"]}}
+            older = self.entitlements_archive.find(where, LISTED_WITHOUT).sort("created_at", DESCENDING).limit(limit)
+            live = {doc["_id"] for doc in docs}
+            archived = [doc for doc in await older.to_list(limit) if doc["_id"] not in live]
+            if archived:
+                docs = sorted([*docs, *archived], key=lambda d: d["created_at"], reverse=True)[:limit]
         return [Entitlement.from_document(doc) for doc in docs]
 
     # ---------------------------------------------------------------- the append-only ledger
