@@ -89,6 +89,7 @@ class Clockwork:
             archive_after=self.store.archive_after,
             finished=FINISHED,
         )
+        self.store.may_be_archived = self.cases.may_be_archived  # reads by id follow the write path's archive age
 
     # ------------------------------------------------------------------ folding (pure)
 

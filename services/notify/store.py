@@ -13,7 +13,7 @@ Everything stays inside what FerretDB 1.24 supports: filters, sort, limit, and a
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -51,13 +51,34 @@ CaseOrder = Literal["lateness", "recent"]
 ROW_PROJECTION = {"state.decisions": 0, "applied": 0, "scheduled": 0, "cancelled": 0, "outbox": 0}
 
 
-def _sorted_rows(docs: list[dict[str, Any]], sort: CaseOrder) -> list[dict[str, Any]]:
-    """Rows of both collections in a view's order: earliest unmet deadline first (none last), or the most
-    recently changed first."""
+def merged_rows(
+    working: list[dict[str, Any]], archived: list[dict[str, Any]], sort: CaseOrder, limit: int
+) -> list[dict[str, Any]]:
+    """The first `limit` rows of both collections, each already sorted and limited, in the order the store
+    sorts them: by `next_due_at` ascending, as MongoDB and FerretDB order it (no deadline first; the view
+    puts those last afterwards, `views.list_cases`), then `_id`; or the most recently changed first. So a
+    view gives the same rows whether a case is archived or not. A case in both (back from the archive, its
+    copy there not yet deleted) is the working set's."""
+    live = {d["_id"] for d in working}
+    docs = [*working, *(d for d in archived if d["_id"] not in live)]
+    earliest = datetime.min.replace(tzinfo=UTC)
     if sort == "lateness":
-        far = datetime.max.replace(tzinfo=UTC)
-        return sorted(docs, key=lambda d: (d.get("next_due_at") is None, d.get("next_due_at") or far, d["_id"]))
-    return sorted(docs, key=lambda d: d.get("updated_at") or datetime.min.replace(tzinfo=UTC), reverse=True)
+        docs.sort(key=lambda d: (d.get("next_due_at") is not None, d.get("next_due_at") or earliest, d["_id"]))
+    else:
+        docs.sort(key=lambda d: d.get("updated_at") or earliest, reverse=True)
+    return docs[:limit]
+
+
+# Counters only an open case sets (`domain.summary`): 0 in every archived case (none is open, `FINISHED`).
+OPEN_ONLY = ("m_open", "m_res_pending", "dept_clocks.m_sign_pending")
+
+
+def _open_only(field: str | int, *matches: dict[str, Any] | None) -> bool:
+    """Whether a counter adds up only what open cases have (`OPEN_ONLY`): a sum of one of those fields, or
+    a count of cases matched on one being 1. No archived case adds to it."""
+    return (isinstance(field, str) and field.removeprefix("$") in OPEN_ONLY) or any(
+        m is not None and any(m.get(name) == 1 for name in OPEN_ONLY) for m in matches
+    )
 
 
 def _ignore_duplicates(exc: BulkWriteError) -> set[int]:
@@ -195,10 +216,13 @@ class TimerWheel:
         return total
 
 
-# A case leaves the working set once finished and left alone for the archive age: resolved, closed or
-# merged, with no deadline still unmet (a payment clock can outlive the resolution). A timer or a late event
-# (a callback, a reopening) brings it back.
-FINISHED: dict[str, Any] = {"status": {"$in": ["closed", "merged", "resolved"]}, "next_due_at": None}
+# A case leaves the working set once finished and left alone for the archive age (`Aggregates.archive_where`
+# adds that, and keeps any case whose outbox is not yet published): resolved, closed or merged, with no
+# deadline still unmet (a payment clock can outlive the resolution) and no timer placed. A caller text still
+# being delivered reads the case by id, which finds it in the archive. A late event (a callback, a
+# reopening, a grant approved) brings it back through the write path. Only the archiver runs this query
+# (a scan on FerretDB, which pushes only the equalities down).
+FINISHED: dict[str, Any] = {"status": {"$in": ["closed", "merged", "resolved"]}, "next_due_at": None, "scheduled": []}
 
 
 class NotifyStore:
@@ -211,6 +235,10 @@ class NotifyStore:
         # every rate, report and view of all cases (each a sum or a merge over both collections).
         self.cases_archive = db["cases_archive"]
         self.archive_after = archive_after
+        # Whether the archive can hold a case: the clockwork hands in its write path's
+        # (`Aggregates.may_be_archived`), so reads by id and writes agree; a case numbered within the
+        # archive age is looked up in the working set only.
+        self.may_be_archived: Callable[[str], bool] = lambda case_id: may_be_archived(case_id, self.archive_after)
         self.case_claims = db["case_claims"]
         self.contacts = db["contacts"]
         self.notifications = db["notifications"]
@@ -240,7 +268,7 @@ class NotifyStore:
     async def load(self, case_id: str) -> dict[str, Any] | None:
         """A case, from the working set or else (one old enough) from the archive."""
         doc = await self.cases.find_one({"_id": case_id})
-        if doc is None and may_be_archived(case_id, self.archive_after):
+        if doc is None and self.may_be_archived(case_id):
             doc = await self.cases_archive.find_one({"_id": case_id})
         return doc
 
@@ -248,11 +276,12 @@ class NotifyStore:
         """Whether a query of cases can match archived ones: not one of open cases only."""
         return query.get("status") != "open"
 
-    async def _aggregate(self, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def _aggregate(self, pipeline: list[dict[str, Any]], *, archive: bool = True) -> list[dict[str, Any]]:
         """A pipeline's groups over the working set and the archive, their sums `n` added per group (every
-        counter is a sum)."""
+        counter is a sum). `archive` False: a counter no archived case adds to (`OPEN_ONLY`), of the working
+        set alone (the archive grows with history)."""
         sums: dict[Any, dict[str, Any]] = {}
-        for collection in (self.cases, self.cases_archive):
+        for collection in (self.cases, self.cases_archive) if archive else (self.cases,):
             for doc in await (await collection.aggregate(pipeline)).to_list(None):
                 key = repr(doc["_id"])
                 if key in sums:
@@ -278,10 +307,10 @@ class NotifyStore:
         query = view_filter(view, now, hours=hours, district=district, department=department, sla_class=sla_class)
         order = [("next_due_at", ASCENDING), ("_id", ASCENDING)] if sort == "lateness" else [("updated_at", DESCENDING)]
         docs = await self.cases.find(query, ROW_PROJECTION).sort(order).limit(limit).to_list(None)
-        if self._with_archive(query) and len(docs) < limit:
-            older = await self.cases_archive.find(query, ROW_PROJECTION).sort(order).limit(limit).to_list(None)
-            docs = _sorted_rows([*docs, *older], sort)[:limit]
-        return docs
+        if not self._with_archive(query):
+            return docs
+        older = await self.cases_archive.find(query, ROW_PROJECTION).sort(order).limit(limit).to_list(None)
+        return merged_rows(docs, older, sort, limit)
 
     async def count_cases(
         self,
@@ -310,14 +339,16 @@ class NotifyStore:
         then: dict[str, Any] | None = None,
     ) -> dict[Any, int]:
         """One `$sum` per pipeline: FerretDB 1.24 computes only the first accumulator of a `$group` (the
-        others come back 0), so every counter gets its own pipeline."""
+        others come back 0), so every counter gets its own pipeline; over both collections, unless it counts
+        open cases only (`OPEN_ONLY`)."""
         pipeline: list[dict[str, Any]] = [{"$match": match}]
         if unwind:
             pipeline.append({"$unwind": unwind})
         if then:
             pipeline.append({"$match": then})
         pipeline.append({"$group": {"_id": key, "n": {"$sum": field}}})
-        return {doc["_id"]: doc["n"] for doc in await self._aggregate(pipeline)}
+        archive = not _open_only(field, match, then)
+        return {doc["_id"]: doc["n"] for doc in await self._aggregate(pipeline, archive=archive)}
 
     async def rate_counts(
         self, now: datetime, *, by: GroupBy, district: str | None, origin: Origin | None = None
@@ -503,7 +534,7 @@ class NotifyStore:
                 pipeline.append({"$unwind": unwind})
             pipeline.append({"$match": {day: days, **match}})
             pipeline.append({"$group": {"_id": {"d": f"${day}", "g": key}, "n": {"$sum": value}}})
-            docs = await self._aggregate(pipeline)
+            docs = await self._aggregate(pipeline, archive=not _open_only(value, match))
             return {(doc["_id"]["d"], doc["_id"].get("g")): doc["n"] for doc in docs}
 
         first_dept = "$r_first_department" if dept else "$district"
