@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import Any
 
 import pytest
 from openpyxl import Workbook, load_workbook  # type: ignore[import-untyped]
@@ -31,7 +32,11 @@ async def open_case(app, needs, *, name="张三", phone="13812345678", card=None
     return case
 
 
-UNEMPLOYED = {"months_without_income": 3, "household_status": "none", "special_groups": ("unemployed_uninsured",)}
+UNEMPLOYED: dict[str, Any] = {
+    "months_without_income": 3,
+    "household_status": "none",
+    "special_groups": ("unemployed_uninsured",),
+}
 
 
 async def approved_grants(app, client):
