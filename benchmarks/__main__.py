@@ -11,6 +11,7 @@ import importlib
 import pkgutil
 import sys
 import time
+import traceback
 
 import benchmarks
 from benchmarks.support import BenchSettings
@@ -31,6 +32,7 @@ def main(argv: list[str]) -> int:
         except Exception as exc:  # noqa: BLE001 - report and go on with the other benchmarks
             failures += 1
             print(f"{name} FAILED: {exc!r}", flush=True)
+            traceback.print_exc()
         print(f"--- {name} took {time.perf_counter() - started:.1f} s", flush=True)
     return 1 if failures else 0
 

@@ -77,7 +77,7 @@ async def main(bench: BenchSettings) -> None:
         async with (
             client_for(stack.url("hotline"), "operator") as hotline,
             client_for(stack.url("notify"), "coordinator") as notify,
-            httpx.AsyncClient(timeout=10) as plain,
+            httpx.AsyncClient(timeout=60) as plain,  # /metrics of a service busy loading its history
         ):
             watchers = [
                 asyncio.create_task(surge.watch_dispatches(bootstrap, namespace + CASE_LIFECYCLE_TOPIC, tracker, stop)),

@@ -25,6 +25,7 @@ the collection and concurrent updates of one document lose writes):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -41,6 +42,7 @@ from common.store import GroupInserts, busy_retry, find_by
 log = structlog.get_logger("hotline.callers")
 
 SLOTS_PER_CHUNK = 50
+LOAD_WAIT_S = 1.0  # how long a lookup waits for a load under way (the accept bound is 2 s)
 REMEMBERED_KEYS = 10_000  # keys whose next slot this process keeps in memory (least recently used go)
 LEGACY_COLLECTIONS = ("callers", "caller_claims")  # one updated document per key, before the slots
 
@@ -93,6 +95,8 @@ class CallerMemory:
     def __init__(self) -> None:
         self._cases: dict[str, list[str]] = {}
         self.ready = False  # every slot stored before the load began is in here
+        self.loading = False  # a load is under way (`CallerIndex.load`)
+        self.loaded = asyncio.Event()  # set with `ready`
 
     def __len__(self) -> int:
         return len(self._cases)
@@ -109,6 +113,7 @@ class CallerMemory:
         for key, cases in loaded.items():
             self._cases[key] = sorted(set(cases).union(self._cases.get(key, ())))
         self.ready = True
+        self.loaded.set()
 
     def view(self, key: str) -> KeyView:
         """Memory says nothing of the stored head (0): a process raises it itself before it first writes a
@@ -129,6 +134,8 @@ class CallerIndex:
         self._keys: OrderedDict[str, _KeyState] = OrderedDict()
         self.memory = CallerMemory()
         self._inserts = GroupInserts(self.slots)  # concurrent calls' slots in one insert
+        self.load_wait_s = LOAD_WAIT_S
+        self.partial_lookups = 0  # lookups answered from memory while the load was still under way
 
     def _state(self, key: str) -> _KeyState:
         state = self._keys.get(key)
@@ -144,8 +151,12 @@ class CallerIndex:
         """Read every slot into memory (one pass over the collection); from then on lookups need no round
         trip. Returns the number of keys known."""
         loaded: dict[str, list[str]] = {}
-        async for doc in self.slots.find({}, {"case_id": 1}).batch_size(batch_size):
-            loaded.setdefault(doc["_id"].rsplit("#", 2)[0], []).append(doc["case_id"])
+        self.memory.loading = True
+        try:
+            async for doc in self.slots.find({}, {"case_id": 1}).batch_size(batch_size):
+                loaded.setdefault(doc["_id"].rsplit("#", 2)[0], []).append(doc["case_id"])
+        finally:
+            self.memory.loading = False
         self.memory.merge(loaded)
         log.info("caller index loaded into memory", keys=len(self.memory))
         return len(self.memory)
@@ -160,6 +171,17 @@ class CallerIndex:
         (two queries, whatever the keys hold)."""
         if not keys:
             return {}
+        if not self.memory.ready and self.memory.loading:
+            # The load is one pass over the slots; a lookup of the store meanwhile is a `$in` that FerretDB
+            # answers by decoding every slot, and calls arriving at a surge's rate starve the load itself
+            # (measured with 200,000 keys: no call answered in 60 s). Wait for it a little instead, then
+            # answer from what memory holds: the calls taken since start-up (repeat callers of earlier
+            # days are missed until the load ends, seconds later).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.memory.loaded.wait(), self.load_wait_s)
+            if not self.memory.ready:
+                self.partial_lookups += 1
+                return {key: self.memory.view(key) for key in keys}
         if self.memory.ready:
             return {key: self.memory.view(key) for key in keys}
         heads = {d["_id"]: int(d["chunk"]) for d in await find_by(self.heads, "_id", list(keys))}

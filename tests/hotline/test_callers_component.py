@@ -160,3 +160,32 @@ async def test_what_is_filed_while_the_load_runs_is_kept(db) -> None:
     await index.add(case(2), [KEY])  # before, during or after the load's read: kept either way
     await loading
     assert (await index.read([KEY]))[KEY].case_ids(50) == [case(2), case(1)]
+
+
+async def test_while_the_load_runs_a_lookup_waits_for_it_and_never_scans_the_slots(db, mongodb_url: str) -> None:
+    """With many callers the load takes seconds, and a lookup of the store meanwhile makes FerretDB decode
+    every slot: calls at a surge's rate starved the load (measured with 200,000 keys). A lookup waits for
+    the load a little, then answers from memory (the calls taken since start-up), with no store read."""
+    writer = CallerIndex(db, per_chunk=5)
+    await writer.add(case(1), [KEY])
+    index, counter, client = await counted_index(db, mongodb_url)
+    try:
+        index.load_wait_s = 0.2
+        index.memory.loading = True  # as while `load` reads the slots
+        index.observe(case(2), [KEY])  # a call taken since start-up
+        counter.counts.clear()
+        started = asyncio.get_running_loop().time()
+        view = (await index.read([KEY]))[KEY]
+        assert asyncio.get_running_loop().time() - started >= 0.2
+        assert view.case_ids(50) == [case(2)] and index.partial_lookups == 1
+        assert dict(counter.counts) == {}  # no slot read, no head read
+
+        # A load that ends while a lookup waits answers it in full.
+        index.load_wait_s = 30
+        waiting = asyncio.ensure_future(index.read([KEY]))  # the load is still marked under way
+        await asyncio.sleep(0)
+        await index.load()
+        view = (await waiting)[KEY]
+        assert view.case_ids(50) == [case(2), case(1)] and index.partial_lookups == 1
+    finally:
+        await client.close()
