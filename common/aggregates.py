@@ -51,7 +51,7 @@ import structlog
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError
 
-from common.store import VersionClaims, bulk_update, delete_by_ids, find_by
+from common.store import VersionClaims, bulk_update, delete_by_ids, find_by, insert_or_replace
 from contracts.events import BUSINESS_TZ, case_number_day
 
 if TYPE_CHECKING:
@@ -492,15 +492,7 @@ class Aggregates(Generic[A]):
             for doc in docs
             if doc["_id"] in won
         ]
-        if moved:
-            try:
-                await self.archive.insert_many(moved, ordered=False)
-            except BulkWriteError as exc:  # archived before, then brought back: overwrite the old copy
-                errors = exc.details.get("writeErrors", [])
-                if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                    raise
-                for e in errors:
-                    await self.archive.replace_one({"_id": moved[e["index"]]["_id"]}, moved[e["index"]])
+        await insert_or_replace(self.archive, moved)  # archived before, then brought back: the new copy
         if moved:
             self.forget(*(doc["_id"] for doc in moved))
             await delete_by_ids(self.collection, [doc["_id"] for doc in moved])
@@ -518,6 +510,21 @@ def may_be_archived(doc_id: str, archive_after: timedelta | None) -> bool:
     if day is None:
         return True
     return day <= (datetime.now(BUSINESS_TZ) - archive_after).date() + timedelta(days=1)
+
+
+async def find_with_archive(
+    live: AsyncCollection[Doc],
+    archive: AsyncCollection[Doc],
+    ids: Sequence[str],
+    may_hold: Callable[[str], bool],
+    projection: Doc | None = None,
+) -> dict[str, Doc]:
+    """Documents by id for a reader: from the working set, then the ones not found there that the archive
+    may hold (`may_hold`, an `Aggregates.may_be_archived`) from the archive; one batched read each."""
+    found = {doc["_id"]: doc for doc in await find_by(live, "_id", list(ids), projection)} if ids else {}
+    if older := [doc_id for doc_id in ids if doc_id not in found and may_hold(doc_id)]:
+        found |= {doc["_id"]: doc for doc in await find_by(archive, "_id", older, projection)}
+    return found
 
 
 def _minute(at: datetime) -> str:

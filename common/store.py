@@ -7,6 +7,7 @@ streams, no TTL or partial indexes; unique indexes, upserts and `find_one_and_up
 from __future__ import annotations
 
 import asyncio
+import functools
 import weakref
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -199,6 +200,22 @@ async def insert_once(collection: AsyncCollection[dict[str, Any]], document: dic
     except DuplicateKeyError:
         return False
     return True
+
+
+async def insert_or_replace(collection: AsyncCollection[dict[str, Any]], documents: Sequence[dict[str, Any]]) -> None:
+    """Insert the documents in one unordered write; one whose `_id` is there already is replaced by it (a
+    document moved to an archive before, brought back, changed and moved again)."""
+    if not documents:
+        return
+    try:
+        await busy_retry(functools.partial(collection.insert_many, list(documents), ordered=False))
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != 11000 for e in errors):
+            raise
+        for e in errors:
+            doc = documents[e["index"]]
+            await busy_retry(functools.partial(collection.replace_one, {"_id": doc["_id"]}, doc))
 
 
 class GroupInserts:

@@ -37,7 +37,15 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from common.store import GroupInserts, bulk_update, busy_retry, create_query_indexes, delete_by_ids, find_by
+from common.store import (
+    GroupInserts,
+    bulk_update,
+    busy_retry,
+    create_query_indexes,
+    delete_by_ids,
+    find_by,
+    insert_or_replace,
+)
 from contracts.events.hotline import HelpRequested
 from services.hotline.domain import CaseStatus, case_day, project_status
 from services.hotline.domain.search import (
@@ -125,7 +133,7 @@ class SearchIndex:
         for live, archive in self._pairs():
             docs = await find_by(live, "_id", case_ids)
             if docs:
-                await _put(archive, docs)
+                await insert_or_replace(archive, docs)
             await delete_by_ids(live, [d["_id"] for d in docs])
 
     async def restore(self, case_ids: list[str]) -> None:
@@ -134,7 +142,7 @@ class SearchIndex:
         for live, archive in self._pairs():
             docs = await find_by(archive, "_id", case_ids)
             if docs:
-                await _put(live, docs)
+                await insert_or_replace(live, docs)
                 await delete_by_ids(archive, [d["_id"] for d in docs])
 
     async def search(self, f: CaseFilter, *, skip: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
@@ -283,18 +291,6 @@ class SearchIndex:
                 if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
                     raise
         return len(entries)
-
-
-async def _put(collection: AsyncCollection[dict[str, Any]], docs: list[dict[str, Any]]) -> None:
-    """Insert the entries; one already there is overwritten (moved before, then back, then changed)."""
-    try:
-        await busy_retry(partial(collection.insert_many, docs, ordered=False))
-    except BulkWriteError as exc:
-        errors = exc.details.get("writeErrors", [])
-        if any(e.get("code") != 11000 for e in errors):
-            raise
-        for e in errors:
-            await collection.replace_one({"_id": docs[e["index"]]["_id"]}, docs[e["index"]])
 
 
 async def _backfill() -> None:

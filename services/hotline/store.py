@@ -20,9 +20,9 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from common.aggregates import Aggregates, Codec
+from common.aggregates import Aggregates, Codec, find_with_archive
 from common.principal import Principal
-from common.store import GroupInserts, busy_retry, create_query_indexes, delete_by_ids, find_by
+from common.store import GroupInserts, busy_retry, create_query_indexes, delete_by_ids
 from contracts.events import (
     CASE_EVENTS_TOPIC,
     CASE_LIFECYCLE_TOPIC,
@@ -272,10 +272,8 @@ class HotlineStore:
 
     async def get_intake(self, case_id: str) -> dict[str, Any] | None:
         """The intake record, from the working set or else (a case old enough) from the archive."""
-        doc = await self.intakes.find_one({"_id": case_id})
-        if doc is None and self.records.may_be_archived(case_id):
-            doc = await self.intakes_archive.find_one({"_id": case_id})
-        return doc
+        found = await find_with_archive(self.intakes, self.intakes_archive, [case_id], self.records.may_be_archived)
+        return found.get(case_id)
 
     async def _archived(self, case_ids: list[str]) -> None:
         """Intake records were archived: their search entries follow."""
@@ -284,12 +282,9 @@ class HotlineStore:
     async def _intakes(self, case_ids: list[str]) -> list[dict[str, Any]]:
         """The intake records (without their events) in the order asked, in one read (and one of the
         archive for those old enough not found); missing ones left out."""
-        if not case_ids:
-            return []
-        docs = await find_by(self.intakes, "_id", case_ids, {"events": 0})
-        by_id = {d["_id"]: d for d in docs}
-        if older := [c for c in case_ids if c not in by_id and self.records.may_be_archived(c)]:
-            by_id |= {d["_id"]: d for d in await find_by(self.intakes_archive, "_id", older, {"events": 0})}
+        by_id = await find_with_archive(
+            self.intakes, self.intakes_archive, case_ids, self.records.may_be_archived, {"events": 0}
+        )
         return [by_id[c] for c in case_ids if c in by_id]
 
     async def _cases_for_keys(self, keys: dict[str, str], seen: dict[str, KeyView] | None) -> dict[str, list[str]]:

@@ -22,7 +22,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from common.aggregates import may_be_archived
+from common.aggregates import find_with_archive, may_be_archived
 from common.store import create_query_indexes, delete_by_ids, find_by, insert_once
 from services.notify.documents import Attempt, DeliveryStatus, NotificationRecord, SlaEventRecord
 from services.notify.timers import DueTimer, Timer, bucket_of, past_horizon
@@ -267,10 +267,7 @@ class NotifyStore:
 
     async def load(self, case_id: str) -> dict[str, Any] | None:
         """A case, from the working set or else (one old enough) from the archive."""
-        doc = await self.cases.find_one({"_id": case_id})
-        if doc is None and self.may_be_archived(case_id):
-            doc = await self.cases_archive.find_one({"_id": case_id})
-        return doc
+        return (await find_with_archive(self.cases, self.cases_archive, [case_id], self.may_be_archived)).get(case_id)
 
     def _with_archive(self, query: dict[str, Any]) -> bool:
         """Whether a query of cases can match archived ones: not one of open cases only."""

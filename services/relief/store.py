@@ -22,7 +22,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from common.aggregates import may_be_archived
+from common.aggregates import find_with_archive, may_be_archived
 from common.principal import Principal
 from common.store import bulk_update, create_query_indexes, find_by, insert_once
 from services.relief.documents import ENTITLEMENT_FINAL, Entitlement, ReliefCase
@@ -129,10 +129,10 @@ class ReliefStore:
 
     async def _by_id(self, live: AsyncCollection[Doc], archive: AsyncCollection[Doc], doc_id: str) -> Doc | None:
         """From the working set, or else (one old enough to be archived) from the archive."""
-        doc = await live.find_one({"_id": doc_id})
-        if doc is None and may_be_archived(doc_id, self.archive_after):
-            doc = await archive.find_one({"_id": doc_id})
-        return doc
+        return (await find_with_archive(live, archive, [doc_id], self._may_be_archived)).get(doc_id)
+
+    def _may_be_archived(self, doc_id: str) -> bool:
+        return may_be_archived(doc_id, self.archive_after)
 
     async def list_entitlements(
         self,
@@ -163,9 +163,9 @@ class ReliefStore:
 
     async def entitlements_by_ids(self, ids: Sequence[str]) -> dict[str, Entitlement]:
         """Entitlements by id, in one batched read (`find_by`), without their outboxes."""
-        docs = {doc["_id"]: doc for doc in await find_by(self.entitlements, "_id", list(ids), LISTED_WITHOUT)}
-        if older := [i for i in ids if i not in docs and may_be_archived(i, self.archive_after)]:
-            docs |= {doc["_id"]: doc for doc in await find_by(self.entitlements_archive, "_id", older, LISTED_WITHOUT)}
+        docs = await find_with_archive(
+            self.entitlements, self.entitlements_archive, ids, self._may_be_archived, LISTED_WITHOUT
+        )
         return {doc_id: Entitlement.from_document(doc) for doc_id, doc in docs.items()}
 
     async def hukou_notices(self, *, hukou_district: str | None, paying_district: str | None) -> list[Entitlement]:
