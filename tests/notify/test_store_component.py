@@ -71,13 +71,18 @@ async def test_a_batch_of_dispatches_costs_the_same_store_commands_for_5_cases_a
             spent = {k: v - before.get(k, 0) for k, v in counter.counts.items()}
             # reads: one `$in` on MongoDB, one equality query per case on FerretDB (`common.store.find_by`)
             assert spent.get("find", 0) <= (cases + 1 if ferret else 2), spent
-            return sum(spent.values()) - spent.get("find", 0)
+            return {k: v for k, v in spent.items() if k != "find" and v}
 
+        # The texts' first attempts are due now, by the wall clock, in the bucket of the moment: a bucket
+        # beginning between the runs below would cost one registration more. Start early in a bucket.
+        left = runtime.settings.timer_bucket_s - datetime.now(UTC).timestamp() % runtime.settings.timer_bucket_s
+        if left < 20:
+            await asyncio.sleep(left + 0.1)
         await cost(1)  # the timer buckets' first use registers them
         small, large = await cost(5), await cost(50)
-        assert small == large, (small, large)
+        assert sum(small.values()) == sum(large.values()), (small, large)
         # claim, write, mark published; texts and their first attempts; one insert per timer bucket
         # the cases' warnings, breaches and escalations fall in (six or so with 60 s buckets)
-        assert large <= 16, dict(counter.counts)
+        assert sum(large.values()) <= 16, large
     finally:
         await client.close()
