@@ -61,6 +61,7 @@ class CaseService:
             archive_after=timedelta(seconds=self.settings.archive_after_s),
             finished={"status": {"$in": sorted(FINAL)}},  # resolved or merged
         )
+        self.store.may_be_archived = self.cases.may_be_archived  # reads by id follow the write path's age
 
     @property
     def max_returns(self) -> int:
@@ -198,8 +199,7 @@ class CaseService:
             details[request.case_id] = (case, clear, lookup_keys(request.caller.phone, request.caller.id_card, pepper))
         # A case is archived only once closed and left alone for `archive_after_s`, so only a request received
         # longer ago than that (history replayed) can find its case there rather than in the working set.
-        replayed = [case_id for case_id in cases if self.cases.may_be_archived(case_id)]
-        archived = await self.store.archived(replayed) if replayed else set()
+        archived = await self.store.archived(list(cases))
         inserted = await self.store.insert_cases(
             [(case, entries) for case_id, (case, entries) in cases.items() if case_id not in archived],
             remember=self.cases.remember,

@@ -12,7 +12,6 @@ department's answer: small, as an answered one is deleted.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -24,6 +23,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from common.aggregates import find_with_archive
 from common.store import create_query_indexes, find_by, insert_once
 from contracts.events import utcnow
 from services.router.domain.case import Case, CaseStatus, queue_key
@@ -44,6 +44,10 @@ class RouterStore:
         self.reveals = db["reveals"]
         self.escalations = db["escalations"]
         self.answers = db["escalation_answers"]
+        # Whether the archive can hold a case: `CaseService` hands in its write path's rule
+        # (`Aggregates.may_be_archived`), so a case numbered within the archive age is never looked for in
+        # the archive (the whole history; on FerretDB a lookup there scans it all).
+        self.may_be_archived: Callable[[str], bool] = lambda _case_id: True
 
     async def ensure_indexes(self) -> None:
         await create_query_indexes(
@@ -90,23 +94,23 @@ class RouterStore:
 
     async def get(self, case_id: str) -> Case | None:
         """The case, from the working set or else from the archive."""
-        doc = await self.cases.find_one({"_id": case_id}) or await self.archive.find_one({"_id": case_id})
+        doc = await self._one(case_id)
         return Case.from_document(doc) if doc else None
 
+    async def _one(self, case_id: str, projection: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        return (await find_with_archive(self.cases, self.archive, [case_id], self.may_be_archived, projection)).get(
+            case_id
+        )
+
     async def archived(self, case_ids: list[str]) -> set[str]:
-        """Which of these cases are in the archive (one lookup by id each)."""
-        found = await asyncio.gather(*(self.archive.find_one({"_id": case_id}, {"_id": 1}) for case_id in case_ids))
-        return {doc["_id"] for doc in found if doc}
+        """Which of these cases are in the archive (one batched read; only those it can hold)."""
+        older = [case_id for case_id in case_ids if self.may_be_archived(case_id)]
+        return {doc["_id"] for doc in await find_by(self.archive, "_id", older, {"_id": 1})} if older else set()
 
     async def first_dispatch(self, case_id: str) -> tuple[str | None, list[dict[str, Any]]]:
         """The request a case was opened by and the events it was first dispatched with (republished as they
         were on redelivery)."""
-        projection = {"initial_events": 1, "request_event_id": 1}
-        doc = (
-            await self.cases.find_one({"_id": case_id}, projection)
-            or await self.archive.find_one({"_id": case_id}, projection)
-            or {}
-        )
+        doc = await self._one(case_id, {"initial_events": 1, "request_event_id": 1}) or {}
         return doc.get("request_event_id"), json.loads(doc.get("initial_events") or "[]")
 
     async def queue(
@@ -187,12 +191,8 @@ class RouterStore:
         found.sort(key=lambda d: d["received_at"], reverse=True)
         found = found[:EARLIER_AT_MOST]
         ids = [d["_id"] for d in found]
-        status: dict[str, CaseStatus] = {}
-        for collection in (self.cases, self.archive):
-            missing = [i for i in ids if i not in status]
-            if missing:
-                for doc in await find_by(collection, "_id", missing, {"status": 1}):
-                    status[doc["_id"]] = doc["status"]
+        found_ids = await find_with_archive(self.cases, self.archive, ids, self.may_be_archived, {"status": 1})
+        status: dict[str, CaseStatus] = {case_id: doc["status"] for case_id, doc in found_ids.items()}
         return [
             (d["_id"], d["received_at"], list(d.get("needs") or []), status[d["_id"]])
             for d in found

@@ -134,3 +134,36 @@ async def test_archiving_at_the_same_moment_as_a_change_loses_neither(router: Ro
         assert live is not None, f"round {round_}: the reopened case is missing from the working set"
         case = await service.store.get(case_id)
         assert case is not None and case.status == "dispatched" and case.hop == 2
+
+
+async def test_a_case_numbered_within_the_archive_age_is_never_looked_for_in_the_archive(
+    router: RouterHarness, mongodb_url: str
+) -> None:
+    """The archive holds the whole history, and FerretDB scans it all for a lookup by id: reads by id ask
+    the write path's rule (`Aggregates.may_be_archived`) first, as writes do."""
+    from pymongo import AsyncMongoClient
+
+    from common.store import CommandCounter
+    from services.router.store import RouterStore
+
+    case_id, _ = await resolved_case(router)
+    service = router.service
+    service.cases.archive_after = timedelta(seconds=service.settings.archive_after_s)  # others here set 0
+    assert service.cases.archive_after >= timedelta(days=1)
+    counter = CommandCounter()
+    client: AsyncMongoClient = AsyncMongoClient(mongodb_url, tz_aware=True, event_listeners=[counter])
+    try:
+        store = RouterStore(client[service.store.db.name])
+        store.may_be_archived = service.store.may_be_archived  # as CaseService wired its own
+        recent_missing, old_missing = new_case_id(), new_case_id(on=(utcnow() - timedelta(days=400)).date())
+
+        assert (await store.get(case_id)) is not None
+        assert await store.get(recent_missing) is None
+        assert await store.first_dispatch(recent_missing) == (None, [])
+        assert await store.archived([case_id, recent_missing]) == set()
+        assert not [key for key in counter.seconds if key[1] == "cases_archive"], dict(counter.seconds)
+
+        assert await store.get(old_missing) is None  # an old number may be archived: it is looked for
+        assert ("find", "cases_archive") in counter.seconds
+    finally:
+        await client.close()
