@@ -59,7 +59,7 @@ async def test_a_batch_of_dispatches_costs_the_same_store_commands_for_5_cases_a
         now = datetime.now(UTC)
         ferret = not await serves_queries_from_indexes(store.db)
 
-        async def cost(cases: int) -> int:
+        async def cost(cases: int) -> dict[str, int]:
             steps = []
             for _ in range(cases):
                 event = dispatched(new_case_id(), at=now, sla_class="emergency")
