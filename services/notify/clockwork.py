@@ -88,6 +88,7 @@ class Clockwork:
             archive=self.store.cases_archive,
             archive_after=self.store.archive_after,
             finished=FINISHED,
+            archived=self.store.archive_followers,  # a case's contact, texts and SLA events follow it
         )
         self.store.may_be_archived = self.cases.may_be_archived  # reads by id follow the write path's archive age
 

@@ -4,7 +4,9 @@ notification outbox, fired SLA events, and the durable timer wheels. Every query
 One document per case holds its clocks (the state), the flat facts the views filter on, the timers it
 placed, the ids of the events already applied and an outbox of effects; it is changed only through the
 shared write path (`common.aggregates`, built over `cases` by the clockwork), so one event changes it
-once, even with several notify instances.
+once, even with several notify instances. A finished case, once left alone for the archive age, moves to
+`cases_archive`, and its contact, its delivered texts and alerts and its SLA events follow it into archives
+of their own: every collection the hot path reads by id stays the size of the working set.
 
 Everything stays inside what FerretDB 1.24 supports: filters, sort, limit, and aggregation with `$match`,
 `$unwind` and `$group` + `$sum`.
@@ -23,7 +25,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from common.aggregates import find_with_archive, may_be_archived
-from common.store import create_query_indexes, delete_by_ids, find_by, insert_once
+from common.store import create_query_indexes, delete_by_ids, find_by, insert_once, insert_or_replace
 from services.notify.documents import Attempt, DeliveryStatus, NotificationRecord, SlaEventRecord
 from services.notify.timers import DueTimer, Timer, bucket_of, past_horizon
 
@@ -242,6 +244,12 @@ class NotifyStore:
         self.case_claims = db["case_claims"]
         self.contacts = db["contacts"]
         self.notifications = db["notifications"]
+        # What follows a case into its archive (`archive_followers`): its contact, its texts and alerts no
+        # longer on their way, its SLA events. Each is read by the case's id, or a key starting with it,
+        # on the hot path (FerretDB scans the collection for each), so none may grow with history.
+        self.contacts_archive = db["contacts_archive"]
+        self.notifications_archive = db["notifications_archive"]
+        self.sla_events_archive = db["sla_events_archive"]
         # Who runs each delivery attempt: insert-only claims, so that of several notify processes reading
         # the same due attempt exactly one sends it (a claim older than the takeover time is taken over).
         self.delivery_claims = db["delivery_claims"]
@@ -260,10 +268,33 @@ class NotifyStore:
                 (self.cases, [("responsible_department", ASCENDING), ("status", ASCENDING)]),
                 (self.notifications, [("case_id", ASCENDING)]),
                 (self.sla_events, [("case_id", ASCENDING)]),
+                (self.notifications_archive, [("case_id", ASCENDING)]),
+                (self.sla_events_archive, [("case_id", ASCENDING)]),
             ],
         )
 
     # ----------------------------------------------------------------------------- cases
+
+    async def archive_followers(self, case_ids: list[str]) -> None:
+        """Move what follows these archived cases into its archives (the write path's `archived` hook):
+        copied first, so a failure in between leaves a document in both, which every read takes once. A
+        text still on its way stays until it is delivered."""
+        notes = [d for d in await find_by(self.notifications, "case_id", case_ids) if d.get("status") != "pending"]
+        for live, archive, docs in (
+            (self.contacts, self.contacts_archive, await find_by(self.contacts, "_id", case_ids)),
+            (self.notifications, self.notifications_archive, notes),
+            (self.sla_events, self.sla_events_archive, await find_by(self.sla_events, "case_id", case_ids)),
+        ):
+            if docs:
+                await insert_or_replace(archive, docs)
+                await delete_by_ids(live, [d["_id"] for d in docs])
+
+    async def _by_id(
+        self, live: AsyncCollection[dict[str, Any]], archive: AsyncCollection[dict[str, Any]], key: str
+    ) -> dict[str, Any] | None:
+        """One document keyed by a case id (or a key starting with one), from the working set or, if the
+        case may be archived, its archive."""
+        return (await find_with_archive(live, archive, [key], self.may_be_archived)).get(key)
 
     async def load(self, case_id: str) -> dict[str, Any] | None:
         """A case, from the working set or else (one old enough) from the archive."""
@@ -395,13 +426,13 @@ class NotifyStore:
         await self.remember_callers({case_id: phone}, {case_id: consents})
 
     async def caller_phone(self, case_id: str) -> str | None:
-        doc = await self.contacts.find_one({"_id": case_id})
+        doc = await self._by_id(self.contacts, self.contacts_archive, case_id)
         return doc.get("phone") if doc else None
 
     async def caller_contact(self, case_id: str) -> tuple[bool, str | None] | None:
         """Whether the caller agreed to texts, and their phone (kept only if they did); None while notify
         has not seen the call. A contact stored before consent was recorded counts as no consent."""
-        doc = await self.contacts.find_one({"_id": case_id})
+        doc = await self._by_id(self.contacts, self.contacts_archive, case_id)
         return (bool(doc.get("consents_to_texts")), doc.get("phone")) if doc else None
 
     async def caller_text_pending(self, case_id: str) -> bool:
@@ -419,6 +450,8 @@ class NotifyStore:
     async def forget_callers(self, case_ids: list[str]) -> None:
         if case_ids:
             await delete_by_ids(self.contacts, case_ids)
+            if older := [case_id for case_id in case_ids if self.may_be_archived(case_id)]:
+                await delete_by_ids(self.contacts_archive, older)
 
     # --------------------------------------------------------------------- notifications
 
@@ -451,7 +484,7 @@ class NotifyStore:
         return False
 
     async def notification(self, key: str) -> NotificationRecord | None:
-        doc = await self.notifications.find_one({"_id": key})
+        doc = await self._by_id(self.notifications, self.notifications_archive, key)
         return NotificationRecord.model_validate(doc) if doc else None
 
     async def record_attempt(self, key: str, attempt: Attempt, status: DeliveryStatus) -> None:
@@ -474,8 +507,15 @@ class NotifyStore:
             for name, value in (("case_id", case_id), ("status", status), ("recipient", recipient))
             if value is not None
         }
-        found = await self.notifications.find(query).sort("created_at", ASCENDING).limit(limit).to_list(None)
-        return [NotificationRecord.model_validate(doc) for doc in found]
+        collections = [self.notifications]
+        if status != "pending" and (case_id is None or self.may_be_archived(case_id)):
+            collections.append(self.notifications_archive)  # only delivered or given-up ones are archived
+        found: dict[str, dict[str, Any]] = {}
+        for collection in reversed(collections):  # a document in both: the working copy
+            for doc in await collection.find(query).sort("created_at", ASCENDING).limit(limit).to_list(None):
+                found[doc["_id"]] = doc
+        ordered = sorted(found.values(), key=lambda doc: (doc["created_at"], doc["_id"]))[:limit]
+        return [NotificationRecord.model_validate(doc) for doc in ordered]
 
     # ------------------------------------------------------------------------ SLA events
 
@@ -484,13 +524,19 @@ class NotifyStore:
 
     async def sla_events_by_id(self, event_ids: list[str]) -> dict[str, SlaEventRecord]:
         """The SLA events notify fired, by event id (one read for a batch)."""
-        found = await find_by(self.sla_events, "_id", event_ids) if event_ids else []
-        records = [SlaEventRecord.model_validate(doc) for doc in found]
+        # An event id tells nothing of its case's day: one not in the working set is looked for in the archive.
+        found = await find_with_archive(self.sla_events, self.sla_events_archive, event_ids, lambda _id: True)
+        records = [SlaEventRecord.model_validate(doc) for doc in found.values()]
         return {r.event_id: r for r in records}
 
     async def sla_events_of(self, case_id: str) -> list[SlaEventRecord]:
-        found = await self.sla_events.find({"case_id": case_id}).sort("fired_at", ASCENDING).to_list(200)
-        return [SlaEventRecord.model_validate(doc) for doc in found]
+        collections = [self.sla_events_archive] if self.may_be_archived(case_id) else []
+        docs: dict[str, dict[str, Any]] = {}
+        for collection in [*collections, self.sla_events]:  # a document in both: the working copy
+            for doc in await collection.find({"case_id": case_id}).to_list(200):
+                docs[doc["_id"]] = doc
+        ordered = sorted(docs.values(), key=lambda doc: doc["fired_at"])[:200]
+        return [SlaEventRecord.model_validate(doc) for doc in ordered]
 
     # ------------------------------------------------------------------- working-day calendar
 
