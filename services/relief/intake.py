@@ -231,7 +231,11 @@ class CaseIntake:
                 entitlement = self._entitlement(case, proposal, recipient, help_.id_card_hash)
                 created[entitlement.id] = entitlement
             evaluations[case.id] = [p.rule_id for p in proposals]
-        outcome = await self.entitlements.change_many({eid: create_only(e) for eid, e in created.items()})
+        # Keyed by the case (`<case id>:<rule>`) and made by its first evaluation: inserted without a read (one
+        # there after all, a redelivery, is refused and read alone; one the archive may hold is read as usual).
+        outcome = await self.entitlements.change_many(
+            {eid: create_only(e) for eid, e in created.items()}, new=list(created)
+        )
         for failure in outcome.failed.values():  # pragma: no cover - create_only raises nothing
             raise failure
         if outcome.written:
