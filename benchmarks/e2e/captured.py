@@ -118,9 +118,14 @@ class NotifyHistory:
 
     def apply(self, event: Any) -> None:
         if isinstance(event, HelpRequested):
+            agreed = event.caller.consents_to_texts  # as `NotifyStore.remember_callers` keeps it
             self.contacts.setdefault(
-                event.case_id, {"_id": event.case_id, "phone": event.caller.phone, "stored_at": event.received_at}
+                event.case_id,
+                {"_id": event.case_id, "consents_to_texts": True, "phone": event.caller.phone}
+                if agreed
+                else {"_id": event.case_id, "consents_to_texts": False},
             )
+            self.contacts[event.case_id]["stored_at"] = event.received_at
         change = self.clockwork.fold(
             event.case_id, [(str(event.event_id), lambda s: case_rules.apply(s, event, self.policy))], event.occurred_at
         )

@@ -42,7 +42,8 @@ from services.router.settings import Settings as RouterSettings
 MARKER = "bench_history"  # collection holding {"_id": "complete", "cases": n, "layout": L} once the load finished
 # Raised when the services' documents change where they live (a history of an older layout is built again):
 # 2 has finished cases in every service's archive (`placing`), with the hotline's search entries and callbacks.
-LAYOUT = 2
+# 3 has notify's contacts as the store keeps them (consent), those of archived cases in `contacts_archive`.
+LAYOUT = 3
 CHUNK = 1000
 NEEDS = [
     ["temp_assist_major"],
@@ -268,6 +269,16 @@ async def ensure_history(client: AsyncMongoClient[Doc], opts: E2eBench) -> str:
             *placing(dbs["relief"], "entitlements", entitlements, ENTITLEMENT_FINISHED),
             *placing(dbs["notify"], "cases", notify_cases, NOTIFY_FINISHED),
         ]
+        # A case's contact follows it into the archive (`NotifyStore.archive_followers`).
+        archived = {doc["_id"] for doc in notify_cases if finished(doc, NOTIFY_FINISHED)}
+        contacts_placed = [
+            dbs["notify"][collection].insert_many(part)
+            for collection, part in (
+                ("contacts_archive", [c for c in contacts if c["_id"] in archived]),
+                ("contacts", [c for c in contacts if c["_id"] not in archived]),
+            )
+            if part
+        ]
         writing = asyncio.gather(
             dbs["router"]["cases_archive"].insert_many(routed),
             dbs["hotline"]["intakes_archive"].insert_many(intakes),
@@ -275,7 +286,7 @@ async def ensure_history(client: AsyncMongoClient[Doc], opts: E2eBench) -> str:
             dbs["hotline"]["case_search_text_archive"].insert_many(entries),
             *placed,
             *([dbs["relief"]["applicants"].insert_many(applicants)] if applicants else []),
-            *([dbs["notify"]["contacts"].insert_many(contacts)] if contacts else []),
+            *contacts_placed,
         )
         done = first + len(routed)
         if done % 10_000 == 0 or done == len(times):
