@@ -218,6 +218,18 @@ async def insert_or_replace(collection: AsyncCollection[dict[str, Any]], documen
             await busy_retry(functools.partial(collection.replace_one, {"_id": doc["_id"]}, doc))
 
 
+async def move_documents(
+    source: AsyncCollection[dict[str, Any]],
+    target: AsyncCollection[dict[str, Any]],
+    documents: Sequence[dict[str, Any]],
+) -> None:
+    """Move documents read from `source` to `target` (an archive, or back from one): copied first, then
+    deleted, so a failure in between leaves a document in both, which readers take once."""
+    if documents:
+        await insert_or_replace(target, documents)
+        await delete_by_ids(source, [doc["_id"] for doc in documents])
+
+
 class GroupInserts:
     """Group commit of single-document inserts into one collection: concurrent `insert` calls share one
     `insert_many` (unordered). Nothing waits for a timer: when no insert is in flight the document goes

@@ -42,9 +42,8 @@ from common.store import (
     bulk_update,
     busy_retry,
     create_query_indexes,
-    delete_by_ids,
     find_by,
-    insert_or_replace,
+    move_documents,
 )
 from contracts.events.hotline import HelpRequested
 from services.hotline.domain import CaseStatus, case_day, project_status
@@ -131,19 +130,13 @@ class SearchIndex:
         """Move these cases' entries to the archive (their intake records were archived): copied first, so a
         failure in between leaves an entry in both, which a search counts once."""
         for live, archive in self._pairs():
-            docs = await find_by(live, "_id", case_ids)
-            if docs:
-                await insert_or_replace(archive, docs)
-            await delete_by_ids(live, [d["_id"] for d in docs])
+            await move_documents(live, archive, await find_by(live, "_id", case_ids))
 
     async def restore(self, case_ids: list[str]) -> None:
         """Bring these cases' entries back from the archive, if they are there (none are looked for in the
         working index: an entry in both is the working one's)."""
         for live, archive in self._pairs():
-            docs = await find_by(archive, "_id", case_ids)
-            if docs:
-                await insert_or_replace(live, docs)
-                await delete_by_ids(archive, [d["_id"] for d in docs])
+            await move_documents(archive, live, await find_by(archive, "_id", case_ids))
 
     async def search(self, f: CaseFilter, *, skip: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
         """One page of the entries matching, newest first, and whether more follow."""

@@ -25,7 +25,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from common.aggregates import find_with_archive, may_be_archived
-from common.store import create_query_indexes, delete_by_ids, find_by, insert_once, insert_or_replace
+from common.store import create_query_indexes, delete_by_ids, find_by, insert_once, move_documents
 from services.notify.documents import Attempt, DeliveryStatus, NotificationRecord, SlaEventRecord
 from services.notify.timers import DueTimer, Timer, bucket_of, past_horizon
 
@@ -285,9 +285,7 @@ class NotifyStore:
             (self.notifications, self.notifications_archive, notes),
             (self.sla_events, self.sla_events_archive, await find_by(self.sla_events, "case_id", case_ids)),
         ):
-            if docs:
-                await insert_or_replace(archive, docs)
-                await delete_by_ids(live, [d["_id"] for d in docs])
+            await move_documents(live, archive, docs)
 
     async def _by_id(
         self, live: AsyncCollection[dict[str, Any]], archive: AsyncCollection[dict[str, Any]], key: str
@@ -507,15 +505,12 @@ class NotifyStore:
             for name, value in (("case_id", case_id), ("status", status), ("recipient", recipient))
             if value is not None
         }
-        collections = [self.notifications]
-        if status != "pending" and (case_id is None or self.may_be_archived(case_id)):
-            collections.append(self.notifications_archive)  # only delivered or given-up ones are archived
-        found: dict[str, dict[str, Any]] = {}
-        for collection in reversed(collections):  # a document in both: the working copy
-            for doc in await collection.find(query).sort("created_at", ASCENDING).limit(limit).to_list(None):
-                found[doc["_id"]] = doc
-        ordered = sorted(found.values(), key=lambda doc: (doc["created_at"], doc["_id"]))[:limit]
-        return [NotificationRecord.model_validate(doc) for doc in ordered]
+        # only delivered or given-up ones are archived
+        archived = status != "pending" and (case_id is None or self.may_be_archived(case_id))
+        found = await _merged(
+            self.notifications, self.notifications_archive if archived else None, query, "created_at", limit
+        )
+        return [NotificationRecord.model_validate(doc) for doc in found]
 
     # ------------------------------------------------------------------------ SLA events
 
@@ -530,13 +525,9 @@ class NotifyStore:
         return {r.event_id: r for r in records}
 
     async def sla_events_of(self, case_id: str) -> list[SlaEventRecord]:
-        collections = [self.sla_events_archive] if self.may_be_archived(case_id) else []
-        docs: dict[str, dict[str, Any]] = {}
-        for collection in [*collections, self.sla_events]:  # a document in both: the working copy
-            for doc in await collection.find({"case_id": case_id}).to_list(200):
-                docs[doc["_id"]] = doc
-        ordered = sorted(docs.values(), key=lambda doc: doc["fired_at"])[:200]
-        return [SlaEventRecord.model_validate(doc) for doc in ordered]
+        archive = self.sla_events_archive if self.may_be_archived(case_id) else None
+        found = await _merged(self.sla_events, archive, {"case_id": case_id}, "fired_at", 200)
+        return [SlaEventRecord.model_validate(doc) for doc in found]
 
     # ------------------------------------------------------------------- working-day calendar
 
@@ -606,3 +597,20 @@ class NotifyStore:
                 "$dept_clocks",
             ),
         }
+
+
+async def _merged(
+    live: AsyncCollection[dict[str, Any]],
+    archive: AsyncCollection[dict[str, Any]] | None,
+    query: dict[str, Any],
+    order: str,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """The first `limit` documents matching, by `order` (then id), of the working set and the archive
+    (None: the working set only); a document in both counts once, as its working copy."""
+    found: dict[str, dict[str, Any]] = {}
+    for collection in (archive, live):
+        if collection is not None:
+            for doc in await collection.find(query).sort(order, ASCENDING).limit(limit).to_list(None):
+                found[doc["_id"]] = doc
+    return sorted(found.values(), key=lambda doc: (doc[order], doc["_id"]))[:limit]
