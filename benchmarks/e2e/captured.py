@@ -1,22 +1,29 @@
-"""Relief and notify writing their history into memory: each service's own intake code (relief's
-`CaseIntake`, notify's `Clockwork.fold`) runs unchanged over memory that keeps what it would have
-written, so the documents can then go to the real store in bulk (`insert_many`): the same documents,
-without tens of thousands of single updates, each of which scans a growing collection on FerretDB."""
+"""Relief and notify writing their history into memory: each service's own code (relief's `CaseIntake`
+and its officers' decisions, `Relief.approve` / `reject` / `pay`; notify's `Clockwork.fold`) runs unchanged
+over memory that keeps what it would have written, so the documents can then go to the real store in bulk
+(`insert_many`): the same documents, without tens of thousands of single updates, each of which scans a
+growing collection on FerretDB."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from unittest import mock
 
 from common.aggregates import Codec, Outcome, Written
+from contracts.events import BUSINESS_TZ
+from contracts.events import base as event_base
 from contracts.events.hotline import HelpRequested
 from services.notify.clockwork import CODEC, Clockwork, NotifyCase
 from services.notify.domain import case as case_rules
 from services.notify.domain.policy import load_policy
 from services.notify.store import NotifyStore
+from services.relief import subsidies
 from services.relief.app import load_standards_book
-from services.relief.documents import CASE_CODEC, ENTITLEMENT_CODEC
+from services.relief.documents import CASE_CODEC, ENTITLEMENT_CODEC, Entitlement
+from services.relief.records import LedgerEntry
 from services.relief.service import Relief
 from services.relief.settings import Settings as ReliefSettings
 
@@ -33,6 +40,10 @@ class MemoryAggregates:
 
     async def current(self, ids: Sequence[str], *, new: Collection[str] = ()) -> dict[str, Any]:
         return {doc_id: self.codec.load(self.docs[doc_id]) for doc_id in ids if doc_id in self.docs}
+
+    async def change(self, doc_id: str, change: Callable[[Any], Any]) -> Written[Any] | None:
+        """One change (`Aggregates.change`): the document as written, or None if nothing changed."""
+        return (await self.change_many({doc_id: change})).written.get(doc_id)
 
     async def change_many(
         self, changes: Mapping[str, Callable[[Any], Any]], *, new: Collection[str] = ()
@@ -52,7 +63,9 @@ class MemoryAggregates:
 
 
 class ReliefMemory:
-    """The part of `ReliefStore` that case intake reads, and its two write paths, in memory."""
+    """The part of `ReliefStore` that case intake and the officers' decisions read, its two write paths and
+    its payment ledger, in memory. (An approved dibao application enters the registry only with an ID-card
+    number, which the history's callers do not give: no decision here writes the registry.)"""
 
     def __init__(self, db: Any) -> None:
         self.db = db  # only named, never used: the write paths below replace the service's
@@ -62,6 +75,22 @@ class ReliefMemory:
         self.cases = self.case_path.docs
         self.entitlements = self.entitlement_path.docs
         self.applicants: dict[str, Doc] = {}
+        self.ledger: dict[str, Doc] = {}  # by idempotency key, as the store's unique index keeps it
+
+    async def get_entitlement(self, entitlement_id: str) -> Entitlement | None:
+        doc = self.entitlements.get(entitlement_id)
+        return ENTITLEMENT_CODEC.load(doc) if doc is not None else None
+
+    async def ledger_entry(self, idempotency_key: str) -> LedgerEntry | None:
+        doc = self.ledger.get(idempotency_key)
+        return LedgerEntry.model_validate(doc) if doc is not None else None
+
+    async def append_ledger(self, entry: LedgerEntry) -> tuple[bool, LedgerEntry]:
+        """A payment once per idempotency key (`ReliefStore.append_ledger`): a repeat returns the entry there."""
+        if (existing := await self.ledger_entry(entry.idempotency_key)) is not None:
+            return False, existing
+        self.ledger[entry.idempotency_key] = entry.to_document()
+        return True, entry
 
     async def registry_by_id_hashes(self, hashes: list[str]) -> dict[str, Doc]:
         return {}  # the history's callers are not in the low-income registry
@@ -94,6 +123,34 @@ def relief_intake(db: Any) -> tuple[Relief, ReliefMemory]:
     # In-memory stand-ins for the service's write paths (the same `change_many` over a dict).
     relief.cases, relief.entitlements = memory.case_path, memory.entitlement_path  # type: ignore[assignment]  # in memory
     return relief, memory
+
+
+class _Stopped:
+    """`datetime` as `contracts.events.utcnow` and the subsidy runs read it, stopped at one moment."""
+
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment
+
+    def now(self, tz: tzinfo | None = None) -> datetime:
+        return self.moment.astimezone(tz)
+
+
+@contextmanager
+def relief_at(relief: Relief, moment: datetime) -> Iterator[None]:
+    """Relief acting at `moment` of the history rather than now: its business day (`Relief.clock`, which
+    dates approvals and the months due) and the time its decisions, ledger entries and events are stamped
+    with (`contracts.events.utcnow`, which they take, and `services.relief.subsidies` read `datetime.now`
+    of their modules: stopped here while relief's code runs over memory, which never waits on anything
+    else)."""
+    day = moment.astimezone(BUSINESS_TZ).date()
+    stopped = _Stopped(moment)
+    before = relief.clock
+    relief.clock = lambda: day
+    try:
+        with mock.patch.object(event_base, "datetime", stopped), mock.patch.object(subsidies, "datetime", stopped):
+            yield
+    finally:
+        relief.clock = before
 
 
 def published(entitlement: Doc) -> list[Doc]:

@@ -2,7 +2,8 @@
 
 Each case is a call some days ago that was dispatched, signed for and resolved: the hotline's triage and
 intake record, the router's routing, desk steps and archiving (resolved long ago, so in `cases_archive`),
-relief's case intake and entitlements, notify's clocks; every service sees the events the others
+relief's case intake and entitlements, decided by its officers a day or two later (approved and paid, or
+rejected) with the payments in its ledger, notify's clocks; every service sees the events the others
 published. The documents come from each service's own store and domain code, in memory
 (`captured.py`), and go to the store with `insert_many`. Kept between runs in databases named after
 the history's size (`E2eBench.history_database`), marked complete at the end, reused when complete.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pydantic_core
@@ -32,7 +34,14 @@ from services.hotline.search_index import BACKFILL_MARK
 from services.hotline.settings import Settings as HotlineSettings
 from services.hotline.store import HotlineStore, kept_event
 from services.notify.store import FINISHED as NOTIFY_FINISHED
-from services.relief.documents import CASE_FINISHED, ENTITLEMENT_FINISHED
+from services.relief.documents import CASE_FINISHED, ENTITLEMENT_FINISHED, Entitlement
+from services.relief.domain.facts import Category
+from services.relief.domain.lifecycle import Status
+from services.relief.domain.rules import AmountKind, Schedule
+from services.relief.domain.runs import RunKind, RunSpec, run_id_for
+from services.relief.domain.standards import Area
+from services.relief.service import Relief
+from services.relief.subsidies import _close_dibao_grant
 from services.router.app import catalogue_of
 from services.router.domain import desk
 from services.router.domain.dispatching import mark_queued, open_case
@@ -43,7 +52,9 @@ MARKER = "bench_history"  # collection holding {"_id": "complete", "cases": n, "
 # Raised when the services' documents change where they live (a history of an older layout is built again):
 # 2 has finished cases in every service's archive (`placing`), with the hotline's search entries and callbacks.
 # 3 has notify's contacts as the store keeps them (consent), those of archived cases in `contacts_archive`.
-LAYOUT = 3
+# 4 has relief's grants decided by its officers (`HistoryBuilder.decide`) with their payments in `ledger`, and
+#   relief's records and events at the history's times rather than at the time of the load.
+LAYOUT = 4
 CHUNK = 1000
 NEEDS = [
     ["temp_assist_major"],
@@ -55,6 +66,13 @@ NEEDS = [
     ["dibao_application", "medical_aid"],
 ]
 DISTRICTS = ["500103", "500105", "500106", "500112", "500108"]
+# Relief officers' decisions on the proposals: one in REJECTED_EVERY rejected, the others approved (a
+# second officer signing what is above the four-eyes threshold, P5.2c) and paid.
+OFFICER, REVIEWER, COORDINATOR = "history-officer", "history-reviewer", "history-coordinator"
+REJECTED_EVERY = 5
+REJECTION = "经核查，家庭经济状况不符合救助条件 | on checking, the household's means are above the conditions"
+# What an officer sets where the rule leaves the amount to them; the last is above P5.2c's threshold.
+AMOUNTS = (Decimal("1500.00"), Decimal("3000.00"), Decimal("4500.00"), Decimal("8000.00"))
 Doc = dict[str, Any]
 
 
@@ -90,6 +108,7 @@ class HistoryBuilder:
         self.search_entries: list[Doc] = []
         self.days: set[str] = set()
         self.counters: dict[str, int] = {}
+        self.proposals = 0  # decided so far: which to reject, which amount to set
 
     def route(self, request: HelpRequested) -> tuple[Doc, list[Doc]]:
         """The router's case, worked to resolution at the desk, as archived; and its lifecycle events."""
@@ -132,13 +151,18 @@ class HistoryBuilder:
         case_id = format_case_number(day, seq)
         request = history_request(i, at, case_id)
         router_doc, lifecycle = self.route(request)
-        await self.relief.on_help_requested(request)
-        await self.relief.on_dispatched(CaseDispatched.model_validate(lifecycle[0]))  # routing's first event
-        grants = [
+        dispatched = CaseDispatched.model_validate(lifecycle[0])  # routing's first event
+        with captured.relief_at(self.relief, at + timedelta(seconds=1)):
+            await self.relief.on_help_requested(request)
+        with captured.relief_at(self.relief, dispatched.occurred_at + timedelta(seconds=1)):
+            await self.relief.on_dispatched(dispatched)
+        await self.decide(case_id, at)
+        grants = [  # the grant events; a P5.2d notice goes to the hukou district's topic, which no service here reads
             body
             for key, ent in self.relief_memory.entitlements.items()
             if key.startswith(f"{case_id}:")
             for body in captured.published(ent)
+            if body["type"].startswith("grant.")
         ]
         callback = CallbackRecorded(  # the operator's callback (回访) two days after the resolution
             case_id=case_id,
@@ -147,7 +171,7 @@ class HistoryBuilder:
             operator_id="history-operator",
             satisfaction="satisfied",
         ).model_dump(mode="json")
-        downstream = sorted([*lifecycle, *grants, callback], key=lambda e: e["occurred_at"])
+        downstream = sorted([*lifecycle, *grants, callback], key=lambda e: datetime.fromisoformat(e["occurred_at"]))
         self.notify.apply(request)
         for body in downstream:
             self.notify.apply(_typed(body))
@@ -169,22 +193,87 @@ class HistoryBuilder:
         self.counters[day] = max(self.counters.get(day, 0), seq)
         return router_doc, intake
 
-    def drain(self) -> tuple[list[Doc], list[Doc], list[Doc], list[Doc], list[Doc]]:
-        """Relief's cases, entitlements and applicants, notify's cases and contacts built so far (then
-        forgotten)."""
+    async def decide(self, case_id: str, at: datetime) -> None:
+        """Relief officers deciding a case's proposals a day or two after the call, through the service's
+        own decisions (those its HTTP API calls): one in `REJECTED_EVERY` rejected with a reason; the others
+        approved, by a second officer too when the amount needs four eyes (P5.2c), and paid the day after
+        (once per period, through the ledger: a one-time grant once, a monthly one its months due by then).
+        A dibao application approved (P5.1) has its allowance paid by the month's first-payment run (P2.1),
+        which marks the grant paid for the month as a run does (`subsidies.execute_run`; the history's
+        callers give no ID-card number, so they are in no registry the run would pay in the ledger)."""
+        proposed = [
+            (eid, doc)
+            for eid, doc in self.relief_memory.entitlements.items()
+            if eid.startswith(f"{case_id}:") and doc["status"] == Status.PROPOSED
+        ]
+        for eid, doc in proposed:
+            n, self.proposals = self.proposals, self.proposals + 1
+            officer, reviewer = (
+                Principal(sub=sub, role=Role.RELIEF_OFFICER, district=doc["district"]) for sub in (OFFICER, REVIEWER)
+            )
+            with captured.relief_at(self.relief, at + timedelta(days=1, hours=2)):
+                if n % REJECTED_EVERY == REJECTED_EVERY - 1:
+                    await self.relief.reject(eid, officer, REJECTION)
+                    continue
+                grant = await self.relief.approve(eid, officer, self.amount(doc, n), "已核实 | checked")
+            if grant.status == Status.PENDING_APPROVAL:
+                with captured.relief_at(self.relief, at + timedelta(days=1, hours=5)):
+                    grant = await self.relief.approve(eid, reviewer, None, "复核同意 | second approval")
+            with captured.relief_at(self.relief, at + timedelta(days=2)):
+                if grant.schedule == Schedule.ONCE:
+                    periods = ["once"]
+                else:  # a dibao review has none
+                    periods = [period for period, _ in self.relief.due_periods(grant)]
+                for period in periods:
+                    await self.relief.pay(eid, officer, period, f"HIST-{n:07d}-{period}")
+                if grant.rule_id == "P5.1" and grant.status == Status.APPROVED:
+                    await first_payment_run(self.relief, grant)
+
+    @staticmethod
+    def amount(doc: Doc, n: int) -> Decimal | None:
+        """The amount an officer approves: the rule's when it fixes one (or none), else one of `AMOUNTS`
+        (within the cap, if any)."""
+        kind = AmountKind(doc["amount_kind"])
+        if kind in (AmountKind.FIXED, AmountKind.NONE):
+            return None
+        amount = AMOUNTS[n % len(AMOUNTS)]
+        return min(amount, Decimal(doc["cap"])) if kind is AmountKind.CAPPED and doc.get("cap") else amount
+
+    def drain(self) -> tuple[list[Doc], list[Doc], list[Doc], list[Doc], list[Doc], list[Doc]]:
+        """Relief's cases, entitlements, applicants and ledger entries, notify's cases and contacts built so
+        far (then forgotten)."""
         relief = self.relief_memory
         notify_cases, contacts = self.notify.drain()
         out = (
             list(relief.cases.values()),
             list(relief.entitlements.values()),
             list(relief.applicants.values()),
+            list(relief.ledger.values()),
             notify_cases,
             contacts,
         )
         relief.cases.clear()
         relief.entitlements.clear()
         relief.applicants.clear()
+        relief.ledger.clear()
         return out
+
+
+async def first_payment_run(relief: Relief, grant: Entitlement) -> None:
+    """The first-payment run (P2.1) of the month a dibao application was approved in, paying its allowance
+    at the district's standard: the grant marked paid for the month, with `grant.paid`."""
+    approved_on = grant.approved_on
+    assert approved_on is not None  # an approved grant has its day
+    month = f"{approved_on:%Y-%m}"
+    amount = (await relief.standards_book()).amount(grant.district, grant.area or Area.URBAN, approved_on)
+    spec = RunSpec(
+        run_id=run_id_for(RunKind.FIRST_PAYMENT, month, "history", "city"),
+        kind=RunKind.FIRST_PAYMENT,
+        month=month,
+        districts=frozenset(DISTRICTS),
+        amounts={Category.DIBAO: amount},
+    )
+    await _close_dibao_grant(relief.store, relief.entitlements, grant.case_id, spec, amount, COORDINATOR)
 
 
 def finished(doc: Doc, query: Doc) -> bool:
@@ -260,7 +349,7 @@ async def ensure_history(client: AsyncMongoClient[Doc], opts: E2eBench) -> str:
             routed.append(router_doc)
             intakes.append(intake)
             await asyncio.sleep(0)  # the previous chunk's writes go on while this one is built
-        relief_cases, entitlements, applicants, notify_cases, contacts = builder.drain()
+        relief_cases, entitlements, applicants, ledger, notify_cases, contacts = builder.drain()
         if writing is not None:
             await writing
         entries, builder.search_entries = builder.search_entries, []
@@ -286,6 +375,7 @@ async def ensure_history(client: AsyncMongoClient[Doc], opts: E2eBench) -> str:
             dbs["hotline"]["case_search_text_archive"].insert_many(entries),
             *placed,
             *([dbs["relief"]["applicants"].insert_many(applicants)] if applicants else []),
+            *([dbs["relief"]["ledger"].insert_many(ledger)] if ledger else []),  # append-only: never archived
             *contacts_placed,
         )
         done = first + len(routed)
