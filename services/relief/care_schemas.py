@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from contracts.catalogue import service_catalogue
 from services.relief.domain.care import CareEntry, CareGroup, CareVisit, VisitMode, VisitOutcome, due_status
@@ -21,18 +21,20 @@ class Enrol(Body):
     """Put a person on the register: from the low-income registry (`recipient_id`) or a case (`case_id`)."""
 
     recipient_id: str | None = Field(default=None, min_length=1, max_length=64)
-    case_id: str | None = Field(default=None, pattern=r"^CQ-\d{8}-\d{6}$")
+    case_id: str | None = Field(default=None, pattern=r"^CQ-\d{8}-\d{6}$", validate_default=True)
     groups: list[CareGroup] = Field(min_length=1, max_length=9)
     worker: str = Field(pattern=ACCOUNT, description="the responsible worker's account id (P5.3)")
     worker_name: str | None = Field(default=None, max_length=64)
     address: str | None = Field(default=None, max_length=300)
     township: str | None = Field(default=None, max_length=100)
 
-    @model_validator(mode="after")
-    def _one_source(self) -> Enrol:
-        if bool(self.recipient_id) == bool(self.case_id):
+    @field_validator("case_id")
+    @classmethod
+    def _one_source(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Exactly one source; the error names `case_id`, the field after `recipient_id` on the form."""
+        if "recipient_id" in info.data and bool(info.data["recipient_id"]) == bool(value):
             raise ValueError("请只填写低收入人口编号或案件编号中的一项 | give exactly one of recipient_id and case_id")
-        return self
+        return value
 
 
 class VisitBody(Body):

@@ -69,8 +69,9 @@ async def test_an_officer_enrols_a_person_records_a_visit_and_names_another_work
     visited = (datetime.now(ZoneInfo("Asia/Shanghai")).date() - timedelta(days=6)).isoformat()
     await page.get_by_label("探访日期", exact=True).fill(visited)
     await page.get_by_label("方式").select_option("in_person")
-    await page.get_by_label("结果").select_option("well")
-    await page.get_by_label("探访记录").fill("老人身体尚好，独居")
+    await page.get_by_label("结果").select_option("needs_found")
+    await page.get_by_label("发现需求（可多选）").select_option(["medical_aid"])  # picked by name, not typed
+    await page.get_by_label("探访记录").fill("老人身体尚好，独居，需要看病")
     await page.get_by_role("button", name="保存探访").click()
     await expect(page.locator("#careVisitMsg")).to_contain_text(f"已登记 {visited} 的探访")
     visit = page.locator("#careVisits tr[data-visit]")
@@ -78,6 +79,8 @@ async def test_an_officer_enrols_a_person_records_a_visit_and_names_another_work
     await expect(visit).to_contain_text(visited)
     await expect(visit).to_contain_text("上门探访")
     await expect(visit).to_contain_text("老人身体尚好")
+    await expect(visit).to_contain_text("医疗救助")
+    await expect(page.locator("#cvNeeds option:checked")).to_have_count(0)  # cleared for the next visit
     await expect(row.locator("[data-due]")).to_have_attribute("data-due", "due")
     await expect(row).to_contain_text(f"上次探访：{visited}")
     await expect(page.locator("#careEntryDue")).to_contain_text("即将到期")

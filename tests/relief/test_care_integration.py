@@ -141,7 +141,7 @@ async def test_p5_3_a_worker_sees_their_people_and_a_missed_visit_is_reported_on
 
 
 async def test_p2_2_bad_enrolment_and_visit_input_names_the_field(care_app):
-    """P2.2: an unknown group, both sources at once, or a visit finding needs without naming them: 422."""
+    """P2.2: an unknown group, both sources at once or neither, or a visit finding needs without naming them: 422."""
     app, client = care_app
     officer = token(app, "officer-a")
     recipient = await in_registry(app, "dibao")
@@ -155,6 +155,9 @@ async def test_p2_2_bad_enrolment_and_visit_input_names_the_field(care_app):
         headers=officer,
     )
     assert r.status_code == 422 and "exactly one" in r.json()["errors"][0]["reason_en"]
+    assert r.json()["errors"][0]["field"] == "case_id"  # the form marks the field
+    r = await client.post("/api/v1/care/register", json={"groups": ["disabled"], "worker": "w"}, headers=officer)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "case_id"
     other = token(app, "officer-c", district="500106")
     r = await client.post(
         "/api/v1/care/register", json={"recipient_id": recipient, "groups": ["disabled"], "worker": "w"}, headers=other
