@@ -220,6 +220,15 @@ def health_router() -> APIRouter:
             f'store_command_seconds_total{{command="{name}",collection="{collection}"}} {seconds:.6f}'
             for (name, collection), seconds in sorted(runtime.store_commands.seconds.items())
         ]
+        lines += [
+            "# HELP store_collection_commands_total Commands this process sent to its store, by command and"
+            " collection.",
+            "# TYPE store_collection_commands_total counter",
+        ]
+        lines += [
+            f'store_collection_commands_total{{command="{name}",collection="{collection}"}} {count}'
+            for (name, collection), count in sorted(runtime.store_commands.sent.items())
+        ]
         lines += metrics_lines(await delivery_figures(runtime))
         return "\n".join(lines) + "\n"
 

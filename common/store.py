@@ -82,12 +82,15 @@ class CommandCounter(CommandListener):
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
         self.seconds: defaultdict[tuple[str, str], float] = defaultdict(float)  # (command, collection) -> seconds
+        self.sent: Counter[tuple[str, str]] = Counter()  # (command, collection) -> commands
         self._started: dict[int, tuple[str, str]] = {}
 
     def started(self, event: CommandStartedEvent) -> None:
         self.counts[event.command_name] += 1
         target = event.command.get(event.command_name)
-        self._started[event.request_id] = (event.command_name, target if isinstance(target, str) else "")
+        key = (event.command_name, target if isinstance(target, str) else "")
+        self.sent[key] += 1
+        self._started[event.request_id] = key
 
     def _ended(self, event: CommandSucceededEvent | CommandFailedEvent) -> None:
         if (started := self._started.pop(event.request_id, None)) is not None:

@@ -69,10 +69,10 @@ def print_phase(tracker: Tracker, calls: list[Call], title: str) -> None:
 
 def print_resources(cases: int, cpu: dict[str, float], commands: dict[str, dict[str, float]]) -> None:
     """CPU per case of every process, store commands per case of every service, and where each service
-    waited on its store (command and collection)."""
+    waited on its store and what it sent most (command and collection)."""
     rows = []
     for name, seconds in cpu.items():
-        per_service = {k: v for k, v in commands.get(name, {}).items() if not k.startswith("seconds ")}
+        per_service = {k: v for k, v in commands.get(name, {}).items() if not k.startswith(("seconds ", "sent "))}
         total = sum(per_service.values())
         top = ", ".join(f"{k} {v / cases:.1f}" for k, v in sorted(per_service.items(), key=lambda kv: -kv[1])[:5])
         rows.append(
@@ -93,5 +93,10 @@ def print_resources(cases: int, cpu: dict[str, float], commands: dict[str, dict[
         )
         total = sum(v for _, v in waits)
         top = ", ".join(f"{k} {v * 1000 / cases:.1f}" for k, v in waits[:4])
-        rows.append([name, f"{total * 1000 / cases:.1f}", top or "-"])
-    print(table(["service", "store wait ms/case", "most waited on (command collection ms/case)"], rows), flush=True)
+        sent = sorted(
+            ((k.split(" ", 1)[1], v) for k, v in figures.items() if k.startswith("sent ")), key=lambda kv: -kv[1]
+        )
+        most = ", ".join(f"{k} {v / cases:.2f}" for k, v in sent[:5])
+        rows.append([name, f"{total * 1000 / cases:.1f}", top or "-", most or "-"])
+    headers = ["service", "store wait ms/case", "most waited on (command collection ms/case)"]
+    print(table([*headers, "most sent (command collection per case)"], rows), flush=True)

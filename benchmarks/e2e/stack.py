@@ -100,8 +100,9 @@ class Stack:
         return out | infra_pids(instance)
 
     async def store_commands(self, client: httpx.AsyncClient) -> dict[str, dict[str, float]]:
-        """Every service's `store_commands_total` by command name, and its `store_command_seconds_total`
-        by `seconds <command> <collection>`."""
+        """Every service's `store_commands_total` by command name, its `store_command_seconds_total` by
+        `seconds <command> <collection>` and its `store_collection_commands_total` by
+        `sent <command> <collection>`."""
         out: dict[str, dict[str, float]] = {}
         for name in SERVICES:
             counts: dict[str, float] = {}
@@ -113,6 +114,10 @@ class Stack:
                     labels, value = line.rsplit(" ", 1)
                     parts = labels.split('"')
                     counts[f"seconds {parts[1]} {parts[3]}"] = float(value)
+                elif line.startswith("store_collection_commands_total{"):
+                    labels, value = line.rsplit(" ", 1)
+                    parts = labels.split('"')
+                    counts[f"sent {parts[1]} {parts[3]}"] = int(value)
             out[name] = counts
         return out
 
