@@ -18,19 +18,26 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import httpx
 import structlog
 
-from services.notify.documents import FailedAttempt, NotificationRecord, SentAttempt, SkippedAttempt
+from services.notify.documents import (
+    Attempt,
+    DeliveryStatus,
+    FailedAttempt,
+    NotificationRecord,
+    SentAttempt,
+    SkippedAttempt,
+)
 from services.notify.domain import texts
 from services.notify.domain.texts import Notification, consent_refusal, without_phone
 from services.notify.settings import Settings
 from services.notify.store import NotifyStore
-from services.notify.timers import DueTimer, Timer
+from services.notify.timers import DueTimer, Timer, by_case
 
 log = structlog.get_logger("notify.outbox")
 
@@ -167,25 +174,59 @@ class Outbox:
         return timedelta(seconds=max(base * (0.75 + random.random() / 2), at_least_s or 0.0))
 
     async def deliver(self, timer: DueTimer, channels: dict[str, Channel], now: datetime | None = None) -> str:
-        """Run one attempt; returns what happened (sent, retry, failed, "no consent", waiting: the caller's
-        earlier text is still on its way, claimed: another notify process runs this attempt, skipped: an attempt
-        that is not the next one expected)."""
+        """Run one attempt (a round of one, `deliver_many`); returns what happened."""
+        return (await self.deliver_many([timer], channels, now))[timer.id]
+
+    async def deliver_many(
+        self, timers: list[DueTimer], channels: dict[str, Channel], now: datetime | None = None
+    ) -> dict[str, str]:
+        """Run due attempts as one round; returns what happened to each, by timer id: sent, retry, failed,
+        "no consent", waiting (the caller's earlier text is still on its way, or their call not seen yet),
+        claimed (another notify process runs this attempt), skipped (not the attempt expected next).
+
+        The round reads its notifications, the earlier texts they wait for and the callers' contacts in one
+        read each, and writes at its end: the attempts' next timers first, then the attempts, then the
+        timers done, so a crash in between repeats an attempt at most (the provider gets the same reference)
+        and never loses one. Different cases' attempts run at the same time (an attempt is mostly waiting
+        for the provider), one case's in order, so a caller's texts keep theirs."""
         now = now or datetime.now(UTC)
+        round_ = _Round()
+        round_.records = await self.store.notifications_by_key(sorted({t.payload["key"] for t in timers}))
+        earlier = {
+            _earlier_key(r) for r in round_.records.values() if r.kind in texts.WAITS_FOR and r.status == "pending"
+        }
+        if missing := sorted(earlier - set(round_.records)):
+            round_.records |= await self.store.notifications_by_key(missing)
+        callers = sorted({r.case_id for r in round_.records.values() if r.recipient == "caller"})
+        round_.contacts = await self.store.caller_contacts(callers) if callers else {}
+        outcomes: dict[str, str] = {}
+
+        async def attempt(timer: DueTimer) -> None:
+            outcomes[timer.id] = await self._attempt(round_, timer, channels, now)
+
+        try:
+            await by_case(timers, lambda timer: str(timer.payload["key"]).split("|", 1)[0], attempt)
+        finally:
+            await self._write(round_, now)
+        return outcomes
+
+    async def _attempt(self, round_: _Round, timer: DueTimer, channels: dict[str, Channel], now: datetime) -> str:
         key, attempt = timer.payload["key"], timer.payload["attempt"]
-        record = await self.store.notification(key)
+        record = round_.records.get(key)
         if record is None or record.status != "pending" or len(record.attempts) != attempt - 1:
-            await self.store.outbox_timers.done(timer)
+            round_.done.append(timer)
             return "skipped"
         channel = channels.get(record.channel) or channels["log"]
         address: str | None = None
-        if record.kind in texts.WAITS_FOR and await self._earlier_text_pending(record):
+        earlier = round_.records.get(_earlier_key(record)) if record.kind in texts.WAITS_FOR else None
+        if earlier is not None and earlier.status == "pending":
             # A caller's texts arrive in order: the outcome never before the case number (P6.2).
-            return await self._again(timer, now, "waits", lambda _: self.settings.delivery_backoff_initial_s)
-        contact = await self.store.caller_contact(record.case_id) if record.recipient == "caller" else None
+            return self._again(round_, timer, now, "waits", lambda _: self.settings.delivery_backoff_initial_s)
+        contact = round_.contacts.get(record.case_id) if record.recipient == "caller" else None
         if record.recipient == "caller" and contact is None and self._may_wait_for_call(record, now):
             # The dispatch was read before the call (notify behind on the hotline's topic, after an outage):
             # not a failed attempt. It is tried again later, for as long as a call can take to arrive.
-            return await self._again(timer, now, "calls", lambda waits: self.backoff(waits).total_seconds())
+            return self._again(round_, timer, now, "calls", lambda waits: self.backoff(waits).total_seconds())
         takeover_s = max(60.0, 4 * self.settings.delivery_timeout_s)
         if not await self.store.claim_delivery(key, attempt, now, takeover_s):
             return "claimed"  # another notify process runs this attempt (and marks its timer done)
@@ -195,10 +236,8 @@ class Outbox:
                     raise DeliveryError("the call is not known yet (consent and phone unknown)", transient=True)
                 consents, address = contact
                 if refusal := consent_refusal(consents):
-                    await self.store.record_attempt(key, SkippedAttempt(at=now, skipped=refusal), "skipped")
-                    await self.store.outbox_timers.done(timer)
+                    round_.record(record, SkippedAttempt(at=now, skipped=refusal), "skipped", timer)
                     log.info("caller text not sent", key=key, kind=record.kind, reason=refusal)
-                    await self._forget_caller_when_done(record.case_id)
                     return refusal
             reference = await asyncio.wait_for(channel.send(record, address), self.settings.delivery_timeout_s)
         except (DeliveryError, TimeoutError) as exc:
@@ -209,44 +248,47 @@ class Outbox:
             if retry:
                 wait = exc.retry_after_s if isinstance(exc, DeliveryError) else None
                 next_at = now + self.backoff(attempt, wait)
-                await self.store.outbox_timers.schedule(
-                    [Timer(f"{key}|{attempt + 1}", next_at, {"key": key, "attempt": attempt + 1})], now
-                )
-            await self.store.record_attempt(key, failed, "pending" if retry else "failed")
-            await self.store.outbox_timers.done(timer)
+                round_.later.append(Timer(f"{key}|{attempt + 1}", next_at, {"key": key, "attempt": attempt + 1}))
+            round_.record(record, failed, "pending" if retry else "failed", timer)
             log.warning("notification attempt failed", key=key, attempt=attempt, retry=retry, error=failed.error)
-            if not retry and record.recipient == "caller":
-                await self._forget_caller_when_done(record.case_id)
             return "retry" if retry else "failed"
-        await self.store.record_attempt(key, SentAttempt(at=now, channel=channel.name, reference=reference), "sent")
-        await self.store.outbox_timers.done(timer)
-        if record.recipient == "caller":
-            await self._forget_caller_when_done(record.case_id)
+        round_.record(record, SentAttempt(at=now, channel=channel.name, reference=reference), "sent", timer)
         return "sent"
 
-    async def _again(self, timer: DueTimer, now: datetime, counter: str, after_s: Callable[[int], float]) -> str:
+    def _again(
+        self, round_: _Round, timer: DueTimer, now: datetime, counter: str, after_s: Callable[[int], float]
+    ) -> str:
         """The same attempt later, not counted as one: its timer again, with how often it waited for this
         reason (`counter`) in the payload and the timer's id."""
         key, attempt = timer.payload["key"], timer.payload["attempt"]
         waits = int(timer.payload.get(counter, 0)) + 1
         later = now + timedelta(seconds=after_s(waits))
         payload = {**timer.payload, counter: waits}
-        await self.store.outbox_timers.schedule([Timer(f"{key}|{attempt}|{counter[0]}{waits}", later, payload)], now)
-        await self.store.outbox_timers.done(timer)
+        round_.later.append(Timer(f"{key}|{attempt}|{counter[0]}{waits}", later, payload))
+        round_.done.append(timer)
         return "waiting"
+
+    async def _write(self, round_: _Round, now: datetime) -> None:
+        """The round's writes, in the order that loses nothing (see `deliver_many`); then the callers whose
+        case is closed and whose last text is out are forgotten."""
+        if round_.later:
+            await self.store.outbox_timers.schedule(round_.later, now)
+        await self.store.record_attempts(round_.attempts)
+        if round_.done:
+            await self.store.outbox_timers.cancel((t.id, t.bucket) for t in round_.done)
+        if round_.callers_done:
+            await self._forget_callers_when_done(sorted(round_.callers_done))
 
     def _may_wait_for_call(self, record: NotificationRecord, now: datetime) -> bool:
         return now - record.created_at < timedelta(seconds=self.settings.delivery_call_wait_s)
 
-    async def _earlier_text_pending(self, record: NotificationRecord) -> bool:
-        earlier = await self.store.notification(f"{record.case_id}|{texts.WAITS_FOR[record.kind]}")
-        return earlier is not None and earlier.status == "pending"
-
-    async def _forget_caller_when_done(self, case_id: str) -> None:
-        """Forget the caller's contact once the case is closed and no text to them is still on its way."""
-        case = await self.store.load(case_id)
-        if case and case.get("status") in ("closed", "merged") and not await self.store.caller_text_pending(case_id):
-            await self.store.forget_caller(case_id)
+    async def _forget_callers_when_done(self, case_ids: list[str]) -> None:
+        """Forget the callers' contacts of the cases that are closed and have no text to them still on its way."""
+        statuses = await self.store.case_statuses(case_ids)
+        closed = [case_id for case_id in case_ids if statuses.get(case_id) in ("closed", "merged")]
+        if closed:
+            pending = await self.store.cases_with_pending_caller_texts(closed)
+            await self.store.forget_callers([case_id for case_id in closed if case_id not in pending])
 
 
 def build_channels(settings: Settings, client: httpx.AsyncClient) -> dict[str, Channel]:
@@ -262,3 +304,29 @@ def build_channels(settings: Settings, client: httpx.AsyncClient) -> dict[str, C
     if settings.alert_webhook_url:
         channels["webhook"] = WebhookChannel(client, settings.alert_webhook_url)
     return channels
+
+
+def _earlier_key(record: NotificationRecord) -> str:
+    """The key of the caller text this one waits for (`texts.WAITS_FOR`)."""
+    return f"{record.case_id}|{texts.WAITS_FOR[record.kind]}"
+
+
+@dataclass
+class _Round:
+    """One delivery round: what it read up front, and the writes it leaves for its end."""
+
+    records: dict[str, NotificationRecord] = field(default_factory=dict)
+    contacts: dict[str, tuple[bool, str | None]] = field(default_factory=dict)
+    later: list[Timer] = field(default_factory=list)  # attempts to run later
+    attempts: list[tuple[str, Attempt, DeliveryStatus]] = field(default_factory=list)
+    done: list[DueTimer] = field(default_factory=list)
+    callers_done: set[str] = field(default_factory=set)  # cases a text to whose caller ended this round
+
+    def record(self, record: NotificationRecord, attempt: Attempt, status: DeliveryStatus, timer: DueTimer) -> None:
+        """An attempt made: written at the round's end; the round's copy of the record moves on at once, so a
+        later timer of the round (the same attempt again, the text waiting for this one) sees it."""
+        self.attempts.append((record.key, attempt, status))
+        self.records[record.key] = record.model_copy(update={"attempts": [*record.attempts, attempt], "status": status})
+        self.done.append(timer)
+        if record.recipient == "caller" and status != "pending":
+            self.callers_done.add(record.case_id)

@@ -15,17 +15,25 @@ Everything stays inside what FerretDB 1.24 supports: filters, sort, limit, and a
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from common.aggregates import find_with_archive, may_be_archived
-from common.store import create_query_indexes, delete_by_ids, find_by, insert_once, move_documents
+from common.store import (
+    GroupInserts,
+    bulk_update,
+    create_query_indexes,
+    delete_by_ids,
+    find_by,
+    insert_once,
+    move_documents,
+)
 from services.notify.documents import Attempt, DeliveryStatus, NotificationRecord, SlaEventRecord
 from services.notify.timers import DueTimer, Timer, bucket_of, past_horizon
 
@@ -253,6 +261,7 @@ class NotifyStore:
         # Who runs each delivery attempt: insert-only claims, so that of several notify processes reading
         # the same due attempt exactly one sends it (a claim older than the takeover time is taken over).
         self.delivery_claims = db["delivery_claims"]
+        self._claim_inserts = GroupInserts(self.delivery_claims)  # a round's concurrent claims share a command
         self.sla_events = db["sla_events"]
         self.calendar_years = db["calendar_years"]  # working-day years an admin added (one each, insert-only)
         self.sla_timers = TimerWheel(db, "sla_timers", bucket_s=bucket_s)
@@ -293,6 +302,11 @@ class NotifyStore:
         """One document keyed by a case id (or a key starting with one), from the working set or, if the
         case may be archived, its archive."""
         return (await find_with_archive(live, archive, [key], self.may_be_archived)).get(key)
+
+    async def case_statuses(self, case_ids: Sequence[str]) -> dict[str, str | None]:
+        """The status of each of these cases notify knows, in one read (two with the archive)."""
+        found = await find_with_archive(self.cases, self.cases_archive, case_ids, self.may_be_archived, {"status": 1})
+        return {case_id: doc.get("status") for case_id, doc in found.items()}
 
     async def load(self, case_id: str) -> dict[str, Any] | None:
         """A case, from the working set or else (one old enough) from the archive."""
@@ -433,6 +447,11 @@ class NotifyStore:
         doc = await self._by_id(self.contacts, self.contacts_archive, case_id)
         return (bool(doc.get("consents_to_texts")), doc.get("phone")) if doc else None
 
+    async def caller_contacts(self, case_ids: Sequence[str]) -> dict[str, tuple[bool, str | None]]:
+        """`caller_contact` of many cases in one read (two with the archive); a case not seen yet is absent."""
+        found = await find_with_archive(self.contacts, self.contacts_archive, case_ids, self.may_be_archived)
+        return {case_id: (bool(doc.get("consents_to_texts")), doc.get("phone")) for case_id, doc in found.items()}
+
     async def caller_text_pending(self, case_id: str) -> bool:
         return bool(await self.cases_with_pending_caller_texts([case_id]))
 
@@ -474,22 +493,37 @@ class NotifyStore:
         `takeover_s` (its process died or hung) is taken over by claiming the next generation."""
         for generation in range(100):
             claim = {"_id": f"{key}|{attempt}|{generation}", "at": now}
-            if await insert_once(self.delivery_claims, claim):
+            try:
+                await self._claim_inserts.insert(claim)
                 return True
+            except DuplicateKeyError:
+                pass
             held = await self.delivery_claims.find_one({"_id": claim["_id"]})
             if held is not None and held["at"] > now - timedelta(seconds=takeover_s):
                 return False
         return False
 
     async def notification(self, key: str) -> NotificationRecord | None:
-        doc = await self._by_id(self.notifications, self.notifications_archive, key)
-        return NotificationRecord.model_validate(doc) if doc else None
+        return (await self.notifications_by_key([key])).get(key)
+
+    async def notifications_by_key(self, keys: Sequence[str]) -> dict[str, NotificationRecord]:
+        """Notifications by natural key, in one read (two with the archive)."""
+        found = await find_with_archive(self.notifications, self.notifications_archive, keys, self.may_be_archived)
+        return {key: NotificationRecord.model_validate(doc) for key, doc in found.items()}
 
     async def record_attempt(self, key: str, attempt: Attempt, status: DeliveryStatus) -> None:
-        update: dict[str, Any] = {"$push": {"attempts": attempt.model_dump()}, "$set": {"status": status}}
-        if status == "sent":
-            update["$set"]["sent_at"] = attempt.at
-        await self.notifications.update_one({"_id": key}, update)
+        await self.record_attempts([(key, attempt, status)])
+
+    async def record_attempts(self, attempts: Sequence[tuple[str, Attempt, DeliveryStatus]]) -> None:
+        """Add an attempt to each notification and set its status: one statement each, sent together."""
+        ops = []
+        for key, attempt, status in attempts:
+            update: dict[str, Any] = {"$push": {"attempts": attempt.model_dump()}, "$set": {"status": status}}
+            if status == "sent":
+                update["$set"]["sent_at"] = attempt.at
+            ops.append(UpdateOne({"_id": key}, update))
+        if ops:
+            await bulk_update(self.notifications, ops)
 
     async def list_notifications(
         self,

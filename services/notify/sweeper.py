@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,7 @@ from contracts.events.notify import SlaBreached, SlaEscalated, SlaWarningRaised
 from services.notify.documents import SlaEventRecord
 from services.notify.domain import texts
 from services.notify.outbox import Channel, build_channels
-from services.notify.timers import DueTimer
+from services.notify.timers import DueTimer, by_case
 
 if TYPE_CHECKING:
     from services.notify.clockwork import Notify
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("notify.sweeper")
 EVENT_NAMESPACE = uuid.UUID("5b0f3f55-8d0e-4f1e-9a43-2f1d7c1a9e10")
 REAP_EVERY = 60
-FIRE_CONCURRENCY = 16
 
 
 def sla_event(timer: DueTimer, now: datetime) -> SlaWarningRaised | SlaBreached | SlaEscalated:
@@ -105,26 +103,6 @@ async def sweep_once(runtime: Runtime[Notify], now: datetime | None = None, topi
     return len(due)
 
 
-async def by_case(
-    timers: list[DueTimer], case_of: Callable[[DueTimer], str], run: Callable[[DueTimer], Awaitable[object]]
-) -> None:
-    """Run the timers of different cases at the same time (`FIRE_CONCURRENCY` at most) and each case's in
-    order; the first failure is raised once all have run."""
-    cases: dict[str, list[DueTimer]] = {}
-    for timer in timers:
-        cases.setdefault(case_of(timer), []).append(timer)
-    slots = asyncio.Semaphore(FIRE_CONCURRENCY)
-
-    async def one_case(of_case: list[DueTimer]) -> None:
-        async with slots:
-            for timer in of_case:
-                await run(timer)
-
-    results = await asyncio.gather(*(one_case(t) for t in cases.values()), return_exceptions=True)
-    if failures := [r for r in results if isinstance(r, BaseException)]:
-        raise failures[0]
-
-
 async def sla_sweeper(runtime: Runtime[Notify]) -> None:
     """Fire due SLA timers for the life of the service; a failure is logged and retried next tick."""
     settings = runtime.service.settings
@@ -151,11 +129,7 @@ async def deliver_once(runtime: Runtime[Notify], channels: dict[str, Channel], n
     in order, so a caller's texts keep theirs."""
     now = now or datetime.now(UTC)
     due = await runtime.service.store.outbox_timers.due(now, runtime.service.settings.sweep_batch)
-    await by_case(
-        due,
-        lambda timer: str(timer.payload["key"]).split("|", 1)[0],
-        lambda timer: runtime.service.outbox.deliver(timer, channels),
-    )
+    await runtime.service.outbox.deliver_many(due, channels)
     return len(due)
 
 

@@ -15,6 +15,8 @@ so a past bucket only shrinks and is dropped once empty.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,3 +45,26 @@ def bucket_of(due_at: datetime, now: datetime, bucket_s: int) -> int:
 def past_horizon(now: datetime, grace: timedelta, bucket_s: int) -> int:
     """Buckets starting at or before this epoch are over (and their grace too): empty ones can go."""
     return int((now - grace).timestamp()) - bucket_s
+
+
+FIRE_CONCURRENCY = 16  # cases whose due timers run at the same time
+
+
+async def by_case(
+    timers: list[DueTimer], case_of: Callable[[DueTimer], str], run: Callable[[DueTimer], Awaitable[object]]
+) -> None:
+    """Run the timers of different cases at the same time (`FIRE_CONCURRENCY` at most) and each case's in
+    order; the first failure is raised once all have run."""
+    cases: dict[str, list[DueTimer]] = {}
+    for timer in timers:
+        cases.setdefault(case_of(timer), []).append(timer)
+    slots = asyncio.Semaphore(FIRE_CONCURRENCY)
+
+    async def one_case(of_case: list[DueTimer]) -> None:
+        async with slots:
+            for timer in of_case:
+                await run(timer)
+
+    results = await asyncio.gather(*(one_case(t) for t in cases.values()), return_exceptions=True)
+    if failures := [r for r in results if isinstance(r, BaseException)]:
+        raise failures[0]

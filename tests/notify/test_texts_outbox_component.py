@@ -10,8 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from pymongo import AsyncMongoClient
 
 from common.app import Runtime
+from common.store import CommandCounter
 from contracts.events.hotline import HELP_REQUESTED_TOPIC, Caller
 from contracts.events.router import CASE_LIFECYCLE_TOPIC, CaseClosed
 from services.notify.clockwork import Notify
@@ -325,3 +327,40 @@ async def test_the_relay_texts_many_callers_at_once_and_each_once(
     assert most > 1, "attempts of different cases ran one after another"
     assert [len(standin.of(cid)) for cid in cases] == [1] * 12
     assert await deliver_once(runtime, channels, datetime.now(UTC) + timedelta(minutes=5)) == 0
+
+
+async def test_a_round_of_texts_claims_and_records_them_together(
+    runtime: Runtime[Notify], texting: dict[str, Channel], standin: SendSmsStandIn, mongodb_url: str
+) -> None:
+    """P6.2 in a surge: one delivery round of twelve callers' texts claims them in one insert, records
+    them in one update command and clears their timers in one delete per timer bucket; before, each text
+    took one of each (and on FerretDB every command pays a scan or a round trip of its own)."""
+    counter = CommandCounter()
+    client: AsyncMongoClient = AsyncMongoClient(mongodb_url, tz_aware=True, event_listeners=[counter])
+    try:
+        now = datetime.now(UTC)
+        cases = [new_case_id() for _ in range(12)]
+        for n, cid in enumerate(cases):
+            request = help_requested(cid, "homeless_cold", at=now, caller=caller(True, f"137{n:08d}"))
+            await publish(runtime, request, HELP_REQUESTED_TOPIC)
+            await publish(runtime, dispatched(cid, at=now))
+        store = NotifyStore(client[runtime.settings.database_name], bucket_s=runtime.settings.timer_bucket_s)
+        outbox = Outbox(store, runtime.service.outbox.settings)
+        at = datetime.now(UTC) + timedelta(seconds=1)
+        due = await store.outbox_timers.due(at, 100)
+        assert len(due) == 12
+        counter.sent.clear()
+        outcomes = await outbox.deliver_many(due, texting, at)
+        sent = dict(counter.sent)
+        assert sorted(outcomes.values()) == ["sent"] * 12
+        assert [len(standin.of(cid)) for cid in cases] == [1] * 12
+        assert sent.get(("insert", "delivery_claims"), 0) <= 2, sent  # the first alone, the rest together
+        assert sent.get(("update", "notifications"), 0) == 1, sent
+        deletes = sum(n for (command, name), n in sent.items() if command == "delete" and name.startswith("outbox_"))
+        assert 1 <= deletes <= len({t.bucket for t in due}), sent
+        assert await store.outbox_timers.due(at + timedelta(minutes=5), 100) == []
+        assert {
+            r.status for r in (await store.notifications_by_key([f"{c}|caller_dispatched" for c in cases])).values()
+        } == {"sent"}
+    finally:
+        await client.close()
