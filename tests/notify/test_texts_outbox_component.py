@@ -344,7 +344,7 @@ async def test_a_round_of_texts_claims_and_records_them_together(
             request = help_requested(cid, "homeless_cold", at=now, caller=caller(True, f"137{n:08d}"))
             await publish(runtime, request, HELP_REQUESTED_TOPIC)
             await publish(runtime, dispatched(cid, at=now))
-        store = NotifyStore(client[runtime.settings.database_name], bucket_s=runtime.settings.timer_bucket_s)
+        store = NotifyStore(client[runtime.settings.database_name], bucket_s=runtime.service.settings.timer_bucket_s)
         outbox = Outbox(store, runtime.service.outbox.settings)
         at = datetime.now(UTC) + timedelta(seconds=1)
         due = await store.outbox_timers.due(at, 100)
