@@ -41,13 +41,17 @@ import asyncio
 import contextlib
 import copy
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import bson
 import structlog
+from bson.binary import Binary, UuidRepresentation
+from bson.codec_options import CodecOptions
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError
 
@@ -69,6 +73,8 @@ LOCK_STRIPES = 256
 CACHE_SIZE = 5_000  # documents this process remembers having written (module docstring)
 CACHE_TTL_S = 120.0
 REMEMBERED = 100_000  # outboxes this process published, remembered so it need not look them up
+PACKED = "outbox_packed"  # where a packing write path keeps a document's outbox (`Aggregates(pack_outbox=True)`)
+_PACKED_OPTIONS: CodecOptions[Doc] = CodecOptions(tz_aware=True, uuid_representation=UuidRepresentation.STANDARD)
 
 
 class ConcurrentChange(ConnectionError):
@@ -134,8 +140,14 @@ class Aggregates(Generic[A]):
         attempts: int = 20,
         cache_size: int = CACHE_SIZE,
         cache_ttl_s: float = CACHE_TTL_S,
+        pack_outbox: bool = False,
     ) -> None:
         self.collection = collection
+        # The outbox stored as one compressed value (`PACKED`; `outbox` stays an empty list), for documents
+        # whose outbox is large: FerretDB decodes every document of the collection for each lookup and
+        # update, so its cost follows the collection's bytes (1,500 documents: 1.2 ms a lookup at 500 B
+        # each, 26 ms at 8 KB). The write path packs and unpacks it; other readers see no entries.
+        self.pack_outbox = pack_outbox
         self.archive = archive
         self.archive_after = archive_after
         self.finished = dict(finished) if finished is not None else None  # what `archive_finished` moves
@@ -305,12 +317,12 @@ class Aggregates(Generic[A]):
             self.cache_hits += len(found)
         unread = [doc_id for doc_id in ids if doc_id not in found]
         if unread:
-            found |= {doc["_id"]: (doc, False) for doc in await find_by(self.collection, "_id", unread)}
+            found |= {doc["_id"]: (_unpacked(doc), False) for doc in await find_by(self.collection, "_id", unread)}
         missing = [doc_id for doc_id in ids if doc_id not in found and self.may_be_archived(doc_id)]
         if missing and self.archive is not None:
             for doc in await find_by(self.archive, "_id", missing):
                 doc.pop("archived_at", None)
-                found[doc["_id"]] = (doc, True)
+                found[doc["_id"]] = (_unpacked(doc), True)
         return found
 
     async def _marked(self, versions: Mapping[str, int]) -> set[str]:
@@ -379,13 +391,14 @@ class Aggregates(Generic[A]):
         replaces = [p for p in plans if p.id in won and not p.insert]
         if inserts:
             try:
-                await self.collection.insert_many([p.doc for p in inserts], ordered=False)
+                await self.collection.insert_many([self._as_stored(p.doc) for p in inserts], ordered=False)
             except BulkWriteError as exc:
                 lost |= {inserts[i].id for i in _duplicates(exc)}  # created (or restored) by another writer
         if replaces:
             try:
                 await bulk_update(
-                    self.collection, [UpdateOne({"_id": p.id}, {"$set": _without_id(p.doc)}) for p in replaces]
+                    self.collection,
+                    [UpdateOne({"_id": p.id}, {"$set": _without_id(self._as_stored(p.doc))}) for p in replaces],
                 )
             except Exception:
                 self.forget(*(p.id for p in replaces))  # some may be written, some not: read them next time
@@ -419,6 +432,16 @@ class Aggregates(Generic[A]):
         raise ConcurrentChange(f"{self.collection.name} {doc_id} kept changing under concurrent writers")
 
     # ------------------------------------------------------------------ the outbox
+
+    def _as_stored(self, doc: Doc) -> Doc:
+        """The document as written to the store: with `pack_outbox`, its outbox packed (`PACKED`)."""
+        if not self.pack_outbox:
+            return doc
+        entries = doc.get("outbox") or []
+        packed = (
+            Binary(zlib.compress(bson.encode({"entries": entries}, codec_options=_PACKED_OPTIONS))) if entries else None
+        )
+        return {**doc, "outbox": [], PACKED: packed}
 
     def _outbox_of(self, written: Written[A]) -> list[Entry]:
         return list(self.codec.dump(written.value).get("outbox") or [])
@@ -472,7 +495,7 @@ class Aggregates(Generic[A]):
             raise ValueError(f"{self.collection.name} has no archive")
         if self.archive_after is not None:
             query = {**query, "updated_at": {"$lt": datetime.now(UTC) - self.archive_after}}
-        docs = await self.collection.find(query).to_list(limit)
+        docs = [_unpacked(doc) for doc in await self.collection.find(query).to_list(limit)]
         unknown = {
             doc["_id"]: doc.get("version", 0)
             for doc in docs
@@ -480,7 +503,7 @@ class Aggregates(Generic[A]):
         }
         unpublished = set(unknown) - await self._marked(unknown) if unknown else set()
         docs = [
-            doc | {"outbox": [], "outbox_pending": False, "outbox_minute": None}
+            self._as_stored(doc | {"outbox": [], "outbox_pending": False, "outbox_minute": None})
             for doc in docs
             if doc["_id"] not in unpublished
         ]  # the sweep's first
@@ -525,6 +548,14 @@ async def find_with_archive(
     if older := [doc_id for doc_id in ids if doc_id not in found and may_hold(doc_id)]:
         found |= {doc["_id"]: doc for doc in await find_by(archive, "_id", older, projection)}
     return found
+
+
+def _unpacked(doc: Doc) -> Doc:
+    """A document as read, with a packed outbox (`PACKED`) back in `outbox` (one written unpacked, before
+    its collection packed, keeps its own)."""
+    if (packed := doc.pop(PACKED, None)) is not None:
+        doc["outbox"] = bson.decode(zlib.decompress(packed), codec_options=_PACKED_OPTIONS)["entries"]
+    return doc
 
 
 def _minute(at: datetime) -> str:

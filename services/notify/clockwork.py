@@ -89,6 +89,7 @@ class Clockwork:
             archive_after=self.store.archive_after,
             finished=FINISHED,
             archived=self.store.archive_followers,  # a case's contact, texts and SLA events follow it
+            pack_outbox=True,  # its timers to place: most of what a case weighs, and every lookup reads it all
         )
         self.store.may_be_archived = self.cases.may_be_archived  # reads by id follow the write path's archive age
 

@@ -58,7 +58,14 @@ def _scope(district: str | None, origin: Origin | None) -> dict[str, Any]:
 
 CaseOrder = Literal["lateness", "recent"]
 # What a row of a view needs: the case document without its history and bookkeeping.
-ROW_PROJECTION = {"state.decisions": 0, "applied": 0, "scheduled": 0, "cancelled": 0, "outbox": 0}
+ROW_PROJECTION = {
+    "state.decisions": 0,
+    "applied": 0,
+    "scheduled": 0,
+    "cancelled": 0,
+    "outbox": 0,
+    "outbox_packed": 0,
+}
 
 
 def merged_rows(

@@ -13,6 +13,7 @@ import textwrap
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import bson
 import pytest
 from pydantic import BaseModel
 
@@ -360,3 +361,44 @@ async def test_with_an_archive_age_recent_cases_are_never_looked_for_in_the_arch
         assert await aged.archive_where({"_id": {"$in": [recent, old]}}) == 2
     finally:
         await client.close()
+
+
+async def test_a_packed_outbox_is_stored_small_and_still_published_swept_and_carried_forward(db) -> None:
+    """`pack_outbox`: the outbox is stored as one compressed value (FerretDB's lookups cost what the
+    collection weighs), and the write path still publishes it, carries a failed one forward in order,
+    sweeps it, archives the document and reads an outbox written before its collection packed."""
+    published, broken = Published(), Published()
+
+    async def down(batch) -> None:
+        raise ConnectionError("kafka unreachable")
+
+    plain = Aggregates(db["tallies"], db["tally_claims"], CODEC, down)
+    await plain.change("t-old", add_to("t-old", "before"))  # unpacked, unpublished
+    cases = Aggregates(db["tallies"], db["tally_claims"], CODEC, down, archive=db["tallies_archive"], pack_outbox=True)
+    long_item = "家庭困难，需要帮助。" * 40
+    for n in range(20):
+        await cases.change("t-1", add_to("t-1", f"{n}:{long_item}"))
+    doc = await db["tallies"].find_one({"_id": "t-1"})
+    assert doc["outbox"] == [] and isinstance(doc["outbox_packed"], bytes) and doc["outbox_pending"] is True
+    unpacked = {**doc, "outbox": [{"event_id": f"t-1:{n}:{long_item}"} for n in range(20)], "outbox_packed": None}
+    assert len(bson.encode(doc)) < len(bson.encode(unpacked)) * 0.6  # the items themselves stay as they are
+
+    cases.publish = broken  # carried forward in order, the unpacked one too
+    await cases.change("t-1", add_to("t-1", "last"))
+    await cases.change("t-old", add_to("t-old", "after"))
+    assert broken.events == [
+        *(f"t-1:{n}:{long_item}" for n in range(20)),
+        "t-1:last",
+        "t-old:before",
+        "t-old:after",
+    ]
+    cases.publish = down
+    await cases.change("t-2", add_to("t-2", "x"))
+    cases.publish = published
+    assert await cases.sweep(older_than=datetime.now(UTC) + timedelta(seconds=1)) == 1
+    assert published.events == ["t-2:x"]
+    assert await cases.archive_where({"_id": "t-2"}) == 1
+    archived = await db["tallies_archive"].find_one({"_id": "t-2"})
+    assert archived["outbox"] == [] and archived["outbox_packed"] is None  # published: nothing left to carry
+    written = await cases.change("t-2", add_to("t-2", "y"))
+    assert written is not None and written.value.outbox == [{"event_id": "t-2:y"}]  # not x again
