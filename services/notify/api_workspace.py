@@ -153,9 +153,11 @@ async def escalation_notice(
 async def calendar_years(principal: Coordinator, notify: NotifyDep) -> CalendarView:
     work_calendar = notify.policy.calendar
     years = sorted(work_calendar.years.values(), key=lambda y: y.year) if work_calendar else []
+    today = datetime.now(notify.policy.tz).date()
     return CalendarView(
         timezone=str(notify.policy.tz),
         years=[calendars.year_view(y) for y in years],
+        missing=calendars.missing_years(work_calendar, today) if work_calendar else [],
         note_zh="日历未收录的年份按周一至周五为工作日计算（并记录警告）；次年安排公布后由管理员添加。",
         note_en="A year the calendar does not hold counts Monday to Friday (and logs a warning); an admin "
         "adds next year's schedule once it is published.",

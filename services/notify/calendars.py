@@ -8,7 +8,7 @@ they had (a case's targets keep their own rest days, see `domain.clocks.TargetSt
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import structlog
 
@@ -27,6 +27,17 @@ def warn_uncovered(year: int) -> None:
         "add it with POST /api/v1/calendar/{year}",
         year=year,
     )
+
+
+NEXT_YEAR_FROM_MONTH = 10  # the State Council publishes the next year's schedule in October or November
+
+
+def missing_years(work_calendar: WorkCalendar, today: date) -> list[int]:
+    """The years the calendar should hold by `today` and does not: this year, and from October the next
+    one (deadlines of cases received late in the year run into it). Their days count Monday to Friday
+    until an admin adds them, so the coordinator's page says so."""
+    wanted = [today.year, today.year + 1] if today.month >= NEXT_YEAR_FROM_MONTH else [today.year]
+    return [year for year in wanted if not work_calendar.covers(year)]
 
 
 def stored_source(doc: dict[str, object]) -> str:

@@ -194,6 +194,10 @@ class CalendarYearView(BaseModel):
 class CalendarView(BaseModel):
     timezone: str
     years: list[CalendarYearView]
+    missing: list[int] = Field(
+        default_factory=list,
+        description="years whose schedule the calendar should hold by now and does not (`calendars.missing_years`)",
+    )
     note_zh: str
     note_en: str
 

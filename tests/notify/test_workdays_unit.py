@@ -182,3 +182,20 @@ def test_the_clock_starts_at_the_call_when_notify_saw_it_and_counts_working_days
     state = apply(None, help_requested(cid, at=cq(2026, 2, 14, 9).astimezone(UTC)), POLICY)
     state = apply(state, dispatched(cid, at=cq(2026, 2, 14, 11), sla_class="standard"), POLICY)
     assert citizen(state).due("resolution") == cq(2026, 2, 28, 9)
+
+
+def test_p6_2_the_calendar_says_which_years_it_should_hold_by_now_and_does_not() -> None:
+    """P6.2: working-day deadlines need the year's schedule. Through September only this year is asked
+    for; from October (the State Council publishes the next year's in October or November) the next one
+    too, since deadlines of cases received in late December run into it."""
+    from services.notify.calendars import missing_years
+
+    packaged = packaged_calendar(CQ)  # 2026
+    assert missing_years(packaged, date(2026, 9, 30)) == []
+    assert missing_years(packaged, date(2026, 10, 1)) == [2027]
+    assert missing_years(packaged, date(2026, 12, 31)) == [2027]
+    assert missing_years(packaged, date(2027, 3, 1)) == [2027]
+    assert missing_years(packaged, date(2027, 11, 1)) == [2027, 2028]
+    empty = WorkCalendar(CQ)
+    assert missing_years(empty, date(2026, 3, 1)) == [2026]
+    assert missing_years(empty, date(2026, 10, 1)) == [2026, 2027]

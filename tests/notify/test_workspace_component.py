@@ -115,6 +115,7 @@ async def test_an_admin_adds_a_year_that_is_validated_stored_and_counted_from_th
     csv_headers = {**auth(runtime, "admin"), "Content-Type": "text/csv"}
     listed = (await client.get("/api/v1/calendar", headers=auth(runtime))).json()
     assert [y["year"] for y in listed["years"]] == [2026] and listed["years"][0]["source"].startswith("packaged:")
+    assert 2027 in listed["missing"]  # from October 2026 on, the page asks for next year's schedule
     bad = await client.post(
         "/api/v1/calendar/2027",
         content="date,weekday,kind,name_zh,name_en\n2027-01-01,Thu,holiday,元旦,New Year\n",
@@ -131,6 +132,7 @@ async def test_an_admin_adds_a_year_that_is_validated_stored_and_counted_from_th
     again = await client.post("/api/v1/calendar/2027", content=CSV_2027_ILLUSTRATION, headers=csv_headers)
     assert again.status_code == 409 and again.json()["field"] == "year"
     assert [d["_id"] for d in await runtime.service.store.stored_calendar_years()] == [2027]
+    assert 2027 not in (await client.get("/api/v1/calendar", headers=auth(runtime))).json()["missing"]
     # From then on a deadline that runs into 2027 counts its holidays: 1 January is off.
     cid = new_case_id()
     start = datetime(2026, 12, 30, 2, 0, tzinfo=UTC)  # Wednesday 10:00 in Chongqing
