@@ -389,9 +389,9 @@ pg_options() {
     -c cluster_name="relief-hotline-${INFRA_INSTANCE:-run}"
     -c fsync=off -c synchronous_commit="$PG_SYNCHRONOUS_COMMIT" -c full_page_writes=off
     -c shared_buffers=128MB -c max_connections=$((FERRETDB_PG_POOL + 20)) -c jit=off
-    # FerretDB keeps each document in one jsonb value and decodes every row of a collection for each
-    # lookup and update: a document over 2 KB is compressed, and lz4 decompresses it several times faster
-    # than the default pglz (1,500 documents of 8 KB: a lookup 15-19 ms against 39-53 ms).
+    # FerretDB keeps each document in one jsonb value, and PostgreSQL tests its filter on every row of a
+    # collection for each lookup and update, decompressing each document over 2 KB: lz4 does that several
+    # times faster than the default pglz (1,500 documents of 8 KB: a lookup 15-19 ms against 39-53 ms).
     -c default_toast_compression=lz4
   )
   echo "${o[*]}"
