@@ -40,7 +40,7 @@ from services.hotline.domain.status import CLOSED_STATUSES, CaseStatus
 from services.hotline.search_index import SearchIndex
 
 log = structlog.get_logger("hotline.store")
-MAX_MATCHES = 20
+MAX_MATCHES = 20  # open cases of the same caller shown with a call (a page: at most EQUALITIES_AT_MOST)
 
 
 class IntakeRecord(BaseModel):
@@ -303,12 +303,20 @@ class HotlineStore:
         """Open cases sharing a phone, ID-card or household key with the call (并单 candidates)."""
         matched = await self._cases_for_keys(keys, seen)
         matched.pop(exclude or "", None)
+        # The newest first (a case number sorts by its day, then its number), read a page of MAX_MATCHES at a
+        # time until that many are open: a phone that calls all day costs each of its calls one page. Never
+        # more ids in one read than FerretDB answers by equality (`common.store.find_by`): a larger read is
+        # one `$in`, for which it decodes the whole working set (a third of a second at 5,000 documents).
+        candidates = sorted(matched, reverse=True)[: MAX_MATCHES * 2]
         found = []
-        for doc in await self._intakes(list(matched)[: MAX_MATCHES * 2]):
-            if doc.get("status", {}).get("status") in CLOSED_STATUSES:
-                continue
-            doc["matched_on"] = sorted(matched[doc["_id"]])
-            found.append(doc)
+        for start in range(0, len(candidates), MAX_MATCHES):
+            for doc in await self._intakes(candidates[start : start + MAX_MATCHES]):
+                if doc.get("status", {}).get("status") in CLOSED_STATUSES:
+                    continue
+                doc["matched_on"] = sorted(matched[doc["_id"]])
+                found.append(doc)
+            if len(found) >= MAX_MATCHES:
+                break
         found.sort(key=lambda d: d["received_at"], reverse=True)
         return found[:MAX_MATCHES]
 

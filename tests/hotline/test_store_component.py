@@ -62,3 +62,35 @@ async def test_status_refreshed_while_events_arrive_loses_no_event(db) -> None:
     assert len(intake["events"]) == 6
     assert status is not None and status.status == "dispatched"
     assert intake["status"]["status"] == "dispatched"
+
+
+async def test_a_phone_with_many_open_cases_is_matched_a_page_at_a_time(db) -> None:
+    """P2.2 (a community worker reporting household after household): a phone with 45 earlier cases, the
+    newest closed. The call is shown its newest open cases, MAX_MATCHES of them. They are read a page at a
+    time, never more ids in one read than FerretDB answers by equality (a larger read is one `$in`, for
+    which it decodes the whole working set)."""
+    from common.store import EQUALITIES_AT_MOST
+    from services.hotline.store import MAX_MATCHES
+
+    store = HotlineStore(db, pepper="test-pepper")
+    cases = [f"CQ-20260215-{n:06d}" for n in range(1, 46)]
+    for n, case_id in enumerate(cases):
+        event = help_requested(case_id, received_at=datetime(2026, 2, 15, 1, 0, n, tzinfo=UTC))
+        await store.claim_intake(event)
+        await store.index_caller(case_id, store.keys_of(event))
+    closed = cases[-5:]  # the five newest
+    for case_id in closed:
+        await db["intakes"].update_one({"_id": case_id}, {"$set": {"status.status": "closed"}})
+    reads: list[int] = []
+    unwrapped = store._intakes
+
+    async def counted(case_ids: list[str]):
+        reads.append(len(case_ids))
+        return await unwrapped(case_ids)
+
+    store._intakes = counted  # type: ignore[method-assign]
+    keys = store.keys_of(help_requested("CQ-20260215-000046"))
+    found = await store.open_cases_matching(keys, exclude="CQ-20260215-000046")
+    assert [d["_id"] for d in found] == list(reversed(cases[-5 - MAX_MATCHES : -5]))  # the newest open ones
+    assert all(d["matched_on"] == ["phone"] for d in found)
+    assert reads == [MAX_MATCHES, MAX_MATCHES] and MAX_MATCHES <= EQUALITIES_AT_MOST
