@@ -105,6 +105,7 @@ async def main(bench: BenchSettings) -> None:
                     sample_every=opts.sample_every,
                     run=run_no,
                     wait=wait,
+                    consent_share=opts.consent_share,
                 )
 
             await send("warm-up", 5, 4)  # connections, producer metadata, consumer groups
@@ -131,6 +132,7 @@ async def main(bench: BenchSettings) -> None:
                 {s: {k: v - commands[s].get(k, 0) for k, v in after_commands[s].items()} for s in SERVICES},
             )
             if opts.one_phone_share > 0:
+                print(await surge.settle(tracker, opts.settle_s), flush=True)
                 calls = await send("one phone", opts.rate, opts.seconds, opts.one_phone_share)
                 waited = await surge.drain(tracker, calls, opts.drain_s)
                 report.print_phase(
@@ -140,6 +142,7 @@ async def main(bench: BenchSettings) -> None:
                     f"one phone (then {waited:.0f} s to drain)",
                 )
             if opts.ramp_rates:
+                print(await surge.settle(tracker, opts.settle_s), flush=True)
                 await ramp(tracker, send, opts.ramp_rates, opts.ramp_step_s, opts.sample_every)
             stop.set()
             await asyncio.gather(*watchers)

@@ -19,6 +19,8 @@ class E2eBench(BaseSettings):
     ramp_rates: tuple[float, ...] = (25.0, 50.0, 100.0, 200.0)  # empty: no ramp
     ramp_step_s: float = Field(default=60.0, gt=0)
     drain_s: float = Field(default=60.0, ge=0)  # longest wait after a phase for the stages to catch up
+    settle_s: float = Field(default=600.0, ge=0)  # longest wait before the one-phone phase and the ramp
+    consent_share: float = Field(default=0.5, ge=0, le=1)  # callers who agree to texts (notify texts them)
     sample_every: int = Field(default=5, ge=1)  # 1 in this many cases is polled on the hotline and notify
     poll_interval_s: float = Field(default=0.1, gt=0)
     polls_per_round: int = Field(default=2, ge=1)  # per service and round: bounds the polling load

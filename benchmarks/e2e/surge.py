@@ -68,10 +68,12 @@ class Tracker:
         }
 
 
-def a_call(n: int, run: int, shared: bool) -> dict[str, Any]:
-    """A call from a caller of its own (phone and household), or from the one shared phone."""
+def a_call(n: int, run: int, shared: bool, consents: bool = False) -> dict[str, Any]:
+    """A call from a caller of its own (phone and household), or from the one shared phone; `consents`:
+    the caller agrees to texts about the case (notify then texts them, P6.2)."""
+    phone = SHARED_PHONE if shared else f"139{(run + n) % 10**8:08d}"
     return {
-        "caller": {"name": f"来电人{n}", "phone": SHARED_PHONE if shared else f"139{(run + n) % 10**8:08d}"},
+        "caller": {"name": f"来电人{n}", "phone": phone, "consents_to_texts": consents},
         "place": {"district": DISTRICTS[n % len(DISTRICTS)], "address": f"民生路{run}-{n}号"},
         "needs": [NEEDS[n % len(NEEDS)]],
         "household_status": "low_income",
@@ -105,6 +107,7 @@ async def send_calls(
     sample_every: int,
     run: int,
     wait: bool = True,
+    consent_share: float = 0.0,
 ) -> list[Call]:
     """Open loop: call i leaves at start + i/rate whatever the earlier ones are doing. Without `wait`,
     returns when the last call has left, its replies still to come (a ramp step ends on time)."""
@@ -122,7 +125,8 @@ async def send_calls(
         )
         tracker.calls.append(call)
         calls.append(call)
-        tasks.append(asyncio.create_task(post(client, tracker, call, a_call(n, run, shared))))
+        consents = int((n + 1) * consent_share) > int(n * consent_share)
+        tasks.append(asyncio.create_task(post(client, tracker, call, a_call(n, run, shared, consents))))
     if wait:
         await asyncio.gather(*tasks)
     else:
@@ -166,6 +170,20 @@ async def poll(
         results = await asyncio.gather(*(check(client, c) for c in waiting), return_exceptions=True)
         del results  # a failed poll is simply tried again next round
         await asyncio.sleep(interval_s)
+
+
+async def settle(tracker: Tracker, timeout_s: float) -> str:
+    """Before a phase: wait until every earlier call reached every stage (`timeout_s` at most), so the
+    phase's figures are not those of the backlog the phase before left; says how it went."""
+    waited = await drain(tracker, tracker.calls, timeout_s)
+    behind = {stage: n for stage, n in tracker.backlog(time.time()).items() if n and stage != "accept"}
+    if not behind:
+        return f"settled: every earlier call reached every stage after {waited:.0f} s"
+    left = ", ".join(f"{stage} {n}" for stage, n in behind.items())
+    return (
+        f"not settled after {waited:.0f} s ({left} still behind; hotline and notify: sampled cases): the phase "
+        "starts with that backlog"
+    )
 
 
 async def drain(tracker: Tracker, calls: list[Call], timeout_s: float) -> float:
