@@ -175,7 +175,7 @@ class Aggregates(Generic[A]):
         if self.cache_size <= 0:
             return
         try:
-            kept = zlib.compress(bson.encode(doc, codec_options=_PACKED_OPTIONS), 1)
+            kept = _pack(doc)
         except (InvalidDocument, TypeError, OverflowError) as exc:  # not as the store would keep it: read it next time
             self._cache.pop(doc["_id"], None)
             log.debug("document not remembered", collection=self.collection.name, error=repr(exc))
@@ -215,7 +215,7 @@ class Aggregates(Generic[A]):
     def _remembered(self, doc_id: str) -> Doc | None:
         """A copy of the remembered document, as the store would give it back."""
         kept = self._fresh(doc_id)
-        return bson.decode(zlib.decompress(kept), codec_options=_PACKED_OPTIONS) if kept is not None else None
+        return _unpack(kept) if kept is not None else None
 
     # ------------------------------------------------------------------ changing
 
@@ -447,10 +447,7 @@ class Aggregates(Generic[A]):
         if not self.pack_outbox:
             return doc
         entries = doc.get("outbox") or []
-        packed = (
-            Binary(zlib.compress(bson.encode({"entries": entries}, codec_options=_PACKED_OPTIONS))) if entries else None
-        )
-        return {**doc, "outbox": [], PACKED: packed}
+        return {**doc, "outbox": [], PACKED: Binary(_pack({"entries": entries})) if entries else None}
 
     def _outbox_of(self, written: Written[A]) -> list[Entry]:
         return list(self.codec.dump(written.value).get("outbox") or [])
@@ -563,8 +560,18 @@ def _unpacked(doc: Doc) -> Doc:
     """A document as read, with a packed outbox (`PACKED`) back in `outbox` (one written unpacked, before
     its collection packed, keeps its own)."""
     if (packed := doc.pop(PACKED, None)) is not None:
-        doc["outbox"] = bson.decode(zlib.decompress(packed), codec_options=_PACKED_OPTIONS)["entries"]
+        doc["outbox"] = _unpack(packed)["entries"]
     return doc
+
+
+def _pack(doc: Doc) -> bytes:
+    """A document as compressed BSON (a packed outbox, a remembered document): what the store would keep."""
+    return zlib.compress(bson.encode(doc, codec_options=_PACKED_OPTIONS), 1)
+
+
+def _unpack(packed: bytes) -> Doc:
+    """`_pack`'s document back, as the store would give it (times in UTC)."""
+    return bson.decode(zlib.decompress(packed), codec_options=_PACKED_OPTIONS)
 
 
 def _minute(at: datetime) -> str:

@@ -223,9 +223,7 @@ class Clockwork:
         await self.store.sla_timers.cancel(cancelling)
         if notifications:
             await self.outbox.enqueue_many(notifications)
-        if forget:  # keep a phone only while a text to the caller is still on its way
-            waiting = await self.store.cases_with_pending_caller_texts(forget)
-            await self.store.forget_callers([c for c in forget if c not in waiting])
+        await self.store.forget_callers_texted(forget)  # keep a phone only while a text to the caller is on its way
 
 
 @dataclass

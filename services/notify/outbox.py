@@ -286,9 +286,7 @@ class Outbox:
         """Forget the callers' contacts of the cases that are closed and have no text to them still on its way."""
         statuses = await self.store.case_statuses(case_ids)
         closed = [case_id for case_id in case_ids if statuses.get(case_id) in ("closed", "merged")]
-        if closed:
-            pending = await self.store.cases_with_pending_caller_texts(closed)
-            await self.store.forget_callers([case_id for case_id in closed if case_id not in pending])
+        await self.store.forget_callers_texted(closed)
 
 
 def build_channels(settings: Settings, client: httpx.AsyncClient) -> dict[str, Channel]:

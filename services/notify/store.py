@@ -451,25 +451,23 @@ class NotifyStore:
     async def caller_contact(self, case_id: str) -> tuple[bool, str | None] | None:
         """Whether the caller agreed to texts, and their phone (kept only if they did); None while notify
         has not seen the call. A contact stored before consent was recorded counts as no consent."""
-        doc = await self._by_id(self.contacts, self.contacts_archive, case_id)
-        return (bool(doc.get("consents_to_texts")), doc.get("phone")) if doc else None
+        return (await self.caller_contacts([case_id])).get(case_id)
 
     async def caller_contacts(self, case_ids: Sequence[str]) -> dict[str, tuple[bool, str | None]]:
         """`caller_contact` of many cases in one read (two with the archive); a case not seen yet is absent."""
         found = await find_with_archive(self.contacts, self.contacts_archive, case_ids, self.may_be_archived)
         return {case_id: (bool(doc.get("consents_to_texts")), doc.get("phone")) for case_id, doc in found.items()}
 
-    async def caller_text_pending(self, case_id: str) -> bool:
-        return bool(await self.cases_with_pending_caller_texts([case_id]))
-
-    async def cases_with_pending_caller_texts(self, case_ids: list[str]) -> set[str]:
+    async def forget_callers_texted(self, case_ids: list[str]) -> None:
+        """Forget the callers of these cases, except those a text is still on its way to (a phone is kept only
+        while it is needed)."""
+        if not case_ids:
+            return
         found = await find_by(
             self.notifications, "case_id", case_ids, {"case_id": 1}, where={"recipient": "caller", "status": "pending"}
         )
-        return {doc["case_id"] for doc in found}
-
-    async def forget_caller(self, case_id: str) -> None:
-        await self.forget_callers([case_id])
+        waiting = {doc["case_id"] for doc in found}
+        await self.forget_callers([case_id for case_id in case_ids if case_id not in waiting])
 
     async def forget_callers(self, case_ids: list[str]) -> None:
         if case_ids:
