@@ -55,7 +55,14 @@ from bson.errors import InvalidDocument
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError
 
-from common.store import VersionClaims, bulk_update, delete_by_ids, find_by, insert_or_replace
+from common.store import (
+    VersionClaims,
+    bulk_update,
+    create_query_indexes,
+    delete_by_ids,
+    find_by,
+    insert_or_replace,
+)
 from contracts.events import BUSINESS_TZ, case_number_day
 
 if TYPE_CHECKING:
@@ -156,6 +163,7 @@ class Aggregates(Generic[A]):
         self.published = collection.database[f"{collection.name}_published_claims"]
         self._published: dict[str, int] = {}  # id -> version whose outbox this process published
         self._swept_until: datetime | None = None
+        self._sweep_indexed = False
         self.codec = codec
         self.publish = publish
         self.attempts = attempts
@@ -271,41 +279,54 @@ class Aggregates(Generic[A]):
         (in the day before, on the first) and unchanged since `older_than`, whose outbox is not recorded
         as published. Returns how many documents had one.
 
-        The documents are found by the minute their outbox was written (`outbox_minute`), one equality
-        query per minute of the window: FerretDB pushes equalities down to PostgreSQL, but answers a range
-        or `$in` filter by decoding the whole collection."""
-        since = self._swept_until or older_than - timedelta(days=1)  # published markers are kept a day
+        The writes are found by their version claims, which name the minute of a write that carries an
+        outbox (`outbox_minute`): one equality query per minute of the window, on claims of a few dozen
+        bytes. FerretDB pushes only equalities down to PostgreSQL (a range or `$in` makes it decode the
+        whole collection), and it decodes every document a query returns, projection or not: looked up
+        among the documents themselves, each sweep decoded every document written in its minutes (notify's
+        cases, 7 KB each, 200 of them a query during a surge). Only the writes neither this process
+        published nor a marker records are read, from the store."""
+        claims = self.claims.claims
+        if not self._sweep_indexed:  # the sweep's lookups by minute (FerretDB: an index lookup each)
+            await create_query_indexes(claims.database, [(claims, [("outbox_minute", 1)])])
+            self._sweep_indexed = True
+        since = self._swept_until or older_than - timedelta(days=1)  # claims and markers are kept a day
         minutes = [
             _minute(since + timedelta(minutes=n)) for n in range(int((older_than - since).total_seconds() // 60) + 2)
         ]
-        candidates = await find_by(
-            self.collection,
-            "outbox_minute",
-            minutes,
-            {"_id": 1, "version": 1, "updated_at": 1},
-            where={"outbox_pending": True},
-        )
-        found = sorted(
-            (doc for doc in candidates if since <= doc["updated_at"] < older_than), key=lambda doc: doc["updated_at"]
-        )[:limit]
-        left = {
-            doc["_id"]: doc.get("version", 0)
-            for doc in found
-            if self._published.get(doc["_id"], -1) < doc.get("version", 0)
-        }
-        ids = []
+        claimed = await find_by(claims, "outbox_minute", minutes, {"at": 1})
+        found = sorted((c for c in claimed if since <= c["at"] < older_than), key=lambda c: c["at"])[:limit]
+        left: dict[str, int] = {}
+        for claim in found:
+            doc_id, _, version = claim["_id"].rpartition("@")
+            if self._published.get(doc_id, -1) < int(version):
+                left[doc_id] = max(left.get(doc_id, 0), int(version))
+        had = 0
         if left:
             marked = await self._marked(left)
-            ids = [doc_id for doc_id in left if doc_id not in marked]
-            if ids:
-                # From the store: what this process remembers may be older than what another wrote.
-                await self.change_many(dict.fromkeys(ids, _unchanged), remembered=False)
-                if any(self._published.get(doc_id, -1) < left[doc_id] for doc_id in ids):
-                    return len(ids)  # still unpublished (the broker is away): the next sweep looks again
+            if ids := [doc_id for doc_id in left if doc_id not in marked]:
+                had, unpublished = await self._publish_left(ids)
+                if unpublished:
+                    return had  # still unpublished (the broker is away): the next sweep looks again
         # The next sweep starts where this one stopped (overlapping a little: a write can be stamped a
         # moment before it lands).
-        self._swept_until = (found[-1]["updated_at"] if len(found) == limit else older_than) - timedelta(seconds=5)
-        return len(ids)
+        self._swept_until = (found[-1]["at"] if len(found) == limit else older_than) - timedelta(seconds=5)
+        return had
+
+    async def _publish_left(self, ids: list[str]) -> tuple[int, int]:
+        """Publish the outboxes these documents hold, as stored (what this process remembers may be older
+        than what another wrote); how many had one, and how many of those are still unpublished. A claim
+        whose write never landed (a writer that died between the two) leaves its document without one."""
+        async with self._holding(ids):
+            docs = await self._read(ids, remembered=False)
+            await self._drop_published(docs)
+            waiting = {
+                doc_id: (doc.get("version", 0), list(doc["outbox"]))
+                for doc_id, (doc, archived) in docs.items()
+                if doc.get("outbox") and not archived
+            }
+            await self._flush(waiting)
+        return len(waiting), sum(self._published.get(doc_id, -1) < v for doc_id, (v, _) in waiting.items())
 
     @contextlib.asynccontextmanager
     async def _holding(self, ids: Iterable[str]) -> Any:
@@ -394,7 +415,10 @@ class Aggregates(Generic[A]):
         """Claim and write the planned documents; the ids another writer beat us to."""
         if not plans:
             return set()
-        won = await self.claims.claim_many([(p.id, p.version) for p in plans])
+        won = await self.claims.claim_many(
+            [(p.id, p.version) for p in plans],
+            marks={p.id: {"outbox_minute": p.doc["outbox_minute"]} for p in plans if p.doc.get("outbox_minute")},
+        )
         lost = {p.id for p in plans if p.id not in won}
         inserts = [p for p in plans if p.id in won and p.insert]
         replaces = [p for p in plans if p.id in won and not p.insert]
@@ -589,6 +613,3 @@ def _duplicates(exc: BulkWriteError) -> list[int]:
         raise exc
     return [e["index"] for e in errors]
 
-
-def _unchanged(_: Any) -> None:
-    return None

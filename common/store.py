@@ -10,7 +10,7 @@ import asyncio
 import functools
 import weakref
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -118,16 +118,18 @@ def open_mongo(settings: ServiceSettings, *, counter: CommandCounter | None = No
 
 
 async def serves_queries_from_indexes(db: AsyncDatabase[dict[str, Any]]) -> bool:
-    """Whether the server answers queries from secondary indexes. FerretDB 1.24 (SQLite backend) does not:
-    its query plans scan the collection's table with or without them (EXPLAIN says `SCAN`; a lookup in
-    20,000 documents took as long either way), so there a non-unique index only makes each write dearer."""
+    """Whether the server answers every query shape from its indexes (MongoDB), not only equalities of one
+    field at a time. FerretDB 1.24 pushes only equality filters down to PostgreSQL; a `$in`, a range, a
+    sort or an empty filter makes it fetch and decode the whole collection. On the local stack those
+    equalities are served by an index (deploy/local/ferretdb-indexes.sql gives FerretDB's indexes GIN twins
+    its filters can use), so there a batch of lookups is many equality queries rather than one `$in`."""
     client = db.client
     if (known := _INDEXED_QUERIES.get(client)) is None:
         info = await client.admin.command("buildInfo")
         known = _INDEXED_QUERIES[client] = "ferretdbVersion" not in info
         if not known:
             log.info(
-                "query indexes are not created: this store does not use them",
+                "equality lookups only are served by indexes on this store",
                 server=info.get("version"),
                 ferretdb=info.get("ferretdbVersion"),
             )
@@ -135,9 +137,6 @@ async def serves_queries_from_indexes(db: AsyncDatabase[dict[str, Any]]) -> bool
 
 
 LOOKUPS_IN_FLIGHT = 8
-# Above this many values one `$in` (a whole-collection decode on FerretDB) costs less than the equality
-# queries (each a scan in PostgreSQL: about 7 ms against 570 ms for the decode at 5,000 documents).
-EQUALITIES_AT_MOST = 32
 _lookup_turns: dict[int, asyncio.Semaphore] = {}  # per event loop
 
 
@@ -153,13 +152,15 @@ async def find_by(
 
     On MongoDB that is one `$in` query. FerretDB 1.24 pushes only equality filters down to PostgreSQL:
     a `$in` makes it fetch and decode the whole collection (measured with 5,000 documents of 1 KB: 566 ms
-    for `$in` of one id, 7 ms for a `find_one` by `_id`, 460 ms for a `delete_many` by `$in` of five ids).
-    So there a batch of up to `EQUALITIES_AT_MOST` values is read with one equality query per value, a few
-    at a time."""
+    for `$in` of one id, 460 ms for a `delete_many` by `$in` of five ids), while an equality on `_id` or on
+    a field with a query index (`create_query_indexes`) is an index lookup, about 1 ms a round trip whatever
+    the collection's size (against 600 ms to decode 20,000 documents of 1 KB, or 2,700 of 7 KB). So there a
+    batch is read with one equality query per value, `LOOKUPS_IN_FLIGHT` at a time: `field` must be `_id`
+    or lead a query index."""
     values = list(dict.fromkeys(values))
     if not values:
         return []
-    if len(values) > EQUALITIES_AT_MOST or await serves_queries_from_indexes(collection.database):
+    if await serves_queries_from_indexes(collection.database):
         query = {**(where or {}), field: {"$in": values}}
         return await collection.find(query, projection).batch_size(len(values) + 1).to_list()
     turns = _lookup_turns.setdefault(id(asyncio.get_running_loop()), asyncio.Semaphore(LOOKUPS_IN_FLIGHT))
@@ -186,14 +187,24 @@ async def delete_by_ids(collection: AsyncCollection[dict[str, Any]], ids: Sequen
 async def create_query_indexes(
     db: AsyncDatabase[dict[str, Any]], indexes: Sequence[tuple[AsyncCollection[dict[str, Any]], Any]]
 ) -> bool:
-    """Create the non-unique indexes that make queries fast, `(collection, keys)` each, unless the server
-    does not use them (`serves_queries_from_indexes`). Unique indexes guard correctness, not speed: create
-    those with `create_index` always. Returns whether the indexes were created."""
-    if not await serves_queries_from_indexes(db):
-        return False
+    """Create the non-unique indexes that make queries fast, `(collection, keys)` each, as MongoDB would use
+    them. Unique indexes guard correctness, not speed: create those with `create_index` always.
+
+    FerretDB uses an index only for an equality on one field (`serves_queries_from_indexes`), so there each
+    index's first field gets an index of its own (once per collection), unless it is descending: a
+    descending first key serves a sort, never an equality. Any other index would only make writes dearer.
+    Returns whether the indexes were created as given (MongoDB)."""
+    if await serves_queries_from_indexes(db):
+        for collection, keys in indexes:
+            await collection.create_index(keys)
+        return True
+    made: set[tuple[str, str]] = set()
     for collection, keys in indexes:
-        await collection.create_index(keys)
-    return True
+        first, direction = (keys, 1) if isinstance(keys, str) else keys[0]
+        if direction == 1 and (collection.name, first) not in made:
+            made.add((collection.name, first))
+            await collection.create_index([(first, 1)])
+    return False
 
 
 async def insert_once(collection: AsyncCollection[dict[str, Any]], document: dict[str, Any]) -> bool:
@@ -342,13 +353,17 @@ class VersionClaims:
         self.documents = documents
         self.stale_after = stale_after
 
-    async def claim_many(self, wanted: Sequence[tuple[str, int]]) -> set[str]:
+    async def claim_many(
+        self, wanted: Sequence[tuple[str, int]], *, marks: Mapping[str, Any] | None = None
+    ) -> set[str]:
         """`claim` for many documents in one insert; the ids whose claim was won. A lost one is not cleared
-        here even if stale: the caller falls back to `claim` for it, which does."""
+        here even if stale: the caller falls back to `claim` for it, which does. `marks` adds fields to
+        the claims of some ids (the write path's `outbox_minute`: what its sweep looks claims up by)."""
         now = datetime.now(UTC)
-        keys = [f"{doc_id}@{version}" for doc_id, version in wanted]
+        marks = marks or {}
+        claims = [{"_id": f"{doc_id}@{version}", "at": now, **marks.get(doc_id, {})} for doc_id, version in wanted]
         try:
-            await self.claims.insert_many([{"_id": key, "at": now} for key in keys], ordered=False)
+            await self.claims.insert_many(claims, ordered=False)
             lost: set[int] = set()
         except BulkWriteError as exc:
             if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):

@@ -18,6 +18,7 @@
 # `test`, on other ports, so tests never touch the data of the system `make run` runs),
 # KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), MONGO_PORT (27017), PG_PORT (25432; not 5432, where a distribution cluster may listen),
 # INFRA_START_TIMEOUT (90 s), KAFKA_HEAP_OPTS (-Xms256m -Xmx512m), FERRETDB_LOG_LEVEL (warn),
+# FERRETDB_DEBUG_ADDR (-: none; host:port serves FerretDB's metrics and Go profiles),
 # PG_SYNCHRONOUS_COMMIT (on; see pg_options).
 # Needs: java >= 17, mvn, go >= 1.24 (only for the one-time build), python3, and PostgreSQL 15's server
 # (Debian's postgresql-15 package; as root, `fetch` installs it with apt-get where it is missing).
@@ -47,6 +48,7 @@ START_TIMEOUT="${INFRA_START_TIMEOUT:-90}"
 STOP_TIMEOUT=30
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
 FERRETDB_LOG_LEVEL="${FERRETDB_LOG_LEVEL:-warn}"
+FERRETDB_DEBUG_ADDR="${FERRETDB_DEBUG_ADDR:--}"
 JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 
 KAFKA_BOOTSTRAP_SERVERS="$HOST:$KAFKA_PORT"
@@ -477,10 +479,11 @@ start_ferretdb() {
   port_open "$MONGO_PORT" && die "port $MONGO_PORT is used by another process (a mongod?); stop it or set MONGO_PORT"
   mkdir -p "$RUN/ferretdb-state"
   log "starting FerretDB on $HOST:$MONGO_PORT ..."
-  # --debug-addr=- : no metrics/pprof HTTP listener (it would want port 8088).
+  # FERRETDB_DEBUG_ADDR=- (the default): no metrics/pprof HTTP listener (it would want port 8088); set it
+  # (127.0.0.1:PORT) to profile FerretDB (/debug/pprof/profile).
   launch ferretdb "$RUN/ferretdb.log" "$BIN/ferretdb" \
     --handler=postgresql --postgresql-url="$FERRETDB_POSTGRESQL_URL" --state-dir="$RUN/ferretdb-state" \
-    --listen-addr="$HOST:$MONGO_PORT" --debug-addr=- --telemetry=disable \
+    --listen-addr="$HOST:$MONGO_PORT" --debug-addr="$FERRETDB_DEBUG_ADDR" --telemetry=disable \
     --log-level="$FERRETDB_LOG_LEVEL"
 }
 

@@ -40,7 +40,7 @@ from services.hotline.domain.status import CLOSED_STATUSES, CaseStatus
 from services.hotline.search_index import SearchIndex
 
 log = structlog.get_logger("hotline.store")
-MAX_MATCHES = 20  # open cases of the same caller shown with a call (a page: at most EQUALITIES_AT_MOST)
+MAX_MATCHES = 20  # open cases of the same caller shown with a call (and read a page of this many at a time)
 
 
 class IntakeRecord(BaseModel):
@@ -304,9 +304,8 @@ class HotlineStore:
         matched = await self._cases_for_keys(keys, seen)
         matched.pop(exclude or "", None)
         # The newest first (a case number sorts by its day, then its number), read a page of MAX_MATCHES at a
-        # time until that many are open: a phone that calls all day costs each of its calls one page. Never
-        # more ids in one read than FerretDB answers by equality (`common.store.find_by`): a larger read is
-        # one `$in`, for which it decodes the whole working set (a third of a second at 5,000 documents).
+        # time until that many are open: a phone that calls all day costs each of its calls one page (on
+        # FerretDB one lookup per id, `common.store.find_by`).
         candidates = sorted(matched, reverse=True)[: MAX_MATCHES * 2]
         found = []
         for start in range(0, len(candidates), MAX_MATCHES):
