@@ -612,4 +612,3 @@ def _duplicates(exc: BulkWriteError) -> list[int]:
     if any(e.get("code") != DUPLICATE_KEY for e in errors):
         raise exc
     return [e["index"] for e in errors]
-
