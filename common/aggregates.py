@@ -80,6 +80,8 @@ LOCK_STRIPES = 256
 CACHE_SIZE = 5_000  # documents this process remembers having written (module docstring)
 CACHE_TTL_S = 120.0
 REMEMBERED = 100_000  # outboxes this process published, remembered so it need not look them up
+SWEEP_CHECKPOINTS = "outbox_sweeps"  # `sweep`'s checkpoint per collection of a database
+CHECKPOINT_EVERY = timedelta(minutes=1)
 PACKED = "outbox_packed"  # where a packing write path keeps a document's outbox (`Aggregates(pack_outbox=True)`)
 _PACKED_OPTIONS: CodecOptions[Doc] = CodecOptions(tz_aware=True, uuid_representation=UuidRepresentation.STANDARD)
 
@@ -163,6 +165,9 @@ class Aggregates(Generic[A]):
         self.published = collection.database[f"{collection.name}_published_claims"]
         self._published: dict[str, int] = {}  # id -> version whose outbox this process published
         self._swept_until: datetime | None = None
+        # Where the sweeps of this collection got to, shared by its processes (`sweep`): one document each.
+        self.checkpoints = collection.database[SWEEP_CHECKPOINTS]
+        self._checkpointed: datetime | None = None
         self._sweep_indexed = False
         self.codec = codec
         self.publish = publish
@@ -290,7 +295,7 @@ class Aggregates(Generic[A]):
         if not self._sweep_indexed:  # the sweep's lookups by minute (FerretDB: an index lookup each)
             await create_query_indexes(claims.database, [(claims, [("outbox_minute", 1)])])
             self._sweep_indexed = True
-        since = self._swept_until or older_than - timedelta(days=1)  # claims and markers are kept a day
+        since = self._swept_until or await self._resumed(older_than)
         minutes = [
             _minute(since + timedelta(minutes=n)) for n in range(int((older_than - since).total_seconds() // 60) + 2)
         ]
@@ -311,7 +316,25 @@ class Aggregates(Generic[A]):
         # The next sweep starts where this one stopped (overlapping a little: a write can be stamped a
         # moment before it lands).
         self._swept_until = (found[-1]["at"] if len(found) == limit else older_than) - timedelta(seconds=5)
+        if self._checkpointed is None or self._swept_until - self._checkpointed >= CHECKPOINT_EVERY:
+            await self.checkpoints.update_one(
+                {"_id": self.collection.name}, {"$set": {"until": self._swept_until}}, upsert=True
+            )
+            self._checkpointed = self._swept_until
         return had
+
+    async def _resumed(self, older_than: datetime) -> datetime:
+        """Where this process's first sweep starts: where the collection's sweeps got to (any process's:
+        every write claimed before it was found published, or published then), else the day before, as far
+        back as claims and markers are kept. Without it, every process start swept a whole day, 1,442
+        lookups by minute for each collection."""
+        day_before = older_than - timedelta(days=1)
+        checkpoint = await self.checkpoints.find_one({"_id": self.collection.name})
+        if checkpoint is None:
+            return day_before
+        until: datetime = checkpoint["until"]
+        self._checkpointed = until
+        return min(max(until, day_before), older_than)
 
     async def _publish_left(self, ids: list[str]) -> tuple[int, int]:
         """Publish the outboxes these documents hold, as stored (what this process remembers may be older

@@ -252,6 +252,12 @@ async def test_a_sweep_looks_up_claims_not_documents_and_reads_only_what_is_left
         before = counter.sent.copy()
         assert await sweeper.sweep(older_than=later + timedelta(seconds=20)) == 0  # moved on past t-never
         assert not {key for key, n in counter.sent.items() if key[1] == "tallies" and n > before.get(key, 0)}
+        # A process started later resumes where the sweeps got to, not a day back (1,442 minutes to look up).
+        restarted = Aggregates(counted["tallies"], counted["tally_claims"], CODEC, published)
+        before = counter.sent.copy()
+        assert await restarted.sweep(older_than=later + timedelta(seconds=30)) == 0
+        lookups = counter.sent[("find", "tally_claims")] - before.get(("find", "tally_claims"), 0)
+        assert 0 < lookups <= 3, lookups
     finally:
         await client.close()
 
