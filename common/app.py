@@ -48,7 +48,7 @@ from common.openapi import declare_error_responses
 from common.principal import Principal, Role
 from common.reference import reference_router
 from common.settings import ServiceSettings
-from common.store import CommandCounter, open_mongo, prune_claims
+from common.store import CommandCounter, open_mongo, prune_claims, store_unavailable
 
 log = structlog.get_logger("app")
 
@@ -308,6 +308,26 @@ async def every(interval_s: float, work: Callable[[], Awaitable[Any]], *, what: 
         await asyncio.sleep(interval_s)
 
 
+STARTUP_RETRY_MAX_S = 5.0
+
+
+async def _started(startup: StartupHook, runtime: Runtime[Any]) -> Any:
+    """The start-up hook's object, the hook tried again while the store cannot be reached (its indexes,
+    the data it restores): a service started during a store outage comes up once the store is back,
+    instead of exiting. Any other error stops start-up, as a bad setting should."""
+    delay = 0.25
+    while True:
+        try:
+            return await startup(runtime)
+        except Exception as exc:
+            if not store_unavailable(exc):
+                raise
+            log.warning("store unreachable at start-up; trying again", error=repr(exc)[:300], retry_in_s=delay)
+            runtime.aggregates.clear()  # the hook registers its write paths again
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, STARTUP_RETRY_MAX_S)
+
+
 async def claims_pruner(runtime: Runtime[Any]) -> None:
     """Every service: trim old version claims from its database (`common.store.prune_claims`)."""
     retention = timedelta(seconds=runtime.settings.claims_retention_s)
@@ -389,7 +409,7 @@ def create_service_app(
             broker.include_router(kafka_router)
         app.state.runtime = runtime
         if startup is not None:
-            runtime.bind(await startup(runtime))
+            runtime.bind(await _started(startup, runtime))
         if broker is not None:
             connect = runtime.spawn(_connect_broker(runtime), "kafka-connect")
             if wait_for_kafka:
