@@ -192,13 +192,15 @@ async def test_a_periodic_round_that_fails_is_left_to_the_next_one() -> None:
 async def test_start_up_waits_out_a_store_outage_and_stops_on_anything_else(monkeypatch) -> None:
     """A service started while PostgreSQL is down (the fault suite kills it) comes up once it is back, and
     registers its write paths once; a bad setting still stops start-up."""
+    import asyncio
     from types import SimpleNamespace
+    from typing import Any
 
     from pymongo.errors import OperationFailure
 
-    import common.app as app
+    from common.app import _started
 
-    monkeypatch.setattr(app.asyncio, "sleep", _no_wait)
+    monkeypatch.setattr(asyncio, "sleep", _no_wait)
     attempts: list[int] = []
 
     async def startup(runtime):
@@ -208,15 +210,15 @@ async def test_start_up_waits_out_a_store_outage_and_stops_on_anything_else(monk
             raise OperationFailure("failed to connect to `user=ferretdb database=ferretdb`", 1)
         return "service"
 
-    runtime = SimpleNamespace(aggregates=[])
-    assert await app._started(startup, runtime) == "service"
+    runtime: Any = SimpleNamespace(aggregates=[])  # the part of a runtime start-up touches
+    assert await _started(startup, runtime) == "service"
     assert len(attempts) == 3 and runtime.aggregates == ["write path"]
 
     async def refuses(runtime):
         raise ValueError("sla_policy_path: no such file")
 
     with pytest.raises(ValueError, match="sla_policy_path"):
-        await app._started(refuses, SimpleNamespace(aggregates=[]))
+        await _started(refuses, runtime)
 
 
 async def _no_wait(_: float) -> None:
