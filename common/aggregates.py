@@ -61,6 +61,7 @@ from common.store import (
     create_query_indexes,
     delete_by_ids,
     find_by,
+    insert_once,
     insert_or_replace,
 )
 from contracts.events import BUSINESS_TZ, case_number_day
@@ -168,6 +169,7 @@ class Aggregates(Generic[A]):
         # Where the sweeps of this collection got to, shared by its processes (`sweep`): one document each.
         self.checkpoints = collection.database[SWEEP_CHECKPOINTS]
         self._checkpointed: datetime | None = None
+        self._checkpoint_made = False
         self._sweep_indexed = False
         self.codec = codec
         self.publish = publish
@@ -325,13 +327,14 @@ class Aggregates(Generic[A]):
 
     async def _resumed(self, older_than: datetime) -> datetime:
         """Where this process's first sweep starts: where the collection's sweeps got to (any process's:
-        every write claimed before it was found published, or published then), else the day before, as far
-        back as claims and markers are kept. Without it, every process start swept a whole day, 1,442
-        lookups by minute for each collection."""
+        every write claimed before it was found published, or published then), as far back as a day, as
+        long as claims and markers are kept. The first write of every process makes sure there is a
+        checkpoint from before its first claim (`_write`), so with none there is no claim to look for.
+        Without it, every process start swept a whole day, 1,442 lookups by minute for each collection."""
         day_before = older_than - timedelta(days=1)
         checkpoint = await self.checkpoints.find_one({"_id": self.collection.name})
         if checkpoint is None:
-            return day_before
+            return older_than - timedelta(seconds=5)
         until: datetime = checkpoint["until"]
         self._checkpointed = until
         return min(max(until, day_before), older_than)
@@ -438,6 +441,11 @@ class Aggregates(Generic[A]):
         """Claim and write the planned documents; the ids another writer beat us to."""
         if not plans:
             return set()
+        if not self._checkpoint_made:  # before this process's first claim (`_resumed`)
+            await insert_once(
+                self.checkpoints, {"_id": self.collection.name, "until": datetime.now(UTC) - CHECKPOINT_EVERY}
+            )
+            self._checkpoint_made = True
         won = await self.claims.claim_many(
             [(p.id, p.version) for p in plans],
             marks={p.id: {"outbox_minute": p.doc["outbox_minute"]} for p in plans if p.doc.get("outbox_minute")},

@@ -166,8 +166,6 @@ class BatchConsumer:
             batch=True,
             max_records=self.max_records,
             batch_timeout_ms=self.batch_timeout_ms,
-            fetch_max_wait_ms=runtime.settings.kafka_fetch_max_wait_ms,
-            fetch_min_bytes=runtime.settings.kafka_fetch_min_bytes,
             decoder=raw_bodies,
         )
         async def on_batch(_: list[bytes], message: KafkaMessage) -> None:

@@ -71,12 +71,6 @@ class ServiceSettings(BaseSettings):
     topic_namespace: str = ""
     log_level: str = "INFO"
     log_json: bool | None = None  # None: JSON when stdout is not a terminal
-    # A batch consumer's fetch waits up to this long for this many bytes (aiokafka's `fetch_max_wait_ms`,
-    # `fetch_min_bytes`) before the broker answers: under a surge each fetch brings a batch instead of
-    # every record its own request, which the broker and the consumer each pay for; when calm, a record
-    # waits at most the time given.
-    kafka_fetch_max_wait_ms: int = Field(default=20, ge=0, le=500)
-    kafka_fetch_min_bytes: int = Field(default=16_384, ge=1)
     # Consumer policy (ARCHITECTURE.md "Delivery rules"): retries with backoff, then `<topic>.dlq`.
     consumer_max_attempts: int = Field(default=4, ge=1)
     consumer_backoff_initial_s: float = Field(default=0.2, ge=0)
