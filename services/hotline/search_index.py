@@ -84,7 +84,8 @@ class SearchIndex:
         self._days_known: set[str] = set()
 
     async def ensure_indexes(self) -> None:
-        """On MongoDB, an index per equality a search asks (FerretDB uses none: `create_query_indexes`)."""
+        """An index per equality a search asks (on FerretDB served by the local stack's GIN twins, so a search
+        by phone, ID card or term is an index lookup there too: `create_query_indexes`)."""
         fields = ("day", "month", "phone_key", "id_card_key", "district", "status")
         every = (self.entries, self.texts, self.entries_archive, self.texts_archive)
         indexes = [(c, [(f, ASCENDING)]) for c in every for f in fields]
