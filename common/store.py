@@ -10,7 +10,7 @@ import asyncio
 import functools
 import weakref
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -91,6 +91,17 @@ class CommandCounter(CommandListener):
         key = (event.command_name, target if isinstance(target, str) else "")
         self.sent[key] += 1
         self._started[event.request_id] = key
+
+    def by_command(
+        self, since: Counter[tuple[str, str]] | None = None, *, without: Collection[str] = ()
+    ) -> dict[str, int]:
+        """Commands sent by name, since a copy of `sent` (or ever), leaving out those to the collections in
+        `without` (tests and benchmarks counting one path's commands)."""
+        spent: dict[str, int] = {}
+        for (command, collection), n in (self.sent - (since or Counter())).items():
+            if collection not in without:
+                spent[command] = spent.get(command, 0) + n
+        return spent
 
     def _ended(self, event: CommandSucceededEvent | CommandFailedEvent) -> None:
         if (started := self._started.pop(event.request_id, None)) is not None:

@@ -18,10 +18,11 @@ SET client_min_messages = warning;
 CREATE OR REPLACE FUNCTION relief_gin_twins(index_oid oid) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
   tbl oid;
+  cols int;
   expr text;
   col int;
 BEGIN
-  SELECT i.indrelid INTO tbl
+  SELECT i.indrelid, i.indnatts INTO tbl, cols
   FROM pg_index i
   JOIN pg_class c ON c.oid = i.indexrelid
   JOIN pg_am am ON am.oid = c.relam
@@ -32,7 +33,7 @@ BEGIN
   ) THEN
     RETURN;
   END IF;
-  FOR col IN SELECT generate_series(1, (SELECT indnatts FROM pg_index WHERE indexrelid = index_oid)) LOOP
+  FOR col IN 1..cols LOOP
     expr := pg_get_indexdef(index_oid, col, true);
     CONTINUE WHEN expr NOT LIKE '(_jsonb -> %::text)';
     EXECUTE format(

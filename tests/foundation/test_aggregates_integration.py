@@ -117,10 +117,7 @@ async def test_a_batch_costs_a_bounded_number_of_round_trips(db, mongodb_url) ->
             before = counter.sent.copy()
             outcome = await cases.change_many({f"{prefix}{n}": add_to(f"{prefix}{n}", item) for n in range(size)})
             assert len(outcome.written) == size
-            spent: dict[str, int] = {}
-            for (command, collection), n in (counter.sent - before).items():
-                if collection != SWEEP_CHECKPOINTS:  # made sure of once a process (`Aggregates.sweep`)
-                    spent[command] = spent.get(command, 0) + n
+            spent = counter.by_command(before, without={SWEEP_CHECKPOINTS})  # made sure of once a process
             assert spent.get("find", 0) == (size if ferret else 1), spent
             return sum(spent.values()) - spent.get("find", 0)
 

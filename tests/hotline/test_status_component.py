@@ -99,10 +99,7 @@ async def test_a_batch_of_events_for_many_cases_is_kept_once_in_a_bounded_number
     try:
         store = HotlineStore(client[harness.db.name], pepper=harness.hotline.pepper, archive_after=timedelta(days=7))
         assert await apply_downstream_events(store, records) == []
-        commands: dict[str, int] = {}
-        for (command, collection), n in counter.sent.items():
-            if collection != SWEEP_CHECKPOINTS:  # made sure of once a process (`common.aggregates`)
-                commands[command] = commands.get(command, 0) + n
+        commands = counter.by_command(without={SWEEP_CHECKPOINTS})  # made sure of once a process
     finally:
         await client.close()
     # read all (one `$in` on MongoDB; one equality query per case on FerretDB, which decodes the whole

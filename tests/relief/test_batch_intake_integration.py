@@ -93,11 +93,7 @@ async def test_a_batch_costs_a_bounded_number_of_store_commands_whatever_its_siz
             """Commands by name, without the sweep's checkpoint each write path makes sure of once a process."""
             before = counter.sent.copy()
             assert await take_records(relief, batch, topics=contract_topics(settings)) == []
-            spent: dict[str, int] = {}
-            for (command, collection), n in (counter.sent - before).items():
-                if collection != SWEEP_CHECKPOINTS:
-                    spent[command] = spent.get(command, 0) + n
-            return spent
+            return counter.by_command(before, without={SWEEP_CHECKPOINTS})
 
         # Numbered today (received on the reference data's day): too recent to be looked for in the archive.
         small = await cost(records([f"CQ-{DAY}-1{n:05d}" for n in range(2)]))
