@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -90,10 +91,13 @@ class _KeyState:
 
 
 class CallerMemory:
-    """Every key's case ids in this process's memory, oldest first, each once."""
+    """Every key's case ids in this process's memory, each once. Kept small, since it holds every call
+    ever filed (100,000 cases of two keys each: 60 MB as a dict of lists of strings, 26 MB so): a key is
+    held as a 16-byte digest of it, a key with one case holds the case id itself rather than a list, and
+    the keys of one call share one case id string."""
 
     def __init__(self) -> None:
-        self._cases: dict[str, list[str]] = {}
+        self._cases: dict[bytes, str | list[str]] = {}
         self.ready = False  # every slot stored before the load began is in here
         self.loading = False  # a load is under way (`CallerIndex.load`)
         self.loaded = asyncio.Event()  # set with `ready`
@@ -101,25 +105,48 @@ class CallerMemory:
     def __len__(self) -> int:
         return len(self._cases)
 
-    def note(self, key: str, case_id: str) -> None:
-        cases = self._cases.get(key)
-        if cases is None:
-            self._cases[key] = [case_id]
-        elif case_id not in cases:
-            cases.append(case_id)
+    @staticmethod
+    def digest(key: str) -> bytes:
+        return hashlib.blake2b(key.encode(), digest_size=16).digest()
 
-    def merge(self, loaded: dict[str, list[str]]) -> None:
-        """Add what was read from the store to what was noted meanwhile."""
-        for key, cases in loaded.items():
-            self._cases[key] = sorted(set(cases).union(self._cases.get(key, ())))
+    def cases_of(self, key: str) -> list[str]:
+        held = self._cases.get(self.digest(key))
+        return [] if held is None else [held] if isinstance(held, str) else list(held)
+
+    def note(self, key: str, case_id: str) -> None:
+        _hold(self._cases, self.digest(key), case_id)
+
+    def merge(self, loaded: dict[bytes, str | list[str]]) -> None:
+        """Add what was read from the store (by key digest, each key's cases in any order, a case once or
+        more) to what was noted meanwhile."""
+        for digest, held in loaded.items():
+            if isinstance(held, list):
+                loaded[digest] = list(dict.fromkeys(held))
+        for digest, held in self._cases.items():
+            for case_id in [held] if isinstance(held, str) else held:
+                _hold(loaded, digest, case_id)
+        self._cases = loaded
         self.ready = True
         self.loaded.set()
 
     def view(self, key: str) -> KeyView:
         """Memory says nothing of the stored head (0): a process raises it itself before it first writes a
         chunk above the head it knows, so the store stays right for processes that have not loaded."""
-        cases = self._cases.get(key, ())
+        cases = self.cases_of(key)
         return KeyView(head=0, cases=tuple(sorted(cases, reverse=True)), filed=len(cases))
+
+
+def _hold(held_by: dict[bytes, str | list[str]], digest: bytes, case_id: str, *, once: bool = True) -> None:
+    """File a case id under a key digest (once, unless `once` is False: the caller dedupes later): the id
+    alone for a key's first case, a list from its second."""
+    held = held_by.get(digest)
+    if held is None:
+        held_by[digest] = case_id
+    elif isinstance(held, str):
+        if held != case_id:
+            held_by[digest] = [held, case_id]
+    elif not once or case_id not in held:
+        held.append(case_id)
 
 
 class CallerIndex:
@@ -150,11 +177,13 @@ class CallerIndex:
     async def load(self, batch_size: int = 5_000) -> int:
         """Read every slot into memory (one pass over the collection); from then on lookups need no round
         trip. Returns the number of keys known."""
-        loaded: dict[str, list[str]] = {}
+        loaded: dict[bytes, str | list[str]] = {}
+        shared: dict[str, str] = {}  # one string per case id, whatever number of keys it is filed under
         self.memory.loading = True
         try:
             async for doc in self.slots.find({}, {"case_id": 1}).batch_size(batch_size):
-                loaded.setdefault(doc["_id"].rsplit("#", 2)[0], []).append(doc["case_id"])
+                case_id = shared.setdefault(doc["case_id"], doc["case_id"])
+                _hold(loaded, self.memory.digest(doc["_id"].rsplit("#", 2)[0]), case_id, once=False)
         finally:
             self.memory.loading = False
         self.memory.merge(loaded)
