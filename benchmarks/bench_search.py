@@ -1,5 +1,5 @@
 """Case search and the callbacks worklist on the real store, with N intake records filed through the
-hotline's own store code (`HotlineStore.claim_intake`, concurrent calls sharing their inserts).
+hotline's own store code (`HotlineStore.claim_intake` and `index_intake`, concurrent calls sharing their inserts).
 
 Prints p50/p95 latency of typical searches through the search index (`HotlineStore.search`): by phone,
 by part of a name, by part of an address, a district with a status, a date range, the newest page with no
@@ -62,6 +62,12 @@ def intake(n: int) -> HelpRequested:
         emergency=rng.random() < 0.1,
         description="来电人反映家庭生活困难，需要帮助" * 3,
     )
+
+
+async def _take(store: HotlineStore, event: HelpRequested) -> None:
+    """A call as the intake files it: its record, then its search entry."""
+    await store.claim_intake(event)
+    await store.index_intake(event)
 
 
 def scan_query(f: CaseFilter) -> dict[str, Any]:
@@ -142,7 +148,7 @@ async def main(settings: BenchSettings) -> None:
         await store.ensure_indexes()
         started = time.perf_counter()
         for first in range(0, count, CONCURRENT):
-            await asyncio.gather(*(store.claim_intake(intake(n)) for n in range(first, min(count, first + CONCURRENT))))
+            await asyncio.gather(*(_take(store, intake(n)) for n in range(first, min(count, first + CONCURRENT))))
         print(f"  loaded {count} intakes in {time.perf_counter() - started:.1f} s", flush=True)
         # A few resolved cases awaiting their callback (as the status projection leaves them).
         resolved = [f"CQ-{(START + timedelta(minutes=5 * n)).strftime('%Y%m%d')}-{n + 1:06d}" for n in range(0, 200, 4)]

@@ -231,6 +231,7 @@ async def _replayed(hotline: Hotline, case_id: str, scoped_key: str, deadline: f
     event = HelpRequested.model_validate(doc["event"])
     verdict = triage(list(event.needs), event.description, event.urgency is Urgency.EMERGENCY)
     published = False
+    await hotline.store.index_intake(event)  # the first request may have stopped short of it (a repeat is ignored)
     if not await hotline.outbox.holds(str(event.event_id)):
         # Published and acknowledged, or never handed to the outbox (the first request failed between the
         # intake record and the outbox): send it again, since consumers take a call once by its case id.
@@ -302,11 +303,13 @@ async def _store_and_send(
 ) -> Taken:
     # The caller index is read while the number is claimed: what it holds is what came before this call.
     event, seen = await asyncio.gather(_claim(hotline, now, deadline, scoped_key, fields), _read_callers(hotline, keys))
-    # The call is recorded; from here it reaches Kafka directly or through the outbox relay.
-    duplicates, published, _ = await asyncio.gather(
+    # The call is recorded; from here it reaches Kafka directly or through the outbox relay. Its other
+    # writes (caller index, outbox, search entry) go at the same time: the operator waits for the slowest.
+    duplicates, published, _, _ = await asyncio.gather(
         _file_caller(hotline, event.case_id, keys, seen),
         _send(hotline, event, deadline),
         hotline.case_numbers.claimed(event.case_id),
+        hotline.store.index_intake(event, keys),
     )
     return Taken(event=event, verdict=verdict, duplicates=duplicates, published=published)
 

@@ -97,11 +97,18 @@ class SearchIndex:
         return ((self.entries, self.entries_archive), (self.texts, self.texts_archive))
 
     async def add(self, entry: dict[str, Any]) -> None:
-        """File a new case's entry, with its text and without (a repeat is ignored), and a new day."""
-        for inserts, doc in ((self._inserts, without_text(entry)), (self._text_inserts, entry)):
+        """File a new case's entry, with its text and without (a repeat is ignored), and a new day: the
+        three writes at the same time."""
+
+        async def insert(inserts: GroupInserts, doc: dict[str, Any]) -> None:
             with contextlib.suppress(DuplicateKeyError):
                 await inserts.insert(doc)
-        await self._note_days([entry["day"]])
+
+        await asyncio.gather(
+            insert(self._inserts, without_text(entry)),
+            insert(self._text_inserts, entry),
+            self._note_days([entry["day"]]),
+        )
 
     async def _note_days(self, days: list[str]) -> None:
         new = sorted(set(days) - self._days_known)

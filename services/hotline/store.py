@@ -248,14 +248,19 @@ class HotlineStore:
     async def claim_intake(self, event: HelpRequested, *, idempotency_key: str | None = None) -> None:
         """Insert the intake record; its unique `_id` claims the case number (DuplicateKeyError if taken).
         It keeps the request's `Idempotency-Key` ("" without one), so a repeat can tell its own case from
-        another's (a record from before has none: taken as the repeat's own)."""
+        another's (a record from before has none: taken as the repeat's own). Its search entry is filed
+        next (`index_intake`), beside the call's other writes."""
         document = self.intake_document(event)
         document["idempotency_key"] = idempotency_key or ""
         await self._intake_inserts.insert(document)
         self.records.remember(document)  # its first downstream event need not read it back
+
+    async def index_intake(self, event: HelpRequested, keys: dict[str, str] | None = None) -> None:
+        """File a claimed call's search entry (`keys`: the call's caller keys, if known). A failure is only
+        logged: the call is taken, and the backfill files what is missing."""
         try:
-            await self.search_index.add(search_entry(event, document["keys"], self.first_status(event)))
-        except PyMongoError as exc:  # the call is taken: the backfill files what is missing
+            await self.search_index.add(search_entry(event, keys or self.keys_of(event), self.first_status(event)))
+        except PyMongoError as exc:
             log.warning("search entry not filed", case_id=event.case_id, error=repr(exc))
 
     @staticmethod

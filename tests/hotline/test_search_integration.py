@@ -61,6 +61,7 @@ async def store(db: AsyncDatabase[dict[str, Any]]) -> HotlineStore:
     ]
     for event in (target, *others):
         await store.claim_intake(event)
+        await store.index_intake(event)
     progress = CaseProgressRecorded(case_id=target.case_id, actor="w1", task_id="t1", note="上门核实")
     await store.apply_events([(target.case_id, str(progress.event_id), progress)])
     return store
@@ -202,6 +203,7 @@ async def test_pages_are_stable_newest_first_and_bounded(
     ]
     for event in cases:
         await store.claim_intake(event)
+        await store.index_intake(event)
     for wanted, expected in (
         (CaseFilter(), cases),
         (CaseFilter(district="500106"), [c for c in cases if c.place.district == "500106"]),
