@@ -65,6 +65,18 @@ def print_phase(tracker: Tracker, calls: list[Call], title: str) -> None:
     else:
         rows = stage_rows(tracker, calls)
     print(table(HEADERS, rows), flush=True)
+    gaps = {stage: sorted(c.gap[stage] for c in calls if stage in c.gap) for stage in ("hotline", "notify")}
+    if any(gaps.values()):
+        print(
+            "  * polled: a figure is within the gap between the case's last two polls of when the stage was "
+            "reached; that gap p50/p99: "
+            + ", ".join(
+                f"{stage} {percentile(g, 50) * 1000:.0f}/{percentile(g, 99) * 1000:.0f} ms"
+                for stage, g in gaps.items()
+                if g
+            ),
+            flush=True,
+        )
 
 
 def print_resources(cases: int, cpu: dict[str, float], commands: dict[str, dict[str, float]]) -> None:

@@ -38,6 +38,10 @@ class Call:
     failed: str | None = None
     shown: float | None = None
     clocks: float | None = None
+    # Per polled stage: when the case was last polled, and the gap between its last two polls once the
+    # stage is reached (the figure is within that of the moment the stage was reached).
+    polled: dict[str, float] = field(default_factory=dict)
+    gap: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -113,6 +117,7 @@ async def send_calls(
     returns when the last call has left, its replies still to come (a ramp step ends on time)."""
     calls, tasks = [], []
     first = len(tracker.calls)
+    sampling = {False: 0, True: 0}  # the one phone's calls are sampled as often as other callers
     start_wall, start = time.time(), time.perf_counter()
     for i in range(int(rate * seconds)):
         delay = start + i / rate - time.perf_counter()
@@ -120,9 +125,9 @@ async def send_calls(
             await asyncio.sleep(delay)
         n = first + i
         shared = shared_share > 0 and int((i + 1) * shared_share) > int(i * shared_share)
-        call = Call(
-            n=n, phase=phase, scheduled=start_wall + i / rate, shared_phone=shared, sampled=n % sample_every == 0
-        )
+        sampled = ((0 if shared else first) + sampling[shared]) % sample_every == 0
+        sampling[shared] += 1
+        call = Call(n=n, phase=phase, scheduled=start_wall + i / rate, shared_phone=shared, sampled=sampled)
         tracker.calls.append(call)
         calls.append(call)
         consents = int((n + 1) * consent_share) > int(n * consent_share)
@@ -149,26 +154,40 @@ async def watch_dispatches(bootstrap: str, topic: str, tracker: Tracker, stop: a
         await consumer.stop()
 
 
-async def _hotline_shows(client: httpx.AsyncClient, call: Call) -> None:
+async def _hotline_shows(client: httpx.AsyncClient, call: Call) -> bool:
     response = await client.get(f"/api/v1/cases/{call.case_id}/status")
-    if response.status_code == 200 and response.json().get("status") != "received":
-        call.shown = time.time()
+    return response.status_code == 200 and response.json().get("status") != "received"
 
 
-async def _notify_has_clocks(client: httpx.AsyncClient, call: Call) -> None:
+async def _notify_has_clocks(client: httpx.AsyncClient, call: Call) -> bool:
     response = await client.get(f"/api/v1/cases/{call.case_id}")
-    if response.status_code == 200 and any(c.get("kind") == "department" for c in response.json().get("clocks", [])):
-        call.clocks = time.time()
+    return response.status_code == 200 and any(c.get("kind") == "department" for c in response.json().get("clocks", []))
 
 
 async def poll(
     client: httpx.AsyncClient, tracker: Tracker, stage: str, stop: asyncio.Event, *, interval_s: float, per_round: int
 ) -> None:
+    """Poll the sampled cases that have not reached `stage`, `per_round` of them a round, those polled
+    longest ago first (never polled: first of all). Fair, so that one case slow to arrive takes only its
+    share of the polls instead of holding up the measurement of every case behind it."""
     check, done = (_hotline_shows, "shown") if stage == "hotline" else (_notify_has_clocks, "clocks")
+
+    async def one(call: Call) -> None:
+        before = call.polled.get(stage)
+        call.polled[stage] = sent = time.time()
+        try:
+            reached = await check(client, call)
+        except httpx.HTTPError:
+            return  # tried again in a later round
+        if reached and getattr(call, done) is None:
+            setattr(call, done, time.time())  # the answer came back: the stage was reached by then
+            call.gap[stage] = sent - (before if before is not None else call.scheduled)
+
     while not stop.is_set():
-        waiting = [c for c in tracker.sampled if getattr(c, done) is None][:per_round]
-        results = await asyncio.gather(*(check(client, c) for c in waiting), return_exceptions=True)
-        del results  # a failed poll is simply tried again next round
+        waiting = sorted(
+            (c for c in tracker.sampled if getattr(c, done) is None), key=lambda c: c.polled.get(stage, 0.0)
+        )[:per_round]
+        await asyncio.gather(*(one(c) for c in waiting))
         await asyncio.sleep(interval_s)
 
 
