@@ -112,8 +112,8 @@ async def main(bench: BenchSettings) -> None:
             await surge.drain(tracker, tracker.calls, 60)
             print(
                 f"\npolling: 1 in {opts.sample_every} cases, at most {opts.polls_per_round} polls per service "
-                f"every {opts.poll_interval_s * 1000:.0f} ms, oldest first (* = sampled stages); latencies from "
-                "each call's scheduled send time; dispatch = the record's Kafka timestamp",
+                f"every {opts.poll_interval_s * 1000:.0f} ms, polled longest ago first (* = sampled stages); "
+                "latencies from each call's scheduled send time; dispatch = the record's Kafka timestamp",
                 flush=True,
             )
             commands, cpu = await stack.store_commands(plain), cpu_of(pids)

@@ -6,7 +6,8 @@
 - hotline shows it: the hotline's `GET /cases/{id}/status` says dispatched;
 - notify has its clocks: notify's `GET /cases/{id}` lists a department clock.
 The last two are polled for a sample of the cases only (1 in `sample_every`), at most `polls_per_round`
-per service every `poll_interval_s`, oldest first, so the polling stays a small load of its own.
+per service every `poll_interval_s`, those polled longest ago first, so the polling stays a small load of
+its own.
 Every latency runs from the call's scheduled send time, so a sender falling behind counts against it.
 """
 
