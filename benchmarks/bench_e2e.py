@@ -84,7 +84,13 @@ async def main(bench: BenchSettings) -> None:
                 *(
                     asyncio.create_task(
                         surge.poll(
-                            c, tracker, stage, stop, interval_s=opts.poll_interval_s, per_round=opts.polls_per_round
+                            c,
+                            tracker,
+                            stage,
+                            stop,
+                            interval_s=opts.poll_interval_s,
+                            per_round=opts.polls_per_round,
+                            max_gap_s=opts.poll_max_gap_s,
                         )
                     )
                     for c, stage in ((hotline, "hotline"), (notify, "notify"))
@@ -112,7 +118,8 @@ async def main(bench: BenchSettings) -> None:
             await surge.drain(tracker, tracker.calls, 60)
             print(
                 f"\npolling: 1 in {opts.sample_every} cases, at most {opts.polls_per_round} polls per service "
-                f"every {opts.poll_interval_s * 1000:.0f} ms, polled longest ago first (* = sampled stages); "
+                f"every {opts.poll_interval_s * 1000:.0f} ms, once dispatched, oldest first, a case slow to arrive "
+                f"backing off to one poll every {opts.poll_max_gap_s:g} s (* = sampled stages); "
                 "latencies from each call's scheduled send time; dispatch = the record's Kafka timestamp",
                 flush=True,
             )

@@ -24,6 +24,7 @@ class E2eBench(BaseSettings):
     sample_every: int = Field(default=5, ge=1)  # 1 in this many cases is polled on the hotline and notify
     poll_interval_s: float = Field(default=0.1, gt=0)
     polls_per_round: int = Field(default=2, ge=1)  # per service and round: bounds the polling load
+    poll_max_gap_s: float = Field(default=1.0, ge=0)  # the longest a case slow to arrive backs off between polls
     relay_records: int = Field(default=20_000, ge=0)  # the raw store-then-commit relay; 0 skips it
     history_days: int = Field(default=365, ge=1)  # the history spreads over this many days ...
     history_ends_days_ago: int = Field(default=10, ge=8)  # ... ending this long ago (past the router's archiving)

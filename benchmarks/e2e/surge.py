@@ -6,8 +6,8 @@
 - hotline shows it: the hotline's `GET /cases/{id}/status` says dispatched;
 - notify has its clocks: notify's `GET /cases/{id}` lists a department clock.
 The last two are polled for a sample of the cases only (1 in `sample_every`), at most `polls_per_round`
-per service every `poll_interval_s`, those polled longest ago first, so the polling stays a small load of
-its own.
+per service every `poll_interval_s`, once dispatched, oldest first (a case polled many times backs off),
+so the polling stays a small load of its own.
 Every latency runs from the call's scheduled send time, so a sender falling behind counts against it.
 """
 
@@ -42,6 +42,7 @@ class Call:
     # Per polled stage: when the case was last polled, and the gap between its last two polls once the
     # stage is reached (the figure is within that of the moment the stage was reached).
     polled: dict[str, float] = field(default_factory=dict)
+    polls: dict[str, int] = field(default_factory=dict)
     gap: dict[str, float] = field(default_factory=dict)
 
 
@@ -165,29 +166,49 @@ async def _notify_has_clocks(client: httpx.AsyncClient, call: Call) -> bool:
     return response.status_code == 200 and any(c.get("kind") == "department" for c in response.json().get("clocks", []))
 
 
+def backoff_s(polls: int, max_gap_s: float) -> float:
+    """How long a case polled `polls` times waits before its next poll: not at all for its first eight (a
+    case is mostly shown within a few), then 0.1 s more for each further one, at most `max_gap_s`."""
+    return min(max_gap_s, 0.1 * max(0, polls - 7))
+
+
 async def poll(
-    client: httpx.AsyncClient, tracker: Tracker, stage: str, stop: asyncio.Event, *, interval_s: float, per_round: int
+    client: httpx.AsyncClient,
+    tracker: Tracker,
+    stage: str,
+    stop: asyncio.Event,
+    *,
+    interval_s: float,
+    per_round: int,
+    max_gap_s: float = 1.0,
 ) -> None:
-    """Poll the sampled cases that have not reached `stage`, `per_round` of them a round, those polled
-    longest ago first (never polled: first of all). Fair, so that one case slow to arrive takes only its
-    share of the polls instead of holding up the measurement of every case behind it."""
+    """Poll the sampled cases that have not reached `stage`, `per_round` of them a round: those the router
+    has dispatched (neither stage can come before it), oldest first (cases mostly arrive in order, so the
+    oldest waiting is the next to be shown), each backing off after its first polls (`backoff_s`): a case
+    slow to arrive then takes a poll every `max_gap_s` at most instead of holding up the measurement of
+    every case behind it."""
     check, done = (_hotline_shows, "shown") if stage == "hotline" else (_notify_has_clocks, "clocks")
 
     async def one(call: Call) -> None:
         before = call.polled.get(stage)
         call.polled[stage] = sent = time.time()
+        call.polls[stage] = call.polls.get(stage, 0) + 1
         try:
             reached = await check(client, call)
         except httpx.HTTPError:
             return  # tried again in a later round
         if reached and getattr(call, done) is None:
             setattr(call, done, time.time())  # the answer came back: the stage was reached by then
-            call.gap[stage] = sent - (before if before is not None else call.scheduled)
+            call.gap[stage] = sent - (before if before is not None else tracker.dispatched[call.case_id or ""])
+
+    def due(call: Call, now: float) -> bool:
+        if getattr(call, done) is not None or (call.case_id or "") not in tracker.dispatched:
+            return False
+        return now - call.polled.get(stage, 0.0) >= backoff_s(call.polls.get(stage, 0), max_gap_s)
 
     while not stop.is_set():
-        waiting = sorted(
-            (c for c in tracker.sampled if getattr(c, done) is None), key=lambda c: c.polled.get(stage, 0.0)
-        )[:per_round]
+        now = time.time()
+        waiting = [c for c in tracker.sampled if due(c, now)][:per_round]
         await asyncio.gather(*(one(c) for c in waiting))
         await asyncio.sleep(interval_s)
 

@@ -14,15 +14,18 @@ from benchmarks.e2e.surge import Call, Tracker, poll, send_calls
 pytestmark = pytest.mark.unit
 
 
-def answering(statuses: dict[str, str]) -> httpx.AsyncClient:
-    """A hotline that takes every call and answers each case's status from `statuses` ("received" if unknown)."""
+def answering(statuses: dict[str, str], polls: dict[str, int] | None = None) -> httpx.AsyncClient:
+    """A hotline that takes every call and answers each case's status from `statuses` ("received" if
+    unknown), counting the polls of each case in `polls`."""
     taken: list[str] = []
+    polls = polls if polls is not None else {}
 
     def handle(request: httpx.Request) -> httpx.Response:
         if request.method == "POST":
             taken.append(f"CQ-20261205-{len(taken) + 1:06d}")
             return httpx.Response(201, json={"case_id": taken[-1]})
         case_id = request.url.path.split("/")[4]
+        polls[case_id] = polls.get(case_id, 0) + 1
         return httpx.Response(200, json={"status": statuses.get(case_id, "received")})
 
     return httpx.AsyncClient(transport=httpx.MockTransport(handle), base_url="http://hotline")
@@ -43,20 +46,26 @@ async def test_the_one_phone_s_calls_are_sampled_as_often_as_other_callers() -> 
 
 
 async def test_two_cases_that_never_arrive_do_not_hold_up_the_polling_of_the_others() -> None:
-    """Two polls a round: the two oldest cases never reach the stage, the three after them do at once.
-    Polled oldest first, the three would never be looked at; polled longest-ago first, they are."""
+    """Two polls a round: the two oldest cases never reach the stage, the three after them do at once, and
+    a sixth is not dispatched yet. Polled strictly oldest first, the three would never be looked at; the two
+    back off after their first eight polls, so they are. The one not dispatched is not polled at all."""
     now = time.time()
-    cases = [Call(n=n, phase="p", scheduled=now - 10 + n, shared_phone=False, sampled=True) for n in range(5)]
+    cases = [Call(n=n, phase="p", scheduled=now - 10 + n, shared_phone=False, sampled=True) for n in range(6)]
     for n, call in enumerate(cases):
         call.case_id = f"CQ-20261205-{n + 1:06d}"
-    tracker = Tracker(sampled=cases)
+    tracker = Tracker(sampled=cases, dispatched={c.case_id or "": now - 5 for c in cases[:5]})
     stop = asyncio.Event()
     shown = {c.case_id: "dispatched" for c in cases[2:] if c.case_id}
-    async with answering(shown) as client:
-        polling = asyncio.create_task(poll(client, tracker, "hotline", stop, interval_s=0.01, per_round=2))
-        await asyncio.sleep(0.3)
+    polls: dict[str, int] = {}
+    async with answering(shown, polls) as client:
+        polling = asyncio.create_task(
+            poll(client, tracker, "hotline", stop, interval_s=0.01, per_round=2, max_gap_s=0.05)
+        )
+        await asyncio.sleep(0.4)
         stop.set()
         await polling
-    assert [c.shown is not None for c in cases] == [False, False, True, True, True]
-    assert all(0 <= c.gap["hotline"] < 10 for c in cases[2:])  # first polled: the gap runs from the call
-    assert all(c.polled["hotline"] > now for c in cases)
+    assert [c.shown is not None for c in cases] == [False, False, True, True, True, False]
+    assert all(0 < c.gap["hotline"] <= 5.5 for c in cases[2:5])  # first polled: the gap runs from the dispatch
+    # The two that never arrive: eight polls at once, then one every 0.05 s at most (0.4 s in all).
+    assert all(8 <= polls[c.case_id or ""] <= 8 + 0.4 / 0.05 for c in cases[:2]), polls
+    assert cases[5].case_id not in polls
