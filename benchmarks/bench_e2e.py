@@ -29,7 +29,7 @@ from benchmarks.e2e.stack import Stack, cpu_of, rss_mb
 from benchmarks.support import BenchSettings
 from common.auth import issue_token
 from common.logs import configure_logging
-from contracts.events import CASE_LIFECYCLE_TOPIC, all_topics, dlq_topic
+from contracts.events import CASE_LIFECYCLE_TOPIC, HELP_REQUESTED_TOPIC, all_topics, dlq_topic
 from services.hotline.settings import Settings as HotlineSettings
 
 
@@ -80,7 +80,11 @@ async def main(bench: BenchSettings) -> None:
             httpx.AsyncClient(timeout=60) as plain,  # /metrics of a service busy loading its history
         ):
             watchers = [
-                asyncio.create_task(surge.watch_dispatches(bootstrap, namespace + CASE_LIFECYCLE_TOPIC, tracker, stop)),
+                asyncio.create_task(
+                    surge.watch_dispatches(
+                        bootstrap, namespace + CASE_LIFECYCLE_TOPIC, tracker, stop, namespace + HELP_REQUESTED_TOPIC
+                    )
+                ),
                 *(
                     asyncio.create_task(
                         surge.poll(

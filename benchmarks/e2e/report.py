@@ -8,6 +8,7 @@ from benchmarks.e2e.surge import STAGES, Call, Tracker
 LABELS = {
     "accept": "accept (HTTP reply)",
     "dispatch": "router dispatch on Kafka",
+    "routing": "  of it the router (after receipt)",
     "hotline": "hotline shows dispatch*",
     "notify": "notify has clocks*",
 }
@@ -44,7 +45,16 @@ def stage_rows(tracker: Tracker, calls: list[Call], label: str = "") -> list[lis
         row += [ms(percentile(waits, p)) for p in (50, 95, 99)] + [ms(max(waits))] if waits else ["-"] * 4
         row.append(f"{rate:.1f}" if reached else "-")
         rows.append(row)
+        if stage == "dispatch":
+            rows.append(_routing_row(tracker, expected, label))
     return rows
+
+
+def _routing_row(tracker: Tracker, calls: list[Call], label: str) -> list[str]:
+    """The router's own part of the dispatch: from the help request's record to the dispatch's."""
+    waits = [w for c in calls if (w := tracker.routing(c)) is not None]
+    row = [f"{label}{LABELS['routing']}", f"{len(waits)}/{len(calls)}"]
+    return row + ([ms(percentile(waits, p)) for p in (50, 95, 99)] + [ms(max(waits))] if waits else ["-"] * 4) + ["-"]
 
 
 def _every(calls: list[Call]) -> int:

@@ -2,6 +2,7 @@
 
 - accept: the hotline's HTTP reply to `POST /api/v1/help-requests`;
 - dispatch: the `case.dispatched` record on the lifecycle topic (its timestamp: when the router sent it),
+  and the router's own part, from the help request's record (its timestamp: when the hotline sent it);
   read by a consumer of its own;
 - hotline shows it: the hotline's `GET /cases/{id}/status` says dispatched;
 - notify has its clocks: notify's `GET /cases/{id}` lists a department clock.
@@ -50,6 +51,7 @@ class Call:
 class Tracker:
     calls: list[Call] = field(default_factory=list)
     dispatched: dict[str, float] = field(default_factory=dict)  # case id -> record timestamp (s)
+    requested: dict[str, float] = field(default_factory=dict)  # case id -> the help request's record timestamp
     sampled: list[Call] = field(default_factory=list)
     in_flight: list[asyncio.Task[None]] = field(default_factory=list)  # calls a ramp step did not wait for
 
@@ -60,6 +62,11 @@ class Tracker:
         if stage == "dispatch":
             return self.dispatched.get(call.case_id or "")
         return call.shown if stage == "hotline" else call.clocks
+
+    def routing(self, call: Call) -> float | None:
+        """The router's own time for the case: from the help request's record to the dispatch's (s)."""
+        requested, dispatched = self.requested.get(call.case_id or ""), self.dispatched.get(call.case_id or "")
+        return dispatched - requested if requested is not None and dispatched is not None else None
 
     def backlog(self, now: float) -> dict[str, int]:
         """Cases waiting in front of each stage right now (the polled stages: sampled cases only)."""
@@ -141,16 +148,25 @@ async def send_calls(
     return calls
 
 
-async def watch_dispatches(bootstrap: str, topic: str, tracker: Tracker, stop: asyncio.Event) -> None:
+async def watch_dispatches(
+    bootstrap: str, topic: str, tracker: Tracker, stop: asyncio.Event, requests_topic: str | None = None
+) -> None:
+    """Note each `case.dispatched` record's timestamp on the lifecycle `topic` and, on `requests_topic`,
+    each help request's (the router's receipt)."""
+    topics = [topic, *([requests_topic] if requests_topic else [])]
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+        *topics, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
     )
     await consumer.start()
     try:
         while not stop.is_set():
-            for records in (await consumer.getmany(timeout_ms=200, max_records=2000)).values():
+            for partition, records in (await consumer.getmany(timeout_ms=200, max_records=2000)).items():
                 for record in records:
-                    if record.key and b'"type":"case.dispatched"' in (record.value or b""):
+                    if not record.key:
+                        continue
+                    if partition.topic == requests_topic:
+                        tracker.requested.setdefault(record.key.decode(), record.timestamp / 1000)
+                    elif b'"type":"case.dispatched"' in (record.value or b""):
                         tracker.dispatched.setdefault(record.key.decode(), record.timestamp / 1000)
     finally:
         await consumer.stop()

@@ -1,5 +1,6 @@
-"""The e2e benchmark's load and its measurement: the one phone's calls are sampled too, and the polling
-of the sampled cases is fair, so one case slow to arrive does not hold up the figures of the others."""
+"""The e2e benchmark's load and its measurement: the one phone's calls are sampled too, the polling of the
+sampled cases does not let one case slow to arrive hold up the figures of the others, and the router's own
+part of the dispatch is measured from its receipt."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 import httpx
 import pytest
 
+from benchmarks.e2e.report import stage_rows
 from benchmarks.e2e.surge import Call, Tracker, poll, send_calls
 
 pytestmark = pytest.mark.unit
@@ -69,3 +71,23 @@ async def test_two_cases_that_never_arrive_do_not_hold_up_the_polling_of_the_oth
     # The two that never arrive: eight polls at once, then one every 0.05 s at most (0.4 s in all).
     assert all(8 <= polls[c.case_id or ""] <= 8 + 0.4 / 0.05 for c in cases[:2]), polls
     assert cases[5].case_id not in polls
+
+
+def test_the_router_s_own_part_runs_from_the_help_request_s_record_to_the_dispatch_s() -> None:
+    """The dispatch row counts from the call; the row under it from the hotline's publish, the router's
+    receipt (the issue's "dispatch latency"). A case whose help request was not seen has no figure."""
+    now = time.time()
+    calls = [Call(n=n, phase="p", scheduled=now, shared_phone=False, sampled=False) for n in range(3)]
+    for n, call in enumerate(calls):
+        call.case_id, call.replied = f"CQ-20261205-{n + 1:06d}", now + 0.3
+    tracker = Tracker(
+        calls=calls,
+        requested={"CQ-20261205-000001": now + 0.2, "CQ-20261205-000002": now + 0.25},
+        dispatched={c.case_id or "": now + 0.4 for c in calls},
+    )
+    assert tracker.routing(calls[0]) == pytest.approx(0.2)
+    assert tracker.routing(calls[2]) is None
+    rows = {row[0].strip(): row for row in stage_rows(tracker, calls)}
+    dispatch, routing = rows["router dispatch on Kafka"], rows["of it the router (after receipt)"]
+    assert dispatch[1:3] == ["3/3", "400"]
+    assert routing[1:5] == ["2/3", "150", "200", "200"]  # of 0.2 and 0.15 s: p50, p95, p99
