@@ -94,7 +94,7 @@ async def main(bench: BenchSettings) -> None:
                             stop,
                             interval_s=opts.poll_interval_s,
                             per_round=opts.polls_per_round,
-                            max_gap_s=opts.poll_max_gap_s,
+                            relative_gap=opts.poll_relative_gap,
                         )
                     )
                     for c, stage in ((hotline, "hotline"), (notify, "notify"))
@@ -122,8 +122,8 @@ async def main(bench: BenchSettings) -> None:
             await surge.drain(tracker, tracker.calls, 60)
             print(
                 f"\npolling: 1 in {opts.sample_every} cases, at most {opts.polls_per_round} polls per service "
-                f"every {opts.poll_interval_s * 1000:.0f} ms, once dispatched, oldest first, a case slow to arrive "
-                f"backing off to one poll every {opts.poll_max_gap_s:g} s (* = sampled stages); "
+                f"every {opts.poll_interval_s * 1000:.0f} ms, once dispatched, each case again after "
+                f"{opts.poll_relative_gap:.0%} of its age, the earliest due first (* = sampled stages); "
                 "latencies from each call's scheduled send time; dispatch = the record's Kafka timestamp",
                 flush=True,
             )

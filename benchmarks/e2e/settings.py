@@ -21,10 +21,10 @@ class E2eBench(BaseSettings):
     drain_s: float = Field(default=60.0, ge=0)  # longest wait after a phase for the stages to catch up
     settle_s: float = Field(default=600.0, ge=0)  # longest wait before the one-phone phase and the ramp
     consent_share: float = Field(default=0.5, ge=0, le=1)  # callers who agree to texts (notify texts them)
-    sample_every: int = Field(default=5, ge=1)  # 1 in this many cases is polled on the hotline and notify
+    sample_every: int = Field(default=10, ge=1)  # 1 in this many cases is polled on the hotline and notify
     poll_interval_s: float = Field(default=0.1, gt=0)
     polls_per_round: int = Field(default=2, ge=1)  # per service and round: bounds the polling load
-    poll_max_gap_s: float = Field(default=1.0, ge=0)  # the longest a case slow to arrive backs off between polls
+    poll_relative_gap: float = Field(default=0.25, gt=0, le=1)  # a case's next poll after this share of its age
     relay_records: int = Field(default=20_000, ge=0)  # the raw store-then-commit relay; 0 skips it
     history_days: int = Field(default=365, ge=1)  # the history spreads over this many days ...
     history_ends_days_ago: int = Field(default=10, ge=8)  # ... ending this long ago (past the router's archiving)

@@ -7,8 +7,8 @@
 - hotline shows it: the hotline's `GET /cases/{id}/status` says dispatched;
 - notify has its clocks: notify's `GET /cases/{id}` lists a department clock.
 The last two are polled for a sample of the cases only (1 in `sample_every`), at most `polls_per_round`
-per service every `poll_interval_s`, once dispatched, oldest first (a case polled many times backs off),
-so the polling stays a small load of its own.
+per service every `poll_interval_s`, once dispatched, each case again after a fraction of its age, the
+earliest due first, so the polling stays a small load of its own and goes round fairly.
 Every latency runs from the call's scheduled send time, so a sender falling behind counts against it.
 """
 
@@ -182,10 +182,14 @@ async def _notify_has_clocks(client: httpx.AsyncClient, call: Call) -> bool:
     return response.status_code == 200 and any(c.get("kind") == "department" for c in response.json().get("clocks", []))
 
 
-def backoff_s(polls: int, max_gap_s: float) -> float:
-    """How long a case polled `polls` times waits before its next poll: not at all for its first eight (a
-    case is mostly shown within a few), then 0.1 s more for each further one, at most `max_gap_s`."""
-    return min(max_gap_s, 0.1 * max(0, polls - 7))
+def next_poll_at(call: Call, stage: str, dispatched_at: float, relative_gap: float, min_gap_s: float) -> float:
+    """When a case waiting for `stage` is next due a poll: at its dispatch first, then each poll a fraction
+    `relative_gap` of the case's age after the one before (at least `min_gap_s`). A figure is then within
+    that fraction of itself, and a case slow to arrive costs ever fewer polls."""
+    last = call.polled.get(stage)
+    if last is None:
+        return dispatched_at
+    return last + max(min_gap_s, relative_gap * (last - dispatched_at))
 
 
 async def poll(
@@ -196,13 +200,14 @@ async def poll(
     *,
     interval_s: float,
     per_round: int,
-    max_gap_s: float = 1.0,
+    relative_gap: float = 0.25,
 ) -> None:
-    """Poll the sampled cases that have not reached `stage`, `per_round` of them a round: those the router
-    has dispatched (neither stage can come before it), oldest first (cases mostly arrive in order, so the
-    oldest waiting is the next to be shown), each backing off after its first polls (`backoff_s`): a case
-    slow to arrive then takes a poll every `max_gap_s` at most instead of holding up the measurement of
-    every case behind it."""
+    """Poll the sampled cases that have not reached `stage`, at most `per_round` of them a round: those the
+    router has dispatched (neither stage can come before it) and due by `next_poll_at`, the earliest due
+    first. A fixed budget of polls then goes round fairly: a case slow to arrive neither holds up the
+    measurement of the cases behind it (as polling strictly oldest first did) nor has them wait for their
+    turn behind every case still waiting (as polling longest ago first did); when the budget is short, every
+    case's gaps stretch alike, and each phase prints the gaps."""
     check, done = (_hotline_shows, "shown") if stage == "hotline" else (_notify_has_clocks, "clocks")
 
     async def one(call: Call) -> None:
@@ -217,15 +222,17 @@ async def poll(
             setattr(call, done, time.time())  # the answer came back: the stage was reached by then
             call.gap[stage] = sent - (before if before is not None else tracker.dispatched[call.case_id or ""])
 
-    def due(call: Call, now: float) -> bool:
-        if getattr(call, done) is not None or (call.case_id or "") not in tracker.dispatched:
-            return False
-        return now - call.polled.get(stage, 0.0) >= backoff_s(call.polls.get(stage, 0), max_gap_s)
-
     while not stop.is_set():
         now = time.time()
-        waiting = [c for c in tracker.sampled if due(c, now)][:per_round]
-        await asyncio.gather(*(one(c) for c in waiting))
+        due: list[tuple[float, Call]] = []
+        for call in tracker.sampled:
+            dispatched_at = tracker.dispatched.get(call.case_id or "")
+            if getattr(call, done) is None and dispatched_at is not None:
+                at = next_poll_at(call, stage, dispatched_at, relative_gap, interval_s)
+                if at <= now:
+                    due.append((at, call))
+        due.sort(key=lambda d: d[0])
+        await asyncio.gather(*(one(c) for _, c in due[:per_round]))
         await asyncio.sleep(interval_s)
 
 
