@@ -147,8 +147,7 @@ async def serves_queries_from_indexes(db: AsyncDatabase[dict[str, Any]]) -> bool
     return known
 
 
-LOOKUPS_IN_FLIGHT = 8
-_lookup_turns: dict[int, asyncio.Semaphore] = {}  # per event loop
+LOOKUPS_IN_FLIGHT = 8  # per batch read
 
 
 async def find_by(
@@ -167,14 +166,15 @@ async def find_by(
     a field with a query index (`create_query_indexes`) is an index lookup, about 1 ms a round trip whatever
     the collection's size (against 600 ms to decode 20,000 documents of 1 KB, or 2,700 of 7 KB). So there a
     batch is read with one equality query per value, `LOOKUPS_IN_FLIGHT` at a time: `field` must be `_id`
-    or lead a query index."""
+    or lead a query index. The bound is each read's own, not the process's: an operator's read of a few
+    records (a caller's open cases) does not wait behind a consumer's batch of hundreds."""
     values = list(dict.fromkeys(values))
     if not values:
         return []
     if await serves_queries_from_indexes(collection.database):
         query = {**(where or {}), field: {"$in": values}}
         return await collection.find(query, projection).batch_size(len(values) + 1).to_list()
-    turns = _lookup_turns.setdefault(id(asyncio.get_running_loop()), asyncio.Semaphore(LOOKUPS_IN_FLIGHT))
+    turns = asyncio.Semaphore(LOOKUPS_IN_FLIGHT)
 
     async def one(value: Any) -> list[dict[str, Any]]:
         async with turns:
