@@ -131,8 +131,8 @@ class SearchIndex:
         if old:
             await self.restore(old)
         updates = [UpdateOne({"_id": c}, {"$set": status_fields(s)}) for c, s in statuses.items()]
-        for collection in (self.entries, self.texts):
-            await busy_retry(partial(bulk_update, collection, updates))
+        # Both indexes at once: the status consumer's next batch waits for this one's rewrite.
+        await asyncio.gather(*(busy_retry(partial(bulk_update, c, updates)) for c in (self.entries, self.texts)))
 
     async def archive(self, case_ids: list[str]) -> None:
         """Move these cases' entries to the archive (their intake records were archived): copied first, so a
