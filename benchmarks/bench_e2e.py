@@ -170,7 +170,7 @@ async def main(bench: BenchSettings) -> None:
         stack.stop()
         await delete_topics(bootstrap, namespace)
         await mongo.close()
-        if not succeeded:
+        if not succeeded or opts.keep_logs:
             print(f"service logs kept in {stack.logs}", flush=True)
         else:
             for log in stack.logs.iterdir():

@@ -25,6 +25,7 @@ class E2eBench(BaseSettings):
     poll_interval_s: float = Field(default=0.1, gt=0)
     polls_per_round: int = Field(default=2, ge=1)  # per service and round: bounds the polling load
     poll_relative_gap: float = Field(default=0.25, gt=0, le=1)  # a case's next poll after this share of its age
+    keep_logs: bool = False  # the services' logs are kept after a run that succeeded too (a failed one keeps them)
     relay_records: int = Field(default=20_000, ge=0)  # the raw store-then-commit relay; 0 skips it
     history_days: int = Field(default=365, ge=1)  # the history spreads over this many days ...
     history_ends_days_ago: int = Field(default=10, ge=8)  # ... ending this long ago (past the router's archiving)
