@@ -82,7 +82,7 @@ async def main(bench: BenchSettings) -> None:
             watchers = [
                 asyncio.create_task(
                     surge.watch_dispatches(
-                        bootstrap, namespace + CASE_LIFECYCLE_TOPIC, tracker, stop, namespace + HELP_REQUESTED_TOPIC
+                        bootstrap, namespace + CASE_LIFECYCLE_TOPIC, namespace + HELP_REQUESTED_TOPIC, tracker, stop
                     )
                 ),
                 *(

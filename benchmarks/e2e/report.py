@@ -42,7 +42,7 @@ def stage_rows(tracker: Tracker, calls: list[Call], label: str = "") -> list[lis
             span = max(at for at, _ in reached) - min(c.scheduled for c in calls)
             rate = len(reached) / max(span, 1e-9) * (1 if stage in ("accept", "dispatch") else _every(calls))
         row = [f"{label}{LABELS[stage]}", f"{len(reached)}/{len(expected)}"]
-        row += [ms(percentile(waits, p)) for p in (50, 95, 99)] + [ms(max(waits))] if waits else ["-"] * 4
+        row += _spread(waits)
         row.append(f"{rate:.1f}" if reached else "-")
         rows.append(row)
         if stage == "dispatch":
@@ -53,8 +53,12 @@ def stage_rows(tracker: Tracker, calls: list[Call], label: str = "") -> list[lis
 def _routing_row(tracker: Tracker, calls: list[Call], label: str) -> list[str]:
     """The router's own part of the dispatch: from the help request's record to the dispatch's."""
     waits = [w for c in calls if (w := tracker.routing(c)) is not None]
-    row = [f"{label}{LABELS['routing']}", f"{len(waits)}/{len(calls)}"]
-    return row + ([ms(percentile(waits, p)) for p in (50, 95, 99)] + [ms(max(waits))] if waits else ["-"] * 4) + ["-"]
+    return [f"{label}{LABELS['routing']}", f"{len(waits)}/{len(calls)}", *_spread(waits), "-"]
+
+
+def _spread(waits: list[float]) -> list[str]:
+    """p50, p95, p99 and max ("-" each when there are none)."""
+    return [ms(percentile(waits, p)) for p in (50, 95, 99)] + [ms(max(waits))] if waits else ["-"] * 4
 
 
 def _every(calls: list[Call]) -> int:

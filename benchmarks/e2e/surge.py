@@ -43,7 +43,6 @@ class Call:
     # Per polled stage: when the case was last polled, and the gap between its last two polls once the
     # stage is reached (the figure is within that of the moment the stage was reached).
     polled: dict[str, float] = field(default_factory=dict)
-    polls: dict[str, int] = field(default_factory=dict)
     gap: dict[str, float] = field(default_factory=dict)
 
 
@@ -149,13 +148,17 @@ async def send_calls(
 
 
 async def watch_dispatches(
-    bootstrap: str, topic: str, tracker: Tracker, stop: asyncio.Event, requests_topic: str | None = None
+    bootstrap: str, topic: str, requests_topic: str, tracker: Tracker, stop: asyncio.Event
 ) -> None:
     """Note each `case.dispatched` record's timestamp on the lifecycle `topic` and, on `requests_topic`,
     each help request's (the router's receipt)."""
-    topics = [topic, *([requests_topic] if requests_topic else [])]
     consumer = AIOKafkaConsumer(
-        *topics, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+        topic,
+        requests_topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
     )
     await consumer.start()
     try:
@@ -213,7 +216,6 @@ async def poll(
     async def one(call: Call) -> None:
         before = call.polled.get(stage)
         call.polled[stage] = sent = time.time()
-        call.polls[stage] = call.polls.get(stage, 0) + 1
         try:
             reached = await check(client, call)
         except httpx.HTTPError:
