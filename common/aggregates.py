@@ -165,6 +165,9 @@ class Aggregates(Generic[A]):
         self.claims = VersionClaims(claims, collection)
         self.published = collection.database[f"{collection.name}_published_claims"]
         self._published: dict[str, int] = {}  # id -> version whose outbox this process published
+        # id -> version whose outbox this process wrote, or its sweep found, and has not published yet
+        # (`backlog`): known without asking the store, which would decode the whole collection to count.
+        self._unpublished: dict[str, int] = {}
         self._swept_until: datetime | None = None
         # Where the sweeps of this collection got to, shared by its processes (`sweep`): one document each.
         self.checkpoints = collection.database[SWEEP_CHECKPOINTS]
@@ -311,6 +314,7 @@ class Aggregates(Generic[A]):
         had = 0
         if left:
             marked = await self._marked(left)
+            self._settled({doc_id: left[doc_id] for doc_id in marked})
             if ids := [doc_id for doc_id in left if doc_id not in marked]:
                 had, unpublished = await self._publish_left(ids)
                 if unpublished:
@@ -397,8 +401,10 @@ class Aggregates(Generic[A]):
                 else:
                     unknown[doc_id] = doc.get("version", 0)
         if unknown:
-            for doc_id in await self._marked(unknown):
+            marked = await self._marked(unknown)
+            for doc_id in marked:
                 docs[doc_id][0]["outbox"] = []
+            self._settled({doc_id: unknown[doc_id] for doc_id in marked})
 
     def _plan(
         self, changes: Mapping[str, Change[A]], docs: Mapping[str, tuple[Doc, bool]], outcome: Outcome[A]
@@ -513,6 +519,7 @@ class Aggregates(Generic[A]):
         waiting = {doc_id: item for doc_id, item in pending.items() if item[1]}
         if not waiting or self.publish is None:
             return
+        self._owe(waiting)
         try:
             await self.publish([(doc_id, entries) for doc_id, (_, entries) in waiting.items()])
         except Exception as exc:  # noqa: BLE001 - the entries stay in their documents: nothing is lost
@@ -533,6 +540,27 @@ class Aggregates(Generic[A]):
         if len(self._published) > REMEMBERED:
             self._published.clear()
         self._published.update({doc_id: version for doc_id, (version, _) in waiting.items()})
+        self._settled({doc_id: version for doc_id, (version, _) in waiting.items()})
+
+    def _owe(self, waiting: Mapping[str, tuple[int, list[Entry]]]) -> None:
+        """These outboxes are about to be published: owed until `_settled` (a failed publish leaves them)."""
+        for doc_id, (version, _) in waiting.items():
+            self._unpublished[doc_id] = max(version, self._unpublished.get(doc_id, 0))
+        while len(self._unpublished) > REMEMBERED:  # only while the broker is away for very long
+            self._unpublished.pop(next(iter(self._unpublished)))
+
+    def _settled(self, versions: Mapping[str, int]) -> None:
+        """These outboxes are published (here, or by another process as its markers show)."""
+        for doc_id, version in versions.items():
+            if self._unpublished.get(doc_id, version + 1) <= version:
+                del self._unpublished[doc_id]
+
+    @property
+    def backlog(self) -> int:
+        """Documents whose events this process knows still wait to be published: written here, or found by
+        its sweep, with a publish that failed or is on its way (`/metrics`, the coordinators' delivery view).
+        Each process counts its own; their sum is the service's."""
+        return len(self._unpublished)
 
     # ------------------------------------------------------------------ the archive
 

@@ -152,18 +152,44 @@ async def test_a_failed_publish_is_finished_by_the_sweep_and_carried_forward_in_
     await cases.change("t-1", add_to("t-1", "first"))
     doc = await db["tallies"].find_one({"_id": "t-1"})
     assert doc["outbox"] == [{"event_id": "t-1:first"}] and doc["outbox_pending"] is True
+    assert cases.backlog == 1  # what /metrics shows, without a store query
 
     cases.publish = broken  # the next change publishes what the failed one left, in order, before its own
     await cases.change("t-1", add_to("t-1", "second"))
     assert broken.events == ["t-1:first", "t-1:second"]
+    assert cases.backlog == 0
 
     cases.publish = down
     await cases.change("t-2", add_to("t-2", "x"))
+    assert cases.backlog == 1
     cases.publish = published
     assert await cases.sweep(older_than=datetime.now(UTC) - timedelta(minutes=1)) == 0  # too fresh
+    assert cases.backlog == 1
     assert await cases.sweep(older_than=datetime.now(UTC) + timedelta(seconds=1)) == 1
     assert published.events == ["t-2:x"]
+    assert cases.backlog == 0
     assert await cases.sweep(older_than=datetime.now(UTC) + timedelta(seconds=1)) == 0
+
+
+async def test_the_backlog_counts_what_waits_and_drops_what_another_process_published(db) -> None:
+    """A process whose publishes fail counts those documents as its backlog; once another process's sweep
+    has published them, this process's next look at them (its sweep, or a change) drops them."""
+
+    async def down(batch) -> None:
+        raise ConnectionError("kafka unreachable")
+
+    cases = Aggregates(db["tallies"], db["tally_claims"], CODEC, down)
+    await cases.change_many({f"b-{n}": add_to(f"b-{n}", "x") for n in range(3)})
+    assert cases.backlog == 3
+    other = Aggregates(db["tallies"], db["tally_claims"], CODEC, Published())
+    assert await other.sweep(older_than=datetime.now(UTC) + timedelta(seconds=1)) == 3
+    assert other.backlog == 0
+    assert cases.backlog == 3  # it has not looked yet
+    await cases.change("b-0", add_to("b-0", "x"))  # nothing to change, but it reads the markers
+    assert cases.backlog == 2
+    cases.publish = Published()
+    assert await cases.sweep(older_than=datetime.now(UTC) + timedelta(seconds=1)) == 0  # published already
+    assert cases.backlog == 0
 
 
 CRASHING_WRITER = textwrap.dedent("""
