@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 import weakref
-from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections import Counter, OrderedDict, defaultdict
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import structlog
 from pymongo import AsyncMongoClient, DeleteOne
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 
 T = TypeVar("T")
+V = TypeVar("V")
 log = structlog.get_logger("store")
 _INDEXED_QUERIES: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()  # per client
 
@@ -302,6 +304,42 @@ class GroupInserts:
                         done.set_exception(errors[i])
                     else:
                         done.set_result(None)
+
+
+class Recent(Generic[V]):
+    """What this process stored moments ago, by `_id`, so that reading it back soon after costs no lookup
+    (on FerretDB each is a round trip that decodes the document). Entries older than `ttl_s` are gone, and
+    at most `size` are kept. Only a guess at what is stored: a caller uses it where a stale value is
+    harmless, or checked by a claim that another writer would hold (and keeps `ttl_s` below the time
+    after which such a claim is taken over)."""
+
+    def __init__(self, ttl_s: float, size: int) -> None:
+        self.ttl_s = ttl_s
+        self.size = size
+        self._items: OrderedDict[str, tuple[float, V]] = OrderedDict()
+
+    def put(self, key: str, value: V) -> None:
+        self._items[key] = (time.monotonic(), value)
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def get(self, key: str) -> V | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        if time.monotonic() - item[0] > self.ttl_s:
+            del self._items[key]
+            return None
+        return item[1]
+
+    def many(self, keys: Iterable[str]) -> dict[str, V]:
+        """The fresh entries of these keys (those missing or too old left out)."""
+        return {key: value for key in keys if (value := self.get(key)) is not None}
+
+    def drop(self, *keys: str) -> None:
+        for key in keys:
+            self._items.pop(key, None)
 
 
 CLAIMS_SUFFIX = "_claims"

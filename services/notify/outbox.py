@@ -191,7 +191,7 @@ class Outbox:
         for the provider), one case's in order, so a caller's texts keep theirs."""
         now = now or datetime.now(UTC)
         round_ = _Round()
-        round_.records = await self.store.notifications_by_key(sorted({t.payload["key"] for t in timers}))
+        round_.records = await self._records_due(timers)
         earlier = {
             _earlier_key(r) for r in round_.records.values() if r.kind in texts.WAITS_FOR and r.status == "pending"
         }
@@ -209,6 +209,19 @@ class Outbox:
         finally:
             await self._write(round_, now)
         return outcomes
+
+    async def _records_due(self, timers: list[DueTimer]) -> dict[str, NotificationRecord]:
+        """The round's notifications: those this process stored moments ago as they are in its memory, when
+        each of their timers is the attempt they expect next (a first attempt, mostly), the rest read.
+        One that another process moved on meanwhile is refused by the delivery claim that process holds."""
+        keys = sorted({t.payload["key"] for t in timers})
+        recent = self.store.recent_notifications.many(keys)
+        for timer in timers:
+            key, attempt = timer.payload["key"], timer.payload["attempt"]
+            record = recent.get(key)
+            if record is not None and (record.status != "pending" or len(record.attempts) != attempt - 1):
+                del recent[key]  # not what this attempt expects: read as the store has it
+        return recent | await self.store.notifications_by_key([key for key in keys if key not in recent])
 
     async def _attempt(self, round_: _Round, timer: DueTimer, channels: dict[str, Channel], now: datetime) -> str:
         key, attempt = timer.payload["key"], timer.payload["attempt"]

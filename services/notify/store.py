@@ -27,6 +27,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from common.aggregates import find_with_archive, may_be_archived
 from common.store import (
     GroupInserts,
+    Recent,
     bulk_update,
     create_query_indexes,
     delete_by_ids,
@@ -38,6 +39,12 @@ from services.notify.documents import Attempt, DeliveryStatus, NotificationRecor
 from services.notify.timers import DueTimer, Timer, bucket_of, past_horizon
 
 APPLIED_KEPT = 500
+# How long this process trusts the contacts and notifications it stored itself (`Recent`): a caller text's
+# first attempt, moments after both were stored, reads neither back. Well below the least time after which
+# another process takes over a delivery claim (60 s, `Outbox.deliver_many`), so a stale record's attempt is
+# refused by that claim. A contact changes only when forgotten (its case closed, no text on its way).
+RECENT_S = 30.0
+RECENT_SIZE = 2_000
 DUPLICATE_KEY = 11000
 
 View = Literal["open", "overdue", "at_risk", "unassigned", "returned", "arbitration", "all"]
@@ -269,6 +276,8 @@ class NotifyStore:
         # the same due attempt exactly one sends it (a claim older than the takeover time is taken over).
         self.delivery_claims = db["delivery_claims"]
         self._claim_inserts = GroupInserts(self.delivery_claims)  # a round's concurrent claims share a command
+        self.recent_contacts: Recent[tuple[bool, str | None]] = Recent(RECENT_S, RECENT_SIZE)
+        self.recent_notifications: Recent[NotificationRecord] = Recent(RECENT_S, RECENT_SIZE)
         self.sla_events = db["sla_events"]
         self.calendar_years = db["calendar_years"]  # working-day years an admin added (one each, insert-only)
         self.sla_timers = TimerWheel(db, "sla_timers", bucket_s=bucket_s)
@@ -430,16 +439,21 @@ class NotifyStore:
             return
         now = datetime.now(UTC)
         agreed = consents or {}
+        contacts = {
+            case_id: (True, phone) if agreed.get(case_id) else (False, None) for case_id, phone in phones.items()
+        }
         docs = [
-            {"_id": case_id, "consents_to_texts": True, "phone": phone, "stored_at": now}
-            if agreed.get(case_id)
-            else {"_id": case_id, "consents_to_texts": False, "stored_at": now}
-            for case_id, phone in phones.items()
+            {"_id": case_id, "consents_to_texts": consents, "stored_at": now} | ({"phone": phone} if phone else {})
+            for case_id, (consents, phone) in contacts.items()
         ]
+        refused: set[int] = set()
         try:
             await self.contacts.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
-            _ignore_duplicates(exc)
+            refused = _ignore_duplicates(exc)
+        for i, (case_id, contact) in enumerate(contacts.items()):
+            if i not in refused:  # a refused one keeps the contact stored first, which may differ
+                self.recent_contacts.put(case_id, contact)
 
     async def remember_caller(self, case_id: str, phone: str, *, consents: bool = False) -> None:
         await self.remember_callers({case_id: phone}, {case_id: consents})
@@ -455,8 +469,12 @@ class NotifyStore:
 
     async def caller_contacts(self, case_ids: Sequence[str]) -> dict[str, tuple[bool, str | None]]:
         """`caller_contact` of many cases in one read (two with the archive); a case not seen yet is absent."""
-        found = await find_with_archive(self.contacts, self.contacts_archive, case_ids, self.may_be_archived)
-        return {case_id: (bool(doc.get("consents_to_texts")), doc.get("phone")) for case_id, doc in found.items()}
+        known = self.recent_contacts.many(case_ids)
+        wanted = [case_id for case_id in case_ids if case_id not in known]
+        found = await find_with_archive(self.contacts, self.contacts_archive, wanted, self.may_be_archived)
+        return known | {
+            case_id: (bool(doc.get("consents_to_texts")), doc.get("phone")) for case_id, doc in found.items()
+        }
 
     async def forget_callers_texted(self, case_ids: list[str]) -> None:
         """Forget the callers of these cases, except those a text is still on its way to (a phone is kept only
@@ -470,6 +488,7 @@ class NotifyStore:
         await self.forget_callers([case_id for case_id in case_ids if case_id not in waiting])
 
     async def forget_callers(self, case_ids: list[str]) -> None:
+        self.recent_contacts.drop(*case_ids)
         if case_ids:
             await delete_by_ids(self.contacts, case_ids)
             if older := [case_id for case_id in case_ids if self.may_be_archived(case_id)]:
@@ -485,12 +504,15 @@ class NotifyStore:
         """Insert notifications under their natural keys in one insert; the keys that were new."""
         if not records:
             return set()
+        refused: set[int] = set()
         try:
             await self.notifications.insert_many([r.document() for r in records], ordered=False)
         except BulkWriteError as exc:
             refused = _ignore_duplicates(exc)
-            return {r.key for i, r in enumerate(records) if i not in refused}
-        return {r.key for r in records}
+        created = [r for i, r in enumerate(records) if i not in refused]
+        for record in created:
+            self.recent_notifications.put(record.key, record)
+        return {r.key for r in created}
 
     async def claim_delivery(self, key: str, attempt: int, now: datetime, takeover_s: float) -> bool:
         """Claim attempt `attempt` of notification `key` for this process; False while another process
@@ -522,6 +544,7 @@ class NotifyStore:
     async def record_attempts(self, attempts: Sequence[tuple[str, Attempt, DeliveryStatus]]) -> None:
         """Add an attempt to each notification and set its status: one statement each, sent together."""
         ops = []
+        self.recent_notifications.drop(*(key for key, _, _ in attempts))  # read back from the store next time
         for key, attempt, status in attempts:
             update: dict[str, Any] = {"$push": {"attempts": attempt.model_dump()}, "$set": {"status": status}}
             if status == "sent":

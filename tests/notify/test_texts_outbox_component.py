@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -17,7 +17,9 @@ from common.store import CommandCounter
 from contracts.events.hotline import HELP_REQUESTED_TOPIC, Caller
 from contracts.events.router import CASE_LIFECYCLE_TOPIC, CaseClosed
 from services.notify.clockwork import Notify
-from services.notify.outbox import Channel, LogChannel, Outbox, build_channels
+from services.notify.domain import texts
+from services.notify.domain.texts import Notification
+from services.notify.outbox import Channel, DeliveryError, LogChannel, Outbox, build_channels
 from services.notify.settings import Settings
 from services.notify.sms import AliyunSmsChannel
 from services.notify.store import NotifyStore
@@ -364,3 +366,83 @@ async def test_a_round_of_texts_claims_and_records_them_together(
         } == {"sent"}
     finally:
         await client.close()
+
+
+class Unreachable:
+    """A provider that is down: every attempt fails, transiently."""
+
+    name = "sms"
+
+    async def send(self, notification, address):
+        raise DeliveryError("gateway unreachable", transient=True)
+
+
+async def test_a_first_attempt_moments_after_the_call_reads_neither_its_text_nor_the_contact_back(
+    runtime: Runtime[Notify], texting: dict[str, Channel], standin: SendSmsStandIn, mongodb_url: str
+) -> None:
+    """P6.2 in a surge: the process that stored a caller's contact and text sends the text's first attempt
+    from what it stored (on FerretDB each read back is a round trip that decodes the document); a process
+    that did not store them reads them."""
+    counter = CommandCounter()
+    client: AsyncMongoClient = AsyncMongoClient(mongodb_url, tz_aware=True, event_listeners=[counter])
+    try:
+        store = NotifyStore(client[runtime.settings.database_name], bucket_s=runtime.service.settings.timer_bucket_s)
+        outbox = Outbox(store, runtime.service.outbox.settings)
+        cases = [new_case_id() for _ in range(3)]
+        await store.remember_callers({cid: f"136{n:08d}" for n, cid in enumerate(cases)}, dict.fromkeys(cases, True))
+        await outbox.enqueue_many([text_for(cid) for cid in cases])
+        at = datetime.now(UTC) + timedelta(seconds=1)
+        due = [t for t in await store.outbox_timers.due(at, 100) if t.payload["key"].split("|")[0] in cases]
+        before = counter.sent.copy()
+        outcomes = await outbox.deliver_many(due, texting, at)
+        spent = counter.sent - before
+        assert sorted(outcomes.values()) == ["sent"] * 3
+        assert spent[("find", "notifications")] == 0 and spent[("find", "contacts")] == 0, dict(spent)
+        assert [len(standin.of(cid)) for cid in cases] == [1] * 3
+        cid = new_case_id()  # stored by another process: read back
+        other = NotifyStore(client[runtime.settings.database_name], bucket_s=runtime.service.settings.timer_bucket_s)
+        await other.remember_callers({cid: PHONE}, {cid: True})
+        await Outbox(other, outbox.settings).enqueue_many([text_for(cid)])
+        due = [t for t in await store.outbox_timers.due(at, 100) if t.payload["key"].startswith(cid)]
+        before = counter.sent.copy()
+        assert list((await outbox.deliver_many(due, texting, at)).values()) == ["sent"]
+        spent = counter.sent - before
+        assert spent[("find", "notifications")] >= 1 and spent[("find", "contacts")] >= 1, dict(spent)
+    finally:
+        await client.close()
+
+
+async def test_a_retry_another_process_scheduled_is_not_skipped_for_what_this_one_remembers(
+    runtime: Runtime[Notify], texting: dict[str, Channel], standin: SendSmsStandIn
+) -> None:
+    """This process stored the text (it remembers no attempt); another process's first attempt failed and
+    scheduled the second. This process runs that second attempt from the store's record, not its own."""
+    store = runtime.service.store
+    outbox = runtime.service.outbox
+    cid = new_case_id()
+    await store.remember_callers({cid: PHONE}, {cid: True})
+    await outbox.enqueue_many([text_for(cid)])
+    other = Outbox(NotifyStore(store.db, bucket_s=runtime.service.settings.timer_bucket_s), outbox.settings)
+    at = datetime.now(UTC) + timedelta(seconds=1)
+    [first] = [t for t in await store.outbox_timers.due(at, 100) if t.payload["key"].startswith(cid)]
+    assert await other.deliver(first, {"sms": Unreachable(), "log": LogChannel()}, at) == "retry"
+    later = at + timedelta(minutes=5)
+    [second] = [t for t in await store.outbox_timers.due(later, 100) if t.payload["key"].startswith(cid)]
+    assert second.payload["attempt"] == 2
+    assert store.recent_notifications.get(f"{cid}|caller_dispatched") is not None  # what this process remembers
+    assert await outbox.deliver(second, texting, later) == "sent"
+    assert len(standin.of(cid)) == 1
+    [record] = (await store.notifications_by_key([f"{cid}|caller_dispatched"])).values()
+    assert record.status == "sent" and len(record.attempts) == 2
+
+
+def text_for(case_id: str) -> Notification:
+    """The caller's dispatch text, as the clockwork makes it (P6.2)."""
+    return texts.caller_dispatched(
+        f"{case_id}|caller_dispatched",
+        case_id,
+        district="500103",
+        department="civil_affairs",
+        due_at=datetime.now(UTC) + timedelta(days=3),
+        tz=timezone(timedelta(hours=8)),
+    )
