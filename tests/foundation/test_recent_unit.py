@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from common import store
 from common.store import Recent
 
 pytestmark = pytest.mark.unit
@@ -12,7 +13,7 @@ pytestmark = pytest.mark.unit
 
 def test_an_entry_is_kept_for_its_time_then_gone(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [100.0]
-    monkeypatch.setattr(store.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
     recent: Recent[int] = Recent(ttl_s=30, size=10)
     recent.put("a", 1)
     now[0] += 29
