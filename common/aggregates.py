@@ -41,7 +41,7 @@ import asyncio
 import contextlib
 import time
 import zlib
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -168,6 +168,7 @@ class Aggregates(Generic[A]):
         # id -> version whose outbox this process wrote, or its sweep found, and has not published yet
         # (`backlog`): known without asking the store, which would decode the whole collection to count.
         self._unpublished: dict[str, int] = {}
+        self._writing: Counter[str] = Counter()  # ids a change of this process is writing and publishing now
         self._swept_until: datetime | None = None
         # Where the sweeps of this collection got to, shared by its processes (`sweep`): one document each.
         self.checkpoints = collection.database[SWEEP_CHECKPOINTS]
@@ -256,7 +257,7 @@ class Aggregates(Generic[A]):
         outcome: Outcome[A] = Outcome()
         if not changes:
             return outcome
-        async with self._holding(changes):
+        async with self._holding(changes), self._in_flight(changes):
             unread = self._unread(new)
             docs = await self._read([doc_id for doc_id in changes if doc_id not in unread], remembered=remembered)
             await self._drop_published(docs)
@@ -306,6 +307,12 @@ class Aggregates(Generic[A]):
         ]
         claimed = await find_by(claims, "outbox_minute", minutes, {"at": 1})
         found = sorted((c for c in claimed if since <= c["at"] < older_than), key=lambda c: c["at"])[:limit]
+        full = len(found) == limit
+        # A write this process is still publishing (a batch slower than the grace period, under load) is its
+        # writer's: this sweep stops before it, and the next one looks again from there.
+        busy = next((i for i, c in enumerate(found) if c["_id"].rpartition("@")[0] in self._writing), None)
+        if busy is not None:
+            found, full = found[:busy], True
         left: dict[str, int] = {}
         for claim in found:
             doc_id, _, version = claim["_id"].rpartition("@")
@@ -321,7 +328,9 @@ class Aggregates(Generic[A]):
                     return had  # still unpublished (the broker is away): the next sweep looks again
         # The next sweep starts where this one stopped (overlapping a little: a write can be stamped a
         # moment before it lands).
-        self._swept_until = (found[-1]["at"] if len(found) == limit else older_than) - timedelta(seconds=5)
+        if full and not found:
+            return had  # the first write of the window is still being published
+        self._swept_until = (found[-1]["at"] if full else older_than) - timedelta(seconds=5)
         if self._checkpointed is None or self._swept_until - self._checkpointed >= CHECKPOINT_EVERY:
             await self.checkpoints.update_one(
                 {"_id": self.collection.name}, {"$set": {"until": self._swept_until}}, upsert=True
@@ -357,6 +366,19 @@ class Aggregates(Generic[A]):
             }
             await self._flush(waiting)
         return len(waiting), sum(self._published.get(doc_id, -1) < v for doc_id, (v, _) in waiting.items())
+
+    @contextlib.asynccontextmanager
+    async def _in_flight(self, ids: Iterable[str]) -> Any:
+        """Mark the ids as being written and published by this process (`sweep` leaves them to it)."""
+        held = list(ids)
+        self._writing.update(held)
+        try:
+            yield
+        finally:
+            self._writing.subtract(held)
+            for doc_id in held:
+                if self._writing[doc_id] <= 0:
+                    del self._writing[doc_id]
 
     @contextlib.asynccontextmanager
     async def _holding(self, ids: Iterable[str]) -> Any:
@@ -507,8 +529,7 @@ class Aggregates(Generic[A]):
         """The document as written to the store: with `pack_outbox`, its outbox packed (`PACKED`)."""
         if not self.pack_outbox:
             return doc
-        entries = doc.get("outbox") or []
-        return {**doc, "outbox": [], PACKED: Binary(_pack({"entries": entries})) if entries else None}
+        return {**doc, "outbox": [], PACKED: pack_entries(doc.get("outbox") or [])}
 
     def _outbox_of(self, written: Written[A]) -> list[Entry]:
         return list(self.codec.dump(written.value).get("outbox") or [])
@@ -643,8 +664,21 @@ def _unpacked(doc: Doc) -> Doc:
     """A document as read, with a packed outbox (`PACKED`) back in `outbox` (one written unpacked, before
     its collection packed, keeps its own)."""
     if (packed := doc.pop(PACKED, None)) is not None:
-        doc["outbox"] = _unpack(packed)["entries"]
+        doc["outbox"] = unpack_entries(packed)
     return doc
+
+
+def pack_entries(entries: Sequence[Doc]) -> Binary | None:
+    """A list of documents as one compressed value (None for none), for a field that only its own code reads
+    back: FerretDB decodes every field of every document it reads or updates, a nested list at some
+    2 µs a value, a binary value at almost nothing (256 updates of 1 KB documents: 2.3 ms each with a
+    2.2 KB list of events, 1.3 ms with the list packed; a lookup 1.0 against 0.6 ms)."""
+    return Binary(_pack({"entries": list(entries)})) if entries else None
+
+
+def unpack_entries(packed: bytes | None) -> list[Doc]:
+    """`pack_entries`'s list back (empty for None)."""
+    return list(_unpack(packed)["entries"]) if packed else []
 
 
 def _pack(doc: Doc) -> bytes:

@@ -22,6 +22,7 @@ from pymongo import AsyncMongoClient
 
 from benchmarks.e2e import captured
 from benchmarks.e2e.settings import SERVICES, E2eBench
+from common.aggregates import pack_entries
 from common.principal import Principal, Role
 from contracts.events import CASE_EVENTS_TOPIC, read_event
 from contracts.events.hotline import CallbackRecorded, Caller, HelpRequested, Place
@@ -32,7 +33,7 @@ from services.hotline.domain import case_day, format_case_number, project_status
 from services.hotline.domain.search import search_entry, without_text
 from services.hotline.search_index import BACKFILL_MARK
 from services.hotline.settings import Settings as HotlineSettings
-from services.hotline.store import HotlineStore, kept_event
+from services.hotline.store import EVENTS_PACKED, HotlineStore, kept_event
 from services.notify.store import FINISHED as NOTIFY_FINISHED
 from services.relief.documents import CASE_FINISHED, ENTITLEMENT_FINISHED, Entitlement
 from services.relief.domain.facts import Category
@@ -176,12 +177,13 @@ class HistoryBuilder:
         for body in downstream:
             self.notify.apply(_typed(body))
         intake = self.hotline.intake_document(request)
-        intake["events"] = [{**body, "_arrived_at": at + timedelta(seconds=n)} for n, body in enumerate(downstream)]
+        kept = [{**body, "_arrived_at": at + timedelta(seconds=n)} for n, body in enumerate(downstream)]
+        intake[EVENTS_PACKED] = pack_entries(kept)  # as the write path keeps them
         status = project_status(
             case_id,
             received_at=at,
             emergency=request.emergency,
-            events=[kept_event(entry) for entry in intake["events"]],  # in arrival order, as the store projects
+            events=[kept_event(entry) for entry in kept],  # in arrival order, as the store projects
         )
         intake.update(HotlineStore._status_fields(status), version=2 * len(downstream), created_at=at)
         intake["updated_at"] = intake["archived_at"] = at + timedelta(days=8)

@@ -20,7 +20,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from common.aggregates import Aggregates, Codec, find_with_archive
+from common.aggregates import Aggregates, Codec, find_with_archive, pack_entries, unpack_entries
 from common.principal import Principal
 from common.store import GroupInserts, busy_retry, create_query_indexes, delete_by_ids
 from contracts.events import (
@@ -62,12 +62,24 @@ class IntakeRecord(BaseModel):
     outbox: list[dict[str, Any]] = Field(default_factory=list)  # the hotline publishes through its own
 
 
+# Where an intake document keeps its events: one compressed value that only the write path reads back
+# (`common.aggregates.pack_entries`); every status update rewrites them, and FerretDB decodes them each time.
+EVENTS_PACKED = "events_packed"
+WITHOUT_EVENTS = {"events": 0, EVENTS_PACKED: 0}  # what a read of records for lists leaves out
+
+
+def kept_entries(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The events an intake document keeps (`kept_entry` each), in the order they arrived: packed in one
+    value (`EVENTS_PACKED`), or, in a document written before they were, as its `events` list."""
+    return unpack_entries(doc[EVENTS_PACKED]) if doc.get(EVENTS_PACKED) else list(doc.get("events") or [])
+
+
 RECORD_CODEC = Codec(
     load=lambda doc: IntakeRecord(
         case_id=doc["_id"],
         received_at=doc["received_at"],
         emergency=doc["emergency"],
-        events=list(doc.get("events", [])),
+        events=kept_entries(doc),
         status=doc.get("status"),
         open=doc.get("open", True),
         status_code=doc.get("status_code", "received"),
@@ -76,7 +88,8 @@ RECORD_CODEC = Codec(
     ),
     dump=lambda r: {
         "_id": r.case_id,
-        "events": r.events,
+        "events": [],
+        EVENTS_PACKED: pack_entries(r.events),
         "status": r.status,
         "open": r.open,
         "status_code": r.status_code,
@@ -223,6 +236,7 @@ class HotlineStore:
             **self._search_fields(event.received_at, keys),
             "channel": event.channel,
             "events": [],
+            EVENTS_PACKED: None,
             **self._status_fields(status),
             "created_at": datetime.now(UTC),
         }
@@ -288,7 +302,7 @@ class HotlineStore:
         """The intake records (without their events) in the order asked, in one read (and one of the
         archive for those old enough not found); missing ones left out."""
         by_id = await find_with_archive(
-            self.intakes, self.intakes_archive, case_ids, self.records.may_be_archived, {"events": 0}
+            self.intakes, self.intakes_archive, case_ids, self.records.may_be_archived, WITHOUT_EVENTS
         )
         return [by_id[c] for c in case_ids if c in by_id]
 
@@ -351,9 +365,9 @@ class HotlineStore:
             query["received_at"] = {k: v for k, v in (("$gte", since), ("$lte", until)) if v}
         if needs:
             query["needs"] = {"$in": needs}
-        docs = await self.intakes.find(query, {"events": 0}).sort("received_at", DESCENDING).limit(limit).to_list()
+        docs = await self.intakes.find(query, WITHOUT_EVENTS).sort("received_at", DESCENDING).limit(limit).to_list()
         if not open_only and len(docs) < limit:  # closed cases long finished are in the archive
-            older = self.intakes_archive.find(query, {"events": 0}).sort("received_at", DESCENDING).limit(limit)
+            older = self.intakes_archive.find(query, WITHOUT_EVENTS).sort("received_at", DESCENDING).limit(limit)
             docs = sorted([*docs, *await older.to_list()], key=lambda d: d["received_at"], reverse=True)[:limit]
         return docs
 

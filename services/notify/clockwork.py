@@ -92,6 +92,13 @@ class Clockwork:
             pack_outbox=True,  # its timers to place: most of what a case weighs, and every lookup reads it all
         )
         self.store.may_be_archived = self.cases.may_be_archived  # reads by id follow the write path's archive age
+        self.outbox.case_statuses = self.statuses
+
+    async def statuses(self, case_ids: Sequence[str]) -> dict[str, str | None]:
+        """Each case's status as it stands (`Aggregates.current`): from what this process wrote, else read. A
+        case's events come to one notify process of the consumer group, whose writes are the case's; on
+        FerretDB a read decodes the whole case (7 KB), and every caller text that ends asks for it."""
+        return {case_id: case.state.status for case_id, case in (await self.cases.current(case_ids)).items()}
 
     # ------------------------------------------------------------------ folding (pure)
 

@@ -192,6 +192,40 @@ async def test_the_backlog_counts_what_waits_and_drops_what_another_process_publ
     assert cases.backlog == 0
 
 
+async def test_a_sweep_leaves_a_write_still_being_published_to_its_writer_then_looks_again(db, mongodb_url) -> None:
+    """Under load a batch can take longer than the grace period between its write and its publish: the sweep
+    then neither reads that document nor moves its window past it, so if the publish fails after all, the
+    next sweep publishes the outbox."""
+    from pymongo import AsyncMongoClient
+
+    counter = CommandCounter()
+    client: AsyncMongoClient = AsyncMongoClient(mongodb_url, tz_aware=True, event_listeners=[counter])
+    try:
+        publishing, release = asyncio.Event(), asyncio.Event()
+
+        async def slow_then_down(batch) -> None:
+            publishing.set()
+            await release.wait()
+            raise ConnectionError("kafka unreachable")
+
+        cases = Aggregates(client[db.name]["tallies"], client[db.name]["tally_claims"], CODEC, slow_then_down)
+        writing = asyncio.ensure_future(cases.change("t-slow", add_to("t-slow", "x")))
+        await publishing.wait()
+        before = counter.sent.copy()
+        # Not behind the writer either (it holds the document's lock until its publish ends).
+        assert await asyncio.wait_for(cases.sweep(older_than=datetime.now(UTC) + timedelta(seconds=1)), 10) == 0
+        spent = counter.sent - before
+        assert not any(name == "tallies" for _, name in spent), dict(spent)  # the document was not read
+        release.set()
+        await writing  # its publish failed: the outbox stays in the document
+        published = Published()
+        cases.publish = published
+        assert await cases.sweep(older_than=datetime.now(UTC) + timedelta(seconds=1)) == 1
+        assert published.events == ["t-slow:x"]
+    finally:
+        await client.close()
+
+
 CRASHING_WRITER = textwrap.dedent("""
     import asyncio, sys
     from pymongo import AsyncMongoClient

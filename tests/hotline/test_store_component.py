@@ -10,7 +10,7 @@ import pytest
 
 from contracts.events.relief import GrantProposed
 from contracts.events.router import Assignment, CaseDispatched, Decision
-from services.hotline.store import HotlineStore
+from services.hotline.store import HotlineStore, kept_entries
 from tests.support.events import help_requested
 
 pytestmark = pytest.mark.component
@@ -35,7 +35,7 @@ async def test_events_arriving_at_once_from_several_topics_are_all_kept(db) -> N
     assert sum(kept) == 12  # each event once; the four redeliveries of the first change nothing
     intake = await store.get_intake(case_id)
     assert intake is not None
-    assert sorted(e["event_id"] for e in intake["events"]) == sorted(str(e.event_id) for e in events)
+    assert sorted(e["event_id"] for e in kept_entries(intake)) == sorted(str(e.event_id) for e in events)
 
 
 async def test_status_refreshed_while_events_arrive_loses_no_event(db) -> None:
@@ -59,7 +59,7 @@ async def test_status_refreshed_while_events_arrive_loses_no_event(db) -> None:
     status = await store.refresh_status(case_id)
     intake = await store.get_intake(case_id)
     assert intake is not None
-    assert len(intake["events"]) == 6
+    assert len(kept_entries(intake)) == 6
     assert status is not None and status.status == "dispatched"
     assert intake["status"]["status"] == "dispatched"
 
@@ -92,3 +92,27 @@ async def test_a_phone_with_many_open_cases_is_matched_a_page_at_a_time(db) -> N
     assert [d["_id"] for d in found] == list(reversed(cases[-5 - MAX_MATCHES : -5]))  # the newest open ones
     assert all(d["matched_on"] == ["phone"] for d in found)
     assert reads == [MAX_MATCHES, MAX_MATCHES]
+
+
+async def test_a_record_keeps_its_events_packed_and_one_written_before_keeps_its_own_list(db) -> None:
+    """Every status update rewrites a record's events, and FerretDB decodes every field of what it rewrites:
+    they are stored as one packed value. A record written before that, its events as a list, is read as
+    it is and packed at its next change, with none of its events lost."""
+    store = HotlineStore(db, pepper="test-pepper")
+    case_id = "CQ-20260215-000003"
+    await store.claim_intake(help_requested(case_id))
+    await store.record_event(proposed(case_id, "g-1"))
+    stored = await db["intakes"].find_one({"_id": case_id})
+    assert stored["events"] == [] and isinstance(stored["events_packed"], bytes)
+    assert [e["grant_id"] for e in kept_entries(stored)] == ["g-1"]
+
+    older = "CQ-20260215-000004"
+    await store.claim_intake(help_requested(older))
+    first = proposed(older, "g-old")
+    entry = {**first.model_dump(mode="json"), "_arrived_at": datetime.now(UTC)}
+    await db["intakes"].update_one({"_id": older}, {"$set": {"events": [entry]}, "$unset": {"events_packed": ""}})
+    reader = HotlineStore(db, pepper="test-pepper")  # another process: nothing remembered
+    assert await reader.record_event(first) is False  # already kept, in the list
+    assert await reader.record_event(proposed(older, "g-new")) is True
+    stored = await db["intakes"].find_one({"_id": older})
+    assert stored["events"] == [] and [e["grant_id"] for e in kept_entries(stored)] == ["g-old", "g-new"]

@@ -446,3 +446,20 @@ def text_for(case_id: str) -> Notification:
         due_at=datetime.now(UTC) + timedelta(days=3),
         tz=timezone(timedelta(hours=8)),
     )
+
+
+async def test_whether_a_texted_callers_case_is_closed_comes_from_what_this_process_wrote(
+    runtime: Runtime[Notify], texting: dict[str, Channel], standin: SendSmsStandIn
+) -> None:
+    """P6.2: once a caller's last text is out, the phone goes if the case is closed. The case's status is
+    the one this process wrote (its write path's memory), not read back for every text that ends."""
+    cid, now = new_case_id(), datetime.now(UTC)
+    await publish(runtime, help_requested(cid, "homeless_cold", at=now, caller=caller(True)), HELP_REQUESTED_TOPIC)
+    await publish(runtime, dispatched(cid, at=now))
+    await publish(runtime, CaseClosed(case_id=cid, actor="co-1", reason="duplicate"))
+    cases = runtime.service.clockwork.cases
+    hits = cases.cache_hits
+    assert await relay(runtime.service.outbox, texting) == ["sent"]
+    assert cases.cache_hits == hits + 1  # the status of the case, from memory
+    assert await runtime.service.store.caller_contact(cid) is None  # closed, last text done: forgotten
+    assert len(standin.of(cid)) == 1
