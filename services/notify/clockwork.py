@@ -92,7 +92,8 @@ class Clockwork:
             pack_outbox=True,  # its timers to place: most of what a case weighs, and every lookup reads it all
         )
         self.store.may_be_archived = self.cases.may_be_archived  # reads by id follow the write path's archive age
-        self.outbox.case_statuses = self.statuses
+        if self.outbox is not None:  # None: folding events in memory only (the benchmark's history)
+            self.outbox.case_statuses = self.statuses
 
     async def statuses(self, case_ids: Sequence[str]) -> dict[str, str | None]:
         """Each case's status as it stands (`Aggregates.current`): from what this process wrote, else read. A
