@@ -26,7 +26,15 @@ async def test_the_calendar_shows_its_years_and_the_missing_one_and_refuses_a_ba
     await sign_in(admin, "admin")
     await expect(admin).to_have_url(re.compile(r"/accounts/$"))
     await admin.goto("/notify/")
-    await admin.get_by_role("tab", name="报表").click()
+    # A refresh keeps the tab buttons themselves (a click landing while the lists reload once went
+    # nowhere: the buttons were rebuilt between the press and the release) and the keyboard focus.
+    reports_tab = admin.get_by_role("tab", name="报表")
+    await reports_tab.focus()
+    held = await reports_tab.element_handle()
+    await admin.evaluate("() => load()")
+    assert await held.evaluate("(b) => b.isConnected && document.activeElement === b")
+    await reports_tab.click()
+    await expect(reports_tab).to_have_attribute("aria-selected", "true")
     year_2026 = admin.locator('#cal-years tr[data-year="2026"]')
     await expect(year_2026).to_contain_text("随系统发布")
     if today.month >= 10 or today.year > 2026:  # the packaged data holds 2026 only
