@@ -34,9 +34,18 @@ log = structlog.get_logger("store")
 _INDEXED_QUERIES: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()  # per client
 
 
+# How the store says a write lost a race with a concurrent one and is to be tried again as it was: FerretDB
+# passes on PostgreSQL's serialization failure and deadlock (two inserts of overlapping unique keys in
+# opposite orders), MongoDB its write conflict.
+_RETRY_AS_IS = ("SQLSTATE 40001", "SQLSTATE 40P01", "WriteConflict")
+
+
 def store_busy(exc: BaseException) -> bool:
-    """FerretDB's SQLite backend refused a write with SQLITE_BUSY under concurrent writers: try again."""
-    return isinstance(exc, OperationFailure) and "SQLITE_BUSY" in str(exc)
+    """The store refused an operation for a concurrent one (serialization failure, deadlock, write
+    conflict): nothing was written, and the same operation may simply be tried again."""
+    if not isinstance(exc, OperationFailure):
+        return False
+    return exc.code == 112 or any(sign in str(exc) for sign in _RETRY_AS_IS)
 
 
 # How FerretDB says its PostgreSQL backend is unreachable or went away (an `OperationFailure`, code 1):
@@ -65,7 +74,7 @@ def store_unavailable(exc: BaseException) -> bool:
 
 
 async def busy_retry(op: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
-    """Run a store operation, retrying it with backoff while the store answers SQLITE_BUSY."""
+    """Run a store operation, retrying it with backoff while the store refuses it for a concurrent one."""
     for attempt in range(1, attempts + 1):
         try:
             return await op()

@@ -132,7 +132,7 @@ def test_a_busy_store_is_a_transient_failure_not_a_poison_message() -> None:
 
     from common.consumer import _is_permanent, _is_transient
 
-    busy = OperationFailure("database is locked (5) (SQLITE_BUSY)")
+    busy = OperationFailure("ERROR: deadlock detected (SQLSTATE 40P01)")
     assert _is_transient(busy) and not _is_permanent(busy)
     assert not _is_transient(OperationFailure("unknown operator: $foo"))
 

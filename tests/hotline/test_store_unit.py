@@ -1,5 +1,6 @@
-"""Store helpers that need no store: FerretDB's SQLITE_BUSY is retried, other failures are not; kept events
-read back typed."""
+"""Store helpers that need no store: a write the store refused for a concurrent one (PostgreSQL's deadlock
+or serialization failure through FerretDB, MongoDB's write conflict) is retried, other failures are not;
+kept events read back typed."""
 
 from datetime import UTC, datetime
 
@@ -14,35 +15,47 @@ from services.hotline.store import kept_entry, kept_event
 pytestmark = pytest.mark.unit
 
 
-async def test_a_write_refused_with_sqlite_busy_is_retried() -> None:
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        OperationFailure("ERROR: deadlock detected (SQLSTATE 40P01)"),
+        OperationFailure("ERROR: could not serialize access due to concurrent update (SQLSTATE 40001)"),
+        OperationFailure("WriteConflict error: this operation conflicted with another operation", code=112),
+    ],
+)
+async def test_a_write_refused_for_a_concurrent_one_is_retried(refusal: OperationFailure) -> None:
     calls = 0
 
     async def op() -> str:
         nonlocal calls
         calls += 1
         if calls < 3:
-            raise OperationFailure("database is locked (5) (SQLITE_BUSY)")
+            raise refusal
         return "done"
 
     assert await busy_retry(op) == "done" and calls == 3
 
 
-async def test_other_failures_are_not_retried() -> None:
+@pytest.mark.parametrize(
+    "failure",
+    [DuplicateKeyError("E11000 duplicate key error"), OperationFailure("unknown operator: $foo", code=2)],
+)
+async def test_other_failures_are_not_retried(failure: OperationFailure) -> None:
     calls = 0
 
     async def op() -> None:
         nonlocal calls
         calls += 1
-        raise DuplicateKeyError("E11000 duplicate key error")
+        raise failure
 
-    with pytest.raises(DuplicateKeyError):
+    with pytest.raises(type(failure)):
         await busy_retry(op)
     assert calls == 1
 
 
 async def test_busy_gives_up_after_the_last_attempt() -> None:
     async def op() -> None:
-        raise OperationFailure("SQLITE_BUSY")
+        raise OperationFailure("ERROR: deadlock detected (SQLSTATE 40P01)")
 
     with pytest.raises(OperationFailure):
         await busy_retry(op, attempts=2)
