@@ -95,7 +95,7 @@ class Hotline:
         return self.settings.lookup_pepper.get_secret_value()
 
 
-def get_hotline(runtime: RuntimeDep) -> Hotline:
+async def get_hotline(runtime: RuntimeDep) -> Hotline:
     return runtime.service
 
 

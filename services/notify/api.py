@@ -44,7 +44,7 @@ Coordinator = Annotated[Principal, Depends(require_roles(Role.COORDINATOR))]
 Worker = Annotated[Principal, Depends(require_roles(Role.COORDINATOR, Role.DEPT_WORKER))]
 
 
-def get_notify(runtime: Annotated[Runtime[Notify], Depends(get_runtime)]) -> Notify:
+async def get_notify(runtime: Annotated[Runtime[Notify], Depends(get_runtime)]) -> Notify:
     return runtime.service
 
 

@@ -57,7 +57,7 @@ Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 ReliefRuntime = Annotated[Runtime[Relief], Depends(get_runtime)]
 
 
-def get_relief(runtime: ReliefRuntime) -> Relief:
+async def get_relief(runtime: ReliefRuntime) -> Relief:
     return runtime.service
 
 

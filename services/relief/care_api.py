@@ -21,7 +21,7 @@ Worker = Annotated[Principal, Depends(require_roles(Role.DEPT_WORKER, Role.RELIE
 router = APIRouter(prefix="/api/v1/care", tags=["care register"])
 
 
-def get_register(runtime: Annotated[Runtime[Relief], Depends(get_runtime)]) -> CareRegister:
+async def get_register(runtime: Annotated[Runtime[Relief], Depends(get_runtime)]) -> CareRegister:
     register = runtime.service.care
     if register is None:  # pragma: no cover - app.py always builds it
         raise RuntimeError("the care register is not set up")

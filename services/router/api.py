@@ -28,7 +28,7 @@ from services.router.schemas import CaseSummary, CaseView, EarlierCaseView, Retu
 PAGE = Path(__file__).parent / "static" / "index.html"
 
 
-def get_service(runtime: Annotated[Runtime[CaseService], Depends(get_runtime)]) -> CaseService:
+async def get_service(runtime: Annotated[Runtime[CaseService], Depends(get_runtime)]) -> CaseService:
     return runtime.service
 
 
