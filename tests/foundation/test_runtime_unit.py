@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 
-from common.auth import decode_token, issue_token
+from common.auth import TokenVerifier, decode_token, issue_token
 from common.consumer import DeliveryPolicy
 from common.logs import mask_personal_data, mask_text
 from common.principal import Principal, Role
@@ -53,6 +53,30 @@ def test_expired_or_foreign_tokens_are_refused() -> None:
     other = ServiceSettings(service_name="x", jwt_secret="another-secret-of-sufficient-length-0123456789")
     with pytest.raises(jwt.InvalidSignatureError):
         decode_token(SETTINGS, issue_token(other, sub="w1", role="operator"))
+
+
+async def test_a_token_is_verified_once_and_refused_once_it_expires(monkeypatch) -> None:
+    verifier = TokenVerifier(SETTINGS)
+    token = issue_token(SETTINGS, sub="op1", role="operator", district="500103", ttl=timedelta(seconds=60))
+    first = await verifier.principal(token)
+    assert await verifier.principal(token) == first and first.district == "500103"
+    assert verifier.verifications == 1
+    later = datetime.now(UTC) + timedelta(seconds=61)
+    monkeypatch.setattr("common.auth.time.time", lambda: later.timestamp())
+    monkeypatch.setattr("jwt.api_jwt.datetime", type("Clock", (), {"now": staticmethod(lambda tz=None: later)}))
+    with pytest.raises(jwt.ExpiredSignatureError):
+        await verifier.principal(token)  # the remembered verification ended with the token
+    assert verifier.verifications == 1
+
+
+async def test_a_refused_token_is_checked_again_each_time() -> None:
+    verifier = TokenVerifier(SETTINGS)
+    other = ServiceSettings(service_name="x", jwt_secret="another-secret-of-sufficient-length-0123456789")
+    forged = issue_token(other, sub="w1", role="admin")
+    for _ in range(2):
+        with pytest.raises(jwt.InvalidSignatureError):
+            await verifier.principal(forged)
+    assert verifier.verifications == 0
 
 
 def test_district_scope() -> None:
