@@ -315,6 +315,7 @@ async def every(interval_s: float, work: Callable[[], Awaitable[Any]], *, what: 
         await asyncio.sleep(interval_s)
 
 
+STARTUP_RETRY_FIRST_S = 0.25
 STARTUP_RETRY_MAX_S = 5.0
 
 
@@ -322,7 +323,7 @@ async def _started(startup: StartupHook, runtime: Runtime[Any]) -> Any:
     """The start-up hook's object, the hook tried again while the store cannot be reached (its indexes,
     the data it restores): a service started during a store outage comes up once the store is back,
     instead of exiting. Any other error stops start-up, as a bad setting should."""
-    delay = 0.25
+    delay = STARTUP_RETRY_FIRST_S
     while True:
         try:
             return await startup(runtime)

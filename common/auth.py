@@ -243,12 +243,13 @@ class TokenVerifier:
         # before) still holds that very key: a retired key's tokens are refused from its refresh on.
         self._verified: OrderedDict[str, tuple[float, Principal, jwt.PyJWK | None]] = OrderedDict()
         self.verifications = 0  # signatures checked (tests)
+        self.clock: Callable[[], float] = time.time  # what "now" is for a remembered token (tests move it)
 
     async def principal(self, token: str) -> Principal:
         kept = self._verified.get(token)
         if kept is not None:
             expires, principal, key = kept
-            if time.time() < expires and (key is None or await self._key(token) is key):
+            if self.clock() < expires and (key is None or await self._key(token) is key):
                 self._verified.move_to_end(token)
                 return principal
             del self._verified[token]

@@ -62,7 +62,7 @@ async def test_a_token_is_verified_once_and_refused_once_it_expires(monkeypatch)
     assert await verifier.principal(token) == first and first.district == "500103"
     assert verifier.verifications == 1
     later = datetime.now(UTC) + timedelta(seconds=61)
-    monkeypatch.setattr("common.auth.time.time", lambda: later.timestamp())
+    verifier.clock = later.timestamp
     monkeypatch.setattr("jwt.api_jwt.datetime", type("Clock", (), {"now": staticmethod(lambda tz=None: later)}))
     with pytest.raises(jwt.ExpiredSignatureError):
         await verifier.principal(token)  # the remembered verification ended with the token
@@ -216,7 +216,6 @@ async def test_a_periodic_round_that_fails_is_left_to_the_next_one() -> None:
 async def test_start_up_waits_out_a_store_outage_and_stops_on_anything_else(monkeypatch) -> None:
     """A service started while PostgreSQL is down (the fault suite kills it) comes up once it is back, and
     registers its write paths once; a bad setting still stops start-up."""
-    import asyncio
     from types import SimpleNamespace
     from typing import Any
 
@@ -224,7 +223,9 @@ async def test_start_up_waits_out_a_store_outage_and_stops_on_anything_else(monk
 
     from common.app import _started
 
-    monkeypatch.setattr(asyncio, "sleep", _no_wait)
+    # Only start-up's own delay is shortened: patching asyncio.sleep itself made every other task of the
+    # session's event loop (a store client's periodic monitor) spin without ever yielding, and the run hung.
+    monkeypatch.setattr("common.app.STARTUP_RETRY_FIRST_S", 0.001)
     attempts: list[int] = []
 
     async def startup(runtime):
@@ -243,7 +244,3 @@ async def test_start_up_waits_out_a_store_outage_and_stops_on_anything_else(monk
 
     with pytest.raises(ValueError, match="sla_policy_path"):
         await _started(refuses, runtime)
-
-
-async def _no_wait(_: float) -> None:
-    return None
