@@ -113,16 +113,12 @@ async def supervise(loop: Callable[[Runtime[Any]], Awaitable[None]], runtime: Ru
             await asyncio.sleep(LOOP_RESTART_DELAY_S)
 
 
-def runtime_of(request: Request) -> Runtime[Any]:
-    runtime: Runtime[Any] = request.app.state.runtime
-    return runtime
-
-
 async def get_runtime(request: Request) -> Runtime[Any]:
     """The runtime as a dependency. It and every dependency built on it are `async def`: FastAPI hands a
     plain `def` dependency to its thread pool, two thread hops per request for a field read (under a
     surge, a twentieth of the hotline's event loop went on handing them over)."""
-    return runtime_of(request)
+    runtime: Runtime[Any] = request.app.state.runtime
+    return runtime
 
 
 RuntimeDep = Annotated[Runtime[Any], Depends(get_runtime)]

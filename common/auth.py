@@ -60,13 +60,21 @@ def issue_token(
 
 
 def decode_token(settings: ServiceSettings, token: str) -> Principal:
-    claims = jwt.decode(
+    return _shared_secret_principal(_shared_secret_claims(settings, token))
+
+
+def _shared_secret_claims(settings: ServiceSettings, token: str) -> dict[str, Any]:
+    claims: dict[str, Any] = jwt.decode(
         token,
         settings.jwt_secret.get_secret_value(),
         algorithms=[settings.jwt_algorithm],
         issuer=settings.jwt_issuer,
         options={"require": ["sub", "role", "exp"]},
     )
+    return claims
+
+
+def _shared_secret_principal(claims: Mapping[str, Any]) -> Principal:
     return Principal(
         sub=claims["sub"],
         role=claims["role"],
@@ -253,9 +261,8 @@ class TokenVerifier:
                 self._verified.move_to_end(token)
                 return principal
             del self._verified[token]
-        principal, key = await self._verify(token)
+        principal, key, exp = await self._verify(token)
         self.verifications += 1
-        exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
         if isinstance(exp, int | float):
             self._verified[token] = (float(exp), principal, key)
             if len(self._verified) > self.VERIFIED_KEPT:
@@ -275,7 +282,9 @@ class TokenVerifier:
         except (KeysUnavailable, jwt.PyJWTError):
             return None  # not remembered then: verifying it again says why it is refused
 
-    async def _verify(self, token: str) -> tuple[Principal, jwt.PyJWK | None]:
+    async def _verify(self, token: str) -> tuple[Principal, jwt.PyJWK | None, Any]:
+        """The token's principal, the provider's key that verified it (None: the shared secret) and its
+        `exp` claim."""
         s = self.settings
         header = jwt.get_unverified_header(token)
         alg = header.get("alg")
@@ -290,9 +299,10 @@ class TokenVerifier:
                 leeway=s.auth_oidc_leeway_s,
                 options={"require": ["exp", "iss", "aud"]},
             )
-            return oidc_principal(s, claims), key
+            return oidc_principal(s, claims), key, claims["exp"]
         if s.accepts_shared_secret:
-            return decode_token(s, token), None
+            claims = _shared_secret_claims(s, token)
+            return _shared_secret_principal(claims), None, claims["exp"]
         raise jwt.InvalidAlgorithmError(f"tokens signed with {alg!r} are not accepted here")
 
 

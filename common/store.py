@@ -36,8 +36,9 @@ _INDEXED_QUERIES: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictiona
 
 # How the store says a write lost a race with a concurrent one and is to be tried again as it was: FerretDB
 # passes on PostgreSQL's serialization failure and deadlock (two inserts of overlapping unique keys in
-# opposite orders), MongoDB its write conflict.
-_RETRY_AS_IS = ("SQLSTATE 40001", "SQLSTATE 40P01", "WriteConflict")
+# opposite orders); MongoDB answers its write conflict with code 112.
+_RETRY_AS_IS = ("SQLSTATE 40001", "SQLSTATE 40P01")
+WRITE_CONFLICT = 112
 
 
 def store_busy(exc: BaseException) -> bool:
@@ -45,7 +46,7 @@ def store_busy(exc: BaseException) -> bool:
     conflict): nothing was written, and the same operation may simply be tried again."""
     if not isinstance(exc, OperationFailure):
         return False
-    return exc.code == 112 or any(sign in str(exc) for sign in _RETRY_AS_IS)
+    return exc.code == WRITE_CONFLICT or any(sign in str(exc) for sign in _RETRY_AS_IS)
 
 
 # How FerretDB says its PostgreSQL backend is unreachable or went away (an `OperationFailure`, code 1):

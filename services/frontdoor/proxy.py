@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response, Streamin
 from starlette.background import BackgroundTask
 
 from services.frontdoor.accounts import SessionEnded
-from services.frontdoor.sessions import UNSAFE, FrontDoor, browser_session, clear_cookie, frontdoor_of, same_origin
+from services.frontdoor.sessions import UNSAFE, FrontDoor, browser_session, clear_cookie, get_frontdoor, same_origin
 
 log = structlog.get_logger("frontdoor.proxy")
 
@@ -50,7 +50,7 @@ def sign_in_first(frontdoor: FrontDoor, page: str, *, ended: bool = False) -> Re
 
 
 async def forward(request: Request, service: str, path: str) -> Response:
-    frontdoor = frontdoor_of(request)
+    frontdoor = await get_frontdoor(request)
     base = frontdoor.settings.upstreams()[service]
     is_page = path == "" and request.method in ("GET", "HEAD")
     try:

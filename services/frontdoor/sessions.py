@@ -17,7 +17,7 @@ import httpx
 import jwt
 from fastapi import Depends, Request, Response
 
-from common.app import Runtime, runtime_of
+from common.app import Runtime, get_runtime
 from common.auth import authenticates
 from common.errors import Forbidden
 from common.principal import Role
@@ -58,13 +58,9 @@ class FrontDoor:
         self.tokens.pop(sid, None)
 
 
-def frontdoor_of(request: Request) -> FrontDoor:
-    runtime: Runtime[FrontDoor] = runtime_of(request)
-    return runtime.service
-
-
 async def get_frontdoor(request: Request) -> FrontDoor:
-    return frontdoor_of(request)
+    runtime: Runtime[FrontDoor] = await get_runtime(request)
+    return runtime.service
 
 
 FrontDoorDep = Annotated[FrontDoor, Depends(get_frontdoor)]
