@@ -54,9 +54,14 @@ class CalendarYear:
     year: int
     days: tuple[ScheduledDay, ...]
     source: str
+    # Asked for every day a deadline spans, several times per case: a lookup, not a scan of the year's days.
+    _kinds: dict[date, Kind] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_kinds", {d.day: d.kind for d in self.days})
 
     def kind_of(self, day: date) -> Kind | None:
-        return next((d.kind for d in self.days if d.day == day), None)
+        return self._kinds.get(day)
 
     def is_working(self, day: date) -> bool:
         kind = self.kind_of(day)
