@@ -79,6 +79,7 @@ def print_phase(tracker: Tracker, calls: list[Call], title: str) -> None:
     else:
         rows = stage_rows(tracker, calls)
     print(table(HEADERS, rows), flush=True)
+    print_timeline(tracker, [c for c in calls if not c.shared_phone])
     gaps = {stage: sorted(c.gap[stage] for c in calls if stage in c.gap) for stage in ("hotline", "notify")}
     if any(gaps.values()):
         print(
@@ -91,6 +92,31 @@ def print_phase(tracker: Tracker, calls: list[Call], title: str) -> None:
             ),
             flush=True,
         )
+
+
+WINDOW_S = 30.0  # the timeline's step
+
+
+def timeline_rows(tracker: Tracker, calls: list[Call], window_s: float = WINDOW_S) -> list[list[str]]:
+    """Each stage's p99 for the calls sent in each `window_s` of the phase ("-": none reached it): a lag
+    that grows, or a stall that makes the tail of a whole run, shows in the window it happened in."""
+    if not calls:
+        return []
+    start = min(c.scheduled for c in calls)
+    windows = int((max(c.scheduled for c in calls) - start) // window_s) + 1
+    rows = [["p99 ms of the calls sent from", *(f"{w * window_s:.0f}s" for w in range(windows))]]
+    for stage in STAGES:
+        waits: list[list[float]] = [[] for _ in range(windows)]
+        for call in calls:
+            if (at := tracker.at(call, stage)) is not None:
+                waits[int((call.scheduled - start) // window_s)].append(at - call.scheduled)
+        rows.append([LABELS[stage], *(ms(percentile(w, 99)) if w else "-" for w in waits)])
+    return rows
+
+
+def print_timeline(tracker: Tracker, calls: list[Call]) -> None:
+    if rows := timeline_rows(tracker, calls):
+        print(table(rows[0], rows[1:]), flush=True)
 
 
 def print_resources(cases: int, cpu: dict[str, float], commands: dict[str, dict[str, float]]) -> None:

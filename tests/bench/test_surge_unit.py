@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from benchmarks.e2e.report import stage_rows
+from benchmarks.e2e.report import stage_rows, timeline_rows
 from benchmarks.e2e.surge import Call, Tracker, poll, send_calls
 
 pytestmark = pytest.mark.unit
@@ -105,3 +105,16 @@ def test_the_router_s_own_part_runs_from_the_help_request_s_record_to_the_dispat
     dispatch, routing = rows["router dispatch on Kafka"], rows["of it the router (after receipt)"]
     assert dispatch[1:3] == ["3/3", "400"]
     assert routing[1:5] == ["2/3", "150", "200", "200"]  # of 0.2 and 0.15 s: p50, p95, p99
+
+
+def test_the_timeline_shows_each_stage_s_p99_in_the_window_its_calls_were_sent() -> None:
+    """A stall in the middle of a phase shows in its own window, not spread over the whole run."""
+    start = time.time()
+    calls = [Call(n=n, phase="p", scheduled=start + n, shared_phone=False, sampled=False) for n in range(90)]
+    for call in calls:
+        call.case_id, call.replied = f"CQ-20261205-{call.n + 1:06d}", call.scheduled + (5 if 30 <= call.n < 60 else 0.2)
+    tracker = Tracker(calls=calls)
+    header, accept, dispatch, *_ = timeline_rows(tracker, calls, window_s=30)
+    assert header[1:] == ["0s", "30s", "60s"]
+    assert accept[1:] == ["200", "5000", "200"]
+    assert dispatch[1:] == ["-", "-", "-"]  # nothing dispatched
