@@ -16,6 +16,7 @@ from typing import Any
 import bson
 import pytest
 from pydantic import BaseModel
+from pymongo.monitoring import CommandListener
 
 from common.aggregates import SWEEP_CHECKPOINTS, Aggregates, Codec
 from common.store import CommandCounter
@@ -510,3 +511,85 @@ async def test_a_packed_outbox_is_stored_small_and_still_published_swept_and_car
     assert archived["outbox"] == [] and archived["outbox_packed"] is None  # published: nothing left to carry
     written = await cases.change("t-2", add_to("t-2", "y"))
     assert written is not None and written.value.outbox == [{"event_id": "t-2:y"}]  # not x again
+
+
+class Ticket(BaseModel):
+    id: str
+    status: str = "open"
+    outbox: list[dict[str, Any]] = []
+
+
+TICKETS = Codec(
+    load=lambda doc: Ticket(id=doc["_id"], status=doc.get("status", "open"), outbox=doc.get("outbox", [])),
+    dump=lambda t: {"_id": t.id, "status": t.status, "outbox": t.outbox},
+)
+DONE = {"status": {"$in": ["closed", "merged"]}}
+
+
+def set_status(doc_id: str, status: str):
+    return lambda current: (current or Ticket(id=doc_id)).model_copy(update={"status": status})
+
+
+class Filters(CommandListener):
+    """The filters of the `find` commands a client sends to one collection."""
+
+    def __init__(self, collection: str) -> None:
+        self.collection, self.seen = collection, []
+
+    def started(self, event) -> None:
+        if event.command_name == "find" and event.command.get("find") == self.collection:
+            self.seen.append(dict(event.command.get("filter", {})))
+
+    def succeeded(self, event) -> None:
+        pass
+
+    def failed(self, event) -> None:
+        pass
+
+
+async def test_the_archiver_finds_finished_documents_by_the_write_path_s_stamp(db, mongodb_url: str) -> None:
+    """The write path stamps each document with whether its `finished` filter matches, and the archiver
+    asks for the stamp, one equality on an indexed field (FerretDB decoded every open document for the
+    filter's `$in`). Documents stored before the stamp existed are archived by the filter once, until none
+    is left; then a checkpoint says so, and no process asks the filter again."""
+    from pymongo import AsyncMongoClient
+
+    tickets = Aggregates(db["tickets"], db["ticket_claims"], TICKETS, archive=db["tickets_archive"], finished=DONE)
+    await tickets.change_many({"T1": set_status("T1", "open"), "T2": set_status("T2", "closed")})
+    stored = {d["_id"]: d["finished"] for d in await db["tickets"].find({}, {"finished": 1}).to_list()}
+    assert stored == {"T1": False, "T2": True}
+    old = datetime.now(UTC) - timedelta(days=30)
+    await db["tickets"].insert_many(  # as an earlier version of the write path left them: no stamp
+        [
+            {"_id": "L-closed", "status": "closed", "outbox": [], "version": 1, "updated_at": old},
+            {"_id": "L-open", "status": "open", "outbox": [], "version": 1, "updated_at": old},
+        ]
+    )
+
+    assert await tickets.archive_finished() == 1  # the unstamped finished one, by the filter
+    assert await db["tickets_archive"].find_one({"_id": "L-closed"}) is not None
+    assert await db["tickets"].find_one({"_id": "L-open"}) is not None  # unfinished: stays
+    assert await tickets.archive_finished() == 1  # none left unstamped: the checkpoint, then the stamp
+    assert await db["tickets_archive"].find_one({"_id": "T2"}) is not None
+    assert await tickets.archive_finished() == 0
+    assert "finished_1" in await db["tickets"].index_information()
+
+    filters = Filters("tickets")
+    client: AsyncMongoClient = AsyncMongoClient(mongodb_url, tz_aware=True, event_listeners=[filters])
+    try:
+        later = Aggregates(  # another process, or this one restarted
+            client[db.name]["tickets"],
+            client[db.name]["ticket_claims"],
+            TICKETS,
+            archive=client[db.name]["tickets_archive"],
+            finished=DONE,
+        )
+        await later.change_many({"T1": set_status("T1", "merged"), "L-open": set_status("L-open", "closed")})
+        filters.seen.clear()
+        assert await later.archive_finished() == 2  # finished since: stamped by the write that finished them
+        assert await later.archive_finished() == 0
+        assert filters.seen == [{"finished": True}, {"finished": True}], filters.seen
+    finally:
+        await client.close()
+    assert await db["tickets"].count_documents({}) == 0
+    assert await db["tickets_archive"].count_documents({}) == 4
