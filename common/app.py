@@ -75,6 +75,9 @@ class Runtime(Generic[ServiceT]):
     # own): the dead letters, consumer lag and `/metrics` figures are those of these topics.
     consumers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    # What a service loads in the background at start-up, set once loaded (`service_warmed` in `/metrics`):
+    # until then it works, more slowly or with less (the hotline's repeat-caller memory: `caller_index`).
+    warm_up: dict[str, asyncio.Event] = field(default_factory=dict)
     _service: ServiceT | None = field(default=None, init=False, repr=False)
 
     @property
@@ -232,6 +235,14 @@ def health_router() -> APIRouter:
             f'store_collection_commands_total{{command="{name}",collection="{collection}"}} {count}'
             for (name, collection), count in sorted(runtime.store_commands.sent.items())
         ]
+        if runtime.warm_up:
+            lines += [
+                "# HELP service_warmed Whether a part the service loads at start-up has loaded (1) or not yet (0).",
+                "# TYPE service_warmed gauge",
+            ]
+            lines += [
+                f'service_warmed{{part="{part}"}} {int(e.is_set())}' for part, e in sorted(runtime.warm_up.items())
+            ]
         lines += metrics_lines(await delivery_figures(runtime))
         return "\n".join(lines) + "\n"
 

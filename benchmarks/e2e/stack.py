@@ -4,8 +4,10 @@ databases and this run's topics, and what the benchmark reads from outside them:
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +100,21 @@ class Stack:
     def pids(self, instance: str) -> dict[str, int]:
         out = {name: s.process.pid for name, s in self.services.items() if s.process is not None}
         return out | infra_pids(instance)
+
+    async def warmed(self, client: httpx.AsyncClient, timeout_s: float) -> dict[str, bool]:
+        """Wait until every part each service loads at start-up has loaded (`service_warmed` in `/metrics`),
+        at most `timeout_s`; whether each `<service> <part>` had."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            parts: dict[str, bool] = {}
+            for name in SERVICES:
+                for line in (await client.get(f"{self.url(name)}/metrics")).text.splitlines():
+                    if line.startswith("service_warmed{"):
+                        labels, value = line.rsplit(" ", 1)
+                        parts[f"{name} {labels.split(chr(34))[1]}"] = value == "1"
+            if all(parts.values()) or time.monotonic() > deadline:
+                return parts
+            await asyncio.sleep(0.5)
 
     async def store_commands(self, client: httpx.AsyncClient) -> dict[str, dict[str, float]]:
         """Every service's `store_commands_total` by command name, its `store_command_seconds_total` by

@@ -117,6 +117,7 @@ async def caller_feed(runtime: Runtime[Hotline]) -> None:
     settings = runtime.service.settings
     store = runtime.service.store
     feed_running = asyncio.Event()
+    runtime.warm_up["caller_index"] = store.callers.memory.loaded
     loading = asyncio.ensure_future(_load_callers(store, feed_running))
     try:
         await BatchConsumer(

@@ -534,7 +534,8 @@ class Filters(CommandListener):
     """The filters of the `find` commands a client sends to one collection."""
 
     def __init__(self, collection: str) -> None:
-        self.collection, self.seen = collection, []
+        self.collection = collection
+        self.seen: list[dict[str, Any]] = []
 
     def started(self, event) -> None:
         if event.command_name == "find" and event.command.get("find") == self.collection:

@@ -17,7 +17,7 @@ def test_a_finished_filter_is_decided_as_the_store_would_and_an_unknown_operator
     assert matches(hotline, {"status_code": "resolved", "awaiting_callback": False})
     assert not matches(hotline, {"status_code": "resolved", "awaiting_callback": True})
     assert not matches(hotline, {"status_code": "dispatched", "awaiting_callback": False})
-    notify = {"status": {"$in": ["closed"]}, "next_due_at": None, "scheduled": []}
+    notify: dict[str, object] = {"status": {"$in": ["closed"]}, "next_due_at": None, "scheduled": []}
     assert matches(notify, {"status": "closed", "scheduled": []})  # None: null or missing
     assert not matches(notify, {"status": "closed", "next_due_at": old_enough(), "scheduled": []})
     assert not matches(notify, {"status": "closed", "next_due_at": None, "scheduled": [{"kind": "visit"}]})

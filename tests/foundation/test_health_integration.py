@@ -89,3 +89,37 @@ def test_every_service_prunes_old_version_claims_in_the_background(mongodb_url: 
     finally:
         client.drop_database(database)
         client.close()
+
+
+def test_metrics_say_whether_what_a_service_loads_at_start_up_has_loaded(
+    kafka_bootstrap: str, mongodb_url: str
+) -> None:
+    """A part loaded in the background (the hotline's repeat-caller memory) shows as `service_warmed` 0
+    until it has loaded, then 1: what a benchmark or an operator waits for before counting on it."""
+    import asyncio
+    import threading
+
+    from common.app import Runtime
+
+    release = threading.Event()
+
+    async def loading(runtime: Runtime[Any]) -> None:
+        loaded = runtime.warm_up["index"] = asyncio.Event()
+        while not release.is_set():
+            await asyncio.sleep(0.05)
+        loaded.set()
+        await asyncio.Event().wait()
+
+    def warmed(client: TestClient) -> list[str]:
+        return [line for line in client.get("/metrics").text.splitlines() if line.startswith("service_warmed")]
+
+    settings = ServiceSettings(service_name="warm-it", kafka_bootstrap_servers=kafka_bootstrap, mongodb_url=mongodb_url)
+    with TestClient(create_service_app(settings, title="t", background=[loading])) as client:
+        deadline = time.monotonic() + 10
+        while not warmed(client) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert warmed(client) == ['service_warmed{part="index"} 0']
+        release.set()
+        while warmed(client) != ['service_warmed{part="index"} 1'] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert warmed(client) == ['service_warmed{part="index"} 1']
