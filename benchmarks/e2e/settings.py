@@ -19,6 +19,7 @@ class E2eBench(BaseSettings):
     ramp_rates: tuple[float, ...] = (25.0, 50.0, 100.0, 200.0)  # empty: no ramp
     ramp_step_s: float = Field(default=60.0, gt=0)
     drain_s: float = Field(default=60.0, ge=0)  # longest wait after a phase for the stages to catch up
+    warm_up_calls_s: float = Field(default=30.0, ge=0)  # calls at the surge rate before the measured phases
     warm_up_s: float = Field(default=300.0, ge=0)  # longest wait for what the services load at start-up
     settle_s: float = Field(default=600.0, ge=0)  # longest wait before the one-phone phase and the ramp
     consent_share: float = Field(default=0.5, ge=0, le=1)  # callers who agree to texts (notify texts them)
