@@ -550,15 +550,18 @@ class Filters(CommandListener):
 
 async def test_the_archiver_finds_finished_documents_by_the_write_path_s_stamp(db, mongodb_url: str) -> None:
     """The write path stamps each document with whether its `finished` filter matches, and the archiver
-    asks for the stamp, one equality on an indexed field (FerretDB decoded every open document for the
-    filter's `$in`). Documents stored before the stamp existed are archived by the filter once, until none
-    is left; then a checkpoint says so, and no process asks the filter again."""
+    asks for the stamp, one equality a day on an indexed field (FerretDB decoded every open document for
+    the filter's `$in`). Documents stored before the stamp existed are archived by the filter until none
+    is left; then the checkpoint says so, and no process asks the filter again."""
     from pymongo import AsyncMongoClient
+
+    from contracts.events import BUSINESS_TZ
 
     tickets = Aggregates(db["tickets"], db["ticket_claims"], TICKETS, archive=db["tickets_archive"], finished=DONE)
     await tickets.change_many({"T1": set_status("T1", "open"), "T2": set_status("T2", "closed")})
+    today = datetime.now(BUSINESS_TZ).date()
     stored = {d["_id"]: d["finished"] for d in await db["tickets"].find({}, {"finished": 1}).to_list()}
-    assert stored == {"T1": False, "T2": True}
+    assert stored == {"T1": None, "T2": today.isoformat()}  # the day of the write that finished it
     old = datetime.now(UTC) - timedelta(days=30)
     await db["tickets"].insert_many(  # as an earlier version of the write path left them: no stamp
         [
@@ -589,8 +592,44 @@ async def test_the_archiver_finds_finished_documents_by_the_write_path_s_stamp(d
         filters.seen.clear()
         assert await later.archive_finished() == 2  # finished since: stamped by the write that finished them
         assert await later.archive_finished() == 0
-        assert filters.seen == [{"finished": True}, {"finished": True}], filters.seen
+        # One equality a day, from the checkpoint to the archive age's day (today, with no age): the
+        # checkpoint began at yesterday and the first rounds moved it past that day, which held nothing.
+        assert filters.seen == [{"finished": today.isoformat()}] * 2, filters.seen
+        checkpoint = await db[SWEEP_CHECKPOINTS].find_one({"_id": "archived-from:tickets"})
+        assert checkpoint is not None and checkpoint["day"] == today.isoformat() and not checkpoint["unstamped"]
     finally:
         await client.close()
     assert await db["tickets"].count_documents({}) == 0
     assert await db["tickets_archive"].count_documents({}) == 4
+
+
+async def test_with_an_archive_age_the_archiver_asks_only_the_days_it_has_reached(db) -> None:
+    """Each day from the checkpoint to the archive age's day is asked once; days emptied and past that
+    age are passed over for good; a document finished today is not asked for until its day comes."""
+    from contracts.events import BUSINESS_TZ
+
+    today = datetime.now(BUSINESS_TZ).date()
+    days_ago = lambda n: (today - timedelta(days=n)).isoformat()  # noqa: E731
+    await db[SWEEP_CHECKPOINTS].insert_one({"_id": "archived-from:tickets", "day": days_ago(12), "unstamped": False})
+    old = datetime.now(UTC) - timedelta(days=10)
+    await db["tickets"].insert_many(
+        [
+            {"_id": "old", "status": "closed", "outbox": [], "version": 1, "updated_at": old, "finished": days_ago(10)},
+            {"_id": "new", "status": "closed", "outbox": [], "version": 1, "updated_at": datetime.now(UTC)}
+            | {"finished": today.isoformat()},
+        ]
+    )
+    tickets = Aggregates(
+        db["tickets"],
+        db["ticket_claims"],
+        TICKETS,
+        archive=db["tickets_archive"],
+        archive_after=timedelta(days=7),
+        finished=DONE,
+    )
+    assert await tickets.archive_finished() == 1
+    assert [d["_id"] for d in await db["tickets_archive"].find({}, {"_id": 1}).to_list()] == ["old"]
+    checkpoint = await db[SWEEP_CHECKPOINTS].find_one({"_id": "archived-from:tickets"})
+    assert checkpoint["day"] == days_ago(7)  # the age's own day may still get documents old enough
+    assert await tickets.archive_finished() == 0
+    assert await db["tickets"].find_one({"_id": "new"}) is not None
