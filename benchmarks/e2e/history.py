@@ -22,9 +22,9 @@ from pymongo import AsyncMongoClient
 
 from benchmarks.e2e import captured
 from benchmarks.e2e.settings import SERVICES, E2eBench
-from common.aggregates import pack_entries
+from common.aggregates import FINISHED, matches, pack_entries
 from common.principal import Principal, Role
-from contracts.events import CASE_EVENTS_TOPIC, read_event
+from contracts.events import BUSINESS_TZ, CASE_EVENTS_TOPIC, read_event
 from contracts.events.hotline import CallbackRecorded, Caller, HelpRequested, Place
 from contracts.events.relief import grant_event
 from contracts.events.router import CaseDispatched, case_lifecycle_event
@@ -55,7 +55,8 @@ MARKER = "bench_history"  # collection holding {"_id": "complete", "cases": n, "
 # 3 has notify's contacts as the store keeps them (consent), those of archived cases in `contacts_archive`.
 # 4 has relief's grants decided by its officers (`HistoryBuilder.decide`) with their payments in `ledger`, and
 #   relief's records and events at the history's times rather than at the time of the load.
-LAYOUT = 4
+# 5 has every document stamped as the write path stamps it for the archiver (`common.aggregates.FINISHED`).
+LAYOUT = 5
 CHUNK = 1000
 NEEDS = [
     ["temp_assist_major"],
@@ -278,27 +279,19 @@ async def first_payment_run(relief: Relief, grant: Entitlement) -> None:
     await _close_dibao_grant(relief.store, relief.entitlements, grant.case_id, spec, amount, COORDINATOR)
 
 
-def finished(doc: Doc, query: Doc) -> bool:
-    """Whether a document matches a collection's `finished` filter (equality, `$in` and `$ne` only)."""
-    for field, wanted in query.items():
-        value = doc.get(field)
-        if isinstance(wanted, dict):
-            if "$in" in wanted and value not in wanted["$in"]:
-                return False
-            if "$ne" in wanted and value == wanted["$ne"]:
-                return False
-            if set(wanted) - {"$in", "$ne"}:
-                raise ValueError(f"unsupported filter: {wanted}")
-        elif value != wanted:
-            return False
-    return True
+def finished_day(at: datetime | None) -> str:
+    return (at or datetime.now(UTC)).astimezone(BUSINESS_TZ).date().isoformat()
 
 
 def placing(db: Any, name: str, docs: list[Doc], query: Doc) -> list[Any]:
     """The inserts of a history's documents where the archiver would have left them by now: the finished
     ones in `<name>_archive`, the others in the working set."""
-    done = [doc | {"archived_at": datetime.now(UTC)} for doc in docs if finished(doc, query)]
-    live = [doc for doc in docs if not finished(doc, query)]
+    done = [
+        doc | {"archived_at": datetime.now(UTC), FINISHED: finished_day(doc.get("updated_at"))}
+        for doc in docs
+        if matches(query, doc)
+    ]  # stamped as the write path would have (the day of the write that finished it)
+    live = [doc | {FINISHED: None} for doc in docs if not matches(query, doc)]
     return [db[collection].insert_many(part) for collection, part in ((f"{name}_archive", done), (name, live)) if part]
 
 
@@ -361,7 +354,7 @@ async def ensure_history(client: AsyncMongoClient[Doc], opts: E2eBench) -> str:
             *placing(dbs["notify"], "cases", notify_cases, NOTIFY_FINISHED),
         ]
         # A case's contact follows it into the archive (`NotifyStore.archive_followers`).
-        archived = {doc["_id"] for doc in notify_cases if finished(doc, NOTIFY_FINISHED)}
+        archived = {doc["_id"] for doc in notify_cases if matches(NOTIFY_FINISHED, doc)}
         contacts_placed = [
             dbs["notify"][collection].insert_many(part)
             for collection, part in (

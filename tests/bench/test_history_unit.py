@@ -8,7 +8,8 @@ from decimal import Decimal
 import pytest
 from pymongo import AsyncMongoClient
 
-from benchmarks.e2e.history import NOTIFY_FINISHED, REJECTION, HistoryBuilder, finished
+from benchmarks.e2e.history import NOTIFY_FINISHED, REJECTION, HistoryBuilder
+from common.aggregates import matches
 from services.hotline.store import kept_entries
 
 pytestmark = pytest.mark.unit
@@ -76,4 +77,4 @@ async def test_every_proposal_is_decided_through_relief_and_its_events_reach_not
         assert all(c.end_reason == "paid" for c in clocks)
     assert not builder.notify.live_timers
     notify_cases, _ = builder.notify.drain()
-    assert all(finished(doc, NOTIFY_FINISHED) for doc in notify_cases)
+    assert all(matches(NOTIFY_FINISHED, doc) for doc in notify_cases)
