@@ -463,11 +463,10 @@ class Aggregates(Generic[A]):
                 outbox_pending=bool(doc.get("outbox")),
                 outbox_minute=_minute(now) if doc.get("outbox") else None,
             )
-            if self.finished is not None:  # decided here, so the archiver finds these by indexed equalities
-                done = matches(self.finished, {**(stored or {}), **doc})
-                doc[FINISHED] = now.astimezone(BUSINESS_TZ).date().isoformat() if done else None
             # The value as stored: the fields this write sets over those it leaves (the version included).
             whole = {**(stored or {}), **doc}
+            if self.finished is not None:  # decided here, so the archiver finds these by indexed equalities
+                doc[FINISHED] = whole[FINISHED] = finished_day(now) if matches(self.finished, whole) else None
             value = self.codec.load(whole)
             plans.append(
                 _Plan(doc_id, value, doc, version, insert=stored is None or archived, stored=whole, restored=archived)
@@ -618,7 +617,7 @@ class Aggregates(Generic[A]):
         checkpoint = await self.checkpoints.find_one({"_id": mark})
         if checkpoint is None:  # the first round of this version on this database, in any process
             # No stamp is older than this process (a day of slack for the clocks).
-            first = (datetime.now(BUSINESS_TZ) - timedelta(days=1)).date().isoformat()
+            first = finished_day(datetime.now(UTC) - timedelta(days=1))
             await insert_once(self.checkpoints, {"_id": mark, "day": first, "unstamped": True})
             checkpoint = await self.checkpoints.find_one({"_id": mark}) or {"day": first, "unstamped": True}
         if checkpoint.get("unstamped"):
@@ -686,6 +685,11 @@ class Aggregates(Generic[A]):
             if self.archived is not None:
                 await self.archived([doc["_id"] for doc in moved])
         return found, len(moved)
+
+
+def finished_day(at: datetime) -> str:
+    """The stamp of a document a write at `at` left finished (`FINISHED`): that business day."""
+    return at.astimezone(BUSINESS_TZ).date().isoformat()
 
 
 def matches(query: Mapping[str, Any], doc: Mapping[str, Any]) -> bool:

@@ -22,9 +22,9 @@ from pymongo import AsyncMongoClient
 
 from benchmarks.e2e import captured
 from benchmarks.e2e.settings import SERVICES, E2eBench
-from common.aggregates import FINISHED, matches, pack_entries
+from common.aggregates import FINISHED, finished_day, matches, pack_entries
 from common.principal import Principal, Role
-from contracts.events import BUSINESS_TZ, CASE_EVENTS_TOPIC, read_event
+from contracts.events import CASE_EVENTS_TOPIC, read_event
 from contracts.events.hotline import CallbackRecorded, Caller, HelpRequested, Place
 from contracts.events.relief import grant_event
 from contracts.events.router import CaseDispatched, case_lifecycle_event
@@ -279,19 +279,17 @@ async def first_payment_run(relief: Relief, grant: Entitlement) -> None:
     await _close_dibao_grant(relief.store, relief.entitlements, grant.case_id, spec, amount, COORDINATOR)
 
 
-def finished_day(at: datetime | None) -> str:
-    return (at or datetime.now(UTC)).astimezone(BUSINESS_TZ).date().isoformat()
-
-
 def placing(db: Any, name: str, docs: list[Doc], query: Doc) -> list[Any]:
     """The inserts of a history's documents where the archiver would have left them by now: the finished
     ones in `<name>_archive`, the others in the working set."""
-    done = [
-        doc | {"archived_at": datetime.now(UTC), FINISHED: finished_day(doc.get("updated_at"))}
-        for doc in docs
-        if matches(query, doc)
-    ]  # stamped as the write path would have (the day of the write that finished it)
-    live = [doc | {FINISHED: None} for doc in docs if not matches(query, doc)]
+    done: list[Doc] = []
+    live: list[Doc] = []
+    for doc in docs:  # stamped as the write path would have (the day of the write that finished it)
+        if matches(query, doc):
+            stamp = finished_day(doc.get("updated_at") or datetime.now(UTC))
+            done.append(doc | {"archived_at": datetime.now(UTC), FINISHED: stamp})
+        else:
+            live.append(doc | {FINISHED: None})
     return [db[collection].insert_many(part) for collection, part in ((f"{name}_archive", done), (name, live)) if part]
 
 

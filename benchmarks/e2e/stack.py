@@ -111,7 +111,8 @@ class Stack:
                 for line in (await client.get(f"{self.url(name)}/metrics")).text.splitlines():
                     if line.startswith("service_warmed{"):
                         labels, value = line.rsplit(" ", 1)
-                        parts[f"{name} {labels.split(chr(34))[1]}"] = value == "1"
+                        part = labels.split('"')[1]
+                        parts[f"{name} {part}"] = value == "1"
             if all(parts.values()) or time.monotonic() > deadline:
                 return parts
             await asyncio.sleep(0.5)
