@@ -29,7 +29,6 @@ import structlog
 from faststream import AckPolicy
 from faststream.exceptions import NackMessage
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 
 from common.consumer import TRANSIENT_ERRORS, DeliveryPolicy
@@ -74,8 +73,12 @@ def make_batch_broker(settings: ServiceSettings, name: str) -> tuple[KafkaBroker
         enable_idempotence=True,
         request_timeout_ms=10_000,
         graceful_timeout=10.0,
-        log_level=logging.DEBUG,
-    )  # per-batch access logs only at debug level
+        log_level=logging.DEBUG,  # per-batch access logs only at debug level
+        # The handler is handed the batch's records as they came (`raw_records`) and decodes each itself:
+        # no argument validation and no context injection per batch (FastStream resolves an injected
+        # message in a worker thread, a thread hop for every batch).
+        apply_types=False,
+    )
     policy.bind(broker)
     return broker, policy
 
@@ -129,9 +132,15 @@ async def handle_with_policy(policy: DeliveryPolicy, handler: BatchHandler, reco
 
 
 async def raw_bodies(message: StreamMessage[Any]) -> Any:
-    """The batch's record values as they are: the handler decodes each record itself (and rejects the bad
-    ones), so FastStream's own per-record JSON decoding would be wasted work."""
+    """The record values as they are: the handler decodes each record itself (and rejects the bad ones), so
+    FastStream's own per-record JSON decoding would be wasted work."""
     return message.body
+
+
+async def raw_records(message: StreamMessage[Any]) -> tuple[ConsumerRecord, ...]:
+    """The batch's records themselves (offsets, keys and headers with the values), for a batch handler."""
+    raw = message.raw_message
+    return raw if isinstance(raw, tuple) else (raw,)
 
 
 @dataclass(frozen=True)
@@ -166,11 +175,10 @@ class BatchConsumer:
             batch=True,
             max_records=self.max_records,
             batch_timeout_ms=self.batch_timeout_ms,
-            decoder=raw_bodies,
+            decoder=raw_records,
         )
-        async def on_batch(_: list[bytes], message: KafkaMessage) -> None:
-            raw = message.raw_message
-            await handle_with_policy(policy, self.handler, raw if isinstance(raw, tuple) else (raw,))
+        async def on_batch(records: Any) -> None:  # `raw_records` gives the tuple
+            await handle_with_policy(policy, self.handler, records)
 
         try:
             await runtime.kafka_connected.wait()

@@ -148,7 +148,7 @@ def print_resources(cases: int, cpu: dict[str, float], commands: dict[str, dict[
         sent = sorted(
             ((k.split(" ", 1)[1], v) for k, v in figures.items() if k.startswith("sent ")), key=lambda kv: -kv[1]
         )
-        most = ", ".join(f"{k} {v / cases:.2f}" for k, v in sent[:5])
+        most = ", ".join(f"{k} {v / cases:.2f}" for k, v in sent[:8])
         rows.append([name, f"{total * 1000 / cases:.1f}", top or "-", most or "-"])
     headers = ["service", "store wait ms/case", "most waited on (command collection ms/case)"]
     print(table([*headers, "most sent (command collection per case)"], rows), flush=True)
