@@ -19,12 +19,13 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
 from faststream.kafka import KafkaBroker, KafkaRouter
 from pydantic import BaseModel
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.aggregates import Aggregates
 from common.auth import TokenVerifier, require_roles
@@ -308,6 +309,33 @@ class ForwardedPrefix:
         await self.app(scope, receive, send)
 
 
+class CorrelationId:
+    """Every log line of a request carries its correlation id (the caller's `X-Correlation-ID`, or one made
+    here), and the response says it. A plain ASGI middleware: Starlette's `BaseHTTPMiddleware` (what
+    `@app.middleware("http")` makes) runs every request's endpoint in a task group of its own."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-correlation-id"), "")
+        correlation_id = given or uuid.uuid4().hex
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["X-Correlation-ID"] = correlation_id
+            await send(message)
+
+        structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            structlog.contextvars.unbind_contextvars("correlation_id")
+
+
 YOUNG_GC_THRESHOLD = 10_000  # allocations between young collections (Python's default: 700)
 
 
@@ -455,17 +483,7 @@ def create_service_app(
     app.add_middleware(BodyLimit, max_bytes=settings.http_max_body_bytes)
     app.add_middleware(NoNulText)
 
-    @app.middleware("http")
-    async def bind_correlation_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        """Every log line of a request carries its correlation id (taken from the caller or made here)."""
-        correlation_id = request.headers.get("x-correlation-id") or uuid.uuid4().hex
-        structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
-        try:
-            response = await call_next(request)
-        finally:
-            structlog.contextvars.unbind_contextvars("correlation_id")
-        response.headers["X-Correlation-ID"] = correlation_id
-        return response
+    app.add_middleware(CorrelationId)
 
     install_error_handlers(app)
     app.include_router(health_router())

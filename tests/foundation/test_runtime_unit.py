@@ -102,18 +102,32 @@ def test_case_numbers_are_readable_and_sort_by_date() -> None:
         format_case_number("20260215", 1_000_000)
 
 
-def test_http_responses_carry_the_correlation_id() -> None:
+def test_http_responses_carry_the_correlation_id_and_so_do_the_request_s_log_lines() -> None:
+    import structlog
+    from fastapi import APIRouter
     from fastapi.testclient import TestClient
 
     from common.app import create_service_app
 
+    probe = APIRouter()
+
+    @probe.get("/log-context")
+    async def log_context() -> dict[str, str]:
+        return dict(structlog.contextvars.get_contextvars())
+
     # Nothing unreachable is touched: the store connects lazily, Kafka is retried in the background.
-    app = create_service_app(ServiceSettings(service_name="t", kafka_bootstrap_servers="127.0.0.1:1"), title="t")
+    settings = ServiceSettings(service_name="t", kafka_bootstrap_servers="127.0.0.1:1")
+    app = create_service_app(settings, title="t", routers=[probe])
     with TestClient(app) as client:
         echoed = client.get("/healthz", headers={"X-Correlation-ID": "abc-123"})
         made = client.get("/healthz")
+        logged = client.get("/log-context", headers={"X-Correlation-ID": "def-456"})
+        missing = client.get("/no-such-page", headers={"X-Correlation-ID": "ghi-789"})
     assert echoed.headers["X-Correlation-ID"] == "abc-123"
     assert len(made.headers["X-Correlation-ID"]) == 32
+    assert logged.json() == {"correlation_id": "def-456"} and logged.headers["X-Correlation-ID"] == "def-456"
+    assert missing.status_code == 404 and missing.headers["X-Correlation-ID"] == "ghi-789"
+    assert structlog.contextvars.get_contextvars() == {}  # unbound once the request is answered
 
 
 async def test_a_crashed_background_loop_is_logged_and_restarted(monkeypatch) -> None:
