@@ -12,21 +12,24 @@ store, or None for "nothing to change". The write path around it, per batch of d
 3. the next version of every changed document claimed in one insert (`common.store.VersionClaims`: on
    FerretDB only a unique-index insert is atomic), then one bulk write of the documents, each carrying the
    entries of its outbox (events to publish, effects to run) in the same write;
-4. `publish` called once with every document's pending outbox; then one insert records each outbox as
-   published (`<collection>_published_claims`, `<id>@<version>`): on FerretDB an update costs fifty
-   inserts, so the outbox is not cleared by writing the document again. The next change of a document
-   drops entries recorded as published (this process remembers what it published, so it rarely asks);
-   entries whose publish failed are carried forward and published first, and `sweep` publishes what was
-   left longer than a grace period.
+4. `publish` called once with every document's pending outbox; then each outbox is recorded as published
+   (`<collection>_published_claims`, `<id>@<version>`): on FerretDB an update costs fifty inserts, so the
+   outbox is not cleared by writing the document again. The records go off the batch's path, by group
+   commit (`common.store.GroupInserts`: the records of the batches that end while one insert is on its
+   way go together in the next), since nothing this process does waits for them: it remembers what it
+   published. The next change of a document drops entries recorded as published; entries whose publish
+   failed are carried forward and published first, and `sweep` publishes what was left longer than a
+   grace period. A record not yet stored when another process reads the document, or lost with its
+   process, only means that outbox is published again (`publish` is idempotent).
 
 Writers of one document inside one process are serialised in memory (lock stripes taken in one order),
 so the coroutines of a process never contend through the store; a lost claim means another process got
 there first, and that document alone is read and changed again. `publish` must be idempotent (consumers
 dedupe on event id) and must not change documents of the same `Aggregates` (the stripes are held).
 
-Round trips for a batch of n documents: a read, a claim insert, a bulk write (updates in commands of at
-most `common.store.UPDATES_PER_COMMAND`), the publish, a marker insert: five, whatever n is, plus one
-per lost race and one lookup of markers when documents come from another process.
+Round trips a batch of n documents waits for: a read, a claim insert, a bulk write (updates in commands
+of at most `common.store.UPDATES_PER_COMMAND`), the publish: four, whatever n is, plus one per lost race
+and one lookup of markers when documents come from another process; the markers' insert follows.
 
 This process remembers the documents it wrote (or was handed, `remember`) for `cache_ttl`, at most
 `cache_size` of them, and a change of one of those skips the read: on FerretDB every read scans the
@@ -53,9 +56,10 @@ from bson.binary import Binary, UuidRepresentation
 from bson.codec_options import CodecOptions
 from bson.errors import InvalidDocument
 from pymongo import UpdateOne
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from common.store import (
+    GroupInserts,
     VersionClaims,
     bulk_update,
     create_query_indexes,
@@ -170,6 +174,8 @@ class Aggregates(Generic[A]):
         self.archived = archived  # told the ids of the documents each archiving moved (what follows them)
         self.claims = VersionClaims(claims, collection)
         self.published = collection.database[f"{collection.name}_published_claims"]
+        self._markers = GroupInserts(self.published)  # the records of published outboxes (module docstring)
+        self._marking: set[asyncio.Future[None]] = set()  # their inserts on their way
         self._published: dict[str, int] = {}  # id -> version whose outbox this process published
         # id -> version whose outbox this process wrote, or its sweep found, and has not published yet
         # (`backlog`): known without asking the store, which would decode the whole collection to count.
@@ -371,6 +377,7 @@ class Aggregates(Generic[A]):
                 if doc.get("outbox") and not archived
             }
             await self._flush(waiting)
+            await self.settle()  # a sweep is not on anyone's path: it returns with what it published recorded
         return len(waiting), sum(self._published.get(doc_id, -1) < v for doc_id, (v, _) in waiting.items())
 
     @contextlib.asynccontextmanager
@@ -560,16 +567,33 @@ class Aggregates(Generic[A]):
             )
             return
         now = datetime.now(UTC)
-        markers = [{"_id": f"{doc_id}@{version}", "at": now} for doc_id, (version, _) in waiting.items()]
-        try:
-            await self.published.insert_many(markers, ordered=False)
-        except BulkWriteError as exc:  # published before (a redelivery, a sweep): recorded already
-            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-                raise
+        marking = asyncio.ensure_future(
+            self._mark([{"_id": f"{doc_id}@{version}", "at": now} for doc_id, (version, _) in waiting.items()])
+        )
+        self._marking.add(marking)
+        marking.add_done_callback(self._marking.discard)
         if len(self._published) > REMEMBERED:
             self._published.clear()
         self._published.update({doc_id: version for doc_id, (version, _) in waiting.items()})
         self._settled({doc_id: version for doc_id, (version, _) in waiting.items()})
+
+    async def _mark(self, markers: list[Doc]) -> None:
+        """Record published outboxes (group commit with other batches' records). One already recorded (a
+        redelivery, a sweep) is fine; a failure is logged: those outboxes may be published once more."""
+        results = await asyncio.gather(*(self._markers.insert(m) for m in markers), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException) and not isinstance(r, DuplicateKeyError)]
+        if failed:
+            log.warning(
+                "published outboxes not recorded; they may be published again",
+                collection=self.collection.name,
+                documents=len(failed),
+                error=repr(failed[0]),
+            )
+
+    async def settle(self) -> None:
+        """Wait until the records of the outboxes published so far are stored (shutdown, tests)."""
+        while self._marking:
+            await asyncio.gather(*self._marking, return_exceptions=True)
 
     def _owe(self, waiting: Mapping[str, tuple[int, list[Entry]]]) -> None:
         """These outboxes are about to be published: owed until `_settled` (a failed publish leaves them)."""

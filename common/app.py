@@ -473,6 +473,8 @@ def create_service_app(
             if broker is not None:
                 with contextlib.suppress(Exception):
                     await broker.stop()
+            with contextlib.suppress(Exception):  # the records of what was published, before the store goes
+                await asyncio.wait_for(asyncio.gather(*(a.settle() for a in runtime.aggregates)), timeout=5)
             await mongo.close()
             log.info("service stopped")
 

@@ -97,8 +97,8 @@ async def test_a_batch_from_two_processes_keeps_every_change(db) -> None:
 
 
 async def test_a_batch_costs_a_bounded_number_of_round_trips(db, mongodb_url) -> None:
-    """Claim, write, mark published: three writes to create 2 documents or 200 (changing 200 adds only the
-    update commands, at most `UPDATES_PER_COMMAND` updates each); the read is one `$in` on MongoDB and,
+    """Claim, write, mark published (the mark after the batch): three writes to create 2 documents or 200
+    (changing 200 adds only the update commands, at most `UPDATES_PER_COMMAND` updates each); the read is one `$in` on MongoDB and,
     on FerretDB (which decodes the whole collection for a `$in`), one equality query per document, an
     index lookup each."""
     from pymongo import AsyncMongoClient
@@ -118,6 +118,7 @@ async def test_a_batch_costs_a_bounded_number_of_round_trips(db, mongodb_url) ->
             before = counter.sent.copy()
             outcome = await cases.change_many({f"{prefix}{n}": add_to(f"{prefix}{n}", item) for n in range(size)})
             assert len(outcome.written) == size
+            await cases.settle()  # the record of the publish follows the batch
             spent = counter.by_command(before, without={SWEEP_CHECKPOINTS})  # made sure of once a process
             assert spent.get("find", 0) == (size if ferret else 1), spent
             return sum(spent.values()) - spent.get("find", 0)
@@ -633,3 +634,37 @@ async def test_with_an_archive_age_the_archiver_asks_only_the_days_it_has_reache
     assert checkpoint["day"] == days_ago(7)  # the age's own day may still get documents old enough
     assert await tickets.archive_finished() == 0
     assert await db["tickets"].find_one({"_id": "new"}) is not None
+
+
+async def test_a_batch_does_not_wait_for_the_record_of_its_publish_and_concurrent_records_go_together(db) -> None:
+    """The record that an outbox was published is stored off the batch's path: the change returns while it
+    is on its way, this process knows without it, and the records of batches ending meanwhile share the
+    next insert (group commit). `settle` waits for them (a service's shutdown does)."""
+    published = Published()
+    cases = Aggregates(db["tallies"], db["tally_claims"], CODEC, published)
+    held = asyncio.Event()
+    inserts: list[int] = []
+    real_insert = cases.published.insert_many
+
+    async def slow_insert(documents, **kwargs):
+        inserts.append(len(documents))
+        await held.wait()
+        return await real_insert(documents, **kwargs)
+
+    cases.published.insert_many = slow_insert  # type: ignore[method-assign]
+    first = await asyncio.wait_for(cases.change("m-0", add_to("m-0", "x")), timeout=10)
+    assert first is not None and published.events == ["m-0:x"]  # returned with its record still held
+    assert await db["tallies_published_claims"].count_documents({}) == 0
+    rest = await asyncio.gather(*(cases.change(f"m-{n}", add_to(f"m-{n}", "x")) for n in range(1, 6)))
+    assert all(w is not None for w in rest) and cases.backlog == 0
+    await asyncio.sleep(0.05)  # their records are handed to the inserts
+    assert inserts == [1]  # the five records wait behind the first insert
+    held.set()
+    await asyncio.wait_for(cases.settle(), timeout=10)
+    assert inserts == [1, 5]
+    stored = {d["_id"] for d in await db["tallies_published_claims"].find({}).to_list()}
+    assert stored == {f"m-{n}@1" for n in range(6)}
+    # This process's next change drops the published entries without asking the store.
+    again = await cases.change("m-0", add_to("m-0", "y"))
+    assert again is not None and published.events[-1] == "m-0:y"
+    assert (await db["tallies"].find_one({"_id": "m-0"}))["outbox"] == [{"event_id": "m-0:y"}]

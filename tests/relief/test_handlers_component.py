@@ -112,6 +112,7 @@ async def test_dispatch_first_then_help_request_proposes_once_and_refusals_cite_
     assert id_card(42) not in str(docs)  # the ID-card number is never stored in clear
     types = sorted((e["rule_id"], e["type"]) for e in published["grants"] if e["case_id"] == case)
     assert types == [("P5.2a", "grant.proposed"), ("P5.2b", "grant.rejected")]
+    await broker.relief.entitlements.settle()  # the records of what was published follow the batch
     published_marks = db["entitlements_published_claims"]
     for d in docs.values():  # each outbox recorded as published
         assert await published_marks.count_documents({"_id": f"{d['_id']}@{d['version']}"}) == 1
