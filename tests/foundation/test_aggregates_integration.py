@@ -98,9 +98,9 @@ async def test_a_batch_from_two_processes_keeps_every_change(db) -> None:
 
 async def test_a_batch_costs_a_bounded_number_of_round_trips(db, mongodb_url) -> None:
     """Claim, write, mark published (the mark after the batch): three writes to create 2 documents or 200
-    (changing 200 adds only the update commands, at most `UPDATES_PER_COMMAND` updates each); the read is one `$in` on MongoDB and,
-    on FerretDB (which decodes the whole collection for a `$in`), one equality query per document, an
-    index lookup each."""
+    (changing 200 adds only the update commands, at most `UPDATES_PER_COMMAND` updates each); the read is
+    one `$in` on MongoDB and, on FerretDB (which decodes the whole collection for a `$in`), one equality
+    query per document, an index lookup each."""
     from pymongo import AsyncMongoClient
 
     from common.store import UPDATES_PER_COMMAND, serves_queries_from_indexes
