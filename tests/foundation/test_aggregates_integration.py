@@ -651,7 +651,7 @@ async def test_a_batch_does_not_wait_for_the_record_of_its_publish_and_concurren
         await held.wait()
         return await real_insert(documents, **kwargs)
 
-    cases.published.insert_many = slow_insert  # type: ignore[method-assign]
+    cases.published.insert_many = slow_insert  # type: ignore[method-assign,assignment]
     first = await asyncio.wait_for(cases.change("m-0", add_to("m-0", "x")), timeout=10)
     assert first is not None and published.events == ["m-0:x"]  # returned with its record still held
     assert await db["tallies_published_claims"].count_documents({}) == 0
