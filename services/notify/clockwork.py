@@ -11,6 +11,7 @@ insert of texts); they are idempotent (natural ids), so a sweep after a crash ru
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -227,10 +228,16 @@ class Clockwork:
                 placing[timer["bucket"]].append(Timer(timer["id"], timer["due_at"], timer["payload"]))
             else:
                 cancelling.append((timer["id"], timer["bucket"]))
-        await self.store.sla_timers.place(placing)
-        await self.store.sla_timers.cancel(cancelling)
-        if notifications:
-            await self.outbox.enqueue_many(notifications)
+        # Timers placed and cancelled (other ids: a timer's last effect was taken above) and texts queued, all
+        # at once; the phones are forgotten after, once the texts still on their way are recorded.
+        results = await asyncio.gather(
+            self.store.sla_timers.place(placing),
+            self.store.sla_timers.cancel(cancelling),
+            self.outbox.enqueue_many(notifications) if notifications else asyncio.sleep(0),
+            return_exceptions=True,
+        )
+        if errors := [r for r in results if isinstance(r, BaseException)]:
+            raise errors[0]
         await self.store.forget_callers_texted(forget)  # keep a phone only while a text to the caller is on its way
 
 

@@ -14,8 +14,9 @@ Everything stays inside what FerretDB 1.24 supports: filters, sort, limit, and a
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -105,6 +106,14 @@ def _open_only(field: str | int, *matches: dict[str, Any] | None) -> bool:
     )
 
 
+async def _all_buckets(writes: Iterable[Awaitable[None]]) -> None:
+    """One write per bucket, all at once (each bucket is a collection of its own); the first error raises
+    once every write has ended, so none is left running."""
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    if errors := [r for r in results if isinstance(r, BaseException)]:
+        raise errors[0]
+
+
 def _ignore_duplicates(exc: BulkWriteError) -> set[int]:
     """The indexes refused as duplicates of a natural key; re-raise for any other write error."""
     errors = exc.details.get("writeErrors", [])
@@ -181,7 +190,8 @@ class TimerWheel:
         is). Placed moments after the decision, a bucket may have begun meanwhile: that is harmless, a sweep
         reads every begun bucket; one long past is registered again if it was dropped."""
         horizon = past_horizon(datetime.now(UTC), self.grace, self.bucket_s)
-        for bucket, group in by_bucket.items():
+
+        async def into(bucket: int, group: list[Timer]) -> None:
             if bucket <= horizon:
                 self._known.discard(bucket)  # possibly reaped by another process: register it again
             await self._ensure_bucket(bucket)
@@ -190,6 +200,8 @@ class TimerWheel:
                 await self.collection(bucket).insert_many(docs, ordered=False)
             except BulkWriteError as exc:
                 _ignore_duplicates(exc)
+
+        await _all_buckets(into(bucket, group) for bucket, group in by_bucket.items())
 
     async def insert_bulk(self, bucket: int, docs: list[dict[str, Any]]) -> None:
         """Load pre-built timer documents into one bucket (benchmarks and migrations)."""
@@ -200,8 +212,7 @@ class TimerWheel:
         by_bucket: dict[int, list[str]] = defaultdict(list)
         for timer_id, bucket in refs:
             by_bucket[bucket].append(timer_id)
-        for bucket, ids in by_bucket.items():
-            await delete_by_ids(self.collection(bucket), ids)
+        await _all_buckets(delete_by_ids(self.collection(bucket), ids) for bucket, ids in by_bucket.items())
 
     async def due(self, now: datetime, limit: int) -> list[DueTimer]:
         """Up to `limit` timers whose `due_at` has passed, earliest first."""
