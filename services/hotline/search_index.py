@@ -35,7 +35,7 @@ import structlog
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from common.store import (
     GroupInserts,
@@ -82,6 +82,8 @@ class SearchIndex:
         self._inserts = GroupInserts(self.entries)  # concurrent calls' entries in one insert
         self._text_inserts = GroupInserts(self.texts)
         self._days_known: set[str] = set()
+        self._rewrites: dict[str, CaseStatus] = {}  # statuses decided, waiting for the rewrite on its way
+        self._rewriting: asyncio.Task[None] | None = None
 
     async def ensure_indexes(self) -> None:
         """An index per equality a search asks (on FerretDB served by the local stack's GIN twins, so a search
@@ -134,6 +136,31 @@ class SearchIndex:
         # Both indexes at once: the status consumer's next batch waits for this one's rewrite.
         await asyncio.gather(*(busy_retry(partial(bulk_update, c, updates)) for c in (self.entries, self.texts)))
 
+    def set_statuses_soon(self, statuses: dict[str, CaseStatus]) -> None:
+        """`set_statuses` off the caller's path (the status consumer's next batch need not wait for it): one
+        rewrite at a time, and the statuses decided meanwhile go together in the next, a case's latest
+        winning, so a case's rewrites never overtake each other. A failure is logged; the backfill mends
+        stale statuses (`backfill`)."""
+        if not statuses:
+            return
+        self._rewrites.update(statuses)
+        if self._rewriting is None or self._rewriting.done():
+            self._rewriting = asyncio.ensure_future(self._rewrite())
+
+    async def _rewrite(self) -> None:
+        while self._rewrites:
+            statuses, self._rewrites = self._rewrites, {}
+            try:
+                await self.set_statuses(statuses)
+            except PyMongoError as exc:
+                log.warning("search statuses not rewritten", cases=len(statuses), error=repr(exc))
+
+    async def settle(self) -> None:
+        """Wait for the status rewrites decided so far (a search first does: it sees what this process
+        decided)."""
+        while self._rewriting is not None and not self._rewriting.done():
+            await asyncio.shield(self._rewriting)
+
     async def archive(self, case_ids: list[str]) -> None:
         """Move these cases' entries to the archive (their intake records were archived): copied first, so a
         failure in between leaves an entry in both, which a search counts once."""
@@ -148,6 +175,7 @@ class SearchIndex:
 
     async def search(self, f: CaseFilter, *, skip: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
         """One page of the entries matching, newest first, and whether more follow."""
+        await self.settle()
         wanted = skip + limit + 1
         equal = index_equalities(f)
         terms = filter_terms(f)

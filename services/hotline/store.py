@@ -411,7 +411,7 @@ class HotlineStore:
             return change
 
         outcome = await self.records.change_many({c: change_for(c) for c in arriving})
-        await self._reindex(moved, outcome.written)
+        self._reindex(moved, outcome.written)
         return set(outcome.written)
 
     @staticmethod
@@ -424,12 +424,9 @@ class HotlineStore:
         else:
             moved.pop(record.case_id, None)
 
-    async def _reindex(self, moved: dict[str, CaseStatus], written: Collection[str]) -> None:
-        """The search index follows the statuses written (a failure leaves it to the backfill)."""
-        try:
-            await self.search_index.set_statuses({c: s for c, s in moved.items() if c in written})
-        except PyMongoError as exc:
-            log.warning("search statuses not rewritten", case_ids=sorted(moved), error=repr(exc))
+    def _reindex(self, moved: dict[str, CaseStatus], written: Collection[str]) -> None:
+        """The search index follows the statuses written, off the batch's path (`set_statuses_soon`)."""
+        self.search_index.set_statuses_soon({c: s for c, s in moved.items() if c in written})
 
     @staticmethod
     def _project(record: IntakeRecord, kept: list[dict[str, Any]]) -> CaseStatus:
@@ -458,7 +455,7 @@ class HotlineStore:
             return None if unchanged else record.model_copy(update=fields)
 
         written = await self.records.change(case_id, change)
-        await self._reindex(moved, [written.id] if written else [])
+        self._reindex(moved, [written.id] if written else [])
         return projected[0] if projected else None
 
     @staticmethod

@@ -104,6 +104,7 @@ async def test_a_status_change_of_an_archived_case_moves_its_search_entries_back
 
     await harness.deliver(CaseReopened(case_id=done, operator_id="op-2", reason="来电人反映问题未解决"))
     assert (await status_of(harness, done))["status"] == "reopened"
+    await index.settle()  # the search entries' status follows the batch
     for live, archive in ((index.entries, index.entries_archive), (index.texts, index.texts_archive)):
         entry = await live.find_one({"_id": done})
         assert entry is not None and entry["status"] == "reopened"

@@ -64,6 +64,7 @@ async def store(db: AsyncDatabase[dict[str, Any]]) -> HotlineStore:
         await store.index_intake(event)
     progress = CaseProgressRecorded(case_id=target.case_id, actor="w1", task_id="t1", note="上门核实")
     await store.apply_events([(target.case_id, str(progress.event_id), progress)])
+    await store.search_index.settle()  # its status rewritten in the index (off the batch's path)
     return store
 
 
@@ -157,6 +158,43 @@ async def test_a_status_change_is_found_by_the_new_status_only(store: HotlineSto
     [row], _ = await store.search(CaseFilter(statuses=("resolved",)), skip=0, limit=20)
     assert row["_id"] == case_id and row["status"] == "resolved"
     assert (await store.search(CaseFilter(statuses=("in_progress",)), skip=0, limit=20)) == ([], False)
+
+
+async def test_the_status_batch_does_not_wait_for_the_search_index_and_a_search_sees_what_it_decided(
+    store: HotlineStore, db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    """The search index's statuses are rewritten off the status consumer's path, one rewrite at a time with
+    the statuses decided meanwhile going together (a case's latest wins); a search waits for them first."""
+    import asyncio
+
+    case_id = "CQ-20260309-000007"
+    index = store.search_index
+    held = asyncio.Event()
+    rewrites: list[dict[str, str]] = []
+    real_set_statuses = index.set_statuses
+
+    async def held_set_statuses(statuses):
+        rewrites.append({c: s.status for c, s in statuses.items()})
+        await held.wait()
+        await real_set_statuses(statuses)
+
+    index.set_statuses = held_set_statuses  # type: ignore[method-assign]
+    resolved = CaseResolved(case_id=case_id, actor="w1", outcome="已救助")
+    progress = CaseProgressRecorded(case_id="CQ-20260310-000001", actor="w1", task_id="t1", note="已联系")
+    await asyncio.wait_for(store.apply_events([(case_id, str(resolved.event_id), resolved)]), timeout=10)
+    await asyncio.wait_for(store.apply_events([(progress.case_id, str(progress.event_id), progress)]), timeout=10)
+    assert rewrites == [{case_id: "resolved"}]  # the second batch's status waits behind the first rewrite
+    entry = await db["case_search"].find_one({"_id": case_id})
+    assert entry is not None and entry["status"] != "resolved"
+    searching = asyncio.ensure_future(store.search(CaseFilter(statuses=("resolved",)), skip=0, limit=20))
+    await asyncio.sleep(0.2)
+    assert not searching.done()  # a search sees what this process decided: it waits for the rewrites
+    held.set()
+    [row], _ = await asyncio.wait_for(searching, timeout=10)
+    assert row["_id"] == case_id and row["status"] == "resolved"
+    assert rewrites == [{case_id: "resolved"}, {"CQ-20260310-000001": "in_progress"}]
+    [other], _ = await store.search(CaseFilter(statuses=("in_progress",), district="500103"), skip=0, limit=20)
+    assert other["_id"] == "CQ-20260310-000001"
 
 
 async def test_the_backfill_files_cases_taken_before_the_index_and_mends_stale_statuses(
