@@ -243,6 +243,12 @@ class Aggregates(Generic[A]):
         would be created twice), nor those this process remembers (a redelivery it wrote itself)."""
         return {doc_id for doc_id in new if not self.may_be_archived(doc_id) and self._fresh(doc_id) is None}
 
+    def remembered(self, ids: Iterable[str]) -> dict[str, Doc]:
+        """Copies of the documents among `ids` this process remembers writing (within the time limit), as
+        the store would give them back: a guess at the stored ones (another process may have written one
+        since), for readers to whom that is harmless and a lookup each is not."""
+        return {doc_id: doc for doc_id in ids if (doc := self._remembered(doc_id)) is not None}
+
     def _remembered(self, doc_id: str) -> Doc | None:
         """A copy of the remembered document, as the store would give it back."""
         kept = self._fresh(doc_id)

@@ -298,12 +298,18 @@ class HotlineStore:
         """Intake records were archived: their search entries follow."""
         await self.search_index.archive(case_ids)
 
-    async def _intakes(self, case_ids: list[str]) -> list[dict[str, Any]]:
+    async def _intakes(self, case_ids: list[str], *, remembered: bool = False) -> list[dict[str, Any]]:
         """The intake records (without their events) in the order asked, in one read (and one of the
-        archive for those old enough not found); missing ones left out."""
-        by_id = await find_with_archive(
-            self.intakes, self.intakes_archive, case_ids, self.records.may_be_archived, WITHOUT_EVENTS
-        )
+        archive for those old enough not found); missing ones left out. With `remembered`, those this
+        process wrote moments ago are taken from its memory (`Aggregates.remembered`) and not read."""
+        by_id = {
+            c: {k: v for k, v in doc.items() if k not in WITHOUT_EVENTS}
+            for c, doc in (self.records.remembered(case_ids) if remembered else {}).items()
+        }
+        if unread := [c for c in case_ids if c not in by_id]:
+            by_id |= await find_with_archive(
+                self.intakes, self.intakes_archive, unread, self.records.may_be_archived, WITHOUT_EVENTS
+            )
         return [by_id[c] for c in case_ids if c in by_id]
 
     async def _cases_for_keys(self, keys: dict[str, str], seen: dict[str, KeyView] | None) -> dict[str, list[str]]:
@@ -324,11 +330,13 @@ class HotlineStore:
         matched.pop(exclude or "", None)
         # The newest first (a case number sorts by its day, then its number), read a page of MAX_MATCHES at a
         # time until that many are open: a phone that calls all day costs each of its calls one page (on
-        # FerretDB one lookup per id, `common.store.find_by`).
+        # FerretDB one lookup per id, `common.store.find_by`), less the records this process wrote moments
+        # ago, which it remembers (a phone calling again and again: its recent cases cost no lookup; with
+        # several hotline processes, one whose status another process changed since may show it late).
         candidates = sorted(matched, reverse=True)[: MAX_MATCHES * 2]
         found = []
         for start in range(0, len(candidates), MAX_MATCHES):
-            for doc in await self._intakes(candidates[start : start + MAX_MATCHES]):
+            for doc in await self._intakes(candidates[start : start + MAX_MATCHES], remembered=True):
                 if doc.get("status", {}).get("status") in CLOSED_STATUSES:
                     continue
                 doc["matched_on"] = sorted(matched[doc["_id"]])

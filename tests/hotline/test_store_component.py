@@ -80,18 +80,52 @@ async def test_a_phone_with_many_open_cases_is_matched_a_page_at_a_time(db) -> N
     for case_id in closed:
         await db["intakes"].update_one({"_id": case_id}, {"$set": {"status.status": "closed"}})
     reads: list[int] = []
-    unwrapped = store._intakes
+    reader = HotlineStore(db, pepper="test-pepper")  # another process: it remembers none of these records
+    unwrapped = reader._intakes
 
-    async def counted(case_ids: list[str]):
+    async def counted(case_ids: list[str], **kwargs: bool) -> list[dict]:
         reads.append(len(case_ids))
-        return await unwrapped(case_ids)
+        return await unwrapped(case_ids, **kwargs)
 
-    store._intakes = counted  # type: ignore[method-assign]
+    reader._intakes = counted  # type: ignore[method-assign]
     keys = store.keys_of(help_requested("CQ-20260215-000046"))
-    found = await store.open_cases_matching(keys, exclude="CQ-20260215-000046")
+    found = await reader.open_cases_matching(keys, exclude="CQ-20260215-000046")
     assert [d["_id"] for d in found] == list(reversed(cases[-5 - MAX_MATCHES : -5]))  # the newest open ones
     assert all(d["matched_on"] == ["phone"] for d in found)
     assert reads == [MAX_MATCHES, MAX_MATCHES]
+
+
+async def test_a_phone_calling_again_and_again_has_the_cases_this_process_just_wrote_matched_without_reads(
+    db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The records this process wrote moments ago (taken, or changed by a status event) are matched from its
+    memory, with the status it wrote; only those it does not remember are read from the store."""
+    from contracts.events.router import CaseClosed
+    from services.hotline import store as store_module
+
+    store = HotlineStore(db, pepper="test-pepper")
+    cases = [f"CQ-20260215-{n:06d}" for n in range(1, 13)]
+    for n, case_id in enumerate(cases):
+        event = help_requested(case_id, received_at=datetime(2026, 2, 15, 1, 0, n, tzinfo=UTC))
+        await store.claim_intake(event)
+        await store.index_caller(case_id, store.keys_of(event))
+    closing = CaseClosed(case_id=cases[-1], actor="w1")
+    await store.apply_events([(cases[-1], str(closing.event_id), closing)])  # through this process's write path
+    store.records.forget(cases[0])  # one it no longer remembers (its memory is bounded in size and age)
+    asked: list[str] = []
+    real_find = store_module.find_with_archive
+
+    async def counted_find(live, archive, ids, *args, **kwargs):
+        asked.extend(ids)
+        return await real_find(live, archive, ids, *args, **kwargs)
+
+    monkeypatch.setattr(store_module, "find_with_archive", counted_find)
+    keys = store.keys_of(help_requested("CQ-20260215-000013"))
+    found = await store.open_cases_matching(keys, exclude="CQ-20260215-000013")
+    assert [d["_id"] for d in found] == list(reversed(cases[:-1]))  # the closed one is left out
+    assert asked == [cases[0]]  # read: only the one not remembered
+    assert all("events" not in d and "events_packed" not in d for d in found)
+    assert all(d["matched_on"] == ["phone"] for d in found)
 
 
 async def test_a_record_keeps_its_events_packed_and_one_written_before_keeps_its_own_list(db) -> None:
