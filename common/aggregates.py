@@ -412,9 +412,7 @@ class Aggregates(Generic[A]):
         remembers writing are not read (unless `remembered` is False)."""
         found: dict[str, tuple[Doc, bool]] = {}
         if remembered:
-            for doc_id in ids:
-                if (doc := self._remembered(doc_id)) is not None:
-                    found[doc_id] = (doc, False)
+            found = {doc_id: (doc, False) for doc_id, doc in self.remembered(ids).items()}
             self.cache_hits += len(found)
         unread = [doc_id for doc_id in ids if doc_id not in found]
         if unread:

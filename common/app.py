@@ -300,13 +300,18 @@ class ForwardedPrefix:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] in DOCS_PATHS and not scope.get("root_path"):
-            prefix = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-prefix"), "")
+            prefix = request_header(scope, b"x-forwarded-prefix")
             prefix = prefix.rstrip("/")
             if PREFIX.match(prefix):
                 # ASGI: `path` includes `root_path`; routing matches what follows it.
                 scope = dict(scope, root_path=prefix, path=prefix + scope["path"])
                 scope["raw_path"] = scope["path"].encode()
         await self.app(scope, receive, send)
+
+
+def request_header(scope: Scope, name: bytes) -> str:
+    """A request header's value as the ASGI scope holds it (`name` in lower case), "" when absent."""
+    return next((v.decode("latin-1") for k, v in scope["headers"] if k == name), "")
 
 
 class CorrelationId:
@@ -321,8 +326,7 @@ class CorrelationId:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-correlation-id"), "")
-        correlation_id = given or uuid.uuid4().hex
+        correlation_id = request_header(scope, b"x-correlation-id") or uuid.uuid4().hex
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

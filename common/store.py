@@ -195,6 +195,14 @@ async def find_by(
     return [doc for found in await asyncio.gather(*(one(v) for v in values)) for doc in found]
 
 
+async def gather_all(work: Iterable[Awaitable[Any]]) -> None:
+    """Run every awaitable at once; the first error is raised once all have ended, so none is left running
+    (as `asyncio.gather` alone would leave the others)."""
+    results = await asyncio.gather(*work, return_exceptions=True)
+    if errors := [r for r in results if isinstance(r, BaseException)]:
+        raise errors[0]
+
+
 async def delete_by_ids(collection: AsyncCollection[dict[str, Any]], ids: Sequence[str]) -> None:
     """Delete documents by `_id`: one `$in` delete on MongoDB, one `DeleteOne` each on FerretDB (see
     `find_by`), sent as bulk commands."""

@@ -11,7 +11,6 @@ insert of texts); they are idempotent (natural ids), so a sweep after a crash ru
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import structlog
 from pydantic import BaseModel, Field
 
 from common.aggregates import Aggregates, Codec, Entry
+from common.store import gather_all
 from services.notify.domain import case as case_rules
 from services.notify.domain import texts
 from services.notify.domain.case import CaseState
@@ -230,14 +230,13 @@ class Clockwork:
                 cancelling.append((timer["id"], timer["bucket"]))
         # Timers placed and cancelled (other ids: a timer's last effect was taken above) and texts queued, all
         # at once; the phones are forgotten after, once the texts still on their way are recorded.
-        results = await asyncio.gather(
-            self.store.sla_timers.place(placing),
-            self.store.sla_timers.cancel(cancelling),
-            self.outbox.enqueue_many(notifications) if notifications else asyncio.sleep(0),
-            return_exceptions=True,
+        await gather_all(
+            [
+                self.store.sla_timers.place(placing),
+                self.store.sla_timers.cancel(cancelling),
+                *([self.outbox.enqueue_many(notifications)] if notifications else []),
+            ]
         )
-        if errors := [r for r in results if isinstance(r, BaseException)]:
-            raise errors[0]
         await self.store.forget_callers_texted(forget)  # keep a phone only while a text to the caller is on its way
 
 

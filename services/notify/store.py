@@ -14,9 +14,8 @@ Everything stays inside what FerretDB 1.24 supports: filters, sort, limit, and a
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -33,6 +32,7 @@ from common.store import (
     create_query_indexes,
     delete_by_ids,
     find_by,
+    gather_all,
     insert_once,
     move_documents,
 )
@@ -104,14 +104,6 @@ def _open_only(field: str | int, *matches: dict[str, Any] | None) -> bool:
     return (isinstance(field, str) and field.removeprefix("$") in OPEN_ONLY) or any(
         m is not None and any(m.get(name) == 1 for name in OPEN_ONLY) for m in matches
     )
-
-
-async def _all_buckets(writes: Iterable[Awaitable[None]]) -> None:
-    """One write per bucket, all at once (each bucket is a collection of its own); the first error raises
-    once every write has ended, so none is left running."""
-    results = await asyncio.gather(*writes, return_exceptions=True)
-    if errors := [r for r in results if isinstance(r, BaseException)]:
-        raise errors[0]
 
 
 def _ignore_duplicates(exc: BulkWriteError) -> set[int]:
@@ -201,7 +193,7 @@ class TimerWheel:
             except BulkWriteError as exc:
                 _ignore_duplicates(exc)
 
-        await _all_buckets(into(bucket, group) for bucket, group in by_bucket.items())
+        await gather_all(into(bucket, group) for bucket, group in by_bucket.items())
 
     async def insert_bulk(self, bucket: int, docs: list[dict[str, Any]]) -> None:
         """Load pre-built timer documents into one bucket (benchmarks and migrations)."""
@@ -212,7 +204,7 @@ class TimerWheel:
         by_bucket: dict[int, list[str]] = defaultdict(list)
         for timer_id, bucket in refs:
             by_bucket[bucket].append(timer_id)
-        await _all_buckets(delete_by_ids(self.collection(bucket), ids) for bucket, ids in by_bucket.items())
+        await gather_all(delete_by_ids(self.collection(bucket), ids) for bucket, ids in by_bucket.items())
 
     async def due(self, now: datetime, limit: int) -> list[DueTimer]:
         """Up to `limit` timers whose `due_at` has passed, earliest first."""

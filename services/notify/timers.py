@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from common.store import gather_all
+
 
 @dataclass(frozen=True)
 class Timer:
@@ -65,6 +67,4 @@ async def by_case(
             for timer in of_case:
                 await run(timer)
 
-    results = await asyncio.gather(*(one_case(t) for t in cases.values()), return_exceptions=True)
-    if failures := [r for r in results if isinstance(r, BaseException)]:
-        raise failures[0]
+    await gather_all(one_case(t) for t in cases.values())

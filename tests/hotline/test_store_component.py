@@ -64,6 +64,16 @@ async def test_status_refreshed_while_events_arrive_loses_no_event(db) -> None:
     assert intake["status"]["status"] == "dispatched"
 
 
+async def calls_from_one_phone(store: HotlineStore, count: int) -> list[str]:
+    """`count` calls of one caller, a second apart, taken and filed under the caller's keys; their case ids."""
+    cases = [f"CQ-20260215-{n:06d}" for n in range(1, count + 1)]
+    for n, case_id in enumerate(cases):
+        event = help_requested(case_id, received_at=datetime(2026, 2, 15, 1, 0, n, tzinfo=UTC))
+        await store.claim_intake(event)
+        await store.index_caller(case_id, store.keys_of(event))
+    return cases
+
+
 async def test_a_phone_with_many_open_cases_is_matched_a_page_at_a_time(db) -> None:
     """P2.2 (a community worker reporting household after household): a phone with 45 earlier cases, the
     newest closed. The call is shown its newest open cases, MAX_MATCHES of them. They are read a page at a
@@ -71,11 +81,7 @@ async def test_a_phone_with_many_open_cases_is_matched_a_page_at_a_time(db) -> N
     from services.hotline.store import MAX_MATCHES
 
     store = HotlineStore(db, pepper="test-pepper")
-    cases = [f"CQ-20260215-{n:06d}" for n in range(1, 46)]
-    for n, case_id in enumerate(cases):
-        event = help_requested(case_id, received_at=datetime(2026, 2, 15, 1, 0, n, tzinfo=UTC))
-        await store.claim_intake(event)
-        await store.index_caller(case_id, store.keys_of(event))
+    cases = await calls_from_one_phone(store, 45)
     closed = cases[-5:]  # the five newest
     for case_id in closed:
         await db["intakes"].update_one({"_id": case_id}, {"$set": {"status.status": "closed"}})
@@ -104,11 +110,7 @@ async def test_a_phone_calling_again_and_again_has_the_cases_this_process_just_w
     from services.hotline import store as store_module
 
     store = HotlineStore(db, pepper="test-pepper")
-    cases = [f"CQ-20260215-{n:06d}" for n in range(1, 13)]
-    for n, case_id in enumerate(cases):
-        event = help_requested(case_id, received_at=datetime(2026, 2, 15, 1, 0, n, tzinfo=UTC))
-        await store.claim_intake(event)
-        await store.index_caller(case_id, store.keys_of(event))
+    cases = await calls_from_one_phone(store, 12)
     closing = CaseClosed(case_id=cases[-1], actor="w1")
     await store.apply_events([(cases[-1], str(closing.event_id), closing)])  # through this process's write path
     store.records.forget(cases[0])  # one it no longer remembers (its memory is bounded in size and age)
