@@ -57,7 +57,11 @@ async def startup(runtime: Runtime[Relief]) -> Relief:
         raise TypeError("relief starts with its own settings (services.relief.settings.Settings)")
     book = load_standards_book(settings)
     rules = load_rules_book(settings)
-    store = ReliefStore(runtime.db, archive_after=timedelta(seconds=settings.archive_after_s))
+    store = ReliefStore(
+        runtime.db,
+        archive_after=timedelta(seconds=settings.archive_after_s),
+        dated_data_ttl_s=settings.dated_data_cache_s,
+    )
     await store.ensure_indexes()
     relief = Relief(
         store=store,

@@ -177,9 +177,10 @@ class CaseIntake:
             attributes=dict(event.attributes),
         )
 
-    async def dated_data(self) -> tuple[StandardsBook, RulesBook]:
-        """The shipped dibao standards and rule parameters with those an admin added (one read)."""
-        standards, parameters = await self.store.added_dated_data()
+    async def dated_data(self, *, cached: bool = False) -> tuple[StandardsBook, RulesBook]:
+        """The shipped dibao standards and rule parameters with those an admin added (one read, or none when
+        `cached` and the last is recent: `ReliefStore.added_dated_data`)."""
+        standards, parameters = await self.store.added_dated_data(cached=cached)
         book = self.book.with_added(standards) if standards else self.book
         rules = self.rules.with_added(parameters) if parameters else self.rules
         return book, rules
@@ -196,7 +197,7 @@ class CaseIntake:
             return {}
         hashes = sorted({case.help.id_card_hash for case in cases if case.help and case.help.id_card_hash})
         registry = await self.store.registry_by_id_hashes(hashes) if hashes else {}
-        book, rules = await self.dated_data()
+        book, rules = await self.dated_data(cached=True)
         created: dict[str, Entitlement] = {}
         evaluations: dict[str, list[str]] = {}
         for case in cases:

@@ -18,6 +18,9 @@ class Settings(ServiceSettings):
     standards_path: str = ""
     # Relief rules and their dated parameters (YAML); empty: the file shipped in services/relief/data.
     rules_path: str = ""
+    # Seconds the intake's batches evaluate by the standards and rule parameters an admin added as last read
+    # (0: read them for every batch). An addition through another relief process applies after at most this.
+    dated_data_cache_s: float = Field(default=5.0, ge=0, le=300)
     # P5.2c four eyes: when set, overrides the threshold of the rule parameters (relief_rules.yaml).
     major_second_approval_above_yuan: Decimal | None = Field(default=None, ge=0)
     # P5.2a part months: `full_month` (any started month paid in full) or `pro_rata` (days, in arrears).

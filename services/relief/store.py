@@ -13,6 +13,7 @@ Decimal128).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,6 +46,7 @@ DUPLICATE_KEY = 11000
 RULE_PARAMETERS = "rule_parameters"  # the kind of an added rule parameter set in `standards`
 RULE_PARAMETERS_SCOPE = "city"  # its district: rule parameters hold for the whole city
 Doc = dict[str, Any]
+DatedData = tuple[list[DibaoStandard], list[RuleParameters]]
 # Left out of entitlement lists: the outbox is the write path's, the ID-card hash is never shown.
 LISTED_WITHOUT = {"outbox": 0, "outbox_pending": 0, "id_card_hash": 0}
 
@@ -72,7 +74,9 @@ def _may_match_archived(query: Doc) -> bool:
 
 
 class ReliefStore:
-    def __init__(self, db: AsyncDatabase[Doc], *, archive_after: timedelta | None = None) -> None:
+    def __init__(
+        self, db: AsyncDatabase[Doc], *, archive_after: timedelta | None = None, dated_data_ttl_s: float = 0.0
+    ) -> None:
         self.db = db
         self.cases = db["cases"]
         self.entitlements = db["entitlements"]
@@ -92,6 +96,11 @@ class ReliefStore:
         self.audit = db["audit"]  # insert-only: reads of personal data and payment exports (who, when, why)
         self.hukou_acks = db["hukou_acknowledgements"]  # insert-only, one per P5.2d notice
         self.payment_returns = db["payment_returns"]  # insert-only, one per imported bank return file
+        # What an admin added to the standards, as last read (`added_dated_data(cached=True)`): its time of
+        # reading and a generation that this process's own additions advance, so none is ever missed here.
+        self.dated_data_ttl_s = dated_data_ttl_s
+        self._dated: tuple[float, DatedData] | None = None
+        self._dated_generation = 0
 
     async def ensure_indexes(self) -> None:
         # One payment per idempotency key, ever (P6.1): (case, rule, period) or (run, recipient).
@@ -458,9 +467,17 @@ class ReliefStore:
         """The standards an admin added at run time (merged with the shipped file)."""
         return (await self.added_dated_data())[0]
 
-    async def added_dated_data(self) -> tuple[list[DibaoStandard], list[RuleParameters]]:
+    async def added_dated_data(self, *, cached: bool = False) -> DatedData:
         """What an admin added at run time, in one read of the small `standards` collection: dibao standards
-        and rule parameter sets (`kind: rule_parameters`), each merged with its shipped file."""
+        and rule parameter sets (`kind: rule_parameters`), each merged with its shipped file.
+
+        `cached`: the last read's answer while it is younger than `dated_data_ttl_s`, for the intake's
+        batches (otherwise one read per batch, most of a surge's). An addition through this process is seen
+        at once; one through another relief process within `dated_data_ttl_s`. The admin's own views and
+        checks read afresh."""
+        if cached and self._dated is not None and time.monotonic() - self._dated[0] < self.dated_data_ttl_s:
+            return self._dated[1]
+        generation, read_at = self._dated_generation, time.monotonic()
         fields = DibaoStandard.model_fields
         standards: list[DibaoStandard] = []
         parameters: list[RuleParameters] = []
@@ -469,7 +486,13 @@ class ReliefStore:
                 parameters.append(RuleParameters.model_validate(doc["parameters"]))
             else:
                 standards.append(DibaoStandard.model_validate({k: v for k, v in doc.items() if k in fields}))
+        if generation == self._dated_generation:  # no addition of this process's since the read began
+            self._dated = (read_at, (standards, parameters))
         return standards, parameters
+
+    def _added(self) -> None:
+        self._dated_generation += 1
+        self._dated = None
 
     async def add_rule_parameters(self, parameters: RuleParameters, added_by: str) -> bool:
         """Store an added rule parameter set beside the added standards (the same unique (district, date) key,
@@ -485,6 +508,8 @@ class ReliefStore:
             await self.standards.insert_one(doc)
         except DuplicateKeyError:
             return False
+        finally:
+            self._added()
         return True
 
     async def add_standard(self, standard: DibaoStandard, added_by: str) -> bool:
@@ -494,6 +519,8 @@ class ReliefStore:
             await self.standards.insert_one(standard.model_dump(mode="json") | {"added_by": added_by})
         except DuplicateKeyError:
             return False
+        finally:
+            self._added()
         return True
 
     async def create_run(self, run: SubsidyRun) -> bool:
