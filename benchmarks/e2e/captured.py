@@ -98,7 +98,7 @@ class ReliefMemory:
     async def added_standards(self) -> list[Doc]:
         return []
 
-    async def added_dated_data(self) -> tuple[list[Any], list[Any]]:
+    async def added_dated_data(self, *, cached: bool = False) -> tuple[list[Any], list[Any]]:
         return [], []  # nothing an admin added: the shipped standards and rule parameters
 
     async def add_applicants(self, applicants: Sequence[Any]) -> int:
