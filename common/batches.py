@@ -13,6 +13,11 @@ so a batch consumer runs on a broker of its own and applies the same delivery ru
   other is narrowed down by handling the records one by one, dead-lettering the ones that still fail;
 - the offsets are committed (`AckPolicy.ACK`) only after the handler's effects are durable.
 
+A consumer may linger (`linger_ms`): the broker then holds each fetch until that long has passed or
+`LINGER_MIN_BYTES` have come (Kafka's `fetch.max.wait.ms` and `fetch.min.bytes`), so while records come
+slowly a batch gathers what came during the linger instead of the one or two records that came during
+the last batch's handling, and a consumer that is behind takes full batches at once as before.
+
 Handlers must be idempotent: a redelivered batch is handled again.
 """
 
@@ -45,6 +50,7 @@ T = TypeVar("T")
 
 Rejected = list[tuple["ConsumerRecord", BaseException]]  # records to dead-letter, each with its error
 BatchHandler = Callable[[Sequence["ConsumerRecord"]], Awaitable[Rejected]]
+LINGER_MIN_BYTES = 256 * 1024  # what ends a lingering fetch early (module docstring)
 OffsetReset = Literal["latest", "earliest", "none"]  # where a consumer without a committed offset starts
 
 
@@ -157,6 +163,7 @@ class BatchConsumer:
     handler: BatchHandler
     max_records: int = 500
     batch_timeout_ms: int = 50
+    linger_ms: int = 0  # module docstring; 0: records are fetched as soon as there are any
     auto_offset_reset: OffsetReset = "earliest"
     # Started (with the broker, as the loop's first step) and stopped with it, e.g. a producer.
     resources: tuple[Any, ...] = ()
@@ -176,6 +183,9 @@ class BatchConsumer:
             max_records=self.max_records,
             batch_timeout_ms=self.batch_timeout_ms,
             decoder=raw_records,
+            # Without a linger, Kafka's defaults: a fetch returns as soon as there is a byte.
+            fetch_max_wait_ms=self.linger_ms if self.linger_ms > 0 else 500,
+            fetch_min_bytes=LINGER_MIN_BYTES if self.linger_ms > 0 else 1,
         )
         async def on_batch(records: Any) -> None:  # `raw_records` gives the tuple
             await handle_with_policy(policy, self.handler, records)

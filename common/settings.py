@@ -75,6 +75,11 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = Field(default=4, ge=1)
     consumer_backoff_initial_s: float = Field(default=0.2, ge=0)
     consumer_backoff_max_s: float = Field(default=5.0, ge=0)
+    # How long the batch consumers that follow a case downstream (the hotline's status, the router's desk,
+    # relief's intake, notify's clocks) let records gather before they take a batch (`common.batches`):
+    # each batch costs a fixed number of store commands, so in a surge fewer, larger batches cost the store
+    # less per case, for at most this much more latency. 0: every record is taken as soon as it comes.
+    consumer_linger_ms: int = Field(default=100, ge=0, le=2000)
     # Outboxes a crash or an outage left in documents (`common.aggregates`) are published by a sweep once
     # this old; younger ones are still being published by the writer.
     outbox_sweep_interval_s: float = Field(default=5.0, gt=0)

@@ -95,6 +95,7 @@ async def status_consumer(runtime: Runtime[Hotline]) -> None:
         group_id=settings.consumer_group,
         handler=lambda records: apply_downstream_events(store, records, topics),
         max_records=settings.status_batch_size,
+        linger_ms=settings.consumer_linger_ms,
     ).run(runtime)
 
 

@@ -80,7 +80,10 @@ async def apply_records(runtime: Runtime[Notify], records: Sequence[ConsumerReco
     records_of: dict[str, list[ConsumerRecord]] = {}
     phones: dict[str, str] = {}
     consents: dict[str, bool] = {}  # whether each caller agreed to texts (P6.2)
-    opened: set[str] = set()  # cases whose first event in this batch is the call that opens them
+    # Cases whose call is in this batch: new, so not read first. The call comes first, but a batch of two
+    # topics need not hold their records in that order (a lingering batch often holds a case's call and
+    # its dispatch); a case there after all (a redelivery) is read and changed again by the write path.
+    opened: set[str] = set()
     events: list[tuple[ConsumerRecord, Event]] = []
     alerts: list[texts.Notification] = []  # care register alerts: no case clock, straight to the outbox
     for record in records:
@@ -100,8 +103,7 @@ async def apply_records(runtime: Runtime[Notify], records: Sequence[ConsumerReco
     answered = await _escalations(notify, [event for _, event in events])
     for record, event in events:
         if isinstance(event, HelpRequested):
-            if event.case_id not in records_of:
-                opened.add(event.case_id)
+            opened.add(event.case_id)
             # The phone is kept only to text the caller about this case; it is never logged or put in keys.
             phones[event.case_id] = event.caller.phone
             consents[event.case_id] = event.caller.consents_to_texts
@@ -137,5 +139,6 @@ async def case_events_consumer(runtime: Runtime[Notify]) -> None:
         group_id=settings.consumer_group,
         handler=lambda records: apply_records(runtime, records),
         max_records=settings.case_batch_size,
+        linger_ms=settings.consumer_linger_ms,
         auto_offset_reset=settings.kafka_start_from,
     ).run(runtime)

@@ -93,4 +93,5 @@ async def intake_consumer(runtime: Runtime[Relief]) -> None:
         group_id=settings.consumer_group,
         handler=lambda records: take_records(relief, records, topics=topics),
         max_records=settings.intake_batch_size,
+        linger_ms=settings.consumer_linger_ms,
     ).run(runtime)

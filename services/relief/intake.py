@@ -115,9 +115,10 @@ class CaseIntake:
             tags.setdefault(event.case_id, []).append(tag)
         refused: dict[str, Exception] = {}
         if parts:
-            # A case whose first record here is its help request is new (its redelivery, which finds the
-            # case there after all, is read and merged alone by the write path): not read.
-            opened = {case_id for case_id, case_parts in parts.items() if case_parts[0][0] == "help"}
+            # A case whose help request is here is new (its redelivery, which finds the case there after
+            # all, is read and merged alone by the write path): not read. A batch of two topics need not
+            # hold a case's help request before its dispatch, so it is any of its records here.
+            opened = {case_id for case_id, case_parts in parts.items() if any(kind == "help" for kind, _ in case_parts)}
             stored = await self.cases.current(list(parts), new=opened)
             expected = {
                 case_id: _merged(stored.get(case_id) or ReliefCase(id=case_id), case_parts)

@@ -76,6 +76,7 @@ async def desk_consumer(runtime: Runtime[CaseService]) -> None:
         topics=tuple(settings.department_topic(d) for d in desk),
         group_id=f"{settings.consumer_group}.desk",
         handler=lambda records: mark_tasks_queued(service, records),
+        linger_ms=settings.consumer_linger_ms,
     ).run(runtime)
 
 
