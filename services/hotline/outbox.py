@@ -9,7 +9,8 @@
 - The relay publishes waiting entries a batch at a time in sequence order (one producer keeps the order
   per partition) and removes them only after Kafka acknowledged them (`acks="all"`); on a failure it
   removes the acknowledged ones before it, backs off and starts again from the oldest.
-- A direct publish's entry is removed after Kafka's ack too, batched off the answer's path. An entry
+- A direct publish's entry is removed after Kafka's ack too, off the answer's path: the removals of
+  `REMOVAL_LINGER_S` go together in one command (each call's own would be one more per call). An entry
   claimed by a direct publish whose process died is taken over after `inflight_takeover_s`.
 - The outbox holds only what is not yet acknowledged, so the relay's queries stay small (FerretDB scans
   a collection for any filter but `_id`); the intake record is the permanent copy of every call.
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from services.hotline.store import Outbox
 
 log = structlog.get_logger("hotline.outbox")
+REMOVAL_LINGER_S = 0.2  # acknowledged entries gathered for one removal (module docstring)
 
 
 def decode(entry: dict[str, Any]) -> Event:
@@ -139,6 +141,7 @@ class Publisher:
 
     async def _flush_marks(self) -> None:
         """Remove acknowledged entries in batches. A lost removal only means a harmless second publish later."""
+        await asyncio.sleep(REMOVAL_LINGER_S)
         while self._to_mark:
             batch, self._to_mark = self._to_mark, []
             try:

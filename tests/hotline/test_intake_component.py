@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -211,3 +212,24 @@ async def test_transfer_and_follow_up_times_outside_the_case_are_refused_by_fiel
         headers=harness.headers(),
     )
     assert late.status_code == 422 and late.json()["errors"][0]["field"] == "warm_transfer.at"
+
+
+async def test_the_outbox_entries_of_calls_acknowledged_together_are_removed_in_one_command(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Long enough for every call's acknowledgement to come within it, on a slow machine too.
+    monkeypatch.setattr("services.hotline.outbox.REMOVAL_LINGER_S", 2.0)
+    removals: list[tuple[str, ...]] = []
+    remove = harness.hotline.outbox.remove
+
+    async def counted(*ids: str) -> None:
+        removals.append(ids)
+        await remove(*ids)
+
+    monkeypatch.setattr(harness.hotline.outbox, "remove", counted)
+    taken = await asyncio.gather(*(harness.take() for _ in range(6)))
+    assert all(t["published"] is True for t in taken)
+    assert await harness.hotline.outbox.pending_count() == 6  # acknowledged, not yet removed
+    await harness.hotline.publisher.flush()
+    assert len(removals) == 1 and len(removals[0]) == 6, removals
+    assert await harness.hotline.outbox.pending_count() == 0
