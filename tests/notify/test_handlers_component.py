@@ -189,3 +189,34 @@ async def test_unknown_sla_class_falls_back_to_standard_with_a_logged_warning(ru
         await publish(runtime, dispatched(cid, at=datetime.now(UTC), sla_class="turbo"))
     assert any(e["log_level"] == "warning" and e.get("requested") == "turbo" for e in logs)
     assert (await runtime.service.store.load(cid))["sla_class"] == "standard"
+
+
+async def test_a_new_case_whose_dispatch_comes_before_its_call_in_a_batch_is_not_read(runtime, monkeypatch) -> None:
+    """A batch of two topics may hold a case's dispatch before its call (a lingering consumer often takes
+    both at once): the case is still new to the write path (written without a read first), and both
+    events are applied."""
+    from services.notify.handlers import apply_records
+
+    cid, now = new_case_id(), datetime.now(UTC)
+    events = [
+        (CASE_LIFECYCLE_TOPIC, dispatched(cid, at=now)),
+        (HELP_REQUESTED_TOPIC, help_requested(cid, at=now - timedelta(seconds=30))),
+    ]
+    key = cid.encode()
+    records = [
+        SimpleNamespace(topic=t, partition=0, offset=n, key=key, headers=[], value=e.model_dump_json().encode())
+        for n, (t, e) in enumerate(events)
+    ]
+    clockwork = runtime.service.clockwork
+    opened: list[set[str]] = []
+    record_many = clockwork.record_many
+
+    async def spying(steps, *, new=()):
+        opened.append(set(new))
+        return await record_many(steps, new=new)
+
+    monkeypatch.setattr(clockwork, "record_many", spying)
+    assert await apply_records(runtime, records) == []
+    assert opened == [{cid}]
+    doc = await runtime.service.store.load(cid)
+    assert doc is not None and doc["state"]["received_at"] is not None and doc["state"]["assignments"]

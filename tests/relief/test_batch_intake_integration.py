@@ -151,3 +151,24 @@ async def test_two_relief_processes_taking_the_same_records_create_each_entitlem
     for case in cases:
         stored = await db["cases"].find_one({"_id": case})
         assert stored["help"] and stored["dispatch"] and sorted(stored["evaluation"]["rules"]) == ["P5.2a", "P5.2c"]
+
+
+async def test_a_batch_holding_each_new_case_s_dispatch_before_its_call_reads_none_of_them(db, db_name, mongodb_url):
+    """A batch of two topics may hold a case's dispatch before its help request (a lingering consumer often
+    takes both at once): the cases are new all the same, written without being read, and evaluated."""
+    settings = relief_settings("127.0.0.1:1", mongodb_url, db_name)
+    await ReliefStore(db).ensure_indexes()
+    counter = CommandCounter()
+    client: AsyncMongoClient = AsyncMongoClient(mongodb_url, tz_aware=True, event_listeners=[counter])
+    try:
+        relief = relief_on(client[db.name], settings, Published())
+        cases = [f"CQ-{DAY}-4{n:05d}" for n in range(10)]
+        batch = records(cases, first=300)
+        swapped = [record for pair in zip(batch[1::2], batch[0::2], strict=True) for record in pair]
+        assert [r.topic for r in swapped[:2]] == [CASE_LIFECYCLE_TOPIC, HELP_REQUESTED_TOPIC]
+        assert await take_records(relief, swapped, topics=contract_topics(settings)) == []
+        assert counter.sent[("find", "cases")] == 0, counter.sent
+    finally:
+        await client.close()
+    evaluated = await db["cases"].count_documents({"_id": {"$in": cases}, "evaluation": {"$ne": None}})
+    assert evaluated == len(cases)
