@@ -30,7 +30,7 @@ from contracts.events.relief import grant_event
 from contracts.events.router import CaseDispatched, case_lifecycle_event
 from services.hotline.callers import SLOTS_PER_CHUNK, slot_id
 from services.hotline.domain import case_day, format_case_number, project_status, triage
-from services.hotline.domain.search import search_entry, without_text
+from services.hotline.domain.search import search_entry
 from services.hotline.search_index import BACKFILL_MARK
 from services.hotline.settings import Settings as HotlineSettings
 from services.hotline.store import EVENTS_PACKED, HotlineStore, kept_event
@@ -56,7 +56,8 @@ MARKER = "bench_history"  # collection holding {"_id": "complete", "cases": n, "
 # 4 has relief's grants decided by its officers (`HistoryBuilder.decide`) with their payments in `ledger`, and
 #   relief's records and events at the history's times rather than at the time of the load.
 # 5 has every document stamped as the write path stamps it for the archiver (`common.aggregates.FINISHED`).
-LAYOUT = 5
+# 6 has the hotline's search entries with their texts in one index (`search_index.RETIRED`).
+LAYOUT = 6
 CHUNK = 1000
 NEEDS = [
     ["temp_assist_major"],
@@ -364,8 +365,7 @@ async def ensure_history(client: AsyncMongoClient[Doc], opts: E2eBench) -> str:
         writing = asyncio.gather(
             dbs["router"]["cases_archive"].insert_many(routed),
             dbs["hotline"]["intakes_archive"].insert_many(intakes),
-            dbs["hotline"]["case_search_archive"].insert_many([without_text(e) for e in entries]),
-            dbs["hotline"]["case_search_text_archive"].insert_many(entries),
+            dbs["hotline"]["case_search_archive"].insert_many(entries),
             *placed,
             *([dbs["relief"]["applicants"].insert_many(applicants)] if applicants else []),
             *([dbs["relief"]["ledger"].insert_many(ledger)] if ledger else []),  # append-only: never archived

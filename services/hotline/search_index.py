@@ -1,19 +1,20 @@
 """The case search index (its own store, as the caller index is): one small entry per case (`case_search`),
-the same entry with its text terms for the searches by name or address (`case_search_text`), and the
-days that have cases.
+with its text terms for the searches by name or address, and the days that have cases.
 
 On FerretDB only equality filters reach PostgreSQL; a regex, a range, `$in`/`$or` or a sort makes it
 decode every document of the collection in Go, and every document it returns costs too (the larger, the
-more). So a search asks these small collections by equality only (a phone or ID-card key, a day, a text
-term, a district, a need, a status, emergency; only a search by text reads `case_search_text`, whose
-entries are about twice the size) and for few entries: when no key narrows it, first one probe of at most `PROBE`
-entries; when that finds more, the months and then the days with cases, newest first, until the page is
-full.
+more). So a search asks this small collection by equality only (a phone or ID-card key, a day, a text
+term, a district, a need, a status, emergency) and for few entries: when no key narrows it, first one
+probe of at most `PROBE` entries; when that finds more, the months and then the days with cases, newest
+first, until the page is full. (Entries without their texts used to be kept apart as well, for searches
+not by text to read half the bytes; every call then cost two inserts and every status change two
+rewrites, where a search reads a hundred entries at most. `backfill_once` folds an older database's two
+indexes into one.)
 
-Each index has an archive (`case_search_archive`, `case_search_text_archive`): when the hotline archives
-an intake record (`common.aggregates`, finished and unchanged for `archive_after_s`), its entries move
-too, so the entries whose status is rewritten on the hot path stay few as history grows. A search asks
-both; a status change of an archived case brings its entries back.
+The index has an archive (`case_search_archive`): when the hotline archives an intake record
+(`common.aggregates`, finished and unchanged for `archive_after_s`), its entry moves too, so the entries
+whose status is rewritten on the hot path stay few as history grows. A search asks both; a status change
+of an archived case brings its entry back.
 `entry_matches` decides every candidate in Python and the page is sorted there, newest first. An entry
 is inserted when its case is taken and rewritten when its caller-facing status changes; `backfill`
 files the cases taken before the index (or whose entry is missing or stale), idempotently; the hotline
@@ -32,7 +33,7 @@ from functools import partial
 from typing import Any
 
 import structlog
-from pymongo import ASCENDING, UpdateOne
+from pymongo import ASCENDING, ReplaceOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
@@ -49,6 +50,7 @@ from contracts.events.hotline import HelpRequested
 from services.hotline.domain import CaseStatus, case_day, project_status
 from services.hotline.domain.search import (
     BOUNDED_BY,
+    TEXT_FIELDS,
     CaseFilter,
     days_between,
     entry_matches,
@@ -57,7 +59,6 @@ from services.hotline.domain.search import (
     newest_first,
     search_entry,
     status_fields,
-    without_text,
 )
 
 log = structlog.get_logger("hotline.search")
@@ -66,21 +67,22 @@ PROBE = 100  # entries one probe reads at most: fewer mean every candidate is in
 TERMS_PROBED = 3  # a text's terms tried one by one, the most telling first
 MONTH_MOST = 100  # entries a month's query reads at most before its days are read one by one
 BACKFILL_BATCH = 500
-BACKFILL_MARK = "search-index-backfilled"  # in `counters`, once a backfill completed
+BACKFILL_MARK = "search-index-backfilled-2"  # in `counters`, once a backfill completed (2: one index)
+# The indexes of entries with their texts, from when the entries without them were kept apart: folded into
+# `case_search` by the backfill (an entry missing its texts gets them), then dropped.
+RETIRED = ("case_search_text", "case_search_text_archive")
 
 
 class SearchIndex:
     def __init__(
         self, db: AsyncDatabase[dict[str, Any]], *, may_be_archived: Callable[[str], bool] = lambda _: True
     ) -> None:
+        self.db = db
         self.entries = db["case_search"]
-        self.texts = db["case_search_text"]
         self.entries_archive = db["case_search_archive"]
-        self.texts_archive = db["case_search_text_archive"]
         self.days = db["case_search_days"]
-        self.may_be_archived = may_be_archived  # False: the case is too recent for its entries to be archived
+        self.may_be_archived = may_be_archived  # False: the case is too recent for its entry to be archived
         self._inserts = GroupInserts(self.entries)  # concurrent calls' entries in one insert
-        self._text_inserts = GroupInserts(self.texts)
         self._days_known: set[str] = set()
         self._rewrites: dict[str, CaseStatus] = {}  # statuses decided, waiting for the rewrite on its way
         self._rewriting: asyncio.Task[None] | None = None
@@ -88,29 +90,18 @@ class SearchIndex:
     async def ensure_indexes(self) -> None:
         """An index per equality a search asks (on FerretDB served by the local stack's GIN twins, so a search
         by phone, ID card or term is an index lookup there too: `create_query_indexes`)."""
-        fields = ("day", "month", "phone_key", "id_card_key", "district", "status")
-        every = (self.entries, self.texts, self.entries_archive, self.texts_archive)
-        indexes = [(c, [(f, ASCENDING)]) for c in every for f in fields]
-        texts = [(c, [("terms", ASCENDING)]) for c in (self.texts, self.texts_archive)]
-        await create_query_indexes(self.entries.database, [*indexes, *texts])
-
-    def _pairs(self) -> tuple[tuple[AsyncCollection[dict[str, Any]], AsyncCollection[dict[str, Any]]], ...]:
-        """(working index, its archive) for the index without texts and the one with."""
-        return ((self.entries, self.entries_archive), (self.texts, self.texts_archive))
+        fields = ("day", "month", "phone_key", "id_card_key", "district", "status", "terms")
+        every = (self.entries, self.entries_archive)
+        await create_query_indexes(self.db, [(c, [(f, ASCENDING)]) for c in every for f in fields])
 
     async def add(self, entry: dict[str, Any]) -> None:
-        """File a new case's entry, with its text and without (a repeat is ignored), and a new day: the
-        three writes at the same time."""
+        """File a new case's entry (a repeat is ignored) and a new day, the two writes at the same time."""
 
-        async def insert(inserts: GroupInserts, doc: dict[str, Any]) -> None:
+        async def insert(doc: dict[str, Any]) -> None:
             with contextlib.suppress(DuplicateKeyError):
-                await inserts.insert(doc)
+                await self._inserts.insert(doc)
 
-        await asyncio.gather(
-            insert(self._inserts, without_text(entry)),
-            insert(self._text_inserts, entry),
-            self._note_days([entry["day"]]),
-        )
+        await asyncio.gather(insert(entry), self._note_days([entry["day"]]))
 
     async def _note_days(self, days: list[str]) -> None:
         new = sorted(set(days) - self._days_known)
@@ -133,8 +124,7 @@ class SearchIndex:
         if old:
             await self.restore(old)
         updates = [UpdateOne({"_id": c}, {"$set": status_fields(s)}) for c, s in statuses.items()]
-        # Both indexes at once: the status consumer's next batch waits for this one's rewrite.
-        await asyncio.gather(*(busy_retry(partial(bulk_update, c, updates)) for c in (self.entries, self.texts)))
+        await busy_retry(partial(bulk_update, self.entries, updates))
 
     def set_statuses_soon(self, statuses: dict[str, CaseStatus]) -> None:
         """`set_statuses` off the caller's path (the status consumer's next batch need not wait for it): one
@@ -164,14 +154,13 @@ class SearchIndex:
     async def archive(self, case_ids: list[str]) -> None:
         """Move these cases' entries to the archive (their intake records were archived): copied first, so a
         failure in between leaves an entry in both, which a search counts once."""
-        for live, archive in self._pairs():
-            await move_documents(live, archive, await find_by(live, "_id", case_ids))
+        await move_documents(self.entries, self.entries_archive, await find_by(self.entries, "_id", case_ids))
 
     async def restore(self, case_ids: list[str]) -> None:
         """Bring these cases' entries back from the archive, if they are there (none are looked for in the
         working index: an entry in both is the working one's)."""
-        for live, archive in self._pairs():
-            await move_documents(archive, live, await find_by(archive, "_id", case_ids))
+        archived = await find_by(self.entries_archive, "_id", case_ids)
+        await move_documents(self.entries_archive, self.entries, archived)
 
     async def search(self, f: CaseFilter, *, skip: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
         """One page of the entries matching, newest first, and whether more follow."""
@@ -179,18 +168,18 @@ class SearchIndex:
         wanted = skip + limit + 1
         equal = index_equalities(f)
         terms = filter_terms(f)
-        collection = self.texts if terms else self.entries
-
-        archive = self.texts_archive if terms else self.entries_archive
+        collection, archive = self.entries, self.entries_archive
+        # What a search does not need sent back: the terms always, the texts when it is not by text.
+        hidden = {"terms": 0} if terms else dict.fromkeys(TEXT_FIELDS, 0)
 
         async def find(query: dict[str, Any], most: int = 0) -> list[dict[str, Any]]:
             """The working index's entries, then the archive's up to `most` in all (an entry in both, left
             by a move cut short, counts once)."""
-            found = await collection.find(query, {"terms": 0}).limit(most).to_list()
+            found = await collection.find(query, hidden).limit(most).to_list()
             if most and len(found) >= most:
                 return found
             seen = {e["_id"] for e in found}
-            rest = await archive.find(query, {"terms": 0}).limit(most - len(found) if most else 0).to_list()
+            rest = await archive.find(query, hidden).limit(most - len(found) if most else 0).to_list()
             return found + [e for e in rest if e["_id"] not in seen]
 
         found: list[dict[str, Any]] | None = None
@@ -239,26 +228,23 @@ class SearchIndex:
     async def backfill(
         self, intakes: AsyncCollection[dict[str, Any]], archived: AsyncCollection[dict[str, Any]] | None = None
     ) -> tuple[int, int]:
-        """File every intake record's entry that is missing, and rewrite every stale status: (added,
-        updated); the archived records' (`archived`) in the index's archive. Reads every collection
-        once; running it again changes nothing."""
-        added, updated = await self._backfill_part(intakes, self.entries, self.texts)
+        """File every intake record's entry that is missing or lacks its texts, and rewrite every stale
+        status: (filed, updated); the archived records' (`archived`) in the index's archive. Reads every
+        collection once; running it again changes nothing."""
+        added, updated = await self._backfill_part(intakes, self.entries)
         if archived is not None:
-            more = await self._backfill_part(archived, self.entries_archive, self.texts_archive)
+            more = await self._backfill_part(archived, self.entries_archive)
             added, updated = added + more[0], updated + more[1]
         return added, updated
 
     async def _backfill_part(
-        self,
-        intakes: AsyncCollection[dict[str, Any]],
-        entries: AsyncCollection[dict[str, Any]],
-        texts_index: AsyncCollection[dict[str, Any]],
+        self, intakes: AsyncCollection[dict[str, Any]], entries: AsyncCollection[dict[str, Any]]
     ) -> tuple[int, int]:
         shown = {"status": 1, "label_zh": 1, "label_en": 1}
-        filed = {e["_id"]: e for e in await entries.find({}, shown).to_list()}
-        texts = {e["_id"]: e for e in await texts_index.find({}, shown).to_list()}
+        filed = {e["_id"]: e for e in await entries.find({}, {**shown, "terms": 1}).to_list()}
         added = updated = 0
-        batch: list[dict[str, Any]] = []
+        missing: list[dict[str, Any]] = []
+        refiled: list[ReplaceOne[dict[str, Any]]] = []
         stale: dict[str, CaseStatus] = {}
         days: set[str] = set()
         fields = {"event": 1, "keys": 1, "status": 1, "received_at": 1, "emergency": 1}
@@ -271,21 +257,27 @@ class SearchIndex:
             )
             entry = filed.get(event.case_id)
             days.add(case_day(event.received_at))
-            if entry is None or event.case_id not in texts:
-                batch.append(search_entry(event, doc.get("keys") or {}, status))
-            text = texts.get(event.case_id)
-            if any(e is not None and {k: e.get(k) for k in shown} != status_fields(status) for e in (entry, text)):
+            if entry is None:
+                missing.append(search_entry(event, doc.get("keys") or {}, status))
+            elif "terms" not in entry:  # filed when the texts were kept apart (`RETIRED`)
+                refiled.append(ReplaceOne({"_id": event.case_id}, search_entry(event, doc.get("keys") or {}, status)))
+            elif {k: entry.get(k) for k in shown} != status_fields(status):
                 stale[event.case_id] = status
-            if len(batch) >= BACKFILL_BATCH:
-                added += await self._insert_missing(batch, entries, texts_index)
-                batch = []
-        added += await self._insert_missing(batch, entries, texts_index)
+            if len(missing) >= BACKFILL_BATCH:
+                added += await self._insert_missing(missing, entries)
+                missing = []
+            if len(refiled) >= BACKFILL_BATCH:
+                await busy_retry(partial(bulk_update, entries, refiled))
+                added, refiled = added + len(refiled), []
+        added += await self._insert_missing(missing, entries)
+        if refiled:
+            await busy_retry(partial(bulk_update, entries, refiled))
+            added += len(refiled)
         await self._note_days(sorted(days))  # a day filed before its first entry (or lost) too
         for chunk in range(0, len(stale), BACKFILL_BATCH):
             part = list(stale.items())[chunk : chunk + BACKFILL_BATCH]
             updates = [UpdateOne({"_id": c}, {"$set": status_fields(s)}) for c, s in part]
-            for collection in (entries, texts_index):
-                await busy_retry(partial(bulk_update, collection, updates))
+            await busy_retry(partial(bulk_update, entries, updates))
             updated += len(part)
         return added, updated
 
@@ -296,29 +288,26 @@ class SearchIndex:
         marks: AsyncCollection[dict[str, Any]],
     ) -> None:
         """At start-up: backfill unless a backfill already completed in this database (its mark), so the
-        first start after the index arrived files every case taken before it."""
+        first start after the index arrived (or became one) files every case taken before it; then the
+        retired indexes go."""
         if await marks.find_one({"_id": BACKFILL_MARK}) is not None:
             return
         added, updated = await self.backfill(intakes, archived)
+        for name in RETIRED:
+            await self.db[name].drop()
         with contextlib.suppress(DuplicateKeyError):
             await marks.insert_one({"_id": BACKFILL_MARK, "added": added, "updated": updated})
         log.info("search index backfilled", added=added, updated=updated)
 
-    async def _insert_missing(
-        self,
-        entries: list[dict[str, Any]],
-        index: AsyncCollection[dict[str, Any]],
-        texts: AsyncCollection[dict[str, Any]],
-    ) -> int:
-        """Insert the entries into both indexes (one already in either is refused there)."""
+    async def _insert_missing(self, entries: list[dict[str, Any]], index: AsyncCollection[dict[str, Any]]) -> int:
+        """Insert the entries (one already there is refused)."""
         if not entries:
             return 0
-        for collection, docs in ((index, [without_text(e) for e in entries]), (texts, entries)):
-            try:
-                await busy_retry(partial(collection.insert_many, docs, ordered=False))
-            except BulkWriteError as exc:
-                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-                    raise
+        try:
+            await busy_retry(partial(index.insert_many, entries, ordered=False))
+        except BulkWriteError as exc:
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
         return len(entries)
 
 

@@ -43,7 +43,7 @@ async def test_a_finished_case_is_archived_and_still_found_everywhere(harness: H
     assert await store.intakes_archive.find_one({"_id": done}) is not None
     assert await store.intakes.find_one({"_id": waiting}) is not None
     index = store.search_index
-    assert await index.entries.find_one({"_id": done}) is None and await index.texts.find_one({"_id": done}) is None
+    assert await index.entries.find_one({"_id": done}) is None
     assert await index.entries_archive.find_one({"_id": done}) is not None
 
     case = await harness.client.get(f"/api/v1/cases/{done}", params={"reason": "回访核实"}, headers=harness.headers())
@@ -100,15 +100,14 @@ async def test_a_status_change_of_an_archived_case_moves_its_search_entries_back
     done = await finished_case(harness)
     store.records.archive_after = timedelta(0)
     assert await store.records.archive_finished() == 1
-    assert await index.texts_archive.find_one({"_id": done}) is not None
+    assert await index.entries_archive.find_one({"_id": done}) is not None
 
     await harness.deliver(CaseReopened(case_id=done, operator_id="op-2", reason="来电人反映问题未解决"))
     assert (await status_of(harness, done))["status"] == "reopened"
     await index.settle()  # the search entries' status follows the batch
-    for live, archive in ((index.entries, index.entries_archive), (index.texts, index.texts_archive)):
-        entry = await live.find_one({"_id": done})
-        assert entry is not None and entry["status"] == "reopened"
-        assert await archive.find_one({"_id": done}) is None
+    entry = await index.entries.find_one({"_id": done})
+    assert entry is not None and entry["status"] == "reopened"
+    assert await index.entries_archive.find_one({"_id": done}) is None
     found, _ = await store.search(CaseFilter(statuses=("reopened",)), skip=0, limit=10)
     assert [e["_id"] for e in found] == [done]
     assert await store.records.archive_finished() == 0  # reopened: not finished

@@ -12,7 +12,7 @@ from contracts.events.hotline import Caller, HelpRequested, Place
 from contracts.events.router import CaseProgressRecorded, CaseResolved
 from services.hotline import search_index
 from services.hotline.domain import caller_keys, lookup_key
-from services.hotline.domain.search import CaseFilter, received_range
+from services.hotline.domain.search import TEXT_FIELDS, CaseFilter, received_range
 from services.hotline.store import HotlineStore
 
 pytestmark = pytest.mark.integration
@@ -200,14 +200,17 @@ async def test_the_status_batch_does_not_wait_for_the_search_index_and_a_search_
 async def test_the_backfill_files_cases_taken_before_the_index_and_mends_stale_statuses(
     store: HotlineStore, db: AsyncDatabase[dict[str, Any]]
 ) -> None:
-    """Intake records written before the search index existed are found once the backfill ran (twice
-    changes nothing more)."""
-    await db["case_search"].delete_many({"_id": {"$ne": "CQ-20260309-000007"}})
-    await db["case_search_text"].delete_many({"_id": "CQ-20260301-000002"})
+    """Intake records written before the search index existed are found once the backfill ran, an entry
+    filed when the texts were kept apart gets them, and a stale status is mended (twice changes nothing
+    more)."""
+    kept = ["CQ-20260309-000007", "CQ-20260301-000002"]
+    await db["case_search"].delete_many({"_id": {"$nin": kept}})
     await db["case_search_days"].delete_many({})
-    await db["case_search"].update_one({"_id": "CQ-20260309-000007"}, {"$set": {"status": "received"}})
+    await db["case_search"].update_one({"_id": kept[0]}, {"$set": {"status": "received"}})
+    await db["case_search"].update_one({"_id": kept[1]}, {"$unset": dict.fromkeys(TEXT_FIELDS, "")})
     fresh = HotlineStore(db, pepper=PEPPER)  # another process: knows no day yet
     assert [d["_id"] for d in (await fresh.search(CaseFilter(), skip=0, limit=20))[0]] == []
+    assert (await fresh.search(CaseFilter(name="司马"), skip=0, limit=20))[0] == []  # its texts are missing
     assert await fresh.search_index.backfill(db["intakes"]) == (2, 1)
     assert await fresh.search_index.backfill(db["intakes"]) == (0, 0)
     found, _ = await fresh.search(CaseFilter(), skip=0, limit=20)
@@ -261,9 +264,10 @@ async def test_the_first_start_on_a_database_backfills_once(
     store: HotlineStore, db: AsyncDatabase[dict[str, Any]]
 ) -> None:
     await db["case_search"].delete_many({})
-    await db["case_search_text"].delete_many({})
+    await db["case_search_text"].insert_one({"_id": "CQ-20260301-000002"})  # the index of texts kept apart before
     await store.search_index.backfill_once(db["intakes"], db["intakes_archive"], db["counters"])
     assert len((await store.search(CaseFilter(), skip=0, limit=20))[0]) == 3
+    assert not set(search_index.RETIRED) & set(await db.list_collection_names())  # folded in, and dropped
     await db["case_search"].delete_many({"_id": "CQ-20260301-000002"})
     await store.search_index.backfill_once(
         db["intakes"], db["intakes_archive"], db["counters"]

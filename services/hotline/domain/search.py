@@ -145,12 +145,7 @@ def search_entry(event: HelpRequested, keys: dict[str, str], status: CaseStatus)
     }
 
 
-TEXT_FIELDS = ("terms", "name", "address", "township")  # only the text index's entries hold them
-
-
-def without_text(entry: dict[str, Any]) -> dict[str, Any]:
-    """An entry as the (smaller, so faster to read on FerretDB) index of every case holds it."""
-    return {k: v for k, v in entry.items() if k not in TEXT_FIELDS}
+TEXT_FIELDS = ("terms", "name", "address", "township")  # what only a search by name or address reads
 
 
 def status_fields(status: CaseStatus) -> dict[str, Any]:
