@@ -33,7 +33,7 @@ class Settings(ServiceSettings):
     sweep_batch: int = Field(default=200, ge=1)
     timer_bucket_s: int = Field(default=300, ge=1)
     # SLA timers due at least this far ahead are staged, all of a batch's in one insert, and moved into
-    # their buckets every 10 s (`store.TimerWheel`); 0: each timer goes into its bucket at once.
+    # their buckets once a minute (`store.TimerWheel`); 0: each timer goes into its bucket at once.
     timer_stage_after_s: int = Field(default=3600, ge=0)
 
     # Channels: an SMS gateway over HTTP for caller texts, a webhook for department and coordinator

@@ -14,7 +14,6 @@ Everything stays inside what FerretDB 1.24 supports: filters, sort, limit, and a
 
 from __future__ import annotations
 
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -23,7 +22,7 @@ from typing import Any, Literal
 from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from common.aggregates import find_with_archive, may_be_archived
 from common.store import (
@@ -40,7 +39,6 @@ from common.store import (
 from services.notify.documents import Attempt, DeliveryStatus, NotificationRecord, SlaEventRecord
 from services.notify.timers import (
     MOVE_EVERY_S,
-    MOVING_TAKEOVER_S,
     STAGE_GRACE_S,
     STAGE_LEAST_S,
     STAGE_ROUND_S,
@@ -157,16 +155,16 @@ class TimerWheel:
 
     With `stage_after_s`, a timer whose bucket starts that far ahead or more is not written into its bucket
     at once but staged: every timer a batch stages goes in one insert, into the staging collection of the
-    current round (`<prefix>_staged_<epoch>`, one per `timers.STAGE_ROUND_S`), whatever its bucket. A case's
+    current minute (`<prefix>_staged_<epoch>`, one per `timers.STAGE_ROUND_S`), whatever its bucket. A case's
     clocks place a dozen timers from minutes to weeks ahead, each in another bucket: placed directly, each
-    batch of cases cost one insert per bucket. Every round, and before any sweep that could find a
+    batch of cases cost one insert per bucket. Once a minute, and before any sweep that could find a
     staged timer due, the staging rounds that are over (`STAGE_GRACE_S` after their end) are moved into
     the timers' own buckets, a bucket at a time, and dropped whole (FerretDB scans a collection for every
-    delete; a drop costs one command; see `move_staged`). A staged timer is due `stage_after_s` after it
-    was staged at the soonest, far longer than a round takes to be moved.
+    delete; a drop costs one command). A staged timer is due `stage_after_s` after it was staged at the
+    soonest, far longer than a round takes to be moved.
 
     A moved timer carries `staged`. A cancel deletes a timer from the bucket its case recorded; a timer
-    still staged then (its case changed within seconds of placing it), or moved while the cancel
+    still staged then (its case changed within a minute or two of placing it), or moved while the cancel
     ran, reaches its bucket all the same and stays there until it is due: the sweeper fires a moved timer
     only if its case still schedules it (`sweeper.drop_unscheduled`) and deletes it otherwise, so
     cancelling stays exact in effect. Deleting it from the staging instead would cost a scan of the round
@@ -191,7 +189,6 @@ class TimerWheel:
             raise ValueError(f"stage_after_s must be 0 or at least {STAGE_LEAST_S} s (a round is moved within that)")
         self.stage_after = timedelta(seconds=stage_after_s) if stage_after_s else None
         self._staged_prefix = f"{prefix}_staged_"
-        self._moving_prefix = f"{prefix}_moving_"
         self._moved_at: datetime | None = None  # the `now` of this process's last move
 
     def bucket_of(self, due_at: datetime, now: datetime) -> int:
@@ -252,53 +249,32 @@ class TimerWheel:
 
     async def move_staged(self, now: datetime | None = None) -> int:
         """Move the staging rounds that are over into the timers' buckets and drop them; returns how many
-        timers were moved. A round is first renamed to a name of this move's (`<prefix>_moving_<epoch>_<id>`):
-        an insert still coming into the round then starts a new one, which the next move takes, so none
-        is lost with the drop; of several processes one renames a round and the others pass it by. A
-        renamed round left by a process that stopped while moving it is taken over after
-        `MOVING_TAKEOVER_S` (its inserts are idempotent)."""
+        timers were moved. Several processes may move one round at once: the inserts are idempotent."""
         now = now or datetime.now(UTC)
         self._moved_at = now
-        epoch = int(now.timestamp())
-        taken: list[str] = []
-        for name in await self.db.list_collection_names():
-            if (round_start := _number_after(name, self._staged_prefix)) is not None:
-                if round_start > epoch - STAGE_GRACE_S - STAGE_ROUND_S:
-                    continue  # still being written
-                moving = f"{self._moving_prefix}{epoch}_{uuid.uuid4().hex[:8]}"
-                try:
-                    await self.db[name].rename(moving)
-                except OperationFailure:  # another process renamed it a moment ago: its move
-                    continue
-                taken.append(moving)
-            elif (since := _number_after(name, self._moving_prefix, "_")) is not None and (
-                since <= epoch - MOVING_TAKEOVER_S
-            ):
-                taken.append(name)  # left by a process that stopped while moving it
+        over = int(now.timestamp()) - STAGE_GRACE_S - STAGE_ROUND_S
+        names = await self.db.list_collection_names()
+        rounds = sorted(
+            int(n.removeprefix(self._staged_prefix))
+            for n in names
+            if n.startswith(self._staged_prefix) and n.removeprefix(self._staged_prefix).isdigit()
+        )
         moved = 0
-        for name in taken:
-            # In chunks, so that a round of any size (notify catching up after an outage) is moved in
-            # bounded memory: read a chunk, insert it into its buckets, then the next.
-            cursor = self.db[name].find({}, batch_size=MOVE_CHUNK)
-            chunk: list[dict[str, Any]] = []
-            async for doc in cursor:
-                chunk.append(doc)
-                if len(chunk) >= MOVE_CHUNK:
-                    moved += await self._move_chunk(chunk, now)
-                    chunk = []
-            moved += await self._move_chunk(chunk, now)
-            await self.db[name].drop()
+        for round_start in (r for r in rounds if r <= over):
+            staging, seen = self.staging(round_start), set[str]()
+            # Read again until nothing new comes: an insert late past the grace still lands in a bucket.
+            while docs := [d for d in await staging.find({}).to_list(None) if d["_id"] not in seen]:
+                by_bucket: dict[int, list[dict[str, Any]]] = defaultdict(list)
+                for doc in docs:
+                    by_bucket[doc.pop("bucket")].append({**doc, "staged": True})
+                await self._into_buckets(by_bucket, now)
+                seen.update(d["_id"] for d in docs)
+            await staging.drop()
+            moved += len(seen)
         return moved
 
-    async def _move_chunk(self, docs: list[dict[str, Any]], now: datetime) -> int:
-        by_bucket: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for doc in docs:
-            by_bucket[doc.pop("bucket")].append({**doc, "staged": True})
-        await self._into_buckets(by_bucket, now)
-        return len(docs)
-
     async def _moved_if_due(self, now: datetime) -> None:
-        """Move the staged rounds every `MOVE_EVERY_S`, and whenever `now` is far from the last move (a sweep
+        """Move the staged rounds once a minute, and whenever `now` is far from the last move (a sweep
         asked about a time a staged timer may be due by, or this process's first sweep)."""
         if self.stage_after is None:
             return
@@ -354,21 +330,9 @@ class TimerWheel:
         for doc in await self.registry.find({}).to_list(None):
             total += await self.collection(doc["_id"]).count_documents({})
         for name in await self.db.list_collection_names():
-            if name.startswith((self._staged_prefix, self._moving_prefix)):
+            if name.startswith(self._staged_prefix):
                 total += await self.db[name].count_documents({})
         return total
-
-
-MOVE_CHUNK = 1_000  # staged timers read and inserted at a time by a move
-
-
-def _number_after(name: str, prefix: str, until: str = "") -> int | None:
-    """The epoch in a staging round's name (`<prefix><epoch>`) or a renamed one's (`<prefix><epoch>_<id>`)."""
-    if not name.startswith(prefix):
-        return None
-    rest = name.removeprefix(prefix)
-    number = rest.split(until, 1)[0] if until else rest
-    return int(number) if number.isdigit() else None
 
 
 def _timer_doc(timer: Timer) -> dict[str, Any]:

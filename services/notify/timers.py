@@ -50,17 +50,13 @@ def past_horizon(now: datetime, grace: timedelta, bucket_s: int) -> int:
     return int((now - grace).timestamp()) - bucket_s
 
 
-# Staging (`store.TimerWheel`): a round of staged timers every 10 s, moved into the buckets once it has
-# been over for the grace, by a move that runs as often (a round a stopped process was moving is taken
-# over after `MOVING_TAKEOVER_S`): a staged timer is in its bucket at most `STAGE_LEAST_S` after it was
-# staged, so only timers due at least that far ahead may be staged. Short rounds keep each move small: in
-# a surge a round of a minute held some 18,000 timers, and moving them at once (read, insert, drop) held
-# the store up for every other writer for a second or two, once a minute.
-STAGE_ROUND_S = 10
-STAGE_GRACE_S = 5
-MOVE_EVERY_S = 10
-MOVING_TAKEOVER_S = 120
-STAGE_LEAST_S = STAGE_ROUND_S + STAGE_GRACE_S + 2 * MOVE_EVERY_S + MOVING_TAKEOVER_S
+# Staging (`store.TimerWheel`): a round of staged timers per minute, moved into the buckets once it has
+# been over for the grace, by a move that runs once a minute: a staged timer is in its bucket at most
+# `STAGE_LEAST_S` after it was staged, so only timers due at least that far ahead may be staged.
+STAGE_ROUND_S = 60
+STAGE_GRACE_S = 30
+MOVE_EVERY_S = 60
+STAGE_LEAST_S = STAGE_ROUND_S + STAGE_GRACE_S + 2 * MOVE_EVERY_S
 
 
 FIRE_CONCURRENCY = 16  # cases whose due timers run at the same time

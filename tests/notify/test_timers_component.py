@@ -76,10 +76,8 @@ async def test_concurrent_events_of_one_case_are_all_applied(runtime) -> None:
     assert await notify.store.sla_timers.pending() == 0
 
 
-async def _staging_rounds(wheel: TimerWheel, *, staged_only: bool = True) -> dict[str, int]:
-    """The staging rounds and their sizes (with `staged_only` False, the rounds being moved too)."""
-    prefixes = (f"{wheel.prefix}_staged_",) if staged_only else (f"{wheel.prefix}_staged_", f"{wheel.prefix}_moving_")
-    names = [n for n in await wheel.db.list_collection_names() if n.startswith(prefixes)]
+async def _staging_rounds(wheel: TimerWheel) -> dict[str, int]:
+    names = [n for n in await wheel.db.list_collection_names() if n.startswith(f"{wheel.prefix}_staged_")]
     return {n: await wheel.db[n].count_documents({}) for n in names}
 
 
@@ -108,39 +106,10 @@ async def test_a_sweep_asking_about_a_time_a_staged_timer_is_due_by_moves_the_st
     wheel, now = TimerWheel(db, "t", bucket_s=60, stage_after_s=3600), datetime.now(UTC)
     await wheel.due(now, 10)  # this process's first sweep moves (nothing yet)
     await wheel.schedule([Timer("far", now + timedelta(hours=2), {})], now)
-    assert await wheel.due(now + timedelta(seconds=5), 10) == []  # moved a moment ago: not again
+    assert await wheel.due(now + timedelta(seconds=10), 10) == []  # moved a moment ago: not again
     assert [t.id for t in await wheel.due(now + timedelta(hours=3), 10)] == ["far"]
 
 
 async def test_staging_needs_time_to_move_a_round_before_a_staged_timer_is_due(db) -> None:
     with pytest.raises(ValueError, match="stage_after_s"):
         TimerWheel(db, "t", stage_after_s=60)
-
-
-async def test_a_round_is_moved_by_one_process_and_an_insert_coming_late_into_it_is_not_lost(db) -> None:
-    first, now = TimerWheel(db, "t", bucket_s=60, stage_after_s=3600), datetime.now(UTC)
-    second = TimerWheel(db, "t", bucket_s=60, stage_after_s=3600)  # another notify process
-    await first.schedule([Timer(f"far-{n}", now + timedelta(hours=2, minutes=n), {}) for n in range(5)], now)
-    later = now + timedelta(seconds=91)
-    moved = await asyncio.gather(first.move_staged(later), second.move_staged(later))
-    assert sorted(moved) == [0, 5]  # one of them renamed the round and moved it; the other passed it by
-    assert await _staging_rounds(first) == {} and await first.pending() == 5
-    assert await _staging_rounds(first, staged_only=False) == {}  # nothing left behind by the move
-    # A writer whose insert comes after the round was taken starts the round anew: the next move takes it.
-    late = {"_id": "late", "due_at": now + timedelta(hours=3), "payload": {}, "bucket": first.bucket_of(now, now)}
-    await first.staging(int(now.timestamp()) // 60 * 60).insert_one(late)
-    assert await first.move_staged(later + timedelta(seconds=60)) == 1
-    assert [t.id for t in await first.due(now + timedelta(hours=4), 10)][-1] == "late"
-
-
-async def test_a_round_left_half_moved_by_a_stopped_process_is_taken_over(db) -> None:
-    wheel, now = TimerWheel(db, "t", bucket_s=60, stage_after_s=3600), datetime.now(UTC)
-    bucket = wheel.bucket_of(now + timedelta(hours=2), now)
-    doc = {"_id": "left", "due_at": now + timedelta(hours=2), "payload": {}, "bucket": bucket}
-    epoch = int(now.timestamp())
-    await db[f"t_moving_{epoch - 600}_deadbeef"].insert_one(doc)  # renamed ten minutes ago, never moved
-    await db[f"t_moving_{epoch}_cafebabe"].insert_one({**doc, "_id": "busy"})  # being moved right now
-    assert await wheel.move_staged(now) == 1
-    assert set(await _staging_rounds(wheel, staged_only=False)) == {f"t_moving_{epoch}_cafebabe"}
-    moved = await wheel.collection(bucket).find({}).to_list(None)
-    assert [(d["_id"], d["staged"]) for d in moved] == [("left", True)]
