@@ -21,10 +21,7 @@ async def startup(runtime: Runtime[Notify]) -> Notify:
         raise TypeError("notify starts with services.notify.settings.Settings")
     policy = load_policy(settings.sla_policy_path, warning_share=settings.warning_share)  # invalid: refuse to start
     store = NotifyStore(
-        runtime.db,
-        bucket_s=settings.timer_bucket_s,
-        archive_after=timedelta(seconds=settings.archive_after_s),
-        stage_timers_after_s=settings.timer_stage_after_s,
+        runtime.db, bucket_s=settings.timer_bucket_s, archive_after=timedelta(seconds=settings.archive_after_s)
     )
     await store.ensure_indexes()
     if policy.calendar is not None:  # the packaged holiday schedules plus the years an admin added

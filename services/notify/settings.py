@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import ServiceSettings
-from services.notify.timers import STAGE_LEAST_S
 
 
 class Settings(ServiceSettings):
@@ -32,9 +31,6 @@ class Settings(ServiceSettings):
     sweep_interval_s: float = Field(default=1.0, gt=0)
     sweep_batch: int = Field(default=200, ge=1)
     timer_bucket_s: int = Field(default=300, ge=1)
-    # SLA timers due at least this far ahead are staged, all of a batch's in one insert, and moved into
-    # their buckets once a minute (`store.TimerWheel`); 0: each timer goes into its bucket at once.
-    timer_stage_after_s: int = Field(default=3600, ge=0)
 
     # Channels: an SMS gateway over HTTP for caller texts, a webhook for department and coordinator
     # alerts; when a URL is empty that kind of message goes to the log channel.
@@ -65,16 +61,6 @@ class Settings(ServiceSettings):
 
     # Coordinator views: the default horizon of "at risk".
     at_risk_hours: float = Field(default=4.0, gt=0)
-
-    @field_validator("timer_stage_after_s")
-    @classmethod
-    def _stage_after_leaves_time_to_move(cls, value: int) -> int:
-        """A staged timer must be moved into its bucket before it is due (`timers.STAGE_LEAST_S`)."""
-        if value and value < STAGE_LEAST_S:
-            raise ValueError(
-                f"must be 0 (no staging) or at least {STAGE_LEAST_S} s, the time a staged round takes to move"
-            )
-        return value
 
     @model_validator(mode="after")
     def _aliyun_sms_is_complete(self) -> Settings:

@@ -37,16 +37,7 @@ from common.store import (
     move_documents,
 )
 from services.notify.documents import Attempt, DeliveryStatus, NotificationRecord, SlaEventRecord
-from services.notify.timers import (
-    MOVE_EVERY_S,
-    STAGE_GRACE_S,
-    STAGE_LEAST_S,
-    STAGE_ROUND_S,
-    DueTimer,
-    Timer,
-    bucket_of,
-    past_horizon,
-)
+from services.notify.timers import DueTimer, Timer, bucket_of, past_horizon
 
 APPLIED_KEPT = 500
 # How long this process trusts the contacts and notifications it stored itself (`Recent`): a caller text's
@@ -151,33 +142,10 @@ def view_filter(
 
 class TimerWheel:
     """Schedule, cancel and find due timers, one collection per time bucket (see `timers`); ids are
-    natural, so scheduling twice is harmless.
-
-    With `stage_after_s`, a timer whose bucket starts that far ahead or more is not written into its bucket
-    at once but staged: every timer a batch stages goes in one insert, into the staging collection of the
-    current minute (`<prefix>_staged_<epoch>`, one per `timers.STAGE_ROUND_S`), whatever its bucket. A case's
-    clocks place a dozen timers from minutes to weeks ahead, each in another bucket: placed directly, each
-    batch of cases cost one insert per bucket. Once a minute, and before any sweep that could find a
-    staged timer due, the staging rounds that are over (`STAGE_GRACE_S` after their end) are moved into
-    the timers' own buckets, a bucket at a time, and dropped whole (FerretDB scans a collection for every
-    delete; a drop costs one command). A staged timer is due `stage_after_s` after it was staged at the
-    soonest, far longer than a round takes to be moved.
-
-    A moved timer carries `staged`. A cancel deletes a timer from the bucket its case recorded; a timer
-    still staged then (its case changed within a minute or two of placing it), or moved while the cancel
-    ran, reaches its bucket all the same and stays there until it is due: the sweeper fires a moved timer
-    only if its case still schedules it (`sweeper.drop_unscheduled`) and deletes it otherwise, so
-    cancelling stays exact in effect. Deleting it from the staging instead would cost a scan of the round
-    for every id on FerretDB."""
+    natural, so scheduling twice is harmless."""
 
     def __init__(
-        self,
-        db: AsyncDatabase[dict[str, Any]],
-        prefix: str,
-        *,
-        bucket_s: int = 300,
-        grace_s: float | None = None,
-        stage_after_s: int = 0,
+        self, db: AsyncDatabase[dict[str, Any]], prefix: str, *, bucket_s: int = 300, grace_s: float | None = None
     ) -> None:
         self.db = db
         self.prefix = prefix
@@ -185,11 +153,6 @@ class TimerWheel:
         self.grace = timedelta(seconds=grace_s if grace_s is not None else 2 * bucket_s)
         self.registry = db[f"{prefix}_buckets"]
         self._known: set[int] = set()
-        if stage_after_s and stage_after_s < STAGE_LEAST_S:
-            raise ValueError(f"stage_after_s must be 0 or at least {STAGE_LEAST_S} s (a round is moved within that)")
-        self.stage_after = timedelta(seconds=stage_after_s) if stage_after_s else None
-        self._staged_prefix = f"{prefix}_staged_"
-        self._moved_at: datetime | None = None  # the `now` of this process's last move
 
     def bucket_of(self, due_at: datetime, now: datetime) -> int:
         """The bucket of a timer: its own, or the current one when its time is already past."""
@@ -197,9 +160,6 @@ class TimerWheel:
 
     def collection(self, bucket: int) -> AsyncCollection[dict[str, Any]]:
         return self.db[f"{self.prefix}_{bucket}"]
-
-    def staging(self, round_start: int) -> AsyncCollection[dict[str, Any]]:
-        return self.db[f"{self._staged_prefix}{round_start}"]
 
     async def _ensure_bucket(self, bucket: int) -> None:
         if bucket in self._known:
@@ -219,67 +179,21 @@ class TimerWheel:
 
     async def place(self, by_bucket: dict[int, list[Timer]]) -> None:
         """Store timers in the buckets chosen when they were decided (an id already stored is left as it
-        is); those far ahead are staged (class docstring). Placed moments after the decision, a bucket may
-        have begun meanwhile: that is harmless, a sweep reads every begun bucket; one long past is
-        registered again if it was dropped."""
-        now = datetime.now(UTC)
-        direct, staged = dict(by_bucket), []
-        if self.stage_after is not None:
-            far = int((now + self.stage_after).timestamp())
-            staged = [{**_timer_doc(t), "bucket": b} for b, group in by_bucket.items() if b >= far for t in group]
-            direct = {b: group for b, group in by_bucket.items() if b < far}
-        round_start = int(now.timestamp()) // STAGE_ROUND_S * STAGE_ROUND_S
-        await gather_all(
-            [
-                self._into_buckets({b: [_timer_doc(t) for t in group] for b, group in direct.items()}, now),
-                *([_insert_new(self.staging(round_start), staged)] if staged else []),
-            ]
-        )
+        is). Placed moments after the decision, a bucket may have begun meanwhile: that is harmless, a sweep
+        reads every begun bucket; one long past is registered again if it was dropped."""
+        horizon = past_horizon(datetime.now(UTC), self.grace, self.bucket_s)
 
-    async def _into_buckets(self, by_bucket: dict[int, list[dict[str, Any]]], now: datetime) -> None:
-        horizon = past_horizon(now, self.grace, self.bucket_s)
-
-        async def into(bucket: int, docs: list[dict[str, Any]]) -> None:
+        async def into(bucket: int, group: list[Timer]) -> None:
             if bucket <= horizon:
                 self._known.discard(bucket)  # possibly reaped by another process: register it again
             await self._ensure_bucket(bucket)
-            await _insert_new(self.collection(bucket), docs)
+            docs = [{"_id": t.id, "due_at": t.due_at, "payload": t.payload} for t in group]
+            try:
+                await self.collection(bucket).insert_many(docs, ordered=False)
+            except BulkWriteError as exc:
+                _ignore_duplicates(exc)
 
-        await gather_all(into(bucket, docs) for bucket, docs in by_bucket.items() if docs)
-
-    async def move_staged(self, now: datetime | None = None) -> int:
-        """Move the staging rounds that are over into the timers' buckets and drop them; returns how many
-        timers were moved. Several processes may move one round at once: the inserts are idempotent."""
-        now = now or datetime.now(UTC)
-        self._moved_at = now
-        over = int(now.timestamp()) - STAGE_GRACE_S - STAGE_ROUND_S
-        names = await self.db.list_collection_names()
-        rounds = sorted(
-            int(n.removeprefix(self._staged_prefix))
-            for n in names
-            if n.startswith(self._staged_prefix) and n.removeprefix(self._staged_prefix).isdigit()
-        )
-        moved = 0
-        for round_start in (r for r in rounds if r <= over):
-            staging, seen = self.staging(round_start), set[str]()
-            # Read again until nothing new comes: an insert late past the grace still lands in a bucket.
-            while docs := [d for d in await staging.find({}).to_list(None) if d["_id"] not in seen]:
-                by_bucket: dict[int, list[dict[str, Any]]] = defaultdict(list)
-                for doc in docs:
-                    by_bucket[doc.pop("bucket")].append({**doc, "staged": True})
-                await self._into_buckets(by_bucket, now)
-                seen.update(d["_id"] for d in docs)
-            await staging.drop()
-            moved += len(seen)
-        return moved
-
-    async def _moved_if_due(self, now: datetime) -> None:
-        """Move the staged rounds once a minute, and whenever `now` is far from the last move (a sweep
-        asked about a time a staged timer may be due by, or this process's first sweep)."""
-        if self.stage_after is None:
-            return
-        if self._moved_at is None or abs((now - self._moved_at).total_seconds()) >= MOVE_EVERY_S:
-            await self.move_staged(now)
+        await gather_all(into(bucket, group) for bucket, group in by_bucket.items())
 
     async def insert_bulk(self, bucket: int, docs: list[dict[str, Any]]) -> None:
         """Load pre-built timer documents into one bucket (benchmarks and migrations)."""
@@ -287,8 +201,6 @@ class TimerWheel:
         await self.collection(bucket).insert_many(docs, ordered=False)
 
     async def cancel(self, refs: Iterable[tuple[str, int]]) -> None:
-        """Delete timers from the buckets their cases recorded (one still staged is left to the sweeper's
-        check, see the class docstring)."""
         by_bucket: dict[int, list[str]] = defaultdict(list)
         for timer_id, bucket in refs:
             by_bucket[bucket].append(timer_id)
@@ -296,7 +208,6 @@ class TimerWheel:
 
     async def due(self, now: datetime, limit: int) -> list[DueTimer]:
         """Up to `limit` timers whose `due_at` has passed, earliest first."""
-        await self._moved_if_due(now)
         current = self.bucket_of(now, now)
         buckets = [d["_id"] for d in await self.registry.find({"_id": {"$lte": current}}).to_list(None)]
         out: list[DueTimer] = []
@@ -305,7 +216,7 @@ class TimerWheel:
                 break
             cursor = self.collection(bucket).find({"due_at": {"$lte": now}}).sort("due_at", ASCENDING)
             for doc in await cursor.limit(limit - len(out)).to_list(None):
-                out.append(DueTimer(bucket, doc["_id"], doc["due_at"], doc["payload"], doc.get("staged", False)))
+                out.append(DueTimer(bucket, doc["_id"], doc["due_at"], doc["payload"]))
         return sorted(out, key=lambda t: t.due_at)
 
     async def done(self, timer: DueTimer) -> None:
@@ -325,26 +236,11 @@ class TimerWheel:
         return dropped
 
     async def pending(self) -> int:
-        """How many timers are stored (all buckets, staged ones too); for tests and diagnostics."""
+        """How many timers are stored (all buckets); for tests and diagnostics."""
         total = 0
         for doc in await self.registry.find({}).to_list(None):
             total += await self.collection(doc["_id"]).count_documents({})
-        for name in await self.db.list_collection_names():
-            if name.startswith(self._staged_prefix):
-                total += await self.db[name].count_documents({})
         return total
-
-
-def _timer_doc(timer: Timer) -> dict[str, Any]:
-    return {"_id": timer.id, "due_at": timer.due_at, "payload": timer.payload}
-
-
-async def _insert_new(collection: AsyncCollection[dict[str, Any]], docs: list[dict[str, Any]]) -> None:
-    """Insert documents of natural ids in one unordered write; those already there are left as they are."""
-    try:
-        await collection.insert_many(docs, ordered=False)
-    except BulkWriteError as exc:
-        _ignore_duplicates(exc)
 
 
 # A case leaves the working set once finished and left alone for the archive age (`Aggregates.archive_where`
@@ -358,12 +254,7 @@ FINISHED: dict[str, Any] = {"status": {"$in": ["closed", "merged", "resolved"]},
 
 class NotifyStore:
     def __init__(
-        self,
-        db: AsyncDatabase[dict[str, Any]],
-        *,
-        bucket_s: int = 300,
-        archive_after: timedelta | None = None,
-        stage_timers_after_s: int = 0,
+        self, db: AsyncDatabase[dict[str, Any]], *, bucket_s: int = 300, archive_after: timedelta | None = None
     ) -> None:
         self.db = db
         self.cases = db["cases"]
@@ -392,7 +283,7 @@ class NotifyStore:
         self.recent_notifications: Recent[NotificationRecord] = Recent(RECENT_S, RECENT_SIZE)
         self.sla_events = db["sla_events"]
         self.calendar_years = db["calendar_years"]  # working-day years an admin added (one each, insert-only)
-        self.sla_timers = TimerWheel(db, "sla_timers", bucket_s=bucket_s, stage_after_s=stage_timers_after_s)
+        self.sla_timers = TimerWheel(db, "sla_timers", bucket_s=bucket_s)
         self.outbox_timers = TimerWheel(db, "outbox_timers", bucket_s=bucket_s)
 
     async def ensure_indexes(self) -> None:

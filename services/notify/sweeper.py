@@ -17,7 +17,6 @@ import structlog
 
 from common.app import Runtime
 from common.kafka import publish_event
-from common.store import gather_all
 from contracts.events.notify import SlaBreached, SlaEscalated, SlaWarningRaised
 from services.notify.documents import SlaEventRecord
 from services.notify.domain import texts
@@ -100,31 +99,8 @@ async def sweep_once(runtime: Runtime[Notify], now: datetime | None = None, topi
     timers of one case in order, so its warning is published before its breach."""
     now = now or datetime.now(UTC)
     due = await runtime.service.store.sla_timers.due(now, runtime.service.settings.sweep_batch)
-    live = await drop_unscheduled(runtime.service, due)
-    await by_case(live, lambda timer: timer.payload["case_id"], lambda timer: fire(runtime, timer, now, topic))
+    await by_case(due, lambda timer: timer.payload["case_id"], lambda timer: fire(runtime, timer, now, topic))
     return len(due)
-
-
-async def drop_unscheduled(notify: Notify, timers: list[DueTimer]) -> list[DueTimer]:
-    """The timers to fire: a timer that came through staging (`store.TimerWheel`) only if its case, as
-    stored, still schedules it; one cancelled while it was staged, or while it was moved, is deleted
-    unfired. One read per case with such a timer, from the store: another notify process may have
-    changed the case since this one last saw it. Timers placed in their buckets directly are exact by
-    their cancel and are not read for."""
-    cases = sorted({t.payload["case_id"] for t in timers if t.staged})
-    if not cases:
-        return timers
-    docs = await asyncio.gather(*(notify.store.load(case_id) for case_id in cases))
-    scheduled = {
-        case_id: {s["id"] for s in (doc or {}).get("scheduled", [])} for case_id, doc in zip(cases, docs, strict=True)
-    }
-    stale = [t for t in timers if t.staged and t.id not in scheduled[t.payload["case_id"]]]
-    if not stale:
-        return timers
-    await gather_all(notify.store.sla_timers.done(t) for t in stale)
-    log.info("cancelled timers dropped unfired", timers=len(stale), cases=len({t.payload["case_id"] for t in stale}))
-    gone = {t.id for t in stale}
-    return [t for t in timers if t.id not in gone]
 
 
 async def sla_sweeper(runtime: Runtime[Notify]) -> None:

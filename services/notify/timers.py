@@ -37,7 +37,6 @@ class DueTimer:
     id: str
     due_at: datetime
     payload: dict[str, Any]
-    staged: bool = False  # moved from staging (`store.TimerWheel`): fired only if its case still schedules it
 
 
 def bucket_of(due_at: datetime, now: datetime, bucket_s: int) -> int:
@@ -48,15 +47,6 @@ def bucket_of(due_at: datetime, now: datetime, bucket_s: int) -> int:
 def past_horizon(now: datetime, grace: timedelta, bucket_s: int) -> int:
     """Buckets starting at or before this epoch are over (and their grace too): empty ones can go."""
     return int((now - grace).timestamp()) - bucket_s
-
-
-# Staging (`store.TimerWheel`): a round of staged timers per minute, moved into the buckets once it has
-# been over for the grace, by a move that runs once a minute: a staged timer is in its bucket at most
-# `STAGE_LEAST_S` after it was staged, so only timers due at least that far ahead may be staged.
-STAGE_ROUND_S = 60
-STAGE_GRACE_S = 30
-MOVE_EVERY_S = 60
-STAGE_LEAST_S = STAGE_ROUND_S + STAGE_GRACE_S + 2 * MOVE_EVERY_S
 
 
 FIRE_CONCURRENCY = 16  # cases whose due timers run at the same time

@@ -85,30 +85,6 @@ async def test_sweep_fires_breach_and_escalations_once_with_stable_event_ids(run
     assert await sweeper.sweep_once(runtime) == 0
 
 
-async def test_a_timer_cancelled_while_it_was_staged_is_dropped_unfired(runtime) -> None:
-    """A standard case's timers are all hours ahead, so staged (NOTIFY_TIMER_STAGE_AFTER_S); signing the case
-    cancels its sign-for timers before they reach their buckets. The sweep that finds them due checks the
-    case and drops them; the resolution's timers, still scheduled, fire."""
-    cid, now = new_case_id(), datetime.now(UTC)
-    await publish(runtime, dispatched(cid, at=now, sla_class="standard"))
-    await publish(runtime, signed(cid, at=now + timedelta(minutes=1)))
-    wheel = runtime.service.store.sla_timers
-    assert await wheel.registry.count_documents({}) == 0  # nothing went into a bucket: all of it staged
-    published = []
-
-    @runtime.broker.subscriber(SLA_EVENTS_TOPIC)
-    async def collect(body: dict) -> None:
-        published.append(body)
-
-    await runtime.broker.start()
-    later = now + timedelta(days=30)
-    assert await sweeper.sweep_once(runtime, now=later) > 0
-    mine = {(e["type"], e["target"]) for e in published if e["case_id"] == cid}
-    assert ("sla.breached", "resolution") in mine and ("sla.warning", "resolution") in mine
-    assert not {target for _, target in mine} & {"sign_for"}
-    assert await wheel.pending() == 0  # the cancelled ones are gone, not left to fire on a later sweep
-
-
 async def test_rates_count_each_case_once_under_redelivery(runtime) -> None:
     now = datetime.now(UTC)
     on_time, late = new_case_id(), new_case_id()
