@@ -101,6 +101,18 @@ class Runtime(Generic[ServiceT]):
 
 
 LOOP_RESTART_DELAY_S = 1.0
+SHUTDOWN_STEP_S = 5.0  # the longest one step of the shutdown may take (`_bounded`)
+
+
+async def _bounded(step: str, work: Awaitable[Any]) -> None:
+    """Wait for one step of the shutdown, at most `SHUTDOWN_STEP_S`; a failure or a timeout is logged and
+    the shutdown goes on."""
+    try:
+        await asyncio.wait_for(work, SHUTDOWN_STEP_S)
+    except TimeoutError:
+        log.warning("shutdown step timed out; going on", step=step, timeout_s=SHUTDOWN_STEP_S)
+    except Exception as exc:  # noqa: BLE001 - the process is stopping: what is left undone is logged
+        log.warning("shutdown step failed; going on", step=step, error=repr(exc))
 
 
 async def supervise(loop: Callable[[Runtime[Any]], Awaitable[None]], runtime: Runtime[Any]) -> None:
@@ -470,16 +482,16 @@ def create_service_app(
         finally:
             for task in reversed(runtime.tasks):
                 task.cancel()
-            await asyncio.gather(*runtime.tasks, return_exceptions=True)
+            # Every step of the shutdown is bounded: a stop that waits on an unreachable broker (aiokafka's
+            # stop can wait for ever then) or a stuck store must not keep the process from ending.
+            await _bounded("background tasks", asyncio.gather(*runtime.tasks, return_exceptions=True))
             if shutdown is not None:
-                with contextlib.suppress(Exception):
-                    await shutdown(runtime)
+                await _bounded("the service's shutdown", shutdown(runtime))
             if broker is not None:
-                with contextlib.suppress(Exception):
-                    await broker.stop()
-            with contextlib.suppress(Exception):  # the records of what was published, before the store goes
-                await asyncio.wait_for(asyncio.gather(*(a.settle() for a in runtime.aggregates)), timeout=5)
-            await mongo.close()
+                await _bounded("the Kafka broker's stop", broker.stop())
+            # the records of what was published, before the store goes
+            await _bounded("the published outboxes' records", asyncio.gather(*(a.settle() for a in runtime.aggregates)))
+            await _bounded("the store's close", mongo.close())
             log.info("service stopped")
 
     app = FastAPI(title=title, description=description, lifespan=lifespan)

@@ -258,3 +258,40 @@ async def test_start_up_waits_out_a_store_outage_and_stops_on_anything_else(monk
 
     with pytest.raises(ValueError, match="sla_policy_path"):
         await _started(refuses, runtime)
+
+
+def test_a_shutdown_step_that_never_ends_does_not_keep_the_service_from_stopping(monkeypatch) -> None:
+    """aiokafka's stop can wait for ever on a broker it cannot reach: the shutdown bounds each step."""
+    import asyncio
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    import common.app as app_module
+    from common.kafka import make_broker as real_broker
+
+    monkeypatch.setattr(app_module, "SHUTDOWN_STEP_S", 0.2)
+
+    def broker_whose_stop_hangs(settings):
+        broker = real_broker(settings)
+
+        async def stop(*_args: object, **_kwargs: object) -> None:
+            await asyncio.Event().wait()
+
+        broker.stop = stop  # type: ignore[method-assign]
+        return broker
+
+    monkeypatch.setattr(app_module, "make_broker", broker_whose_stop_hangs)
+    app = app_module.create_service_app(
+        ServiceSettings(service_name="t", kafka_bootstrap_servers="127.0.0.1:1"), title="t"
+    )
+    answers: list[int] = []
+
+    def serve_and_stop() -> None:
+        with TestClient(app) as client:
+            answers.append(client.get("/healthz").status_code)
+
+    run = threading.Thread(target=serve_and_stop, daemon=True)
+    run.start()
+    run.join(timeout=15)  # the broker's stop alone would never return
+    assert not run.is_alive() and answers == [200]
