@@ -159,8 +159,7 @@ class SearchIndex:
     async def restore(self, case_ids: list[str]) -> None:
         """Bring these cases' entries back from the archive, if they are there (none are looked for in the
         working index: an entry in both is the working one's)."""
-        archived = await find_by(self.entries_archive, "_id", case_ids)
-        await move_documents(self.entries_archive, self.entries, archived)
+        await move_documents(self.entries_archive, self.entries, await find_by(self.entries_archive, "_id", case_ids))
 
     async def search(self, f: CaseFilter, *, skip: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
         """One page of the entries matching, newest first, and whether more follow."""
@@ -168,18 +167,17 @@ class SearchIndex:
         wanted = skip + limit + 1
         equal = index_equalities(f)
         terms = filter_terms(f)
-        collection, archive = self.entries, self.entries_archive
         # What a search does not need sent back: the terms always, the texts when it is not by text.
         hidden = {"terms": 0} if terms else dict.fromkeys(TEXT_FIELDS, 0)
 
         async def find(query: dict[str, Any], most: int = 0) -> list[dict[str, Any]]:
             """The working index's entries, then the archive's up to `most` in all (an entry in both, left
             by a move cut short, counts once)."""
-            found = await collection.find(query, hidden).limit(most).to_list()
+            found = await self.entries.find(query, hidden).limit(most).to_list()
             if most and len(found) >= most:
                 return found
             seen = {e["_id"] for e in found}
-            rest = await archive.find(query, hidden).limit(most - len(found) if most else 0).to_list()
+            rest = await self.entries_archive.find(query, hidden).limit(most - len(found) if most else 0).to_list()
             return found + [e for e in rest if e["_id"] not in seen]
 
         found: list[dict[str, Any]] | None = None
@@ -267,12 +265,9 @@ class SearchIndex:
                 added += await self._insert_missing(missing, entries)
                 missing = []
             if len(refiled) >= BACKFILL_BATCH:
-                await busy_retry(partial(bulk_update, entries, refiled))
-                added, refiled = added + len(refiled), []
-        added += await self._insert_missing(missing, entries)
-        if refiled:
-            await busy_retry(partial(bulk_update, entries, refiled))
-            added += len(refiled)
+                added += await _rewrite(entries, refiled)
+                refiled = []
+        added += await self._insert_missing(missing, entries) + await _rewrite(entries, refiled)
         await self._note_days(sorted(days))  # a day filed before its first entry (or lost) too
         for chunk in range(0, len(stale), BACKFILL_BATCH):
             part = list(stale.items())[chunk : chunk + BACKFILL_BATCH]
@@ -309,6 +304,13 @@ class SearchIndex:
             if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
                 raise
         return len(entries)
+
+
+async def _rewrite(index: AsyncCollection[dict[str, Any]], entries: list[ReplaceOne[dict[str, Any]]]) -> int:
+    """Write these entries over the ones there (a bulk write); how many."""
+    if entries:
+        await busy_retry(partial(bulk_update, index, entries))
+    return len(entries)
 
 
 async def _backfill() -> None:
